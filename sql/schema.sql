@@ -1,0 +1,173 @@
+-- quota_ext schema: plans and limits, subjects, counters (one row per window), the
+-- append-only ledger, idempotency keys, and bonus rules and grants.
+-- Everything lives in schema "quota" (the control file pins it; the extension is not
+-- relocatable).
+
+-- Plans and their limits ------------------------------------------------------------
+
+CREATE TABLE quota.plans (
+    plan              text PRIMARY KEY CHECK (plan <> ''),
+    -- At most this many bonuses per subject per local day; NULL means no cap.
+    bonus_cap_per_day integer CHECK (bonus_cap_per_day >= 0),
+    created_at        timestamptz NOT NULL DEFAULT now()
+);
+
+-- One limit per plan and metric. For two periods on the same quantity (tokens per day
+-- and per month), use two metrics and consume both with the jsonb form.
+CREATE TABLE quota.plan_limits (
+    plan            text NOT NULL REFERENCES quota.plans ON DELETE CASCADE,
+    metric          text NOT NULL CHECK (metric <> ''),
+    period          text NOT NULL CHECK (period IN ('day', 'week', 'month', 'billing_cycle', 'lifetime')),
+    limit_value     bigint NOT NULL CHECK (limit_value >= 0),
+    enforcement     text NOT NULL DEFAULT 'hard' CHECK (enforcement IN ('hard', 'soft')),
+    per_request_max bigint CHECK (per_request_max >= 1),
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (plan, metric)
+);
+
+-- Subjects: a user id, tenant id, API key or IP address ---------------------------------
+
+CREATE TABLE quota.subjects (
+    subject      text PRIMARY KEY CHECK (subject <> ''),
+    plan         text NOT NULL REFERENCES quota.plans ON UPDATE CASCADE,
+    tenant       text,
+    -- Billing cycles start on this instant's local day of month and time of day.
+    cycle_anchor timestamptz NOT NULL,
+    -- IANA name; day, week and month boundaries follow it.
+    time_zone    text NOT NULL DEFAULT 'UTC',
+    created_at   timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX subjects_plan_idx ON quota.subjects (plan);
+CREATE INDEX subjects_tenant_idx ON quota.subjects (tenant) WHERE tenant IS NOT NULL;
+
+-- Counters: one row per subject, metric and window --------------------------------------
+-- A new window starts by itself at its boundary (a new row), so no reset job is needed.
+-- Only the primary key is indexed and it never changes, so counter updates are HOT.
+
+CREATE TABLE quota.counters (
+    subject      text NOT NULL REFERENCES quota.subjects ON DELETE CASCADE ON UPDATE CASCADE,
+    metric       text NOT NULL,
+    window_start timestamptz NOT NULL,   -- '-infinity' for lifetime limits
+    window_end   timestamptz,            -- NULL for lifetime limits
+    used         bigint NOT NULL DEFAULT 0 CHECK (used >= 0),
+    bonus        bigint NOT NULL DEFAULT 0 CHECK (bonus >= 0),
+    PRIMARY KEY (subject, metric, window_start)
+) WITH (fillfactor = 70);
+
+-- The ledger: append-only -------------------------------------------------------------
+-- amount is always >= 0; kind gives its direction. For every window:
+--   used  = sum(consume) - sum(refund) - sum(reset)
+--   bonus = sum(bonus)
+
+CREATE TABLE quota.usage_events (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    subject         text NOT NULL,
+    tenant          text,
+    metric          text NOT NULL,
+    window_start    timestamptz NOT NULL,
+    kind            text NOT NULL CHECK (kind IN ('consume', 'refund', 'reset', 'bonus')),
+    amount          bigint NOT NULL CHECK (amount >= 0),
+    -- How much of this consume went past the effective limit (soft limits).
+    overage         bigint NOT NULL DEFAULT 0 CHECK (overage >= 0),
+    idempotency_key text,
+    metadata        jsonb,
+    created_at      timestamptz NOT NULL
+);
+CREATE INDEX usage_events_window_idx ON quota.usage_events (subject, metric, window_start);
+CREATE INDEX usage_events_created_idx ON quota.usage_events (created_at);
+
+CREATE FUNCTION quota.refuse_ledger_change() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN
+    RAISE EXCEPTION 'quota.usage_events is append-only: % is not allowed', TG_OP
+        USING ERRCODE = 'restrict_violation',
+              DETAIL = pg_catalog.json_build_object('code', 'ledger_append_only', 'operation', TG_OP)::text,
+              HINT = 'Correct usage with quota.quota_refund or quota.quota_reset; they append compensating rows.';
+END
+$$;
+CREATE TRIGGER usage_events_append_only
+    BEFORE UPDATE OR DELETE ON quota.usage_events
+    FOR EACH ROW EXECUTE FUNCTION quota.refuse_ledger_change();
+CREATE TRIGGER usage_events_no_truncate
+    BEFORE TRUNCATE ON quota.usage_events
+    FOR EACH STATEMENT EXECUTE FUNCTION quota.refuse_ledger_change();
+
+-- Idempotency keys, scoped per subject ---------------------------------------------------
+-- The first successful call's answer is kept and replayed; refusals are not remembered.
+
+CREATE TABLE quota.idempotency_keys (
+    subject         text NOT NULL,
+    idempotency_key text NOT NULL,
+    operation       text NOT NULL,
+    response        jsonb NOT NULL,
+    created_at      timestamptz NOT NULL,
+    PRIMARY KEY (subject, idempotency_key)
+);
+
+-- Bonuses ---------------------------------------------------------------------------
+
+CREATE TABLE quota.bonus_rules (
+    plan            text NOT NULL REFERENCES quota.plans ON DELETE CASCADE,
+    metric          text NOT NULL CHECK (metric <> ''),
+    kind            text NOT NULL CHECK (kind <> ''),
+    amount          bigint NOT NULL CHECK (amount >= 1),
+    -- Where a reference must be unique: global (payment), subject, or none.
+    reference_scope text NOT NULL CHECK (reference_scope IN ('global', 'subject', 'none')),
+    PRIMARY KEY (plan, metric, kind)
+);
+
+CREATE TABLE quota.bonus_grants (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    subject         text NOT NULL,
+    metric          text NOT NULL,
+    kind            text NOT NULL,
+    reference       text,
+    reference_scope text NOT NULL,
+    amount          bigint NOT NULL,
+    window_start    timestamptz NOT NULL,
+    local_day       date NOT NULL,        -- the subject's local day, for the daily cap
+    granted_at      timestamptz NOT NULL
+);
+CREATE UNIQUE INDEX bonus_grants_global_reference ON quota.bonus_grants (kind, reference)
+    WHERE reference_scope = 'global';
+CREATE UNIQUE INDEX bonus_grants_subject_reference ON quota.bonus_grants (subject, kind, reference)
+    WHERE reference_scope = 'subject';
+CREATE INDEX bonus_grants_day_idx ON quota.bonus_grants (subject, local_day);
+
+-- Result types ------------------------------------------------------------------------
+
+CREATE TYPE quota.decision AS (
+    allowed     boolean,
+    subject     text,
+    metric      text,
+    period      text,
+    used        bigint,
+    limit_value bigint,
+    bonus       bigint,
+    remaining   bigint,
+    requested   bigint,
+    reset_at    timestamptz,
+    enforcement text,
+    reason      text
+);
+
+CREATE TYPE quota.bonus_result AS (
+    applied       boolean,
+    reason        text,
+    amount        bigint,
+    new_limit     bigint,
+    bonuses_today integer
+);
+
+-- pg_dump keeps configuration and state -------------------------------------------------
+
+SELECT pg_catalog.pg_extension_config_dump('quota.plans', '');
+SELECT pg_catalog.pg_extension_config_dump('quota.plan_limits', '');
+SELECT pg_catalog.pg_extension_config_dump('quota.subjects', '');
+SELECT pg_catalog.pg_extension_config_dump('quota.counters', '');
+SELECT pg_catalog.pg_extension_config_dump('quota.usage_events', '');
+SELECT pg_catalog.pg_extension_config_dump('quota.idempotency_keys', '');
+SELECT pg_catalog.pg_extension_config_dump('quota.bonus_rules', '');
+SELECT pg_catalog.pg_extension_config_dump('quota.bonus_grants', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('quota.usage_events', 'id'), '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('quota.bonus_grants', 'id'), '');

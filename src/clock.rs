@@ -1,0 +1,73 @@
+//! The quota clock: the transaction's start time, or `quota.clock_override` when set.
+
+use chrono::{DateTime, Utc};
+use pgrx::prelude::*;
+use std::cell::RefCell;
+use std::ffi::{CStr, CString};
+
+use crate::gucs;
+
+/// Microseconds between the Unix epoch and PostgreSQL's epoch (2000-01-01).
+const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
+
+thread_local! {
+    /// The last override string and its parsed value, so it is parsed once per change.
+    static PARSED: RefCell<Option<(CString, i64)>> = const { RefCell::new(None) };
+}
+
+/// The moment that picks windows and stamps the ledger, as a PostgreSQL timestamp.
+pub fn now_pg() -> pg_sys::TimestampTz {
+    match gucs::raw_string(&gucs::CLOCK_OVERRIDE) {
+        None => unsafe { pg_sys::GetCurrentTransactionStartTimestamp() },
+        Some(text) => PARSED.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            if let Some((s, v)) = cache.as_ref() {
+                if s.as_c_str() == text {
+                    return *v;
+                }
+            }
+            // The check hook already accepted this string, so it parses.
+            let v = parse_timestamptz(text).unwrap_or_else(|| unsafe { pg_sys::GetCurrentTransactionStartTimestamp() });
+            *cache = Some((text.to_owned(), v));
+            v
+        }),
+    }
+}
+
+pub fn now() -> DateTime<Utc> {
+    from_pg(now_pg())
+}
+
+/// Parse with PostgreSQL's own timestamptz input function; `None` if it refuses.
+pub fn parse_timestamptz(text: &CStr) -> Option<pg_sys::TimestampTz> {
+    PgTryBuilder::new(|| unsafe {
+        let d = pgrx::direct_function_call::<TimestampWithTimeZone>(
+            pg_sys::timestamptz_in,
+            &[text.into_datum(), pg_sys::InvalidOid.into_datum(), (-1i32).into_datum()],
+        );
+        d.filter(|t| t.is_finite()).map(|t| t.into_inner())
+    })
+    .catch_others(|_| None)
+    .execute()
+}
+
+pub fn from_pg(ts: pg_sys::TimestampTz) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(ts.saturating_add(PG_EPOCH_OFFSET_US)).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+pub fn to_pg(t: DateTime<Utc>) -> pg_sys::TimestampTz {
+    t.timestamp_micros() - PG_EPOCH_OFFSET_US
+}
+
+pub fn to_pg_tz(t: DateTime<Utc>) -> TimestampWithTimeZone {
+    // Finite instants within chrono's range are always valid timestamptz values.
+    TimestampWithTimeZone::try_from(to_pg(t)).unwrap_or_else(|_| TimestampWithTimeZone::positive_infinity())
+}
+
+/// Window starts are stored with '-infinity' for lifetime windows.
+pub fn window_key(start: Option<DateTime<Utc>>) -> TimestampWithTimeZone {
+    match start {
+        Some(t) => to_pg_tz(t),
+        None => TimestampWithTimeZone::negative_infinity(),
+    }
+}

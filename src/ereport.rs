@@ -1,0 +1,80 @@
+//! Raising a `QuotaError` as a PostgreSQL ERROR with its own SQLSTATE.
+//!
+//! pgrx's `ErrorReport` only carries the SQLSTATEs PostgreSQL itself defines, so QT429,
+//! QT413 and QT404 are raised here with PostgreSQL's `errstart`/`errfinish` directly,
+//! the way a C extension does. `raise` is only called from the SQL-facing functions after
+//! every Rust value that owns memory has been dropped; the strings it needs are copied into
+//! the current memory context first, so the non-local exit leaks nothing.
+
+use pgrx::pg_sys;
+use std::ffi::{c_char, c_int, CString};
+
+use crate::error::QuotaError;
+
+extern "C-unwind" {
+    fn errstart(elevel: c_int, domain: *const c_char) -> bool;
+    fn errfinish(filename: *const c_char, lineno: c_int, funcname: *const c_char);
+}
+extern "C" {
+    fn errcode(sqlerrcode: c_int) -> c_int;
+    fn errmsg_internal(fmt: *const c_char, ...) -> c_int;
+    fn errdetail_internal(fmt: *const c_char, ...) -> c_int;
+    fn errhint(fmt: *const c_char, ...) -> c_int;
+}
+
+/// PostgreSQL's MAKE_SQLSTATE for a five-character code.
+pub fn make_sqlstate(code: &str) -> c_int {
+    let b = code.as_bytes();
+    assert_eq!(b.len(), 5, "SQLSTATEs have five characters");
+    (0..5).map(|i| (((b[i] as c_int) - ('0' as c_int)) & 0x3F) << (6 * i)).sum()
+}
+
+fn palloc_cstr(s: String) -> *const c_char {
+    let c = CString::new(s.replace('\0', "\\0")).expect("NULs were replaced");
+    // SAFETY: pstrdup copies into CurrentMemoryContext, which the error path resets.
+    unsafe { pg_sys::pstrdup(c.as_ptr()) }
+}
+
+/// Raise `err` as an ERROR. Never returns.
+pub fn raise(err: QuotaError) -> ! {
+    let code = make_sqlstate(err.sqlstate());
+    let message = palloc_cstr(err.message());
+    let detail = palloc_cstr(err.detail().to_string());
+    let hint = palloc_cstr(err.hint());
+    drop(err);
+    unsafe {
+        if errstart(pg_sys::ERROR as c_int, std::ptr::null()) {
+            errcode(code);
+            errmsg_internal(c"%s".as_ptr(), message);
+            errdetail_internal(c"%s".as_ptr(), detail);
+            errhint(c"%s".as_ptr(), hint);
+            errfinish(c"quota_ext".as_ptr(), 0, c"quota_ext".as_ptr());
+        }
+    }
+    unreachable!("errfinish(ERROR) does not return")
+}
+
+/// `result.or_raise()`: the value, or the error raised as a PostgreSQL ERROR.
+pub trait OrRaise<T> {
+    fn or_raise(self) -> T;
+}
+
+impl<T> OrRaise<T> for Result<T, QuotaError> {
+    #[inline]
+    fn or_raise(self) -> T {
+        match self {
+            Ok(v) => v,
+            Err(e) => raise(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sqlstate_encoding_matches_postgres() {
+        // ERRCODE_INVALID_PARAMETER_VALUE, as PostgreSQL encodes it.
+        assert_eq!(super::make_sqlstate("22023"), pgrx::pg_sys::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE as i32);
+        assert_ne!(super::make_sqlstate("QT429"), super::make_sqlstate("QT413"));
+    }
+}

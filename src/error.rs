@@ -1,0 +1,244 @@
+//! Every error a caller can cause: its SQLSTATE, message, JSON DETAIL and HINT.
+//!
+//! Pure Rust, so the payloads are checked by plain `cargo test`. `ereport.rs` turns a
+//! `QuotaError` into a PostgreSQL ERROR. XX000 is never used here: it is reserved for bugs.
+
+use serde_json::{json, Value};
+
+use crate::decision::{iso, Decision};
+
+/// SQLSTATE of a hard-limit refusal (think HTTP 429).
+pub const QUOTA_EXCEEDED: &str = "QT429";
+/// SQLSTATE of a request over the per-request cap (think HTTP 413).
+pub const OVER_REQUEST_CAP: &str = "QT413";
+/// SQLSTATE of an unknown subject when no default plan is set (think HTTP 404).
+pub const UNKNOWN_SUBJECT: &str = "QT404";
+/// invalid_parameter_value
+pub const INVALID_ARGUMENT: &str = "22023";
+/// null_value_not_allowed
+pub const NULL_ARGUMENT: &str = "22004";
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum QuotaError {
+    /// A hard limit would be crossed. Nothing was consumed.
+    Exceeded(Box<Decision>),
+    /// The request is larger than the limit's per-request cap. Nothing was consumed.
+    OverRequestCap(Box<Decision>),
+    /// The subject does not exist and `quota.default_plan` is not set.
+    UnknownSubject { subject: String },
+    /// An argument is out of its domain (unknown name, negative amount, overflow...).
+    Invalid { argument: &'static str, value: String, message: String, hint: String },
+    /// A required argument is NULL.
+    Null { argument: &'static str },
+}
+
+pub type Result<T> = std::result::Result<T, QuotaError>;
+
+impl QuotaError {
+    /// Shorthand for an `Invalid` error.
+    pub fn invalid(argument: &'static str, value: impl ToString, message: impl Into<String>, hint: impl Into<String>) -> Self {
+        let mut value = value.to_string();
+        if value.len() > 200 {
+            // Keep payloads bounded when a caller passes a huge string.
+            let mut cut = 200;
+            while !value.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            value.truncate(cut);
+            value.push('…');
+        }
+        QuotaError::Invalid { argument, value, message: message.into(), hint: hint.into() }
+    }
+
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            QuotaError::Exceeded(_) => QUOTA_EXCEEDED,
+            QuotaError::OverRequestCap(_) => OVER_REQUEST_CAP,
+            QuotaError::UnknownSubject { .. } => UNKNOWN_SUBJECT,
+            QuotaError::Invalid { .. } => INVALID_ARGUMENT,
+            QuotaError::Null { .. } => NULL_ARGUMENT,
+        }
+    }
+
+    /// The short code in the DETAIL, stable for programs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            QuotaError::Exceeded(_) => "quota_exceeded",
+            QuotaError::OverRequestCap(_) => "per_request_cap_exceeded",
+            QuotaError::UnknownSubject { .. } => "unknown_subject",
+            QuotaError::Invalid { .. } => "invalid_argument",
+            QuotaError::Null { .. } => "null_argument",
+        }
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            QuotaError::Exceeded(d) => format!(
+                "quota exceeded: subject \"{}\" has {} of {} {} left this {}, {} requested",
+                d.subject, d.remaining, d.effective_limit(), d.metric, period_noun(&d.period), d.requested
+            ),
+            QuotaError::OverRequestCap(d) => format!(
+                "request too large: {} {} requested, at most {} per request",
+                d.requested,
+                d.metric,
+                d.per_request_max.unwrap_or_default()
+            ),
+            QuotaError::UnknownSubject { subject } => format!("unknown quota subject \"{subject}\""),
+            QuotaError::Invalid { message, .. } => message.clone(),
+            QuotaError::Null { argument } => format!("argument \"{argument}\" must not be NULL"),
+        }
+    }
+
+    /// One JSON object, so that an application maps the error with a single parse.
+    pub fn detail(&self) -> Value {
+        match self {
+            QuotaError::Exceeded(d) | QuotaError::OverRequestCap(d) => {
+                let mut v = json!({
+                    "code": self.code(),
+                    "subject": d.subject,
+                    "metric": d.metric,
+                    "limit": d.effective_limit(),
+                    "used": d.used,
+                    "requested": d.requested,
+                    "remaining": d.remaining,
+                    "reset_at": iso(d.reset_at),
+                    "bonus": d.bonus,
+                    "period": d.period,
+                    "enforcement": d.enforcement,
+                });
+                if let QuotaError::OverRequestCap(_) = self {
+                    v["per_request_max"] = json!(d.per_request_max);
+                }
+                v
+            }
+            QuotaError::UnknownSubject { subject } => json!({"code": self.code(), "subject": subject}),
+            QuotaError::Invalid { argument, value, .. } => {
+                json!({"code": self.code(), "argument": argument, "value": value})
+            }
+            QuotaError::Null { argument } => json!({"code": self.code(), "argument": argument}),
+        }
+    }
+
+    /// A sentence a person can act on.
+    pub fn hint(&self) -> String {
+        match self {
+            QuotaError::Exceeded(d) => match iso(d.reset_at) {
+                Some(at) => format!(
+                    "The {} limit resets at {at}. Retry after that, apply a bonus (quota.apply_bonus) or move the subject to a larger plan (quota.assign_plan).",
+                    d.period
+                ),
+                None => "This lifetime limit never resets. Free usage with quota.quota_refund, apply a bonus (quota.apply_bonus) or move the subject to a larger plan (quota.assign_plan).".to_string(),
+            },
+            QuotaError::OverRequestCap(d) => format!(
+                "Split the request into parts of at most {} {}, or raise per_request_max with quota.set_limit.",
+                d.per_request_max.unwrap_or_default(),
+                d.metric
+            ),
+            QuotaError::UnknownSubject { subject } => format!(
+                "Create the subject with quota.assign_plan('{}', '<plan>'), or set quota.default_plan so that unknown subjects join a plan automatically.",
+                subject.replace('\'', "''")
+            ),
+            QuotaError::Invalid { hint, .. } => hint.clone(),
+            QuotaError::Null { argument } => format!("Pass a value for \"{argument}\"."),
+        }
+    }
+}
+
+fn period_noun(period: &str) -> &str {
+    match period {
+        "billing_cycle" => "billing cycle",
+        other => other,
+    }
+}
+
+/// Reject NULL for a required argument.
+pub fn required<T>(argument: &'static str, value: Option<T>) -> Result<T> {
+    value.ok_or(QuotaError::Null { argument })
+}
+
+/// Amounts that change state must be at least 1.
+pub fn positive_amount(argument: &'static str, amount: i64) -> Result<i64> {
+    if amount >= 1 {
+        Ok(amount)
+    } else {
+        Err(QuotaError::invalid(
+            argument,
+            amount,
+            format!("{argument} must be at least 1, got {amount}"),
+            "Pass a positive amount. To give usage back, use quota.quota_refund.",
+        ))
+    }
+}
+
+/// Names (subjects, metrics, plans, kinds) must be non-empty.
+pub fn non_empty<'a>(argument: &'static str, value: &'a str) -> Result<&'a str> {
+    if value.is_empty() {
+        Err(QuotaError::invalid(argument, "", format!("{argument} must not be empty"), format!("Pass a non-empty {argument}.")))
+    } else {
+        Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::{evaluate, Enforcement, Limit, Usage};
+    use crate::period::Period;
+    use chrono::{DateTime, Utc};
+
+    fn refused(cap: Option<i64>, requested: i64) -> Decision {
+        let limit = Limit { period: Period::Day, limit_value: 5, enforcement: Enforcement::Hard, per_request_max: cap };
+        let usage = Usage { used: 5, bonus: 2 };
+        let reset = DateTime::parse_from_rfc3339("2026-11-24T00:00:00Z").unwrap().with_timezone(&Utc);
+        Decision::new("user-1", "messages", &limit, usage, requested, Some(reset), &evaluate(&limit, usage, requested), false)
+    }
+
+    #[test]
+    fn exceeded_payload() {
+        let e = QuotaError::Exceeded(Box::new(refused(None, 3)));
+        assert_eq!(e.sqlstate(), "QT429");
+        assert_eq!(
+            e.detail(),
+            json!({"code":"quota_exceeded","subject":"user-1","metric":"messages","limit":7,"used":5,
+                   "requested":3,"remaining":2,"reset_at":"2026-11-24T00:00:00Z","bonus":2,
+                   "period":"day","enforcement":"hard"})
+        );
+        assert_eq!(e.message(), "quota exceeded: subject \"user-1\" has 2 of 7 messages left this day, 3 requested");
+        assert!(e.hint().contains("2026-11-24T00:00:00Z"), "{}", e.hint());
+    }
+
+    #[test]
+    fn lifetime_hint_says_never_resets() {
+        let mut d = refused(None, 3);
+        d.reset_at = None;
+        let e = QuotaError::Exceeded(Box::new(d));
+        assert_eq!(e.detail()["reset_at"], Value::Null);
+        assert!(e.hint().contains("never resets"));
+    }
+
+    #[test]
+    fn over_cap_payload_names_the_cap() {
+        let e = QuotaError::OverRequestCap(Box::new(refused(Some(100), 101)));
+        assert_eq!(e.sqlstate(), "QT413");
+        assert_eq!(e.detail()["per_request_max"], json!(100));
+        assert_eq!(e.detail()["code"], json!("per_request_cap_exceeded"));
+        assert!(e.hint().contains("at most 100 messages"));
+    }
+
+    #[test]
+    fn argument_errors() {
+        let e = QuotaError::UnknownSubject { subject: "o'brien".into() };
+        assert_eq!((e.sqlstate(), e.detail()), ("QT404", json!({"code":"unknown_subject","subject":"o'brien"})));
+        assert!(e.hint().contains("'o''brien'"));
+        assert_eq!(required::<i64>("amount", None).unwrap_err().sqlstate(), "22004");
+        assert_eq!(positive_amount("amount", 0).unwrap_err().sqlstate(), "22023");
+        assert_eq!(positive_amount("amount", -5).unwrap_err().detail()["value"], json!("-5"));
+        assert_eq!(positive_amount("amount", 1), Ok(1));
+        assert_eq!(non_empty("metric", "").unwrap_err().sqlstate(), "22023");
+        let long = "é".repeat(1000);
+        match QuotaError::invalid("metric", &long, "m", "h") {
+            QuotaError::Invalid { value, .. } => assert!(value.len() <= 204),
+            _ => unreachable!(),
+        }
+    }
+}

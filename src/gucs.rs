@@ -1,0 +1,81 @@
+//! Every `quota.*` setting, in one place. Each is documented in the README's settings table.
+
+use pgrx::prelude::*;
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+use std::ffi::{c_char, c_void, CStr, CString};
+
+/// `quota.default_plan`: the plan an unknown subject joins on first consume, refund or
+/// bonus. Unset: unknown subjects raise QT404.
+pub static DEFAULT_PLAN: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
+/// `quota.clock_override`: a timestamptz that replaces the transaction's `now()` when
+/// choosing windows and stamping the ledger. Superuser only; for tests and demos.
+pub static CLOCK_OVERRIDE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
+pub fn init() {
+    GucRegistry::define_string_guc(
+        c"quota.default_plan",
+        c"Plan that unknown subjects join automatically.",
+        c"When set, quota_consume, quota_refund and apply_bonus create an unknown subject on this plan, and quota_check and quota_status evaluate it without writing. When unset, an unknown subject raises SQLSTATE QT404.",
+        &DEFAULT_PLAN,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    unsafe {
+        GucRegistry::define_string_guc_with_hooks(
+            c"quota.clock_override",
+            c"Timestamp that replaces now() for quota windows (tests and demos).",
+            c"A timestamptz literal. Empty or unset means the transaction start time. Only superusers can set or read it.",
+            &CLOCK_OVERRIDE,
+            GucContext::Suset,
+            GucFlags::SUPERUSER_ONLY,
+            Some(check_clock_override),
+            None,
+            None,
+        );
+    }
+    unsafe { pg_sys::MarkGUCPrefixReserved(c"quota".as_ptr()) };
+}
+
+/// The raw setting, without copying it: `None` when unset or empty.
+pub fn raw_string(setting: &'static GucSetting<Option<CString>>) -> Option<&'static CStr> {
+    // SAFETY: PostgreSQL owns the string and only replaces it between statements.
+    let ptr = unsafe { *setting.as_ptr() };
+    if ptr.is_null() {
+        return None;
+    }
+    let s = unsafe { CStr::from_ptr(ptr) };
+    if s.is_empty() {
+        None
+    } else {
+        Some(s)
+    }
+}
+
+pub fn default_plan() -> Option<String> {
+    raw_string(&DEFAULT_PLAN).map(|s| s.to_string_lossy().into_owned())
+}
+
+/// Refuse a value that is not a timestamptz at SET time, with PostgreSQL's own parser.
+#[pg_guard]
+unsafe extern "C-unwind" fn check_clock_override(
+    newval: *mut *mut c_char,
+    _extra: *mut *mut c_void,
+    _source: pg_sys::GucSource::Type,
+) -> bool {
+    let value = unsafe { *newval };
+    if value.is_null() || unsafe { *value } == 0 {
+        return true;
+    }
+    let text = unsafe { CStr::from_ptr(value) };
+    if crate::clock::parse_timestamptz(text).is_some() {
+        true
+    } else {
+        unsafe {
+            pg_sys::GUC_check_errcode(pg_sys::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE as i32);
+            pg_sys::GUC_check_errdetail_string =
+                pg_sys::pstrdup(c"quota.clock_override must be a timestamptz such as '2026-03-08 01:59:00-05', or empty to use now().".as_ptr());
+        }
+        false
+    }
+}
