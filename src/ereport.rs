@@ -43,7 +43,7 @@ pub fn raise(err: QuotaError) -> ! {
     let hint = palloc_cstr(err.hint());
     drop(err);
     unsafe {
-        if errstart(pg_sys::ERROR as c_int, std::ptr::null()) {
+        if errstart(pgrx::PgLogLevel::ERROR as c_int, std::ptr::null()) {
             errcode(code);
             errmsg_internal(c"%s".as_ptr(), message);
             errdetail_internal(c"%s".as_ptr(), detail);
@@ -74,7 +74,7 @@ mod tests {
     #[test]
     fn sqlstate_encoding_matches_postgres() {
         // ERRCODE_INVALID_PARAMETER_VALUE, as PostgreSQL encodes it.
-        assert_eq!(super::make_sqlstate("22023"), pgrx::pg_sys::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE as i32);
+        assert_eq!(super::make_sqlstate("22023"), pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE as i32);
         assert_ne!(super::make_sqlstate("QT429"), super::make_sqlstate("QT413"));
     }
 }

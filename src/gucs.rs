@@ -72,7 +72,7 @@ unsafe extern "C-unwind" fn check_clock_override(
         true
     } else {
         unsafe {
-            pg_sys::GUC_check_errcode(pg_sys::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE as i32);
+            pg_sys::GUC_check_errcode(pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE as i32);
             pg_sys::GUC_check_errdetail_string =
                 pg_sys::pstrdup(c"quota.clock_override must be a timestamptz such as '2026-03-08 01:59:00-05', or empty to use now().".as_ptr());
         }

@@ -1,1 +1,51 @@
-use pgrx::prelude::*; ::pgrx::pg_module_magic!();
+//! quota_ext: usage quotas enforced inside PostgreSQL.
+//!
+//! Layout (one module per concept):
+//! - pure logic, checked by plain `cargo test`: `period` (window math), `limits` (limit
+//!   arithmetic), `bonus` (bonus rules), `decision` (the answer record), `error` (SQLSTATE,
+//!   DETAIL and HINT of every user error);
+//! - PostgreSQL glue: `gucs` (settings), `clock` (now or the override), `ereport` (raising
+//!   errors with custom SQLSTATEs), `store` (every SQL statement, prepared once),
+//!   `engine` (the operations), `api` (the thin SQL-facing functions);
+//! - SQL: `sql/schema.sql` (tables, types, ledger trigger), `sql/overloads.sql` (inet forms).
+
+use pgrx::prelude::*;
+
+pub mod bonus;
+pub mod decision;
+pub mod error;
+pub mod limits;
+pub mod period;
+
+mod api;
+mod clock;
+mod engine;
+mod ereport;
+mod gucs;
+mod store;
+
+::pgrx::pg_module_magic!(name, version);
+
+extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
+extension_sql_file!("../sql/overloads.sql", name = "overloads", finalize);
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    gucs::init();
+}
+
+#[cfg(feature = "pg_test")]
+#[pg_schema]
+mod tests {
+    include!("../tests/pg/in_backend.rs");
+}
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}
