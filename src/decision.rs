@@ -73,14 +73,12 @@ impl Decision {
         self.limit_value.saturating_add(self.bonus)
     }
 
-    /// The same decision, marked as refused because another metric of the same
-    /// all-or-nothing request did not fit.
+    /// A not-applied decision (usage before the request), marked as refused because
+    /// another metric of the same all-or-nothing request did not fit.
     pub fn blocked_by_other_metric(mut self) -> Decision {
         if self.allowed {
             self.allowed = false;
             self.reason = "other_metric_refused".to_string();
-            self.used -= self.requested.min(self.used);
-            self.remaining = (self.effective_limit() - self.used).max(0);
         }
         self
     }
@@ -119,10 +117,10 @@ mod tests {
     }
 
     #[test]
-    fn blocked_by_other_metric_rolls_back_the_shown_usage() {
+    fn blocked_by_other_metric_keeps_the_usage_before() {
         let u = Usage { used: 2, bonus: 0 };
         let v = evaluate(&limit(), u, 1);
-        let d = Decision::new("u", "m", &limit(), u, 1, None, &v, true).blocked_by_other_metric();
+        let d = Decision::new("u", "m", &limit(), u, 1, None, &v, false).blocked_by_other_metric();
         assert_eq!((d.allowed, d.reason.as_str(), d.used, d.remaining), (false, "other_metric_refused", 2, 3));
     }
 

@@ -165,7 +165,7 @@ pub fn positive_amount(argument: &'static str, amount: i64) -> Result<i64> {
             argument,
             amount,
             format!("{argument} must be at least 1, got {amount}"),
-            "Pass a positive amount. To give usage back, use quota.quota_refund.",
+            format!("Pass a positive {argument}."),
         ))
     }
 }

@@ -1,0 +1,55 @@
+# Throwaway PostgreSQL 15 clusters for the demo, the SQL tests and benchmarks.
+# Source this file. PostgreSQL refuses to run as root, so as root the server runs as the
+# "postgres" user; clusters live under $QUOTA_RUN (default /tmp/quota_ext), on loopback
+# and a private Unix socket directory.
+
+QUOTA_RUN="${QUOTA_RUN:-/tmp/quota_ext}"
+PGBIN="$(pg_config --bindir)"
+
+as_pg() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# cluster_start NAME PORT [postgresql.conf lines...]
+cluster_start() {
+  local name="$1" port="$2"; shift 2
+  local dir="$QUOTA_RUN/$name"
+  cluster_stop "$name" "$port"
+  mkdir -p "$QUOTA_RUN"; chmod 755 "$QUOTA_RUN"
+  rm -rf "$dir"; mkdir -p "$dir"
+  [ "$(id -u)" -eq 0 ] && chown postgres "$dir"
+  as_pg "$PGBIN/initdb" -D "$dir/data" -U postgres -A trust --no-sync -E UTF8 --locale=C >"$dir/initdb.log" 2>&1 \
+    || { cat "$dir/initdb.log"; return 1; }
+  {
+    echo "port = $port"
+    echo "listen_addresses = '127.0.0.1'"
+    echo "unix_socket_directories = '$dir'"
+    echo "max_connections = 100"
+    echo "fsync = on"
+    for line in "$@"; do echo "$line"; done
+  } >>"$dir/data/postgresql.conf"
+  as_pg "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null \
+    || { cat "$dir/server.log"; return 1; }
+}
+
+cluster_stop() {
+  local dir="$QUOTA_RUN/$1"
+  if [ -f "$dir/data/postmaster.pid" ]; then
+    as_pg "$PGBIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+  fi
+}
+
+# cluster_psql NAME PORT [psql args...]
+cluster_psql() {
+  local name="$1" port="$2"; shift 2
+  "$PGBIN/psql" -X -v ON_ERROR_STOP=1 -h "$QUOTA_RUN/$name" -p "$port" -U postgres "$@"
+}
+
+# Build and install the extension into the system PostgreSQL 15 (release unless QUOTA_PROFILE=debug).
+install_extension() {
+  local flags="--release"
+  [ "${QUOTA_PROFILE:-release}" = "debug" ] && flags=""
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="--sudo"
+  cargo pgrx install $flags $sudo --pg-config "$(command -v pg_config)" >/dev/null
+}
