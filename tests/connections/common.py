@@ -1,0 +1,64 @@
+"""Shared helpers for the real-connection tests: one psycopg2 connection per client,
+against the cluster that scripts/test.sh started (QUOTA_HOST / QUOTA_PORT)."""
+import os
+import sys
+import threading
+
+import psycopg2
+
+HOST = os.environ.get("QUOTA_HOST", "/tmp/quota_ext/test")
+PORT = int(os.environ.get("QUOTA_PORT", "55433"))
+DB = os.environ.get("QUOTA_DB", "quota_connections")
+
+
+def connect(db=DB, autocommit=False):
+    conn = psycopg2.connect(host=HOST, port=PORT, user="postgres", dbname=db)
+    conn.autocommit = autocommit
+    return conn
+
+
+def fresh_database():
+    """(Re)create the test database with the extension installed."""
+    admin = connect("postgres", autocommit=True)
+    with admin.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {DB}")
+        cur.execute(f"CREATE DATABASE {DB}")
+    admin.close()
+    conn = connect(autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute("CREATE EXTENSION quota_ext")
+    return conn
+
+
+def run_clients(n, body):
+    """Run body(i) in n threads that start together; return their results in order."""
+    barrier = threading.Barrier(n)
+    results = [None] * n
+
+    def worker(i):
+        barrier.wait()
+        results[i] = body(i)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+FAILURES = []
+
+
+def check(condition, message):
+    status = "ok  " if condition else "FAIL"
+    print(f"  {status} {message}")
+    if not condition:
+        FAILURES.append(message)
+
+
+def finish():
+    if FAILURES:
+        print(f"{len(FAILURES)} check(s) failed")
+        sys.exit(1)
+    print("all checks passed")
