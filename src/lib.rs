@@ -7,7 +7,9 @@
 //! - PostgreSQL glue: `gucs` (settings), `clock` (now or the override), `ereport` (raising
 //!   errors with custom SQLSTATEs), `store` (every SQL statement, prepared once),
 //!   `engine` (the operations), `api` (the thin SQL-facing functions);
-//! - SQL: `sql/schema.sql` (tables, types, ledger trigger), `sql/overloads.sql` (inet forms).
+//! - tables: `enforce` (quota triggers on application tables), `tokens` (BPE token counts);
+//! - SQL: `sql/schema.sql` (tables, types, ledger trigger), `sql/enforce.sql` (enforced
+//!   tables), `sql/overloads.sql` (inet forms).
 
 use pgrx::prelude::*;
 
@@ -16,9 +18,11 @@ pub mod decision;
 pub mod error;
 pub mod limits;
 pub mod period;
+pub mod tokens;
 
 mod api;
 mod clock;
+mod enforce;
 mod engine;
 mod ereport;
 mod gucs;
@@ -27,6 +31,7 @@ mod store;
 ::pgrx::pg_module_magic!(name, version);
 
 extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
+extension_sql_file!("../sql/enforce.sql", name = "enforce", requires = ["schema"]);
 extension_sql_file!("../sql/overloads.sql", name = "overloads", finalize);
 
 #[pg_guard]
