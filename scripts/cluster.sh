@@ -28,7 +28,8 @@ cluster_start() {
     echo "fsync = on"
     for line in "$@"; do echo "$line"; done
   } >>"$dir/data/postgresql.conf"
-  as_pg "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null \
+  # Rust backtraces in error DETAILs would make test output depend on the environment.
+  as_pg env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null \
     || { cat "$dir/server.log"; return 1; }
 }
 

@@ -310,7 +310,8 @@ fn enforce(
     Spi::connect_mut(|c| {
         let kind = store::run(c, &RELKIND, &[table.into()]).first().get::<String>(1).ok().flatten();
         if !matches!(kind.as_deref(), Some("r") | Some("p")) {
-            return Err(QuotaError::invalid("table_name", table.to_u32(), "quota can only be enforced on tables", "Pass a regular or partitioned table."));
+            let name = table_text(c, table);
+            return Err(QuotaError::invalid("table_name", &name, format!("{name} is not a table"), "Pass a regular or partitioned table."));
         }
         check_column(c, table, "subject_column", subject_column, "")?;
         if let Some(col) = amount_column {
