@@ -21,6 +21,9 @@ CREATE TABLE quota.plan_limits (
     limit_value     bigint NOT NULL CHECK (limit_value >= 0),
     enforcement     text NOT NULL DEFAULT 'hard' CHECK (enforcement IN ('hard', 'soft')),
     per_request_max bigint CHECK (per_request_max >= 1),
+    -- Percentages of the limit at which a threshold event fires, once per window each.
+    alert_thresholds integer[] NOT NULL DEFAULT '{}'
+                     CHECK (0 < ALL (alert_thresholds) AND 1000 >= ALL (alert_thresholds)),
     updated_at      timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (plan, metric)
 );
@@ -51,13 +54,18 @@ CREATE TABLE quota.counters (
     window_end   timestamptz,            -- NULL for lifetime limits
     used         bigint NOT NULL DEFAULT 0 CHECK (used >= 0),
     bonus        bigint NOT NULL DEFAULT 0 CHECK (bonus >= 0),
+    -- Held by open reservations: counts against the limit until committed or released.
+    reserved     bigint NOT NULL DEFAULT 0 CHECK (reserved >= 0),
+    -- The highest alert threshold (percent of the limit) already announced in the window.
+    alerted      integer NOT NULL DEFAULT 0,
     PRIMARY KEY (subject, metric, window_start)
 ) WITH (fillfactor = 70);
 
 -- The ledger: append-only -------------------------------------------------------------
 -- amount is always >= 0; kind gives its direction. For every window:
---   used  = sum(consume) - sum(refund) - sum(reset)
+--   used  = sum(consume) + sum(commit) - sum(refund) - sum(reset)
 --   bonus = sum(bonus)
+-- reserve / release / expire rows record holds; they do not change used.
 
 CREATE TABLE quota.usage_events (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -65,7 +73,8 @@ CREATE TABLE quota.usage_events (
     tenant          text,
     metric          text NOT NULL,
     window_start    timestamptz NOT NULL,
-    kind            text NOT NULL CHECK (kind IN ('consume', 'refund', 'reset', 'bonus')),
+    kind            text NOT NULL CHECK (kind IN ('consume', 'refund', 'reset', 'bonus',
+                                                 'reserve', 'commit', 'release', 'expire')),
     amount          bigint NOT NULL CHECK (amount >= 0),
     -- How much of this consume went past the effective limit (soft limits).
     overage         bigint NOT NULL DEFAULT 0 CHECK (overage >= 0),
@@ -103,6 +112,42 @@ CREATE TABLE quota.idempotency_keys (
     created_at      timestamptz NOT NULL,
     PRIMARY KEY (subject, idempotency_key)
 );
+
+-- Reservations: holds for long generations (reserve, then commit or release) -----------
+
+CREATE TABLE quota.reservations (
+    id              uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    subject         text NOT NULL,
+    metric          text NOT NULL,
+    window_start    timestamptz NOT NULL,
+    window_end      timestamptz,
+    amount          bigint NOT NULL CHECK (amount >= 1),
+    status          text NOT NULL DEFAULT 'held' CHECK (status IN ('held', 'committed', 'released', 'expired')),
+    expires_at      timestamptz NOT NULL,
+    actual_amount   bigint,
+    idempotency_key text,
+    metadata        jsonb,
+    response        jsonb,
+    created_at      timestamptz NOT NULL,
+    settled_at      timestamptz
+);
+CREATE INDEX reservations_held_idx ON quota.reservations (subject, metric, window_start, expires_at)
+    WHERE status = 'held';
+CREATE INDEX reservations_expiry_idx ON quota.reservations (expires_at) WHERE status = 'held';
+
+-- Events: an outbox for apps that cannot hold a LISTEN connection -------------------------
+-- Every event is also sent with pg_notify on channel quota_events (at COMMIT).
+
+CREATE TABLE quota.events (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    type            text NOT NULL,
+    subject         text NOT NULL,
+    metric          text,
+    payload         jsonb NOT NULL,
+    created_at      timestamptz NOT NULL,
+    acknowledged_at timestamptz
+);
+CREATE INDEX events_pending_idx ON quota.events (id) WHERE acknowledged_at IS NULL;
 
 -- Bonuses ---------------------------------------------------------------------------
 
@@ -148,6 +193,25 @@ CREATE TYPE quota.decision AS (
     requested   bigint,
     reset_at    timestamptz,
     enforcement text,
+    reason      text,
+    reserved    bigint
+);
+
+CREATE TYPE quota.reservation AS (
+    reservation uuid,
+    expires_at  timestamptz,
+    allowed     boolean,
+    subject     text,
+    metric      text,
+    period      text,
+    used        bigint,
+    reserved    bigint,
+    limit_value bigint,
+    bonus       bigint,
+    remaining   bigint,
+    requested   bigint,
+    reset_at    timestamptz,
+    enforcement text,
     reason      text
 );
 
@@ -169,5 +233,8 @@ SELECT pg_catalog.pg_extension_config_dump('quota.usage_events', '');
 SELECT pg_catalog.pg_extension_config_dump('quota.idempotency_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('quota.bonus_rules', '');
 SELECT pg_catalog.pg_extension_config_dump('quota.bonus_grants', '');
+SELECT pg_catalog.pg_extension_config_dump('quota.reservations', '');
+SELECT pg_catalog.pg_extension_config_dump('quota.events', '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('quota.usage_events', 'id'), '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('quota.bonus_grants', 'id'), '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('quota.events', 'id'), '');

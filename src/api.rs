@@ -9,7 +9,7 @@ use pgrx::{composite_type, JsonB};
 
 use crate::clock;
 use crate::decision::Decision;
-use crate::engine::{self, ConsumeRequest};
+use crate::engine::{self, ConsumeRequest, Hold, ReserveRequest};
 use crate::ereport::OrRaise;
 use crate::error::required;
 use crate::store::RawJsonb;
@@ -36,6 +36,7 @@ fn decision_row(d: Decision) -> DecisionRow {
     put(&mut t, 10, d.reset_at.map(clock::to_pg_tz));
     put(&mut t, 11, d.enforcement);
     put(&mut t, 12, d.reason);
+    put(&mut t, 13, d.reserved);
     t
 }
 
@@ -82,6 +83,7 @@ fn quota_status(
         name!(remaining, i64),
         name!(reset_at, Option<TimestampWithTimeZone>),
         name!(enforcement, String),
+        name!(reserved, i64),
     ),
 > {
     let rows = engine::status(required("subject", subject).or_raise()).or_raise();
@@ -95,6 +97,7 @@ fn quota_status(
             r.remaining,
             r.reset_at.map(clock::to_pg_tz),
             r.enforcement.as_str().to_string(),
+            r.reserved,
         )
     }))
 }
@@ -291,4 +294,122 @@ fn set_bonus_rule(
 #[pg_extern(volatile, parallel_unsafe)]
 fn set_bonus_cap(plan: Option<&str>, per_day: Option<i32>) {
     engine::set_bonus_cap(required("plan", plan).or_raise(), per_day).or_raise()
+}
+
+// Reservations -------------------------------------------------------------------------
+
+fn reservation_row(h: Hold) -> PgHeapTuple<'static, pgrx::AllocatedByRust> {
+    let mut t = PgHeapTuple::new_composite_type("quota.reservation").expect("type quota.reservation exists");
+    let d = h.decision;
+    put(&mut t, 1, h.id.map(|id| pgrx::Uuid::from_slice(&parse_uuid(&id)).expect("16 bytes")));
+    put(&mut t, 2, h.expires_at.map(clock::to_pg_tz));
+    put(&mut t, 3, d.allowed);
+    put(&mut t, 4, d.subject);
+    put(&mut t, 5, d.metric);
+    put(&mut t, 6, d.period);
+    put(&mut t, 7, d.used);
+    put(&mut t, 8, d.reserved);
+    put(&mut t, 9, d.limit_value);
+    put(&mut t, 10, d.bonus);
+    put(&mut t, 11, d.remaining);
+    put(&mut t, 12, d.requested);
+    put(&mut t, 13, d.reset_at.map(clock::to_pg_tz));
+    put(&mut t, 14, d.enforcement);
+    put(&mut t, 15, d.reason);
+    t
+}
+
+/// The bytes of a UUID in its canonical text form (which this extension wrote).
+fn parse_uuid(text: &str) -> [u8; 16] {
+    let hex: String = text.chars().filter(|c| *c != '-').collect();
+    let mut out = [0u8; 16];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("canonical uuid text");
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+fn reserve(
+    subject: Option<&str>,
+    metric: Option<&str>,
+    amount: Option<i64>,
+    ttl: Option<Interval>,
+    idempotency_key: Option<&str>,
+    metadata: Option<RawJsonb>,
+    no_raise: bool,
+) -> PgHeapTuple<'static, pgrx::AllocatedByRust> {
+    let hold = engine::reserve(ReserveRequest {
+        subject: required("subject", subject).or_raise(),
+        metric: required("metric", metric).or_raise(),
+        amount: required("amount", amount).or_raise(),
+        ttl: required("ttl", ttl).or_raise(),
+        idempotency_key,
+        metadata: metadata.map(|m| m.0),
+        no_raise,
+    })
+    .or_raise();
+    reservation_row(hold)
+}
+
+/// Hold `amount` against the limit for a long generation, until committed, released or
+/// expired (after `ttl`). Over a hard limit: QT429, nothing held.
+#[pg_extern(volatile, parallel_unsafe)]
+fn quota_reserve(
+    subject: Option<&str>,
+    metric: Option<&str>,
+    amount: Option<i64>,
+    ttl: default!(Option<Interval>, "'15 minutes'"),
+    idempotency_key: default!(Option<&str>, "NULL"),
+    metadata: default!(Option<RawJsonb>, "NULL"),
+) -> composite_type!('static, "quota.reservation") {
+    reserve(subject, metric, amount, ttl, idempotency_key, metadata, false)
+}
+
+/// Like `quota_reserve`, but a refusal answers `allowed = false` (and no reservation id).
+#[pg_extern(volatile, parallel_unsafe)]
+fn quota_try_reserve(
+    subject: Option<&str>,
+    metric: Option<&str>,
+    amount: Option<i64>,
+    ttl: default!(Option<Interval>, "'15 minutes'"),
+    idempotency_key: default!(Option<&str>, "NULL"),
+    metadata: default!(Option<RawJsonb>, "NULL"),
+) -> composite_type!('static, "quota.reservation") {
+    reserve(subject, metric, amount, ttl, idempotency_key, metadata, true)
+}
+
+/// Settle a reservation with the amount really used (default: the held amount).
+#[pg_extern(volatile, parallel_unsafe)]
+fn quota_commit(
+    reservation: Option<pgrx::Uuid>,
+    actual_amount: default!(Option<i64>, "NULL"),
+    metadata: default!(Option<RawJsonb>, "NULL"),
+) -> composite_type!('static, "quota.decision") {
+    // The reserve-time metadata stays on the reservation and its reserve ledger row; this
+    // one goes to the commit ledger row.
+    decision_row(engine::commit(required("reservation", reservation).or_raise(), actual_amount, metadata.map(|m| m.0)).or_raise())
+}
+
+/// Cancel a hold (failed generation). True if this call released it.
+#[pg_extern(volatile, parallel_unsafe)]
+fn quota_release(reservation: Option<pgrx::Uuid>, reason: default!(Option<&str>, "NULL")) -> bool {
+    engine::release(required("reservation", reservation).or_raise(), reason).or_raise()
+}
+
+/// Expire lapsed holds everywhere; returns how many. Safe from pg_cron or by hand.
+#[pg_extern(volatile, parallel_unsafe)]
+fn maintenance() -> i64 {
+    engine::maintenance().or_raise()
+}
+
+/// Alert thresholds for a limit, in percent of the effective limit: `ARRAY[80, 100]`.
+#[pg_extern(volatile, parallel_unsafe)]
+fn set_alerts(plan: Option<&str>, metric: Option<&str>, thresholds: Option<Vec<Option<i32>>>) {
+    engine::set_alerts(
+        required("plan", plan).or_raise(),
+        required("metric", metric).or_raise(),
+        required("thresholds", thresholds).or_raise(),
+    )
+    .or_raise()
 }

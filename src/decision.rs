@@ -27,6 +27,9 @@ pub struct Decision {
     pub reset_at: Option<DateTime<Utc>>,
     pub enforcement: String,
     pub reason: String,
+    /// Held by open reservations in this window (counts against the limit).
+    #[serde(default)]
+    pub reserved: i64,
     /// Not part of the SQL type: how far past the limit this request went (soft only).
     #[serde(default)]
     pub overage: i64,
@@ -49,7 +52,7 @@ impl Decision {
         verdict: &Verdict,
         applied: bool,
     ) -> Decision {
-        let shown = Usage { used: if applied { verdict.used_after } else { usage.used }, bonus: usage.bonus };
+        let shown = Usage { used: if applied { verdict.used_after } else { usage.used }, ..usage };
         Decision {
             allowed: verdict.allowed,
             subject: subject.to_string(),
@@ -63,6 +66,7 @@ impl Decision {
             reset_at,
             enforcement: limit.enforcement.as_str().to_string(),
             reason: verdict.reason.as_str().to_string(),
+            reserved: shown.reserved,
             overage: verdict.overage,
             per_request_max: limit.per_request_max,
         }
@@ -102,12 +106,12 @@ mod tests {
     use crate::period::Period;
 
     fn limit() -> Limit {
-        Limit { period: Period::Day, limit_value: 5, enforcement: Enforcement::Hard, per_request_max: None }
+        Limit { period: Period::Day, limit_value: 5, enforcement: Enforcement::Hard, per_request_max: None, alerts: vec![] }
     }
 
     #[test]
     fn consume_shows_usage_after_check_shows_before() {
-        let u = Usage { used: 2, bonus: 1 };
+        let u = Usage::new(2, 1);
         let v = evaluate(&limit(), u, 3);
         let applied = Decision::new("u", "m", &limit(), u, 3, None, &v, true);
         assert_eq!((applied.used, applied.remaining, applied.allowed), (5, 1, true));
@@ -118,7 +122,7 @@ mod tests {
 
     #[test]
     fn blocked_by_other_metric_keeps_the_usage_before() {
-        let u = Usage { used: 2, bonus: 0 };
+        let u = Usage::new(2, 0);
         let v = evaluate(&limit(), u, 1);
         let d = Decision::new("u", "m", &limit(), u, 1, None, &v, false).blocked_by_other_metric();
         assert_eq!((d.allowed, d.reason.as_str(), d.used, d.remaining), (false, "other_metric_refused", 2, 3));
@@ -126,7 +130,7 @@ mod tests {
 
     #[test]
     fn round_trips_through_json() {
-        let u = Usage { used: 0, bonus: 0 };
+        let u = Usage::new(0, 0);
         let v = evaluate(&limit(), u, 1);
         let reset = DateTime::parse_from_rfc3339("2026-11-24T00:00:00Z").unwrap().with_timezone(&Utc);
         let d = Decision::new("u", "m", &limit(), u, 1, Some(reset), &v, true);

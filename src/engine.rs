@@ -9,15 +9,16 @@
 use chrono::{DateTime, Utc};
 use pgrx::pg_sys;
 use pgrx::spi::{Spi, SpiClient};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::bonus::{self, ReferenceScope, Rule};
 use crate::clock;
 use crate::decision::Decision;
 use crate::error::{non_empty, positive_amount, QuotaError, Result};
+use crate::events;
 use crate::gucs;
 use crate::limits::{self, evaluate, Enforcement, Limit, Usage};
-use crate::period::{self, Period};
+use crate::period::{self, Period, Window};
 use crate::store::{self, Entry, Kind, Subject};
 
 /// Whether an operation may create an unknown subject on `quota.default_plan`.
@@ -77,6 +78,89 @@ fn decision(subject: &Subject, metric: &str, limit: &Limit, usage: Usage, reques
     Decision::new(&subject.id, metric, limit, usage, requested, w.end, &verdict, applied)
 }
 
+// Windows: read, lock (expiring lapsed holds), write (announcing thresholds) ------------
+
+/// The window's usage for a read-only answer: holds that have lapsed no longer count,
+/// even before anything has marked them expired.
+fn read_window(c: &mut SpiClient<'_>, s: &Subject, metric: &str, w: &Window, now: DateTime<Utc>) -> Usage {
+    let mut u = store::read_window(c, &s.id, metric, w);
+    if u.reserved > 0 {
+        u.reserved -= store::expired_held(c, &s.id, metric, w, now).min(u.reserved);
+    }
+    u
+}
+
+/// Lock the window for a change. Lapsed holds are expired first (ledger rows and
+/// reservation_expired events), so they stop counting against the limit. Returns the
+/// usage and how many holds expired.
+fn lock_window(c: &mut SpiClient<'_>, s: &Subject, metric: &str, limit: &Limit, w: &Window, now: DateTime<Utc>) -> (Usage, usize) {
+    let mut u = store::lock_window(c, &s.id, metric, w);
+    if u.reserved == 0 {
+        return (u, 0);
+    }
+    let lapsed = store::expire_held(c, &s.id, metric, w, now);
+    for (id, amount) in &lapsed {
+        u.reserved -= (*amount).min(u.reserved);
+        store::append(
+            c,
+            &Entry { subject: s, metric, window: w, kind: Kind::Expire, amount: *amount, overage: 0, idempotency_key: None, metadata: None, at: now },
+        );
+        store::emit(c, &event(events::Kind::ReservationExpired, s, metric, limit, w, u, now, json!({"reservation": id.to_string(), "amount": amount})));
+    }
+    if !lapsed.is_empty() {
+        store::write_window(c, &s.id, metric, w, u);
+    }
+    (u, lapsed.len())
+}
+
+/// Write a window's new usage and announce the thresholds it crosses, a soft limit it goes
+/// over, and (with quota.notify_every_consume) the consume itself.
+#[allow(clippy::too_many_arguments)]
+fn write_usage(
+    c: &mut SpiClient<'_>,
+    s: &Subject,
+    metric: &str,
+    limit: &Limit,
+    w: &Window,
+    before: Usage,
+    mut after: Usage,
+    now: DateTime<Utc>,
+    consumed: Option<i64>,
+) {
+    let effective = after.effective_limit(limit);
+    let crossed = events::crossed(&limit.alerts, before.alerted, after.used, effective);
+    if let Some(&top) = crossed.last() {
+        after.alerted = top;
+    }
+    store::write_window(c, &s.id, metric, w, after);
+    for t in crossed {
+        let mut e = event(events::Kind::ThresholdCrossed, s, metric, limit, w, after, now, Value::Null);
+        e.threshold = Some(t);
+        store::emit(c, &e);
+    }
+    if limit.enforcement == Enforcement::Soft && events::went_over(before.used, after.used, effective) {
+        store::emit(c, &event(events::Kind::SoftLimitExceeded, s, metric, limit, w, after, now, Value::Null));
+    }
+    if let Some(amount) = consumed.filter(|_| gucs::notify_every_consume()) {
+        store::emit(c, &event(events::Kind::Consumed, s, metric, limit, w, after, now, json!({"amount": amount})));
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn event(kind: events::Kind, s: &Subject, metric: &str, limit: &Limit, w: &Window, u: Usage, now: DateTime<Utc>, extra: Value) -> events::Event {
+    events::Event {
+        kind,
+        subject: s.id.clone(),
+        metric: metric.to_string(),
+        window_start: w.start,
+        used: u.used,
+        limit: u.effective_limit(limit),
+        threshold: None,
+        occurred_at: now,
+        extra,
+    }
+}
+
 // Check and status ---------------------------------------------------------------------
 
 /// A dry run: writes nothing. `used`/`remaining` are before the request.
@@ -93,7 +177,7 @@ pub fn check(subject: &str, items: &[(String, i64)]) -> Result<Vec<Decision>> {
             .iter()
             .map(|(metric, amount)| {
                 let limit = resolve_limit(c, &s, metric)?;
-                let usage = store::read_window(c, &s.id, metric, &s.window(limit.period, now));
+                let usage = read_window(c, &s, metric, &s.window(limit.period, now), now);
                 fits_counter(usage, *amount)?;
                 Ok(decision(&s, metric, &limit, usage, *amount, now, false))
             })
@@ -111,6 +195,7 @@ pub struct StatusRow {
     pub remaining: i64,
     pub reset_at: Option<DateTime<Utc>>,
     pub enforcement: Enforcement,
+    pub reserved: i64,
 }
 
 pub fn status(subject: &str) -> Result<Vec<StatusRow>> {
@@ -121,7 +206,7 @@ pub fn status(subject: &str) -> Result<Vec<StatusRow>> {
             .into_iter()
             .map(|(metric, limit)| {
                 let w = s.window(limit.period, now);
-                let usage = store::read_window(c, &s.id, &metric, &w);
+                let usage = read_window(c, &s, &metric, &w, now);
                 StatusRow {
                     period: limit.period,
                     limit_value: limit.limit_value,
@@ -130,6 +215,7 @@ pub fn status(subject: &str) -> Result<Vec<StatusRow>> {
                     remaining: usage.remaining(&limit),
                     reset_at: w.end,
                     enforcement: limit.enforcement,
+                    reserved: usage.reserved,
                     metric,
                 }
             })
@@ -165,7 +251,7 @@ pub fn consume(req: ConsumeRequest<'_>) -> Result<Vec<Decision>> {
         // The per-request cap needs no lock: refuse before touching any row.
         for ((metric, amount), limit) in items.iter().zip(&limits) {
             if limit.per_request_max.is_some_and(|cap| *amount > cap) {
-                let usage = store::read_window(c, &s.id, metric, &s.window(limit.period, now));
+                let usage = read_window(c, &s, metric, &s.window(limit.period, now), now);
                 let refused = decision(&s, metric, limit, usage, *amount, now, false);
                 return refuse(QuotaError::OverRequestCap(Box::new(refused)), &items, &limits, &s, c, now, req.no_raise);
             }
@@ -174,7 +260,7 @@ pub fn consume(req: ConsumeRequest<'_>) -> Result<Vec<Decision>> {
         // Lock every window, in metric order (items are sorted), then decide.
         let windows: Vec<_> = limits.iter().map(|l| s.window(l.period, now)).collect();
         let usages: Vec<Usage> =
-            items.iter().zip(&windows).map(|((metric, _), w)| store::lock_window(c, &s.id, metric, w)).collect();
+            items.iter().zip(&windows).zip(&limits).map(|(((metric, _), w), l)| lock_window(c, &s, metric, l, w, now).0).collect();
 
         // Under the locks, an earlier call with the same key is visible: replay it.
         if let Some(key) = req.idempotency_key {
@@ -195,7 +281,8 @@ pub fn consume(req: ConsumeRequest<'_>) -> Result<Vec<Decision>> {
         }
 
         for (i, (verdict, d)) in decisions.iter().enumerate() {
-            store::write_window(c, &s.id, &d.metric, &windows[i], Usage { used: verdict.used_after, bonus: usages[i].bonus });
+            let after = Usage { used: verdict.used_after, ..usages[i] };
+            write_usage(c, &s, &d.metric, &limits[i], &windows[i], usages[i], after, now, Some(d.requested));
             store::append(
                 c,
                 &Entry {
@@ -265,7 +352,7 @@ fn refuse(
             if *metric == refused.metric {
                 return refused.clone();
             }
-            let usage = store::read_window(c, &s.id, metric, &s.window(limit.period, now));
+            let usage = read_window(c, &s, metric, &s.window(limit.period, now), now);
             decision(s, metric, limit, usage, *amount, now, false).blocked_by_other_metric()
         })
         .collect())
@@ -288,6 +375,253 @@ fn replay(c: &mut SpiClient<'_>, subject: &str, key: &str, operation: &str) -> R
     Ok(Some(decisions.into_iter().map(Decision::replayed).collect()))
 }
 
+// Reservations -------------------------------------------------------------------------
+
+pub struct ReserveRequest<'a> {
+    pub subject: &'a str,
+    pub metric: &'a str,
+    pub amount: i64,
+    pub ttl: pgrx::datum::Interval,
+    pub idempotency_key: Option<&'a str>,
+    pub metadata: Option<pg_sys::Datum>,
+    pub no_raise: bool,
+}
+
+/// A hold and the decision that granted it (`id` is None when refused without raising).
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct Hold {
+    pub id: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub decision: Decision,
+}
+
+fn positive_ttl(ttl: &pgrx::datum::Interval) -> Result<()> {
+    let parts = [ttl.months() as i64, ttl.days() as i64, ttl.micros()];
+    if parts.iter().all(|p| *p >= 0) && parts.iter().any(|p| *p > 0) {
+        Ok(())
+    } else {
+        Err(QuotaError::invalid("ttl", "interval", "ttl must be a positive interval", "Pass how long the hold may last, such as '15 minutes'."))
+    }
+}
+
+/// Hold `amount` against the limit until committed, released or expired.
+pub fn reserve(req: ReserveRequest<'_>) -> Result<Hold> {
+    positive_amount("amount", req.amount)?;
+    positive_ttl(&req.ttl)?;
+    if let Some(key) = req.idempotency_key {
+        non_empty("idempotency_key", key)?;
+    }
+    Spi::connect_mut(|c| {
+        let now = clock::now();
+        let s = resolve_subject(c, req.subject, Unknown::Create, now)?;
+        let limit = resolve_limit(c, &s, req.metric)?;
+        let w = s.window(limit.period, now);
+        let refused = |err: QuotaError| match (req.no_raise, err) {
+            (true, QuotaError::Exceeded(d) | QuotaError::OverRequestCap(d)) => Ok(Hold { id: None, expires_at: None, decision: *d }),
+            (_, err) => Err(err),
+        };
+        if limit.per_request_max.is_some_and(|cap| req.amount > cap) {
+            let usage = read_window(c, &s, req.metric, &w, now);
+            return refused(QuotaError::OverRequestCap(Box::new(decision(&s, req.metric, &limit, usage, req.amount, now, false))));
+        }
+        let (usage, _) = lock_window(c, &s, req.metric, &limit, &w, now);
+        if let Some(key) = req.idempotency_key {
+            if let Some((op, response)) = store::find_key(c, &s.id, key) {
+                return replay_hold(&s.id, key, &op, &response);
+            }
+        }
+        fits_counter(usage, req.amount)?;
+        let verdict = evaluate(&limit, usage, req.amount);
+        if !verdict.allowed {
+            return refused(QuotaError::Exceeded(Box::new(decision(&s, req.metric, &limit, usage, req.amount, now, false))));
+        }
+        let after = Usage { reserved: usage.reserved + req.amount, ..usage };
+        store::write_window(c, &s.id, req.metric, &w, after);
+        let new = store::NewReservation {
+            subject: &s.id,
+            metric: req.metric,
+            window: &w,
+            amount: req.amount,
+            ttl: req.ttl,
+            idempotency_key: req.idempotency_key,
+            metadata: req.metadata,
+            at: now,
+        };
+        let (id, expires_at) = store::insert_reservation(c, &new);
+        store::append(
+            c,
+            &Entry {
+                subject: &s,
+                metric: req.metric,
+                window: &w,
+                kind: Kind::Reserve,
+                amount: req.amount,
+                overage: 0,
+                idempotency_key: req.idempotency_key,
+                metadata: req.metadata,
+                at: now,
+            },
+        );
+        let mut d = decision(&s, req.metric, &limit, after, req.amount, now, false);
+        d.allowed = true;
+        d.reason = verdict.reason.as_str().to_string();
+        let hold = Hold { id: Some(id.to_string()), expires_at: Some(expires_at), decision: d };
+        if let Some(key) = req.idempotency_key {
+            store::save_key(c, &s.id, key, "reserve", &serde_json::to_string(&hold).expect("hold serialises"), now);
+        }
+        Ok(hold)
+    })
+}
+
+fn replay_hold(subject: &str, key: &str, op: &str, response: &str) -> Result<Hold> {
+    if op != "reserve" {
+        return Err(QuotaError::invalid(
+            "idempotency_key",
+            key,
+            format!("idempotency key \"{key}\" was already used by a {op} for subject \"{subject}\""),
+            "Use a distinct idempotency key per operation.",
+        ));
+    }
+    let mut hold: Hold = serde_json::from_str(response).expect("stored response is a hold");
+    hold.decision = hold.decision.replayed();
+    Ok(hold)
+}
+
+fn unknown_reservation(id: pgrx::Uuid) -> QuotaError {
+    QuotaError::invalid("reservation", id, format!("unknown reservation {id}"), "Pass the id that quota.quota_reserve returned.")
+}
+
+/// Load a reservation with its subject and limit, and lock its window then itself.
+fn lock_reservation(c: &mut SpiClient<'_>, id: pgrx::Uuid, now: DateTime<Utc>) -> Result<(store::Reservation, Subject, Limit, Usage)> {
+    let r = store::find_reservation(c, id).ok_or_else(|| unknown_reservation(id))?;
+    let s = store::find_subject(c, &r.subject).ok_or_else(|| QuotaError::UnknownSubject { subject: r.subject.clone() })?;
+    let limit = resolve_limit(c, &s, &r.metric)?;
+    let (usage, _) = lock_window(c, &s, &r.metric, &limit, &r.window, now);
+    let r = store::lock_reservation(c, id).ok_or_else(|| unknown_reservation(id))?;
+    Ok((r, s, limit, usage))
+}
+
+/// Settle a hold: usage becomes `actual` (default: the held amount) and the rest of the
+/// hold is released. More than held is consumed like quota_consume: allowed under a soft
+/// limit, and under a hard limit only if it fits (else QT429 and nothing changes).
+/// Settling twice answers the first settlement again.
+pub fn commit(id: pgrx::Uuid, actual: Option<i64>, metadata: Option<pg_sys::Datum>) -> Result<Decision> {
+    if let Some(a) = actual.filter(|a| *a < 0) {
+        return Err(QuotaError::invalid("actual_amount", a, "actual_amount must not be negative", "Pass the amount really used (0 or more), or NULL for the held amount."));
+    }
+    Spi::connect_mut(|c| {
+        let now = clock::now();
+        let (r, s, limit, usage) = lock_reservation(c, id, now)?;
+        match r.status.as_str() {
+            "committed" => {
+                let d: Decision = serde_json::from_str(r.response.as_deref().unwrap_or("null")).expect("stored decision");
+                return Ok(d.replayed());
+            }
+            "released" => {
+                return Err(QuotaError::invalid(
+                    "reservation",
+                    id,
+                    format!("reservation {id} was released"),
+                    "Reserve again, or record the usage with quota.quota_consume.",
+                ))
+            }
+            _ => {}
+        }
+        // An expired hold no longer counts: the whole actual amount must then fit.
+        let held = if r.status == "held" { r.amount } else { 0 };
+        let actual = actual.unwrap_or(r.amount);
+        let base = Usage { reserved: usage.reserved - held.min(usage.reserved), ..usage };
+        fits_counter(base, actual)?;
+        let no_cap = Limit { per_request_max: None, ..limit.clone() };
+        let verdict = if actual <= held {
+            limits::Verdict { allowed: true, reason: limits::Reason::Ok, used_after: base.used + actual, overage: 0 }
+        } else {
+            evaluate(&no_cap, base, actual)
+        };
+        if !verdict.allowed {
+            return Err(QuotaError::Exceeded(Box::new(Decision::new(&s.id, &r.metric, &limit, base, actual, r.window.end, &verdict, false))));
+        }
+        let after = Usage { used: verdict.used_after, ..base };
+        write_usage(c, &s, &r.metric, &limit, &r.window, usage, after, now, None);
+        store::append(
+            c,
+            &Entry {
+                subject: &s,
+                metric: &r.metric,
+                window: &r.window,
+                kind: Kind::Commit,
+                amount: actual,
+                overage: verdict.overage,
+                idempotency_key: None,
+                metadata,
+                at: now,
+            },
+        );
+        let d = Decision::new(&s.id, &r.metric, &limit, base, actual, r.window.end, &verdict, true);
+        store::settle_reservation(c, id, "committed", Some(actual), Some(&serde_json::to_string(&d).expect("decision serialises")), now);
+        let extra = json!({"reservation": id.to_string(), "amount": actual, "held": r.amount});
+        store::emit(c, &event(events::Kind::ReservationCommitted, &s, &r.metric, &limit, &r.window, after, now, extra));
+        Ok(d)
+    })
+}
+
+/// Cancel a hold. True if this call released it; false if it was already released or
+/// had expired. A committed reservation cannot be released (use quota_refund).
+pub fn release(id: pgrx::Uuid, reason: Option<&str>) -> Result<bool> {
+    Spi::connect_mut(|c| {
+        let now = clock::now();
+        let (r, s, limit, usage) = lock_reservation(c, id, now)?;
+        match r.status.as_str() {
+            "held" => {}
+            "committed" => {
+                return Err(QuotaError::invalid(
+                    "reservation",
+                    id,
+                    format!("reservation {id} was already committed"),
+                    "Give committed usage back with quota.quota_refund.",
+                ))
+            }
+            _ => return Ok(false),
+        }
+        let after = Usage { reserved: usage.reserved - r.amount.min(usage.reserved), ..usage };
+        store::write_window(c, &s.id, &r.metric, &r.window, after);
+        store::append(
+            c,
+            &Entry { subject: &s, metric: &r.metric, window: &r.window, kind: Kind::Release, amount: r.amount, overage: 0, idempotency_key: None, metadata: None, at: now },
+        );
+        let note = json!({ "reason": reason }).to_string();
+        store::settle_reservation(c, id, "released", None, Some(&note), now);
+        let _ = limit;
+        Ok(true)
+    })
+}
+
+/// Sweep lapsed holds everywhere (they also expire lazily on the next access). Safe to
+/// run concurrently and from pg_cron. Returns how many holds expired.
+pub fn maintenance() -> Result<i64> {
+    Spi::connect_mut(|c| {
+        let now = clock::now();
+        let mut expired = 0;
+        loop {
+            let batch = store::lapsed_windows(c, now, 1000);
+            if batch.is_empty() {
+                return Ok(expired);
+            }
+            let mut progressed = false;
+            for (subject, metric, w) in batch {
+                let Some(s) = store::find_subject(c, &subject) else { continue };
+                let Some(limit) = store::limit(c, &s.plan, &metric) else { continue };
+                let (_, n) = lock_window(c, &s, &metric, &limit, &w, now);
+                expired += n as i64;
+                progressed |= n > 0;
+            }
+            if !progressed {
+                return Ok(expired);
+            }
+        }
+    })
+}
+
 // Refund and reset ---------------------------------------------------------------------
 
 /// Give usage back in the current window; never below zero.
@@ -301,15 +635,15 @@ pub fn refund(subject: &str, metric: &str, amount: i64, key: Option<&str>) -> Re
         let s = resolve_subject(c, subject, Unknown::Create, now)?;
         let limit = resolve_limit(c, &s, metric)?;
         let w = s.window(limit.period, now);
-        let usage = store::lock_window(c, &s.id, metric, &w);
+        let (usage, _) = lock_window(c, &s, metric, &limit, &w, now);
         if let Some(key) = key {
             if let Some(mut replay) = replay(c, &s.id, key, "refund")? {
                 return Ok(replay.remove(0));
             }
         }
         let (used, given) = limits::refund(usage.used, amount);
-        let after = Usage { used, bonus: usage.bonus };
-        store::write_window(c, &s.id, metric, &w, after);
+        let after = Usage { used, ..usage };
+        write_usage(c, &s, metric, &limit, &w, usage, after, now, None);
         store::append(
             c,
             &Entry { subject: &s, metric, window: &w, kind: Kind::Refund, amount: given, overage: 0, idempotency_key: key, metadata: None, at: now },
@@ -339,11 +673,12 @@ pub fn reset(subject: &str, metric: Option<&str>) -> Result<i32> {
         let mut emptied = 0;
         for (metric, limit) in limits {
             let w = s.window(limit.period, now);
-            let usage = store::lock_window(c, &s.id, &metric, &w);
+            let (usage, _) = lock_window(c, &s, &metric, &limit, &w, now);
             if usage.used == 0 {
                 continue;
             }
-            store::write_window(c, &s.id, &metric, &w, Usage { used: 0, bonus: usage.bonus });
+            store::write_window(c, &s.id, &metric, &w, Usage { used: 0, ..usage });
+            store::emit(c, &event(events::Kind::Reset, &s, &metric, &limit, &w, Usage { used: 0, ..usage }, now, json!({"emptied": usage.used})));
             store::append(
                 c,
                 &Entry { subject: &s, metric: &metric, window: &w, kind: Kind::Reset, amount: usage.used, overage: 0, idempotency_key: None, metadata: None, at: now },
@@ -380,7 +715,7 @@ pub fn apply_bonus(subject: &str, metric: &str, kind: &str, reference: Option<&s
         let today = store::grants_on(c, &s.id, day);
         let cap = store::plan_bonus_cap(c, &s.plan).flatten();
         let not_applied = |c: &mut SpiClient<'_>, reason: bonus::Refusal| {
-            let usage = store::read_window(c, &s.id, metric, &w);
+            let usage = read_window(c, &s, metric, &w, now);
             BonusOutcome { applied: false, reason: reason.as_str(), amount: 0, new_limit: usage.effective_limit(&limit), bonuses_today: today }
         };
         let rule = match bonus::decide(store::rule(c, &s.plan, metric, kind), cap, today) {
@@ -394,10 +729,11 @@ pub fn apply_bonus(subject: &str, metric: &str, kind: &str, reference: Option<&s
         if !store::insert_grant(c, &grant) {
             return Ok(not_applied(c, bonus::Refusal::ReferenceAlreadyUsed));
         }
-        let usage = store::lock_window(c, &s.id, metric, &w);
+        let (usage, _) = lock_window(c, &s, metric, &limit, &w, now);
         let bonus = usage.bonus.checked_add(rule.amount).ok_or_else(|| overflow(rule.amount))?;
-        let after = Usage { used: usage.used, bonus };
+        let after = Usage { bonus, ..usage };
         store::write_window(c, &s.id, metric, &w, after);
+        store::emit(c, &event(events::Kind::BonusApplied, &s, metric, &limit, &w, after, now, json!({"kind": kind, "amount": rule.amount})));
         store::append(
             c,
             &Entry { subject: &s, metric, window: &w, kind: Kind::Bonus, amount: rule.amount, overage: 0, idempotency_key: None, metadata: None, at: now },
@@ -428,7 +764,7 @@ pub fn parse_enforcement(enforcement: &str) -> Result<Enforcement> {
 pub fn set_limit(plan: &str, metric: &str, period: &str, limit_value: i64, enforcement: &str, per_request_max: Option<i64>) -> Result<()> {
     non_empty("plan", plan)?;
     non_empty("metric", metric)?;
-    let limit = Limit { period: parse_period(period)?, limit_value, enforcement: parse_enforcement(enforcement)?, per_request_max };
+    let limit = Limit { period: parse_period(period)?, limit_value, enforcement: parse_enforcement(enforcement)?, per_request_max, alerts: vec![] };
     if limit_value < 0 {
         return Err(QuotaError::invalid("limit_value", limit_value, "limit_value must not be negative", "Pass 0 or more; 0 blocks every request."));
     }
@@ -439,6 +775,32 @@ pub fn set_limit(plan: &str, metric: &str, period: &str, limit_value: i64, enfor
         store::ensure_plan(c, plan);
         store::upsert_limit(c, plan, metric, &limit);
         Ok(())
+    })
+}
+
+/// Thresholds (percent of the effective limit) at which threshold events fire.
+pub fn set_alerts(plan: &str, metric: &str, thresholds: Vec<Option<i32>>) -> Result<()> {
+    let mut t = Vec::with_capacity(thresholds.len());
+    for v in thresholds {
+        match v {
+            Some(p) if (1..=1000).contains(&p) => t.push(p),
+            other => {
+                return Err(QuotaError::invalid(
+                    "thresholds",
+                    other.map_or("NULL".to_string(), |p| p.to_string()),
+                    "thresholds must be percentages between 1 and 1000",
+                    "Pass an array such as ARRAY[80, 100].",
+                ))
+            }
+        }
+    }
+    Spi::connect_mut(|c| {
+        existing_plan(c, plan)?;
+        if store::set_alerts(c, plan, metric, t) {
+            Ok(())
+        } else {
+            Err(QuotaError::invalid("metric", metric, format!("plan \"{plan}\" has no limit on metric \"{metric}\""), "Create the limit first with quota.set_limit."))
+        }
     })
 }
 

@@ -105,6 +105,7 @@ impl QuotaError {
                     "bonus": d.bonus,
                     "period": d.period,
                     "enforcement": d.enforcement,
+                    "reserved": d.reserved,
                 });
                 if let QuotaError::OverRequestCap(_) = self {
                     v["per_request_max"] = json!(d.per_request_max);
@@ -187,8 +188,8 @@ mod tests {
     use chrono::{DateTime, Utc};
 
     fn refused(cap: Option<i64>, requested: i64) -> Decision {
-        let limit = Limit { period: Period::Day, limit_value: 5, enforcement: Enforcement::Hard, per_request_max: cap };
-        let usage = Usage { used: 5, bonus: 2 };
+        let limit = Limit { period: Period::Day, limit_value: 5, enforcement: Enforcement::Hard, per_request_max: cap, alerts: vec![] };
+        let usage = Usage::new(5, 2);
         let reset = DateTime::parse_from_rfc3339("2026-11-24T00:00:00Z").unwrap().with_timezone(&Utc);
         Decision::new("user-1", "messages", &limit, usage, requested, Some(reset), &evaluate(&limit, usage, requested), false)
     }
@@ -201,7 +202,7 @@ mod tests {
             e.detail(),
             json!({"code":"quota_exceeded","subject":"user-1","metric":"messages","limit":7,"used":5,
                    "requested":3,"remaining":2,"reset_at":"2026-11-24T00:00:00Z","bonus":2,
-                   "period":"day","enforcement":"hard"})
+                   "period":"day","enforcement":"hard","reserved":0})
         );
         assert_eq!(e.message(), "quota exceeded: subject \"user-1\" has 2 of 7 messages left this day, 3 requested");
         assert!(e.hint().contains("2026-11-24T00:00:00Z"), "{}", e.hint());

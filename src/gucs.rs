@@ -12,7 +12,22 @@ pub static DEFAULT_PLAN: GucSetting<Option<CString>> = GucSetting::<Option<CStri
 /// choosing windows and stamping the ledger. Superuser only; for tests and demos.
 pub static CLOCK_OVERRIDE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
+/// `quota.notify_every_consume`: also send a `consumed` event for every consume.
+pub static NOTIFY_EVERY_CONSUME: GucSetting<bool> = GucSetting::<bool>::new(false);
+
+pub fn notify_every_consume() -> bool {
+    NOTIFY_EVERY_CONSUME.get()
+}
+
 pub fn init() {
+    GucRegistry::define_bool_guc(
+        c"quota.notify_every_consume",
+        c"Send a consumed event for every consume.",
+        c"Off: events are sent for thresholds, soft overages, bonuses, resets and reservations only. On: every consume also sends a consumed event (and writes an outbox row).",
+        &NOTIFY_EVERY_CONSUME,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
     GucRegistry::define_string_guc(
         c"quota.default_plan",
         c"Plan that unknown subjects join automatically.",

@@ -16,6 +16,7 @@ use pgrx::prelude::*;
 pub mod bonus;
 pub mod decision;
 pub mod error;
+pub mod events;
 pub mod limits;
 pub mod period;
 pub mod tokens;
@@ -32,6 +33,7 @@ mod store;
 
 extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
 extension_sql_file!("../sql/enforce.sql", name = "enforce", requires = ["schema"]);
+extension_sql_file!("../sql/events.sql", name = "events", requires = ["schema"]);
 extension_sql_file!("../sql/overloads.sql", name = "overloads", finalize);
 
 #[pg_guard]

@@ -52,6 +52,8 @@ pub struct Limit {
     pub limit_value: i64,
     pub enforcement: Enforcement,
     pub per_request_max: Option<i64>,
+    /// Percentages of the limit at which a threshold event fires (once per window each).
+    pub alerts: Vec<i32>,
 }
 
 /// What a window holds right now.
@@ -59,16 +61,27 @@ pub struct Limit {
 pub struct Usage {
     pub used: i64,
     pub bonus: i64,
+    /// Held by open reservations: counts against the limit, not yet used.
+    pub reserved: i64,
+    /// The highest alert threshold (percent) already announced in this window.
+    pub alerted: i32,
 }
 
 impl Usage {
+    pub fn new(used: i64, bonus: i64) -> Usage {
+        Usage { used, bonus, ..Usage::default() }
+    }
     /// Plan limit plus the window's bonus, saturating.
     pub fn effective_limit(&self, limit: &Limit) -> i64 {
         limit.limit_value.saturating_add(self.bonus)
     }
+    /// Used plus held.
+    pub fn taken(&self) -> i64 {
+        self.used.saturating_add(self.reserved)
+    }
     /// Never negative: a soft overage shows as `used > limit`, not as a negative remainder.
     pub fn remaining(&self, limit: &Limit) -> i64 {
-        self.effective_limit(limit).saturating_sub(self.used).max(0)
+        self.effective_limit(limit).saturating_sub(self.taken()).max(0)
     }
 }
 
@@ -125,21 +138,21 @@ pub fn evaluate(limit: &Limit, usage: Usage, amount: i64) -> Verdict {
         }
     }
     let effective = usage.effective_limit(limit);
-    let after = match usage.used.checked_add(amount) {
-        Some(after) => after,
-        // Past i64::MAX can never fit; soft callers treat it as an argument error.
-        None => return refused(Reason::QuotaExceeded),
+    // Open reservations count against the limit like usage does.
+    let (Some(used_after), Some(taken_after)) = (usage.used.checked_add(amount), usage.taken().checked_add(amount)) else {
+        // Past i64::MAX can never fit; callers treat it as an argument error.
+        return refused(Reason::QuotaExceeded);
     };
-    if after <= effective {
-        return Verdict { allowed: true, reason: Reason::Ok, used_after: after, overage: 0 };
+    if taken_after <= effective {
+        return Verdict { allowed: true, reason: Reason::Ok, used_after, overage: 0 };
     }
     match limit.enforcement {
         Enforcement::Hard => refused(Reason::QuotaExceeded),
         Enforcement::Soft => {
             // The part of this request that lies beyond the effective limit.
-            let beyond_before = usage.used.saturating_sub(effective).max(0);
-            let overage = after - effective - beyond_before;
-            Verdict { allowed: true, reason: Reason::SoftLimitExceeded, used_after: after, overage }
+            let beyond_before = usage.taken().saturating_sub(effective).max(0);
+            let overage = taken_after - effective - beyond_before;
+            Verdict { allowed: true, reason: Reason::SoftLimitExceeded, used_after, overage }
         }
     }
 }
@@ -155,10 +168,10 @@ mod tests {
     use super::*;
 
     fn lim(value: i64, enforcement: Enforcement, cap: Option<i64>) -> Limit {
-        Limit { period: Period::Day, limit_value: value, enforcement, per_request_max: cap }
+        Limit { period: Period::Day, limit_value: value, enforcement, per_request_max: cap, alerts: vec![] }
     }
     fn usage(used: i64, bonus: i64) -> Usage {
-        Usage { used, bonus }
+        Usage::new(used, bonus)
     }
 
     #[test]
@@ -220,6 +233,20 @@ mod tests {
         assert!(evaluate(&l, usage(i64::MAX - 1, 0), 1).allowed);
         let soft = lim(10, Enforcement::Soft, None);
         assert!(!evaluate(&soft, usage(i64::MAX, 0), 1).allowed);
+    }
+
+    #[test]
+    fn reservations_count_against_the_limit() {
+        let l = lim(10, Enforcement::Hard, None);
+        let held = Usage { used: 4, bonus: 0, reserved: 5, alerted: 0 };
+        assert_eq!(held.remaining(&l), 1);
+        assert!(evaluate(&l, held, 1).allowed);
+        let v = evaluate(&l, held, 2);
+        assert_eq!((v.allowed, v.reason), (false, Reason::QuotaExceeded));
+        // What is held is not used: usage after a consume excludes the hold.
+        assert_eq!(evaluate(&l, held, 1).used_after, 5);
+        let soft = lim(10, Enforcement::Soft, None);
+        assert_eq!(evaluate(&soft, held, 3).overage, 2);
     }
 
     #[test]

@@ -195,11 +195,11 @@ pub fn plan_bonus_cap(c: &mut SpiClient<'_>, plan: &str) -> Option<Option<i32>> 
 }
 
 static LIMIT_ONE: Stmt = Stmt {
-    sql: "SELECT metric, period, limit_value, enforcement, per_request_max FROM quota.plan_limits WHERE plan = $1 AND metric = $2",
+    sql: "SELECT metric, period, limit_value, enforcement, per_request_max, alert_thresholds FROM quota.plan_limits WHERE plan = $1 AND metric = $2",
     types: &[T::TEXTOID, T::TEXTOID],
 };
 static LIMIT_ALL: Stmt = Stmt {
-    sql: "SELECT metric, period, limit_value, enforcement, per_request_max FROM quota.plan_limits WHERE plan = $1 ORDER BY metric",
+    sql: "SELECT metric, period, limit_value, enforcement, per_request_max, alert_thresholds FROM quota.plan_limits WHERE plan = $1 ORDER BY metric",
     types: &[T::TEXTOID],
 };
 
@@ -214,6 +214,7 @@ fn limits_from(table: SpiTupleTable<'_>) -> Vec<(String, Limit)> {
                 limit_value: col(&row, 3).expect("limit_value is NOT NULL"),
                 enforcement: enforcement.parse().unwrap_or(Enforcement::Hard),
                 per_request_max: col(&row, 5),
+                alerts: col::<Vec<i32>>(&row, 6).unwrap_or_default(),
             };
             (col::<String>(&row, 1).expect("metric is NOT NULL"), limit)
         })
@@ -245,6 +246,16 @@ static DELETE_LIMIT: Stmt = Stmt {
     sql: "DELETE FROM quota.plan_limits WHERE plan = $1 AND metric = $2 RETURNING true",
     types: &[T::TEXTOID, T::TEXTOID],
 };
+static SET_ALERTS: Stmt = Stmt {
+    sql: "UPDATE quota.plan_limits SET alert_thresholds = $3, updated_at = now() WHERE plan = $1 AND metric = $2 RETURNING true",
+    types: &[T::TEXTOID, T::TEXTOID, T::INT4ARRAYOID],
+};
+
+/// Set a limit's alert thresholds; false if the plan has no limit on the metric.
+pub fn set_alerts(c: &mut SpiClient<'_>, plan: &str, metric: &str, thresholds: Vec<i32>) -> bool {
+    first::<bool>(run(c, &SET_ALERTS, &[plan.into(), metric.into(), thresholds.into()]), 1).unwrap_or(false)
+}
+
 static SET_BONUS_CAP: Stmt = Stmt {
     sql: "UPDATE quota.plans SET bonus_cap_per_day = $2 WHERE plan = $1",
     types: &[T::TEXTOID, T::INT4OID],
@@ -273,11 +284,11 @@ pub fn set_bonus_cap(c: &mut SpiClient<'_>, plan: &str, per_day: Option<i32>) {
 // Counters -----------------------------------------------------------------------------
 
 static READ_WINDOW: Stmt = Stmt {
-    sql: "SELECT used, bonus FROM quota.counters WHERE subject = $1 AND metric = $2 AND window_start = $3",
+    sql: "SELECT used, bonus, reserved, alerted FROM quota.counters WHERE subject = $1 AND metric = $2 AND window_start = $3",
     types: &[T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID],
 };
 static LOCK_WINDOW: Stmt = Stmt {
-    sql: "SELECT used, bonus FROM quota.counters WHERE subject = $1 AND metric = $2 AND window_start = $3 FOR UPDATE",
+    sql: "SELECT used, bonus, reserved, alerted FROM quota.counters WHERE subject = $1 AND metric = $2 AND window_start = $3 FOR UPDATE",
     types: &[T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID],
 };
 static CREATE_WINDOW: Stmt = Stmt {
@@ -286,8 +297,9 @@ static CREATE_WINDOW: Stmt = Stmt {
     types: &[T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID, T::TIMESTAMPTZOID],
 };
 static WRITE_WINDOW: Stmt = Stmt {
-    sql: "UPDATE quota.counters SET used = $4, bonus = $5 WHERE subject = $1 AND metric = $2 AND window_start = $3",
-    types: &[T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID, T::INT8OID, T::INT8OID],
+    sql: "UPDATE quota.counters SET used = $4, bonus = $5, reserved = $6, alerted = $7
+          WHERE subject = $1 AND metric = $2 AND window_start = $3",
+    types: &[T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID, T::INT8OID, T::INT8OID, T::INT8OID, T::INT4OID],
 };
 
 fn usage_from(table: SpiTupleTable<'_>) -> Option<Usage> {
@@ -295,7 +307,12 @@ fn usage_from(table: SpiTupleTable<'_>) -> Option<Usage> {
         return None;
     }
     let row = table.first();
-    Some(Usage { used: row.get(1).ok().flatten()?, bonus: row.get(2).ok().flatten()? })
+    Some(Usage {
+        used: row.get(1).ok().flatten()?,
+        bonus: row.get(2).ok().flatten()?,
+        reserved: row.get(3).ok().flatten()?,
+        alerted: row.get(4).ok().flatten()?,
+    })
 }
 
 fn key_args<'a>(subject: &'a str, metric: &'a str, w: &Window) -> [DatumWithOid<'a>; 3] {
@@ -322,7 +339,7 @@ pub fn lock_window(c: &mut SpiClient<'_>, subject: &str, metric: &str, w: &Windo
 
 pub fn write_window(c: &mut SpiClient<'_>, subject: &str, metric: &str, w: &Window, u: Usage) {
     let [s, m, start] = key_args(subject, metric, w);
-    run(c, &WRITE_WINDOW, &[s, m, start, u.used.into(), u.bonus.into()]);
+    run(c, &WRITE_WINDOW, &[s, m, start, u.used.into(), u.bonus.into(), u.reserved.into(), u.alerted.into()]);
 }
 
 // The ledger ---------------------------------------------------------------------------
@@ -333,6 +350,10 @@ pub enum Kind {
     Refund,
     Reset,
     Bonus,
+    Reserve,
+    Commit,
+    Release,
+    Expire,
 }
 
 impl Kind {
@@ -342,6 +363,10 @@ impl Kind {
             Kind::Refund => "refund",
             Kind::Reset => "reset",
             Kind::Bonus => "bonus",
+            Kind::Reserve => "reserve",
+            Kind::Commit => "commit",
+            Kind::Release => "release",
+            Kind::Expire => "expire",
         }
     }
 }
@@ -493,4 +518,164 @@ pub fn insert_grant(c: &mut SpiClient<'_>, g: &Grant<'_>) -> bool {
         ],
     );
     !table.is_empty()
+}
+
+// Reservations -------------------------------------------------------------------------
+
+#[derive(Clone, Debug)]
+pub struct Reservation {
+    pub subject: String,
+    pub metric: String,
+    pub window: Window,
+    pub amount: i64,
+    pub status: String,
+    pub response: Option<String>,
+}
+
+static INSERT_RESERVATION: Stmt = Stmt {
+    sql: "INSERT INTO quota.reservations (subject, metric, window_start, window_end, amount, expires_at, idempotency_key, metadata, created_at)
+          VALUES ($1, $2, $3, $4, $5, $7 + $6, $8, $9, $7)
+          RETURNING id, expires_at",
+    types: &[
+        T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID, T::TIMESTAMPTZOID, T::INT8OID, T::INTERVALOID, T::TIMESTAMPTZOID, T::TEXTOID,
+        T::JSONBOID,
+    ],
+};
+static FIND_RESERVATION: Stmt = Stmt {
+    sql: "SELECT id, subject, metric, window_start, window_end, amount, status, response::text
+          FROM quota.reservations WHERE id = $1",
+    types: &[T::UUIDOID],
+};
+static LOCK_RESERVATION: Stmt = Stmt {
+    sql: "SELECT id, subject, metric, window_start, window_end, amount, status, response::text
+          FROM quota.reservations WHERE id = $1 FOR UPDATE",
+    types: &[T::UUIDOID],
+};
+static SETTLE_RESERVATION: Stmt = Stmt {
+    sql: "UPDATE quota.reservations SET status = $2, actual_amount = $3, response = $4::jsonb, settled_at = $5 WHERE id = $1",
+    types: &[T::UUIDOID, T::TEXTOID, T::INT8OID, T::TEXTOID, T::TIMESTAMPTZOID],
+};
+static EXPIRE_HELD: Stmt = Stmt {
+    sql: "UPDATE quota.reservations SET status = 'expired', settled_at = $5
+          WHERE subject = $1 AND metric = $2 AND window_start = $3 AND status = 'held' AND expires_at <= $4
+          RETURNING id, amount",
+    types: &[T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID, T::TIMESTAMPTZOID, T::TIMESTAMPTZOID],
+};
+static EXPIRED_HELD: Stmt = Stmt {
+    sql: "SELECT coalesce(sum(amount), 0)::int8 FROM quota.reservations
+          WHERE subject = $1 AND metric = $2 AND window_start = $3 AND status = 'held' AND expires_at <= $4",
+    types: &[T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID, T::TIMESTAMPTZOID],
+};
+static LAPSED_WINDOWS: Stmt = Stmt {
+    sql: "SELECT DISTINCT subject, metric, window_start, window_end FROM quota.reservations
+          WHERE status = 'held' AND expires_at <= $1 LIMIT $2",
+    types: &[T::TIMESTAMPTZOID, T::INT8OID],
+};
+
+pub struct NewReservation<'a> {
+    pub subject: &'a str,
+    pub metric: &'a str,
+    pub window: &'a Window,
+    pub amount: i64,
+    pub ttl: pgrx::datum::Interval,
+    pub idempotency_key: Option<&'a str>,
+    pub metadata: Option<pg_sys::Datum>,
+    pub at: DateTime<Utc>,
+}
+
+/// Record a hold; returns its id and expiry.
+pub fn insert_reservation(c: &mut SpiClient<'_>, r: &NewReservation<'_>) -> (pgrx::Uuid, DateTime<Utc>) {
+    let t = run(
+        c,
+        &INSERT_RESERVATION,
+        &[
+            r.subject.into(),
+            r.metric.into(),
+            clock::window_key(r.window.start).into(),
+            r.window.end.map(clock::to_pg_tz).into(),
+            r.amount.into(),
+            r.ttl.into(),
+            ts(r.at),
+            r.idempotency_key.into(),
+            r.metadata.map(RawJsonb).into(),
+        ],
+    );
+    let row = t.first();
+    let id = row.get::<pgrx::Uuid>(1).ok().flatten().expect("RETURNING id");
+    let expires = row.get::<TimestampWithTimeZone>(2).ok().flatten().expect("RETURNING expires_at");
+    (id, clock::from_pg(expires.into_inner()))
+}
+
+fn reservation_from(table: SpiTupleTable<'_>) -> Option<Reservation> {
+    if table.is_empty() {
+        return None;
+    }
+    let row = table.first();
+    let start = row.get::<TimestampWithTimeZone>(4).ok().flatten()?;
+    Some(Reservation {
+        subject: row.get(2).ok().flatten()?,
+        metric: row.get(3).ok().flatten()?,
+        window: Window {
+            start: if start.is_neg_infinity() { None } else { Some(clock::from_pg(start.into_inner())) },
+            end: row.get::<TimestampWithTimeZone>(5).ok().flatten().map(|t| clock::from_pg(t.into_inner())),
+        },
+        amount: row.get(6).ok().flatten()?,
+        status: row.get(7).ok().flatten()?,
+        response: row.get(8).ok().flatten(),
+    })
+}
+
+pub fn find_reservation(c: &mut SpiClient<'_>, id: pgrx::Uuid) -> Option<Reservation> {
+    reservation_from(run(c, &FIND_RESERVATION, &[id.into()]))
+}
+
+pub fn lock_reservation(c: &mut SpiClient<'_>, id: pgrx::Uuid) -> Option<Reservation> {
+    reservation_from(run(c, &LOCK_RESERVATION, &[id.into()]))
+}
+
+pub fn settle_reservation(c: &mut SpiClient<'_>, id: pgrx::Uuid, status: &str, actual: Option<i64>, response: Option<&str>, at: DateTime<Utc>) {
+    run(c, &SETTLE_RESERVATION, &[id.into(), status.into(), actual.into(), response.into(), ts(at)]);
+}
+
+/// Mark the window's lapsed holds expired (the caller holds the window lock); returns
+/// (id, amount) of each.
+pub fn expire_held(c: &mut SpiClient<'_>, subject: &str, metric: &str, w: &Window, now: DateTime<Utc>) -> Vec<(pgrx::Uuid, i64)> {
+    let [s, m, start] = key_args(subject, metric, w);
+    run(c, &EXPIRE_HELD, &[s, m, start, ts(now), ts(now)])
+        .filter_map(|row| Some((row.get::<pgrx::Uuid>(1).ok().flatten()?, row.get::<i64>(2).ok().flatten()?)))
+        .collect()
+}
+
+/// How much of the window's `reserved` has lapsed but is not yet marked (read-only paths).
+pub fn expired_held(c: &mut SpiClient<'_>, subject: &str, metric: &str, w: &Window, now: DateTime<Utc>) -> i64 {
+    let [s, m, start] = key_args(subject, metric, w);
+    first::<i64>(run(c, &EXPIRED_HELD, &[s, m, start, ts(now)]), 1).unwrap_or(0)
+}
+
+/// Windows with lapsed holds, at most `limit` of them: (subject, metric, window).
+pub fn lapsed_windows(c: &mut SpiClient<'_>, now: DateTime<Utc>, limit: i64) -> Vec<(String, String, Window)> {
+    run(c, &LAPSED_WINDOWS, &[ts(now), limit.into()])
+        .filter_map(|row| {
+            let start = row.get::<TimestampWithTimeZone>(3).ok().flatten()?;
+            let window = Window {
+                start: if start.is_neg_infinity() { None } else { Some(clock::from_pg(start.into_inner())) },
+                end: row.get::<TimestampWithTimeZone>(4).ok().flatten().map(|t| clock::from_pg(t.into_inner())),
+            };
+            Some((row.get(1).ok().flatten()?, row.get(2).ok().flatten()?, window))
+        })
+        .collect()
+}
+
+// Events -------------------------------------------------------------------------------
+
+static EMIT: Stmt = Stmt {
+    sql: "WITH e AS (INSERT INTO quota.events (type, subject, metric, payload, created_at) VALUES ($1, $2, $3, $4::jsonb, $5) RETURNING id)
+          SELECT pg_catalog.pg_notify('quota_events', $4) FROM e",
+    types: &[T::TEXTOID, T::TEXTOID, T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID],
+};
+
+/// Record the event in the outbox and notify listeners (delivered at COMMIT).
+pub fn emit(c: &mut SpiClient<'_>, e: &crate::events::Event) {
+    let payload = e.payload().to_string();
+    run(c, &EMIT, &[e.kind.as_str().into(), e.subject.as_str().into(), e.metric.as_str().into(), payload.as_str().into(), ts(e.occurred_at)]);
 }

@@ -12,7 +12,7 @@ SELECT count(*) AS windows,
 FROM quota.counters c
 LEFT JOIN (
     SELECT subject, metric, window_start,
-           sum(CASE kind WHEN 'consume' THEN amount WHEN 'refund' THEN -amount WHEN 'reset' THEN -amount ELSE 0 END) AS used,
+           sum(CASE kind WHEN 'consume' THEN amount WHEN 'commit' THEN amount WHEN 'refund' THEN -amount WHEN 'reset' THEN -amount ELSE 0 END) AS used,
            sum(amount) FILTER (WHERE kind = 'bonus') AS bonus
     FROM quota.usage_events GROUP BY 1, 2, 3
 ) l USING (subject, metric, window_start);
