@@ -113,8 +113,7 @@ fn lock_window(c: &mut SpiClient<'_>, s: &Subject, metric: &str, limit: &Limit, 
     (u, lapsed.len())
 }
 
-/// Write a window's new usage and announce the thresholds it crosses, a soft limit it goes
-/// over, and (with quota.notify_every_consume) the consume itself.
+/// Write a window's new usage and announce what it crossed (see `announce`).
 #[allow(clippy::too_many_arguments)]
 fn write_usage(
     c: &mut SpiClient<'_>,
@@ -127,18 +126,42 @@ fn write_usage(
     now: DateTime<Utc>,
     consumed: Option<i64>,
 ) {
+    let events = announce(before, &mut after, limit);
+    store::write_window(c, &s.id, metric, w, after);
+    emit_all(c, s, metric, limit, w, after, now, &events, consumed);
+}
+
+/// What a change of usage announces: the alert thresholds it crosses (recorded in
+/// `after.alerted`, so each fires once per window) and whether it goes over a soft limit.
+fn announce(before: Usage, after: &mut Usage, limit: &Limit) -> (Vec<i32>, bool) {
     let effective = after.effective_limit(limit);
     let crossed = events::crossed(&limit.alerts, before.alerted, after.used, effective);
     if let Some(&top) = crossed.last() {
         after.alerted = top;
     }
-    store::write_window(c, &s.id, metric, w, after);
+    let over = limit.enforcement == Enforcement::Soft && events::went_over(before.used, after.used, effective);
+    (crossed, over)
+}
+
+/// Send what `announce` found, and (with quota.notify_every_consume) the consume itself.
+#[allow(clippy::too_many_arguments)]
+fn emit_all(
+    c: &mut SpiClient<'_>,
+    s: &Subject,
+    metric: &str,
+    limit: &Limit,
+    w: &Window,
+    after: Usage,
+    now: DateTime<Utc>,
+    (crossed, over): &(Vec<i32>, bool),
+    consumed: Option<i64>,
+) {
     for t in crossed {
         let mut e = event(events::Kind::ThresholdCrossed, s, metric, limit, w, after, now, Value::Null);
-        e.threshold = Some(t);
+        e.threshold = Some(*t);
         store::emit(c, &e);
     }
-    if limit.enforcement == Enforcement::Soft && events::went_over(before.used, after.used, effective) {
+    if *over {
         store::emit(c, &event(events::Kind::SoftLimitExceeded, s, metric, limit, w, after, now, Value::Null));
     }
     if let Some(amount) = consumed.filter(|_| gucs::notify_every_consume()) {
@@ -245,6 +268,11 @@ pub fn consume(req: ConsumeRequest<'_>) -> Result<Vec<Decision>> {
     }
     Spi::connect_mut(|c| {
         let now = clock::now();
+        if let ([(metric, amount)], None) = (items.as_slice(), req.idempotency_key) {
+            if let Some(d) = consume_fast(c, req.subject, metric, *amount, req.metadata, now) {
+                return Ok(vec![d]);
+            }
+        }
         let s = resolve_subject(c, req.subject, Unknown::Create, now)?;
         let limits = items.iter().map(|(m, _)| resolve_limit(c, &s, m)).collect::<Result<Vec<_>>>()?;
 
@@ -304,6 +332,33 @@ pub fn consume(req: ConsumeRequest<'_>) -> Result<Vec<Decision>> {
         }
         Ok(decisions)
     })
+}
+
+/// The common case in two statements: one lookup, one check-increment-and-ledger. Returns
+/// None whenever anything is unusual (unknown subject or metric, a cap or limit in the
+/// way, a missing window row, lapsed holds); the general path then handles it exactly.
+fn consume_fast(
+    c: &mut SpiClient<'_>,
+    subject: &str,
+    metric: &str,
+    amount: i64,
+    metadata: Option<pg_sys::Datum>,
+    now: DateTime<Utc>,
+) -> Option<Decision> {
+    let (s, limit) = store::subject_and_limit(c, subject, metric)?;
+    if limit.per_request_max.is_some_and(|cap| amount > cap) {
+        return None;
+    }
+    let w = s.window(limit.period, now);
+    let mut after = store::consume_fast(c, &s, metric, &w, amount, &limit, metadata, now)?;
+    let before = Usage { used: after.used - amount, ..after };
+    let verdict = evaluate(&limit, before, amount);
+    let found = announce(before, &mut after, &limit);
+    if after.alerted != before.alerted {
+        store::write_window(c, &s.id, metric, &w, after);
+    }
+    emit_all(c, &s, metric, &limit, &w, after, now, &found, Some(amount));
+    Some(Decision::new(&s.id, metric, &limit, before, amount, w.end, &verdict, true))
 }
 
 fn overflow(amount: i64) -> QuotaError {

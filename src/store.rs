@@ -181,6 +181,43 @@ pub fn upsert_subject(
     run(c, &UPSERT_SUBJECT, &[id.into(), plan.into(), tenant.into(), anchor.map(clock::to_pg_tz).into(), zone.into(), ts(now)]);
 }
 
+/// The subject and its plan's limit on one metric, in one lookup (the consume fast path).
+static SUBJECT_LIMIT: Stmt = Stmt {
+    sql: "SELECT s.plan, s.tenant, s.cycle_anchor, s.time_zone,
+                 l.metric, l.period, l.limit_value, l.enforcement, l.per_request_max, l.alert_thresholds
+          FROM quota.subjects s JOIN quota.plan_limits l ON l.plan = s.plan AND l.metric = $2
+          WHERE s.subject = $1",
+    types: &[T::TEXTOID, T::TEXTOID],
+};
+
+pub fn subject_and_limit(c: &mut SpiClient<'_>, id: &str, metric: &str) -> Option<(Subject, Limit)> {
+    let table = run(c, &SUBJECT_LIMIT, &[id.into(), metric.into()]);
+    if table.is_empty() {
+        return None;
+    }
+    let row = table.first();
+    let row = row.get_heap_tuple().ok().flatten()?;
+    let tz_name: String = col(&row, 4)?;
+    let subject = Subject {
+        id: id.to_string(),
+        plan: col(&row, 1)?,
+        tenant: col(&row, 2),
+        anchor: clock::from_pg(col::<TimestampWithTimeZone>(&row, 3)?.into_inner()),
+        tz: period::parse_zone(&tz_name).unwrap_or(Tz::UTC),
+        stored: true,
+    };
+    let period: String = col(&row, 6)?;
+    let enforcement: String = col(&row, 8)?;
+    let limit = Limit {
+        period: period.parse().unwrap_or(Period::Lifetime),
+        limit_value: col(&row, 7)?,
+        enforcement: enforcement.parse().unwrap_or(Enforcement::Hard),
+        per_request_max: col(&row, 9),
+        alerts: col::<Vec<i32>>(&row, 10).unwrap_or_default(),
+    };
+    Some((subject, limit))
+}
+
 // Plans and limits ---------------------------------------------------------------------
 
 static FIND_PLAN: Stmt = Stmt { sql: "SELECT bonus_cap_per_day FROM quota.plans WHERE plan = $1", types: &[T::TEXTOID] };
@@ -335,6 +372,63 @@ pub fn lock_window(c: &mut SpiClient<'_>, subject: &str, metric: &str, w: &Windo
     let end: DatumWithOid = w.end.map(clock::to_pg_tz).into();
     run(c, &CREATE_WINDOW, &[s, m, start, end]);
     usage_from(run(c, &LOCK_WINDOW, &key_args(subject, metric, w))).expect("window row exists after insert")
+}
+
+/// Check and increment in one statement, with the ledger row: the UPDATE takes the row
+/// lock and re-checks the limit on the latest row version, so it is exact under
+/// concurrency. No row back means "not here": the window row is missing, the request does
+/// not fit, or a counter would overflow; the caller then takes the general path.
+static CONSUME_FAST: Stmt = Stmt {
+    sql: "WITH u AS (
+              UPDATE quota.counters SET used = used + $4
+              WHERE subject = $1 AND metric = $2 AND window_start = $3
+                AND used <= 1099511627776 AND reserved <= 1099511627776
+                AND (NOT $6 OR used + reserved + $4 <= $5 + bonus)
+              RETURNING used, bonus, reserved, alerted
+          ), l AS (
+              INSERT INTO quota.usage_events (subject, tenant, metric, window_start, kind, amount, overage, metadata, created_at)
+              SELECT $1, $7, $2, $3, 'consume', $4,
+                     GREATEST(0, LEAST($4, u.used + u.reserved - ($5 + u.bonus))), $8, $9
+              FROM u
+          )
+          SELECT used, bonus, reserved, alerted FROM u",
+    types: &[
+        T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID, T::INT8OID, T::INT8OID, T::BOOLOID, T::TEXTOID, T::JSONBOID, T::TIMESTAMPTZOID,
+    ],
+};
+
+/// The fast consume: `Some(usage after)` when applied, `None` to take the general path.
+/// Only for amounts up to 2^40 against counters under 2^40, so nothing can overflow.
+#[allow(clippy::too_many_arguments)]
+pub fn consume_fast(
+    c: &mut SpiClient<'_>,
+    s: &Subject,
+    metric: &str,
+    w: &Window,
+    amount: i64,
+    limit: &Limit,
+    metadata: Option<pg_sys::Datum>,
+    at: DateTime<Utc>,
+) -> Option<Usage> {
+    if amount > 1 << 40 || limit.limit_value > 1 << 40 {
+        return None;
+    }
+    let [subject, m, start] = key_args(&s.id, metric, w);
+    usage_from(run(
+        c,
+        &CONSUME_FAST,
+        &[
+            subject,
+            m,
+            start,
+            amount.into(),
+            limit.limit_value.into(),
+            (limit.enforcement == Enforcement::Hard).into(),
+            s.tenant.as_deref().into(),
+            metadata.map(RawJsonb).into(),
+            ts(at),
+        ],
+    ))
 }
 
 pub fn write_window(c: &mut SpiClient<'_>, subject: &str, metric: &str, w: &Window, u: Usage) {
