@@ -5,7 +5,7 @@
 //! with a clear message instead of a silent NULL result.
 
 use pgrx::prelude::*;
-use pgrx::{composite_type, JsonB};
+use pgrx::{composite_type, JsonB, PgTupleDesc};
 
 use crate::clock;
 use crate::decision::Decision;
@@ -16,32 +16,50 @@ use crate::store::RawJsonb;
 
 type DecisionRow = composite_type!('static, "quota.decision");
 
-/// Set attribute `i` (1-based) of a composite we built ourselves: cannot fail.
-fn put<T: IntoDatum>(t: &mut PgHeapTuple<'static, pgrx::AllocatedByRust>, i: usize, value: T) {
-    let index = std::num::NonZeroUsize::new(i).expect("attributes are 1-based");
-    t.set_by_index(index, value).unwrap_or_else(|e| unreachable!("attribute {i}: {e}"));
+/// Build a row of the function's composite result type in one `heap_form_tuple`. The
+/// type comes from the call expression through the type cache (no name lookup, no parse);
+/// `name` is only used when there is no call expression (direct calls).
+fn composite(fcinfo: pg_sys::FunctionCallInfo, name: &str, values: Vec<Option<pg_sys::Datum>>) -> PgHeapTuple<'static, pgrx::AllocatedByRust> {
+    unsafe {
+        let oid = if fcinfo.is_null() || (*fcinfo).flinfo.is_null() {
+            pg_sys::InvalidOid
+        } else {
+            pg_sys::get_fn_expr_rettype((*fcinfo).flinfo)
+        };
+        let oid = if oid == pg_sys::InvalidOid || oid == pg_sys::RECORDOID {
+            let cname = std::ffi::CString::new(name).expect("type names have no NUL");
+            pgrx::direct_function_call::<pg_sys::Oid>(pg_sys::regtypein, &[cname.as_c_str().into_datum()])
+                .expect("the extension's composite types exist")
+        } else {
+            oid
+        };
+        let desc = PgTupleDesc::from_pg(pg_sys::lookup_rowtype_tupdesc(oid, -1));
+        PgHeapTuple::from_datums(desc, values).unwrap_or_else(|e| unreachable!("{name}: {e}"))
+    }
 }
 
-fn decision_row(d: Decision) -> DecisionRow {
-    let mut t = PgHeapTuple::new_composite_type("quota.decision").expect("type quota.decision exists");
-    put(&mut t, 1, d.allowed);
-    put(&mut t, 2, d.subject);
-    put(&mut t, 3, d.metric);
-    put(&mut t, 4, d.period);
-    put(&mut t, 5, d.used);
-    put(&mut t, 6, d.limit_value);
-    put(&mut t, 7, d.bonus);
-    put(&mut t, 8, d.remaining);
-    put(&mut t, 9, d.requested);
-    put(&mut t, 10, d.reset_at.map(clock::to_pg_tz));
-    put(&mut t, 11, d.enforcement);
-    put(&mut t, 12, d.reason);
-    put(&mut t, 13, d.reserved);
-    t
+fn decision_row(fcinfo: pg_sys::FunctionCallInfo, d: Decision) -> DecisionRow {
+    let values = vec![
+        d.allowed.into_datum(),
+        d.subject.into_datum(),
+        d.metric.into_datum(),
+        d.period.into_datum(),
+        d.used.into_datum(),
+        d.limit_value.into_datum(),
+        d.bonus.into_datum(),
+        d.remaining.into_datum(),
+        d.requested.into_datum(),
+        d.reset_at.map(clock::to_pg_tz).into_datum(),
+        d.enforcement.into_datum(),
+        d.reason.into_datum(),
+        d.reserved.into_datum(),
+    ];
+    composite(fcinfo, "quota.decision", values)
 }
 
-fn decision_rows(ds: Vec<Decision>) -> SetOfIterator<'static, DecisionRow> {
-    SetOfIterator::new(ds.into_iter().map(decision_row))
+fn decision_rows(fcinfo: pg_sys::FunctionCallInfo, ds: Vec<Decision>) -> SetOfIterator<'static, DecisionRow> {
+    let rows: Vec<DecisionRow> = ds.into_iter().map(|d| decision_row(fcinfo, d)).collect();
+    SetOfIterator::new(rows)
 }
 
 fn amounts_of(amounts: Option<JsonB>) -> Vec<(String, i64)> {
@@ -54,17 +72,17 @@ fn amounts_of(amounts: Option<JsonB>) -> Vec<(String, i64)> {
 /// Would `amount` more fit? A dry run that writes nothing; `used` and `remaining` are the
 /// current state (before the request). `NOT allowed` is the seeds' `would_exceed`.
 #[pg_extern(stable, parallel_restricted)]
-fn quota_check(subject: Option<&str>, metric: Option<&str>, amount: default!(Option<i64>, 1)) -> composite_type!('static, "quota.decision") {
+fn quota_check(subject: Option<&str>, metric: Option<&str>, amount: default!(Option<i64>, 1), fcinfo: pg_sys::FunctionCallInfo) -> composite_type!('static, "quota.decision") {
     let items = vec![(required("metric", metric).or_raise().to_string(), required("amount", amount).or_raise())];
     let mut ds = engine::check(required("subject", subject).or_raise(), &items).or_raise();
-    decision_row(ds.remove(0))
+    decision_row(fcinfo, ds.remove(0))
 }
 
 /// Several metrics at once: `quota_check('u1', '{"messages": 1, "tokens": 350}')`.
 #[pg_extern(stable, parallel_restricted, name = "quota_check")]
-fn quota_check_many(subject: Option<&str>, amounts: Option<JsonB>) -> SetOfIterator<'static, composite_type!('static, "quota.decision")> {
+fn quota_check_many(subject: Option<&str>, amounts: Option<JsonB>, fcinfo: pg_sys::FunctionCallInfo) -> SetOfIterator<'static, composite_type!('static, "quota.decision")> {
     let items = amounts_of(amounts);
-    decision_rows(engine::check(required("subject", subject).or_raise(), &items).or_raise())
+    decision_rows(fcinfo, engine::check(required("subject", subject).or_raise(), &items).or_raise())
 }
 
 /// One row per limit of the subject's plan.
@@ -134,8 +152,9 @@ fn quota_consume(
     amount: default!(Option<i64>, 1),
     idempotency_key: default!(Option<&str>, "NULL"),
     metadata: default!(Option<RawJsonb>, "NULL"),
+    fcinfo: pg_sys::FunctionCallInfo,
 ) -> composite_type!('static, "quota.decision") {
-    decision_row(consume(subject, one_item(metric, amount), idempotency_key, metadata, false).remove(0))
+    decision_row(fcinfo, consume(subject, one_item(metric, amount), idempotency_key, metadata, false).remove(0))
 }
 
 /// Several metrics, all or nothing: `quota_consume('u1', '{"messages": 1, "tokens": 350}')`.
@@ -145,8 +164,9 @@ fn quota_consume_many(
     amounts: Option<JsonB>,
     idempotency_key: default!(Option<&str>, "NULL"),
     metadata: default!(Option<RawJsonb>, "NULL"),
+    fcinfo: pg_sys::FunctionCallInfo,
 ) -> SetOfIterator<'static, composite_type!('static, "quota.decision")> {
-    decision_rows(consume(subject, amounts_of(amounts), idempotency_key, metadata, false))
+    decision_rows(fcinfo, consume(subject, amounts_of(amounts), idempotency_key, metadata, false))
 }
 
 /// Like `quota_consume`, but a refusal is returned (`allowed = false`) instead of raised,
@@ -158,8 +178,9 @@ fn quota_try_consume(
     amount: default!(Option<i64>, 1),
     idempotency_key: default!(Option<&str>, "NULL"),
     metadata: default!(Option<RawJsonb>, "NULL"),
+    fcinfo: pg_sys::FunctionCallInfo,
 ) -> composite_type!('static, "quota.decision") {
-    decision_row(consume(subject, one_item(metric, amount), idempotency_key, metadata, true).remove(0))
+    decision_row(fcinfo, consume(subject, one_item(metric, amount), idempotency_key, metadata, true).remove(0))
 }
 
 #[pg_extern(volatile, parallel_unsafe, name = "quota_try_consume")]
@@ -168,8 +189,9 @@ fn quota_try_consume_many(
     amounts: Option<JsonB>,
     idempotency_key: default!(Option<&str>, "NULL"),
     metadata: default!(Option<RawJsonb>, "NULL"),
+    fcinfo: pg_sys::FunctionCallInfo,
 ) -> SetOfIterator<'static, composite_type!('static, "quota.decision")> {
-    decision_rows(consume(subject, amounts_of(amounts), idempotency_key, metadata, true))
+    decision_rows(fcinfo, consume(subject, amounts_of(amounts), idempotency_key, metadata, true))
 }
 
 // Refund, reset, bonus -----------------------------------------------------------------
@@ -182,6 +204,7 @@ fn quota_refund(
     metric: Option<&str>,
     amount: Option<i64>,
     idempotency_key: default!(Option<&str>, "NULL"),
+    fcinfo: pg_sys::FunctionCallInfo,
 ) -> composite_type!('static, "quota.decision") {
     let d = engine::refund(
         required("subject", subject).or_raise(),
@@ -190,7 +213,7 @@ fn quota_refund(
         idempotency_key,
     )
     .or_raise();
-    decision_row(d)
+    decision_row(fcinfo, d)
 }
 
 /// Admin reset of the current window (one metric, or all). Returns the number of
@@ -203,7 +226,7 @@ fn quota_reset(subject: Option<&str>, metric: default!(Option<&str>, "NULL")) ->
 /// Apply a bonus by kind (questionnaire, payment, referral...). A bonus that is not
 /// applied answers `applied = false` with a reason; it is not an error.
 #[pg_extern(volatile, parallel_unsafe)]
-fn apply_bonus(subject: Option<&str>, metric: Option<&str>, kind: Option<&str>, reference: default!(Option<&str>, "NULL")) -> composite_type!('static, "quota.bonus_result") {
+fn apply_bonus(subject: Option<&str>, metric: Option<&str>, kind: Option<&str>, reference: default!(Option<&str>, "NULL"), fcinfo: pg_sys::FunctionCallInfo) -> composite_type!('static, "quota.bonus_result") {
     let o = engine::apply_bonus(
         required("subject", subject).or_raise(),
         required("metric", metric).or_raise(),
@@ -211,13 +234,14 @@ fn apply_bonus(subject: Option<&str>, metric: Option<&str>, kind: Option<&str>, 
         reference,
     )
     .or_raise();
-    let mut t = PgHeapTuple::new_composite_type("quota.bonus_result").expect("type quota.bonus_result exists");
-    put(&mut t, 1, o.applied);
-    put(&mut t, 2, o.reason);
-    put(&mut t, 3, o.amount);
-    put(&mut t, 4, o.new_limit);
-    put(&mut t, 5, o.bonuses_today);
-    t
+    let values = vec![
+        o.applied.into_datum(),
+        o.reason.into_datum(),
+        o.amount.into_datum(),
+        o.new_limit.into_datum(),
+        o.bonuses_today.into_datum(),
+    ];
+    composite(fcinfo, "quota.bonus_result", values)
 }
 
 // Plans --------------------------------------------------------------------------------
@@ -298,25 +322,26 @@ fn set_bonus_cap(plan: Option<&str>, per_day: Option<i32>) {
 
 // Reservations -------------------------------------------------------------------------
 
-fn reservation_row(h: Hold) -> PgHeapTuple<'static, pgrx::AllocatedByRust> {
-    let mut t = PgHeapTuple::new_composite_type("quota.reservation").expect("type quota.reservation exists");
+fn reservation_row(fcinfo: pg_sys::FunctionCallInfo, h: Hold) -> PgHeapTuple<'static, pgrx::AllocatedByRust> {
     let d = h.decision;
-    put(&mut t, 1, h.id.map(|id| pgrx::Uuid::from_slice(&parse_uuid(&id)).expect("16 bytes")));
-    put(&mut t, 2, h.expires_at.map(clock::to_pg_tz));
-    put(&mut t, 3, d.allowed);
-    put(&mut t, 4, d.subject);
-    put(&mut t, 5, d.metric);
-    put(&mut t, 6, d.period);
-    put(&mut t, 7, d.used);
-    put(&mut t, 8, d.reserved);
-    put(&mut t, 9, d.limit_value);
-    put(&mut t, 10, d.bonus);
-    put(&mut t, 11, d.remaining);
-    put(&mut t, 12, d.requested);
-    put(&mut t, 13, d.reset_at.map(clock::to_pg_tz));
-    put(&mut t, 14, d.enforcement);
-    put(&mut t, 15, d.reason);
-    t
+    let values = vec![
+        h.id.map(|id| pgrx::Uuid::from_bytes(parse_uuid(&id))).into_datum(),
+        h.expires_at.map(clock::to_pg_tz).into_datum(),
+        d.allowed.into_datum(),
+        d.subject.into_datum(),
+        d.metric.into_datum(),
+        d.period.into_datum(),
+        d.used.into_datum(),
+        d.reserved.into_datum(),
+        d.limit_value.into_datum(),
+        d.bonus.into_datum(),
+        d.remaining.into_datum(),
+        d.requested.into_datum(),
+        d.reset_at.map(clock::to_pg_tz).into_datum(),
+        d.enforcement.into_datum(),
+        d.reason.into_datum(),
+    ];
+    composite(fcinfo, "quota.reservation", values)
 }
 
 /// The bytes of a UUID in its canonical text form (which this extension wrote).
@@ -338,6 +363,7 @@ fn reserve(
     idempotency_key: Option<&str>,
     metadata: Option<RawJsonb>,
     no_raise: bool,
+    fcinfo: pg_sys::FunctionCallInfo,
 ) -> PgHeapTuple<'static, pgrx::AllocatedByRust> {
     let hold = engine::reserve(ReserveRequest {
         subject: required("subject", subject).or_raise(),
@@ -349,7 +375,7 @@ fn reserve(
         no_raise,
     })
     .or_raise();
-    reservation_row(hold)
+    reservation_row(fcinfo, hold)
 }
 
 /// Hold `amount` against the limit for a long generation, until committed, released or
@@ -362,8 +388,9 @@ fn quota_reserve(
     ttl: default!(Option<Interval>, "'15 minutes'"),
     idempotency_key: default!(Option<&str>, "NULL"),
     metadata: default!(Option<RawJsonb>, "NULL"),
+    fcinfo: pg_sys::FunctionCallInfo,
 ) -> composite_type!('static, "quota.reservation") {
-    reserve(subject, metric, amount, ttl, idempotency_key, metadata, false)
+    reserve(subject, metric, amount, ttl, idempotency_key, metadata, false, fcinfo)
 }
 
 /// Like `quota_reserve`, but a refusal answers `allowed = false` (and no reservation id).
@@ -375,8 +402,9 @@ fn quota_try_reserve(
     ttl: default!(Option<Interval>, "'15 minutes'"),
     idempotency_key: default!(Option<&str>, "NULL"),
     metadata: default!(Option<RawJsonb>, "NULL"),
+    fcinfo: pg_sys::FunctionCallInfo,
 ) -> composite_type!('static, "quota.reservation") {
-    reserve(subject, metric, amount, ttl, idempotency_key, metadata, true)
+    reserve(subject, metric, amount, ttl, idempotency_key, metadata, true, fcinfo)
 }
 
 /// Settle a reservation with the amount really used (default: the held amount).
@@ -385,10 +413,11 @@ fn quota_commit(
     reservation: Option<pgrx::Uuid>,
     actual_amount: default!(Option<i64>, "NULL"),
     metadata: default!(Option<RawJsonb>, "NULL"),
+    fcinfo: pg_sys::FunctionCallInfo,
 ) -> composite_type!('static, "quota.decision") {
     // The reserve-time metadata stays on the reservation and its reserve ledger row; this
     // one goes to the commit ledger row.
-    decision_row(engine::commit(required("reservation", reservation).or_raise(), actual_amount, metadata.map(|m| m.0)).or_raise())
+    decision_row(fcinfo, engine::commit(required("reservation", reservation).or_raise(), actual_amount, metadata.map(|m| m.0)).or_raise())
 }
 
 /// Cancel a hold (failed generation). True if this call released it.

@@ -33,6 +33,7 @@ enum Unknown {
 fn resolve_subject(c: &mut SpiClient<'_>, id: &str, unknown: Unknown, now: DateTime<Utc>) -> Result<Subject> {
     non_empty("subject", id)?;
     if let Some(s) = store::find_subject(c, id) {
+        remember_zone(&s);
         return Ok(s);
     }
     let Some(plan) = gucs::default_plan() else {
@@ -195,6 +196,11 @@ pub fn check(subject: &str, items: &[(String, i64)]) -> Result<Vec<Decision>> {
     }
     Spi::connect_mut(|c| {
         let now = clock::now();
+        if let [(metric, amount)] = items {
+            if let Some(d) = check_fast(c, subject, metric, *amount, now) {
+                return Ok(vec![d]);
+            }
+        }
         let s = resolve_subject(c, subject, Unknown::Evaluate, now)?;
         items
             .iter()
@@ -334,9 +340,32 @@ pub fn consume(req: ConsumeRequest<'_>) -> Result<Vec<Decision>> {
     })
 }
 
-/// The common case in two statements: one lookup, one check-increment-and-ledger. Returns
-/// None whenever anything is unusual (unknown subject or metric, a cap or limit in the
-/// way, a missing window row, lapsed holds); the general path then handles it exactly.
+thread_local! {
+    /// Zones of subjects seen on the general path that are not UTC, so the one-statement
+    /// paths guess right for them too. Bounded; a wrong guess only costs the general path.
+    static ZONES: std::cell::RefCell<std::collections::HashMap<String, chrono_tz::Tz>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+fn guess_zone(subject: &str) -> chrono_tz::Tz {
+    ZONES.with(|z| z.borrow().get(subject).copied()).unwrap_or(chrono_tz::Tz::UTC)
+}
+
+fn remember_zone(s: &Subject) {
+    if s.tz != chrono_tz::Tz::UTC {
+        ZONES.with(|z| {
+            let mut z = z.borrow_mut();
+            if z.len() >= 100_000 {
+                z.clear();
+            }
+            z.insert(s.id.clone(), s.tz);
+        });
+    }
+}
+
+/// The common consume in one statement. None whenever anything is unusual (unknown
+/// subject or metric, another zone, a billing cycle, a cap or limit in the way, a missing
+/// window row); the general path then handles it exactly.
 fn consume_fast(
     c: &mut SpiClient<'_>,
     subject: &str,
@@ -345,12 +374,8 @@ fn consume_fast(
     metadata: Option<pg_sys::Datum>,
     now: DateTime<Utc>,
 ) -> Option<Decision> {
-    let (s, limit) = store::subject_and_limit(c, subject, metric)?;
-    if limit.per_request_max.is_some_and(|cap| amount > cap) {
-        return None;
-    }
-    let w = s.window(limit.period, now);
-    let mut after = store::consume_fast(c, &s, metric, &w, amount, &limit, metadata, now)?;
+    let cal = store::Calendar::new(guess_zone(subject), now);
+    let store::Found { subject: s, limit, window: w, usage: mut after } = store::consume_one(c, subject, metric, &cal, amount, metadata, now)?;
     let before = Usage { used: after.used - amount, ..after };
     let verdict = evaluate(&limit, before, amount);
     let found = announce(before, &mut after, &limit);
@@ -359,6 +384,18 @@ fn consume_fast(
     }
     emit_all(c, &s, metric, &limit, &w, after, now, &found, Some(amount));
     Some(Decision::new(&s.id, metric, &limit, before, amount, w.end, &verdict, true))
+}
+
+/// The common check in one statement (None: take the general path). Windows with open
+/// holds go the general way, which discounts lapsed holds.
+fn check_fast(c: &mut SpiClient<'_>, subject: &str, metric: &str, amount: i64, now: DateTime<Utc>) -> Option<Decision> {
+    let cal = store::Calendar::new(guess_zone(subject), now);
+    let f = store::check_one(c, subject, metric, &cal)?;
+    if f.usage.reserved > 0 || f.usage.used.checked_add(amount).is_none() {
+        return None;
+    }
+    let verdict = evaluate(&f.limit, f.usage, amount);
+    Some(Decision::new(&f.subject.id, metric, &f.limit, f.usage, amount, f.window.end, &verdict, false))
 }
 
 fn overflow(amount: i64) -> QuotaError {

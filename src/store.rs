@@ -181,43 +181,6 @@ pub fn upsert_subject(
     run(c, &UPSERT_SUBJECT, &[id.into(), plan.into(), tenant.into(), anchor.map(clock::to_pg_tz).into(), zone.into(), ts(now)]);
 }
 
-/// The subject and its plan's limit on one metric, in one lookup (the consume fast path).
-static SUBJECT_LIMIT: Stmt = Stmt {
-    sql: "SELECT s.plan, s.tenant, s.cycle_anchor, s.time_zone,
-                 l.metric, l.period, l.limit_value, l.enforcement, l.per_request_max, l.alert_thresholds
-          FROM quota.subjects s JOIN quota.plan_limits l ON l.plan = s.plan AND l.metric = $2
-          WHERE s.subject = $1",
-    types: &[T::TEXTOID, T::TEXTOID],
-};
-
-pub fn subject_and_limit(c: &mut SpiClient<'_>, id: &str, metric: &str) -> Option<(Subject, Limit)> {
-    let table = run(c, &SUBJECT_LIMIT, &[id.into(), metric.into()]);
-    if table.is_empty() {
-        return None;
-    }
-    let row = table.first();
-    let row = row.get_heap_tuple().ok().flatten()?;
-    let tz_name: String = col(&row, 4)?;
-    let subject = Subject {
-        id: id.to_string(),
-        plan: col(&row, 1)?,
-        tenant: col(&row, 2),
-        anchor: clock::from_pg(col::<TimestampWithTimeZone>(&row, 3)?.into_inner()),
-        tz: period::parse_zone(&tz_name).unwrap_or(Tz::UTC),
-        stored: true,
-    };
-    let period: String = col(&row, 6)?;
-    let enforcement: String = col(&row, 8)?;
-    let limit = Limit {
-        period: period.parse().unwrap_or(Period::Lifetime),
-        limit_value: col(&row, 7)?,
-        enforcement: enforcement.parse().unwrap_or(Enforcement::Hard),
-        per_request_max: col(&row, 9),
-        alerts: col::<Vec<i32>>(&row, 10).unwrap_or_default(),
-    };
-    Some((subject, limit))
-}
-
 // Plans and limits ---------------------------------------------------------------------
 
 static FIND_PLAN: Stmt = Stmt { sql: "SELECT bonus_cap_per_day FROM quota.plans WHERE plan = $1", types: &[T::TEXTOID] };
@@ -374,61 +337,155 @@ pub fn lock_window(c: &mut SpiClient<'_>, subject: &str, metric: &str, w: &Windo
     usage_from(run(c, &LOCK_WINDOW, &key_args(subject, metric, w))).expect("window row exists after insert")
 }
 
-/// Check and increment in one statement, with the ledger row: the UPDATE takes the row
-/// lock and re-checks the limit on the latest row version, so it is exact under
-/// concurrency. No row back means "not here": the window row is missing, the request does
-/// not fit, or a counter would overflow; the caller then takes the general path.
-static CONSUME_FAST: Stmt = Stmt {
-    sql: "WITH u AS (
-              UPDATE quota.counters SET used = used + $4
-              WHERE subject = $1 AND metric = $2 AND window_start = $3
-                AND used <= 1099511627776 AND reserved <= 1099511627776
-                AND (NOT $6 OR used + reserved + $4 <= $5 + bonus)
-              RETURNING used, bonus, reserved, alerted
-          ), l AS (
-              INSERT INTO quota.usage_events (subject, tenant, metric, window_start, kind, amount, overage, metadata, created_at)
-              SELECT $1, $7, $2, $3, 'consume', $4,
-                     GREATEST(0, LEAST($4, u.used + u.reserved - ($5 + u.bonus))), $8, $9
-              FROM u
-          )
-          SELECT used, bonus, reserved, alerted FROM u",
+// The one-statement paths -----------------------------------------------------------------
+//
+// The window depends on the subject's zone and the limit's period, which a lookup would
+// have to fetch first. These statements take the day, week and month windows computed in
+// Rust for a *guessed* zone, and only match when the subject really is in that zone and
+// the period is a calendar one (or lifetime); the CASE picks the window of the limit's
+// period. No row back means "not here": the engine then takes the general path, which
+// handles every case exactly (new window row, billing cycles, other zones, refusals...).
+
+/// Day, week and month windows of one zone at one moment.
+pub struct Calendar {
+    pub zone: Tz,
+    pub windows: [Window; 3],
+}
+
+impl Calendar {
+    pub fn new(zone: Tz, now: DateTime<Utc>) -> Calendar {
+        let anchor = now; // unused by calendar periods
+        let w = |p| period::window_for(p, now, zone, anchor);
+        Calendar { zone, windows: [w(Period::Day), w(Period::Week), w(Period::Month)] }
+    }
+
+    fn args(&self) -> [DatumWithOid<'static>; 7] {
+        let start = |i: usize| clock::window_key(self.windows[i].start).into();
+        let end = |i: usize| self.windows[i].end.map(clock::to_pg_tz).into();
+        [start(0), start(1), start(2), end(0), end(1), end(2), self.zone.name().into()]
+    }
+}
+
+/// $1 subject, $2 metric, $3..$5 day/week/month starts, $6..$8 their ends, $9 the zone.
+macro_rules! subject_limit_window {
+    () => {
+        "SELECT s.plan, s.tenant, s.cycle_anchor, l.period, l.limit_value, l.enforcement, l.per_request_max,
+                l.alert_thresholds,
+                CASE l.period WHEN 'day' THEN $3 WHEN 'week' THEN $4 WHEN 'month' THEN $5
+                              ELSE '-infinity'::timestamptz END AS ws,
+                CASE l.period WHEN 'day' THEN $6 WHEN 'week' THEN $7 WHEN 'month' THEN $8 END AS we
+         FROM quota.subjects s JOIN quota.plan_limits l ON l.plan = s.plan AND l.metric = $2
+         WHERE s.subject = $1 AND s.time_zone = $9 AND l.period <> 'billing_cycle'"
+    };
+}
+const CALENDAR_TYPES: [T; 9] = [
+    T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID, T::TIMESTAMPTZOID, T::TIMESTAMPTZOID, T::TIMESTAMPTZOID, T::TIMESTAMPTZOID,
+    T::TIMESTAMPTZOID, T::TEXTOID,
+];
+
+/// A consume in one statement: lookup, limit check, increment and ledger row. The UPDATE
+/// takes the row lock and re-checks the limit on the latest row version, so it is exact
+/// under concurrency. $10 amount, $11 metadata, $12 now.
+static CONSUME_ONE: Stmt = Stmt {
+    sql: concat!(
+        "WITH t AS (",
+        subject_limit_window!(),
+        "   AND (l.per_request_max IS NULL OR $10 <= l.per_request_max) AND l.limit_value <= 1099511627776
+         ), u AS (
+             UPDATE quota.counters c SET used = c.used + $10
+             FROM t
+             WHERE c.subject = $1 AND c.metric = $2 AND c.window_start = t.ws
+               AND c.used <= 1099511627776 AND c.reserved <= 1099511627776
+               AND (t.enforcement = 'soft' OR c.used + c.reserved + $10 <= t.limit_value + c.bonus)
+             RETURNING t.plan, t.tenant, t.cycle_anchor, t.period, t.limit_value, t.enforcement, t.per_request_max,
+                       t.alert_thresholds, t.ws, t.we, c.used, c.bonus, c.reserved, c.alerted
+         ), e AS (
+             INSERT INTO quota.usage_events (subject, tenant, metric, window_start, kind, amount, overage, metadata, created_at)
+             SELECT $1, u.tenant, $2, u.ws, 'consume', $10,
+                    GREATEST(0, LEAST($10, u.used + u.reserved - (u.limit_value + u.bonus))), $11, $12
+             FROM u
+         )
+         SELECT * FROM u"
+    ),
     types: &[
-        T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID, T::INT8OID, T::INT8OID, T::BOOLOID, T::TEXTOID, T::JSONBOID, T::TIMESTAMPTZOID,
+        T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID, T::TIMESTAMPTZOID, T::TIMESTAMPTZOID, T::TIMESTAMPTZOID, T::TIMESTAMPTZOID,
+        T::TIMESTAMPTZOID, T::TEXTOID, T::INT8OID, T::JSONBOID, T::TIMESTAMPTZOID,
     ],
 };
 
-/// The fast consume: `Some(usage after)` when applied, `None` to take the general path.
-/// Only for amounts up to 2^40 against counters under 2^40, so nothing can overflow.
-#[allow(clippy::too_many_arguments)]
-pub fn consume_fast(
-    c: &mut SpiClient<'_>,
-    s: &Subject,
-    metric: &str,
-    w: &Window,
-    amount: i64,
-    limit: &Limit,
-    metadata: Option<pg_sys::Datum>,
-    at: DateTime<Utc>,
-) -> Option<Usage> {
-    if amount > 1 << 40 || limit.limit_value > 1 << 40 {
+/// A check in one statement: the subject, its limit and the window's counter (if any).
+static CHECK_ONE: Stmt = Stmt {
+    sql: concat!(
+        "SELECT t.*, coalesce(c.used, 0), coalesce(c.bonus, 0), coalesce(c.reserved, 0), coalesce(c.alerted, 0)
+         FROM (",
+        subject_limit_window!(),
+        ") t LEFT JOIN quota.counters c ON c.subject = $1 AND c.metric = $2 AND c.window_start = t.ws"
+    ),
+    types: &CALENDAR_TYPES,
+};
+
+/// What the one-statement paths return.
+pub struct Found {
+    pub subject: Subject,
+    pub limit: Limit,
+    pub window: Window,
+    pub usage: Usage,
+}
+
+fn found_from(table: SpiTupleTable<'_>, id: &str, zone: Tz) -> Option<Found> {
+    if table.is_empty() {
         return None;
     }
-    let [subject, m, start] = key_args(&s.id, metric, w);
-    usage_from(run(
-        c,
-        &CONSUME_FAST,
-        &[
-            subject,
-            m,
-            start,
-            amount.into(),
-            limit.limit_value.into(),
-            (limit.enforcement == Enforcement::Hard).into(),
-            s.tenant.as_deref().into(),
-            metadata.map(RawJsonb).into(),
-            ts(at),
-        ],
-    ))
+    let row = table.first().get_heap_tuple().ok().flatten()?;
+    let period: String = col(&row, 4)?;
+    let enforcement: String = col(&row, 6)?;
+    let start = col::<TimestampWithTimeZone>(&row, 9)?;
+    Some(Found {
+        subject: Subject {
+            id: id.to_string(),
+            plan: col(&row, 1)?,
+            tenant: col(&row, 2),
+            anchor: clock::from_pg(col::<TimestampWithTimeZone>(&row, 3)?.into_inner()),
+            tz: zone,
+            stored: true,
+        },
+        limit: Limit {
+            period: period.parse().ok()?,
+            limit_value: col(&row, 5)?,
+            enforcement: enforcement.parse().ok()?,
+            per_request_max: col(&row, 7),
+            alerts: col::<Vec<i32>>(&row, 8).unwrap_or_default(),
+        },
+        window: Window {
+            start: if start.is_neg_infinity() { None } else { Some(clock::from_pg(start.into_inner())) },
+            end: col::<TimestampWithTimeZone>(&row, 10).map(|t| clock::from_pg(t.into_inner())),
+        },
+        usage: Usage { used: col(&row, 11)?, bonus: col(&row, 12)?, reserved: col(&row, 13)?, alerted: col(&row, 14)? },
+    })
+}
+
+/// The one-statement consume; `Found.usage` is the usage after it.
+pub fn consume_one(
+    c: &mut SpiClient<'_>,
+    id: &str,
+    metric: &str,
+    cal: &Calendar,
+    amount: i64,
+    metadata: Option<pg_sys::Datum>,
+    at: DateTime<Utc>,
+) -> Option<Found> {
+    if amount > 1 << 40 {
+        return None;
+    }
+    let [a, b, cc, d, e, f, g] = cal.args();
+    let args = [id.into(), metric.into(), a, b, cc, d, e, f, g, amount.into(), metadata.map(RawJsonb).into(), ts(at)];
+    found_from(run(c, &CONSUME_ONE, &args), id, cal.zone)
+}
+
+/// The one-statement check; `Found.usage` is the window's current usage.
+pub fn check_one(c: &mut SpiClient<'_>, id: &str, metric: &str, cal: &Calendar) -> Option<Found> {
+    let [a, b, cc, d, e, f, g] = cal.args();
+    found_from(run(c, &CHECK_ONE, &[id.into(), metric.into(), a, b, cc, d, e, f, g]), id, cal.zone)
 }
 
 pub fn write_window(c: &mut SpiClient<'_>, subject: &str, metric: &str, w: &Window, u: Usage) {
