@@ -41,6 +41,8 @@ pub fn raise(err: QuotaError) -> ! {
     let message = palloc_cstr(err.message());
     let detail = palloc_cstr(err.detail().to_string());
     let hint = palloc_cstr(err.hint());
+    // LOCATION shows the extension and the error's stable code.
+    let code_name = palloc_cstr(err.code().to_string());
     drop(err);
     unsafe {
         if errstart(pgrx::PgLogLevel::ERROR as c_int, std::ptr::null()) {
@@ -48,7 +50,7 @@ pub fn raise(err: QuotaError) -> ! {
             errmsg_internal(c"%s".as_ptr(), message);
             errdetail_internal(c"%s".as_ptr(), detail);
             errhint(c"%s".as_ptr(), hint);
-            errfinish(c"quota_ext".as_ptr(), 0, c"quota_ext".as_ptr());
+            errfinish(c"quota_ext".as_ptr(), 0, code_name);
         }
     }
     unreachable!("errfinish(ERROR) does not return")
