@@ -5,7 +5,7 @@
 //! with a clear message instead of a silent NULL result.
 
 use pgrx::prelude::*;
-use pgrx::{composite_type, JsonB, PgTupleDesc};
+use pgrx::{composite_type, PgTupleDesc};
 
 use crate::clock;
 use crate::decision::Decision;
@@ -62,9 +62,16 @@ fn decision_rows(fcinfo: pg_sys::FunctionCallInfo, ds: Vec<Decision>) -> SetOfIt
     SetOfIterator::new(rows)
 }
 
-fn amounts_of(amounts: Option<JsonB>) -> Vec<(String, i64)> {
+/// The jsonb amounts, read from its text form (serde's f64 would overflow on 1e400).
+fn amounts_of(amounts: Option<RawJsonb>) -> Vec<(String, i64)> {
     let amounts = required("amounts", amounts).or_raise();
-    engine::parse_amounts(&amounts.0).or_raise()
+    let text = unsafe {
+        pgrx::direct_function_call::<&std::ffi::CStr>(pg_sys::jsonb_out, &[Some(amounts.0)])
+            .expect("jsonb_out returns text")
+            .to_string_lossy()
+            .into_owned()
+    };
+    engine::parse_amounts(&text).or_raise()
 }
 
 // Check --------------------------------------------------------------------------------
@@ -80,7 +87,7 @@ fn quota_check(subject: Option<&str>, metric: Option<&str>, amount: default!(Opt
 
 /// Several metrics at once: `quota_check('u1', '{"messages": 1, "tokens": 350}')`.
 #[pg_extern(stable, parallel_restricted, name = "quota_check")]
-fn quota_check_many(subject: Option<&str>, amounts: Option<JsonB>, fcinfo: pg_sys::FunctionCallInfo) -> SetOfIterator<'static, composite_type!('static, "quota.decision")> {
+fn quota_check_many(subject: Option<&str>, amounts: Option<RawJsonb>, fcinfo: pg_sys::FunctionCallInfo) -> SetOfIterator<'static, composite_type!('static, "quota.decision")> {
     let items = amounts_of(amounts);
     decision_rows(fcinfo, engine::check(required("subject", subject).or_raise(), &items).or_raise())
 }
@@ -161,7 +168,7 @@ fn quota_consume(
 #[pg_extern(volatile, parallel_unsafe, name = "quota_consume")]
 fn quota_consume_many(
     subject: Option<&str>,
-    amounts: Option<JsonB>,
+    amounts: Option<RawJsonb>,
     idempotency_key: default!(Option<&str>, "NULL"),
     metadata: default!(Option<RawJsonb>, "NULL"),
     fcinfo: pg_sys::FunctionCallInfo,
@@ -186,7 +193,7 @@ fn quota_try_consume(
 #[pg_extern(volatile, parallel_unsafe, name = "quota_try_consume")]
 fn quota_try_consume_many(
     subject: Option<&str>,
-    amounts: Option<JsonB>,
+    amounts: Option<RawJsonb>,
     idempotency_key: default!(Option<&str>, "NULL"),
     metadata: default!(Option<RawJsonb>, "NULL"),
     fcinfo: pg_sys::FunctionCallInfo,

@@ -969,10 +969,13 @@ pub fn set_bonus_cap(plan: &str, per_day: Option<i32>) -> Result<()> {
 }
 
 /// Parse `{"messages": 1, "tokens": 350}` into (metric, amount) pairs.
-pub fn parse_amounts(amounts: &Value) -> Result<Vec<(String, i64)>> {
+/// `amounts` is the jsonb's text form; numbers that do not fit an i64 are refused, never
+/// rounded.
+pub fn parse_amounts(text: &str) -> Result<Vec<(String, i64)>> {
     let bad = |why: &str| {
-        QuotaError::invalid("amounts", amounts, format!("amounts {why}"), "Pass a JSON object of metric to positive integer, such as {\"messages\": 1, \"tokens\": 350}.")
+        QuotaError::invalid("amounts", text, format!("amounts {why}"), "Pass a JSON object of metric to positive integer, such as {\"messages\": 1, \"tokens\": 350}.")
     };
+    let amounts: Value = serde_json::from_str(text).map_err(|_| bad("values must be integers"))?;
     let obj = amounts.as_object().ok_or_else(|| bad("must be a JSON object"))?;
     obj.iter()
         .map(|(k, v)| v.as_i64().map(|n| (k.clone(), n)).ok_or_else(|| bad("values must be integers")))

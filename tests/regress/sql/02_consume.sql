@@ -109,6 +109,8 @@ SELECT * FROM try($$ SELECT quota.quota_consume('alice', '{}'::jsonb) $$);
 SELECT * FROM try($$ SELECT quota.quota_consume('alice', '[1, 2]'::jsonb) $$);
 SELECT * FROM try($$ SELECT quota.quota_consume('alice', '{"messages": 1.5}'::jsonb) $$);
 SELECT * FROM try($$ SELECT quota.quota_consume('alice', '{"messages": "1"}'::jsonb) $$);
+SELECT * FROM try($$ SELECT quota.quota_consume('alice', '{"messages": 1e400}'::jsonb) $$);
+SELECT * FROM try($$ SELECT quota.quota_check('alice', '{"messages": 99999999999999999999}'::jsonb) $$);
 SELECT * FROM try($$ SELECT quota.quota_consume('alice', NULL::jsonb) $$);
 SELECT * FROM try($$ SELECT quota.quota_refund('alice', 'messages', 0) $$);
 SELECT * FROM try($$ SELECT quota.quota_reset('alice', 'pictures') $$);
