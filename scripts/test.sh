@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test, from a fresh machine: pure Rust logic, in-backend #[pg_test]s, the SQL
-# contract (pg_regress), isolation specs (pg_isolation_regress) and real-connection tests.
+# contract (pg_regress), isolation specs (pg_isolation_regress), real-connection tests and
+# the reliability suite (stress, crash recovery, bad input).
 # .ci/run calls this script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,10 +13,10 @@ PGXS_TEST="$(pg_config --pkglibdir)/pgxs/src/test"
 OUT="$QUOTA_RUN/test-output"
 step() { printf '\n== %s\n' "$*"; }
 
-step "1/5 pure logic: cargo test --lib (no server)"
+step "1/6 pure logic: cargo test --lib (no server)"
 cargo test --lib --quiet
 
-step "2/5 in-backend tests: cargo pgrx test"
+step "2/6 in-backend tests: cargo pgrx test"
 mkdir -p "$QUOTA_RUN/pgrx"; chown postgres "$QUOTA_RUN/pgrx" 2>/dev/null || true
 cargo pgrx test pg15 --runas postgres --pgdata "$QUOTA_RUN/pgrx/data"
 
@@ -26,12 +27,12 @@ trap 'cluster_stop test' EXIT
 rm -rf "$OUT"; mkdir -p "$OUT"; chmod 777 "$OUT"
 HOSTOPTS=(--host="$QUOTA_RUN/test" --port="$PORT" --user=postgres)
 
-step "3/5 SQL contract: pg_regress"
+step "3/6 SQL contract: pg_regress"
 regress_tests=$(cd tests/regress/sql && ls *.sql | sed 's/\.sql$//' | sort)
 "$PGXS_TEST/regress/pg_regress" "${HOSTOPTS[@]}" --inputdir=tests/regress --outputdir="$OUT/regress" \
   --dbname=quota_regress $regress_tests || { cat "$OUT/regress/regression.diffs" 2>/dev/null | head -200; exit 1; }
 
-step "4/5 concurrency: pg_isolation_regress"
+step "4/6 concurrency: pg_isolation_regress"
 cluster_psql test "$PORT" -d postgres -q -c "DROP DATABASE IF EXISTS quota_isolation" -c "CREATE DATABASE quota_isolation"
 cluster_psql test "$PORT" -d quota_isolation -q -c "CREATE EXTENSION quota_ext"
 specs=$(cd tests/isolation/specs && ls *.spec | sed 's/\.spec$//' | sort)
@@ -39,10 +40,13 @@ specs=$(cd tests/isolation/specs && ls *.spec | sed 's/\.spec$//' | sort)
   --inputdir=tests/isolation --outputdir="$OUT/isolation" $specs \
   || { cat "$OUT/isolation/output_iso/regression.diffs" "$OUT/isolation/regression.diffs" 2>/dev/null | head -200; exit 1; }
 
-step "5/5 real connections: tests/connections"
+step "5/6 real connections: tests/connections"
 for t in tests/connections/test_*.py; do
   echo "-- $t"
   QUOTA_HOST="$QUOTA_RUN/test" QUOTA_PORT="$PORT" /usr/bin/python3 "$t"
 done
+
+step "6/6 reliability: stress, kill -9 recovery, bad input (scripts/reliability.sh)"
+./scripts/reliability.sh
 
 step "all tests passed"
