@@ -402,9 +402,12 @@ def main():
     print("-- crash recovery", flush=True)
     total = log
     for k in range(CRASHES):
-        total.merge(crash_and_restart(SEED + k + 1))
+        before = stats["operations"]
+        crashed = crash_and_restart(SEED + k + 1)
+        total.merge(crashed)
         check_invariants(total, f"crash {k + 1}")
-        print(f"   crash {k + 1} survived, {len(violations)} violations", flush=True)
+        print(f"   crash {k + 1} survived after {stats['operations'] - before} acknowledged operations "
+              f"({len(crashed.in_doubt)} in doubt), {len(violations)} violations", flush=True)
     print("-- bad input", flush=True)
     bad_inputs()
     server_log_clean()
