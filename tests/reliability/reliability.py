@@ -84,7 +84,7 @@ class Log:
             self.keys[k] = self.keys.get(k, 0) + n
 
 
-def client(i, stop, seed):
+def client(i, stop, seed, ops=OPS_PER_CLIENT):
     rnd = random.Random(seed * 1000 + i)
     mine = Log()
     try:
@@ -94,7 +94,7 @@ def client(i, stop, seed):
     cur = conn.cursor()
     cur.execute(CLOCK)
     conn.commit()
-    for _ in range(OPS_PER_CLIENT):
+    for _ in range(ops):
         if stop.is_set():
             break
         subject = rnd.choice(HOT) if rnd.random() < 0.6 else rnd.choice(COLD)
@@ -125,7 +125,27 @@ def client(i, stop, seed):
             elif roll < 0.74:
                 kind = "reset"
                 cur.execute("SELECT quota.quota_reset(%s, 'b')", (subject,))
-            elif roll < 0.86:
+            elif roll < 0.80:
+                # A generation: reserve, then commit the actual amount or release.
+                kind = "reserve"
+                held = rnd.randint(1, 5)
+                cur.execute("SELECT reservation FROM quota.quota_try_reserve(%s, 'b', %s)", (subject, held))
+                rid = cur.fetchone()[0]
+                if rid is not None and rnd.random() < 0.7:
+                    actual = rnd.randint(0, held + 2)
+                    try:
+                        cur.execute("SAVEPOINT settle")
+                        cur.execute("SELECT used FROM quota.quota_commit(%s, %s, %s)", (rid, actual, json.dumps({"op": op})))
+                        effect = {"b": actual}
+                    except psycopg2.Error as e:
+                        if e.pgcode != "QT429":
+                            raise
+                        # More than held did not fit: release instead.
+                        cur.execute("ROLLBACK TO SAVEPOINT settle")
+                        cur.execute("SELECT quota.quota_release(%s)", (rid,))
+                elif rid is not None:
+                    cur.execute("SELECT quota.quota_release(%s, 'generation failed')", (rid,))
+            elif roll < 0.88:
                 # An idempotent retry: the same key sent twice, the second time on a
                 # fresh statement (as a client retrying after a timeout would).
                 kind = "keyed"
@@ -177,11 +197,11 @@ def client(i, stop, seed):
     return mine
 
 
-def run_load(seed, stop=None, clients=CLIENTS):
+def run_load(seed, stop=None, clients=CLIENTS, ops=OPS_PER_CLIENT):
     stop = stop or threading.Event()
     log = Log()
     logs = [Log() for _ in range(clients)]
-    threads = [threading.Thread(target=lambda i=i: logs[i].merge(client(i, stop, seed))) for i in range(clients)]
+    threads = [threading.Thread(target=lambda i=i: logs[i].merge(client(i, stop, seed, ops))) for i in range(clients)]
     for t in threads:
         t.start()
     return threads, logs, stop, log
@@ -215,7 +235,7 @@ def check_invariants(log, label):
         violation(f"{label}: {bad} windows whose counter differs from the ledger")
     # 2. The ledger agrees with the client log, op by op.
     c.execute("""SELECT metadata->>'op', metric, amount FROM quota.usage_events
-                 WHERE kind = 'consume' AND metadata ? 'op'""")
+                 WHERE kind IN ('consume', 'commit') AND metadata ? 'op'""")
     ledger = {}
     for op, metric, amount in c.fetchall():
         ledger.setdefault(op, {})
@@ -223,7 +243,7 @@ def check_invariants(log, label):
             violation(f"{label}: op {op} counted twice on {metric}")
         ledger[op][metric] = amount
     for op, (kind, _subject, effect) in log.committed.items():
-        if kind in ("consume", "keyed") and ledger.get(op, {}) != effect:
+        if kind in ("consume", "keyed", "reserve") and ledger.get(op, {}) != effect:
             violation(f"{label}: acknowledged op {op} has ledger {ledger.get(op)} but the client saw {effect}")
     for op in log.aborted:
         if op in ledger:
@@ -237,6 +257,15 @@ def check_invariants(log, label):
                  WHERE kind = 'consume' AND idempotency_key IS NOT NULL GROUP BY 1 HAVING count(*) > 1""")
     for key, n in c.fetchall():
         violation(f"{label}: idempotency key {key} counted {n} times")
+    # Holds: every window's reserved equals its held reservations.
+    c.execute("""
+        SELECT count(*) FROM quota.counters k
+        WHERE k.reserved <> (SELECT coalesce(sum(amount), 0) FROM quota.reservations r
+                             WHERE r.subject = k.subject AND r.metric = k.metric
+                               AND r.window_start = k.window_start AND r.status = 'held')""")
+    bad = c.fetchone()[0]
+    if bad:
+        violation(f"{label}: {bad} windows whose reserved differs from their held reservations")
     # 4. No hard limit was ever exceeded: replay each window in id order (within a window
     # rows are written under its row lock, so id order is commit order).
     c.execute("""SELECT subject, metric, window_start, kind, amount FROM quota.usage_events
@@ -273,7 +302,8 @@ def postmaster_pid():
 
 
 def crash_and_restart(seed):
-    threads, logs, stop, log = run_load(seed)
+    # Enough work that the kill lands in the middle of it.
+    threads, logs, stop, log = run_load(seed, ops=OPS_PER_CLIENT * 4)
     time.sleep(random.Random(seed).uniform(0.5, 3.0))
     pid = postmaster_pid()
     children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
