@@ -282,6 +282,14 @@ pub fn consume(req: ConsumeRequest<'_>) -> Result<Vec<Decision>> {
         let s = resolve_subject(c, req.subject, Unknown::Create, now)?;
         let limits = items.iter().map(|(m, _)| resolve_limit(c, &s, m)).collect::<Result<Vec<_>>>()?;
 
+        // An earlier call with the same key answers again (see `replay`).
+        if let Some(key) = req.idempotency_key {
+            let metrics: Vec<&str> = items.iter().map(|(m, _)| m.as_str()).collect();
+            if let Some(replay) = replay(c, &s.id, key, "consume", &metrics)? {
+                return Ok(replay);
+            }
+        }
+
         // The per-request cap needs no lock: refuse before touching any row.
         for ((metric, amount), limit) in items.iter().zip(&limits) {
             if limit.per_request_max.is_some_and(|cap| *amount > cap) {
@@ -295,13 +303,6 @@ pub fn consume(req: ConsumeRequest<'_>) -> Result<Vec<Decision>> {
         let windows: Vec<_> = limits.iter().map(|l| s.window(l.period, now)).collect();
         let usages: Vec<Usage> =
             items.iter().zip(&windows).zip(&limits).map(|(((metric, _), w), l)| lock_window(c, &s, metric, l, w, now).0).collect();
-
-        // Under the locks, an earlier call with the same key is visible: replay it.
-        if let Some(key) = req.idempotency_key {
-            if let Some(replay) = replay(c, &s.id, key, "consume")? {
-                return Ok(replay);
-            }
-        }
 
         let mut decisions = Vec::with_capacity(items.len());
         for (((metric, amount), limit), usage) in items.iter().zip(&limits).zip(&usages) {
@@ -451,19 +452,38 @@ fn refuse(
 }
 
 /// The stored answer of an earlier call with this key, marked as a replay.
-fn replay(c: &mut SpiClient<'_>, subject: &str, key: &str, operation: &str) -> Result<Option<Vec<Decision>>> {
+/// The stored answer of an earlier call with this key, marked as a replay. The key is
+/// locked first (a transaction-scoped advisory lock on subject + key), so a concurrent call
+/// with the same key waits here until the first commits or aborts, whatever metrics or
+/// windows the two calls touch; in READ COMMITTED it then sees the stored answer.
+/// A key reused for another operation or other metrics is 22023.
+fn replay(c: &mut SpiClient<'_>, subject: &str, key: &str, operation: &str, metrics: &[&str]) -> Result<Option<Vec<Decision>>> {
+    store::lock_key(c, subject, key);
     let Some((op, response)) = store::find_key(c, subject, key) else {
         return Ok(None);
     };
-    if op != operation {
-        return Err(QuotaError::invalid(
+    let reused = |what: String| {
+        QuotaError::invalid(
             "idempotency_key",
             key,
-            format!("idempotency key \"{key}\" was already used by a {op} for subject \"{subject}\""),
-            "Use a distinct idempotency key per operation.",
-        ));
+            format!("idempotency key \"{key}\" was already used by {what} for subject \"{subject}\""),
+            "Use a distinct idempotency key per request.",
+        )
+    };
+    if op != operation {
+        return Err(reused(format!("a {op}")));
+    }
+    if operation == "reserve" {
+        return Ok(Some(Vec::new()));
     }
     let decisions: Vec<Decision> = serde_json::from_str(&response).expect("stored response is a decision list");
+    let mut stored: Vec<&str> = decisions.iter().map(|d| d.metric.as_str()).collect();
+    let mut asked = metrics.to_vec();
+    stored.sort_unstable();
+    asked.sort_unstable();
+    if stored != asked {
+        return Err(reused(format!("a request on {}", stored.join(", "))));
+    }
     Ok(Some(decisions.into_iter().map(Decision::replayed).collect()))
 }
 
@@ -516,12 +536,23 @@ pub fn reserve(req: ReserveRequest<'_>) -> Result<Hold> {
             let usage = read_window(c, &s, req.metric, &w, now);
             return refused(QuotaError::OverRequestCap(Box::new(decision(&s, req.metric, &limit, usage, req.amount, now, false))));
         }
-        let (usage, _) = lock_window(c, &s, req.metric, &limit, &w, now);
         if let Some(key) = req.idempotency_key {
-            if let Some((op, response)) = store::find_key(c, &s.id, key) {
-                return replay_hold(&s.id, key, &op, &response);
+            if replay(c, &s.id, key, "reserve", &[req.metric])?.is_some() {
+                let (_, response) = store::find_key(c, &s.id, key).expect("the key was just found");
+                let mut hold: Hold = serde_json::from_str(&response).expect("stored response is a hold");
+                if hold.decision.metric != req.metric {
+                    return Err(QuotaError::invalid(
+                        "idempotency_key",
+                        key,
+                        format!("idempotency key \"{key}\" was already used by a request on {} for subject \"{}\"", hold.decision.metric, s.id),
+                        "Use a distinct idempotency key per request.",
+                    ));
+                }
+                hold.decision = hold.decision.replayed();
+                return Ok(hold);
             }
         }
+        let (usage, _) = lock_window(c, &s, req.metric, &limit, &w, now);
         fits_counter(usage, req.amount)?;
         let verdict = evaluate(&limit, usage, req.amount);
         if !verdict.allowed {
@@ -563,20 +594,6 @@ pub fn reserve(req: ReserveRequest<'_>) -> Result<Hold> {
         }
         Ok(hold)
     })
-}
-
-fn replay_hold(subject: &str, key: &str, op: &str, response: &str) -> Result<Hold> {
-    if op != "reserve" {
-        return Err(QuotaError::invalid(
-            "idempotency_key",
-            key,
-            format!("idempotency key \"{key}\" was already used by a {op} for subject \"{subject}\""),
-            "Use a distinct idempotency key per operation.",
-        ));
-    }
-    let mut hold: Hold = serde_json::from_str(response).expect("stored response is a hold");
-    hold.decision = hold.decision.replayed();
-    Ok(hold)
 }
 
 fn unknown_reservation(id: pgrx::Uuid) -> QuotaError {
@@ -727,12 +744,12 @@ pub fn refund(subject: &str, metric: &str, amount: i64, key: Option<&str>) -> Re
         let s = resolve_subject(c, subject, Unknown::Create, now)?;
         let limit = resolve_limit(c, &s, metric)?;
         let w = s.window(limit.period, now);
-        let (usage, _) = lock_window(c, &s, metric, &limit, &w, now);
         if let Some(key) = key {
-            if let Some(mut replay) = replay(c, &s.id, key, "refund")? {
+            if let Some(mut replay) = replay(c, &s.id, key, "refund", &[metric])? {
                 return Ok(replay.remove(0));
             }
         }
+        let (usage, _) = lock_window(c, &s, metric, &limit, &w, now);
         let (used, given) = limits::refund(usage.used, amount);
         let after = Usage { used, ..usage };
         write_usage(c, &s, metric, &limit, &w, usage, after, now, None);

@@ -575,6 +575,16 @@ static SAVE_KEY: Stmt = Stmt {
     types: &[T::TEXTOID, T::TEXTOID, T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID],
 };
 
+static LOCK_KEY: Stmt = Stmt {
+    sql: "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended($1 || chr(31) || $2, 7274))",
+    types: &[T::TEXTOID, T::TEXTOID],
+};
+
+/// Serialise calls that use the same idempotency key (until the transaction ends).
+pub fn lock_key(c: &mut SpiClient<'_>, subject: &str, key: &str) {
+    run(c, &LOCK_KEY, &[subject.into(), key.into()]);
+}
+
 /// The operation and stored response of an earlier call with this key, if any.
 pub fn find_key(c: &mut SpiClient<'_>, subject: &str, key: &str) -> Option<(String, String)> {
     let table = run(c, &FIND_KEY, &[subject.into(), key.into()]);

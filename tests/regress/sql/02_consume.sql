@@ -50,6 +50,8 @@ SELECT allowed, used, reason FROM quota.quota_consume('dave', 'messages', 1, 're
 SELECT allowed, used, reason FROM quota.quota_consume('dave', 'messages', 1, 'req-1');
 SELECT used FROM quota.counters WHERE subject = 'dave' AND metric = 'messages';
 SELECT count(*) AS ledger_rows FROM quota.usage_events WHERE subject = 'dave' AND idempotency_key = 'req-1';
+-- The same key for another metric is a different request: 22023, nothing consumed.
+SELECT * FROM try($$ SELECT quota.quota_consume('dave', 'tokens', 1, 'req-1') $$);
 -- The same key for another subject is independent.
 SELECT allowed, used, reason FROM quota.quota_consume('bob', 'messages', 1, 'req-1');
 -- A refusal is not remembered: a retry is evaluated again.
