@@ -53,4 +53,10 @@ install_extension() {
   local sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="--sudo"
   cargo pgrx install $flags $sudo --pg-config "$(command -v pg_config)" >/dev/null
+  # Released install scripts (sql/quota_ext--A.sql), for upgrade tests; cargo pgrx only
+  # copies the upgrade scripts (sql/quota_ext--A--B.sql).
+  local extdir="$(pg_config --sharedir)/extension"
+  for script in sql/quota_ext--*.sql; do
+    case "$script" in *--*--*) ;; *) ${sudo:+sudo} cp "$script" "$extdir/" ;; esac
+  done
 }

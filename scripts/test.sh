@@ -22,7 +22,7 @@ cargo pgrx test pg15 --runas postgres --pgdata "$QUOTA_RUN/pgrx/data"
 
 step "installing the extension and starting a test cluster on port $PORT"
 install_extension
-cluster_start test "$PORT" "max_prepared_transactions = 10"
+cluster_start test "$PORT" "max_prepared_transactions = 10" "shared_preload_libraries = 'quota_ext'"
 trap 'cluster_stop test' EXIT
 rm -rf "$OUT"; mkdir -p "$OUT"; chmod 777 "$OUT"
 HOSTOPTS=(--host="$QUOTA_RUN/test" --port="$PORT" --user=postgres)

@@ -88,21 +88,7 @@ CREATE TABLE quota.usage_events (
 );
 CREATE INDEX usage_events_window_idx ON quota.usage_events (subject, metric, window_start);
 
-CREATE FUNCTION quota.refuse_ledger_change() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog AS $$
-BEGIN
-    RAISE EXCEPTION 'quota.usage_events is append-only: % is not allowed', TG_OP
-        USING ERRCODE = 'restrict_violation',
-              DETAIL = pg_catalog.json_build_object('code', 'ledger_append_only', 'operation', TG_OP)::text,
-              HINT = 'Correct usage with quota.quota_refund or quota.quota_reset; they append compensating rows.';
-END
-$$;
-CREATE TRIGGER usage_events_append_only
-    BEFORE UPDATE OR DELETE ON quota.usage_events
-    FOR EACH ROW EXECUTE FUNCTION quota.refuse_ledger_change();
-CREATE TRIGGER usage_events_no_truncate
-    BEFORE TRUNCATE ON quota.usage_events
-    FOR EACH STATEMENT EXECUTE FUNCTION quota.refuse_ledger_change();
+-- Its guard (append-only) and retention are in sql/ledger.sql and src/ledger.rs.
 
 -- Idempotency keys, scoped per subject ---------------------------------------------------
 -- The first successful call's answer is kept and replayed; refusals are not remembered.

@@ -283,6 +283,23 @@ fn sync_triggers(c: &mut SpiClient<'_>, table: pg_sys::Oid) {
     }
 }
 
+/// This function runs as the extension's owner, so it checks for the caller (the
+/// session's role) what CREATE TRIGGER would: the TRIGGER right on the table.
+fn may_trigger(c: &mut SpiClient<'_>, table: pg_sys::Oid) -> QResult<()> {
+    let allowed = unsafe {
+        pg_sys::pg_class_aclcheck(table, pg_sys::GetOuterUserId(), pg_sys::ACL_TRIGGER as pg_sys::AclMode) == pg_sys::AclResult::ACLCHECK_OK
+    };
+    if allowed {
+        return Ok(());
+    }
+    let name = table_text(c, table);
+    Err(QuotaError::Forbidden {
+        message: format!("permission denied to enforce quotas on table {name}"),
+        hint: format!("Run this as the owner of {name}, or GRANT TRIGGER ON {name} to this role."),
+        object: name,
+    })
+}
+
 #[allow(clippy::too_many_arguments)]
 fn enforce(
     table: pg_sys::Oid,
@@ -313,6 +330,7 @@ fn enforce(
             let name = table_text(c, table);
             return Err(QuotaError::invalid("table_name", &name, format!("{name} is not a table"), "Pass a regular or partitioned table."));
         }
+        may_trigger(c, table)?;
         check_column(c, table, "subject_column", subject_column, "")?;
         if let Some(col) = amount_column {
             check_column(c, table, "amount_column", col, "N")?;
@@ -383,10 +401,12 @@ fn enforce_off(table_name: Option<RegClass>, metric: Option<&str>) -> bool {
     let table = required("table_name", table_name).or_raise().0;
     let metric = required("metric", metric).or_raise();
     Spi::connect_mut(|c| {
+        may_trigger(c, table)?;
         let removed = store::run(c, &DELETE_RULE, &[table.into(), metric.into()]).len() > 0;
         sync_triggers(c, table);
-        removed
+        Ok(removed)
     })
+    .or_raise()
 }
 
 /// How many tokens `content` costs in `encoding` (cl100k_base, o200k_base, or chars).

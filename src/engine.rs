@@ -19,7 +19,9 @@ use crate::events;
 use crate::gucs;
 use crate::limits::{self, evaluate, Enforcement, Limit, Usage};
 use crate::period::{self, Period, Window};
+use crate::stats;
 use crate::store::{self, Entry, Kind, Subject};
+use crate::tenancy;
 
 /// Whether an operation may create an unknown subject on `quota.default_plan`.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -32,12 +34,18 @@ enum Unknown {
 
 fn resolve_subject(c: &mut SpiClient<'_>, id: &str, unknown: Unknown, now: DateTime<Utc>) -> Result<Subject> {
     non_empty("subject", id)?;
+    let scope = tenancy::current();
+    let unknown_subject = || QuotaError::UnknownSubject { subject: id.to_string() };
     if let Some(s) = store::find_subject(c, id) {
+        // Another tenant's subject looks exactly like one that does not exist.
+        if !scope.admits(s.tenant.as_deref()) {
+            return Err(unknown_subject());
+        }
         remember_zone(&s);
         return Ok(s);
     }
     let Some(plan) = gucs::default_plan() else {
-        return Err(QuotaError::UnknownSubject { subject: id.to_string() });
+        return Err(unknown_subject());
     };
     if store::plan_bonus_cap(c, &plan).is_none() {
         return Err(QuotaError::invalid(
@@ -48,11 +56,13 @@ fn resolve_subject(c: &mut SpiClient<'_>, id: &str, unknown: Unknown, now: DateT
         ));
     }
     if unknown == Unknown::Create {
-        store::insert_subject(c, id, &plan, now);
-        // A concurrent creator may have won with other values: read what is stored.
-        return Ok(store::find_subject(c, id).expect("subject exists after insert"));
+        store::insert_subject(c, id, &plan, scope.creates_in(), now);
+        // A concurrent creator may have won with other values (even another tenant):
+        // read what is stored.
+        return store::find_subject(c, id).filter(|s| scope.admits(s.tenant.as_deref())).ok_or_else(unknown_subject);
     }
-    Ok(Subject { id: id.to_string(), plan, tenant: None, anchor: now, tz: chrono_tz::Tz::UTC, stored: false })
+    let tenant = scope.creates_in().map(str::to_string);
+    Ok(Subject { id: id.to_string(), plan, tenant, anchor: now, tz: chrono_tz::Tz::UTC, stored: false })
 }
 
 fn resolve_limit(c: &mut SpiClient<'_>, subject: &Subject, metric: &str) -> Result<Limit> {
@@ -194,7 +204,7 @@ pub fn check(subject: &str, items: &[(String, i64)]) -> Result<Vec<Decision>> {
             return Err(QuotaError::invalid("amount", amount, format!("amount must not be negative, got {amount}"), "Pass 0 to read the state, or a positive amount to test a request."));
         }
     }
-    Spi::connect_mut(|c| {
+    let answers = Spi::connect_mut(|c| {
         let now = clock::now();
         if let [(metric, amount)] = items {
             if let Some(d) = check_fast(c, subject, metric, *amount, now) {
@@ -210,8 +220,10 @@ pub fn check(subject: &str, items: &[(String, i64)]) -> Result<Vec<Decision>> {
                 fits_counter(usage, *amount)?;
                 Ok(decision(&s, metric, &limit, usage, *amount, now, false))
             })
-            .collect()
-    })
+            .collect::<Result<Vec<_>>>()
+    })?;
+    answers.iter().for_each(|d| stats::checked(&d.metric));
+    Ok(answers)
 }
 
 /// One row of `quota_status`.
@@ -316,6 +328,7 @@ pub fn consume(req: ConsumeRequest<'_>) -> Result<Vec<Decision>> {
         }
 
         for (i, (verdict, d)) in decisions.iter().enumerate() {
+            stats::consumed(&d.metric, d.requested, verdict.overage > 0);
             let after = Usage { used: verdict.used_after, ..usages[i] };
             write_usage(c, &s, &d.metric, &limits[i], &windows[i], usages[i], after, now, Some(d.requested));
             store::append(
@@ -376,7 +389,9 @@ fn consume_fast(
     now: DateTime<Utc>,
 ) -> Option<Decision> {
     let cal = store::Calendar::new(guess_zone(subject), now);
-    let store::Found { subject: s, limit, window: w, usage: mut after } = store::consume_one(c, subject, metric, &cal, amount, metadata, now)?;
+    let scope = tenancy::current();
+    let store::Found { subject: s, limit, window: w, usage: mut after } =
+        store::consume_one(c, subject, metric, &cal, amount, metadata, now, &scope)?;
     let before = Usage { used: after.used - amount, ..after };
     let verdict = evaluate(&limit, before, amount);
     let found = announce(before, &mut after, &limit);
@@ -384,6 +399,7 @@ fn consume_fast(
         store::write_window(c, &s.id, metric, &w, after);
     }
     emit_all(c, &s, metric, &limit, &w, after, now, &found, Some(amount));
+    stats::consumed(metric, amount, verdict.overage > 0);
     Some(Decision::new(&s.id, metric, &limit, before, amount, w.end, &verdict, true))
 }
 
@@ -391,7 +407,7 @@ fn consume_fast(
 /// holds go the general way, which discounts lapsed holds.
 fn check_fast(c: &mut SpiClient<'_>, subject: &str, metric: &str, amount: i64, now: DateTime<Utc>) -> Option<Decision> {
     let cal = store::Calendar::new(guess_zone(subject), now);
-    let f = store::check_one(c, subject, metric, &cal)?;
+    let f = store::check_one(c, subject, metric, &cal, &tenancy::current())?;
     if f.usage.reserved > 0 || f.usage.used.checked_add(amount).is_none() {
         return None;
     }
@@ -431,6 +447,9 @@ fn refuse(
     now: DateTime<Utc>,
     no_raise: bool,
 ) -> Result<Vec<Decision>> {
+    if let QuotaError::Exceeded(d) | QuotaError::OverRequestCap(d) = &err {
+        stats::refused(d, s.tenant.as_deref());
+    }
     if !no_raise {
         return Err(err);
     }
@@ -528,9 +547,14 @@ pub fn reserve(req: ReserveRequest<'_>) -> Result<Hold> {
         let s = resolve_subject(c, req.subject, Unknown::Create, now)?;
         let limit = resolve_limit(c, &s, req.metric)?;
         let w = s.window(limit.period, now);
-        let refused = |err: QuotaError| match (req.no_raise, err) {
-            (true, QuotaError::Exceeded(d) | QuotaError::OverRequestCap(d)) => Ok(Hold { id: None, expires_at: None, decision: *d }),
-            (_, err) => Err(err),
+        let refused = |err: QuotaError| {
+            if let QuotaError::Exceeded(d) | QuotaError::OverRequestCap(d) = &err {
+                stats::refused(d, s.tenant.as_deref());
+            }
+            match (req.no_raise, err) {
+                (true, QuotaError::Exceeded(d) | QuotaError::OverRequestCap(d)) => Ok(Hold { id: None, expires_at: None, decision: *d }),
+                (_, err) => Err(err),
+            }
         };
         if limit.per_request_max.is_some_and(|cap| req.amount > cap) {
             let usage = read_window(c, &s, req.metric, &w, now);
@@ -603,7 +627,10 @@ fn unknown_reservation(id: pgrx::Uuid) -> QuotaError {
 /// Load a reservation with its subject and limit, and lock its window then itself.
 fn lock_reservation(c: &mut SpiClient<'_>, id: pgrx::Uuid, now: DateTime<Utc>) -> Result<(store::Reservation, Subject, Limit, Usage)> {
     let r = store::find_reservation(c, id).ok_or_else(|| unknown_reservation(id))?;
-    let s = store::find_subject(c, &r.subject).ok_or_else(|| QuotaError::UnknownSubject { subject: r.subject.clone() })?;
+    // A hold on another tenant's subject looks like no hold at all.
+    let s = store::find_subject(c, &r.subject)
+        .filter(|s| tenancy::current().admits(s.tenant.as_deref()))
+        .ok_or_else(|| unknown_reservation(id))?;
     let limit = resolve_limit(c, &s, &r.metric)?;
     let (usage, _) = lock_window(c, &s, &r.metric, &limit, &r.window, now);
     let r = store::lock_reservation(c, id).ok_or_else(|| unknown_reservation(id))?;
@@ -648,8 +675,11 @@ pub fn commit(id: pgrx::Uuid, actual: Option<i64>, metadata: Option<pg_sys::Datu
             evaluate(&no_cap, base, actual)
         };
         if !verdict.allowed {
-            return Err(QuotaError::Exceeded(Box::new(Decision::new(&s.id, &r.metric, &limit, base, actual, r.window.end, &verdict, false))));
+            let refused = Decision::new(&s.id, &r.metric, &limit, base, actual, r.window.end, &verdict, false);
+            stats::refused(&refused, s.tenant.as_deref());
+            return Err(QuotaError::Exceeded(Box::new(refused)));
         }
+        stats::consumed(&r.metric, actual, verdict.overage > 0);
         let after = Usage { used: verdict.used_after, ..base };
         write_usage(c, &s, &r.metric, &limit, &r.window, usage, after, now, None);
         store::append(
@@ -751,6 +781,7 @@ pub fn refund(subject: &str, metric: &str, amount: i64, key: Option<&str>) -> Re
         }
         let (usage, _) = lock_window(c, &s, metric, &limit, &w, now);
         let (used, given) = limits::refund(usage.used, amount);
+        stats::refunded(metric, given);
         let after = Usage { used, ..usage };
         write_usage(c, &s, metric, &limit, &w, usage, after, now, None);
         store::append(
@@ -842,6 +873,7 @@ pub fn apply_bonus(subject: &str, metric: &str, kind: &str, reference: Option<&s
         let bonus = usage.bonus.checked_add(rule.amount).ok_or_else(|| overflow(rule.amount))?;
         let after = Usage { bonus, ..usage };
         store::write_window(c, &s.id, metric, &w, after);
+        stats::bonus_applied(metric);
         store::emit(c, &event(events::Kind::BonusApplied, &s, metric, &limit, &w, after, now, json!({"kind": kind, "amount": rule.amount})));
         store::append(
             c,
@@ -948,9 +980,16 @@ pub fn assign_plan(
         }
         other => other.map(clock::from_pg),
     };
+    let scope = tenancy::current();
+    let tenant = scope.assignable(tenant).map_err(|why| {
+        QuotaError::invalid("tenant", tenant.unwrap_or(""), why, "Leave tenant NULL to use the session's quota.tenant, or run as quota_admin without quota.tenant.")
+    })?;
     Spi::connect_mut(|c| {
         existing_plan(c, plan)?;
-        store::upsert_subject(c, subject, plan, tenant, anchor, time_zone, clock::now());
+        // The upsert itself refuses a row of another tenant (a concurrent creator).
+        if !store::upsert_subject(c, subject, plan, tenant.as_deref(), anchor, time_zone, clock::now(), &scope) {
+            return Err(QuotaError::UnknownSubject { subject: subject.to_string() });
+        }
         Ok(())
     })
 }

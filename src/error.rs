@@ -17,6 +17,10 @@ pub const UNKNOWN_SUBJECT: &str = "QT404";
 pub const INVALID_ARGUMENT: &str = "22023";
 /// null_value_not_allowed
 pub const NULL_ARGUMENT: &str = "22004";
+/// object_not_in_prerequisite_state
+pub const NOT_AVAILABLE: &str = "55000";
+/// insufficient_privilege
+pub const FORBIDDEN: &str = "42501";
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum QuotaError {
@@ -30,6 +34,10 @@ pub enum QuotaError {
     Invalid { argument: &'static str, value: String, message: String, hint: String },
     /// A required argument is NULL.
     Null { argument: &'static str },
+    /// A feature needs server set-up first (shared_preload_libraries).
+    NotAvailable { feature: &'static str, message: String, hint: String },
+    /// The session's role lacks a right the operation needs on an object.
+    Forbidden { object: String, message: String, hint: String },
 }
 
 pub type Result<T> = std::result::Result<T, QuotaError>;
@@ -57,6 +65,8 @@ impl QuotaError {
             QuotaError::UnknownSubject { .. } => UNKNOWN_SUBJECT,
             QuotaError::Invalid { .. } => INVALID_ARGUMENT,
             QuotaError::Null { .. } => NULL_ARGUMENT,
+            QuotaError::NotAvailable { .. } => NOT_AVAILABLE,
+            QuotaError::Forbidden { .. } => FORBIDDEN,
         }
     }
 
@@ -68,6 +78,8 @@ impl QuotaError {
             QuotaError::UnknownSubject { .. } => "unknown_subject",
             QuotaError::Invalid { .. } => "invalid_argument",
             QuotaError::Null { .. } => "null_argument",
+            QuotaError::NotAvailable { .. } => "not_available",
+            QuotaError::Forbidden { .. } => "forbidden",
         }
     }
 
@@ -86,6 +98,7 @@ impl QuotaError {
             QuotaError::UnknownSubject { subject } => format!("unknown quota subject \"{subject}\""),
             QuotaError::Invalid { message, .. } => message.clone(),
             QuotaError::Null { argument } => format!("argument \"{argument}\" must not be NULL"),
+            QuotaError::NotAvailable { message, .. } | QuotaError::Forbidden { message, .. } => message.clone(),
         }
     }
 
@@ -117,6 +130,8 @@ impl QuotaError {
                 json!({"code": self.code(), "argument": argument, "value": value})
             }
             QuotaError::Null { argument } => json!({"code": self.code(), "argument": argument}),
+            QuotaError::NotAvailable { feature, .. } => json!({"code": self.code(), "feature": feature}),
+            QuotaError::Forbidden { object, .. } => json!({"code": self.code(), "object": object}),
         }
     }
 
@@ -136,11 +151,12 @@ impl QuotaError {
                 d.metric
             ),
             QuotaError::UnknownSubject { subject } => format!(
-                "Create the subject with quota.assign_plan('{}', '<plan>'), or set quota.default_plan so that unknown subjects join a plan automatically.",
+                "Create the subject with quota.assign_plan('{}', '<plan>'), or set quota.default_plan so that unknown subjects join a plan automatically. A subject of a tenant is only visible with quota.tenant set to that tenant.",
                 subject.replace('\'', "''")
             ),
             QuotaError::Invalid { hint, .. } => hint.clone(),
             QuotaError::Null { argument } => format!("Pass a value for \"{argument}\"."),
+            QuotaError::NotAvailable { hint, .. } | QuotaError::Forbidden { hint, .. } => hint.clone(),
         }
     }
 }

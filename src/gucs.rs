@@ -15,6 +15,14 @@ pub static CLOCK_OVERRIDE: GucSetting<Option<CString>> = GucSetting::<Option<CSt
 /// `quota.notify_every_consume`: also send a `consumed` event for every consume.
 pub static NOTIFY_EVERY_CONSUME: GucSetting<bool> = GucSetting::<bool>::new(false);
 
+/// `quota.tenant`: the tenant this transaction acts for (see `tenancy`). Set it with
+/// `SET LOCAL quota.tenant = '...'` or `set_config('quota.tenant', '...', true)`.
+pub static TENANT: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
+pub fn tenant() -> Option<String> {
+    raw_string(&TENANT).map(|s| s.to_string_lossy().into_owned())
+}
+
 pub fn notify_every_consume() -> bool {
     NOTIFY_EVERY_CONSUME.get()
 }
@@ -25,6 +33,14 @@ pub fn init() {
         c"Send a consumed event for every consume.",
         c"Off: events are sent for thresholds, soft overages, bonuses, resets and reservations only. On: every consume also sends a consumed event (and writes an outbox row).",
         &NOTIFY_EVERY_CONSUME,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"quota.tenant",
+        c"Tenant this session acts for; scopes every quota function and table.",
+        c"Set per transaction with SET LOCAL. When set, quota functions and the tables' row-level security show only this tenant's subjects. When unset, members of quota_admin see every subject and other roles only subjects without a tenant.",
+        &TENANT,
         GucContext::Userset,
         GucFlags::default(),
     );

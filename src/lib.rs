@@ -8,8 +8,13 @@
 //!   errors with custom SQLSTATEs), `store` (every SQL statement, prepared once),
 //!   `engine` (the operations), `api` (the thin SQL-facing functions);
 //! - tables: `enforce` (quota triggers on application tables), `tokens` (BPE token counts);
-//! - SQL: `sql/schema.sql` (tables, types, ledger trigger), `sql/enforce.sql` (enforced
-//!   tables), `sql/overloads.sql` (inet forms).
+//! - operations: `tenancy` (tenant scope), `stats` (shared-memory totals and recent
+//!   refusals), `ledger` (append-only guard, retention), `monitor` (their SQL functions);
+//! - SQL: `sql/schema.sql` (tables, types), `sql/enforce.sql` (enforced tables),
+//!   `sql/events.sql` (outbox), `sql/ledger.sql` (guard, summaries, ledger_check),
+//!   `sql/views.sql` (admin views, stats), `sql/overloads.sql` (inet forms),
+//!   `sql/security.sql` (roles, grants, SECURITY DEFINER, row-level security);
+//!   `sql/quota_ext--A--B.sql` upgrade scripts, `sql/quota_ext--0.1.0.sql` as released.
 
 use pgrx::prelude::*;
 
@@ -19,6 +24,8 @@ pub mod error;
 pub mod events;
 pub mod limits;
 pub mod period;
+pub mod stats;
+pub mod tenancy;
 pub mod tokens;
 
 mod api;
@@ -27,18 +34,24 @@ mod enforce;
 mod engine;
 mod ereport;
 mod gucs;
+mod ledger;
+mod monitor;
 mod store;
 
 ::pgrx::pg_module_magic!(name, version);
 
 extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
 extension_sql_file!("../sql/enforce.sql", name = "enforce", requires = ["schema"]);
-extension_sql_file!("../sql/events.sql", name = "events", requires = ["schema"]);
-extension_sql_file!("../sql/overloads.sql", name = "overloads", finalize);
+extension_sql_file!("../sql/events.sql", name = "events", requires = ["schema", tenant_visible]);
+extension_sql_file!("../sql/ledger.sql", name = "ledger", requires = ["schema", refuse_ledger_change]);
+extension_sql_file!("../sql/views.sql", name = "views", requires = ["ledger", quota_clock, recent_refusals, stats_totals]);
+extension_sql_file!("../sql/overloads.sql", name = "overloads", requires = ["views"]);
+extension_sql_file!("../sql/security.sql", name = "security", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     gucs::init();
+    stats::init();
 }
 
 #[cfg(feature = "pg_test")]
@@ -53,6 +66,6 @@ pub mod pg_test {
     pub fn setup(_options: Vec<&str>) {}
 
     pub fn postgresql_conf_options() -> Vec<&'static str> {
-        vec![]
+        vec!["shared_preload_libraries = 'quota_ext'"]
     }
 }

@@ -20,6 +20,7 @@ use crate::bonus::{ReferenceScope, Rule};
 use crate::clock;
 use crate::limits::{Enforcement, Limit, Usage};
 use crate::period::{self, Period, Window};
+use crate::tenancy::Scope;
 
 /// A jsonb argument passed through untouched (metadata is stored exactly as given).
 pub struct RawJsonb(pub pg_sys::Datum);
@@ -149,13 +150,13 @@ pub fn lock_subject(c: &mut SpiClient<'_>, id: &str) -> Option<Subject> {
 }
 
 static INSERT_SUBJECT: Stmt = Stmt {
-    sql: "INSERT INTO quota.subjects (subject, plan, cycle_anchor) VALUES ($1, $2, $3) ON CONFLICT (subject) DO NOTHING",
-    types: &[T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID],
+    sql: "INSERT INTO quota.subjects (subject, plan, cycle_anchor, tenant) VALUES ($1, $2, $3, $4) ON CONFLICT (subject) DO NOTHING",
+    types: &[T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID, T::TEXTOID],
 };
 
 /// Create a subject on `plan` unless it exists (a concurrent creator wins quietly).
-pub fn insert_subject(c: &mut SpiClient<'_>, id: &str, plan: &str, anchor: DateTime<Utc>) {
-    run(c, &INSERT_SUBJECT, &[id.into(), plan.into(), ts(anchor)]);
+pub fn insert_subject(c: &mut SpiClient<'_>, id: &str, plan: &str, tenant: Option<&str>, anchor: DateTime<Utc>) {
+    run(c, &INSERT_SUBJECT, &[id.into(), plan.into(), ts(anchor), tenant.into()]);
 }
 
 static UPSERT_SUBJECT: Stmt = Stmt {
@@ -165,8 +166,10 @@ static UPSERT_SUBJECT: Stmt = Stmt {
               plan = EXCLUDED.plan,
               tenant = coalesce($3, s.tenant),
               cycle_anchor = coalesce($4, s.cycle_anchor),
-              time_zone = coalesce($5, s.time_zone)",
-    types: &[T::TEXTOID, T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID, T::TEXTOID, T::TIMESTAMPTZOID],
+              time_zone = coalesce($5, s.time_zone)
+          WHERE $7 OR s.tenant IS NOT DISTINCT FROM $3
+          RETURNING 1",
+    types: &[T::TEXTOID, T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID, T::TEXTOID, T::TIMESTAMPTZOID, T::BOOLOID],
 };
 
 pub fn upsert_subject(
@@ -177,8 +180,10 @@ pub fn upsert_subject(
     anchor: Option<DateTime<Utc>>,
     zone: Option<&str>,
     now: DateTime<Utc>,
-) {
-    run(c, &UPSERT_SUBJECT, &[id.into(), plan.into(), tenant.into(), anchor.map(clock::to_pg_tz).into(), zone.into(), ts(now)]);
+    scope: &Scope,
+) -> bool {
+    let args = [id.into(), plan.into(), tenant.into(), anchor.map(clock::to_pg_tz).into(), zone.into(), ts(now), scope.params().0.into()];
+    !run(c, &UPSERT_SUBJECT, &args).is_empty()
 }
 
 // Plans and limits ---------------------------------------------------------------------
@@ -366,30 +371,32 @@ impl Calendar {
     }
 }
 
-/// $1 subject, $2 metric, $3..$5 day/week/month starts, $6..$8 their ends, $9 the zone.
+/// $1 subject, $2 metric, $3..$5 day/week/month starts, $6..$8 their ends, $9 the zone;
+/// the two arguments are the scope's parameters (every subject?, else this tenant).
 macro_rules! subject_limit_window {
-    () => {
-        "SELECT s.plan, s.tenant, s.cycle_anchor, l.period, l.limit_value, l.enforcement, l.per_request_max,
+    ($all:literal, $tenant:literal) => {
+        concat!("SELECT s.plan, s.tenant, s.cycle_anchor, l.period, l.limit_value, l.enforcement, l.per_request_max,
                 l.alert_thresholds,
                 CASE l.period WHEN 'day' THEN $3 WHEN 'week' THEN $4 WHEN 'month' THEN $5
                               ELSE '-infinity'::timestamptz END AS ws,
                 CASE l.period WHEN 'day' THEN $6 WHEN 'week' THEN $7 WHEN 'month' THEN $8 END AS we
          FROM quota.subjects s JOIN quota.plan_limits l ON l.plan = s.plan AND l.metric = $2
-         WHERE s.subject = $1 AND s.time_zone = $9 AND l.period <> 'billing_cycle'"
+         WHERE s.subject = $1 AND s.time_zone = $9 AND l.period <> 'billing_cycle'
+           AND (", $all, " OR s.tenant IS NOT DISTINCT FROM ", $tenant, ")")
     };
 }
-const CALENDAR_TYPES: [T; 9] = [
+const CHECK_TYPES: [T; 11] = [
     T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID, T::TIMESTAMPTZOID, T::TIMESTAMPTZOID, T::TIMESTAMPTZOID, T::TIMESTAMPTZOID,
-    T::TIMESTAMPTZOID, T::TEXTOID,
+    T::TIMESTAMPTZOID, T::TEXTOID, T::BOOLOID, T::TEXTOID,
 ];
 
 /// A consume in one statement: lookup, limit check, increment and ledger row. The UPDATE
 /// takes the row lock and re-checks the limit on the latest row version, so it is exact
-/// under concurrency. $10 amount, $11 metadata, $12 now.
+/// under concurrency. $10 amount, $11 metadata, $12 now, $13/$14 the scope.
 static CONSUME_ONE: Stmt = Stmt {
     sql: concat!(
         "WITH t AS (",
-        subject_limit_window!(),
+        subject_limit_window!("$13", "$14"),
         "   AND (l.per_request_max IS NULL OR $10 <= l.per_request_max) AND l.limit_value <= 1099511627776
          ), u AS (
              UPDATE quota.counters c SET used = c.used + $10
@@ -409,7 +416,7 @@ static CONSUME_ONE: Stmt = Stmt {
     ),
     types: &[
         T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID, T::TIMESTAMPTZOID, T::TIMESTAMPTZOID, T::TIMESTAMPTZOID, T::TIMESTAMPTZOID,
-        T::TIMESTAMPTZOID, T::TEXTOID, T::INT8OID, T::JSONBOID, T::TIMESTAMPTZOID,
+        T::TIMESTAMPTZOID, T::TEXTOID, T::INT8OID, T::JSONBOID, T::TIMESTAMPTZOID, T::BOOLOID, T::TEXTOID,
     ],
 };
 
@@ -418,10 +425,10 @@ static CHECK_ONE: Stmt = Stmt {
     sql: concat!(
         "SELECT t.*, coalesce(c.used, 0), coalesce(c.bonus, 0), coalesce(c.reserved, 0), coalesce(c.alerted, 0)
          FROM (",
-        subject_limit_window!(),
+        subject_limit_window!("$10", "$11"),
         ") t LEFT JOIN quota.counters c ON c.subject = $1 AND c.metric = $2 AND c.window_start = t.ws"
     ),
-    types: &CALENDAR_TYPES,
+    types: &CHECK_TYPES,
 };
 
 /// What the one-statement paths return.
@@ -473,19 +480,23 @@ pub fn consume_one(
     amount: i64,
     metadata: Option<pg_sys::Datum>,
     at: DateTime<Utc>,
+    scope: &Scope,
 ) -> Option<Found> {
     if amount > 1 << 40 {
         return None;
     }
     let [a, b, cc, d, e, f, g] = cal.args();
-    let args = [id.into(), metric.into(), a, b, cc, d, e, f, g, amount.into(), metadata.map(RawJsonb).into(), ts(at)];
+    let (all, tenant) = scope.params();
+    let args =
+        [id.into(), metric.into(), a, b, cc, d, e, f, g, amount.into(), metadata.map(RawJsonb).into(), ts(at), all.into(), tenant.into()];
     found_from(run(c, &CONSUME_ONE, &args), id, cal.zone)
 }
 
 /// The one-statement check; `Found.usage` is the window's current usage.
-pub fn check_one(c: &mut SpiClient<'_>, id: &str, metric: &str, cal: &Calendar) -> Option<Found> {
+pub fn check_one(c: &mut SpiClient<'_>, id: &str, metric: &str, cal: &Calendar, scope: &Scope) -> Option<Found> {
     let [a, b, cc, d, e, f, g] = cal.args();
-    found_from(run(c, &CHECK_ONE, &[id.into(), metric.into(), a, b, cc, d, e, f, g]), id, cal.zone)
+    let (all, tenant) = scope.params();
+    found_from(run(c, &CHECK_ONE, &[id.into(), metric.into(), a, b, cc, d, e, f, g, all.into(), tenant.into()]), id, cal.zone)
 }
 
 pub fn write_window(c: &mut SpiClient<'_>, subject: &str, metric: &str, w: &Window, u: Usage) {

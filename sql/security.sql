@@ -1,0 +1,135 @@
+-- Roles, privileges and row-level security: who may do what, and which tenant they see.
+--
+--   quota_reader  the admin views and the tables, read-only, scoped by tenant
+--   quota_app     check, consume, refund, reserve/commit/release, status, the outbox
+--   quota_admin   plans, limits, bonuses, resets, enforced tables, retention, stats reset;
+--                 also a member of quota_app and quota_reader
+--
+-- Roles are cluster-wide: they are created once (if missing) and are not dropped with the
+-- extension. Grant them to login roles: GRANT quota_app TO my_service;
+-- Nothing is granted to PUBLIC.
+--
+-- Functions that touch the tables are SECURITY DEFINER with search_path pinned to
+-- pg_catalog, quota, pg_temp (PostgreSQL's "Writing SECURITY DEFINER Functions Safely"):
+-- objects a caller plants in public or pg_temp are never found by them. Within them the
+-- tenant comes from quota.tenant and the session's role (src/tenancy.rs); the tables'
+-- policies apply the same rule (quota.tenant_visible) to direct reads.
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'quota_reader') THEN
+        CREATE ROLE quota_reader NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'quota_app') THEN
+        CREATE ROLE quota_app NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'quota_admin') THEN
+        CREATE ROLE quota_admin NOLOGIN;
+    END IF;
+    IF NOT pg_catalog.pg_has_role('quota_admin', 'quota_app', 'MEMBER') THEN
+        GRANT quota_app TO quota_admin;
+    END IF;
+    IF NOT pg_catalog.pg_has_role('quota_admin', 'quota_reader', 'MEMBER') THEN
+        GRANT quota_reader TO quota_admin;
+    END IF;
+END
+$$;
+
+REVOKE ALL ON SCHEMA quota FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA quota FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA quota FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA quota FROM PUBLIC;
+GRANT USAGE ON SCHEMA quota TO quota_reader, quota_app, quota_admin;
+
+-- Every function runs as the extension's owner, except these, which touch no table.
+DO $$
+DECLARE
+    touches_no_table CONSTANT text[] := ARRAY['count_tokens', 'tenant_visible', 'quota_clock', 'stats_totals',
+                                              'stats_reset', 'recent_refusals', 'used_change', 'refuse_ledger_change'];
+    f regprocedure;
+BEGIN
+    FOR f IN SELECT p.oid FROM pg_catalog.pg_proc p
+             WHERE p.pronamespace = 'quota'::regnamespace AND p.proname <> ALL (touches_no_table)
+             ORDER BY p.oid
+    LOOP
+        EXECUTE pg_catalog.format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = pg_catalog, quota, pg_temp', f);
+    END LOOP;
+END
+$$;
+
+-- Who may call what (every overload of each name). Trigger functions are granted to no
+-- one: triggers call them without an EXECUTE check.
+DO $$
+DECLARE
+    g record;
+BEGIN
+    FOR g IN
+        SELECT p.oid::regprocedure AS f, r.role
+        FROM pg_catalog.pg_proc p
+        JOIN (VALUES
+            -- what the views and policies call
+            ('tenant_visible', 'quota_reader'), ('quota_clock', 'quota_reader'), ('used_change', 'quota_reader'),
+            ('stats_totals', 'quota_reader'), ('recent_refusals', 'quota_reader'),
+            ('tenant_visible', 'quota_app'), ('quota_clock', 'quota_app'), ('used_change', 'quota_app'),
+            ('recent_refusals', 'quota_app'), ('stats_totals', 'quota_app'),
+            -- the application
+            ('quota_check', 'quota_app'), ('quota_status', 'quota_app'),
+            ('quota_consume', 'quota_app'), ('quota_try_consume', 'quota_app'), ('quota_refund', 'quota_app'),
+            ('quota_reserve', 'quota_app'), ('quota_try_reserve', 'quota_app'),
+            ('quota_commit', 'quota_app'), ('quota_release', 'quota_app'),
+            ('count_tokens', 'quota_app'), ('ack_events', 'quota_app'), ('maintenance', 'quota_app'),
+            -- administration
+            ('quota_reset', 'quota_admin'), ('apply_bonus', 'quota_admin'), ('assign_plan', 'quota_admin'),
+            ('set_limit', 'quota_admin'), ('remove_limit', 'quota_admin'), ('set_alerts', 'quota_admin'),
+            ('set_bonus_rule', 'quota_admin'), ('set_bonus_cap', 'quota_admin'),
+            ('enforce_on_insert', 'quota_admin'), ('enforce_off', 'quota_admin'),
+            ('compact_ledger', 'quota_admin'), ('stats_reset', 'quota_admin')
+        ) AS r(name, role) ON r.name = p.proname
+        WHERE p.pronamespace = 'quota'::regnamespace
+    LOOP
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %I', g.f, g.role);
+    END LOOP;
+END
+$$;
+
+-- Reading: every table and view, under the tenant policies below. Writing state goes
+-- through the functions only; a direct INSERT/UPDATE/DELETE fails with 42501.
+GRANT SELECT ON ALL TABLES IN SCHEMA quota TO quota_reader, quota_app, quota_admin;
+-- Configuration is not tenant-scoped; administrators may edit it directly.
+GRANT INSERT, UPDATE, DELETE ON quota.plans, quota.plan_limits, quota.bonus_rules TO quota_admin;
+
+-- Views show what the querying role may see.
+ALTER VIEW quota.pending_events SET (security_invoker = true);
+ALTER VIEW quota.enforced_tables SET (security_invoker = true);
+
+-- Row-level security: FORCE, so that no role but a superuser (or one with BYPASSRLS)
+-- reads around it.
+ALTER TABLE quota.subjects ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_scope ON quota.subjects USING (quota.tenant_visible(tenant));
+
+ALTER TABLE quota.usage_events ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_scope ON quota.usage_events USING (quota.tenant_visible(tenant));
+
+ALTER TABLE quota.usage_summaries ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_scope ON quota.usage_summaries USING (quota.tenant_visible(tenant));
+
+-- Tables keyed by subject: visible when the subject is (the subquery is itself scoped).
+ALTER TABLE quota.counters ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_scope ON quota.counters
+    USING (EXISTS (SELECT 1 FROM quota.subjects s WHERE s.subject = counters.subject));
+
+ALTER TABLE quota.reservations ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_scope ON quota.reservations
+    USING (EXISTS (SELECT 1 FROM quota.subjects s WHERE s.subject = reservations.subject));
+
+ALTER TABLE quota.idempotency_keys ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_scope ON quota.idempotency_keys
+    USING (EXISTS (SELECT 1 FROM quota.subjects s WHERE s.subject = idempotency_keys.subject));
+
+ALTER TABLE quota.bonus_grants ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_scope ON quota.bonus_grants
+    USING (EXISTS (SELECT 1 FROM quota.subjects s WHERE s.subject = bonus_grants.subject));
+
+ALTER TABLE quota.events ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_scope ON quota.events
+    USING (EXISTS (SELECT 1 FROM quota.subjects s WHERE s.subject = events.subject));

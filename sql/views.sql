@@ -1,0 +1,87 @@
+-- Views for psql admins and dashboards. Each is security_invoker: it shows what the
+-- querying role may see under row-level security (its tenant, see sql/security.sql).
+-- Examples are in the README ("Admin views").
+
+-- Current usage of every subject that has used something in its current windows.
+CREATE VIEW quota.usage_overview WITH (security_invoker = true) AS
+SELECT c.subject,
+       s.tenant,
+       s.plan,
+       c.metric,
+       l.period,
+       c.used,
+       c.reserved,
+       l.limit_value,
+       c.bonus,
+       l.limit_value + c.bonus AS effective_limit,
+       GREATEST(0, l.limit_value + c.bonus - c.used - c.reserved) AS remaining,
+       round(100.0 * (c.used + c.reserved) / NULLIF(l.limit_value + c.bonus, 0), 1) AS percent,
+       l.enforcement,
+       NULLIF(c.window_start, '-infinity') AS window_start,
+       c.window_end AS reset_at
+FROM quota.counters c
+JOIN quota.subjects s ON s.subject = c.subject
+JOIN quota.plan_limits l ON l.plan = s.plan AND l.metric = c.metric
+WHERE c.window_start <= quota.quota_clock()
+  AND (c.window_end IS NULL OR c.window_end > quota.quota_clock());
+
+-- Consumers ranked per metric and window (rank 1 = largest use). Past windows too:
+--   SELECT * FROM quota.top_consumers WHERE current AND rank <= 10;
+CREATE VIEW quota.top_consumers WITH (security_invoker = true) AS
+SELECT c.metric,
+       NULLIF(c.window_start, '-infinity') AS window_start,
+       c.window_end,
+       (c.window_start <= quota.quota_clock() AND (c.window_end IS NULL OR c.window_end > quota.quota_clock())) AS current,
+       rank() OVER (PARTITION BY c.metric, c.window_start ORDER BY c.used DESC) AS rank,
+       c.subject,
+       s.tenant,
+       c.used,
+       l.limit_value + c.bonus AS effective_limit,
+       round(100.0 * c.used / NULLIF(l.limit_value + c.bonus, 0), 1) AS percent
+FROM quota.counters c
+JOIN quota.subjects s ON s.subject = c.subject
+LEFT JOIN quota.plan_limits l ON l.plan = s.plan AND l.metric = c.metric
+WHERE c.used > 0;
+
+-- Who was refused (QT429/QT413, also in transactions that rolled back; needs
+-- shared_preload_libraries) or went past a soft limit, since the start of today in the
+-- session's TimeZone.
+CREATE VIEW quota.over_limit_today WITH (security_invoker = true) AS
+SELECT r.refused_at AS at, r.subject, r.tenant, r.metric, r.reason AS what,
+       r.requested AS amount, r.used, r.limit_value, NULL::bigint AS overage
+FROM quota.recent_refusals() r
+WHERE r.refused_at >= date_trunc('day', quota.quota_clock())
+UNION ALL
+SELECT e.created_at, e.subject, e.tenant, e.metric, 'soft_limit_exceeded',
+       e.amount, NULL, NULL, e.overage
+FROM quota.usage_events e
+WHERE e.overage > 0 AND e.created_at >= date_trunc('day', quota.quota_clock());
+
+-- The ledger of a subject with the running balance of each window (what `used` was after
+-- each event), starting from what compaction summarised:
+--   SELECT * FROM quota.subject_ledger WHERE subject = 'u1' ORDER BY id;
+CREATE VIEW quota.subject_ledger WITH (security_invoker = true) AS
+SELECT e.id,
+       e.created_at,
+       e.subject,
+       e.tenant,
+       e.metric,
+       NULLIF(e.window_start, '-infinity') AS window_start,
+       e.kind,
+       e.amount,
+       quota.used_change(e.kind, e.amount) AS used_change,
+       coalesce((SELECT sum(quota.used_change(m.kind, m.amount))
+                 FROM quota.usage_summaries m
+                 WHERE m.subject = e.subject AND m.metric = e.metric AND m.window_start = e.window_start), 0)
+       + sum(quota.used_change(e.kind, e.amount))
+             OVER (PARTITION BY e.subject, e.metric, e.window_start ORDER BY e.id) AS used_after,
+       e.overage,
+       e.idempotency_key,
+       e.metadata
+FROM quota.usage_events e;
+
+-- The seeds' quota_consumed_total / quota_exceeded_total and friends, per metric, since
+-- the server started (needs shared_preload_libraries). A scraper such as
+-- postgres_exporter can read it with a custom query (README, "Metrics").
+CREATE VIEW quota.stats AS
+SELECT * FROM quota.stats_totals();

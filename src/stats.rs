@@ -1,0 +1,473 @@
+//! `quota.stats`: running totals per metric in shared memory, for dashboards and scrapers
+//! (the seeds' `quota_consumed_total` and `quota_exceeded_total`).
+//!
+//! Why shared memory: a refusal raises QT429 and the caller's transaction usually rolls
+//! back, so no table could ever record it. The totals live in one fixed table of slots,
+//! keyed by database and metric, set up at server start; this needs `quota_ext` in
+//! `shared_preload_libraries`. Without it, recording does nothing and reading
+//! `quota.stats` raises 55000 with a hint.
+//!
+//! What counts when:
+//! - refusals (`exceeded`, QT429 and QT413, also `quota_try_*` answers with allowed =
+//!   false) and checks count at once, whatever the transaction does next;
+//! - consumed units, consumes, soft overages, refunds and bonuses count when the
+//!   transaction commits: they are kept per subtransaction in backend memory, dropped on
+//!   (sub)transaction abort and added to shared memory at commit, so they match the ledger.
+//!
+//! The totals restart at zero when the server restarts (like pg_stat_statements), or
+//! with `quota.stats_reset()`.
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use pgrx::{pg_shmem_init, PGRXSharedMemory, PgLwLock};
+use std::cell::RefCell;
+
+use crate::decision::Decision;
+use crate::limits::Reason;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering::Relaxed};
+
+/// How many (database, metric) pairs are tracked. Later metrics share one overflow slot
+/// named `(other)`.
+pub const SLOTS: usize = 512;
+/// Metric names are kept up to this many bytes (longer ones are cut at a char boundary).
+pub const NAME_BYTES: usize = 63;
+const OTHER: &str = "(other)";
+
+/// The totals of one metric.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub consumed: i64,
+    pub consumes: i64,
+    pub exceeded: i64,
+    pub soft_overages: i64,
+    pub checks: i64,
+    pub refunded: i64,
+    pub bonuses: i64,
+}
+
+impl Totals {
+    fn add(&mut self, o: &Totals) {
+        self.consumed = self.consumed.saturating_add(o.consumed);
+        self.consumes += o.consumes;
+        self.exceeded += o.exceeded;
+        self.soft_overages += o.soft_overages;
+        self.checks += o.checks;
+        self.refunded = self.refunded.saturating_add(o.refunded);
+        self.bonuses += o.bonuses;
+    }
+}
+
+/// A metric name cut to `NAME_BYTES` on a char boundary.
+pub fn slot_name(metric: &str) -> &str {
+    let mut cut = metric.len().min(NAME_BYTES);
+    while !metric.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &metric[..cut]
+}
+
+struct Slot {
+    /// 0: free. Set once, under the exclusive lock, and never cleared (reset zeroes totals).
+    database: AtomicI64,
+    len: AtomicI64,
+    name: [std::sync::atomic::AtomicU8; NAME_BYTES],
+    totals: [AtomicI64; 7],
+}
+
+pub struct Table {
+    slots: [Slot; SLOTS],
+}
+
+impl Default for Table {
+    fn default() -> Self {
+        Table {
+            slots: std::array::from_fn(|_| Slot {
+                database: AtomicI64::new(0),
+                len: AtomicI64::new(0),
+                name: std::array::from_fn(|_| Default::default()),
+                totals: Default::default(),
+            }),
+        }
+    }
+}
+
+// SAFETY: only atomics, no pointers; every process maps the table at the same place.
+unsafe impl PGRXSharedMemory for Table {}
+
+impl Slot {
+    fn is(&self, database: i64, name: &str) -> bool {
+        self.database.load(Relaxed) == database
+            && self.len.load(Relaxed) == name.len() as i64
+            && name.bytes().zip(&self.name).all(|(b, s)| s.load(Relaxed) == b)
+    }
+    fn name(&self) -> String {
+        let len = self.len.load(Relaxed) as usize;
+        let bytes: Vec<u8> = self.name[..len].iter().map(|b| b.load(Relaxed)).collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+    fn add(&self, t: &Totals) {
+        let parts = [t.consumed, t.consumes, t.exceeded, t.soft_overages, t.checks, t.refunded, t.bonuses];
+        for (cell, v) in self.totals.iter().zip(parts) {
+            if v != 0 {
+                cell.fetch_add(v, Relaxed);
+            }
+        }
+    }
+    fn read(&self) -> Totals {
+        let v: Vec<i64> = self.totals.iter().map(|c| c.load(Relaxed)).collect();
+        Totals { consumed: v[0], consumes: v[1], exceeded: v[2], soft_overages: v[3], checks: v[4], refunded: v[5], bonuses: v[6] }
+    }
+}
+
+static TABLE: PgLwLock<Table> = unsafe { PgLwLock::new(c"quota_ext_stats") };
+static RECENT: PgLwLock<Recent> = unsafe { PgLwLock::new(c"quota_ext_refusals") };
+/// Set in the postmaster when preloaded; backends inherit it.
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+
+/// Called from `_PG_init`: reserve the table when loaded by `shared_preload_libraries`.
+#[allow(unexpected_cfgs)] // pg_shmem_init! tests every PostgreSQL version's feature
+pub fn init() {
+    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        pg_shmem_init!(TABLE);
+        pg_shmem_init!(RECENT);
+        ACTIVE.store(true, Relaxed);
+        unsafe {
+            pg_sys::RegisterXactCallback(Some(on_xact), std::ptr::null_mut());
+            pg_sys::RegisterSubXactCallback(Some(on_subxact), std::ptr::null_mut());
+        }
+    }
+}
+
+pub fn active() -> bool {
+    ACTIVE.load(Relaxed)
+}
+
+fn database() -> i64 {
+    unsafe { pg_sys::MyDatabaseId.to_u32() as i64 }
+}
+
+/// Add to a metric's slot, claiming a free one (or the overflow slot) the first time.
+fn add(metric: &str, t: &Totals) {
+    let db = database();
+    let name = slot_name(metric);
+    let start = bucket(db, name);
+    {
+        let table = TABLE.share();
+        if let Some(slot) = probe(&table, db, name, start) {
+            return slot.add(t);
+        }
+    }
+    let table = TABLE.exclusive();
+    if let Some(slot) = probe(&table, db, name, start) {
+        return slot.add(t);
+    }
+    let free = (0..SLOTS).map(|i| &table.slots[(start + i) % SLOTS]).find(|s| s.database.load(Relaxed) == 0);
+    match free {
+        // Keep the last free slot for the overflow bucket.
+        Some(slot) if used_slots(&table) < SLOTS - 1 || name == OTHER => {
+            for (cell, b) in slot.name.iter().zip(name.bytes()) {
+                cell.store(b, Relaxed);
+            }
+            slot.len.store(name.len() as i64, Relaxed);
+            slot.database.store(db, Relaxed);
+            slot.add(t);
+        }
+        _ => {
+            drop(table);
+            if name != OTHER {
+                add(OTHER, t);
+            }
+        }
+    }
+}
+
+fn used_slots(table: &Table) -> usize {
+    table.slots.iter().filter(|s| s.database.load(Relaxed) != 0).count()
+}
+
+fn probe<'t>(table: &'t Table, db: i64, name: &str, start: usize) -> Option<&'t Slot> {
+    for i in 0..SLOTS {
+        let slot = &table.slots[(start + i) % SLOTS];
+        if slot.database.load(Relaxed) == 0 {
+            return None;
+        }
+        if slot.is(db, name) {
+            return Some(slot);
+        }
+    }
+    None
+}
+
+/// FNV-1a over the database and the name: the first slot to try.
+pub fn bucket(db: i64, name: &str) -> usize {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in db.to_le_bytes().iter().chain(name.as_bytes()) {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    (h % SLOTS as u64) as usize
+}
+
+// What this transaction will add at commit ------------------------------------------------
+
+thread_local! {
+    /// (subtransaction, metric, totals) not yet committed.
+    static PENDING: RefCell<Vec<(pg_sys::SubTransactionId, String, Totals)>> = const { RefCell::new(Vec::new()) };
+}
+
+fn pend(metric: &str, t: Totals) {
+    if !active() {
+        return;
+    }
+    let sub = unsafe { pg_sys::GetCurrentSubTransactionId() };
+    PENDING.with(|p| {
+        let mut p = p.borrow_mut();
+        match p.iter_mut().find(|(s, m, _)| *s == sub && m == metric) {
+            Some((_, _, totals)) => totals.add(&t),
+            None => p.push((sub, metric.to_string(), t)),
+        }
+    });
+}
+
+fn now(metric: &str, t: Totals) {
+    if active() {
+        add(metric, &t);
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    match event {
+        pg_sys::XactEvent::XACT_EVENT_COMMIT | pg_sys::XactEvent::XACT_EVENT_PREPARE => {
+            let pending = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
+            for (_, metric, t) in pending {
+                add(&metric, &t);
+            }
+        }
+        pg_sys::XactEvent::XACT_EVENT_ABORT => PENDING.with(|p| p.borrow_mut().clear()),
+        _ => {}
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_subxact(
+    event: pg_sys::SubXactEvent::Type,
+    sub: pg_sys::SubTransactionId,
+    parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    PENDING.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.is_empty() {
+            return;
+        }
+        match event {
+            pg_sys::SubXactEvent::SUBXACT_EVENT_COMMIT_SUB => p.iter_mut().filter(|e| e.0 == sub).for_each(|e| e.0 = parent),
+            pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB => p.retain(|e| e.0 != sub),
+            _ => {}
+        }
+    });
+}
+
+// What the engine reports ---------------------------------------------------------------------
+
+/// A consume (or a reservation's commit) of `amount`, `soft_over` if it went past a soft limit.
+pub fn consumed(metric: &str, amount: i64, soft_over: bool) {
+    pend(metric, Totals { consumed: amount, consumes: 1, soft_overages: soft_over as i64, ..Totals::default() });
+}
+
+/// A refusal (QT429 / QT413, raised or answered): counted, and kept in the ring of recent
+/// refusals, even if the transaction rolls back.
+pub fn refused(d: &Decision, tenant: Option<&str>) {
+    if !active() {
+        return;
+    }
+    now(&d.metric, Totals { exceeded: 1, ..Totals::default() });
+    let entry = Refusal {
+        at: crate::clock::now_pg(),
+        database: database(),
+        subject: Name::of(Some(&d.subject)),
+        tenant: Name::of(tenant),
+        metric: Name::of(Some(&d.metric)),
+        requested: d.requested,
+        used: d.used,
+        limit: d.limit_value.saturating_add(d.bonus),
+        over_cap: d.reason == Reason::PerRequestCapExceeded.as_str(),
+    };
+    let mut ring = RECENT.exclusive();
+    let at = ring.next % RECENT_SIZE;
+    ring.entries[at] = entry;
+    ring.next = (ring.next + 1) % (RECENT_SIZE * 2);
+    ring.filled = (ring.filled + 1).min(RECENT_SIZE);
+}
+
+// The most recent refusals ----------------------------------------------------------------
+
+/// How many refusals the ring keeps (all databases together).
+pub const RECENT_SIZE: usize = 1024;
+
+/// A text value of up to `NAME_BYTES`; `len < 0` is NULL.
+#[derive(Clone, Copy)]
+struct Name {
+    len: i16,
+    bytes: [u8; NAME_BYTES],
+}
+
+impl Name {
+    fn of(text: Option<&str>) -> Name {
+        let mut n = Name { len: -1, bytes: [0; NAME_BYTES] };
+        if let Some(t) = text {
+            let t = slot_name(t);
+            n.bytes[..t.len()].copy_from_slice(t.as_bytes());
+            n.len = t.len() as i16;
+        }
+        n
+    }
+    fn get(&self) -> Option<String> {
+        (self.len >= 0).then(|| String::from_utf8_lossy(&self.bytes[..self.len as usize]).into_owned())
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Refusal {
+    at: pg_sys::TimestampTz,
+    database: i64,
+    subject: Name,
+    tenant: Name,
+    metric: Name,
+    requested: i64,
+    used: i64,
+    limit: i64,
+    over_cap: bool,
+}
+
+#[derive(Clone, Copy)]
+pub struct Recent {
+    next: usize,
+    filled: usize,
+    entries: [Refusal; RECENT_SIZE],
+}
+
+impl Default for Recent {
+    fn default() -> Self {
+        let empty = Refusal {
+            at: 0,
+            database: 0,
+            subject: Name::of(None),
+            tenant: Name::of(None),
+            metric: Name::of(None),
+            requested: 0,
+            used: 0,
+            limit: 0,
+            over_cap: false,
+        };
+        Recent { next: 0, filled: 0, entries: [empty; RECENT_SIZE] }
+    }
+}
+
+// SAFETY: plain data, no pointers.
+unsafe impl PGRXSharedMemory for Recent {}
+
+/// One recorded refusal, as `quota.recent_refusals()` returns it.
+pub struct RefusalRow {
+    pub at: pg_sys::TimestampTz,
+    pub subject: String,
+    pub tenant: Option<String>,
+    pub metric: String,
+    pub requested: i64,
+    pub used: i64,
+    pub limit: i64,
+    pub reason: &'static str,
+}
+
+/// This database's recent refusals, newest first; None when not preloaded.
+pub fn recent() -> Option<Vec<RefusalRow>> {
+    if !active() {
+        return None;
+    }
+    let db = database();
+    let ring = RECENT.share();
+    let newest = ring.next % RECENT_SIZE;
+    let rows = (1..=ring.filled)
+        .map(|back| &ring.entries[(newest + RECENT_SIZE - back) % RECENT_SIZE])
+        .filter(|e| e.database == db)
+        .map(|e| RefusalRow {
+            at: e.at,
+            subject: e.subject.get().unwrap_or_default(),
+            tenant: e.tenant.get(),
+            metric: e.metric.get().unwrap_or_default(),
+            requested: e.requested,
+            used: e.used,
+            limit: e.limit,
+            reason: if e.over_cap { Reason::PerRequestCapExceeded.as_str() } else { Reason::QuotaExceeded.as_str() },
+        })
+        .collect();
+    Some(rows)
+}
+
+pub fn checked(metric: &str) {
+    now(metric, Totals { checks: 1, ..Totals::default() });
+}
+
+pub fn refunded(metric: &str, amount: i64) {
+    pend(metric, Totals { refunded: amount, ..Totals::default() });
+}
+
+pub fn bonus_applied(metric: &str) {
+    pend(metric, Totals { bonuses: 1, ..Totals::default() });
+}
+
+/// Every metric of this database with its totals, by metric name.
+pub fn snapshot() -> Option<Vec<(String, Totals)>> {
+    if !active() {
+        return None;
+    }
+    let db = database();
+    let table = TABLE.share();
+    let mut rows: Vec<(String, Totals)> =
+        table.slots.iter().filter(|s| s.database.load(Relaxed) == db).map(|s| (s.name(), s.read())).collect();
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    Some(rows)
+}
+
+/// Zero this database's totals (the slots stay claimed). False when not preloaded.
+pub fn reset() -> bool {
+    if !active() {
+        return false;
+    }
+    let db = database();
+    let table = TABLE.exclusive();
+    for s in table.slots.iter().filter(|s| s.database.load(Relaxed) == db) {
+        s.totals.iter().for_each(|c| c.store(0, Relaxed));
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_cut_on_char_boundaries() {
+        assert_eq!(slot_name("messages"), "messages");
+        let long = "é".repeat(40); // 80 bytes
+        let cut = slot_name(&long);
+        assert!(cut.len() <= NAME_BYTES && cut.len() == 62);
+        assert!(long.starts_with(cut));
+    }
+
+    #[test]
+    fn buckets_depend_on_database_and_name() {
+        assert!(bucket(1, "messages") < SLOTS);
+        assert_ne!(bucket(1, "messages"), bucket(1, "tokens"));
+        assert_ne!(bucket(1, "messages"), bucket(2, "messages"));
+        assert_eq!(bucket(5, "x"), bucket(5, "x"));
+    }
+
+    #[test]
+    fn totals_add_up() {
+        let mut a = Totals { consumed: 3, consumes: 1, ..Totals::default() };
+        a.add(&Totals { consumed: i64::MAX, consumes: 1, exceeded: 2, ..Totals::default() });
+        assert_eq!(a, Totals { consumed: i64::MAX, consumes: 2, exceeded: 2, ..Totals::default() });
+    }
+}
