@@ -217,10 +217,12 @@ def join_load(threads, logs, log):
 
 # Invariants -----------------------------------------------------------------------------
 
-def check_invariants(log, label):
+def check_invariants(log, label, per_op=True):
     conn = connect(autocommit=True)
     c = conn.cursor()
-    # 1. Every window's counter equals its ledger.
+    # 1. Every window's counter equals its ledger: the events, plus what compaction
+    #    summarised. Computed here independently of the extension's own quota.ledger_check,
+    #    which must agree.
     c.execute("""
         SELECT count(*) FROM quota.counters k
         LEFT JOIN (
@@ -228,11 +230,19 @@ def check_invariants(log, label):
                    sum(CASE kind WHEN 'consume' THEN amount WHEN 'commit' THEN amount
                                  WHEN 'refund' THEN -amount WHEN 'reset' THEN -amount ELSE 0 END) AS used,
                    coalesce(sum(amount) FILTER (WHERE kind = 'bonus'), 0) AS bonus
-            FROM quota.usage_events GROUP BY 1, 2, 3) l USING (subject, metric, window_start)
+            FROM (SELECT subject, metric, window_start, kind, amount FROM quota.usage_events
+                  UNION ALL
+                  SELECT subject, metric, window_start, kind, amount FROM quota.usage_summaries) flows
+            GROUP BY 1, 2, 3) l USING (subject, metric, window_start)
         WHERE k.used <> coalesce(l.used, 0) OR k.bonus <> coalesce(l.bonus, 0)""")
     bad = c.fetchone()[0]
     if bad:
         violation(f"{label}: {bad} windows whose counter differs from the ledger")
+    c.execute("SELECT count(*) FROM quota.ledger_check")
+    if c.fetchone()[0] != bad:
+        violation(f"{label}: quota.ledger_check disagrees with the independent check")
+    if not per_op:
+        return
     # 2. The ledger agrees with the client log, op by op.
     c.execute("""SELECT metadata->>'op', metric, amount FROM quota.usage_events
                  WHERE kind IN ('consume', 'commit') AND metadata ? 'op'""")
@@ -295,6 +305,25 @@ def check_invariants(log, label):
 
 
 # Crash recovery -------------------------------------------------------------------------
+
+def compaction_under_load(seed):
+    """Clients consume, refund and reserve while another session compacts the whole
+    ledger again and again; the counters must stay provable from summaries + events."""
+    threads, logs, stop, log = run_load(seed, ops=OPS_PER_CLIENT // 2)
+    conn = connect(autocommit=True)
+    compacted = 0
+    with conn.cursor() as c:
+        c.execute("SET ROLE quota_admin")
+        while any(t.is_alive() for t in threads):
+            c.execute("SELECT quota.compact_ledger('0 seconds')")
+            compacted += c.fetchone()[0]
+            time.sleep(0.05)
+        join_load(threads, logs, log)
+        c.execute("SELECT quota.compact_ledger('0 seconds')")
+        compacted += c.fetchone()[0]
+    conn.close()
+    return compacted
+
 
 def postmaster_pid():
     with open(os.path.join(DATA, "postmaster.pid")) as f:
@@ -438,6 +467,10 @@ def main():
         check_invariants(total, f"crash {k + 1}")
         print(f"   crash {k + 1} survived after {stats['operations'] - before} acknowledged operations "
               f"({len(crashed.in_doubt)} in doubt), {len(violations)} violations", flush=True)
+    print("-- retention: compaction during load", flush=True)
+    compacted = compaction_under_load(SEED + 100)
+    check_invariants(None, "retention", per_op=False)
+    print(f"   {compacted} events summarised while clients ran, {len(violations)} violations", flush=True)
     print("-- bad input", flush=True)
     bad_inputs()
     server_log_clean()
