@@ -11,7 +11,7 @@ PORT="${QUOTA_DEMO_PORT:-55432}"
 echo "== building and installing quota_ext (release)"
 install_extension
 echo "== starting a throwaway cluster on 127.0.0.1:$PORT"
-cluster_start demo "$PORT"
+cluster_start demo "$PORT" "shared_preload_libraries = 'quota_ext'"
 cluster_psql demo "$PORT" -d postgres -q -c "CREATE DATABASE demo"
 echo "== playing the chat scenario"
 cluster_psql demo "$PORT" -d demo -f scripts/demo.sql
