@@ -1,0 +1,143 @@
+"""In-place upgrade: 0.1.0 with data, ALTER EXTENSION quota_ext UPDATE, then the data and
+the behaviour must survive, and the upgraded catalog must equal a fresh 0.2.0 install."""
+import difflib
+
+import psycopg2
+
+from common import check, connect, finish
+
+OLD, NEW = "quota_upgrade_old", "quota_upgrade_new"
+admin = connect("postgres", autocommit=True)
+with admin.cursor() as c:
+    for db in (OLD, NEW):
+        c.execute(f"DROP DATABASE IF EXISTS {db}")
+        c.execute(f"CREATE DATABASE {db}")
+
+old = connect(OLD, autocommit=True)
+cur = old.cursor()
+cur.execute("CREATE EXTENSION quota_ext VERSION '0.1.0'")
+for sql in [
+    "SET quota.clock_override = '2026-11-20 09:00:00+00'",
+    "SELECT quota.set_limit('FREE', 'messages', 'day', 5)",
+    "SELECT quota.set_limit('FREE', 'tokens', 'month', 10000)",
+    "SELECT quota.set_bonus_rule('FREE', 'messages', 'questionnaire', 2, 'subject')",
+    "SELECT quota.assign_plan('alice', 'FREE', tenant => 'acme')",
+    "SELECT quota.assign_plan('bob', 'FREE')",
+    "SELECT quota.quota_consume('alice', 'messages', 4)",
+    "SELECT quota.quota_consume('bob', '{\"messages\": 2, \"tokens\": 300}'::jsonb)",
+    "SELECT quota.quota_refund('bob', 'tokens', 100)",
+    "SELECT quota.apply_bonus('alice', 'messages', 'questionnaire', 'form-1')",
+    "CREATE TABLE public.messages (id bigserial PRIMARY KEY, user_id text NOT NULL)",
+    "SELECT quota.enforce_on_insert('public.messages', subject_column => 'user_id', metric => 'messages')",
+    "INSERT INTO public.messages (user_id) VALUES ('bob')",
+]:
+    cur.execute(sql)
+cur.execute("SELECT reservation FROM quota.quota_reserve('alice', 'tokens', 1000, '1 hour')")
+hold = cur.fetchone()[0]
+
+
+def state(conn):
+    with conn.cursor() as c:
+        c.execute("""SELECT c.oid::regclass::text FROM pg_class c
+                     WHERE c.relnamespace = 'quota'::regnamespace AND c.relkind = 'r' ORDER BY 1""")
+        tables = [r[0] for r in c.fetchall()]
+        out = {}
+        for t in tables:
+            c.execute(f"SELECT * FROM {t} x ORDER BY x::text")
+            out[t] = c.fetchall()
+        for s in ("alice", "bob"):
+            c.execute("SELECT * FROM quota.quota_status(%s) ORDER BY metric", (s,))
+            out[f"status {s}"] = c.fetchall()
+    return out
+
+
+before = state(old)
+cur.execute("ALTER EXTENSION quota_ext UPDATE")
+cur.execute("SELECT extversion FROM pg_extension WHERE extname = 'quota_ext'")
+check(cur.fetchone()[0] == "0.2.0", "the extension is at 0.2.0 after ALTER EXTENSION UPDATE")
+after = state(old)
+for name in sorted(before):
+    check(before[name] == after.get(name), f"{name} is unchanged by the upgrade")
+check(after.get("quota.usage_summaries") == [], "the new summaries table exists and is empty")
+
+print("behaviour after the upgrade")
+cur.execute("SELECT used FROM quota.quota_consume('bob', 'messages')")
+check(cur.fetchone()[0] == 4, "consume continues from the old counter (bob: 3 -> 4)")
+cur.execute("INSERT INTO public.messages (user_id) VALUES ('bob')")
+try:
+    cur.execute("INSERT INTO public.messages (user_id) VALUES ('bob')")
+    check(False, "the old enforcement trigger refuses bob's 6th message")
+except psycopg2.Error as e:
+    check(e.pgcode == "QT429", f"the old enforcement trigger refuses bob's 6th message with QT429 (got {e.pgcode})")
+cur.execute("SELECT used, reserved FROM quota.quota_commit(%s, 700)", (hold,))
+check(cur.fetchone() == (700, 0), "the hold made before the upgrade commits")
+for statement in ("UPDATE quota.usage_events SET amount = 0", "DELETE FROM quota.usage_events"):
+    try:
+        cur.execute(statement)
+        check(False, f"the ledger refuses {statement.split()[0]}")
+    except psycopg2.Error as e:
+        check(e.pgcode == "23001", f"the ledger refuses {statement.split()[0]} (got {e.pgcode})")
+cur.execute("SET quota.clock_override = '2026-12-31 00:00:00+00'")
+cur.execute("SELECT quota.compact_ledger('1 day')")
+check(cur.fetchone()[0] > 0, "compact_ledger summarises the pre-upgrade ledger")
+cur.execute("SELECT count(*) FROM quota.ledger_check")
+check(cur.fetchone()[0] == 0, "quota.ledger_check is empty after compaction")
+cur.execute("SET quota.clock_override = '2026-11-20 09:00:00+00'")
+cur.execute("SET ROLE quota_app")
+cur.execute("SELECT subject FROM quota.subjects ORDER BY 1")
+check(cur.fetchall() == [("bob",)], "row-level security now scopes old rows (quota_app sees untenanted bob only)")
+cur.execute("RESET ROLE")
+
+print("the upgraded catalog equals a fresh 0.2.0")
+new = connect(NEW, autocommit=True)
+new.cursor().execute("CREATE EXTENSION quota_ext")
+
+CATALOG = {
+    "members": """SELECT pg_describe_object(classid, objid, objsubid) FROM pg_depend
+                  WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
+                    AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'quota_ext')""",
+    "functions": """SELECT p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ') -> '
+                           || pg_get_function_result(p.oid) || ' secdef=' || p.prosecdef
+                           || ' config=' || coalesce(p.proconfig::text, '-') || ' vol=' || p.provolatile::text
+                           || ' strict=' || p.proisstrict || ' acl=' || coalesce(p.proacl::text, '-')
+                           || ' args=' || coalesce(pg_get_function_arguments(p.oid), '')
+                    FROM pg_proc p WHERE p.pronamespace = 'quota'::regnamespace""",
+    "relations": """SELECT c.relname || ' ' || c.relkind::text || ' acl=' || coalesce(c.relacl::text, '-')
+                           || ' rls=' || c.relrowsecurity || '/' || c.relforcerowsecurity
+                           || ' opts=' || coalesce(c.reloptions::text, '-')
+                    FROM pg_class c WHERE c.relnamespace = 'quota'::regnamespace""",
+    "columns": """SELECT c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+                         || ' notnull=' || a.attnotnull || ' default=' || coalesce(pg_get_expr(d.adbin, d.adrelid), '-')
+                         || ' identity=' || a.attidentity::text
+                  FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+                  LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+                  WHERE c.relnamespace = 'quota'::regnamespace AND a.attnum > 0 AND NOT a.attisdropped""",
+    "constraints": """SELECT conrelid::regclass || ' ' || pg_get_constraintdef(oid) FROM pg_constraint
+                      WHERE connamespace = 'quota'::regnamespace""",
+    "policies": "SELECT tablename || ' ' || policyname || ' ' || roles::text || ' ' || cmd || ' ' || coalesce(qual, '-') FROM pg_policies WHERE schemaname = 'quota'",
+    "views": "SELECT viewname || ': ' || definition FROM pg_views WHERE schemaname = 'quota'",
+    "triggers": """SELECT pg_get_triggerdef(t.oid) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+                   WHERE c.relnamespace = 'quota'::regnamespace AND NOT t.tgisinternal""",
+    "indexes": "SELECT indexdef FROM pg_indexes WHERE schemaname = 'quota'",
+    "config dump": """SELECT unnest(extconfig)::regclass::text || ' ' || coalesce(array_to_string(extcondition, ','), '')
+                      FROM pg_extension WHERE extname = 'quota_ext'""",
+    "event triggers": "SELECT evtname || ' ' || evtevent || ' ' || evtfoid::regproc FROM pg_event_trigger",
+}
+for name, sql in CATALOG.items():
+    got = {}
+    for label, conn in (("upgraded", old), ("fresh", new)):
+        with conn.cursor() as c:
+            c.execute(sql)
+            got[label] = sorted(r[0] for r in c.fetchall())
+    same = got["upgraded"] == got["fresh"]
+    check(same and got["fresh"], f"{name}: upgraded = fresh ({len(got['fresh'])} entries)")
+    if not same:
+        for line in difflib.unified_diff(got["fresh"], got["upgraded"], "fresh", "upgraded", lineterm="", n=0):
+            print("      " + line)
+
+old.close()
+new.close()
+with admin.cursor() as c:
+    for db in (OLD, NEW):
+        c.execute(f"DROP DATABASE IF EXISTS {db}")
+finish()
