@@ -30,6 +30,30 @@ def fresh_database():
     return conn
 
 
+def recreate_databases(*names, create=True):
+    """Drop these databases if they exist and (unless create=False) create them empty."""
+    admin = connect("postgres", autocommit=True)
+    with admin.cursor() as cur:
+        for name in names:
+            cur.execute(f"DROP DATABASE IF EXISTS {name}")
+            if create:
+                cur.execute(f"CREATE DATABASE {name}")
+    admin.close()
+
+
+def quota_tables(conn):
+    """Every table of schema quota (found in pg_class) with all its rows in a stable order,
+    and every sequence's state: {name: rows}."""
+    out = {}
+    with conn.cursor() as cur:
+        cur.execute("""SELECT c.oid::regclass::text, c.relkind FROM pg_class c
+                       WHERE c.relnamespace = 'quota'::regnamespace AND c.relkind IN ('r', 'S') ORDER BY 1""")
+        for name, kind in cur.fetchall():
+            cur.execute(f"SELECT last_value, is_called FROM {name}" if kind == "S" else f"SELECT * FROM {name} t ORDER BY t::text")
+            out[name] = cur.fetchall()
+    return out
+
+
 def run_clients(n, body):
     """Run body(i) in n threads that start together; return their results in order."""
     barrier = threading.Barrier(n)

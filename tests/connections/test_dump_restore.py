@@ -7,16 +7,12 @@ import subprocess
 
 import psycopg2
 
-from common import HOST, PORT, check, connect, finish
+from common import HOST, PORT, check, connect, finish, quota_tables, recreate_databases
 
 SRC, DST = "quota_dump_src", "quota_dump_dst"
 PGBIN = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, check=True).stdout.strip()
 
-admin = connect("postgres", autocommit=True)
-with admin.cursor() as c:
-    for db in (SRC, DST):
-        c.execute(f"DROP DATABASE IF EXISTS {db}")
-    c.execute(f"CREATE DATABASE {SRC}")
+recreate_databases(SRC, DST)
 
 src = connect(SRC, autocommit=True)
 cur = src.cursor()
@@ -56,19 +52,13 @@ for sql in [
 
 
 def snapshot(conn):
-    """Every table of schema quota, every row, in a stable order; sequences; policies."""
-    out = {}
+    """Every table and sequence of schema quota, row-level security flags and policies, and
+    the application table with its triggers."""
+    out = quota_tables(conn)
     with conn.cursor() as c:
-        c.execute("""SELECT c.oid::regclass::text, c.relkind, c.relrowsecurity, c.relforcerowsecurity
-                     FROM pg_class c WHERE c.relnamespace = 'quota'::regnamespace AND c.relkind IN ('r', 'S')
-                     ORDER BY 1""")
-        for name, kind, rls, force in c.fetchall():
-            if kind == "S":
-                c.execute(f"SELECT last_value, is_called FROM {name}")
-                out[name] = c.fetchall()
-                continue
-            c.execute(f"SELECT * FROM {name} t ORDER BY t::text")
-            out[name] = (rls, force, c.fetchall())
+        c.execute("""SELECT relname, relrowsecurity, relforcerowsecurity FROM pg_class
+                     WHERE relnamespace = 'quota'::regnamespace AND relkind = 'r' ORDER BY 1""")
+        out["row-level security"] = c.fetchall()
         c.execute("SELECT tablename, policyname, roles::text, qual FROM pg_policies WHERE schemaname = 'quota' ORDER BY 1, 2")
         out["policies"] = c.fetchall()
         c.execute("SELECT * FROM public.messages ORDER BY id")
@@ -79,17 +69,15 @@ def snapshot(conn):
 
 
 before = snapshot(src)
-check(len(before["quota.usage_summaries"][2]) > 0 and len(before["quota.usage_events"][2]) > 0,
+check(len(before["quota.usage_summaries"]) > 0 and len(before["quota.usage_events"]) > 0,
       "the source has both summarised and live ledger rows")
-check(len(before["quota.reservations"][2]) == 2 and len(before["quota.bonus_grants"][2]) == 2,
+check(len(before["quota.reservations"]) == 2 and len(before["quota.bonus_grants"]) == 2,
       "the source has holds and bonus grants")
 
 dump = f"/tmp/quota_dump_{os.getpid()}.dump"
 run = subprocess.run([f"{PGBIN}/pg_dump", "-Fc", "-h", HOST, "-p", str(PORT), "-U", "postgres", "-f", dump, SRC],
                      capture_output=True, text=True)
 check(run.returncode == 0 and not run.stderr.strip(), f"pg_dump succeeds without warnings ({run.stderr.strip()[:300]})")
-with admin.cursor() as c:
-    c.execute(f"CREATE DATABASE {DST}")
 run = subprocess.run([f"{PGBIN}/pg_restore", "-h", HOST, "-p", str(PORT), "-U", "postgres", "-d", DST, "--exit-on-error", dump],
                      capture_output=True, text=True)
 check(run.returncode == 0 and not run.stderr.strip(), f"pg_restore succeeds without warnings ({run.stderr.strip()[:300]})")
@@ -127,7 +115,5 @@ with dst.cursor() as c:
 
 src.close()
 dst.close()
-with admin.cursor() as c:
-    for db in (SRC, DST):
-        c.execute(f"DROP DATABASE IF EXISTS {db}")
+recreate_databases(SRC, DST, create=False)
 finish()

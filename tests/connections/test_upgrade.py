@@ -4,14 +4,10 @@ import difflib
 
 import psycopg2
 
-from common import check, connect, finish
+from common import check, connect, finish, quota_tables, recreate_databases
 
 OLD, NEW = "quota_upgrade_old", "quota_upgrade_new"
-admin = connect("postgres", autocommit=True)
-with admin.cursor() as c:
-    for db in (OLD, NEW):
-        c.execute(f"DROP DATABASE IF EXISTS {db}")
-        c.execute(f"CREATE DATABASE {db}")
+recreate_databases(OLD, NEW)
 
 old = connect(OLD, autocommit=True)
 cur = old.cursor()
@@ -37,14 +33,8 @@ hold = cur.fetchone()[0]
 
 
 def state(conn):
+    out = quota_tables(conn)
     with conn.cursor() as c:
-        c.execute("""SELECT c.oid::regclass::text FROM pg_class c
-                     WHERE c.relnamespace = 'quota'::regnamespace AND c.relkind = 'r' ORDER BY 1""")
-        tables = [r[0] for r in c.fetchall()]
-        out = {}
-        for t in tables:
-            c.execute(f"SELECT * FROM {t} x ORDER BY x::text")
-            out[t] = c.fetchall()
         for s in ("alice", "bob"):
             c.execute("SELECT * FROM quota.quota_status(%s) ORDER BY metric", (s,))
             out[f"status {s}"] = c.fetchall()
@@ -137,7 +127,5 @@ for name, sql in CATALOG.items():
 
 old.close()
 new.close()
-with admin.cursor() as c:
-    for db in (OLD, NEW):
-        c.execute(f"DROP DATABASE IF EXISTS {db}")
+recreate_databases(OLD, NEW, create=False)
 finish()
