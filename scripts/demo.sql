@@ -35,3 +35,5 @@ SELECT allowed, used, limit_value, bonus, remaining FROM quota.quota_consume('al
 SELECT * FROM quota.quota_status('alice');
 \echo '-- the ledger'
 SELECT id, kind, metric, amount, created_at FROM quota.usage_events WHERE subject = 'alice' ORDER BY id;
+\echo '-- quota.stats (shared memory: the refused sixth message is counted although its transaction rolled back)'
+SELECT metric, consumed_total, exceeded_total, bonuses_total FROM quota.stats;
