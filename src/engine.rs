@@ -16,6 +16,7 @@ use crate::clock;
 use crate::decision::Decision;
 use crate::error::{non_empty, positive_amount, QuotaError, Result};
 use crate::events;
+use crate::fastpath;
 use crate::gucs;
 use crate::limits::{self, evaluate, Enforcement, Limit, Usage};
 use crate::period::{self, Period, Window};
@@ -41,7 +42,6 @@ fn resolve_subject(c: &mut SpiClient<'_>, id: &str, unknown: Unknown, now: DateT
         if !scope.admits(s.tenant.as_deref()) {
             return Err(unknown_subject());
         }
-        remember_zone(&s);
         return Ok(s);
     }
     let Some(plan) = gucs::default_plan() else {
@@ -204,13 +204,14 @@ pub fn check(subject: &str, items: &[(String, i64)]) -> Result<Vec<Decision>> {
             return Err(QuotaError::invalid("amount", amount, format!("amount must not be negative, got {amount}"), "Pass 0 to read the state, or a positive amount to test a request."));
         }
     }
-    let answers = Spi::connect_mut(|c| {
-        let now = clock::now();
-        if let [(metric, amount)] = items {
-            if let Some(d) = check_fast(c, subject, metric, *amount, now) {
-                return Ok(vec![d]);
-            }
+    let now = clock::now();
+    if let [(metric, amount)] = items {
+        if let Some(d) = check_fast(subject, metric, *amount, now) {
+            stats::checked(&d.metric);
+            return Ok(vec![d]);
         }
+    }
+    let answers = Spi::connect_mut(|c| {
         let s = resolve_subject(c, subject, Unknown::Evaluate, now)?;
         items
             .iter()
@@ -284,13 +285,13 @@ pub fn consume(req: ConsumeRequest<'_>) -> Result<Vec<Decision>> {
     if let Some(key) = req.idempotency_key {
         non_empty("idempotency_key", key)?;
     }
-    Spi::connect_mut(|c| {
-        let now = clock::now();
-        if let ([(metric, amount)], None) = (items.as_slice(), req.idempotency_key) {
-            if let Some(d) = consume_fast(c, req.subject, metric, *amount, req.metadata, now) {
-                return Ok(vec![d]);
-            }
+    let now = clock::now();
+    if let ([(metric, amount)], None) = (items.as_slice(), req.idempotency_key) {
+        if let Some(d) = consume_fast(req.subject, metric, *amount, req.metadata, now) {
+            return Ok(vec![d]);
         }
+    }
+    Spi::connect_mut(|c| {
         let s = resolve_subject(c, req.subject, Unknown::Create, now)?;
         let limits = items.iter().map(|(m, _)| resolve_limit(c, &s, m)).collect::<Result<Vec<_>>>()?;
 
@@ -354,60 +355,38 @@ pub fn consume(req: ConsumeRequest<'_>) -> Result<Vec<Decision>> {
     })
 }
 
-thread_local! {
-    /// Zones of subjects seen on the general path that are not UTC, so the one-statement
-    /// paths guess right for them too. Bounded; a wrong guess only costs the general path.
-    static ZONES: std::cell::RefCell<std::collections::HashMap<String, chrono_tz::Tz>> =
-        std::cell::RefCell::new(std::collections::HashMap::new());
-}
-
-fn guess_zone(subject: &str) -> chrono_tz::Tz {
-    ZONES.with(|z| z.borrow().get(subject).copied()).unwrap_or(chrono_tz::Tz::UTC)
-}
-
-fn remember_zone(s: &Subject) {
-    if s.tz != chrono_tz::Tz::UTC {
-        ZONES.with(|z| {
-            let mut z = z.borrow_mut();
-            if z.len() >= 100_000 {
-                z.clear();
-            }
-            z.insert(s.id.clone(), s.tz);
-        });
+/// The common consume without SPI (see `fastpath`); None: take the general path. The
+/// decision is this module's: `fastpath` only reads and writes.
+fn consume_fast(subject: &str, metric: &str, amount: i64, metadata: Option<pg_sys::Datum>, now: DateTime<Utc>) -> Option<Decision> {
+    const HUGE: i64 = 1 << 40;
+    let decide = |limit: &Limit, before: Usage| {
+        // Caps, refusals and counters near overflow get the general path's full answer.
+        if limit.per_request_max.is_some_and(|cap| amount > cap) || [amount, limit.limit_value, before.used, before.reserved].iter().any(|v| *v > HUGE) {
+            return None;
+        }
+        let verdict = evaluate(limit, before, amount);
+        if !verdict.allowed {
+            return None;
+        }
+        let mut after = Usage { used: verdict.used_after, ..before };
+        announce(before, &mut after, limit);
+        Some(fastpath::Plan { after, overage: verdict.overage })
+    };
+    let (f, mut after) = fastpath::consume(subject, metric, amount, metadata, now, &tenancy::current(), decide)?;
+    let before = f.usage;
+    let verdict = evaluate(&f.limit, before, amount);
+    let found = announce(before, &mut after, &f.limit);
+    if !found.0.is_empty() || found.1 || gucs::notify_every_consume() {
+        Spi::connect_mut(|c| emit_all(c, &f.subject, metric, &f.limit, &f.window, after, now, &found, Some(amount)));
     }
-}
-
-/// The common consume in one statement. None whenever anything is unusual (unknown
-/// subject or metric, another zone, a billing cycle, a cap or limit in the way, a missing
-/// window row); the general path then handles it exactly.
-fn consume_fast(
-    c: &mut SpiClient<'_>,
-    subject: &str,
-    metric: &str,
-    amount: i64,
-    metadata: Option<pg_sys::Datum>,
-    now: DateTime<Utc>,
-) -> Option<Decision> {
-    let cal = store::Calendar::new(guess_zone(subject), now);
-    let scope = tenancy::current();
-    let store::Found { subject: s, limit, window: w, usage: mut after } =
-        store::consume_one(c, subject, metric, &cal, amount, metadata, now, &scope)?;
-    let before = Usage { used: after.used - amount, ..after };
-    let verdict = evaluate(&limit, before, amount);
-    let found = announce(before, &mut after, &limit);
-    if after.alerted != before.alerted {
-        store::write_window(c, &s.id, metric, &w, after);
-    }
-    emit_all(c, &s, metric, &limit, &w, after, now, &found, Some(amount));
     stats::consumed(metric, amount, verdict.overage > 0);
-    Some(Decision::new(&s.id, metric, &limit, before, amount, w.end, &verdict, true))
+    Some(Decision::new(&f.subject.id, metric, &f.limit, before, amount, f.window.end, &verdict, true))
 }
 
-/// The common check in one statement (None: take the general path). Windows with open
-/// holds go the general way, which discounts lapsed holds.
-fn check_fast(c: &mut SpiClient<'_>, subject: &str, metric: &str, amount: i64, now: DateTime<Utc>) -> Option<Decision> {
-    let cal = store::Calendar::new(guess_zone(subject), now);
-    let f = store::check_one(c, subject, metric, &cal, &tenancy::current())?;
+/// The common check without SPI (None: take the general path). Windows with open holds
+/// go the general way, which discounts lapsed holds.
+fn check_fast(subject: &str, metric: &str, amount: i64, now: DateTime<Utc>) -> Option<Decision> {
+    let f = fastpath::check(subject, metric, now, &tenancy::current())?;
     if f.usage.reserved > 0 || f.usage.used.checked_add(amount).is_none() {
         return None;
     }

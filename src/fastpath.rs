@@ -1,0 +1,381 @@
+//! The hot path: the common `quota_check` and `quota_consume` (one metric, a stored
+//! subject, a window row that exists, READ COMMITTED) done with primary-key probes and
+//! direct heap writes (`heap`), without SPI, the planner or the executor.
+//!
+//! Everything else returns `None` and the engine takes the general path, which handles
+//! every case exactly: unknown subjects and metrics, new windows, refusals, idempotency
+//! keys, other isolation levels, read-only transactions, tables that have gained
+//! triggers or unusual indexes. The engine decides; this module only reads and writes.
+//!
+//! Semantics match the general path's statements: reads use the snapshot a volatile
+//! function's statement would get, and a counter changed concurrently is re-read at its
+//! newest version under a row lock and decided again (UPDATE's EvalPlanQual).
+
+use chrono::{DateTime, Utc};
+use pgrx::pg_sys::{self, AttrNumber, Datum, Oid};
+use pgrx::IntoDatum;
+use std::cell::RefCell;
+
+use crate::clock;
+use crate::heap::{self, Rel, Slot, Updated};
+use crate::limits::{Limit, Usage};
+use crate::period::{self, Window};
+use crate::store::Subject;
+use crate::tenancy::Scope;
+
+/// A table, its primary-key index and the attribute numbers of the columns used here
+/// (the key columns first, in index order).
+#[derive(Clone)]
+struct Table {
+    oid: Oid,
+    pkey: Oid,
+    att: Vec<AttrNumber>,
+}
+
+/// The tables of schema quota, resolved once per backend and forgotten whenever one of
+/// them changes (relcache invalidation: DDL, new triggers or indexes, DROP EXTENSION).
+#[derive(Clone)]
+struct Tables {
+    subjects: Table,
+    limits: Table,
+    counters: Table,
+    ledger: Table,
+    ledger_seq: Oid,
+    /// Counter updates and ledger appends may be done here (see `heap::eligibility`).
+    writable: bool,
+}
+
+const TEXT: u32 = pg_sys::TEXTOID.to_u32();
+const INT8: u32 = pg_sys::INT8OID.to_u32();
+const INT4: u32 = pg_sys::INT4OID.to_u32();
+const TSTZ: u32 = pg_sys::TIMESTAMPTZOID.to_u32();
+const JSONB: u32 = pg_sys::JSONBOID.to_u32();
+const INT4ARRAY: u32 = pg_sys::INT4ARRAYOID.to_u32();
+
+// Column positions in `Table::att`.
+const S_PLAN: usize = 1;
+const S_TENANT: usize = 2;
+const S_ANCHOR: usize = 3;
+const S_ZONE: usize = 4;
+const L_PERIOD: usize = 2;
+const L_LIMIT: usize = 3;
+const L_ENFORCEMENT: usize = 4;
+const L_PER_REQUEST: usize = 5;
+const L_ALERTS: usize = 6;
+const C_USED: usize = 3;
+const C_BONUS: usize = 4;
+const C_RESERVED: usize = 5;
+const C_ALERTED: usize = 6;
+
+const SUBJECTS: &[(&std::ffi::CStr, u32)] =
+    &[(c"subject", TEXT), (c"plan", TEXT), (c"tenant", TEXT), (c"cycle_anchor", TSTZ), (c"time_zone", TEXT)];
+const LIMITS: &[(&std::ffi::CStr, u32)] = &[
+    (c"plan", TEXT),
+    (c"metric", TEXT),
+    (c"period", TEXT),
+    (c"limit_value", INT8),
+    (c"enforcement", TEXT),
+    (c"per_request_max", INT8),
+    (c"alert_thresholds", INT4ARRAY),
+];
+const COUNTERS: &[(&std::ffi::CStr, u32)] = &[
+    (c"subject", TEXT),
+    (c"metric", TEXT),
+    (c"window_start", TSTZ),
+    (c"used", INT8),
+    (c"bonus", INT8),
+    (c"reserved", INT8),
+    (c"alerted", INT4),
+];
+/// Every column of the ledger this path fills (any other must be nullable, no default).
+const LEDGER: &[(&std::ffi::CStr, u32)] = &[
+    (c"id", INT8),
+    (c"subject", TEXT),
+    (c"tenant", TEXT),
+    (c"metric", TEXT),
+    (c"window_start", TSTZ),
+    (c"kind", TEXT),
+    (c"amount", INT8),
+    (c"overage", INT8),
+    (c"metadata", JSONB),
+    (c"created_at", TSTZ),
+];
+const E_ID: usize = 0;
+const E_SUBJECT: usize = 1;
+const E_TENANT: usize = 2;
+const E_METRIC: usize = 3;
+const E_WINDOW: usize = 4;
+const E_KIND: usize = 5;
+const E_AMOUNT: usize = 6;
+const E_OVERAGE: usize = 7;
+const E_METADATA: usize = 8;
+const E_CREATED: usize = 9;
+
+thread_local! {
+    static TABLES: RefCell<Option<Tables>> = const { RefCell::new(None) };
+    static CALLBACK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+unsafe extern "C-unwind" fn forget(_arg: Datum, relid: Oid) {
+    TABLES.with(|t| {
+        let mut t = t.borrow_mut();
+        let ours = t.as_ref().is_some_and(|t| {
+            [t.subjects.oid, t.limits.oid, t.counters.oid, t.ledger.oid].contains(&relid) || relid == pg_sys::InvalidOid
+        });
+        if ours {
+            *t = None;
+        }
+    });
+}
+
+fn table(nsp: Oid, name: &std::ffi::CStr, cols: &[(&std::ffi::CStr, u32)], keys: usize) -> Option<Table> {
+    unsafe {
+        let oid = pg_sys::get_relname_relid(name.as_ptr(), nsp);
+        if oid == pg_sys::InvalidOid {
+            return None;
+        }
+        let att = cols.iter().map(|(n, t)| heap::attnum(oid, n, Oid::from(*t))).collect::<Option<Vec<_>>>()?;
+        let rel = Rel::open(oid, pg_sys::AccessShareLock as _);
+        let pkey = pg_sys::RelationGetPrimaryKeyIndex(rel.0);
+        if keys > 0 {
+            if pkey == pg_sys::InvalidOid {
+                return None;
+            }
+            let idx = pg_sys::index_open(pkey, pg_sys::AccessShareLock as _);
+            let index = (*idx).rd_index;
+            let matches = (*index).indnkeyatts as usize == keys
+                && (0..keys).all(|i| *(*index).indkey.values.as_ptr().add(i) == att[i]);
+            pg_sys::index_close(idx, pg_sys::NoLock as _);
+            if !matches {
+                return None;
+            }
+        }
+        Some(Table { oid, pkey, att })
+    }
+}
+
+fn resolve() -> Option<Tables> {
+    unsafe {
+        let nsp = pg_sys::get_namespace_oid(c"quota".as_ptr(), true);
+        if nsp == pg_sys::InvalidOid {
+            return None;
+        }
+        let ledger = table(nsp, c"usage_events", LEDGER, 0)?;
+        let ledger_seq = pg_sys::getIdentitySequence(ledger.oid, ledger.att[E_ID], true);
+        let tables = Tables {
+            subjects: table(nsp, c"subjects", SUBJECTS, 1)?,
+            limits: table(nsp, c"plan_limits", LIMITS, 2)?,
+            counters: table(nsp, c"counters", COUNTERS, 3)?,
+            writable: ledger_seq != pg_sys::InvalidOid && ledger_fillable(&ledger),
+            ledger,
+            ledger_seq,
+        };
+        let counters = heap::eligibility(&Rel::open(tables.counters.oid, pg_sys::AccessShareLock as _));
+        let ledger = heap::eligibility(&Rel::open(tables.ledger.oid, pg_sys::AccessShareLock as _));
+        Some(Tables { writable: tables.writable && counters.update && ledger.insert, ..tables })
+    }
+}
+
+/// Every ledger column this path does not fill is nullable and has no default.
+fn ledger_fillable(ledger: &Table) -> bool {
+    unsafe {
+        let rel = Rel::open(ledger.oid, pg_sys::AccessShareLock as _);
+        let desc = (*rel.0).rd_att;
+        (0..(*desc).natts as usize).all(|i| {
+            let a = &*(*desc).attrs.as_ptr().add(i);
+            a.attisdropped || ledger.att.contains(&a.attnum) || (!a.attnotnull && !a.atthasdef)
+        })
+    }
+}
+
+fn tables() -> Option<Tables> {
+    if let Some(t) = TABLES.with(|t| t.borrow().clone()) {
+        return Some(t);
+    }
+    if !CALLBACK.with(|c| c.replace(true)) {
+        unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(forget), Datum::from(0usize)) };
+    }
+    let t = resolve()?;
+    TABLES.with(|c| *c.borrow_mut() = Some(t.clone()));
+    Some(t)
+}
+
+/// What a probe found: the subject, its limit on the metric, the current window and the
+/// window's usage (zero when it has no row yet).
+pub struct Found {
+    pub subject: Subject,
+    pub limit: Limit,
+    pub window: Window,
+    pub usage: Usage,
+}
+
+/// Subject and limit, if the subject is stored, in scope, and its plan limits the metric.
+fn subject_and_limit(t: &Tables, snapshot: pg_sys::Snapshot, id: &str, metric: &str, scope: &Scope) -> Option<(Subject, Limit)> {
+    let rel = Rel::open(t.subjects.oid, pg_sys::AccessShareLock as _);
+    let slot = Slot::new(&rel);
+    if !heap::probe(&rel, t.subjects.pkey, snapshot, &[(heap::text(id), pg_sys::F_TEXTEQ)], &slot) {
+        return None;
+    }
+    let a = &t.subjects.att;
+    let tenant: Option<String> = slot.get(a[S_TENANT]);
+    if !scope.admits(tenant.as_deref()) {
+        return None;
+    }
+    let plan: String = slot.get(a[S_PLAN])?;
+    let subject = Subject {
+        id: id.to_string(),
+        tenant,
+        anchor: clock::from_pg(slot.i64(a[S_ANCHOR])?),
+        tz: period::parse_zone(&slot.get::<String>(a[S_ZONE])?)?,
+        stored: true,
+        plan,
+    };
+    drop(slot);
+
+    let rel = Rel::open(t.limits.oid, pg_sys::AccessShareLock as _);
+    let slot = Slot::new(&rel);
+    let keys = [(heap::text(&subject.plan), pg_sys::F_TEXTEQ), (heap::text(metric), pg_sys::F_TEXTEQ)];
+    if !heap::probe(&rel, t.limits.pkey, snapshot, &keys, &slot) {
+        return None;
+    }
+    let a = &t.limits.att;
+    let limit = Limit {
+        period: slot.get::<String>(a[L_PERIOD])?.parse().ok()?,
+        limit_value: slot.i64(a[L_LIMIT])?,
+        enforcement: slot.get::<String>(a[L_ENFORCEMENT])?.parse().ok()?,
+        per_request_max: slot.i64(a[L_PER_REQUEST]),
+        alerts: slot.get::<Vec<i32>>(a[L_ALERTS]).unwrap_or_default(),
+    };
+    Some((subject, limit))
+}
+
+fn window_keys(id: &str, metric: &str, w: &Window) -> [(Datum, u32); 3] {
+    let start = clock::window_key(w.start).into_datum().expect("timestamptz datum");
+    [(heap::text(id), pg_sys::F_TEXTEQ), (heap::text(metric), pg_sys::F_TEXTEQ), (start, pg_sys::F_TIMESTAMPTZ_EQ)]
+}
+
+fn usage_of(t: &Tables, slot: &Slot) -> Option<Usage> {
+    let a = &t.counters.att;
+    Some(Usage {
+        used: slot.i64(a[C_USED])?,
+        bonus: slot.i64(a[C_BONUS])?,
+        reserved: slot.i64(a[C_RESERVED])?,
+        alerted: slot.datum(a[C_ALERTED])?.value() as i32,
+    })
+}
+
+/// The common check: the state of the subject's window for `metric`, read with the
+/// calling statement's snapshot. Writes nothing.
+pub fn check(id: &str, metric: &str, now: DateTime<Utc>, scope: &Scope) -> Option<Found> {
+    let t = tables()?;
+    let snapshot = unsafe { pg_sys::GetActiveSnapshot() };
+    let (subject, limit) = subject_and_limit(&t, snapshot, id, metric, scope)?;
+    let window = subject.window(limit.period, now);
+    let rel = Rel::open(t.counters.oid, pg_sys::AccessShareLock as _);
+    let slot = Slot::new(&rel);
+    let usage = if heap::probe(&rel, t.counters.pkey, snapshot, &window_keys(id, metric, &window), &slot) {
+        usage_of(&t, &slot)?
+    } else {
+        Usage::default()
+    };
+    Some(Found { subject, limit, window, usage })
+}
+
+/// What the engine decided for a consume: the window's usage afterwards and the part of
+/// the amount over the limit. `None`: take the general path.
+pub struct Plan {
+    pub after: Usage,
+    pub overage: i64,
+}
+
+/// The common consume: find the window's row, let `decide` judge its usage, write the
+/// new usage and the ledger row. `decide` may run again on a newer row version when a
+/// concurrent transaction changed it first. Returns what was found (usage before) and
+/// the usage written.
+pub fn consume(
+    id: &str,
+    metric: &str,
+    amount: i64,
+    metadata: Option<Datum>,
+    now: DateTime<Utc>,
+    scope: &Scope,
+    decide: impl Fn(&Limit, Usage) -> Option<Plan>,
+) -> Option<(Found, Usage)> {
+    let t = tables().filter(|t| t.writable)?;
+    unsafe {
+        if pg_sys::XactIsoLevel > pg_sys::XACT_READ_COMMITTED as i32 || pg_sys::XactReadOnly {
+            return None;
+        }
+    }
+    // As SPI does for each statement of a volatile function: see this transaction's
+    // earlier changes and everything committed so far.
+    let _snapshot = FreshSnapshot::push();
+    let snapshot = unsafe { pg_sys::GetActiveSnapshot() };
+    let (subject, limit) = subject_and_limit(&t, snapshot, id, metric, scope)?;
+    let window = subject.window(limit.period, now);
+
+    let rel = Rel::open(t.counters.oid, pg_sys::RowExclusiveLock as _);
+    let mut read = Slot::new(&rel);
+    if !heap::probe(&rel, t.counters.pkey, snapshot, &window_keys(id, metric, &window), &read) {
+        return None;
+    }
+    let new = Slot::new(&rel);
+    let a = &t.counters.att;
+    let (before, plan) = loop {
+        let before = usage_of(&t, &read)?;
+        let plan = decide(&limit, before)?;
+        new.store(
+            Some(&read),
+            &[(a[C_USED], Some(Datum::from(plan.after.used))), (a[C_ALERTED], Some(Datum::from(plan.after.alerted)))],
+        );
+        let latest = Slot::new(&rel);
+        match heap::update(&rel, &read, &new, &latest) {
+            Updated::Done => break (before, plan),
+            Updated::Moved => read = latest,
+            Updated::Gone => return None,
+        }
+    };
+
+    let ledger = Rel::open(t.ledger.oid, pg_sys::RowExclusiveLock as _);
+    let row = Slot::new(&ledger);
+    let e = &t.ledger.att;
+    row.store(
+        None,
+        &[
+            (e[E_ID], Some(Datum::from(heap::nextval(t.ledger_seq)))),
+            (e[E_SUBJECT], Some(heap::text(id))),
+            (e[E_TENANT], subject.tenant.as_deref().map(heap::text)),
+            (e[E_METRIC], Some(heap::text(metric))),
+            (e[E_WINDOW], clock::window_key(window.start).into_datum()),
+            (e[E_KIND], Some(heap::text("consume"))),
+            (e[E_AMOUNT], Some(Datum::from(amount))),
+            (e[E_OVERAGE], Some(Datum::from(plan.overage))),
+            (e[E_METADATA], metadata),
+            (e[E_CREATED], Some(Datum::from(clock::to_pg(now)))),
+        ],
+    );
+    heap::insert(&ledger, &row);
+    Some((Found { subject, limit, window, usage: before }, plan.after))
+}
+
+/// A new snapshot (after a command counter increment) as the active one for one call.
+struct FreshSnapshot;
+
+impl FreshSnapshot {
+    fn push() -> FreshSnapshot {
+        unsafe {
+            pg_sys::CommandCounterIncrement();
+            pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+        }
+        FreshSnapshot
+    }
+}
+
+impl Drop for FreshSnapshot {
+    fn drop(&mut self) {
+        // During an error the transaction's abort unwinds the snapshot stack.
+        if !std::thread::panicking() {
+            unsafe { pg_sys::PopActiveSnapshot() }
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! Direct table access for the hot path: a primary-key probe, an in-place counter update
+//! and a ledger append, through PostgreSQL's table and index access methods instead of
+//! SPI and the executor (whose start-up was most of a consume's cost).
+//!
+//! Only what the executor would do for these tables is done here, so callers must check
+//! `eligible_*` first: plain heap tables, plain btree indexes on columns, no triggers
+//! or rules that the executor would fire. Permissions and row-level security are not
+//! applied at this level: the caller decides what the session may see (`tenancy`).
+
+use pgrx::pg_sys::{self, AttrNumber, Datum, Oid, Relation};
+use pgrx::{FromDatum, IntoDatum};
+
+/// A relation opened for the duration of one call; the lock stays until the transaction
+/// ends, as the executor keeps it.
+pub struct Rel(pub Relation);
+
+impl Rel {
+    pub fn open(oid: Oid, lockmode: pg_sys::LOCKMODE) -> Rel {
+        Rel(unsafe { pg_sys::table_open(oid, lockmode) })
+    }
+}
+
+impl Drop for Rel {
+    fn drop(&mut self) {
+        // During an error the transaction's abort releases the reference.
+        if !std::thread::panicking() {
+            unsafe { pg_sys::table_close(self.0, pg_sys::NoLock as _) }
+        }
+    }
+}
+
+/// A tuple slot for one relation, dropped (and its buffer pin released) with the call.
+pub struct Slot(pub *mut pg_sys::TupleTableSlot);
+
+impl Slot {
+    pub fn new(rel: &Rel) -> Slot {
+        Slot(unsafe { pg_sys::table_slot_create(rel.0, std::ptr::null_mut()) })
+    }
+
+    pub fn datum(&self, att: AttrNumber) -> Option<Datum> {
+        let mut isnull = false;
+        let d = unsafe { pg_sys::slot_getattr(self.0, att as _, &mut isnull) };
+        (!isnull).then_some(d)
+    }
+
+    pub fn get<T: FromDatum>(&self, att: AttrNumber) -> Option<T> {
+        let d = self.datum(att)?;
+        unsafe { T::from_datum(d, false) }
+    }
+
+    pub fn i64(&self, att: AttrNumber) -> Option<i64> {
+        self.datum(att).map(|d| d.value() as i64)
+    }
+
+    pub fn tid(&self) -> pg_sys::ItemPointerData {
+        unsafe { (*self.0).tts_tid }
+    }
+
+    /// Fill this (empty) slot as a virtual tuple: `values` by attribute number, every
+    /// other attribute copied from `from`, or NULL without it.
+    pub fn store(&self, from: Option<&Slot>, values: &[(AttrNumber, Option<Datum>)]) {
+        unsafe {
+            let slot = self.0;
+            pg_sys::ExecClearTuple(slot);
+            let natts = (*(*slot).tts_tupleDescriptor).natts as usize;
+            let vals = std::slice::from_raw_parts_mut((*slot).tts_values, natts);
+            let nulls = std::slice::from_raw_parts_mut((*slot).tts_isnull, natts);
+            match from {
+                Some(src) => {
+                    pg_sys::slot_getallattrs(src.0);
+                    vals.copy_from_slice(std::slice::from_raw_parts((*src.0).tts_values, natts));
+                    nulls.copy_from_slice(std::slice::from_raw_parts((*src.0).tts_isnull, natts));
+                }
+                None => {
+                    vals.fill(Datum::from(0usize));
+                    nulls.fill(true);
+                }
+            }
+            for (att, value) in values {
+                let i = (*att - 1) as usize;
+                vals[i] = value.unwrap_or(Datum::from(0usize));
+                nulls[i] = value.is_none();
+            }
+            pg_sys::ExecStoreVirtualTuple(slot);
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            unsafe { pg_sys::ExecDropSingleTupleTableSlot(self.0) }
+        }
+    }
+}
+
+/// Look `keys` up in the unique index `index` of `rel` (equality on its leading columns,
+/// with `procs` the equality functions) and load the visible row into `slot`.
+pub fn probe(rel: &Rel, index: Oid, snapshot: pg_sys::Snapshot, keys: &[(Datum, u32)], slot: &Slot) -> bool {
+    unsafe {
+        let idx = pg_sys::index_open(index, pg_sys::AccessShareLock as _);
+        let mut sk: [pg_sys::ScanKeyData; 3] = std::mem::zeroed();
+        for (i, (value, proc_)) in keys.iter().enumerate() {
+            pg_sys::ScanKeyInit(&mut sk[i], (i + 1) as _, pg_sys::BTEqualStrategyNumber as _, Oid::from(*proc_), *value);
+            // Compare as the index orders (its collation), not as ScanKeyInit's default C.
+            sk[i].sk_collation = *(*idx).rd_indcollation.add(i);
+        }
+        let scan = pg_sys::index_beginscan(rel.0, idx, snapshot, keys.len() as _, 0);
+        pg_sys::index_rescan(scan, sk.as_mut_ptr(), keys.len() as _, std::ptr::null_mut(), 0);
+        let found = pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot.0);
+        pg_sys::index_endscan(scan);
+        pg_sys::index_close(idx, pg_sys::NoLock as _);
+        found
+    }
+}
+
+/// The OIDs of a relation's indexes.
+fn index_oids(rel: &Rel) -> Vec<Oid> {
+    unsafe {
+        let list = pg_sys::RelationGetIndexList(rel.0);
+        if list.is_null() {
+            return Vec::new();
+        }
+        let oids = (0..(*list).length as usize).map(|i| (*(*list).elements.add(i)).oid_value).collect();
+        pg_sys::list_free(list);
+        oids
+    }
+}
+
+/// Add index entries for the tuple in `slot` (just inserted, or updated without HOT) to
+/// every index of `rel`, as the executor does.
+fn insert_index_entries(rel: &Rel, slot: &Slot) {
+    unsafe {
+        for oid in index_oids(rel) {
+            let idx = pg_sys::index_open(oid, pg_sys::RowExclusiveLock as _);
+            let info = pg_sys::BuildIndexInfo(idx);
+            let n = (*info).ii_NumIndexAttrs as usize;
+            let mut values = [Datum::from(0usize); pg_sys::INDEX_MAX_KEYS as usize];
+            let mut nulls = [false; pg_sys::INDEX_MAX_KEYS as usize];
+            for i in 0..n {
+                values[i] = pg_sys::slot_getattr(slot.0, (*info).ii_IndexAttrNumbers[i] as _, &mut nulls[i]);
+            }
+            let check = if (*(*idx).rd_index).indisunique {
+                pg_sys::IndexUniqueCheck::UNIQUE_CHECK_YES
+            } else {
+                pg_sys::IndexUniqueCheck::UNIQUE_CHECK_NO
+            };
+            let mut tid = slot.tid();
+            pg_sys::index_insert(idx, values.as_mut_ptr(), nulls.as_mut_ptr(), &mut tid, rel.0, check, false, info);
+            pg_sys::index_close(idx, pg_sys::NoLock as _);
+        }
+    }
+}
+
+/// Append the tuple in `slot` to `rel`, with its index entries.
+pub fn insert(rel: &Rel, slot: &Slot) {
+    unsafe {
+        pg_sys::table_tuple_insert(rel.0, slot.0, pg_sys::GetCurrentCommandId(true), 0, std::ptr::null_mut());
+    }
+    insert_index_entries(rel, slot);
+}
+
+/// How an update attempt ended.
+pub enum Updated {
+    Done,
+    /// Another transaction changed the row since it was read: `latest` now holds its
+    /// newest version, locked by this transaction, to decide again.
+    Moved,
+    /// The row is gone (or otherwise not updatable here): take the general path.
+    Gone,
+}
+
+/// Replace the row `old` was read from by the tuple in `new`. READ COMMITTED only: a
+/// concurrent change makes this lock the newest version into `latest` (as UPDATE's
+/// EvalPlanQual would) rather than fail.
+pub fn update(rel: &Rel, old: &Slot, new: &Slot, latest: &Slot) -> Updated {
+    unsafe {
+        let cid = pg_sys::GetCurrentCommandId(true);
+        let mut otid = old.tid();
+        let mut tmfd: pg_sys::TM_FailureData = std::mem::zeroed();
+        let mut lockmode = pg_sys::LockTupleMode::LockTupleNoKeyExclusive;
+        let mut update_indexes = false;
+        let snapshot = pg_sys::GetActiveSnapshot();
+        let result = pg_sys::table_tuple_update(
+            rel.0,
+            &mut otid,
+            new.0,
+            cid,
+            snapshot,
+            std::ptr::null_mut(),
+            true,
+            &mut tmfd,
+            &mut lockmode,
+            &mut update_indexes,
+        );
+        match result {
+            pg_sys::TM_Result::TM_Ok => {
+                if update_indexes {
+                    insert_index_entries(rel, new);
+                }
+                Updated::Done
+            }
+            pg_sys::TM_Result::TM_Updated => {
+                let locked = pg_sys::table_tuple_lock(
+                    rel.0,
+                    &mut otid,
+                    snapshot,
+                    latest.0,
+                    cid,
+                    pg_sys::LockTupleMode::LockTupleNoKeyExclusive,
+                    pg_sys::LockWaitPolicy::LockWaitBlock,
+                    pg_sys::TUPLE_LOCK_FLAG_FIND_LAST_VERSION as u8,
+                    &mut tmfd,
+                );
+                if locked == pg_sys::TM_Result::TM_Ok {
+                    Updated::Moved
+                } else {
+                    Updated::Gone
+                }
+            }
+            _ => Updated::Gone,
+        }
+    }
+}
+
+/// Which writes the executor would do more than `insert`/`update` for this relation.
+pub struct Eligibility {
+    pub insert: bool,
+    pub update: bool,
+}
+
+/// May rows of `rel` be inserted or updated here (see the module comment)? Foreign-key
+/// checks on the referencing side are allowed for updates: they only act when the key
+/// columns change, and the hot path never changes them.
+pub fn eligibility(rel: &Rel) -> Eligibility {
+    const INSERT: i16 = 1 << 2;
+    const UPDATE: i16 = 1 << 4;
+    unsafe {
+        let r = rel.0;
+        let plain = (*(*r).rd_rel).relkind == pg_sys::RELKIND_RELATION as std::ffi::c_char
+            && (*r).rd_rules.is_null()
+            && ((*(*r).rd_att).constr.is_null() || {
+                let c = (*(*r).rd_att).constr;
+                (*c).num_check == 0 && !(*c).has_generated_stored
+            })
+            && index_oids(rel).into_iter().all(|oid| {
+                let idx = pg_sys::index_open(oid, pg_sys::AccessShareLock as _);
+                let info = pg_sys::BuildIndexInfo(idx);
+                let ok = (*(*idx).rd_rel).relam == Oid::from(pg_sys::BTREE_AM_OID)
+                    && (*info).ii_Expressions.is_null()
+                    && (*info).ii_Predicate.is_null()
+                    && (*info).ii_ExclusionOps.is_null()
+                    && (*(*idx).rd_index).indimmediate
+                    && (*(*idx).rd_index).indisready;
+                pg_sys::index_close(idx, pg_sys::NoLock as _);
+                ok
+            });
+        let triggers: &[pg_sys::Trigger] = if (*r).trigdesc.is_null() {
+            &[]
+        } else {
+            std::slice::from_raw_parts((*(*r).trigdesc).triggers, (*(*r).trigdesc).numtriggers as usize)
+        };
+        Eligibility {
+            insert: plain && triggers.iter().all(|t| t.tgtype & INSERT == 0),
+            update: plain
+                && triggers.iter().all(|t| t.tgtype & UPDATE == 0 || t.tgfoid == Oid::from(pg_sys::F_RI_FKEY_CHECK_UPD)),
+        }
+    }
+}
+
+/// The attribute number of a column with the given type, if the relation has one.
+pub fn attnum(rel: Oid, name: &std::ffi::CStr, type_oid: Oid) -> Option<AttrNumber> {
+    unsafe {
+        let att = pg_sys::get_attnum(rel, name.as_ptr());
+        (att > 0 && pg_sys::get_atttype(rel, att) == type_oid).then_some(att)
+    }
+}
+
+/// The next value of the sequence, without a permission check (the caller owns it).
+pub fn nextval(seq: Oid) -> i64 {
+    unsafe { pg_sys::ffi::pg_guard_ffi_boundary(|| nextval_internal(seq, false)) }
+}
+
+unsafe extern "C-unwind" {
+    fn nextval_internal(relid: Oid, check_permissions: bool) -> i64;
+}
+
+/// A text datum (palloc'd in the current memory context).
+pub fn text(s: &str) -> Datum {
+    s.into_datum().expect("text datum")
+}
