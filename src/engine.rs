@@ -380,6 +380,7 @@ fn consume_fast(subject: &str, metric: &str, amount: i64, metadata: Option<pg_sy
         Spi::connect_mut(|c| emit_all(c, &f.subject, metric, &f.limit, &f.window, after, now, &found, Some(amount)));
     }
     stats::consumed(metric, amount, verdict.overage > 0);
+    hot_path_taken("quota_consume");
     Some(Decision::new(&f.subject.id, metric, &f.limit, before, amount, f.window.end, &verdict, true))
 }
 
@@ -391,7 +392,15 @@ fn check_fast(subject: &str, metric: &str, amount: i64, now: DateTime<Utc>) -> O
         return None;
     }
     let verdict = evaluate(&f.limit, f.usage, amount);
+    hot_path_taken("quota_check");
     Some(Decision::new(&f.subject.id, metric, &f.limit, f.usage, amount, f.window.end, &verdict, false))
+}
+
+/// `SET client_min_messages = debug2` shows which calls the hot path served.
+fn hot_path_taken(operation: &str) {
+    if unsafe { pg_sys::message_level_is_interesting(pg_sys::DEBUG2 as _) } {
+        pgrx::debug2!("{operation}: served by the hot path");
+    }
 }
 
 fn overflow(amount: i64) -> QuotaError {

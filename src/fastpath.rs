@@ -189,6 +189,9 @@ fn ledger_fillable(ledger: &Table) -> bool {
 }
 
 fn tables() -> Option<Tables> {
+    if !crate::gucs::hot_path() {
+        return None;
+    }
     if let Some(t) = TABLES.with(|t| t.borrow().clone()) {
         return Some(t);
     }

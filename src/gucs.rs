@@ -19,6 +19,14 @@ pub static NOTIFY_EVERY_CONSUME: GucSetting<bool> = GucSetting::<bool>::new(fals
 /// `SET LOCAL quota.tenant = '...'` or `set_config('quota.tenant', '...', true)`.
 pub static TENANT: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
+/// `quota.hot_path`: let the common check and consume bypass SPI (see `fastpath`). Off
+/// sends every call through the general path: the answers are the same, only slower.
+pub static HOT_PATH: GucSetting<bool> = GucSetting::<bool>::new(true);
+
+pub fn hot_path() -> bool {
+    HOT_PATH.get()
+}
+
 pub fn tenant() -> Option<String> {
     raw_string(&TENANT).map(|s| s.to_string_lossy().into_owned())
 }
@@ -34,6 +42,14 @@ pub fn init() {
         c"Off: events are sent for thresholds, soft overages, bonuses, resets and reservations only. On: every consume also sends a consumed event (and writes an outbox row).",
         &NOTIFY_EVERY_CONSUME,
         GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"quota.hot_path",
+        c"Serve the common quota_check and quota_consume by direct index and heap access.",
+        c"On (default): a check or single-metric consume of a stored subject whose window row exists skips SPI and the executor. Off: every call takes the general path, with the same answers. A switch for comparisons and diagnosis.",
+        &HOT_PATH,
+        GucContext::Suset,
         GucFlags::default(),
     );
     GucRegistry::define_string_guc(

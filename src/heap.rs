@@ -246,7 +246,7 @@ pub fn eligibility(rel: &Rel) -> Eligibility {
             && index_oids(rel).into_iter().all(|oid| {
                 let idx = pg_sys::index_open(oid, pg_sys::AccessShareLock as _);
                 let info = pg_sys::BuildIndexInfo(idx);
-                let ok = (*(*idx).rd_rel).relam == Oid::from(pg_sys::BTREE_AM_OID)
+                let ok = (*(*idx).rd_rel).relam == pg_sys::BTREE_AM_OID
                     && (*info).ii_Expressions.is_null()
                     && (*info).ii_Predicate.is_null()
                     && (*info).ii_ExclusionOps.is_null()
