@@ -10,8 +10,9 @@
 -- Nothing is granted to PUBLIC.
 --
 -- Functions that touch the tables are SECURITY DEFINER with search_path pinned to
--- pg_catalog, quota, pg_temp (PostgreSQL's "Writing SECURITY DEFINER Functions Safely"):
--- objects a caller plants in public or pg_temp are never found by them. Within them the
+-- pg_catalog, quota, pg_temp (PostgreSQL's "Writing SECURITY DEFINER Functions Safely"),
+-- or do the same switch in Rust (quota_check, quota_consume, quota_try_consume): objects
+-- a caller plants in public or pg_temp are never found by them. Within them the
 -- tenant comes from quota.tenant and the session's role (src/tenancy.rs); the tables'
 -- policies apply the same rule (quota.tenant_visible) to direct reads.
 
@@ -41,15 +42,19 @@ REVOKE ALL ON ALL SEQUENCES IN SCHEMA quota FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA quota FROM PUBLIC;
 GRANT USAGE ON SCHEMA quota TO quota_reader, quota_app, quota_admin;
 
--- Every function runs as the extension's owner, except these, which touch no table.
+-- Every function runs as the extension's owner, except these, which touch no table, and
+-- the C forms of the hot-path functions, which switch to the owner themselves for their
+-- general path only (src/privilege.rs), so that the hot path pays no role switch.
 DO $$
 DECLARE
     touches_no_table CONSTANT text[] := ARRAY['count_tokens', 'tenant_visible', 'quota_clock', 'stats_totals',
                                               'stats_reset', 'recent_refusals', 'used_change', 'refuse_ledger_change'];
+    switch_themselves CONSTANT text[] := ARRAY['quota_check', 'quota_consume', 'quota_try_consume'];
     f regprocedure;
 BEGIN
     FOR f IN SELECT p.oid FROM pg_catalog.pg_proc p
              WHERE p.pronamespace = 'quota'::regnamespace AND p.proname <> ALL (touches_no_table)
+               AND NOT (p.proname = ANY (switch_themselves) AND p.prolang = (SELECT oid FROM pg_catalog.pg_language WHERE lanname = 'c'))
              ORDER BY p.oid
     LOOP
         EXECUTE pg_catalog.format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = pg_catalog, quota, pg_temp', f);

@@ -20,6 +20,7 @@ use crate::fastpath;
 use crate::gucs;
 use crate::limits::{self, evaluate, Enforcement, Limit, Usage};
 use crate::period::{self, Period, Window};
+use crate::privilege;
 use crate::stats;
 use crate::store::{self, Entry, Kind, Subject};
 use crate::tenancy;
@@ -211,7 +212,7 @@ pub fn check(subject: &str, items: &[(String, i64)]) -> Result<Vec<Decision>> {
             return Ok(vec![d]);
         }
     }
-    let answers = Spi::connect_mut(|c| {
+    let answers = privilege::as_owner(|| Spi::connect_mut(|c| {
         let s = resolve_subject(c, subject, Unknown::Evaluate, now)?;
         items
             .iter()
@@ -222,7 +223,7 @@ pub fn check(subject: &str, items: &[(String, i64)]) -> Result<Vec<Decision>> {
                 Ok(decision(&s, metric, &limit, usage, *amount, now, false))
             })
             .collect::<Result<Vec<_>>>()
-    })?;
+    }))?;
     answers.iter().for_each(|d| stats::checked(&d.metric));
     Ok(answers)
 }
@@ -291,7 +292,7 @@ pub fn consume(req: ConsumeRequest<'_>) -> Result<Vec<Decision>> {
             return Ok(vec![d]);
         }
     }
-    Spi::connect_mut(|c| {
+    privilege::as_owner(|| Spi::connect_mut(|c| {
         let s = resolve_subject(c, req.subject, Unknown::Create, now)?;
         let limits = items.iter().map(|(m, _)| resolve_limit(c, &s, m)).collect::<Result<Vec<_>>>()?;
 
@@ -352,7 +353,7 @@ pub fn consume(req: ConsumeRequest<'_>) -> Result<Vec<Decision>> {
             store::save_key(c, &s.id, key, "consume", &serde_json::to_string(&decisions).expect("decisions serialise"), now);
         }
         Ok(decisions)
-    })
+    }))
 }
 
 /// The common consume without SPI (see `fastpath`); None: take the general path. The
@@ -377,7 +378,7 @@ fn consume_fast(subject: &str, metric: &str, amount: i64, metadata: Option<pg_sy
     let verdict = evaluate(&f.limit, before, amount);
     let found = announce(before, &mut after, &f.limit);
     if !found.0.is_empty() || found.1 || gucs::notify_every_consume() {
-        Spi::connect_mut(|c| emit_all(c, &f.subject, metric, &f.limit, &f.window, after, now, &found, Some(amount)));
+        privilege::as_owner(|| Spi::connect_mut(|c| emit_all(c, &f.subject, metric, &f.limit, &f.window, after, now, &found, Some(amount))));
     }
     stats::consumed(metric, amount, verdict.overage > 0);
     hot_path_taken("quota_consume");

@@ -7,6 +7,8 @@
 //! - PostgreSQL glue: `gucs` (settings), `clock` (now or the override), `ereport` (raising
 //!   errors with custom SQLSTATEs), `store` (every SQL statement, prepared once),
 //!   `engine` (the operations), `api` (the thin SQL-facing functions);
+//! - the hot path: `fastpath` (the common check and consume without SPI), `heap` (primary-key
+//!   probes and direct heap writes), `privilege` (the owner switch of the general path);
 //! - tables: `enforce` (quota triggers on application tables), `tokens` (BPE token counts);
 //! - operations: `tenancy` (tenant scope), `stats` (shared-memory totals and recent
 //!   refusals), `ledger` (append-only guard, retention), `monitor` (their SQL functions);
@@ -14,7 +16,7 @@
 //!   `sql/events.sql` (outbox), `sql/ledger.sql` (guard, summaries, ledger_check),
 //!   `sql/views.sql` (admin views, stats), `sql/overloads.sql` (inet forms),
 //!   `sql/security.sql` (roles, grants, SECURITY DEFINER, row-level security);
-//!   `sql/quota_ext--A--B.sql` upgrade scripts, `sql/quota_ext--0.1.0.sql` as released.
+//!   `sql/quota_ext--A--B.sql` upgrade scripts, `sql/quota_ext--A.sql` as released.
 
 use pgrx::prelude::*;
 
@@ -38,6 +40,7 @@ mod gucs;
 mod heap;
 mod ledger;
 mod monitor;
+mod privilege;
 mod store;
 
 ::pgrx::pg_module_magic!(name, version);

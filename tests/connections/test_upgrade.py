@@ -1,5 +1,6 @@
-"""In-place upgrade: 0.1.0 with data, ALTER EXTENSION quota_ext UPDATE, then the data and
-the behaviour must survive, and the upgraded catalog must equal a fresh 0.2.0 install."""
+"""In-place upgrade: 0.1.0 with data, ALTER EXTENSION quota_ext UPDATE (through every
+upgrade script to the default version), then the data and the behaviour must survive, and
+the upgraded catalog must equal a fresh install of the default version."""
 import difflib
 
 import psycopg2
@@ -42,9 +43,11 @@ def state(conn):
 
 
 before = state(old)
+cur.execute("SELECT default_version FROM pg_available_extensions WHERE name = 'quota_ext'")
+default_version = cur.fetchone()[0]
 cur.execute("ALTER EXTENSION quota_ext UPDATE")
 cur.execute("SELECT extversion FROM pg_extension WHERE extname = 'quota_ext'")
-check(cur.fetchone()[0] == "0.2.0", "the extension is at 0.2.0 after ALTER EXTENSION UPDATE")
+check(cur.fetchone()[0] == default_version, f"the extension is at {default_version} after ALTER EXTENSION UPDATE")
 after = state(old)
 for name in sorted(before):
     check(before[name] == after.get(name), f"{name} is unchanged by the upgrade")
@@ -78,7 +81,7 @@ cur.execute("SELECT subject FROM quota.subjects ORDER BY 1")
 check(cur.fetchall() == [("bob",)], "row-level security now scopes old rows (quota_app sees untenanted bob only)")
 cur.execute("RESET ROLE")
 
-print("the upgraded catalog equals a fresh 0.2.0")
+print(f"the upgraded catalog equals a fresh {default_version}")
 new = connect(NEW, autocommit=True)
 new.cursor().execute("CREATE EXTENSION quota_ext")
 
