@@ -48,7 +48,8 @@ GRANT USAGE ON SCHEMA quota TO quota_reader, quota_app, quota_admin;
 DO $$
 DECLARE
     touches_no_table CONSTANT text[] := ARRAY['count_tokens', 'tenant_visible', 'quota_clock', 'stats_totals',
-                                              'stats_reset', 'recent_refusals', 'used_change', 'refuse_ledger_change'];
+                                              'stats_reset', 'recent_refusals', 'used_change', 'refuse_ledger_change',
+                                              'config_changed'];
     switch_themselves CONSTANT text[] := ARRAY['quota_check', 'quota_consume', 'quota_try_consume'];
     f regprocedure;
 BEGIN

@@ -10,11 +10,20 @@
 //! Semantics match the general path's statements: reads use the snapshot a volatile
 //! function's statement would get, and a counter changed concurrently is re-read at its
 //! newest version under a row lock and decided again (UPDATE's EvalPlanQual).
+//!
+//! Under READ COMMITTED, subjects' rows and plan limits are kept in backend memory
+//! (`Config`). Every statement that changes `quota.subjects` (UPDATE, DELETE) or
+//! `quota.plan_limits` sends a relcache invalidation at COMMIT (trigger
+//! `quota.config_changed`, sql/hotpath.sql), and each call first takes the pending
+//! invalidations, so a change committed before a call starts is seen by it, as a new
+//! statement's snapshot would. Entries are loaded with the latest snapshot and kept only
+//! if no invalidation arrived meanwhile.
 
 use chrono::{DateTime, Utc};
 use pgrx::pg_sys::{self, AttrNumber, Datum, Oid};
 use pgrx::IntoDatum;
 use std::cell::RefCell;
+use std::collections::HashMap;
 
 use crate::clock;
 use crate::heap::{self, Rel, Slot, Updated};
@@ -111,12 +120,36 @@ const E_OVERAGE: usize = 7;
 const E_METADATA: usize = 8;
 const E_CREATED: usize = 9;
 
+/// What a subject's row says (the cached part of `Subject`).
+#[derive(Clone)]
+struct SubjectRow {
+    plan: String,
+    tenant: Option<String>,
+    anchor: i64,
+    tz: chrono_tz::Tz,
+}
+
+/// Subjects' rows and plan limits as last read (READ COMMITTED only).
+#[derive(Default)]
+struct Config {
+    subjects: HashMap<String, SubjectRow>,
+    /// (plan, metric) -> its limit, or None when the plan has no limit on the metric.
+    limits: HashMap<(String, String), Option<Limit>>,
+}
+
+/// Bound on cached subjects per backend; the cache starts over when it is reached.
+const MAX_SUBJECTS: usize = 100_000;
+
 thread_local! {
     static TABLES: RefCell<Option<Tables>> = const { RefCell::new(None) };
+    static CONFIG: RefCell<Option<Config>> = const { RefCell::new(None) };
     static CALLBACK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Relcache invalidations seen: a resolution that saw one happen is not kept.
+    static GENERATION: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 unsafe extern "C-unwind" fn forget(_arg: Datum, relid: Oid) {
+    GENERATION.with(|g| g.set(g.get().wrapping_add(1)));
     TABLES.with(|t| {
         let mut t = t.borrow_mut();
         let ours = t.as_ref().is_some_and(|t| {
@@ -124,6 +157,7 @@ unsafe extern "C-unwind" fn forget(_arg: Datum, relid: Oid) {
         });
         if ours {
             *t = None;
+            CONFIG.with(|c| *c.borrow_mut() = None);
         }
     });
 }
@@ -198,8 +232,13 @@ fn tables() -> Option<Tables> {
     if !CALLBACK.with(|c| c.replace(true)) {
         unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(forget), Datum::from(0usize)) };
     }
+    let generation = GENERATION.with(|g| g.get());
     let t = resolve()?;
-    TABLES.with(|c| *c.borrow_mut() = Some(t.clone()));
+    // An invalidation processed while resolving (a trigger or index created meanwhile,
+    // say) may not be reflected: use the answer for this call only.
+    if GENERATION.with(|g| g.get()) == generation {
+        TABLES.with(|c| *c.borrow_mut() = Some(t.clone()));
+    }
     Some(t)
 }
 
@@ -213,43 +252,96 @@ pub struct Found {
 }
 
 /// Subject and limit, if the subject is stored, in scope, and its plan limits the metric.
-fn subject_and_limit(t: &Tables, snapshot: pg_sys::Snapshot, id: &str, metric: &str, scope: &Scope) -> Option<(Subject, Limit)> {
+/// With `cached`, from `Config` (see the module comment), else read with `snapshot`.
+fn subject_and_limit(
+    t: &Tables,
+    snapshot: pg_sys::Snapshot,
+    cached: bool,
+    id: &str,
+    metric: &str,
+    scope: &Scope,
+) -> Option<(Subject, Limit)> {
+    let row = if cached { remembered(|c| c.subjects.get(id).cloned(), || read_subject(t, id), |c, r| {
+        if c.subjects.len() >= MAX_SUBJECTS {
+            c.subjects.clear();
+        }
+        c.subjects.insert(id.to_string(), r.clone());
+    })? } else { read_subject_with(t, snapshot, id)? };
+    if !scope.admits(row.tenant.as_deref()) {
+        return None;
+    }
+    let limit = if cached {
+        let key = (row.plan.clone(), metric.to_string());
+        remembered(|c| c.limits.get(&key).cloned(), || Some(read_limit(t, latest(), &row.plan, metric)), |c, l| {
+            c.limits.insert(key.clone(), l.clone());
+        })??
+    } else {
+        read_limit(t, snapshot, &row.plan, metric)?
+    };
+    let subject = Subject { id: id.to_string(), plan: row.plan, tenant: row.tenant, anchor: clock::from_pg(row.anchor), tz: row.tz, stored: true };
+    Some((subject, limit))
+}
+
+/// A value from `Config`, or `load`ed and (if no invalidation arrived meanwhile) kept.
+fn remembered<T: Clone>(get: impl Fn(&Config) -> Option<T>, load: impl FnOnce() -> Option<T>, keep: impl FnOnce(&mut Config, &T)) -> Option<T> {
+    if let Some(v) = CONFIG.with(|c| c.borrow().as_ref().and_then(&get)) {
+        return Some(v);
+    }
+    let generation = GENERATION.with(|g| g.get());
+    let v = load()?;
+    if GENERATION.with(|g| g.get()) == generation {
+        CONFIG.with(|c| keep(c.borrow_mut().get_or_insert_with(Config::default), &v));
+    }
+    Some(v)
+}
+
+fn latest() -> pg_sys::Snapshot {
+    unsafe { pg_sys::GetLatestSnapshot() }
+}
+
+fn read_subject(t: &Tables, id: &str) -> Option<SubjectRow> {
+    read_subject_with(t, latest(), id)
+}
+
+fn read_subject_with(t: &Tables, snapshot: pg_sys::Snapshot, id: &str) -> Option<SubjectRow> {
     let rel = Rel::open(t.subjects.oid, pg_sys::AccessShareLock as _);
     let slot = Slot::new(&rel);
     if !heap::probe(&rel, t.subjects.pkey, snapshot, &[(heap::text(id), pg_sys::F_TEXTEQ)], &slot) {
         return None;
     }
     let a = &t.subjects.att;
-    let tenant: Option<String> = slot.get(a[S_TENANT]);
-    if !scope.admits(tenant.as_deref()) {
-        return None;
-    }
-    let plan: String = slot.get(a[S_PLAN])?;
-    let subject = Subject {
-        id: id.to_string(),
-        tenant,
-        anchor: clock::from_pg(slot.i64(a[S_ANCHOR])?),
+    Some(SubjectRow {
+        plan: slot.get(a[S_PLAN])?,
+        tenant: slot.get(a[S_TENANT]),
+        anchor: slot.i64(a[S_ANCHOR])?,
         tz: period::parse_zone(&slot.get::<String>(a[S_ZONE])?)?,
-        stored: true,
-        plan,
-    };
-    drop(slot);
+    })
+}
 
+fn read_limit(t: &Tables, snapshot: pg_sys::Snapshot, plan: &str, metric: &str) -> Option<Limit> {
     let rel = Rel::open(t.limits.oid, pg_sys::AccessShareLock as _);
     let slot = Slot::new(&rel);
-    let keys = [(heap::text(&subject.plan), pg_sys::F_TEXTEQ), (heap::text(metric), pg_sys::F_TEXTEQ)];
+    let keys = [(heap::text(plan), pg_sys::F_TEXTEQ), (heap::text(metric), pg_sys::F_TEXTEQ)];
     if !heap::probe(&rel, t.limits.pkey, snapshot, &keys, &slot) {
         return None;
     }
     let a = &t.limits.att;
-    let limit = Limit {
+    Some(Limit {
         period: slot.get::<String>(a[L_PERIOD])?.parse().ok()?,
         limit_value: slot.i64(a[L_LIMIT])?,
         enforcement: slot.get::<String>(a[L_ENFORCEMENT])?.parse().ok()?,
         per_request_max: slot.i64(a[L_PER_REQUEST]),
         alerts: slot.get::<Vec<i32>>(a[L_ALERTS]).unwrap_or_default(),
-    };
-    Some((subject, limit))
+    })
+}
+
+/// READ COMMITTED (where the cache may serve): take pending invalidations first.
+fn use_cache() -> bool {
+    let rc = unsafe { pg_sys::XactIsoLevel } <= pg_sys::XACT_READ_COMMITTED as i32;
+    if rc {
+        unsafe { pg_sys::AcceptInvalidationMessages() };
+    }
+    rc
 }
 
 fn window_keys(id: &str, metric: &str, w: &Window) -> [(Datum, u32); 3] {
@@ -270,9 +362,10 @@ fn usage_of(t: &Tables, slot: &Slot) -> Option<Usage> {
 /// The common check: the state of the subject's window for `metric`, read with the
 /// calling statement's snapshot. Writes nothing.
 pub fn check(id: &str, metric: &str, now: DateTime<Utc>, scope: &Scope) -> Option<Found> {
+    let cached = use_cache();
     let t = tables()?;
     let snapshot = unsafe { pg_sys::GetActiveSnapshot() };
-    let (subject, limit) = subject_and_limit(&t, snapshot, id, metric, scope)?;
+    let (subject, limit) = subject_and_limit(&t, snapshot, cached, id, metric, scope)?;
     let window = subject.window(limit.period, now);
     let rel = Rel::open(t.counters.oid, pg_sys::AccessShareLock as _);
     let slot = Slot::new(&rel);
@@ -304,17 +397,18 @@ pub fn consume(
     scope: &Scope,
     decide: impl Fn(&Limit, Usage) -> Option<Plan>,
 ) -> Option<(Found, Usage)> {
-    let t = tables().filter(|t| t.writable)?;
     unsafe {
         if pg_sys::XactIsoLevel > pg_sys::XACT_READ_COMMITTED as i32 || pg_sys::XactReadOnly {
             return None;
         }
     }
+    let cached = use_cache();
+    let t = tables().filter(|t| t.writable)?;
     // As SPI does for each statement of a volatile function: see this transaction's
     // earlier changes and everything committed so far.
     let _snapshot = FreshSnapshot::push();
     let snapshot = unsafe { pg_sys::GetActiveSnapshot() };
-    let (subject, limit) = subject_and_limit(&t, snapshot, id, metric, scope)?;
+    let (subject, limit) = subject_and_limit(&t, snapshot, cached, id, metric, scope)?;
     let window = subject.window(limit.period, now);
 
     let rel = Rel::open(t.counters.oid, pg_sys::RowExclusiveLock as _);
@@ -381,4 +475,14 @@ impl Drop for FreshSnapshot {
             unsafe { pg_sys::PopActiveSnapshot() }
         }
     }
+}
+
+/// Statement trigger on quota.subjects and quota.plan_limits (sql/hotpath.sql): every
+/// backend forgets the cached rows once this transaction commits (at once for this one).
+#[pgrx::pg_trigger]
+fn config_changed<'a>(
+    trigger: &'a pgrx::PgTrigger<'a>,
+) -> std::result::Result<Option<pgrx::heap_tuple::PgHeapTuple<'a, pgrx::AllocatedByPostgres>>, pgrx::heap_tuple::PgHeapTupleError> {
+    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(trigger.relation().map(|r| r.oid()).unwrap_or(pg_sys::InvalidOid)) };
+    Ok(None)
 }

@@ -14,7 +14,7 @@
 //!   refusals), `ledger` (append-only guard, retention), `monitor` (their SQL functions);
 //! - SQL: `sql/schema.sql` (tables, types), `sql/enforce.sql` (enforced tables),
 //!   `sql/events.sql` (outbox), `sql/ledger.sql` (guard, summaries, ledger_check),
-//!   `sql/views.sql` (admin views, stats), `sql/overloads.sql` (inet forms),
+//!   `sql/hotpath.sql` (the hot path's cache invalidation), `sql/views.sql` (admin views, stats), `sql/overloads.sql` (inet forms),
 //!   `sql/security.sql` (roles, grants, SECURITY DEFINER, row-level security);
 //!   `sql/quota_ext--A--B.sql` upgrade scripts, `sql/quota_ext--A.sql` as released.
 
@@ -49,6 +49,7 @@ extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
 extension_sql_file!("../sql/enforce.sql", name = "enforce", requires = ["schema"]);
 extension_sql_file!("../sql/events.sql", name = "events", requires = ["schema", tenant_visible]);
 extension_sql_file!("../sql/ledger.sql", name = "ledger", requires = ["schema", refuse_ledger_change]);
+extension_sql_file!("../sql/hotpath.sql", name = "hotpath", requires = ["schema", config_changed]);
 extension_sql_file!("../sql/views.sql", name = "views", requires = ["ledger", quota_clock, recent_refusals, stats_totals]);
 extension_sql_file!("../sql/overloads.sql", name = "overloads", requires = ["views"]);
 extension_sql_file!("../sql/security.sql", name = "security", finalize);

@@ -85,6 +85,27 @@ SELECT used FROM quota.quota_consume('hp_dbg', 'messages');
 RESET quota.hot_path;
 RESET client_min_messages;
 
+-- Subjects' rows and plan limits are cached per backend; any change is seen by the next
+-- call: a direct UPDATE of a limit, a plan change, an uncommitted change in this
+-- transaction (and no longer after its ROLLBACK).
+SELECT quota.set_limit('HP2', 'messages', 'day', 3);
+SELECT used, limit_value FROM quota.quota_check('hp_dbg', 'messages');
+UPDATE quota.plan_limits SET limit_value = 25 WHERE plan = 'HP' AND metric = 'messages';
+SELECT used, limit_value FROM quota.quota_check('hp_dbg', 'messages');
+SELECT quota.assign_plan('hp_dbg', 'HP2');
+SELECT used, limit_value, remaining FROM quota.quota_check('hp_dbg', 'messages');
+BEGIN;
+SELECT quota.assign_plan('hp_dbg', 'HP');
+SELECT used, limit_value FROM quota.quota_consume('hp_dbg', 'messages');
+UPDATE quota.plan_limits SET limit_value = 30 WHERE plan = 'HP' AND metric = 'messages';
+SELECT used, limit_value FROM quota.quota_consume('hp_dbg', 'messages');
+ROLLBACK;
+SELECT used, limit_value FROM quota.quota_check('hp_dbg', 'messages');
+SELECT code FROM try($$ SELECT quota.quota_consume('hp_dbg', 'messages') $$);
+DELETE FROM quota.counters WHERE subject = 'hp_dbg';
+DELETE FROM quota.subjects WHERE subject = 'hp_dbg';
+SELECT code FROM try($$ SELECT quota.quota_check('hp_dbg', 'messages') $$);
+
 -- Another tenant's subject looks unknown on the hot path too.
 BEGIN;
 SET LOCAL quota.tenant = 'globex';

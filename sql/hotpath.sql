@@ -1,0 +1,13 @@
+-- The hot path (src/fastpath.rs) keeps subjects' rows and plan limits in each backend's
+-- memory. Any statement that changes them makes every backend forget them: a relcache
+-- invalidation of the table, sent at COMMIT. INSERT into quota.subjects needs none (a
+-- subject not yet stored is never cached). ENABLE ALWAYS: also under
+-- session_replication_role = replica (logical replication), so replicas forget too.
+
+CREATE TRIGGER subjects_changed AFTER UPDATE OR DELETE OR TRUNCATE ON quota.subjects
+    FOR EACH STATEMENT EXECUTE FUNCTION quota.config_changed();
+ALTER TABLE quota.subjects ENABLE ALWAYS TRIGGER subjects_changed;
+
+CREATE TRIGGER plan_limits_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON quota.plan_limits
+    FOR EACH STATEMENT EXECUTE FUNCTION quota.config_changed();
+ALTER TABLE quota.plan_limits ENABLE ALWAYS TRIGGER plan_limits_changed;
