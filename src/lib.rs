@@ -14,7 +14,8 @@
 //!   refusals), `ledger` (append-only guard, retention), `monitor` (their SQL functions);
 //! - SQL: `sql/schema.sql` (tables, types), `sql/enforce.sql` (enforced tables),
 //!   `sql/events.sql` (outbox), `sql/ledger.sql` (guard, summaries, ledger_check),
-//!   `sql/hotpath.sql` (the hot path's cache invalidation), `sql/views.sql` (admin views, stats), `sql/overloads.sql` (inet forms),
+//!   `sql/hotpath.sql` (the hot path's cache invalidation), `sql/views.sql` (admin views,
+//!   stats), `sql/overloads.sql` (inet forms),
 //!   `sql/security.sql` (roles, grants, SECURITY DEFINER, row-level security);
 //!   `sql/quota_ext--A--B.sql` upgrade scripts, `sql/quota_ext--A.sql` as released.
 
