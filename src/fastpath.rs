@@ -137,8 +137,8 @@ struct Config {
     limits: HashMap<(String, String), Option<Limit>>,
 }
 
-/// Bound on cached subjects per backend; the cache starts over when it is reached.
-const MAX_SUBJECTS: usize = 100_000;
+/// Bound on cached subjects per backend (about 1 MB); the cache starts over when full.
+const MAX_SUBJECTS: usize = 10_000;
 
 thread_local! {
     static TABLES: RefCell<Option<Tables>> = const { RefCell::new(None) };
