@@ -24,6 +24,7 @@ use pgrx::pg_sys::{self, AttrNumber, Datum, Oid};
 use pgrx::IntoDatum;
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use crate::clock;
 use crate::heap::{self, Rel, Slot, Updated};
@@ -50,6 +51,8 @@ struct Tables {
     counters: Table,
     ledger: Table,
     ledger_seq: Oid,
+    counters_indexes: Vec<Oid>,
+    ledger_indexes: Vec<Oid>,
     /// Counter updates and ledger appends may be done here (see `heap::eligibility`).
     writable: bool,
 }
@@ -141,7 +144,7 @@ struct Config {
 const MAX_SUBJECTS: usize = 10_000;
 
 thread_local! {
-    static TABLES: RefCell<Option<Tables>> = const { RefCell::new(None) };
+    static TABLES: RefCell<Option<Rc<Tables>>> = const { RefCell::new(None) };
     static CONFIG: RefCell<Option<Config>> = const { RefCell::new(None) };
     static CALLBACK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// Relcache invalidations seen: a resolution that saw one happen is not kept.
@@ -196,17 +199,23 @@ fn resolve() -> Option<Tables> {
         }
         let ledger = table(nsp, c"usage_events", LEDGER, 0)?;
         let ledger_seq = pg_sys::getIdentitySequence(ledger.oid, ledger.att[E_ID], true);
-        let tables = Tables {
+        let counters = table(nsp, c"counters", COUNTERS, 3)?;
+        let (counters_rel, ledger_rel) =
+            (Rel::open(counters.oid, pg_sys::AccessShareLock as _), Rel::open(ledger.oid, pg_sys::AccessShareLock as _));
+        let writable = ledger_seq != pg_sys::InvalidOid
+            && ledger_fillable(&ledger)
+            && heap::eligibility(&counters_rel).update
+            && heap::eligibility(&ledger_rel).insert;
+        Some(Tables {
             subjects: table(nsp, c"subjects", SUBJECTS, 1)?,
             limits: table(nsp, c"plan_limits", LIMITS, 2)?,
-            counters: table(nsp, c"counters", COUNTERS, 3)?,
-            writable: ledger_seq != pg_sys::InvalidOid && ledger_fillable(&ledger),
+            counters_indexes: heap::index_oids(&counters_rel),
+            ledger_indexes: heap::index_oids(&ledger_rel),
+            counters,
             ledger,
             ledger_seq,
-        };
-        let counters = heap::eligibility(&Rel::open(tables.counters.oid, pg_sys::AccessShareLock as _));
-        let ledger = heap::eligibility(&Rel::open(tables.ledger.oid, pg_sys::AccessShareLock as _));
-        Some(Tables { writable: tables.writable && counters.update && ledger.insert, ..tables })
+            writable,
+        })
     }
 }
 
@@ -222,7 +231,7 @@ fn ledger_fillable(ledger: &Table) -> bool {
     }
 }
 
-fn tables() -> Option<Tables> {
+fn tables() -> Option<Rc<Tables>> {
     if !crate::gucs::hot_path() {
         return None;
     }
@@ -233,7 +242,7 @@ fn tables() -> Option<Tables> {
         unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(forget), Datum::from(0usize)) };
     }
     let generation = GENERATION.with(|g| g.get());
-    let t = resolve()?;
+    let t = Rc::new(resolve()?);
     // An invalidation processed while resolving (a trigger or index created meanwhile,
     // say) may not be reflected: use the answer for this call only.
     if GENERATION.with(|g| g.get()) == generation {
@@ -426,7 +435,7 @@ pub fn consume(
             &[(a[C_USED], Some(Datum::from(plan.after.used))), (a[C_ALERTED], Some(Datum::from(plan.after.alerted)))],
         );
         let latest = Slot::new(&rel);
-        match heap::update(&rel, &read, &new, &latest) {
+        match heap::update(&rel, &read, &new, &latest, &t.counters_indexes) {
             Updated::Done => break (before, plan),
             Updated::Moved => read = latest,
             Updated::Gone => return None,
@@ -451,7 +460,7 @@ pub fn consume(
             (e[E_CREATED], Some(Datum::from(clock::to_pg(now)))),
         ],
     );
-    heap::insert(&ledger, &row);
+    heap::insert(&ledger, &row, &t.ledger_indexes);
     Some((Found { subject, limit, window, usage: before }, plan.after))
 }
 

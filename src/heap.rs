@@ -114,8 +114,9 @@ pub fn probe(rel: &Rel, index: Oid, snapshot: pg_sys::Snapshot, keys: &[(Datum, 
     }
 }
 
-/// The OIDs of a relation's indexes.
-fn index_oids(rel: &Rel) -> Vec<Oid> {
+/// The OIDs of a relation's indexes (callers keep them; a relcache invalidation of the
+/// relation tells them to ask again).
+pub fn index_oids(rel: &Rel) -> Vec<Oid> {
     unsafe {
         let list = pg_sys::RelationGetIndexList(rel.0);
         if list.is_null() {
@@ -128,10 +129,10 @@ fn index_oids(rel: &Rel) -> Vec<Oid> {
 }
 
 /// Add index entries for the tuple in `slot` (just inserted, or updated without HOT) to
-/// every index of `rel`, as the executor does.
-fn insert_index_entries(rel: &Rel, slot: &Slot) {
+/// every index of `rel` (`indexes`, from `index_oids`), as the executor does.
+fn insert_index_entries(rel: &Rel, slot: &Slot, indexes: &[Oid]) {
     unsafe {
-        for oid in index_oids(rel) {
+        for &oid in indexes {
             let idx = pg_sys::index_open(oid, pg_sys::RowExclusiveLock as _);
             let info = pg_sys::BuildIndexInfo(idx);
             let n = (*info).ii_NumIndexAttrs as usize;
@@ -153,11 +154,11 @@ fn insert_index_entries(rel: &Rel, slot: &Slot) {
 }
 
 /// Append the tuple in `slot` to `rel`, with its index entries.
-pub fn insert(rel: &Rel, slot: &Slot) {
+pub fn insert(rel: &Rel, slot: &Slot, indexes: &[Oid]) {
     unsafe {
         pg_sys::table_tuple_insert(rel.0, slot.0, pg_sys::GetCurrentCommandId(true), 0, std::ptr::null_mut());
     }
-    insert_index_entries(rel, slot);
+    insert_index_entries(rel, slot, indexes);
 }
 
 /// How an update attempt ended.
@@ -173,7 +174,7 @@ pub enum Updated {
 /// Replace the row `old` was read from by the tuple in `new`. READ COMMITTED only: a
 /// concurrent change makes this lock the newest version into `latest` (as UPDATE's
 /// EvalPlanQual would) rather than fail.
-pub fn update(rel: &Rel, old: &Slot, new: &Slot, latest: &Slot) -> Updated {
+pub fn update(rel: &Rel, old: &Slot, new: &Slot, latest: &Slot, indexes: &[Oid]) -> Updated {
     unsafe {
         let cid = pg_sys::GetCurrentCommandId(true);
         let mut otid = old.tid();
@@ -196,7 +197,7 @@ pub fn update(rel: &Rel, old: &Slot, new: &Slot, latest: &Slot) -> Updated {
         match result {
             pg_sys::TM_Result::TM_Ok => {
                 if update_indexes {
-                    insert_index_entries(rel, new);
+                    insert_index_entries(rel, new, indexes);
                 }
                 Updated::Done
             }
