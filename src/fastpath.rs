@@ -31,6 +31,7 @@ use crate::heap::{self, Rel, Slot, Updated};
 use crate::limits::{Limit, Usage};
 use crate::period::{self, Window};
 use crate::store::Subject;
+use crate::subject_cache::{self, Generation, Place, SubjectRow};
 use crate::tenancy::Scope;
 
 /// A table, its primary-key index and the attribute numbers of the columns used here
@@ -122,15 +123,6 @@ const E_AMOUNT: usize = 6;
 const E_OVERAGE: usize = 7;
 const E_METADATA: usize = 8;
 const E_CREATED: usize = 9;
-
-/// What a subject's row says (the cached part of `Subject`).
-#[derive(Clone)]
-struct SubjectRow {
-    plan: String,
-    tenant: Option<String>,
-    anchor: i64,
-    tz: chrono_tz::Tz,
-}
 
 /// Subjects' rows and plan limits as last read (READ COMMITTED only).
 #[derive(Default)]
@@ -260,35 +252,60 @@ pub struct Found {
     pub usage: Usage,
 }
 
+/// Where a call may find subjects' rows and plan limits.
+#[derive(Clone, Copy)]
+enum Cache {
+    /// Not READ COMMITTED: read everything with the statement's snapshot.
+    None,
+    /// Subjects and limits in this backend's `Config`.
+    Local,
+    /// Subjects in `subject_cache` (shared memory), limits in `Config`.
+    Shared(Generation),
+}
+
 /// Subject and limit, if the subject is stored, in scope, and its plan limits the metric.
-/// With `cached`, from `Config` (see the module comment), else read with `snapshot`.
+/// Cached (see the module comment), or else read with `snapshot`.
 fn subject_and_limit(
     t: &Tables,
     snapshot: pg_sys::Snapshot,
-    cached: bool,
+    cache: Cache,
     id: &str,
     metric: &str,
     scope: &Scope,
-) -> Option<(Subject, Limit)> {
-    let row = if cached { remembered(|c| c.subjects.get(id).cloned(), || read_subject(t, id), |c, r| {
-        if c.subjects.len() >= MAX_SUBJECTS {
-            c.subjects.clear();
-        }
-        c.subjects.insert(id.to_string(), r.clone());
-    })? } else { read_subject_with(t, snapshot, id)? };
+) -> Option<(Subject, Limit, Option<Place>)> {
+    let (row, place) = match cache {
+        Cache::None => (read_subject_with(t, snapshot, id)?, None),
+        Cache::Local => (
+            remembered(|c| c.subjects.get(id).cloned(), || read_subject(t, id), |c, r| {
+                if c.subjects.len() >= MAX_SUBJECTS {
+                    c.subjects.clear();
+                }
+                c.subjects.insert(id.to_string(), r.clone());
+            })?,
+            None,
+        ),
+        Cache::Shared(g) => match subject_cache::get(g, t.subjects.oid, id) {
+            Some((row, place)) => (row, Some(place)),
+            None => {
+                let row = read_subject(t, id)?;
+                let place = subject_cache::put(g, t.subjects.oid, id, &row);
+                (row, place)
+            }
+        },
+    };
     if !scope.admits(row.tenant.as_deref()) {
         return None;
     }
-    let limit = if cached {
+    let limit = if let Cache::None = cache {
+        read_limit(t, snapshot, &row.plan, metric)?
+    } else {
         let key = (row.plan.clone(), metric.to_string());
         remembered(|c| c.limits.get(&key).cloned(), || Some(read_limit(t, latest(), &row.plan, metric)), |c, l| {
             c.limits.insert(key.clone(), l.clone());
         })??
-    } else {
-        read_limit(t, snapshot, &row.plan, metric)?
     };
     let subject = Subject { id: id.to_string(), plan: row.plan, tenant: row.tenant, anchor: clock::from_pg(row.anchor), tz: row.tz, stored: true };
-    Some((subject, limit))
+    Some((subject, limit, place))
 }
 
 /// A value from `Config`, or `load`ed and (if no invalidation arrived meanwhile) kept.
@@ -315,7 +332,7 @@ fn read_subject(t: &Tables, id: &str) -> Option<SubjectRow> {
 fn read_subject_with(t: &Tables, snapshot: pg_sys::Snapshot, id: &str) -> Option<SubjectRow> {
     let rel = Rel::open(t.subjects.oid, pg_sys::AccessShareLock as _);
     let slot = Slot::new(&rel);
-    if !heap::probe(&rel, t.subjects.pkey, snapshot, &[(heap::text(id), pg_sys::F_TEXTEQ)], &slot) {
+    if heap::probe(&rel, t.subjects.pkey, snapshot, &[(heap::text(id), pg_sys::F_TEXTEQ)], &slot).is_none() {
         return None;
     }
     let a = &t.subjects.att;
@@ -331,7 +348,7 @@ fn read_limit(t: &Tables, snapshot: pg_sys::Snapshot, plan: &str, metric: &str) 
     let rel = Rel::open(t.limits.oid, pg_sys::AccessShareLock as _);
     let slot = Slot::new(&rel);
     let keys = [(heap::text(plan), pg_sys::F_TEXTEQ), (heap::text(metric), pg_sys::F_TEXTEQ)];
-    if !heap::probe(&rel, t.limits.pkey, snapshot, &keys, &slot) {
+    if heap::probe(&rel, t.limits.pkey, snapshot, &keys, &slot).is_none() {
         return None;
     }
     let a = &t.limits.att;
@@ -344,18 +361,36 @@ fn read_limit(t: &Tables, snapshot: pg_sys::Snapshot, plan: &str, metric: &str) 
     })
 }
 
-/// READ COMMITTED (where the cache may serve): take pending invalidations first.
-fn use_cache() -> bool {
-    let rc = unsafe { pg_sys::XactIsoLevel } <= pg_sys::XACT_READ_COMMITTED as i32;
-    if rc {
-        unsafe { pg_sys::AcceptInvalidationMessages() };
+/// READ COMMITTED (where caches may serve): take pending invalidations first, and read
+/// the shared cache's generation before any snapshot that may fill it.
+fn use_cache() -> Cache {
+    if unsafe { pg_sys::XactIsoLevel } > pg_sys::XACT_READ_COMMITTED as i32 {
+        return Cache::None;
     }
-    rc
+    unsafe { pg_sys::AcceptInvalidationMessages() };
+    subject_cache::generation().map_or(Cache::Local, Cache::Shared)
 }
 
 fn window_keys(id: &str, metric: &str, w: &Window) -> [(Datum, u32); 3] {
     let start = clock::window_key(w.start).into_datum().expect("timestamptz datum");
     [(heap::text(id), pg_sys::F_TEXTEQ), (heap::text(metric), pg_sys::F_TEXTEQ), (start, pg_sys::F_TIMESTAMPTZ_EQ)]
+}
+
+/// The window's counter row into `slot`, if it exists: where the shared cache says it is,
+/// or else by the primary key (and the cache then remembers where).
+fn find_window(t: &Tables, rel: &Rel, snapshot: pg_sys::Snapshot, place: Option<Place>, id: &str, metric: &str, w: &Window, slot: &Slot) -> bool {
+    let keys = window_keys(id, metric, w);
+    let start = keys[2].0.value() as i64;
+    if let Some(tid) = place.and_then(|p| subject_cache::hint(p, metric, start)) {
+        if heap::fetch(rel, tid, snapshot, slot) && heap::matches(slot, &t.counters.att[..3], &keys) {
+            return true;
+        }
+    }
+    let Some(root) = heap::probe(rel, t.counters.pkey, snapshot, &keys, slot) else { return false };
+    if let Some(p) = place {
+        subject_cache::set_hint(p, metric, start, root);
+    }
+    true
 }
 
 fn usage_of(t: &Tables, slot: &Slot) -> Option<Usage> {
@@ -371,14 +406,14 @@ fn usage_of(t: &Tables, slot: &Slot) -> Option<Usage> {
 /// The common check: the state of the subject's window for `metric`, read with the
 /// calling statement's snapshot. Writes nothing.
 pub fn check(id: &str, metric: &str, now: DateTime<Utc>, scope: &Scope) -> Option<Found> {
-    let cached = use_cache();
+    let cache = use_cache();
     let t = tables()?;
     let snapshot = unsafe { pg_sys::GetActiveSnapshot() };
-    let (subject, limit) = subject_and_limit(&t, snapshot, cached, id, metric, scope)?;
+    let (subject, limit, place) = subject_and_limit(&t, snapshot, cache, id, metric, scope)?;
     let window = subject.window(limit.period, now);
     let rel = Rel::open(t.counters.oid, pg_sys::AccessShareLock as _);
     let slot = Slot::new(&rel);
-    let usage = if heap::probe(&rel, t.counters.pkey, snapshot, &window_keys(id, metric, &window), &slot) {
+    let usage = if find_window(&t, &rel, snapshot, place, id, metric, &window, &slot) {
         usage_of(&t, &slot)?
     } else {
         Usage::default()
@@ -411,18 +446,18 @@ pub fn consume(
             return None;
         }
     }
-    let cached = use_cache();
+    let cache = use_cache();
     let t = tables().filter(|t| t.writable)?;
     // As SPI does for each statement of a volatile function: see this transaction's
     // earlier changes and everything committed so far.
     let _snapshot = FreshSnapshot::push();
     let snapshot = unsafe { pg_sys::GetActiveSnapshot() };
-    let (subject, limit) = subject_and_limit(&t, snapshot, cached, id, metric, scope)?;
+    let (subject, limit, place) = subject_and_limit(&t, snapshot, cache, id, metric, scope)?;
     let window = subject.window(limit.period, now);
 
     let rel = Rel::open(t.counters.oid, pg_sys::RowExclusiveLock as _);
     let mut read = Slot::new(&rel);
-    if !heap::probe(&rel, t.counters.pkey, snapshot, &window_keys(id, metric, &window), &read) {
+    if !find_window(&t, &rel, snapshot, place, id, metric, &window, &read) {
         return None;
     }
     let new = Slot::new(&rel);
@@ -492,6 +527,10 @@ impl Drop for FreshSnapshot {
 fn config_changed<'a>(
     trigger: &'a pgrx::PgTrigger<'a>,
 ) -> std::result::Result<Option<pgrx::heap_tuple::PgHeapTuple<'a, pgrx::AllocatedByPostgres>>, pgrx::heap_tuple::PgHeapTupleError> {
-    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(trigger.relation().map(|r| r.oid()).unwrap_or(pg_sys::InvalidOid)) };
+    let rel = trigger.relation().ok();
+    if rel.as_ref().is_some_and(|r| r.name() == "subjects") {
+        subject_cache::subjects_changed();
+    }
+    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(rel.map(|r| r.oid()).unwrap_or(pg_sys::InvalidOid)) };
     Ok(None)
 }

@@ -23,6 +23,14 @@ pub static TENANT: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::
 /// sends every call through the general path: the answers are the same, only slower.
 pub static HOT_PATH: GucSetting<bool> = GucSetting::<bool>::new(true);
 
+/// `quota.subject_cache_size`: entries of the shared subject cache (`subject_cache`),
+/// reserved at server start; 0 turns it off.
+pub static SUBJECT_CACHE_SIZE: GucSetting<i32> = GucSetting::<i32>::new(131_072);
+
+pub fn subject_cache_size() -> i32 {
+    SUBJECT_CACHE_SIZE.get()
+}
+
 pub fn hot_path() -> bool {
     HOT_PATH.get()
 }
@@ -52,6 +60,10 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::default(),
     );
+    // PostgreSQL accepts PGC_POSTMASTER settings only while preloading (FATAL otherwise).
+    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        define_subject_cache_size();
+    }
     GucRegistry::define_string_guc(
         c"quota.tenant",
         c"Tenant this session acts for; scopes every quota function and table.",
@@ -82,6 +94,19 @@ pub fn init() {
         );
     }
     unsafe { pg_sys::MarkGUCPrefixReserved(c"quota".as_ptr()) };
+}
+
+fn define_subject_cache_size() {
+    GucRegistry::define_int_guc(
+        c"quota.subject_cache_size",
+        c"Subjects whose rows the hot path keeps in shared memory (192 bytes each).",
+        c"Reserved at server start when quota_ext is in shared_preload_libraries: the hot path then finds a subject's plan, tenant, cycle anchor and zone there instead of reading quota.subjects. Size it above the number of active subjects. 0 turns the cache off.",
+        &SUBJECT_CACHE_SIZE,
+        0,
+        16 * 1024 * 1024,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
 }
 
 /// The raw setting, without copying it: `None` when unset or empty.

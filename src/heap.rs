@@ -96,7 +96,8 @@ impl Drop for Slot {
 
 /// Look `keys` up in the unique index `index` of `rel` (equality on its leading columns,
 /// with `procs` the equality functions) and load the visible row into `slot`.
-pub fn probe(rel: &Rel, index: Oid, snapshot: pg_sys::Snapshot, keys: &[(Datum, u32)], slot: &Slot) -> bool {
+/// Returns the TID the index entry holds (the root of the row's HOT chain).
+pub fn probe(rel: &Rel, index: Oid, snapshot: pg_sys::Snapshot, keys: &[(Datum, u32)], slot: &Slot) -> Option<pg_sys::ItemPointerData> {
     unsafe {
         let idx = pg_sys::index_open(index, pg_sys::AccessShareLock as _);
         let mut sk: [pg_sys::ScanKeyData; 3] = std::mem::zeroed();
@@ -108,10 +109,43 @@ pub fn probe(rel: &Rel, index: Oid, snapshot: pg_sys::Snapshot, keys: &[(Datum, 
         let scan = pg_sys::index_beginscan(rel.0, idx, snapshot, keys.len() as _, 0);
         pg_sys::index_rescan(scan, sk.as_mut_ptr(), keys.len() as _, std::ptr::null_mut(), 0);
         let found = pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot.0);
+        let root = (*scan).xs_heaptid;
         pg_sys::index_endscan(scan);
         pg_sys::index_close(idx, pg_sys::NoLock as _);
+        found.then_some(root)
+    }
+}
+
+/// Load into `slot` the version visible to `snapshot` of the row whose HOT chain starts
+/// at `root`, as an index scan does with the TID of an index entry. False when nothing
+/// visible is there (any TID may be passed: one past the end or pointing at nothing is
+/// just not found).
+pub fn fetch(rel: &Rel, root: pg_sys::ItemPointerData, snapshot: pg_sys::Snapshot, slot: &Slot) -> bool {
+    unsafe {
+        let block = (root.ip_blkid.bi_hi as u32) << 16 | root.ip_blkid.bi_lo as u32;
+        if block >= pg_sys::RelationGetNumberOfBlocksInFork(rel.0, pg_sys::ForkNumber::MAIN_FORKNUM) {
+            return false;
+        }
+        let am = &*(*rel.0).rd_tableam;
+        let (Some(begin), Some(fetch), Some(end)) = (am.index_fetch_begin, am.index_fetch_tuple, am.index_fetch_end) else {
+            return false;
+        };
+        let scan = begin(rel.0);
+        let (mut tid, mut call_again, mut all_dead) = (root, false, false);
+        let found = fetch(scan, &mut tid, snapshot, slot.0, &mut call_again, &mut all_dead);
+        end(scan);
         found
     }
+}
+
+/// Whether the row in `slot` has these values (`procs` the equality functions), as a
+/// probe with the same keys would require.
+pub fn matches(slot: &Slot, atts: &[AttrNumber], keys: &[(Datum, u32)]) -> bool {
+    atts.iter().zip(keys).all(|(att, (value, proc_))| {
+        slot.datum(*att).is_some_and(|d| unsafe {
+            pg_sys::OidFunctionCall2Coll(Oid::from(*proc_), pg_sys::DEFAULT_COLLATION_OID, d, *value).value() != 0
+        })
+    })
 }
 
 /// The OIDs of a relation's indexes (callers keep them; a relcache invalidation of the

@@ -8,7 +8,8 @@
 //!   errors with custom SQLSTATEs), `store` (every SQL statement, prepared once),
 //!   `engine` (the operations), `api` (the thin SQL-facing functions);
 //! - the hot path: `fastpath` (the common check and consume without SPI), `heap` (primary-key
-//!   probes and direct heap writes), `privilege` (the owner switch of the general path);
+//!   probes and direct heap writes), `subject_cache` (subjects' rows in shared memory),
+//!   `privilege` (the owner switch of the general path);
 //! - tables: `enforce` (quota triggers on application tables), `tokens` (BPE token counts);
 //! - operations: `tenancy` (tenant scope), `stats` (shared-memory totals and recent
 //!   refusals), `ledger` (append-only guard, retention), `monitor` (their SQL functions);
@@ -43,6 +44,7 @@ mod ledger;
 mod monitor;
 mod privilege;
 mod store;
+mod subject_cache;
 
 ::pgrx::pg_module_magic!(name, version);
 
@@ -59,6 +61,7 @@ extension_sql_file!("../sql/security.sql", name = "security", finalize);
 pub extern "C-unwind" fn _PG_init() {
     gucs::init();
     stats::init();
+    subject_cache::init();
 }
 
 #[cfg(feature = "pg_test")]

@@ -200,12 +200,7 @@ fn probe<'t>(table: &'t Table, db: i64, name: &str, start: usize) -> Option<&'t 
 
 /// FNV-1a over the database and the name: the first slot to try.
 pub fn bucket(db: i64, name: &str) -> usize {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in db.to_le_bytes().iter().chain(name.as_bytes()) {
-        h ^= *b as u64;
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    (h % SLOTS as u64) as usize
+    (crate::subject_cache::fnv1a([&db.to_le_bytes()[..], name.as_bytes()]) % SLOTS as u64) as usize
 }
 
 // What this transaction will add at commit ------------------------------------------------

@@ -1,0 +1,352 @@
+//! Subjects' rows shared by every backend: the hot path (`fastpath`) finds a subject's
+//! plan, tenant, cycle anchor and zone here instead of probing `quota.subjects`.
+//!
+//! A table in shared memory, reserved at server start (`shared_preload_libraries`), of
+//! `quota.subject_cache_size` entries of 192 bytes, four per bucket. Each entry is a
+//! seqlock: a writer makes its sequence number odd while it writes; a reader copies the
+//! entry and keeps the copy only if the number was even and unchanged. Nobody waits: a
+//! busy entry is a miss. Rows too long for an entry (`DATA` bytes of subject, plan,
+//! tenant and zone together) are simply not cached.
+//!
+//! Freshness. Every entry carries the generation that was current before its row was
+//! read, and only entries of the current generation are used. A transaction that
+//! changed `quota.subjects` (UPDATE, DELETE, TRUNCATE: statement trigger
+//! `quota.config_changed`, sql/hotpath.sql) advances the generation once its commit is
+//! visible (`XACT_EVENT_COMMIT`), so every call that starts afterwards reads the table
+//! again. A row read with a snapshot older than that commit was stamped with an older
+//! generation, so it is never used. The changing transaction itself neither reads nor
+//! fills the cache (it must see its own changes), and it cannot be prepared for
+//! two-phase commit: its commit would happen later, elsewhere, without the advance.
+//! Entries also carry the database and the table's OID, so that databases, and a table
+//! dropped and created again (DROP / CREATE EXTENSION), never share entries.
+
+use pgrx::pg_sys::{self, Oid};
+use pgrx::prelude::*;
+use std::cell::Cell;
+use std::sync::atomic::{fence, AtomicPtr, AtomicU64, Ordering::*};
+
+use crate::error::QuotaError;
+
+/// What a subject's row says (what the hot path needs of it).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SubjectRow {
+    pub plan: String,
+    pub tenant: Option<String>,
+    /// The cycle anchor, in PostgreSQL's microseconds since 2000-01-01.
+    pub anchor: i64,
+    pub tz: chrono_tz::Tz,
+}
+
+/// Bytes of subject, plan, tenant and zone an entry holds.
+const DATA: usize = 120;
+const WORDS: usize = DATA / 8;
+const WAYS: usize = 4;
+/// Window rows whose TIDs an entry remembers (by metric).
+const HINTS: usize = 2;
+
+/// One cached row: [generation, rel | db << 32, anchor, lengths] and the bytes; then,
+/// outside the seqlock, hints: [window start, TID | metric tag << 48] of window rows.
+#[repr(C)]
+struct Entry {
+    seq: AtomicU64,
+    generation: AtomicU64,
+    owner: AtomicU64,
+    anchor: AtomicU64,
+    lengths: AtomicU64,
+    data: [AtomicU64; WORDS],
+    hints: [[AtomicU64; 2]; HINTS],
+}
+
+/// Where a subject's entry is, for its window hints.
+#[derive(Clone, Copy)]
+pub struct Place(usize);
+
+#[repr(C, align(64))]
+struct Header {
+    /// Starts at 1; an entry of generation 0 is empty.
+    generation: AtomicU64,
+    entries: u64,
+}
+
+static BASE: AtomicPtr<Header> = AtomicPtr::new(std::ptr::null_mut());
+static mut PREV_REQUEST: pg_sys::shmem_request_hook_type = None;
+static mut PREV_STARTUP: pg_sys::shmem_startup_hook_type = None;
+
+thread_local! {
+    /// This transaction changed quota.subjects: it bypasses the cache and, at commit,
+    /// advances the generation.
+    static CHANGED: Cell<bool> = const { Cell::new(false) };
+    /// Rotates the victim among a full bucket's entries.
+    static VICTIM: Cell<usize> = const { Cell::new(0) };
+}
+
+fn entries_wanted() -> usize {
+    (crate::gucs::subject_cache_size().max(0) as usize) / WAYS * WAYS
+}
+
+fn bytes_wanted() -> usize {
+    std::mem::size_of::<Header>() + entries_wanted() * std::mem::size_of::<Entry>()
+}
+
+/// Called from `_PG_init`: reserve the table when loaded by `shared_preload_libraries`.
+pub fn init() {
+    unsafe {
+        if !pg_sys::process_shared_preload_libraries_in_progress {
+            return;
+        }
+        PREV_REQUEST = pg_sys::shmem_request_hook;
+        pg_sys::shmem_request_hook = Some(request);
+        PREV_STARTUP = pg_sys::shmem_startup_hook;
+        pg_sys::shmem_startup_hook = Some(startup);
+        pg_sys::RegisterXactCallback(Some(on_xact), std::ptr::null_mut());
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn request() {
+    unsafe {
+        if let Some(prev) = PREV_REQUEST {
+            prev();
+        }
+        if entries_wanted() > 0 {
+            pg_sys::RequestAddinShmemSpace(bytes_wanted());
+        }
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn startup() {
+    unsafe {
+        if let Some(prev) = PREV_STARTUP {
+            prev();
+        }
+        let entries = entries_wanted();
+        if entries == 0 {
+            return;
+        }
+        let lock = &raw mut (*pg_sys::MainLWLockArray.add(21)).lock; // AddinShmemInitLock
+        pg_sys::LWLockAcquire(lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
+        let mut found = false;
+        let base = pg_sys::ShmemInitStruct(c"quota_ext subject cache".as_ptr(), bytes_wanted(), &mut found).cast::<Header>();
+        if !found {
+            // Zeroed entries are empty (generation 0).
+            std::ptr::write_bytes(base.cast::<u8>(), 0, bytes_wanted());
+            (*base).generation.store(1, Relaxed);
+            (*base).entries = entries as u64;
+        }
+        BASE.store(base, Release);
+        pg_sys::LWLockRelease(lock);
+    }
+}
+
+fn table() -> Option<(&'static Header, &'static [Entry])> {
+    let base = BASE.load(Acquire);
+    if base.is_null() {
+        return None;
+    }
+    // SAFETY: set once at start-up to a live mapping of `entries` entries after the header.
+    unsafe {
+        let header = &*base;
+        let entries = std::slice::from_raw_parts(base.add(1).cast::<Entry>(), header.entries as usize);
+        Some((header, entries))
+    }
+}
+
+/// The generation to stamp rows read from now on; `None` when the cache is not in use
+/// (not preloaded, size 0, or this transaction changed quota.subjects). Read it before
+/// taking the snapshot the rows are read with.
+#[derive(Clone, Copy)]
+pub struct Generation(u64);
+
+pub fn generation() -> Option<Generation> {
+    if CHANGED.with(|c| c.get()) {
+        return None;
+    }
+    let (header, _) = table()?;
+    Some(Generation(header.generation.load(Acquire)))
+}
+
+/// FNV-1a: the bucket of a subject.
+pub fn fnv1a<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for part in parts {
+        for b in part {
+            h ^= *b as u64;
+            h = h.wrapping_mul(0x100000001b3);
+        }
+    }
+    h
+}
+
+fn owner(rel: Oid) -> u64 {
+    rel.to_u32() as u64 | (unsafe { pg_sys::MyDatabaseId }.to_u32() as u64) << 32
+}
+
+/// The first entry of the subject's bucket.
+fn bucket(entries: &[Entry], rel: Oid, id: &str) -> usize {
+    let db = unsafe { pg_sys::MyDatabaseId }.to_u32().to_le_bytes();
+    let buckets = entries.len() / WAYS;
+    (fnv1a([&db[..], &rel.to_u32().to_le_bytes()[..], id.as_bytes()]) % buckets as u64) as usize * WAYS
+}
+
+/// Lengths of subject, plan, tenant (with 1 << 32 when there is one) and zone.
+fn lengths(id: usize, plan: usize, tenant: Option<usize>, zone: usize) -> u64 {
+    id as u64 | (plan as u64) << 8 | (tenant.unwrap_or(0) as u64) << 16 | (zone as u64) << 24 | (tenant.is_some() as u64) << 32
+}
+
+/// The subject's row, if an entry of generation `g` holds it.
+pub fn get(g: Generation, rel: Oid, id: &str) -> Option<(SubjectRow, Place)> {
+    let (_, entries) = table()?;
+    if entries.is_empty() || id.len() > DATA {
+        return None;
+    }
+    let owner = owner(rel);
+    let first = bucket(entries, rel, id);
+    (first..first + WAYS).find_map(|i| read(&entries[i], g, owner, id).map(|row| (row, Place(i))))
+}
+
+fn read(e: &Entry, g: Generation, owner: u64, id: &str) -> Option<SubjectRow> {
+    let seq = e.seq.load(Acquire);
+    if seq & 1 == 1 || e.generation.load(Relaxed) != g.0 || e.owner.load(Relaxed) != owner {
+        return None;
+    }
+    let lengths = e.lengths.load(Relaxed);
+    let len = |shift: u32| ((lengths >> shift) & 0xff) as usize;
+    let (id_len, plan_len, tenant_len, zone_len) = (len(0), len(8), len(16), len(24));
+    let total = id_len + plan_len + tenant_len + zone_len;
+    if id_len != id.len() || total > DATA {
+        return None;
+    }
+    let mut words = [0u64; WORDS];
+    for (w, cell) in words.iter_mut().zip(&e.data).take(total.div_ceil(8)) {
+        *w = cell.load(Relaxed);
+    }
+    let anchor = e.anchor.load(Relaxed) as i64;
+    fence(Acquire);
+    if e.seq.load(Relaxed) != seq {
+        return None;
+    }
+    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).take(total).collect();
+    if &bytes[..id_len] != id.as_bytes() {
+        return None;
+    }
+    let text = |from: usize, len: usize| std::str::from_utf8(&bytes[from..from + len]).ok().map(str::to_string);
+    let plan = text(id_len, plan_len)?;
+    let tenant = if (lengths >> 32) & 1 == 1 { Some(text(id_len + plan_len, tenant_len)?) } else { None };
+    let tz = crate::period::parse_zone(&text(id_len + plan_len + tenant_len, zone_len)?)?;
+    Some(SubjectRow { plan, tenant, anchor, tz })
+}
+
+/// Keep `row` (read with a snapshot taken after `g` was read) for the subject.
+pub fn put(g: Generation, rel: Oid, id: &str, row: &SubjectRow) -> Option<Place> {
+    let (header, entries) = table()?;
+    let zone = row.tz.name();
+    let tenant = row.tenant.as_deref();
+    let parts = [id, &row.plan, tenant.unwrap_or(""), zone];
+    if entries.is_empty() || parts.iter().map(|p| p.len()).sum::<usize>() > DATA {
+        return None;
+    }
+    let owner = owner(rel);
+    let first = bucket(entries, rel, id);
+    let bucket = first..first + WAYS;
+    if let Some(i) = bucket.clone().find(|i| read(&entries[*i], g, owner, id).is_some()) {
+        return Some(Place(i)); // another backend was quicker
+    }
+    // A free or outdated entry, else the next in turn.
+    let current = header.generation.load(Relaxed);
+    let i = bucket
+        .clone()
+        .find(|i| entries[*i].generation.load(Relaxed) != current)
+        .unwrap_or_else(|| first + VICTIM.with(|v| v.replace((v.get() + 1) % WAYS)));
+    let e = &entries[i];
+    let seq = e.seq.load(Relaxed);
+    if seq & 1 == 1 || e.seq.compare_exchange(seq, seq + 1, Acquire, Relaxed).is_err() {
+        return None; // another backend is writing it
+    }
+    fence(Release);
+    let mut bytes = [0u8; WORDS * 8];
+    let mut at = 0;
+    for p in parts {
+        bytes[at..at + p.len()].copy_from_slice(p.as_bytes());
+        at += p.len();
+    }
+    for (cell, chunk) in e.data.iter().zip(bytes.chunks_exact(8)) {
+        cell.store(u64::from_le_bytes(chunk.try_into().expect("8 bytes")), Relaxed);
+    }
+    e.anchor.store(row.anchor as u64, Relaxed);
+    e.lengths.store(lengths(id.len(), row.plan.len(), tenant.map(str::len), zone.len()), Relaxed);
+    e.owner.store(owner, Relaxed);
+    e.generation.store(g.0, Relaxed);
+    e.hints.iter().for_each(|h| h[1].store(0, Relaxed));
+    e.seq.store(seq + 2, Release);
+    Some(Place(i))
+}
+
+// Window hints ------------------------------------------------------------------------
+// The TID of the subject's current window row for a metric: the hot path fetches the row
+// there instead of descending the primary key, and checks that the row it finds there is
+// visible and has the window's key, as a probe would have found it. A hint is only a
+// guess (the row may have moved, the entry changed hands): anything else found there,
+// or nothing, means a probe.
+
+fn tag(metric: &str) -> u64 {
+    fnv1a([metric.as_bytes()]) & 0xffff
+}
+
+/// The remembered TID of the window row starting at `start` for `metric`.
+pub fn hint(at: Place, metric: &str, start: i64) -> Option<pg_sys::ItemPointerData> {
+    let (_, entries) = table()?;
+    let tag = tag(metric);
+    let h = &entries.get(at.0)?.hints[tag as usize % HINTS];
+    let (window, tid) = (h[0].load(Relaxed), h[1].load(Relaxed));
+    if window != start as u64 || tid >> 48 != tag || tid & 0xffff_0000_0000 == 0 {
+        return None;
+    }
+    let mut item: pg_sys::ItemPointerData = unsafe { std::mem::zeroed() };
+    item.ip_blkid.bi_hi = (tid >> 16) as u16;
+    item.ip_blkid.bi_lo = tid as u16;
+    item.ip_posid = (tid >> 32) as u16;
+    Some(item)
+}
+
+/// Remember where the window row starting at `start` for `metric` is (its root TID).
+pub fn set_hint(at: Place, metric: &str, start: i64, tid: pg_sys::ItemPointerData) {
+    let Some((_, entries)) = table() else { return };
+    let Some(e) = entries.get(at.0) else { return };
+    let tag = tag(metric);
+    let h = &e.hints[tag as usize % HINTS];
+    let packed = (tid.ip_blkid.bi_hi as u64) << 16 | tid.ip_blkid.bi_lo as u64 | (tid.ip_posid as u64) << 32 | tag << 48;
+    h[1].store(0, Relaxed);
+    h[0].store(start as u64, Relaxed);
+    h[1].store(packed, Relaxed);
+}
+
+/// From the trigger on quota.subjects: this transaction changed subjects.
+pub fn subjects_changed() {
+    if table().is_some() {
+        CHANGED.with(|c| c.set(true));
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    use pg_sys::XactEvent::*;
+    match event {
+        XACT_EVENT_PRE_PREPARE if CHANGED.with(|c| c.get()) => {
+            crate::ereport::raise(QuotaError::NotAvailable {
+                feature: "prepared transactions",
+                message: "a transaction that changed quota.subjects cannot be prepared".into(),
+                hint: "Change subjects (assign_plan, UPDATE or DELETE on quota.subjects) in a transaction that commits directly, or set quota.subject_cache_size = 0.".into(),
+            });
+        }
+        XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT => {
+            if CHANGED.with(|c| c.replace(false)) {
+                if let Some((header, _)) = table() {
+                    header.generation.fetch_add(1, AcqRel);
+                }
+            }
+        }
+        XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT | XACT_EVENT_PREPARE => CHANGED.with(|c| c.set(false)),
+        _ => {}
+    }
+}
