@@ -399,9 +399,7 @@ fn check_fast(subject: &str, metric: &str, amount: i64, now: DateTime<Utc>) -> O
 
 /// `SET client_min_messages = debug2` shows which calls the hot path served.
 fn hot_path_taken(operation: &str) {
-    if unsafe { pg_sys::message_level_is_interesting(pg_sys::DEBUG2 as _) } {
-        pgrx::debug2!("{operation}: served by the hot path");
-    }
+    fastpath::note(format_args!("{operation}: served by the hot path"));
 }
 
 fn overflow(amount: i64) -> QuotaError {

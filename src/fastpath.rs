@@ -285,7 +285,10 @@ fn subject_and_limit(
             None,
         ),
         Cache::Shared(g) => match subject_cache::get(g, t.subjects.oid, id) {
-            Some((row, place)) => (row, Some(place)),
+            Some((row, place)) => {
+                note(format_args!("hot path: subject from the shared cache"));
+                (row, Some(place))
+            }
             None => {
                 let row = read_subject(t, id)?;
                 let place = subject_cache::put(g, t.subjects.oid, id, &row);
@@ -306,6 +309,13 @@ fn subject_and_limit(
     };
     let subject = Subject { id: id.to_string(), plan: row.plan, tenant: row.tenant, anchor: clock::from_pg(row.anchor), tz: row.tz, stored: true };
     Some((subject, limit, place))
+}
+
+/// `SET client_min_messages = debug2` shows what the hot path did.
+pub fn note(what: std::fmt::Arguments) {
+    if unsafe { pg_sys::message_level_is_interesting(pg_sys::DEBUG2 as _) } {
+        pgrx::debug2!("{what}");
+    }
 }
 
 /// A value from `Config`, or `load`ed and (if no invalidation arrived meanwhile) kept.
@@ -383,6 +393,7 @@ fn find_window(t: &Tables, rel: &Rel, snapshot: pg_sys::Snapshot, place: Option<
     let start = keys[2].0.value() as i64;
     if let Some(tid) = place.and_then(|p| subject_cache::hint(p, metric, start)) {
         if heap::fetch(rel, tid, snapshot, slot) && heap::matches(slot, &t.counters.att[..3], &keys) {
+            note(format_args!("hot path: window row found where the shared cache remembered it"));
             return true;
         }
     }

@@ -108,11 +108,25 @@ pub fn probe(rel: &Rel, index: Oid, snapshot: pg_sys::Snapshot, keys: &[(Datum, 
         }
         let scan = pg_sys::index_beginscan(rel.0, idx, snapshot, keys.len() as _, 0);
         pg_sys::index_rescan(scan, sk.as_mut_ptr(), keys.len() as _, std::ptr::null_mut(), 0);
-        let found = pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot.0);
-        let root = (*scan).xs_heaptid;
+        // index_getnext_slot, keeping the TID of the index entry: fetching replaces
+        // xs_heaptid with the TID of the version found in the HOT chain.
+        let mut found = None;
+        loop {
+            if !(*scan).xs_heap_continue {
+                let tid = pg_sys::index_getnext_tid(scan, pg_sys::ScanDirection::ForwardScanDirection);
+                if tid.is_null() {
+                    break;
+                }
+                found = Some(*tid);
+            }
+            if pg_sys::index_fetch_heap(scan, slot.0) {
+                break;
+            }
+            found = None;
+        }
         pg_sys::index_endscan(scan);
         pg_sys::index_close(idx, pg_sys::NoLock as _);
-        found.then_some(root)
+        found
     }
 }
 

@@ -1,0 +1,211 @@
+"""The shared subject cache (src/subject_cache.rs) across real connections:
+- a row one backend read serves another backend, and so does a window row's remembered TID;
+- a change committed by any connection (even one that never used the hot path) is seen
+  by the next call of every connection, including one that is brand new;
+- the changing transaction sees its own change, others only after COMMIT, never after
+  ROLLBACK; a deleted subject is unknown at once;
+- a transaction that changed subjects cannot be PREPAREd (55000), others can;
+- window rows that moved (VACUUM FULL, deleted and created again) are found anyway;
+- 8 consumers while subjects flip between plans: every answer is consistent, the
+  counter holds exactly what was admitted and agrees with the ledger;
+- with quota.subject_cache_size = 0 the per-backend caches serve, and the hot-path
+  test (test_hot_path.py) passes against such a cluster too."""
+import os
+import random
+import subprocess
+import sys
+
+import psycopg2
+
+from common import check, connect, finish, fresh_database, run_clients
+
+admin = fresh_database()
+cur = admin.cursor()
+cur.execute("SELECT quota.set_limit('A', 'calls', 'day', 100)")
+cur.execute("SELECT quota.set_limit('B', 'calls', 'day', 200)")
+for s in ["c1", "c2", "c3"]:
+    cur.execute("SELECT quota.assign_plan(%s, 'A')", (s,))
+    cur.execute("SELECT quota.quota_consume(%s, 'calls')", (s,))  # window rows exist
+
+
+def session():
+    conn = connect(autocommit=True)
+    c = conn.cursor()
+    c.execute("SET client_min_messages = debug2")
+    return conn, c
+
+
+def notes(conn):
+    out = list(conn.notices)
+    conn.notices.clear()
+    return " ".join(out)
+
+
+def limit_of(c, subject):
+    c.execute("SELECT limit_value FROM quota.quota_check(%s, 'calls')", (subject,))
+    return c.fetchone()[0]
+
+
+print("one backend's read serves another backend")
+a, ac = session()
+limit_of(ac, "c1")
+limit_of(ac, "c1")  # the first may have filled the entry, the second remembers the TID
+b, bc = session()
+check(limit_of(bc, "c1") == 100, "a new connection gets the right limit")
+n = notes(b)
+check("subject from the shared cache" in n, f"from the entry another backend filled ({n})")
+check("window row found where the shared cache remembered it" in n, "and the window row by its remembered TID")
+
+print("a change committed elsewhere is seen at once, by old and brand-new connections")
+cur.execute("SELECT quota.assign_plan('c1', 'B')")  # admin never used the hot path
+check(limit_of(ac, "c1") == 200, "an old connection sees the new plan")
+fresh, fc = session()
+check(limit_of(fc, "c1") == 200, "a brand-new connection sees it on its first call")
+rng = random.Random(11)
+seen = True
+for i in range(40):
+    plan = rng.choice(["A", "B"])
+    zone = rng.choice(["UTC", "Asia/Tokyo", "America/New_York"])
+    writer = connect(autocommit=True)  # a new connection each time
+    writer.cursor().execute("SELECT quota.assign_plan('c1', %s, time_zone => %s)", (plan, zone))
+    writer.close()
+    cur.execute("SELECT ((date_trunc('day', now() AT TIME ZONE %s) + interval '1 day') AT TIME ZONE %s)", (zone, zone))
+    reset_at = cur.fetchone()[0]
+    for c in (ac, bc):
+        c.execute("SELECT limit_value, reset_at FROM quota.quota_check('c1', 'calls')")
+        seen &= c.fetchone() == ((100 if plan == "A" else 200), reset_at)
+check(seen, "40 plan and zone changes from new connections, each seen by the next call")
+
+print("the changing transaction sees its own change; others after COMMIT only")
+cur.execute("SELECT quota.assign_plan('c2', 'A')")
+limit_of(bc, "c2")
+admin.autocommit = False
+cur.execute("SELECT quota.assign_plan('c2', 'B')")
+check(limit_of(cur, "c2") == 200, "the open transaction sees its own change")
+check(limit_of(bc, "c2") == 100, "another connection does not, yet")
+admin.rollback()
+check(limit_of(bc, "c2") == 100, "nor after ROLLBACK")
+check(limit_of(cur, "c2") == 100, "and the rolled-back transaction's session is back to the old plan")
+admin.rollback()
+cur.execute("SELECT quota.assign_plan('c2', 'B')")
+admin.commit()
+check(limit_of(bc, "c2") == 200, "after COMMIT it does")
+admin.rollback()
+admin.autocommit = True
+
+print("a deleted subject is unknown at once")
+limit_of(bc, "c3")
+cur.execute("DELETE FROM quota.subjects WHERE subject = 'c3'")
+try:
+    bc.execute("SELECT quota.quota_consume('c3', 'calls')")
+    check(False, "consume of a deleted subject must fail")
+except psycopg2.Error as e:
+    check(e.pgcode == "QT404", f"QT404 for the deleted subject ({e.pgcode})")
+
+print("two-phase commit")
+tpc = connect(autocommit=True)  # BEGIN and PREPARE sent as statements
+tc = tpc.cursor()
+tc.execute("BEGIN")
+tc.execute("SELECT quota.assign_plan('c2', 'A')")
+try:
+    tc.execute("PREPARE TRANSACTION 'quota_subjects'")
+    check(False, "PREPARE of a subject change must fail")
+except psycopg2.Error as e:
+    check(e.pgcode == "55000" and "directly" in (e.diag.message_hint or ""), f"55000 with a hint ({e.pgcode}: {e.diag.message_hint})")
+tc.execute("ROLLBACK")
+tc.execute("BEGIN")
+tc.execute("SELECT quota.quota_consume('c2', 'calls')")
+tc.execute("PREPARE TRANSACTION 'quota_consume'")
+tc.execute("COMMIT PREPARED 'quota_consume'")
+tpc.close()
+check(limit_of(bc, "c2") == 200, "a consume can be prepared, and the plan change was never made")
+
+print("window rows that moved are found anyway")
+for _ in range(3):
+    bc.execute("SELECT quota.quota_consume('c1', 'calls')")
+cur.execute("VACUUM FULL quota.counters")
+bc.execute("SELECT used FROM quota.quota_consume('c1', 'calls')")
+cur.execute("SELECT used FROM quota.counters WHERE subject = 'c1'")
+check(bc.fetchone()[0] == cur.fetchone()[0], "after VACUUM FULL, the consume updated the row that holds the usage")
+cur.execute("DELETE FROM quota.counters WHERE subject = 'c1'")
+bc.execute("SELECT used FROM quota.quota_consume('c1', 'calls')")
+bc.execute("SELECT used FROM quota.quota_consume('c1', 'calls')")
+check(bc.fetchone()[0] == 2, "a window row deleted and created again is the one counted")
+cur.execute("SELECT count(*) FROM quota.counters WHERE subject = 'c1'")
+check(cur.fetchone()[0] == 1, "and no second row appeared")
+
+print("8 consumers while the subject flips between plans")
+cur.execute("SELECT quota.set_limit('LOW', 'calls', 'day', 300)")
+cur.execute("SELECT quota.set_limit('HIGH', 'calls', 'day', 900)")
+cur.execute("SELECT quota.assign_plan('flip', 'LOW')")
+cur.execute("SELECT quota.quota_consume('flip', 'calls')")
+bad = []
+
+
+def consumer(i):
+    conn = connect(autocommit=True)
+    c = conn.cursor()
+    admitted = 0
+    for _ in range(150):
+        try:
+            c.execute("SELECT used, limit_value FROM quota.quota_consume('flip', 'calls')")
+            used, limit = c.fetchone()
+            if used > limit or limit not in (300, 900):
+                bad.append((used, limit))
+            admitted += 1
+        except psycopg2.Error as e:
+            if e.pgcode != "QT429":
+                bad.append(e.pgcode)
+    conn.close()
+    return admitted
+
+
+def flipper(i):
+    conn = connect(autocommit=True)
+    c = conn.cursor()
+    for k in range(80):
+        c.execute("SELECT quota.assign_plan('flip', %s)", ("HIGH" if k % 2 == 0 else "LOW",))
+    conn.close()
+    return 0
+
+
+results = run_clients(9, lambda i: flipper(i) if i == 8 else consumer(i))
+check(bad == [], f"every answer consistent: used <= limit, limit one of the plans', refusals QT429 ({bad[:5]})")
+cur.execute("SELECT used FROM quota.counters WHERE subject = 'flip'")
+used = cur.fetchone()[0]
+check(used == 1 + sum(results[:8]), f"the counter holds exactly the admitted consumes ({used} = 1 + {sum(results[:8])})")
+cur.execute("SELECT count(*) FROM quota.ledger_check WHERE subject <> 'c1'")  # c1's row was deleted above
+check(cur.fetchone()[0] == 0, "the ledger agrees with every counter")
+
+print("quota.subject_cache_size = 0: per-backend caches, and test_hot_path.py against them")
+root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+port = os.environ.get("QUOTA_NOCACHE_PORT", "55438")
+run = os.environ.get("QUOTA_RUN", "/tmp/quota_ext")
+started = subprocess.run(["bash", "-c", f". scripts/cluster.sh && cluster_start nocache {port} \"shared_preload_libraries = 'quota_ext'\" "
+                          "'quota.subject_cache_size = 0'"], cwd=root, capture_output=True, text=True)
+check(started.returncode == 0, f"a cluster without the shared cache started ({started.stderr.strip()[:300]})")
+try:
+    env = dict(os.environ, QUOTA_HOST=os.path.join(run, "nocache"), QUOTA_PORT=port)
+    probe = psycopg2.connect(host=env["QUOTA_HOST"], port=port, user="postgres", dbname="postgres")
+    probe.autocommit = True
+    pc = probe.cursor()
+    pc.execute("SHOW quota.subject_cache_size")
+    check(pc.fetchone()[0] == "0", "the setting is 0 there")
+    probe.close()
+    out = subprocess.run([sys.executable, os.path.join(root, "tests", "connections", "test_hot_path.py")], env=env,
+                         capture_output=True, text=True)
+    print("   " + out.stdout.strip().replace("\n", "\n   "))
+    check(out.returncode == 0 and "FAIL" not in out.stdout, f"test_hot_path.py passes there ({out.stderr.strip()[-300:]})")
+    db = psycopg2.connect(host=env["QUOTA_HOST"], port=port, user="postgres", dbname="quota_connections")
+    db.autocommit = True
+    dc = db.cursor()
+    dc.execute("SET client_min_messages = debug2")
+    dc.execute("SELECT quota.quota_check('s1', 'calls')")
+    dc.execute("SELECT quota.quota_check('s1', 'calls')")
+    n = " ".join(db.notices)
+    check("served by the hot path" in n and "shared cache" not in n, f"the hot path serves without the shared cache ({n})")
+    db.close()
+finally:
+    subprocess.run(["bash", "-c", ". scripts/cluster.sh && cluster_stop nocache"], cwd=root)
+
+finish()
