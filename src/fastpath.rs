@@ -11,13 +11,16 @@
 //! function's statement would get, and a counter changed concurrently is re-read at its
 //! newest version under a row lock and decided again (UPDATE's EvalPlanQual).
 //!
-//! Under READ COMMITTED, subjects' rows and plan limits are kept in backend memory
-//! (`Config`). Every statement that changes `quota.subjects` (UPDATE, DELETE) or
-//! `quota.plan_limits` sends a relcache invalidation at COMMIT (trigger
-//! `quota.config_changed`, sql/hotpath.sql), and each call first takes the pending
-//! invalidations, so a change committed before a call starts is seen by it, as a new
-//! statement's snapshot would. Entries are loaded with the latest snapshot and kept only
-//! if no invalidation arrived meanwhile.
+//! Under READ COMMITTED, subjects' rows and plan limits are cached. Subjects live in the
+//! shared-memory cache (`subject_cache`) when quota_ext is preloaded, else in backend
+//! memory (`Config`) like plan limits. Every statement that changes `quota.subjects`
+//! (UPDATE, DELETE, TRUNCATE) or `quota.plan_limits` sends a relcache invalidation at
+//! COMMIT (trigger `quota.config_changed`, sql/hotpath.sql), and each call first takes
+//! the pending invalidations, so a change committed before a call starts is seen by it,
+//! as a new statement's snapshot would. Entries are loaded with the latest snapshot and
+//! kept only if no invalidation arrived meanwhile. The shared cache has its own rule,
+//! with the same effect (see `subject_cache`); it also remembers where each subject's
+//! window rows are, so that a warm call descends no index at all.
 
 use chrono::{DateTime, Utc};
 use pgrx::pg_sys::{self, AttrNumber, Datum, Oid};

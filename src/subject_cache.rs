@@ -240,10 +240,8 @@ fn read(e: &Entry, g: Generation, owner: u64, id: &str) -> Option<SubjectRow> {
 /// Keep `row` (read with a snapshot taken after `g` was read) for the subject.
 pub fn put(g: Generation, rel: Oid, id: &str, row: &SubjectRow) -> Option<Place> {
     let (header, entries) = table()?;
-    let zone = row.tz.name();
-    let tenant = row.tenant.as_deref();
-    let parts = [id, &row.plan, tenant.unwrap_or(""), zone];
-    if entries.is_empty() || parts.iter().map(|p| p.len()).sum::<usize>() > DATA {
+    let size = id.len() + row.plan.len() + row.tenant.as_deref().map_or(0, str::len) + row.tz.name().len();
+    if entries.is_empty() || size > DATA {
         return None;
     }
     let owner = owner(rel);
@@ -258,10 +256,17 @@ pub fn put(g: Generation, rel: Oid, id: &str, row: &SubjectRow) -> Option<Place>
         .clone()
         .find(|i| entries[*i].generation.load(Relaxed) != current)
         .unwrap_or_else(|| first + VICTIM.with(|v| v.replace((v.get() + 1) % WAYS)));
-    let e = &entries[i];
+    write(&entries[i], g, owner, id, row).then_some(Place(i))
+}
+
+/// Fill entry `e` (false: another backend is writing it).
+fn write(e: &Entry, g: Generation, owner: u64, id: &str, row: &SubjectRow) -> bool {
+    let zone = row.tz.name();
+    let tenant = row.tenant.as_deref();
+    let parts = [id, &row.plan, tenant.unwrap_or(""), zone];
     let seq = e.seq.load(Relaxed);
     if seq & 1 == 1 || e.seq.compare_exchange(seq, seq + 1, Acquire, Relaxed).is_err() {
-        return None; // another backend is writing it
+        return false;
     }
     fence(Release);
     let mut bytes = [0u8; WORDS * 8];
@@ -279,7 +284,7 @@ pub fn put(g: Generation, rel: Oid, id: &str, row: &SubjectRow) -> Option<Place>
     e.generation.store(g.0, Relaxed);
     e.hints.iter().for_each(|h| h[1].store(0, Relaxed));
     e.seq.store(seq + 2, Release);
-    Some(Place(i))
+    true
 }
 
 // Window hints ------------------------------------------------------------------------
@@ -293,20 +298,32 @@ fn tag(metric: &str) -> u64 {
     fnv1a([metric.as_bytes()]) & 0xffff
 }
 
+/// A TID and a metric's tag in one word (offset 0, never a real TID, means none).
+fn pack(tid: pg_sys::ItemPointerData, tag: u64) -> u64 {
+    (tid.ip_blkid.bi_hi as u64) << 16 | tid.ip_blkid.bi_lo as u64 | (tid.ip_posid as u64) << 32 | tag << 48
+}
+
+fn unpack(word: u64, tag: u64) -> Option<pg_sys::ItemPointerData> {
+    if word >> 48 != tag || (word >> 32) & 0xffff == 0 {
+        return None;
+    }
+    let mut tid: pg_sys::ItemPointerData = unsafe { std::mem::zeroed() };
+    tid.ip_blkid.bi_hi = (word >> 16) as u16;
+    tid.ip_blkid.bi_lo = word as u16;
+    tid.ip_posid = (word >> 32) as u16;
+    Some(tid)
+}
+
 /// The remembered TID of the window row starting at `start` for `metric`.
 pub fn hint(at: Place, metric: &str, start: i64) -> Option<pg_sys::ItemPointerData> {
     let (_, entries) = table()?;
     let tag = tag(metric);
     let h = &entries.get(at.0)?.hints[tag as usize % HINTS];
-    let (window, tid) = (h[0].load(Relaxed), h[1].load(Relaxed));
-    if window != start as u64 || tid >> 48 != tag || tid & 0xffff_0000_0000 == 0 {
+    let (window, word) = (h[0].load(Relaxed), h[1].load(Relaxed));
+    if window != start as u64 {
         return None;
     }
-    let mut item: pg_sys::ItemPointerData = unsafe { std::mem::zeroed() };
-    item.ip_blkid.bi_hi = (tid >> 16) as u16;
-    item.ip_blkid.bi_lo = tid as u16;
-    item.ip_posid = (tid >> 32) as u16;
-    Some(item)
+    unpack(word, tag)
 }
 
 /// Remember where the window row starting at `start` for `metric` is (its root TID).
@@ -315,10 +332,9 @@ pub fn set_hint(at: Place, metric: &str, start: i64, tid: pg_sys::ItemPointerDat
     let Some(e) = entries.get(at.0) else { return };
     let tag = tag(metric);
     let h = &e.hints[tag as usize % HINTS];
-    let packed = (tid.ip_blkid.bi_hi as u64) << 16 | tid.ip_blkid.bi_lo as u64 | (tid.ip_posid as u64) << 32 | tag << 48;
     h[1].store(0, Relaxed);
     h[0].store(start as u64, Relaxed);
-    h[1].store(packed, Relaxed);
+    h[1].store(pack(tid, tag), Relaxed);
 }
 
 /// From the trigger on quota.subjects: this transaction changed subjects.
@@ -348,5 +364,102 @@ unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut s
         }
         XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT | XACT_EVENT_PREPARE => CHANGED.with(|c| c.set(false)),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn entry() -> Entry {
+        // SAFETY: all-zero atomics are valid (an empty entry).
+        unsafe { std::mem::zeroed() }
+    }
+
+    fn row(plan: &str, tenant: Option<&str>, anchor: i64, zone: chrono_tz::Tz) -> SubjectRow {
+        SubjectRow { plan: plan.into(), tenant: tenant.map(str::to_string), anchor, tz: zone }
+    }
+
+    #[test]
+    fn fnv1a_matches_the_reference_vectors() {
+        assert_eq!(fnv1a([&b""[..]]), 0xcbf29ce484222325);
+        assert_eq!(fnv1a([&b"a"[..]]), 0xaf63dc4c8601ec8c);
+        assert_eq!(fnv1a([&b"foo"[..]]), fnv1a([&b"f"[..], &b"oo"[..]]));
+    }
+
+    #[test]
+    fn an_entry_answers_only_for_its_subject_owner_and_generation() {
+        let e = entry();
+        let r = row("pro", Some("acme"), 42, chrono_tz::Asia::Tokyo);
+        assert!(read(&e, Generation(1), 7, "u1").is_none(), "empty");
+        assert!(write(&e, Generation(3), 7, "u1", &r));
+        assert_eq!(read(&e, Generation(3), 7, "u1"), Some(r.clone()));
+        assert!(read(&e, Generation(4), 7, "u1").is_none(), "other generation");
+        assert!(read(&e, Generation(3), 8, "u1").is_none(), "other database or table");
+        assert!(read(&e, Generation(3), 7, "u2").is_none(), "other subject, same length");
+        assert!(read(&e, Generation(3), 7, "u10").is_none(), "other subject");
+        let none = row("free", None, -1, chrono_tz::UTC);
+        assert!(write(&e, Generation(3), 7, "u1", &none));
+        assert_eq!(read(&e, Generation(3), 7, "u1"), Some(none), "no tenant is not an empty tenant");
+        let empty = row("free", Some(""), -1, chrono_tz::UTC);
+        assert!(write(&e, Generation(3), 7, "u1", &empty));
+        assert_eq!(read(&e, Generation(3), 7, "u1"), Some(empty));
+    }
+
+    #[test]
+    fn a_busy_entry_is_a_miss_and_cannot_be_written() {
+        let e = entry();
+        assert!(write(&e, Generation(1), 1, "u1", &row("a", None, 0, chrono_tz::UTC)));
+        e.seq.fetch_add(1, SeqCst); // a writer in the middle of writing
+        assert!(read(&e, Generation(1), 1, "u1").is_none());
+        assert!(!write(&e, Generation(1), 1, "u1", &row("b", None, 0, chrono_tz::UTC)));
+    }
+
+    #[test]
+    fn readers_never_see_a_half_written_entry() {
+        // Two writers keep replacing the row with one of two consistent versions; readers
+        // must only ever see one of them whole (or miss).
+        let e = Arc::new(entry());
+        let a = row("plan-a", Some("tenant-a"), 1, chrono_tz::Europe::Paris);
+        let b = row("b", None, 2_000_000_000, chrono_tz::America::Argentina::ComodRivadavia);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writers: Vec<_> = [a.clone(), b.clone()]
+            .into_iter()
+            .map(|r| {
+                let (e, stop) = (e.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(Relaxed) {
+                        write(&e, Generation(1), 9, "subject-x", &r);
+                        (0..200).for_each(|_| std::hint::spin_loop());
+                    }
+                })
+            })
+            .collect();
+        let (mut hits, mut torn) = (0, 0);
+        for _ in 0..200_000 {
+            match read(&e, Generation(1), 9, "subject-x") {
+                Some(r) if r == a || r == b => hits += 1,
+                Some(_) => torn += 1,
+                None => {}
+            }
+        }
+        stop.store(true, Relaxed);
+        writers.into_iter().for_each(|w| w.join().unwrap());
+        assert_eq!(torn, 0);
+        assert!(hits > 0, "the readers saw the entry at least once");
+    }
+
+    #[test]
+    fn tids_round_trip_with_their_metric_tag() {
+        let mut tid: pg_sys::ItemPointerData = unsafe { std::mem::zeroed() };
+        tid.ip_blkid.bi_hi = 3;
+        tid.ip_blkid.bi_lo = 0xfffe;
+        tid.ip_posid = 17;
+        let word = pack(tid, tag("messages"));
+        let back = unpack(word, tag("messages")).expect("same tag");
+        assert_eq!((back.ip_blkid.bi_hi, back.ip_blkid.bi_lo, back.ip_posid), (3, 0xfffe, 17));
+        assert!(unpack(word, tag("messages") ^ 1).is_none(), "another metric's tag");
+        assert!(unpack(0, 0).is_none(), "an empty hint");
     }
 }
