@@ -1,8 +1,10 @@
 -- The hot path (src/fastpath.rs) keeps subjects' rows and plan limits in each backend's
 -- memory. Any statement that changes them makes every backend forget them: a relcache
 -- invalidation of the table, sent at COMMIT. INSERT into quota.subjects needs none (a
--- subject not yet stored is never cached). ENABLE ALWAYS: also under
--- session_replication_role = replica (logical replication), so replicas forget too.
+-- subject not yet stored is never cached). A change to quota.subjects also advances the
+-- shared subject cache's generation at COMMIT (src/subject_cache.rs). ENABLE ALWAYS: also
+-- under session_replication_role = replica. (Logical replication's apply worker fires
+-- no statement triggers: the README says to turn the hot path off on a subscriber.)
 
 CREATE TRIGGER subjects_changed AFTER UPDATE OR DELETE OR TRUNCATE ON quota.subjects
     FOR EACH STATEMENT EXECUTE FUNCTION quota.config_changed();

@@ -71,6 +71,27 @@ def run_clients(n, body):
     return results
 
 
+def consume_many(subject, metric, calls, problems, limits=None):
+    """One new connection consuming `calls` times. Answers with used > limit (or a limit
+    not in `limits`) and errors other than QT429 go to `problems`. Returns how many
+    consumes were admitted."""
+    conn = connect(autocommit=True)
+    c = conn.cursor()
+    admitted = 0
+    for _ in range(calls):
+        try:
+            c.execute("SELECT used, limit_value FROM quota.quota_consume(%s, %s)", (subject, metric))
+            used, limit = c.fetchone()
+            if used > limit or (limits is not None and limit not in limits):
+                problems.append((used, limit))
+            admitted += 1
+        except psycopg2.Error as e:
+            if e.pgcode != "QT429":
+                problems.append(e.pgcode)
+    conn.close()
+    return admitted
+
+
 FAILURES = []
 
 

@@ -1,12 +1,11 @@
-"""The hot path's per-backend caches (subjects' rows, plan limits) across connections:
+"""The hot path's caches (subjects' rows, plan limits; shared or per backend, see
+test_subject_cache.py, which also runs this file with the shared cache off) across connections:
 every change another connection commits is seen by the next call of a connection whose
 cache holds the old value; and 8 hot-path consumers racing while the limit changes
 under them keep the counter equal to what they were told and to the ledger."""
 import random
 
-import psycopg2
-
-from common import check, connect, finish, fresh_database, run_clients
+from common import check, connect, consume_many, finish, fresh_database, run_clients
 
 admin = fresh_database()
 cur = admin.cursor()
@@ -77,24 +76,6 @@ cur.execute("SELECT quota.quota_consume('shared', 'calls')")
 violations = []
 
 
-def consumer(i):
-    conn = connect(autocommit=True)
-    c = conn.cursor()
-    admitted = 0
-    for _ in range(150):
-        try:
-            c.execute("SELECT used, limit_value FROM quota.quota_consume('shared', 'calls')")
-            used, limit = c.fetchone()
-            if used > limit:
-                violations.append((used, limit))
-            admitted += 1
-        except psycopg2.Error as e:
-            if e.pgcode != "QT429":
-                violations.append(e.pgcode)
-    conn.close()
-    return admitted
-
-
 def mover(i):
     conn = connect(autocommit=True)
     c = conn.cursor()
@@ -105,7 +86,7 @@ def mover(i):
     return 0
 
 
-results = run_clients(9, lambda i: mover(i) if i == 8 else consumer(i))
+results = run_clients(9, lambda i: mover(i) if i == 8 else consume_many('shared', 'calls', 150, violations))
 check(violations == [], f"every answer is consistent: used <= its limit, refusals are QT429 ({violations[:5]})")
 cur.execute("SELECT used FROM quota.counters WHERE subject = 'shared'")
 used = cur.fetchone()[0]

@@ -17,7 +17,7 @@ import sys
 
 import psycopg2
 
-from common import check, connect, finish, fresh_database, run_clients
+from common import check, connect, consume_many, finish, fresh_database, run_clients
 
 admin = fresh_database()
 cur = admin.cursor()
@@ -142,24 +142,6 @@ cur.execute("SELECT quota.quota_consume('flip', 'calls')")
 bad = []
 
 
-def consumer(i):
-    conn = connect(autocommit=True)
-    c = conn.cursor()
-    admitted = 0
-    for _ in range(150):
-        try:
-            c.execute("SELECT used, limit_value FROM quota.quota_consume('flip', 'calls')")
-            used, limit = c.fetchone()
-            if used > limit or limit not in (300, 900):
-                bad.append((used, limit))
-            admitted += 1
-        except psycopg2.Error as e:
-            if e.pgcode != "QT429":
-                bad.append(e.pgcode)
-    conn.close()
-    return admitted
-
-
 def flipper(i):
     conn = connect(autocommit=True)
     c = conn.cursor()
@@ -169,7 +151,7 @@ def flipper(i):
     return 0
 
 
-results = run_clients(9, lambda i: flipper(i) if i == 8 else consumer(i))
+results = run_clients(9, lambda i: flipper(i) if i == 8 else consume_many('flip', 'calls', 150, bad, (300, 900)))
 check(bad == [], f"every answer consistent: used <= limit, limit one of the plans', refusals QT429 ({bad[:5]})")
 cur.execute("SELECT used FROM quota.counters WHERE subject = 'flip'")
 used = cur.fetchone()[0]
