@@ -42,6 +42,8 @@ use crate::tenancy::Scope;
 #[derive(Clone)]
 struct Table {
     oid: Oid,
+    /// Its storage (relfilenode): a rewrite (ALTER TABLE ... TYPE, VACUUM FULL) changes it.
+    node: Oid,
     pkey: Oid,
     att: Vec<AttrNumber>,
 }
@@ -182,7 +184,8 @@ fn table(nsp: Oid, name: &std::ffi::CStr, cols: &[(&std::ffi::CStr, u32)], keys:
                 return None;
             }
         }
-        Some(Table { oid, pkey, att })
+        let node = (*rel.0).rd_node.relNode;
+        Some(Table { oid, node, pkey, att })
     }
 }
 
@@ -276,6 +279,8 @@ fn subject_and_limit(
     metric: &str,
     scope: &Scope,
 ) -> Option<(Subject, Limit, Option<Place>)> {
+    // Rows this transaction wrote (an INSERT fires no invalidation) are read, not cached.
+    let cache = if !matches!(cache, Cache::None) && heap::written_here(t.subjects.oid) { Cache::None } else { cache };
     let (row, place) = match cache {
         Cache::None => (read_subject_with(t, snapshot, id)?, None),
         Cache::Local => (
@@ -287,14 +292,14 @@ fn subject_and_limit(
             })?,
             None,
         ),
-        Cache::Shared(g) => match subject_cache::get(g, t.subjects.oid, id) {
+        Cache::Shared(g) => match subject_cache::get(g, t.subjects.node, id) {
             Some((row, place)) => {
                 note(format_args!("hot path: subject from the shared cache"));
                 (row, Some(place))
             }
             None => {
                 let row = read_subject(t, id)?;
-                let place = subject_cache::put(g, t.subjects.oid, id, &row);
+                let place = subject_cache::put(g, t.subjects.node, id, &row);
                 (row, place)
             }
         },
@@ -381,6 +386,12 @@ fn use_cache() -> Cache {
         return Cache::None;
     }
     unsafe { pg_sys::AcceptInvalidationMessages() };
+    // A standby replays changes without firing the trigger that advances the shared
+    // cache's generation; the relcache invalidations that the local caches follow are
+    // replayed, though.
+    if unsafe { pg_sys::RecoveryInProgress() } {
+        return Cache::Local;
+    }
     subject_cache::generation().map_or(Cache::Local, Cache::Shared)
 }
 

@@ -140,15 +140,24 @@ pub fn fetch(rel: &Rel, root: pg_sys::ItemPointerData, snapshot: pg_sys::Snapsho
         if block >= pg_sys::RelationGetNumberOfBlocksInFork(rel.0, pg_sys::ForkNumber::MAIN_FORKNUM) {
             return false;
         }
-        let am = &*(*rel.0).rd_tableam;
-        let (Some(begin), Some(fetch), Some(end)) = (am.index_fetch_begin, am.index_fetch_tuple, am.index_fetch_end) else {
-            return false;
-        };
-        let scan = begin(rel.0);
+        let scan = pg_sys::table_index_fetch_begin(rel.0);
         let (mut tid, mut call_again, mut all_dead) = (root, false, false);
-        let found = fetch(scan, &mut tid, snapshot, slot.0, &mut call_again, &mut all_dead);
-        end(scan);
+        let found = pg_sys::table_index_fetch_tuple(scan, &mut tid, snapshot, slot.0, &mut call_again, &mut all_dead);
+        pg_sys::table_index_fetch_end(scan);
         found
+    }
+}
+
+/// Whether this transaction (any level still open) inserted, updated or deleted rows of
+/// the table, as its statistics counters record; true when they are off (unknown).
+pub fn written_here(oid: Oid) -> bool {
+    unsafe {
+        if pg_sys::GetTopTransactionIdIfAny() == pg_sys::InvalidTransactionId {
+            return false; // no write without a transaction id
+        }
+        let rel = Rel::open(oid, pg_sys::AccessShareLock as _);
+        let r = &*rel.0;
+        !r.pgstat_enabled || (!r.pgstat_info.is_null() && !(*r.pgstat_info).trans.is_null())
     }
 }
 

@@ -17,8 +17,11 @@
 //! generation, so it is never used. The changing transaction itself neither reads nor
 //! fills the cache (it must see its own changes), and it cannot be prepared for
 //! two-phase commit: its commit would happen later, elsewhere, without the advance.
-//! Entries also carry the database and the table's OID, so that databases, and a table
-//! dropped and created again (DROP / CREATE EXTENSION), never share entries.
+//! Entries also carry the database and the table's storage (relfilenode), so that
+//! databases, a table dropped and created again (DROP / CREATE EXTENSION), and a table
+//! rewritten (ALTER TABLE ... TYPE) never share entries. A transaction that wrote
+//! subjects itself (even an INSERT) reads them and caches nothing (`fastpath`); a
+//! standby, where the trigger never fires, does not use this cache.
 
 use pgrx::pg_sys::{self, Oid};
 use pgrx::prelude::*;
@@ -44,7 +47,7 @@ const WAYS: usize = 4;
 /// Window rows whose TIDs an entry remembers (by metric).
 const HINTS: usize = 2;
 
-/// One cached row: [generation, rel | db << 32, anchor, lengths] and the bytes; then,
+/// One cached row: [generation, storage | db << 32, anchor, lengths] and the bytes; then,
 /// outside the seqlock, hints: [window start, TID | metric tag << 48] of window rows.
 #[repr(C)]
 struct Entry {
@@ -178,15 +181,16 @@ pub fn fnv1a<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> u64 {
     h
 }
 
-fn owner(rel: Oid) -> u64 {
-    rel.to_u32() as u64 | (unsafe { pg_sys::MyDatabaseId }.to_u32() as u64) << 32
+/// The table's storage (relfilenode) and the database.
+fn owner(storage: Oid) -> u64 {
+    storage.to_u32() as u64 | (unsafe { pg_sys::MyDatabaseId }.to_u32() as u64) << 32
 }
 
 /// The first entry of the subject's bucket.
-fn bucket(entries: &[Entry], rel: Oid, id: &str) -> usize {
+fn bucket(entries: &[Entry], storage: Oid, id: &str) -> usize {
     let db = unsafe { pg_sys::MyDatabaseId }.to_u32().to_le_bytes();
     let buckets = entries.len() / WAYS;
-    (fnv1a([&db[..], &rel.to_u32().to_le_bytes()[..], id.as_bytes()]) % buckets as u64) as usize * WAYS
+    (fnv1a([&db[..], &storage.to_u32().to_le_bytes()[..], id.as_bytes()]) % buckets as u64) as usize * WAYS
 }
 
 /// Lengths of subject, plan, tenant (with 1 << 32 when there is one) and zone.
@@ -195,13 +199,13 @@ fn lengths(id: usize, plan: usize, tenant: Option<usize>, zone: usize) -> u64 {
 }
 
 /// The subject's row, if an entry of generation `g` holds it.
-pub fn get(g: Generation, rel: Oid, id: &str) -> Option<(SubjectRow, Place)> {
+pub fn get(g: Generation, storage: Oid, id: &str) -> Option<(SubjectRow, Place)> {
     let (_, entries) = table()?;
     if entries.is_empty() || id.len() > DATA {
         return None;
     }
-    let owner = owner(rel);
-    let first = bucket(entries, rel, id);
+    let owner = owner(storage);
+    let first = bucket(entries, storage, id);
     (first..first + WAYS).find_map(|i| read(&entries[i], g, owner, id).map(|row| (row, Place(i))))
 }
 
@@ -238,14 +242,14 @@ fn read(e: &Entry, g: Generation, owner: u64, id: &str) -> Option<SubjectRow> {
 }
 
 /// Keep `row` (read with a snapshot taken after `g` was read) for the subject.
-pub fn put(g: Generation, rel: Oid, id: &str, row: &SubjectRow) -> Option<Place> {
+pub fn put(g: Generation, storage: Oid, id: &str, row: &SubjectRow) -> Option<Place> {
     let (header, entries) = table()?;
     let size = id.len() + row.plan.len() + row.tenant.as_deref().map_or(0, str::len) + row.tz.name().len();
     if entries.is_empty() || size > DATA {
         return None;
     }
-    let owner = owner(rel);
-    let first = bucket(entries, rel, id);
+    let owner = owner(storage);
+    let first = bucket(entries, storage, id);
     let bucket = first..first + WAYS;
     if let Some(i) = bucket.clone().find(|i| read(&entries[*i], g, owner, id).is_some()) {
         return Some(Place(i)); // another backend was quicker

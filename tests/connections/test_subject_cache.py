@@ -4,6 +4,8 @@
   by the next call of every connection, including one that is brand new;
 - the changing transaction sees its own change, others only after COMMIT, never after
   ROLLBACK; a deleted subject is unknown at once;
+- a subject created by a transaction that rolled back is never served; a table rewrite
+  that changes values (ALTER TABLE ... TYPE ... USING) is seen;
 - a transaction that changed subjects cannot be PREPAREd (55000), others can;
 - window rows that moved (VACUUM FULL, deleted and created again) are found anyway;
 - 8 consumers while subjects flip between plans: every answer is consistent, the
@@ -101,6 +103,31 @@ try:
     check(False, "consume of a deleted subject must fail")
 except psycopg2.Error as e:
     check(e.pgcode == "QT404", f"QT404 for the deleted subject ({e.pgcode})")
+
+print("a subject created by a transaction that rolls back is never cached")
+ghost = connect(autocommit=True)
+gc = ghost.cursor()
+gc.execute("BEGIN")
+gc.execute("SET LOCAL quota.default_plan = 'A'")
+gc.execute("SELECT quota.quota_consume('ghost', 'calls')")  # creates the subject and its window
+gc.execute("SELECT used FROM quota.quota_consume('ghost', 'calls')")  # the hot path reads it
+check(gc.fetchone()[0] == 2, "the creating transaction sees its subject")
+gc.execute("ROLLBACK")
+ghost.close()
+try:
+    bc.execute("SELECT quota.quota_check('ghost', 'calls')")
+    check(False, "a rolled-back subject must be unknown")
+except psycopg2.Error as e:
+    check(e.pgcode == "QT404", f"QT404 for it in another connection ({e.pgcode})")
+
+print("a rewrite of quota.subjects that changes values is seen")
+limit_of(bc, "c2")
+cur.execute("ALTER TABLE quota.subjects ALTER COLUMN time_zone TYPE text "
+            "USING (CASE WHEN subject = 'c2' THEN 'Asia/Tokyo' ELSE time_zone END)")
+cur.execute("SELECT ((date_trunc('day', now() AT TIME ZONE 'Asia/Tokyo') + interval '1 day') AT TIME ZONE 'Asia/Tokyo')")
+tokyo = cur.fetchone()[0]
+bc.execute("SELECT reset_at FROM quota.quota_check('c2', 'calls')")
+check(bc.fetchone()[0] == tokyo, "the next call uses the rewritten zone")
 
 print("two-phase commit")
 tpc = connect(autocommit=True)  # BEGIN and PREPARE sent as statements
