@@ -10,12 +10,14 @@
 - window rows that moved (VACUUM FULL, deleted and created again) are found anyway;
 - 8 consumers while subjects flip between plans: every answer is consistent, the
   counter holds exactly what was admitted and agrees with the ledger;
+- a streaming standby (no trigger fires there) sees a replayed plan change at once;
 - with quota.subject_cache_size = 0 the per-backend caches serve, and the hot-path
   test (test_hot_path.py) passes against such a cluster too."""
 import os
 import random
 import subprocess
 import sys
+import time
 
 import psycopg2
 
@@ -186,10 +188,47 @@ check(used == 1 + sum(results[:8]), f"the counter holds exactly the admitted con
 cur.execute("SELECT count(*) FROM quota.ledger_check WHERE subject <> 'c1'")  # c1's row was deleted above
 check(cur.fetchone()[0] == 0, "the ledger agrees with every counter")
 
-print("quota.subject_cache_size = 0: per-backend caches, and test_hot_path.py against them")
 root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-port = os.environ.get("QUOTA_NOCACHE_PORT", "55438")
 run = os.environ.get("QUOTA_RUN", "/tmp/quota_ext")
+
+print("a hot standby sees replayed plan changes (it does not use the shared cache)")
+cur.execute("SELECT quota.assign_plan('sb1', 'A')")
+cur.execute("SELECT quota.quota_consume('sb1', 'calls')")
+sport = os.environ.get("QUOTA_STANDBY_PORT", "55439")
+primary_host = os.environ.get("QUOTA_HOST", os.path.join(run, "test"))
+primary_port = os.environ.get("QUOTA_PORT", "55433")
+made = subprocess.run(["bash", "-c", f"""
+    set -e; . scripts/cluster.sh; cluster_stop standby; dir="$QUOTA_RUN/standby"; rm -rf "$dir"; mkdir -p "$dir"
+    chown postgres "$dir" 2>/dev/null || true
+    as_pg "$PGBIN/pg_basebackup" -h {primary_host} -p {primary_port} -U postgres -D "$dir/data" -X stream -R
+    printf "port = {sport}\nunix_socket_directories = '%s'\n" "$dir" >> "$dir/data/postgresql.conf"
+    as_pg "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null"""],
+    cwd=root, capture_output=True, text=True, env=dict(os.environ, QUOTA_RUN=run))
+check(made.returncode == 0, f"a streaming standby of the test cluster started ({made.stderr.strip()[-300:]})")
+try:
+    standby = psycopg2.connect(host=os.path.join(run, "standby"), port=sport, user="postgres", dbname="quota_connections")
+    standby.autocommit = True
+    sc = standby.cursor()
+    sc.execute("SET client_min_messages = debug2")
+    check(limit_of(sc, "sb1") == 100 and limit_of(sc, "sb1") == 100, "the standby answers with plan A")
+    cur.execute("SELECT quota.assign_plan('sb1', 'B')")
+    cur.execute("SELECT pg_current_wal_lsn()::text")
+    lsn = cur.fetchone()[0]
+    for _ in range(300):
+        sc.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (lsn,))
+        if sc.fetchone()[0]:
+            break
+        time.sleep(0.05)
+    standby.notices.clear()
+    check(limit_of(sc, "sb1") == 200, "after replay, the standby's next check has plan B")
+    n = notes(standby)
+    check("served by the hot path" in n and "shared cache" not in n, f"served by the hot path, without the shared cache ({n})")
+    standby.close()
+finally:
+    subprocess.run(["bash", "-c", ". scripts/cluster.sh && cluster_stop standby"], cwd=root, env=dict(os.environ, QUOTA_RUN=run))
+
+print("quota.subject_cache_size = 0: per-backend caches, and test_hot_path.py against them")
+port = os.environ.get("QUOTA_NOCACHE_PORT", "55438")
 started = subprocess.run(["bash", "-c", f". scripts/cluster.sh && cluster_start nocache {port} \"shared_preload_libraries = 'quota_ext'\" "
                           "'quota.subject_cache_size = 0'"], cwd=root, capture_output=True, text=True)
 check(started.returncode == 0, f"a cluster without the shared cache started ({started.stderr.strip()[:300]})")
