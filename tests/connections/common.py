@@ -92,6 +92,15 @@ def consume_many(subject, metric, calls, problems, limits=None):
     return admitted
 
 
+def expect_sqlstate(cursor, sql, code, what):
+    """Run sql, which must fail with SQLSTATE code; record the check as `what`."""
+    try:
+        cursor.execute(sql)
+        check(False, f"{what}: no error")
+    except psycopg2.Error as e:
+        check(e.pgcode == code, f"{what} ({e.pgcode})")
+
+
 FAILURES = []
 
 
