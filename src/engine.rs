@@ -291,6 +291,10 @@ pub fn consume(req: ConsumeRequest<'_>) -> Result<Vec<Decision>> {
         if let Some(d) = consume_fast(req.subject, metric, *amount, req.metadata, now) {
             return Ok(vec![d]);
         }
+    } else if req.idempotency_key.is_none() {
+        if let Some(ds) = consume_many_fast(req.subject, &items, req.metadata, now) {
+            return Ok(ds);
+        }
     }
     privilege::as_owner(|| Spi::connect_mut(|c| {
         let s = resolve_subject(c, req.subject, Unknown::Create, now)?;
@@ -356,24 +360,25 @@ pub fn consume(req: ConsumeRequest<'_>) -> Result<Vec<Decision>> {
     }))
 }
 
-/// The common consume without SPI (see `fastpath`); None: take the general path. The
-/// decision is this module's: `fastpath` only reads and writes.
-fn consume_fast(subject: &str, metric: &str, amount: i64, metadata: Option<pg_sys::Datum>, now: DateTime<Utc>) -> Option<Decision> {
+/// What the hot path may write for `amount` more on a window: the usage afterwards and
+/// the overage. None (caps, refusals, counters near overflow): the general path's full
+/// answer is needed.
+fn plan(limit: &Limit, before: Usage, amount: i64) -> Option<fastpath::Plan> {
     const HUGE: i64 = 1 << 40;
-    let decide = |limit: &Limit, before: Usage| {
-        // Caps, refusals and counters near overflow get the general path's full answer.
-        if limit.per_request_max.is_some_and(|cap| amount > cap) || [amount, limit.limit_value, before.used, before.reserved].iter().any(|v| *v > HUGE) {
-            return None;
-        }
-        let verdict = evaluate(limit, before, amount);
-        if !verdict.allowed {
-            return None;
-        }
-        let mut after = Usage { used: verdict.used_after, ..before };
-        announce(before, &mut after, limit);
-        Some(fastpath::Plan { after, overage: verdict.overage })
-    };
-    let (f, mut after) = fastpath::consume(subject, metric, amount, metadata, now, &tenancy::current(), decide)?;
+    if limit.per_request_max.is_some_and(|cap| amount > cap) || [amount, limit.limit_value, before.used, before.reserved].iter().any(|v| *v > HUGE) {
+        return None;
+    }
+    let verdict = evaluate(limit, before, amount);
+    if !verdict.allowed {
+        return None;
+    }
+    let mut after = Usage { used: verdict.used_after, ..before };
+    announce(before, &mut after, limit);
+    Some(fastpath::Plan { after, overage: verdict.overage })
+}
+
+/// After the hot path wrote a consume: its events, stats and decision.
+fn consumed_fast(f: &fastpath::Found, metric: &str, amount: i64, mut after: Usage, now: DateTime<Utc>) -> Decision {
     let before = f.usage;
     let verdict = evaluate(&f.limit, before, amount);
     let found = announce(before, &mut after, &f.limit);
@@ -381,8 +386,27 @@ fn consume_fast(subject: &str, metric: &str, amount: i64, metadata: Option<pg_sy
         privilege::as_owner(|| Spi::connect_mut(|c| emit_all(c, &f.subject, metric, &f.limit, &f.window, after, now, &found, Some(amount))));
     }
     stats::consumed(metric, amount, verdict.overage > 0);
+    Decision::new(&f.subject.id, metric, &f.limit, before, amount, f.window.end, &verdict, true)
+}
+
+/// The common consume without SPI (see `fastpath`); None: take the general path. The
+/// decision is this module's: `fastpath` only reads and writes.
+fn consume_fast(subject: &str, metric: &str, amount: i64, metadata: Option<pg_sys::Datum>, now: DateTime<Utc>) -> Option<Decision> {
+    let decide = |limit: &Limit, before: Usage| plan(limit, before, amount);
+    let (f, after) = fastpath::consume(subject, metric, amount, metadata, now, &tenancy::current(), decide)?;
+    let d = consumed_fast(&f, metric, amount, after, now);
     hot_path_taken("quota_consume");
-    Some(Decision::new(&f.subject.id, metric, &f.limit, before, amount, f.window.end, &verdict, true))
+    Some(d)
+}
+
+/// The common multi-metric consume without SPI: all windows locked, all decided, then
+/// all written (see `fastpath::consume_many`); None: take the general path.
+fn consume_many_fast(subject: &str, items: &[(String, i64)], metadata: Option<pg_sys::Datum>, now: DateTime<Utc>) -> Option<Vec<Decision>> {
+    let decide = |found: &[fastpath::Found]| found.iter().zip(items).map(|(f, (_, amount))| plan(&f.limit, f.usage, *amount)).collect();
+    let written = fastpath::consume_many(subject, items, metadata, now, &tenancy::current(), decide)?;
+    let decisions = written.iter().zip(items).map(|((f, after), (metric, amount))| consumed_fast(f, metric, *amount, *after, now)).collect();
+    hot_path_taken("quota_consume");
+    Some(decisions)
 }
 
 /// The common check without SPI (None: take the general path). Windows with open holds

@@ -497,11 +497,76 @@ pub fn consume(
         let latest = Slot::new(&rel);
         match heap::update(&rel, &read, &new, &latest, &t.counters_indexes) {
             Updated::Done => break (before, plan),
-            Updated::Moved => read = latest,
+            // The newest version may carry another key (a subject renamed meanwhile).
+            Updated::Moved if heap::matches(&latest, &a[..3], &window_keys(id, metric, &window)) => read = latest,
+            Updated::Moved => return None,
             Updated::Gone => return None,
         }
     };
 
+    append(&t, id, subject.tenant.as_deref(), metric, &window, amount, plan.overage, metadata, now);
+    Some((Found { subject, limit, window, usage: before }, plan.after))
+}
+
+/// The common multi-metric consume (`items` in metric order, the lock order): every
+/// window row is locked first, as the general path's `SELECT ... FOR UPDATE` does, then
+/// `decide` judges them all at once, and only then is anything written. So a refusal
+/// (`decide` answering None) or a missing row leaves nothing written here but row locks,
+/// which the general path then takes anyway. Returns, per metric, what was found (usage
+/// before) and the usage written.
+pub fn consume_many(
+    id: &str,
+    items: &[(String, i64)],
+    metadata: Option<Datum>,
+    now: DateTime<Utc>,
+    scope: &Scope,
+    decide: impl Fn(&[Found]) -> Option<Vec<Plan>>,
+) -> Option<Vec<(Found, Usage)>> {
+    unsafe {
+        if pg_sys::XactIsoLevel > pg_sys::XACT_READ_COMMITTED as i32 || pg_sys::XactReadOnly {
+            return None;
+        }
+    }
+    let cache = use_cache();
+    let t = tables().filter(|t| t.writable)?;
+    let _snapshot = FreshSnapshot::push();
+    let snapshot = unsafe { pg_sys::GetActiveSnapshot() };
+    let rel = Rel::open(t.counters.oid, pg_sys::RowExclusiveLock as _);
+    let mut found = Vec::with_capacity(items.len());
+    let mut rows = Vec::with_capacity(items.len());
+    for (metric, _) in items {
+        let (subject, limit, place) = subject_and_limit(&t, snapshot, cache, id, metric, scope)?;
+        let window = subject.window(limit.period, now);
+        let read = Slot::new(&rel);
+        let locked = Slot::new(&rel);
+        if !find_window(&t, &rel, snapshot, place, id, metric, &window, &read) || !heap::lock(&rel, &read, &locked) {
+            return None;
+        }
+        // The newest version may carry another key (a subject renamed meanwhile).
+        if !heap::matches(&locked, &t.counters.att[..3], &window_keys(id, metric, &window)) {
+            return None;
+        }
+        found.push(Found { usage: usage_of(&t, &locked)?, subject, limit, window });
+        rows.push(locked);
+    }
+    let plans = decide(&found)?;
+    let a = &t.counters.att;
+    for (row, plan) in rows.iter().zip(&plans) {
+        let new = Slot::new(&rel);
+        new.store(Some(row), &[(a[C_USED], Some(Datum::from(plan.after.used))), (a[C_ALERTED], Some(Datum::from(plan.after.alerted)))]);
+        if !matches!(heap::update(&rel, row, &new, &Slot::new(&rel), &t.counters_indexes), Updated::Done) {
+            pgrx::error!("quota_ext: a locked counter row changed under its lock");
+        }
+    }
+    for (((metric, amount), f), plan) in items.iter().zip(&found).zip(&plans) {
+        append(&t, id, f.subject.tenant.as_deref(), metric, &f.window, *amount, plan.overage, metadata, now);
+    }
+    Some(found.into_iter().zip(plans).map(|(f, p)| (f, p.after)).collect())
+}
+
+/// Append a consume to the ledger.
+#[allow(clippy::too_many_arguments)]
+fn append(t: &Tables, id: &str, tenant: Option<&str>, metric: &str, window: &Window, amount: i64, overage: i64, metadata: Option<Datum>, now: DateTime<Utc>) {
     let ledger = Rel::open(t.ledger.oid, pg_sys::RowExclusiveLock as _);
     let row = Slot::new(&ledger);
     let e = &t.ledger.att;
@@ -510,18 +575,17 @@ pub fn consume(
         &[
             (e[E_ID], Some(Datum::from(heap::nextval(t.ledger_seq)))),
             (e[E_SUBJECT], Some(heap::text(id))),
-            (e[E_TENANT], subject.tenant.as_deref().map(heap::text)),
+            (e[E_TENANT], tenant.map(heap::text)),
             (e[E_METRIC], Some(heap::text(metric))),
             (e[E_WINDOW], clock::window_key(window.start).into_datum()),
             (e[E_KIND], Some(heap::text("consume"))),
             (e[E_AMOUNT], Some(Datum::from(amount))),
-            (e[E_OVERAGE], Some(Datum::from(plan.overage))),
+            (e[E_OVERAGE], Some(Datum::from(overage))),
             (e[E_METADATA], metadata),
             (e[E_CREATED], Some(Datum::from(clock::to_pg(now)))),
         ],
     );
     heap::insert(&ledger, &row, &t.ledger_indexes);
-    Some((Found { subject, limit, window, usage: before }, plan.after))
 }
 
 /// A new snapshot (after a command counter increment) as the active one for one call.

@@ -281,6 +281,27 @@ pub fn update(rel: &Rel, old: &Slot, new: &Slot, latest: &Slot, indexes: &[Oid])
     }
 }
 
+/// Lock the row in `row` for update, as `SELECT ... FOR NO KEY UPDATE` does under READ
+/// COMMITTED: if another transaction changed it since it was read, wait for it and lock
+/// its newest version. `locked` then holds the locked version. False when it is gone.
+pub fn lock(rel: &Rel, row: &Slot, locked: &Slot) -> bool {
+    unsafe {
+        let mut tid = row.tid();
+        let mut tmfd: pg_sys::TM_FailureData = std::mem::zeroed();
+        pg_sys::table_tuple_lock(
+            rel.0,
+            &mut tid,
+            pg_sys::GetActiveSnapshot(),
+            locked.0,
+            pg_sys::GetCurrentCommandId(true),
+            pg_sys::LockTupleMode::LockTupleNoKeyExclusive,
+            pg_sys::LockWaitPolicy::LockWaitBlock,
+            pg_sys::TUPLE_LOCK_FLAG_FIND_LAST_VERSION as u8,
+            &mut tmfd,
+        ) == pg_sys::TM_Result::TM_Ok
+    }
+}
+
 /// Which writes the executor would do more than `insert`/`update` for this relation.
 pub struct Eligibility {
     pub insert: bool,

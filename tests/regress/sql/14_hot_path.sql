@@ -37,6 +37,12 @@ BEGIN
         UNION ALL SELECT 12, format('SELECT row(d.*)::text FROM quota.quota_consume(%L, ''images'', 2) d', s)
         UNION ALL SELECT 13, format('SELECT row(d.*)::text FROM quota.quota_check(%L, ''images'') d', s)
         UNION ALL SELECT 14, format('SELECT row(d.*)::text FROM quota.quota_check(%L, ''nope'') d', s)  -- unknown metric
+        -- several metrics at once: all windows locked, decided, then written
+        UNION ALL SELECT 15, format('SELECT string_agg(row(d.*)::text, '' '') FROM quota.quota_consume(%L, ''{"images": 1, "tokens": 2}''::jsonb, metadata => ''{"job": 8}'') d', s)
+        UNION ALL SELECT 16, format('SELECT string_agg(row(d.*)::text, '' '') FROM quota.quota_consume(%L, ''{"images": 1, "messages": 1}''::jsonb) d', s)  -- images refused
+        UNION ALL SELECT 17, format('SELECT string_agg(row(d.*)::text, '' '') FROM quota.quota_try_consume(%L, ''{"images": 1, "messages": 1}''::jsonb) d', s)
+        UNION ALL SELECT 18, format('SELECT string_agg(row(d.*)::text, '' '') FROM quota.quota_consume(%L, ''{"messages": 1, "tokens": 1}''::jsonb) d', s)
+        UNION ALL SELECT 19, format('SELECT string_agg(row(d.*)::text, '' '') FROM quota.quota_consume(%L, ''{"messages": 1, "nope": 1}''::jsonb) d', s)  -- unknown metric
         ORDER BY 1
     LOOP
         BEGIN
@@ -79,6 +85,8 @@ SELECT used FROM quota.quota_check('hp_dbg', 'messages');
 SELECT used FROM quota.quota_consume('hp_dbg', 'messages');
 SELECT used FROM quota.quota_consume('hp_dbg', 'messages');
 SELECT used FROM quota.quota_check('hp_dbg', 'messages');
+SELECT quota.quota_consume('hp_dbg', 'tokens');  -- a new window: the general path
+SELECT metric, used FROM quota.quota_consume('hp_dbg', '{"messages": 1, "tokens": 2}'::jsonb);  -- both exist: hot
 SET quota.hot_path = off;
 SELECT used FROM quota.quota_check('hp_dbg', 'messages');
 SELECT used FROM quota.quota_consume('hp_dbg', 'messages');
