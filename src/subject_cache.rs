@@ -427,12 +427,15 @@ mod tests {
         let e = Arc::new(entry());
         let a = row("plan-a", Some("tenant-a"), 1, chrono_tz::Europe::Paris);
         let b = row("b", None, 2_000_000_000, chrono_tz::America::Argentina::ComodRivadavia);
+        assert!(write(&e, Generation(1), 9, "subject-x", &a));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let started = Arc::new(std::sync::Barrier::new(3));
         let writers: Vec<_> = [a.clone(), b.clone()]
             .into_iter()
             .map(|r| {
-                let (e, stop) = (e.clone(), stop.clone());
+                let (e, stop, started) = (e.clone(), stop.clone(), started.clone());
                 std::thread::spawn(move || {
+                    started.wait();
                     while !stop.load(Relaxed) {
                         write(&e, Generation(1), 9, "subject-x", &r);
                         (0..200).for_each(|_| std::hint::spin_loop());
@@ -440,12 +443,18 @@ mod tests {
                 })
             })
             .collect();
-        let (mut hits, mut torn) = (0, 0);
-        for _ in 0..200_000 {
+        started.wait();
+        let (mut hits, mut torn, mut reads) = (0, 0, 0u64);
+        let until = std::time::Instant::now() + std::time::Duration::from_millis(300);
+        while std::time::Instant::now() < until || hits == 0 {
+            reads += 1;
             match read(&e, Generation(1), 9, "subject-x") {
                 Some(r) if r == a || r == b => hits += 1,
                 Some(_) => torn += 1,
                 None => {}
+            }
+            if reads > 50_000_000 {
+                break;
             }
         }
         stop.store(true, Relaxed);
