@@ -361,11 +361,11 @@ pub fn consume(req: ConsumeRequest<'_>) -> Result<Vec<Decision>> {
 }
 
 /// What the hot path may write for `amount` more on a window: the usage afterwards and
-/// the overage. None (caps, refusals, counters near overflow): the general path's full
-/// answer is needed.
+/// the overage. None (caps, refusals, a counter that would overflow: `evaluate` refuses
+/// those with checked arithmetic): the general path's full answer is needed. Very large
+/// limits ("unlimited") stay on the hot path.
 fn plan(limit: &Limit, before: Usage, amount: i64) -> Option<fastpath::Plan> {
-    const HUGE: i64 = 1 << 40;
-    if limit.per_request_max.is_some_and(|cap| amount > cap) || [amount, limit.limit_value, before.used, before.reserved].iter().any(|v| *v > HUGE) {
+    if limit.per_request_max.is_some_and(|cap| amount > cap) {
         return None;
     }
     let verdict = evaluate(limit, before, amount);

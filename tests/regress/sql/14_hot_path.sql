@@ -80,6 +80,7 @@ SELECT count(*) AS mismatches FROM quota.ledger_check;
 -- Which calls the hot path serves (DEBUG2): a consume or check of an existing window,
 -- not the first use of a window, not with quota.hot_path off.
 SELECT quota.assign_plan('hp_dbg', 'HP');
+SELECT quota.set_limit('HP', 'calls', 'day', 9000000000000000000);  -- "unlimited"
 SET client_min_messages = debug2;
 SELECT used FROM quota.quota_check('hp_dbg', 'messages');
 SELECT used FROM quota.quota_consume('hp_dbg', 'messages');
@@ -87,6 +88,9 @@ SELECT used FROM quota.quota_consume('hp_dbg', 'messages');
 SELECT used FROM quota.quota_check('hp_dbg', 'messages');
 SELECT quota.quota_consume('hp_dbg', 'tokens');  -- a new window: the general path
 SELECT metric, used FROM quota.quota_consume('hp_dbg', '{"messages": 1, "tokens": 2}'::jsonb);  -- both exist: hot
+SELECT used FROM quota.quota_consume('hp_dbg', 'calls', 5);  -- a new window: the general path
+SELECT used FROM quota.quota_consume('hp_dbg', 'calls', 4000000000000000000);  -- a huge limit: hot
+SELECT code FROM try($$ SELECT quota.quota_consume('hp_dbg', 'calls', 9223372036854775000) $$);  -- overflow: 22023
 SET quota.hot_path = off;
 SELECT used FROM quota.quota_check('hp_dbg', 'messages');
 SELECT used FROM quota.quota_consume('hp_dbg', 'messages');
