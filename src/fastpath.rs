@@ -466,16 +466,7 @@ pub fn consume(
     scope: &Scope,
     decide: impl Fn(&Limit, Usage) -> Option<Plan>,
 ) -> Option<(Found, Usage)> {
-    unsafe {
-        if pg_sys::XactIsoLevel > pg_sys::XACT_READ_COMMITTED as i32 || pg_sys::XactReadOnly {
-            return None;
-        }
-    }
-    let cache = use_cache();
-    let t = tables().filter(|t| t.writable)?;
-    // As SPI does for each statement of a volatile function: see this transaction's
-    // earlier changes and everything committed so far.
-    let _snapshot = FreshSnapshot::push();
+    let (cache, t, _snapshot) = writing()?;
     let snapshot = unsafe { pg_sys::GetActiveSnapshot() };
     let (subject, limit, place) = subject_and_limit(&t, snapshot, cache, id, metric, scope)?;
     let window = subject.window(limit.period, now);
@@ -522,14 +513,7 @@ pub fn consume_many(
     scope: &Scope,
     decide: impl Fn(&[Found]) -> Option<Vec<Plan>>,
 ) -> Option<Vec<(Found, Usage)>> {
-    unsafe {
-        if pg_sys::XactIsoLevel > pg_sys::XACT_READ_COMMITTED as i32 || pg_sys::XactReadOnly {
-            return None;
-        }
-    }
-    let cache = use_cache();
-    let t = tables().filter(|t| t.writable)?;
-    let _snapshot = FreshSnapshot::push();
+    let (cache, t, _snapshot) = writing()?;
     let snapshot = unsafe { pg_sys::GetActiveSnapshot() };
     let rel = Rel::open(t.counters.oid, pg_sys::RowExclusiveLock as _);
     let mut found = Vec::with_capacity(items.len());
@@ -586,6 +570,21 @@ fn append(t: &Tables, id: &str, tenant: Option<&str>, metric: &str, window: &Win
         ],
     );
     heap::insert(&ledger, &row, &t.ledger_indexes);
+}
+
+/// What a consume starts with: READ COMMITTED and a writable transaction, the caches,
+/// tables this path may write, and, as SPI does for each statement of a volatile
+/// function, a new active snapshot that sees this transaction's earlier changes and
+/// everything committed so far. None: the general path.
+fn writing() -> Option<(Cache, Rc<Tables>, FreshSnapshot)> {
+    unsafe {
+        if pg_sys::XactIsoLevel > pg_sys::XACT_READ_COMMITTED as i32 || pg_sys::XactReadOnly {
+            return None;
+        }
+    }
+    let cache = use_cache();
+    let t = tables().filter(|t| t.writable)?;
+    Some((cache, t, FreshSnapshot::push()))
 }
 
 /// A new snapshot (after a command counter increment) as the active one for one call.
