@@ -292,7 +292,7 @@ pub fn consume(req: ConsumeRequest<'_>) -> Result<Vec<Decision>> {
             return Ok(vec![d]);
         }
     } else if req.idempotency_key.is_none() {
-        if let Some(ds) = consume_many_fast(req.subject, &items, req.metadata, now) {
+        if let Some(ds) = consume_many_fast(req.subject, &items, req.metadata, now)? {
             return Ok(ds);
         }
     }
@@ -400,13 +400,13 @@ fn consume_fast(subject: &str, metric: &str, amount: i64, metadata: Option<pg_sy
 }
 
 /// The common multi-metric consume without SPI: all windows locked, all decided, then
-/// all written (see `fastpath::consume_many`); None: take the general path.
-fn consume_many_fast(subject: &str, items: &[(String, i64)], metadata: Option<pg_sys::Datum>, now: DateTime<Utc>) -> Option<Vec<Decision>> {
+/// all written (see `fastpath::consume_many`); Ok(None): take the general path.
+fn consume_many_fast(subject: &str, items: &[(String, i64)], metadata: Option<pg_sys::Datum>, now: DateTime<Utc>) -> Result<Option<Vec<Decision>>> {
     let decide = |found: &[fastpath::Found]| found.iter().zip(items).map(|(f, (_, amount))| plan(&f.limit, f.usage, *amount)).collect();
-    let written = fastpath::consume_many(subject, items, metadata, now, &tenancy::current(), decide)?;
+    let Some(written) = fastpath::consume_many(subject, items, metadata, now, &tenancy::current(), decide)? else { return Ok(None) };
     let decisions = written.iter().zip(items).map(|((f, after), (metric, amount))| consumed_fast(f, metric, *amount, *after, now)).collect();
     hot_path_taken("quota_consume");
-    Some(decisions)
+    Ok(Some(decisions))
 }
 
 /// The common check without SPI (None: take the general path). Windows with open holds

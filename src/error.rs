@@ -21,6 +21,8 @@ pub const NULL_ARGUMENT: &str = "22004";
 pub const NOT_AVAILABLE: &str = "55000";
 /// insufficient_privilege
 pub const FORBIDDEN: &str = "42501";
+/// serialization_failure: retry the transaction
+pub const CONFLICT: &str = "40001";
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum QuotaError {
@@ -38,6 +40,9 @@ pub enum QuotaError {
     NotAvailable { feature: &'static str, message: String, hint: String },
     /// The session's role lacks a right the operation needs on an object.
     Forbidden { object: String, message: String, hint: String },
+    /// A window's counter row changed while this call held it locked and was writing it
+    /// (not expected: the lock excludes other writers). The transaction must be retried.
+    Conflict { subject: String, metric: String },
 }
 
 pub type Result<T> = std::result::Result<T, QuotaError>;
@@ -67,6 +72,7 @@ impl QuotaError {
             QuotaError::Null { .. } => NULL_ARGUMENT,
             QuotaError::NotAvailable { .. } => NOT_AVAILABLE,
             QuotaError::Forbidden { .. } => FORBIDDEN,
+            QuotaError::Conflict { .. } => CONFLICT,
         }
     }
 
@@ -78,6 +84,7 @@ impl QuotaError {
             QuotaError::UnknownSubject { .. } => "unknown_subject",
             QuotaError::Invalid { .. } => "invalid_argument",
             QuotaError::Null { .. } => "null_argument",
+            QuotaError::Conflict { .. } => "concurrent_change",
             QuotaError::NotAvailable { .. } => "not_available",
             QuotaError::Forbidden { .. } => "forbidden",
         }
@@ -99,6 +106,9 @@ impl QuotaError {
             QuotaError::Invalid { message, .. } => message.clone(),
             QuotaError::Null { argument } => format!("argument \"{argument}\" must not be NULL"),
             QuotaError::NotAvailable { message, .. } | QuotaError::Forbidden { message, .. } => message.clone(),
+            QuotaError::Conflict { subject, metric } => {
+                format!("the {metric} counter of subject \"{subject}\" changed while this transaction was writing it")
+            }
         }
     }
 
@@ -132,6 +142,7 @@ impl QuotaError {
             QuotaError::Null { argument } => json!({"code": self.code(), "argument": argument}),
             QuotaError::NotAvailable { feature, .. } => json!({"code": self.code(), "feature": feature}),
             QuotaError::Forbidden { object, .. } => json!({"code": self.code(), "object": object}),
+            QuotaError::Conflict { subject, metric } => json!({"code": self.code(), "subject": subject, "metric": metric}),
         }
     }
 
@@ -157,6 +168,7 @@ impl QuotaError {
             QuotaError::Invalid { hint, .. } => hint.clone(),
             QuotaError::Null { argument } => format!("Pass a value for \"{argument}\"."),
             QuotaError::NotAvailable { hint, .. } | QuotaError::Forbidden { hint, .. } => hint.clone(),
+            QuotaError::Conflict { .. } => "Retry the transaction: it was aborted, so nothing of it was counted.".to_string(),
         }
     }
 }
@@ -240,6 +252,15 @@ mod tests {
         assert_eq!(e.detail()["per_request_max"], json!(100));
         assert_eq!(e.detail()["code"], json!("per_request_cap_exceeded"));
         assert!(e.hint().contains("at most 100 messages"));
+    }
+
+    #[test]
+    fn conflict_is_a_retryable_serialization_failure() {
+        let e = QuotaError::Conflict { subject: "user-1".into(), metric: "tokens".into() };
+        assert_eq!(e.sqlstate(), "40001");
+        assert_eq!(e.detail(), json!({"code":"concurrent_change","subject":"user-1","metric":"tokens"}));
+        assert!(e.message().contains("tokens counter of subject \"user-1\""), "{}", e.message());
+        assert!(e.hint().starts_with("Retry the transaction"));
     }
 
     #[test]

@@ -30,6 +30,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use crate::clock;
+use crate::error::QuotaError;
 use crate::heap::{self, Rel, Slot, Updated};
 use crate::limits::{Limit, Usage};
 use crate::period::{self, Window};
@@ -269,18 +270,20 @@ enum Cache {
     Shared(Generation),
 }
 
-/// Subject and limit, if the subject is stored, in scope, and its plan limits the metric.
-/// Cached (see the module comment), or else read with `snapshot`.
-fn subject_and_limit(
-    t: &Tables,
-    snapshot: pg_sys::Snapshot,
-    cache: Cache,
-    id: &str,
-    metric: &str,
-    scope: &Scope,
-) -> Option<(Subject, Limit, Option<Place>)> {
-    // Rows this transaction wrote (an INSERT fires no invalidation) are read, not cached.
-    let cache = if !matches!(cache, Cache::None) && heap::written_here(t.subjects.oid) { Cache::None } else { cache };
+impl Cache {
+    /// Rows this transaction wrote (an INSERT fires no invalidation) are read, not cached.
+    fn for_tables(self, t: &Tables) -> Cache {
+        if !matches!(self, Cache::None) && heap::written_here(t.subjects.oid) {
+            Cache::None
+        } else {
+            self
+        }
+    }
+}
+
+/// The subject, if it is stored and in scope, and where its shared-cache entry is. Cached
+/// (see the module comment), or else read with `snapshot`.
+fn subject_of(t: &Tables, snapshot: pg_sys::Snapshot, cache: Cache, id: &str, scope: &Scope) -> Option<(Subject, Option<Place>)> {
     let (row, place) = match cache {
         Cache::None => (read_subject_with(t, snapshot, id)?, None),
         Cache::Local => (
@@ -307,16 +310,19 @@ fn subject_and_limit(
     if !scope.admits(row.tenant.as_deref()) {
         return None;
     }
-    let limit = if let Cache::None = cache {
-        read_limit(t, snapshot, &row.plan, metric)?
-    } else {
-        let key = (row.plan.clone(), metric.to_string());
-        remembered(|c| c.limits.get(&key).cloned(), || Some(read_limit(t, latest(), &row.plan, metric)), |c, l| {
-            c.limits.insert(key.clone(), l.clone());
-        })??
-    };
     let subject = Subject { id: id.to_string(), plan: row.plan, tenant: row.tenant, anchor: clock::from_pg(row.anchor), tz: row.tz, stored: true };
-    Some((subject, limit, place))
+    Some((subject, place))
+}
+
+/// The limit of `plan` on `metric`, if it has one: cached, or else read with `snapshot`.
+fn limit_of(t: &Tables, snapshot: pg_sys::Snapshot, cache: Cache, plan: &str, metric: &str) -> Option<Limit> {
+    if let Cache::None = cache {
+        return read_limit(t, snapshot, plan, metric);
+    }
+    let key = (plan.to_string(), metric.to_string());
+    remembered(|c| c.limits.get(&key).cloned(), || Some(read_limit(t, latest(), plan, metric)), |c, l| {
+        c.limits.insert(key.clone(), l.clone());
+    })?
 }
 
 /// `SET client_min_messages = debug2` shows what the hot path did.
@@ -400,18 +406,18 @@ fn window_keys(id: &str, metric: &str, w: &Window) -> [(Datum, u32); 3] {
     [(heap::text(id), pg_sys::F_TEXTEQ), (heap::text(metric), pg_sys::F_TEXTEQ), (start, pg_sys::F_TIMESTAMPTZ_EQ)]
 }
 
-/// The window's counter row into `slot`, if it exists: where the shared cache says it is,
-/// or else by the primary key (and the cache then remembers where).
-fn find_window(t: &Tables, rel: &Rel, snapshot: pg_sys::Snapshot, place: Option<Place>, id: &str, metric: &str, w: &Window, slot: &Slot) -> bool {
-    let keys = window_keys(id, metric, w);
+/// The window's counter row (primary key `keys`, from `window_keys`) into `slot`, if it
+/// exists: where the shared cache says it is, or else by the primary key (and the cache
+/// then remembers where).
+fn find_window(t: &Tables, rel: &Rel, snapshot: pg_sys::Snapshot, place: Option<Place>, metric: &str, keys: &[(Datum, u32); 3], slot: &Slot) -> bool {
     let start = keys[2].0.value() as i64;
     if let Some(tid) = place.and_then(|p| subject_cache::hint(p, metric, start)) {
-        if heap::fetch(rel, tid, snapshot, slot) && heap::matches(slot, &t.counters.att[..3], &keys) {
+        if heap::fetch(rel, tid, snapshot, slot) && heap::matches(slot, &t.counters.att[..3], keys) {
             note(format_args!("hot path: window row found where the shared cache remembered it"));
             return true;
         }
     }
-    let Some(root) = heap::probe(rel, t.counters.pkey, snapshot, &keys, slot) else { return false };
+    let Some(root) = heap::probe(rel, t.counters.pkey, snapshot, keys, slot) else { return false };
     if let Some(p) = place {
         subject_cache::set_hint(p, metric, start, root);
     }
@@ -433,12 +439,14 @@ fn usage_of(t: &Tables, slot: &Slot) -> Option<Usage> {
 pub fn check(id: &str, metric: &str, now: DateTime<Utc>, scope: &Scope) -> Option<Found> {
     let cache = use_cache();
     let t = tables()?;
+    let cache = cache.for_tables(&t);
     let snapshot = unsafe { pg_sys::GetActiveSnapshot() };
-    let (subject, limit, place) = subject_and_limit(&t, snapshot, cache, id, metric, scope)?;
+    let (subject, place) = subject_of(&t, snapshot, cache, id, scope)?;
+    let limit = limit_of(&t, snapshot, cache, &subject.plan, metric)?;
     let window = subject.window(limit.period, now);
     let rel = Rel::open(t.counters.oid, pg_sys::AccessShareLock as _);
     let slot = Slot::new(&rel);
-    let usage = if find_window(&t, &rel, snapshot, place, id, metric, &window, &slot) {
+    let usage = if find_window(&t, &rel, snapshot, place, metric, &window_keys(id, metric, &window), &slot) {
         usage_of(&t, &slot)?
     } else {
         Usage::default()
@@ -468,12 +476,14 @@ pub fn consume(
 ) -> Option<(Found, Usage)> {
     let (cache, t, _snapshot) = writing()?;
     let snapshot = unsafe { pg_sys::GetActiveSnapshot() };
-    let (subject, limit, place) = subject_and_limit(&t, snapshot, cache, id, metric, scope)?;
+    let (subject, place) = subject_of(&t, snapshot, cache, id, scope)?;
+    let limit = limit_of(&t, snapshot, cache, &subject.plan, metric)?;
     let window = subject.window(limit.period, now);
+    let keys = window_keys(id, metric, &window);
 
     let rel = Rel::open(t.counters.oid, pg_sys::RowExclusiveLock as _);
     let mut read = Slot::new(&rel);
-    if !find_window(&t, &rel, snapshot, place, id, metric, &window, &read) {
+    if !find_window(&t, &rel, snapshot, place, metric, &keys, &read) {
         return None;
     }
     let new = Slot::new(&rel);
@@ -489,7 +499,7 @@ pub fn consume(
         match heap::update(&rel, &read, &new, &latest, &t.counters_indexes) {
             Updated::Done => break (before, plan),
             // The newest version may carry another key (a subject renamed meanwhile).
-            Updated::Moved if heap::matches(&latest, &a[..3], &window_keys(id, metric, &window)) => read = latest,
+            Updated::Moved if heap::matches(&latest, &a[..3], &keys) => read = latest,
             Updated::Moved => return None,
             Updated::Gone => return None,
         }
@@ -503,8 +513,10 @@ pub fn consume(
 /// window row is locked first, as the general path's `SELECT ... FOR UPDATE` does, then
 /// `decide` judges them all at once, and only then is anything written. So a refusal
 /// (`decide` answering None) or a missing row leaves nothing written here but row locks,
-/// which the general path then takes anyway. Returns, per metric, what was found (usage
-/// before) and the usage written.
+/// which the general path then takes anyway (`Ok(None)`). Returns, per metric, what was
+/// found (usage before) and the usage written. Once some rows are written the general
+/// path can no longer take over: a row that then cannot be written (not expected: it is
+/// locked) is a `Conflict`, and the transaction must be retried.
 pub fn consume_many(
     id: &str,
     items: &[(String, i64)],
@@ -512,40 +524,59 @@ pub fn consume_many(
     now: DateTime<Utc>,
     scope: &Scope,
     decide: impl Fn(&[Found]) -> Option<Vec<Plan>>,
-) -> Option<Vec<(Found, Usage)>> {
-    let (cache, t, _snapshot) = writing()?;
+) -> Result<Option<Vec<(Found, Usage)>>, QuotaError> {
+    let Some((cache, t, _snapshot)) = writing() else { return Ok(None) };
     let snapshot = unsafe { pg_sys::GetActiveSnapshot() };
     let rel = Rel::open(t.counters.oid, pg_sys::RowExclusiveLock as _);
-    let mut found = Vec::with_capacity(items.len());
-    let mut rows = Vec::with_capacity(items.len());
-    for (metric, _) in items {
-        let (subject, limit, place) = subject_and_limit(&t, snapshot, cache, id, metric, scope)?;
-        let window = subject.window(limit.period, now);
-        let read = Slot::new(&rel);
-        let locked = Slot::new(&rel);
-        if !find_window(&t, &rel, snapshot, place, id, metric, &window, &read) || !heap::lock(&rel, &read, &locked) {
-            return None;
-        }
-        // The newest version may carry another key (a subject renamed meanwhile).
-        if !heap::matches(&locked, &t.counters.att[..3], &window_keys(id, metric, &window)) {
-            return None;
-        }
-        found.push(Found { usage: usage_of(&t, &locked)?, subject, limit, window });
-        rows.push(locked);
-    }
-    let plans = decide(&found)?;
+    let Some((found, rows)) = lock_windows(&t, &rel, snapshot, cache, id, items, now, scope) else { return Ok(None) };
+    let Some(plans) = decide(&found) else { return Ok(None) };
     let a = &t.counters.att;
-    for (row, plan) in rows.iter().zip(&plans) {
+    for (((metric, _), row), plan) in items.iter().zip(&rows).zip(&plans) {
         let new = Slot::new(&rel);
         new.store(Some(row), &[(a[C_USED], Some(Datum::from(plan.after.used))), (a[C_ALERTED], Some(Datum::from(plan.after.alerted)))]);
         if !matches!(heap::update(&rel, row, &new, &Slot::new(&rel), &t.counters_indexes), Updated::Done) {
-            pgrx::error!("quota_ext: a locked counter row changed under its lock");
+            return Err(QuotaError::Conflict { subject: id.to_string(), metric: metric.clone() });
         }
     }
     for (((metric, amount), f), plan) in items.iter().zip(&found).zip(&plans) {
         append(&t, id, f.subject.tenant.as_deref(), metric, &f.window, *amount, plan.overage, metadata, now);
     }
-    Some(found.into_iter().zip(plans).map(|(f, p)| (f, p.after)).collect())
+    Ok(Some(found.into_iter().zip(plans).map(|(f, p)| (f, p.after)).collect()))
+}
+
+/// Every window row of `items` found and locked, in order, with what it holds; None if
+/// one is missing, out of scope, or gone.
+#[allow(clippy::too_many_arguments)]
+fn lock_windows(
+    t: &Tables,
+    rel: &Rel,
+    snapshot: pg_sys::Snapshot,
+    cache: Cache,
+    id: &str,
+    items: &[(String, i64)],
+    now: DateTime<Utc>,
+    scope: &Scope,
+) -> Option<(Vec<Found>, Vec<Slot>)> {
+    let (subject, place) = subject_of(t, snapshot, cache, id, scope)?;
+    let mut found = Vec::with_capacity(items.len());
+    let mut rows = Vec::with_capacity(items.len());
+    for (metric, _) in items {
+        let limit = limit_of(t, snapshot, cache, &subject.plan, metric)?;
+        let window = subject.window(limit.period, now);
+        let keys = window_keys(id, metric, &window);
+        let read = Slot::new(rel);
+        let locked = Slot::new(rel);
+        // The newest version may carry another key (a subject renamed meanwhile).
+        if !find_window(t, rel, snapshot, place, metric, &keys, &read)
+            || !heap::lock(rel, &read, &locked)
+            || !heap::matches(&locked, &t.counters.att[..3], &keys)
+        {
+            return None;
+        }
+        found.push(Found { usage: usage_of(t, &locked)?, subject: subject.clone(), limit, window });
+        rows.push(locked);
+    }
+    Some((found, rows))
 }
 
 /// Append a consume to the ledger.
@@ -584,7 +615,7 @@ fn writing() -> Option<(Cache, Rc<Tables>, FreshSnapshot)> {
     }
     let cache = use_cache();
     let t = tables().filter(|t| t.writable)?;
-    Some((cache, t, FreshSnapshot::push()))
+    Some((cache.for_tables(&t), t, FreshSnapshot::push()))
 }
 
 /// A new snapshot (after a command counter increment) as the active one for one call.
