@@ -92,6 +92,16 @@ def consume_many(subject, metric, calls, problems, limits=None):
     return admitted
 
 
+def execute_each(sql, params):
+    """One new connection running sql once for each parameter tuple (autocommit); 0."""
+    conn = connect(autocommit=True)
+    c = conn.cursor()
+    for p in params:
+        c.execute(sql, p)
+    conn.close()
+    return 0
+
+
 def expect_sqlstate(cursor, sql, code, what):
     """Run sql, which must fail with SQLSTATE code; record the check as `what`."""
     try:

@@ -5,7 +5,7 @@ cache holds the old value; and 8 hot-path consumers racing while the limit chang
 under them keep the counter equal to what they were told and to the ledger."""
 import random
 
-from common import check, connect, consume_many, finish, fresh_database, run_clients
+from common import check, connect, consume_many, execute_each, finish, fresh_database, run_clients
 
 admin = fresh_database()
 cur = admin.cursor()
@@ -77,13 +77,8 @@ violations = []
 
 
 def mover(i):
-    conn = connect(autocommit=True)
-    c = conn.cursor()
     rng = random.Random(i)
-    for _ in range(60):
-        c.execute("UPDATE quota.plan_limits SET limit_value = %s WHERE plan = 'RACE'", (rng.randint(100, 1200),))
-    conn.close()
-    return 0
+    return execute_each("UPDATE quota.plan_limits SET limit_value = %s WHERE plan = 'RACE'", [(rng.randint(100, 1200),) for _ in range(60)])
 
 
 results = run_clients(9, lambda i: mover(i) if i == 8 else consume_many('shared', 'calls', 150, violations))

@@ -21,7 +21,7 @@ import time
 
 import psycopg2
 
-from common import check, connect, consume_many, expect_sqlstate, finish, fresh_database, run_clients
+from common import check, connect, consume_many, execute_each, expect_sqlstate, finish, fresh_database, run_clients
 
 admin = fresh_database()
 cur = admin.cursor()
@@ -164,12 +164,7 @@ bad = []
 
 
 def flipper(i):
-    conn = connect(autocommit=True)
-    c = conn.cursor()
-    for k in range(80):
-        c.execute("SELECT quota.assign_plan('flip', %s)", ("HIGH" if k % 2 == 0 else "LOW",))
-    conn.close()
-    return 0
+    return execute_each("SELECT quota.assign_plan('flip', %s)", [("HIGH" if k % 2 == 0 else "LOW",) for k in range(80)])
 
 
 results = run_clients(9, lambda i: flipper(i) if i == 8 else consume_many('flip', 'calls', 150, bad, (300, 900)))
