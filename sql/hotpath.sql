@@ -13,3 +13,9 @@ ALTER TABLE quota.subjects ENABLE ALWAYS TRIGGER subjects_changed;
 CREATE TRIGGER plan_limits_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON quota.plan_limits
     FOR EACH STATEMENT EXECUTE FUNCTION quota.config_changed();
 ALTER TABLE quota.plan_limits ENABLE ALWAYS TRIGGER plan_limits_changed;
+
+-- The enforcement triggers cache each table's quotas (src/enforce.rs) and every backend
+-- caches the tenant bindings (src/roles.rs): a change to either is announced the same way.
+CREATE TRIGGER enforcements_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON quota.enforcements
+    FOR EACH STATEMENT EXECUTE FUNCTION quota.config_changed();
+ALTER TABLE quota.enforcements ENABLE ALWAYS TRIGGER enforcements_changed;

@@ -89,7 +89,8 @@ BEGIN
             ('set_limit', 'quota_admin'), ('remove_limit', 'quota_admin'), ('set_alerts', 'quota_admin'),
             ('set_bonus_rule', 'quota_admin'), ('set_bonus_cap', 'quota_admin'),
             ('enforce_on_insert', 'quota_admin'), ('enforce_off', 'quota_admin'),
-            ('compact_ledger', 'quota_admin'), ('stats_reset', 'quota_admin')
+            ('compact_ledger', 'quota_admin'), ('stats_reset', 'quota_admin'),
+            ('delete_subject', 'quota_admin'), ('bind_tenant', 'quota_admin'), ('unbind_tenant', 'quota_admin')
         ) AS r(name, role) ON r.name = p.proname
         WHERE p.pronamespace = 'quota'::regnamespace
     LOOP
@@ -103,6 +104,9 @@ $$;
 GRANT SELECT ON ALL TABLES IN SCHEMA quota TO quota_reader, quota_app, quota_admin;
 -- Configuration is not tenant-scoped; administrators may edit it directly.
 GRANT INSERT, UPDATE, DELETE ON quota.plans, quota.plan_limits, quota.bonus_rules TO quota_admin;
+-- Tenant bindings say which roles may act for which tenants: administrators only.
+REVOKE ALL ON quota.tenant_bindings FROM quota_reader, quota_app;
+GRANT SELECT ON quota.tenant_bindings TO quota_admin;
 
 -- Views show what the querying role may see.
 ALTER VIEW quota.pending_events SET (security_invoker = true);
@@ -135,6 +139,10 @@ CREATE POLICY tenant_scope ON quota.idempotency_keys
 ALTER TABLE quota.bonus_grants ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_scope ON quota.bonus_grants
     USING (EXISTS (SELECT 1 FROM quota.subjects s WHERE s.subject = bonus_grants.subject));
+
+ALTER TABLE quota.row_charges ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_scope ON quota.row_charges
+    USING (EXISTS (SELECT 1 FROM quota.subjects s WHERE s.subject = row_charges.subject));
 
 ALTER TABLE quota.events ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_scope ON quota.events

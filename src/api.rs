@@ -449,3 +449,28 @@ fn set_alerts(plan: Option<&str>, metric: Option<&str>, thresholds: Option<Vec<O
     )
     .or_raise()
 }
+
+// Subjects and tenants -----------------------------------------------------------------
+
+/// Delete a subject and the state keyed by its id (counters, idempotency keys, holds,
+/// events, bonus grants, row charges), so that a new subject with the same id starts
+/// clean. The ledger keeps its rows, as history. True if the subject existed (and was
+/// visible to the session).
+#[pg_extern(volatile, parallel_unsafe)]
+fn delete_subject(subject: Option<&str>) -> bool {
+    engine::delete_subject(required("subject", subject).or_raise()).or_raise()
+}
+
+/// Let members of `role_name` act for `tenant` (and, once bound, only for their bound
+/// tenants). Idempotent.
+#[pg_extern(volatile, parallel_unsafe)]
+fn bind_tenant(role_name: Option<&str>, tenant: Option<&str>) {
+    engine::bind_tenant(required("role_name", role_name).or_raise(), required("tenant", tenant).or_raise()).or_raise()
+}
+
+/// Remove a role's binding to `tenant`, or all of its bindings (NULL). Returns how many
+/// were removed.
+#[pg_extern(volatile, parallel_unsafe)]
+fn unbind_tenant(role_name: Option<&str>, tenant: default!(Option<&str>, "NULL")) -> i32 {
+    engine::unbind_tenant(required("role_name", role_name).or_raise(), tenant).or_raise()
+}

@@ -51,6 +51,16 @@ pub fn parse_timestamptz(text: &CStr) -> Option<pg_sys::TimestampTz> {
     .execute()
 }
 
+/// The instants quota windows can be computed for: years 1 to 9999. The period math
+/// (a month or a billing cycle after the last one) needs room that PostgreSQL's last
+/// representable years do not leave, so the clock and cycle anchors stay in this range.
+pub const FIRST: pg_sys::TimestampTz = -63_082_281_600_000_000; // 0001-01-01 00:00:00+00
+pub const LAST: pg_sys::TimestampTz = 252_455_615_999_999_999; // 9999-12-31 23:59:59.999999+00
+
+pub fn in_range(ts: pg_sys::TimestampTz) -> bool {
+    (FIRST..=LAST).contains(&ts)
+}
+
 pub fn from_pg(ts: pg_sys::TimestampTz) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(ts.saturating_add(PG_EPOCH_OFFSET_US)).unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
@@ -69,5 +79,17 @@ pub fn window_key(start: Option<DateTime<Utc>>) -> TimestampWithTimeZone {
     match start {
         Some(t) => to_pg_tz(t),
         None => TimestampWithTimeZone::negative_infinity(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_bounds_are_the_first_and_last_instants_of_years_1_and_9999() {
+        assert_eq!(from_pg(FIRST).to_rfc3339(), "0001-01-01T00:00:00+00:00");
+        assert_eq!(from_pg(LAST).format("%Y-%m-%d %H:%M:%S%.6f").to_string(), "9999-12-31 23:59:59.999999");
+        assert!(in_range(0) && !in_range(LAST + 1) && !in_range(FIRST - 1));
     }
 }

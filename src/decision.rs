@@ -36,6 +36,10 @@ pub struct Decision {
     /// Not part of the SQL type: the limit's per-request cap, if any.
     #[serde(default)]
     pub per_request_max: Option<i64>,
+    /// Not part of the SQL type: where the window starts (None for lifetime), set by the
+    /// consumes that record what they charged (`enforce`'s row charges).
+    #[serde(skip)]
+    pub window_start: Option<DateTime<Utc>>,
 }
 
 impl Decision {
@@ -69,6 +73,7 @@ impl Decision {
             reserved: shown.reserved,
             overage: verdict.overage,
             per_request_max: limit.per_request_max,
+            window_start: None,
         }
     }
 

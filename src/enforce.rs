@@ -9,15 +9,19 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::spi::{Spi, SpiClient};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::ffi::CStr;
+use std::rc::Rc;
 
 use crate::engine::{self, ConsumeRequest};
 use crate::ereport::{raise, OrRaise};
 use crate::error::{non_empty, required, QuotaError};
-
-type QResult<T> = crate::error::Result<T>;
+use crate::installed;
 use crate::store::{self, Stmt};
 use crate::tokens::Encoding;
+
+type QResult<T> = crate::error::Result<T>;
 
 /// A `regclass` argument ('public.messages' resolves to the table's oid).
 pub struct RegClass(pg_sys::Oid);
@@ -46,39 +50,179 @@ unsafe impl<'fcx> pgrx::callconv::ArgAbi<'fcx> for RegClass {
 }
 pgrx::impl_sql_translatable!(RegClass, "regclass");
 
+/// A column of the enforced table, kept by number so that a rename is followed. `name`
+/// is its current name at the partition root (None: dropped), `stored` the name it had
+/// when the quota was set (for messages).
+#[derive(Clone, Debug)]
+struct Column {
+    name: Option<String>,
+    stored: String,
+}
+
+/// What one row costs under one quota.
+#[derive(Clone, Debug)]
+enum Cost {
+    Constant(i64),
+    Column(Column),
+    Tokens(Column, Encoding),
+}
+
 /// One metric enforced on a table.
+#[derive(Clone, Debug)]
 struct Rule {
     metric: String,
-    subject_column: String,
-    amount: i64,
-    amount_column: Option<String>,
-    tokens_of: Option<String>,
-    encoding: Encoding,
+    subject: Column,
+    cost: Cost,
     refund_on_delete: bool,
 }
 
+/// Every quota of one table (a partition root or a plain table), as the triggers need it.
+#[derive(Debug, Default)]
+struct TableRules {
+    root: pg_sys::Oid,
+    name: String,
+    rules: Vec<Rule>,
+    partitioned: bool,
+    /// Current names of the primary key's columns, which identify a row's charge.
+    key: Option<Vec<String>>,
+}
+
+impl TableRules {
+    fn refunds(&self) -> bool {
+        self.rules.iter().any(|r| r.refund_on_delete)
+    }
+}
+
+/// The rules of a table at 0.4.0 and later: columns by number (renames followed).
 static RULES: Stmt = Stmt {
-    sql: "SELECT metric, subject_column, amount, amount_column, tokens_of, encoding, refund_on_delete
-          FROM quota.enforcements WHERE table_name = $1 ORDER BY metric",
+    sql: "SELECT e.metric, e.amount, e.encoding, e.refund_on_delete, e.subject_column, e.amount_column, e.tokens_of,
+                 sa.attname::text, aa.attname::text, ta.attname::text
+          FROM quota.enforcements e
+          LEFT JOIN pg_catalog.pg_attribute sa ON sa.attrelid = e.table_name AND sa.attnum = e.subject_attnum AND NOT sa.attisdropped
+          LEFT JOIN pg_catalog.pg_attribute aa ON aa.attrelid = e.table_name AND aa.attnum = e.amount_attnum AND NOT aa.attisdropped
+          LEFT JOIN pg_catalog.pg_attribute ta ON ta.attrelid = e.table_name AND ta.attnum = e.tokens_attnum AND NOT ta.attisdropped
+          WHERE e.table_name = $1 ORDER BY e.metric",
+    types: &[pg_sys::PgBuiltInOids::OIDOID],
+};
+/// The rules of a table before 0.4.0: columns by name.
+static RULES_BY_NAME: Stmt = Stmt {
+    sql: "SELECT e.metric, e.amount, e.encoding, e.refund_on_delete, e.subject_column, e.amount_column, e.tokens_of,
+                 sa.attname::text, aa.attname::text, ta.attname::text
+          FROM quota.enforcements e
+          LEFT JOIN pg_catalog.pg_attribute sa ON sa.attrelid = e.table_name AND sa.attname = e.subject_column AND NOT sa.attisdropped
+          LEFT JOIN pg_catalog.pg_attribute aa ON aa.attrelid = e.table_name AND aa.attname = e.amount_column AND NOT aa.attisdropped
+          LEFT JOIN pg_catalog.pg_attribute ta ON ta.attrelid = e.table_name AND ta.attname = e.tokens_of AND NOT ta.attisdropped
+          WHERE e.table_name = $1 ORDER BY e.metric",
+    types: &[pg_sys::PgBuiltInOids::OIDOID],
+};
+static TABLE_FACTS: Stmt = Stmt {
+    sql: "SELECT c.relkind::text, c.oid::regclass::text,
+                 (SELECT pg_catalog.array_agg(a.attname::text ORDER BY pg_catalog.array_position(i.indkey::int2[], a.attnum))
+                  FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+                  WHERE i.indrelid = c.oid AND i.indisprimary)
+          FROM pg_catalog.pg_class c WHERE c.oid = $1",
+    types: &[pg_sys::PgBuiltInOids::OIDOID],
+};
+static PARTITION_ROOT: Stmt = Stmt {
+    sql: "SELECT coalesce(pg_catalog.pg_partition_root($1), $1::regclass)::oid",
     types: &[pg_sys::PgBuiltInOids::OIDOID],
 };
 
-fn rules(c: &mut SpiClient<'_>, table: pg_sys::Oid) -> Vec<Rule> {
-    store::run(c, &RULES, &[table.into()])
+fn load_rules(c: &mut SpiClient<'_>, root: pg_sys::Oid) -> TableRules {
+    let by_number = installed::at_least(installed::ROW_CHARGES);
+    let rules = store::run(c, if by_number { &RULES } else { &RULES_BY_NAME }, &[root.into()])
         .map(|row| {
-            let get = |i| row.get::<String>(i).ok().flatten();
+            let text = |i| row.get::<String>(i).ok().flatten();
+            let column = |stored: Option<String>, current: Option<String>| Column { name: current, stored: stored.unwrap_or_default() };
+            let cost = match (text(6), text(7)) {
+                (Some(stored), _) => Cost::Column(column(Some(stored), text(9))),
+                (None, Some(stored)) => Cost::Tokens(
+                    column(Some(stored), text(10)),
+                    // The CHECK constraint keeps the name valid.
+                    Encoding::parse(&text(3).unwrap_or_default()).unwrap_or(Encoding::Cl100kBase),
+                ),
+                (None, None) => Cost::Constant(row.get::<i64>(2).ok().flatten().unwrap_or(1)),
+            };
             Rule {
-                metric: get(1).unwrap_or_default(),
-                subject_column: get(2).unwrap_or_default(),
-                amount: row.get::<i64>(3).ok().flatten().unwrap_or(1),
-                amount_column: get(4),
-                tokens_of: get(5),
-                // The CHECK constraint keeps the name valid.
-                encoding: Encoding::parse(&get(6).unwrap_or_default()).unwrap_or(Encoding::Cl100kBase),
-                refund_on_delete: row.get::<bool>(7).ok().flatten().unwrap_or(false),
+                metric: text(1).unwrap_or_default(),
+                subject: column(text(5), text(8)),
+                cost,
+                refund_on_delete: row.get::<bool>(4).ok().flatten().unwrap_or(false),
             }
         })
-        .collect()
+        .collect();
+    let facts = store::run(c, &TABLE_FACTS, &[root.into()]);
+    let row = facts.first();
+    TableRules {
+        root,
+        partitioned: row.get::<String>(1).ok().flatten().as_deref() == Some("p"),
+        name: row.get::<String>(2).ok().flatten().unwrap_or_default(),
+        key: row.get::<Vec<String>>(3).ok().flatten(),
+        rules,
+    }
+}
+
+thread_local! {
+    /// Rules by partition root, and the root of each table a trigger fired on. Forgotten
+    /// at every relcache invalidation: DDL on the tables (renames, drops, partitions) and
+    /// the statement trigger on quota.enforcements (sql/enforce.sql) send one.
+    static CACHE: RefCell<HashMap<pg_sys::Oid, Rc<TableRules>>> = RefCell::new(HashMap::new());
+    static ROOTS: RefCell<HashMap<pg_sys::Oid, pg_sys::Oid>> = RefCell::new(HashMap::new());
+    static REGISTERED: Cell<bool> = const { Cell::new(false) };
+    static GENERATION: Cell<u64> = const { Cell::new(0) };
+    /// The row a BEFORE UPDATE trigger of a partitioned table last saw (see `moved`).
+    static UPDATING: Cell<Option<Updating>> = const { Cell::new(None) };
+}
+
+/// Bound on cached tables per backend; the cache starts over when full.
+const MAX_CACHED_TABLES: usize = 1024;
+
+unsafe extern "C-unwind" fn forget_rules(_arg: pg_sys::Datum, _relid: pg_sys::Oid) {
+    GENERATION.with(|g| g.set(g.get().wrapping_add(1)));
+    CACHE.with(|c| c.borrow_mut().clear());
+    ROOTS.with(|r| r.borrow_mut().clear());
+}
+
+/// The rules of the table a trigger fired on: those of its partition root. Databases
+/// before 0.4.0 have no invalidating trigger on quota.enforcements: their rules are read
+/// for every row, as they were.
+fn rules_for(c: &mut SpiClient<'_>, table: pg_sys::Oid) -> Rc<TableRules> {
+    if !REGISTERED.with(|r| r.replace(true)) {
+        // SAFETY: plain callback registration; the callback only clears caches.
+        unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(forget_rules), pg_sys::Datum::from(0usize)) };
+    }
+    let cacheable = installed::at_least(installed::ROW_CHARGES);
+    let generation = GENERATION.with(|g| g.get());
+    let root = match ROOTS.with(|r| r.borrow().get(&table).copied()) {
+        Some(root) => root,
+        None => store::run(c, &PARTITION_ROOT, &[table.into()]).first().get::<pg_sys::Oid>(1).ok().flatten().unwrap_or(table),
+    };
+    if let Some(rules) = CACHE.with(|m| m.borrow().get(&root).cloned()).filter(|_| cacheable) {
+        return rules;
+    }
+    let mut rules = load_rules(c, root);
+    if rules.rules.is_empty() && root != table {
+        // Before 0.4.0 a quota could be set on a partition itself: it keeps working.
+        rules = load_rules(c, table);
+    }
+    let rules = Rc::new(rules);
+    if cacheable && GENERATION.with(|g| g.get()) == generation {
+        CACHE.with(|m| {
+            let mut m = m.borrow_mut();
+            if m.len() >= MAX_CACHED_TABLES {
+                m.clear();
+            }
+            m.insert(root, rules.clone());
+        });
+        ROOTS.with(|r| {
+            let mut r = r.borrow_mut();
+            if r.len() >= MAX_CACHED_TABLES {
+                r.clear();
+            }
+            r.insert(table, root);
+        });
+    }
+    rules
 }
 
 /// The row a trigger fired for, with its descriptor.
@@ -88,16 +232,26 @@ struct Row {
 }
 
 impl Row {
-    fn of(trigger: &PgTrigger<'_>) -> Row {
+    fn old(trigger: &PgTrigger<'_>) -> Row {
         let data = trigger.trigger_data();
         // SAFETY: a row trigger always has its tuple and relation.
         Row { tuple: data.tg_trigtuple, desc: unsafe { (*data.tg_relation).rd_att } }
     }
 
+    /// The new row of an UPDATE.
+    fn new(trigger: &PgTrigger<'_>) -> Row {
+        let data = trigger.trigger_data();
+        // SAFETY: an UPDATE row trigger has its new tuple.
+        Row { tuple: data.tg_newtuple, desc: unsafe { (*data.tg_relation).rd_att } }
+    }
+
     /// A column rendered as text by its type's output function, so that any type can hold
-    /// the subject (text, integer, uuid, inet...). `None` for NULL or a dropped column.
+    /// the subject (text, integer, uuid, inet...). `None` for NULL. The name is the
+    /// root's; a partition's columns have the same names, maybe at other numbers.
     fn text(&self, column: &str) -> Option<String> {
         let name = std::ffi::CString::new(column).ok()?;
+        // SAFETY: the tuple and descriptor belong to the firing trigger; SPI_getvalue
+        // pallocs the text, which is copied and freed.
         unsafe {
             let n = pg_sys::SPI_fnumber(self.desc, name.as_ptr());
             if n <= 0 {
@@ -112,20 +266,33 @@ impl Row {
             Some(text)
         }
     }
+
+    /// The row's primary key values as one text (a JSON array of their text forms), which
+    /// identifies its charge. None without a primary key.
+    fn key(&self, key: Option<&[String]>) -> Option<String> {
+        let values: Vec<Option<String>> = key?.iter().map(|c| self.text(c)).collect();
+        Some(serde_json::to_string(&values).expect("strings serialise"))
+    }
+}
+
+/// A column's current name, or the error that makes the quota fail closed.
+fn current<'c>(t: &TableRules, rule: &Rule, column: &'c Column) -> QResult<&'c str> {
+    column.name.as_deref().ok_or_else(|| QuotaError::BrokenRule { table: t.name.clone(), metric: rule.metric.clone(), column: column.stored.clone() })
 }
 
 /// What one row costs under one rule: (subject, amount).
-fn row_cost(row: &Row, rule: &Rule) -> QResult<(String, i64)> {
-    let subject = row.text(&rule.subject_column).ok_or(QuotaError::Null { argument: "subject column" })?;
-    let amount = if let Some(col) = &rule.tokens_of {
-        row.text(col).map(|t| rule.encoding.count(&t) as i64).unwrap_or(0)
-    } else if let Some(col) = &rule.amount_column {
-        match row.text(col) {
-            None => 0,
-            Some(v) => parse_amount(col, &v)?,
+fn row_cost(t: &TableRules, row: &Row, rule: &Rule) -> QResult<(String, i64)> {
+    let subject = row.text(current(t, rule, &rule.subject)?).ok_or(QuotaError::Null { argument: "subject column" })?;
+    let amount = match &rule.cost {
+        Cost::Constant(n) => *n,
+        Cost::Tokens(col, encoding) => row.text(current(t, rule, col)?).map(|text| encoding.count(&text) as i64).unwrap_or(0),
+        Cost::Column(col) => {
+            let name = current(t, rule, col)?;
+            match row.text(name) {
+                None => 0,
+                Some(v) => parse_amount(name, &v)?,
+            }
         }
-    } else {
-        rule.amount
     };
     Ok((subject, amount))
 }
@@ -133,7 +300,12 @@ fn row_cost(row: &Row, rule: &Rule) -> QResult<(String, i64)> {
 /// A numeric column's value as a whole, non-negative amount.
 fn parse_amount(column: &str, value: &str) -> QResult<i64> {
     let bad = |why: &str| {
-        QuotaError::invalid("amount column", value, format!("column \"{column}\" {why}: {value}"), "Store a whole, non-negative amount in the column.")
+        QuotaError::invalid(
+            "amount column",
+            value,
+            format!("column \"{column}\" {why}: {}", crate::error::quoted(value)),
+            "Store a whole, non-negative amount in the column.",
+        )
     };
     let n: i64 = value.split_once('.').map_or(value, |(int, frac)| if frac.trim_end_matches('0').is_empty() { int } else { "x" }).parse().map_err(|_| bad("is not a whole number"))?;
     if n < 0 {
@@ -146,10 +318,13 @@ fn parse_amount(column: &str, value: &str) -> QResult<i64> {
 #[pg_trigger]
 fn enforce_trigger<'a>(trigger: &'a PgTrigger<'a>) -> std::result::Result<Option<PgHeapTuple<'a, impl pgrx::WhoAllocated>>, PgHeapTupleError> {
     let table = trigger.relid().unwrap_or(pg_sys::InvalidOid);
-    let outcome = if trigger.event().fired_by_insert() {
+    let event = trigger.event();
+    let outcome = if event.fired_by_insert() {
         on_insert(trigger, table)
-    } else if trigger.event().fired_by_delete() {
+    } else if event.fired_by_delete() {
         on_delete(trigger, table)
+    } else if event.fired_by_update() {
+        on_update(trigger, table)
     } else {
         Ok(())
     };
@@ -159,27 +334,106 @@ fn enforce_trigger<'a>(trigger: &'a PgTrigger<'a>) -> std::result::Result<Option
     Ok(trigger.new())
 }
 
+// Row charges ----------------------------------------------------------------------------
+// What each row's insert was charged (subject, window, amount per metric), keyed by the
+// table's partition root and the row's primary key: a DELETE refunds exactly that, to
+// that subject, whatever the row holds by then.
+
+static RECORD_CHARGE: Stmt = Stmt {
+    sql: "INSERT INTO quota.row_charges AS r (table_name, row_key, metric, subject, window_start, amount, charged_at)
+          VALUES ($1, $2, $3, $4, $5, $6, $7)
+          ON CONFLICT (table_name, row_key, metric) DO UPDATE SET subject = EXCLUDED.subject,
+              window_start = EXCLUDED.window_start, amount = EXCLUDED.amount, charged_at = EXCLUDED.charged_at",
+    types: &[
+        pg_sys::PgBuiltInOids::OIDOID,
+        pg_sys::PgBuiltInOids::TEXTOID,
+        pg_sys::PgBuiltInOids::TEXTOID,
+        pg_sys::PgBuiltInOids::TEXTOID,
+        pg_sys::PgBuiltInOids::TIMESTAMPTZOID,
+        pg_sys::PgBuiltInOids::INT8OID,
+        pg_sys::PgBuiltInOids::TIMESTAMPTZOID,
+    ],
+};
+static TAKE_CHARGES: Stmt = Stmt {
+    sql: "DELETE FROM quota.row_charges WHERE table_name = $1 AND row_key = $2
+          RETURNING metric, subject, window_start, amount",
+    types: &[pg_sys::PgBuiltInOids::OIDOID, pg_sys::PgBuiltInOids::TEXTOID],
+};
+static REKEY_CHARGES: Stmt = Stmt {
+    sql: "UPDATE quota.row_charges SET row_key = $3 WHERE table_name = $1 AND row_key = $2",
+    types: &[pg_sys::PgBuiltInOids::OIDOID, pg_sys::PgBuiltInOids::TEXTOID, pg_sys::PgBuiltInOids::TEXTOID],
+};
+
 fn on_insert(trigger: &PgTrigger<'_>, table: pg_sys::Oid) -> QResult<()> {
-    let row = Row::of(trigger);
-    let rules = Spi::connect_mut(|c| rules(c, table));
+    let row = Row::old(trigger);
+    let t = Spi::connect_mut(|c| rules_for(c, table));
+    // An UPDATE that moves a row to another partition inserts it there: its charge stays.
+    if t.partitioned && moved(t.root) {
+        return Ok(());
+    }
     let mut subject: Option<String> = None;
-    let mut items = Vec::with_capacity(rules.len());
-    for rule in &rules {
-        let (s, amount) = row_cost(&row, rule)?;
+    let mut items = Vec::with_capacity(t.rules.len());
+    for rule in &t.rules {
+        let (s, amount) = row_cost(&t, &row, rule)?;
         if amount > 0 {
             items.push((rule.metric.clone(), amount));
         }
         subject.get_or_insert(s);
     }
     let (Some(subject), false) = (subject, items.is_empty()) else { return Ok(()) };
-    engine::consume(ConsumeRequest { subject: &subject, items, idempotency_key: None, metadata: None, no_raise: false }).map(|_| ())
+    let decisions = engine::consume(ConsumeRequest { subject: &subject, items, idempotency_key: None, metadata: None, no_raise: false })?;
+    if !t.refunds() || !installed::at_least(installed::ROW_CHARGES) {
+        return Ok(());
+    }
+    let Some(key) = row.key(t.key.as_deref()) else { return Ok(()) };
+    let now = crate::clock::now();
+    Spi::connect_mut(|c| {
+        for d in decisions.iter().filter(|d| t.rules.iter().any(|r| r.refund_on_delete && r.metric == d.metric)) {
+            let args = [
+                t.root.into(),
+                key.as_str().into(),
+                d.metric.as_str().into(),
+                d.subject.as_str().into(),
+                crate::clock::window_key(d.window_start).into(),
+                d.requested.into(),
+                crate::clock::to_pg_tz(now).into(),
+            ];
+            store::run(c, &RECORD_CHARGE, &args);
+        }
+    });
+    Ok(())
 }
 
 fn on_delete(trigger: &PgTrigger<'_>, table: pg_sys::Oid) -> QResult<()> {
-    let row = Row::of(trigger);
-    let rules = Spi::connect_mut(|c| rules(c, table));
-    for rule in rules.iter().filter(|r| r.refund_on_delete) {
-        let (subject, amount) = row_cost(&row, rule)?;
+    let row = Row::old(trigger);
+    // The row left for another partition (an UPDATE moved it): its charge stays.
+    if moved_away(row.tuple) {
+        return Ok(());
+    }
+    let t = Spi::connect_mut(|c| rules_for(c, table));
+    if !installed::at_least(installed::ROW_CHARGES) {
+        return legacy_refund(&t, &row);
+    }
+    let Some(key) = row.key(t.key.as_deref()) else { return Ok(()) };
+    let charges: Vec<(String, String, Option<TimestampWithTimeZone>, i64)> = Spi::connect_mut(|c| {
+        store::run(c, &TAKE_CHARGES, &[t.root.into(), key.as_str().into()])
+            .filter_map(|r| {
+                Some((r.get::<String>(1).ok()??, r.get::<String>(2).ok()??, r.get::<TimestampWithTimeZone>(3).ok()?, r.get::<i64>(4).ok()??))
+            })
+            .collect()
+    });
+    for (metric, subject, start, amount) in charges {
+        let start = start.filter(|s| s.is_finite()).map(|s| crate::clock::from_pg(s.into_inner()));
+        engine::refund_charge(&subject, &metric, start, amount)?;
+    }
+    Ok(())
+}
+
+/// Before 0.4.0 a DELETE refunded what the row held (that version's semantics, kept until
+/// the database is updated).
+fn legacy_refund(t: &TableRules, row: &Row) -> QResult<()> {
+    for rule in t.rules.iter().filter(|r| r.refund_on_delete) {
+        let (subject, amount) = row_cost(t, row, rule)?;
         if amount == 0 {
             continue;
         }
@@ -192,24 +446,117 @@ fn on_delete(trigger: &PgTrigger<'_>, table: pg_sys::Oid) -> QResult<()> {
     Ok(())
 }
 
+fn on_update(trigger: &PgTrigger<'_>, table: pg_sys::Oid) -> QResult<()> {
+    let t = Spi::connect_mut(|c| rules_for(c, table));
+    let (old, new) = (Row::old(trigger), Row::new(trigger));
+    if t.refunds() && installed::at_least(installed::ROW_CHARGES) {
+        if let (Some(before), Some(after)) = (old.key(t.key.as_deref()), new.key(t.key.as_deref())) {
+            if before != after {
+                Spi::connect_mut(|c| {
+                    store::run(c, &REKEY_CHARGES, &[t.root.into(), before.as_str().into(), after.as_str().into()]);
+                });
+            }
+        }
+    }
+    if t.partitioned {
+        // SAFETY: the old tuple of a row trigger carries its own TID.
+        let tid = unsafe { (*old.tuple).t_self };
+        UPDATING.with(|u| u.set(Some(Updating { root: t.root, partition: table, tid })));
+    }
+    Ok(())
+}
+
+// Rows that an UPDATE moves to another partition -------------------------------------------
+// PostgreSQL moves a row as a DELETE from its partition followed by an INSERT into the
+// new one: BEFORE UPDATE fires on the old partition, then (after the old row is deleted
+// and marked as moved) BEFORE INSERT on the new one, and AFTER DELETE at the end of the
+// statement. Neither may charge or refund. The old row version carries the mark
+// (`t_ctid` set to "moved partitions"), which no other deletion sets.
+
+/// The row version a BEFORE UPDATE trigger of a partitioned table saw last.
+#[derive(Clone, Copy)]
+struct Updating {
+    root: pg_sys::Oid,
+    partition: pg_sys::Oid,
+    tid: pg_sys::ItemPointerData,
+}
+
+/// Does this INSERT into a partition of `root` put back the row the last BEFORE UPDATE
+/// saw, which this transaction just deleted from its old partition to move it?
+fn moved(root: pg_sys::Oid) -> bool {
+    let Some(u) = UPDATING.with(|u| u.take()) else { return false };
+    if u.root != root {
+        return false;
+    }
+    // SAFETY: the old partition is open and locked by this statement; the fetch pins the
+    // buffer and the header is read under a share lock, then both are released.
+    unsafe {
+        let rel = pg_sys::table_open(u.partition, pg_sys::NoLock as _);
+        let mut tuple: pg_sys::HeapTupleData = std::mem::zeroed();
+        tuple.t_self = u.tid;
+        let mut buffer: pg_sys::Buffer = 0;
+        let found = pg_sys::heap_fetch(rel, &raw mut pg_sys::SnapshotAnyData, &mut tuple, &mut buffer, true);
+        let mut moved = false;
+        if found && buffer != 0 {
+            pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_SHARE as _);
+            // The deleting transaction: the update xid of a multixact (a row also locked
+            // by others), else the raw xmax.
+            let header = tuple.t_data;
+            let xmax = if (*header).t_infomask as u32 & pg_sys::HEAP_XMAX_IS_MULTI != 0 {
+                pg_sys::HeapTupleGetUpdateXid(header)
+            } else {
+                (*header).t_choice.t_heap.t_xmax
+            };
+            moved = indicates_moved(&(*header).t_ctid) && pg_sys::TransactionIdIsCurrentTransactionId(xmax);
+            pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_UNLOCK as _);
+        }
+        if buffer != 0 {
+            pg_sys::ReleaseBuffer(buffer);
+        }
+        pg_sys::table_close(rel, pg_sys::NoLock as _);
+        moved
+    }
+}
+
+/// Is this deleted row version marked as moved to another partition?
+fn moved_away(tuple: *mut pg_sys::HeapTupleData) -> bool {
+    // SAFETY: an AFTER DELETE trigger's old tuple is the stored version, header included.
+    unsafe { !tuple.is_null() && !(*tuple).t_data.is_null() && indicates_moved(&(*(*tuple).t_data).t_ctid) }
+}
+
+/// PostgreSQL's `ItemPointerIndicatesMovedPartitions`.
+fn indicates_moved(tid: &pg_sys::ItemPointerData) -> bool {
+    tid.ip_blkid.bi_hi == 0xFFFF && tid.ip_blkid.bi_lo == 0xFFFF && tid.ip_posid == MOVED_PARTITIONS_OFFSET
+}
+
+/// PostgreSQL's `MovedPartitionsOffsetNumber`.
+const MOVED_PARTITIONS_OFFSET: u16 = 0xfffd;
+
 // Configuration ------------------------------------------------------------------------
 
-/// What a column is, from the catalog: its type category ('N' numeric, 'S' string...).
+/// What a column is, from the catalog: its type category ('N' numeric, 'S' string...)
+/// and its number.
 static COLUMN: Stmt = Stmt {
-    sql: "SELECT t.typcategory::text FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+    sql: "SELECT t.typcategory::text, a.attnum FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
           WHERE a.attrelid = $1 AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
     types: &[pg_sys::PgBuiltInOids::OIDOID, pg_sys::PgBuiltInOids::TEXTOID],
 };
 static RELKIND: Stmt = Stmt {
-    sql: "SELECT relkind::text, oid::regclass::text FROM pg_catalog.pg_class WHERE oid = $1",
+    sql: "SELECT relkind::text, oid::regclass::text, relispartition FROM pg_catalog.pg_class WHERE oid = $1",
+    types: &[pg_sys::PgBuiltInOids::OIDOID],
+};
+static HAS_PRIMARY_KEY: Stmt = Stmt {
+    sql: "SELECT 1 FROM pg_catalog.pg_index WHERE indrelid = $1 AND indisprimary",
     types: &[pg_sys::PgBuiltInOids::OIDOID],
 };
 static UPSERT_RULE: Stmt = Stmt {
-    sql: "INSERT INTO quota.enforcements AS e (table_name, metric, subject_column, amount, amount_column, tokens_of, encoding, refund_on_delete)
-          VALUES ($1::regclass, $2, $3, $4, $5, $6, $7, $8)
+    sql: "INSERT INTO quota.enforcements AS e (table_name, metric, subject_column, amount, amount_column, tokens_of, encoding,
+              refund_on_delete, subject_attnum, amount_attnum, tokens_attnum)
+          VALUES ($1::regclass, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
           ON CONFLICT (table_name, metric) DO UPDATE SET subject_column = EXCLUDED.subject_column, amount = EXCLUDED.amount,
               amount_column = EXCLUDED.amount_column, tokens_of = EXCLUDED.tokens_of, encoding = EXCLUDED.encoding,
-              refund_on_delete = EXCLUDED.refund_on_delete",
+              refund_on_delete = EXCLUDED.refund_on_delete, subject_attnum = EXCLUDED.subject_attnum,
+              amount_attnum = EXCLUDED.amount_attnum, tokens_attnum = EXCLUDED.tokens_attnum",
     types: &[
         pg_sys::PgBuiltInOids::OIDOID,
         pg_sys::PgBuiltInOids::TEXTOID,
@@ -219,7 +566,14 @@ static UPSERT_RULE: Stmt = Stmt {
         pg_sys::PgBuiltInOids::TEXTOID,
         pg_sys::PgBuiltInOids::TEXTOID,
         pg_sys::PgBuiltInOids::BOOLOID,
+        pg_sys::PgBuiltInOids::INT2OID,
+        pg_sys::PgBuiltInOids::INT2OID,
+        pg_sys::PgBuiltInOids::INT2OID,
     ],
+};
+static RULE_EXISTS: Stmt = Stmt {
+    sql: "SELECT 1 FROM quota.enforcements WHERE table_name = $1::regclass AND metric = $2",
+    types: &[pg_sys::PgBuiltInOids::OIDOID, pg_sys::PgBuiltInOids::TEXTOID],
 };
 static DELETE_RULE: Stmt = Stmt {
     sql: "DELETE FROM quota.enforcements WHERE table_name = $1::regclass AND metric = $2 RETURNING true",
@@ -230,29 +584,32 @@ static HAS_TRIGGER: Stmt = Stmt {
     types: &[pg_sys::PgBuiltInOids::OIDOID, pg_sys::PgBuiltInOids::TEXTOID],
 };
 static TABLE_STATE: Stmt = Stmt {
-    sql: "SELECT count(*)::int4, count(*) FILTER (WHERE refund_on_delete)::int4, count(DISTINCT subject_column)::int4
+    sql: "SELECT count(*)::int4, count(*) FILTER (WHERE refund_on_delete)::int4, count(DISTINCT subject_attnum)::int4
           FROM quota.enforcements WHERE table_name = $1::regclass",
     types: &[pg_sys::PgBuiltInOids::OIDOID],
 };
 
-fn check_column(c: &mut SpiClient<'_>, table: pg_sys::Oid, argument: &'static str, column: &str, categories: &str) -> QResult<()> {
+/// A column's number, checked to exist with one of the type `categories` (empty: any).
+fn check_column(c: &mut SpiClient<'_>, table: pg_sys::Oid, argument: &'static str, column: &str, categories: &str) -> QResult<i16> {
     non_empty(argument, column)?;
     let table_name = table_text(c, table);
-    let category = store::run(c, &COLUMN, &[table.into(), column.into()]).first().get::<String>(1).ok().flatten();
-    match category {
-        None => Err(QuotaError::invalid(
+    let found = store::run(c, &COLUMN, &[table.into(), column.into()]);
+    let found = found.first();
+    let (category, attnum) = (found.get::<String>(1).ok().flatten(), found.get::<i16>(2).ok().flatten());
+    match (category, attnum) {
+        (Some(cat), Some(_)) if !categories.is_empty() && !categories.contains(cat.as_str()) => Err(QuotaError::invalid(
             argument,
             column,
-            format!("column \"{column}\" does not exist in table {table_name}"),
-            "Pass the name of one of the table's columns.",
-        )),
-        Some(cat) if !categories.is_empty() && !categories.contains(cat.as_str()) => Err(QuotaError::invalid(
-            argument,
-            column,
-            format!("column \"{column}\" of table {table_name} has the wrong type for {argument}"),
+            format!("column \"{}\" of table {table_name} has the wrong type for {argument}", crate::error::quoted(column)),
             if argument == "tokens_of" { "Count tokens of a text column." } else { "Use a numeric column for amount_column." },
         )),
-        Some(_) => Ok(()),
+        (Some(_), Some(attnum)) => Ok(attnum),
+        _ => Err(QuotaError::invalid(
+            argument,
+            column,
+            format!("column \"{}\" does not exist in table {table_name}", crate::error::quoted(column)),
+            "Pass the name of one of the table's columns.",
+        )),
     }
 }
 
@@ -268,11 +625,19 @@ fn table_state(c: &mut SpiClient<'_>, table: pg_sys::Oid) -> (i32, i32, i32) {
     (get(1), get(2), get(3))
 }
 
-/// Create or drop the table's triggers to match its rules.
-fn sync_triggers(c: &mut SpiClient<'_>, table: pg_sys::Oid) {
+/// Create or drop the table's triggers to match its rules: BEFORE INSERT charges,
+/// AFTER DELETE refunds, and BEFORE UPDATE follows rows whose key changes or that move
+/// between partitions. On a partitioned table PostgreSQL clones each trigger to every
+/// partition, present and future.
+fn sync_triggers(c: &mut SpiClient<'_>, table: pg_sys::Oid, partitioned: bool) {
     let name = table_text(c, table); // already quoted by regclass output
     let (rules, refunds, _) = table_state(c, table);
-    for (wanted, trigger, when) in [(rules > 0, "quota_enforce_insert", "BEFORE INSERT"), (refunds > 0, "quota_enforce_delete", "AFTER DELETE")] {
+    let wanted = [
+        (rules > 0, "quota_enforce_insert", "BEFORE INSERT"),
+        (refunds > 0, "quota_enforce_delete", "AFTER DELETE"),
+        (rules > 0 && (partitioned || refunds > 0), "quota_enforce_update", "BEFORE UPDATE"),
+    ];
+    for (wanted, trigger, when) in wanted {
         let exists = !store::run(c, &HAS_TRIGGER, &[table.into(), trigger.into()]).is_empty();
         let sql = match (wanted, exists) {
             (true, _) => format!("CREATE OR REPLACE TRIGGER {trigger} {when} ON {name} FOR EACH ROW EXECUTE FUNCTION quota.enforce_trigger()"),
@@ -283,21 +648,30 @@ fn sync_triggers(c: &mut SpiClient<'_>, table: pg_sys::Oid) {
     }
 }
 
-/// This function runs as the extension's owner, so it checks for the caller (the
-/// session's role) what CREATE TRIGGER would: the TRIGGER right on the table.
-fn may_trigger(c: &mut SpiClient<'_>, table: pg_sys::Oid) -> QResult<()> {
+/// What the session's role (this function runs as the extension's owner) may do to a
+/// table's quotas: what PostgreSQL requires for the same act on the trigger itself.
+/// Adding a quota, like CREATE TRIGGER, needs the TRIGGER right; changing or removing
+/// one, like ALTER or DROP TRIGGER, needs ownership of the table.
+fn may_change(c: &mut SpiClient<'_>, table: pg_sys::Oid, replaces: bool) -> QResult<()> {
+    // SAFETY: catalog checks by oid for the session's current role.
     let allowed = unsafe {
-        pg_sys::pg_class_aclcheck(table, pg_sys::GetOuterUserId(), pg_sys::ACL_TRIGGER as pg_sys::AclMode) == pg_sys::AclResult::ACLCHECK_OK
+        let role = pg_sys::GetOuterUserId();
+        if replaces {
+            pg_sys::pg_class_ownercheck(table, role)
+        } else {
+            pg_sys::pg_class_aclcheck(table, role, pg_sys::ACL_TRIGGER as pg_sys::AclMode) == pg_sys::AclResult::ACLCHECK_OK
+        }
     };
     if allowed {
         return Ok(());
     }
     let name = table_text(c, table);
-    Err(QuotaError::Forbidden {
-        message: format!("permission denied to enforce quotas on table {name}"),
-        hint: format!("Run this as the owner of {name}, or GRANT TRIGGER ON {name} to this role."),
-        object: name,
-    })
+    let (message, hint) = if replaces {
+        (format!("only the owner of table {name} may change or remove its quotas"), format!("Run this as the owner of {name}."))
+    } else {
+        (format!("permission denied to enforce quotas on table {name}"), format!("Run this as the owner of {name}, or GRANT TRIGGER ON {name} to this role."))
+    };
+    Err(QuotaError::Forbidden { message, hint, object: name })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -311,7 +685,7 @@ fn enforce(
     encoding: &str,
     refund_on_delete: bool,
 ) -> QResult<()> {
-    non_empty("metric", metric)?;
+    crate::error::name("metric", metric)?;
     let encoding = Encoding::parse(encoding)?;
     if amount < 0 {
         return Err(QuotaError::invalid("amount", amount, "amount must not be negative", "Pass the amount each row consumes (0 or more)."));
@@ -324,19 +698,35 @@ fn enforce(
             "Enforce each on its own metric.",
         ));
     }
+    installed::requires(installed::ROW_CHARGES, "quota.enforce_on_insert")?;
     Spi::connect_mut(|c| {
-        let kind = store::run(c, &RELKIND, &[table.into()]).first().get::<String>(1).ok().flatten();
+        let facts = store::run(c, &RELKIND, &[table.into()]);
+        let facts = facts.first();
+        let (kind, name, is_partition) =
+            (facts.get::<String>(1).ok().flatten(), facts.get::<String>(2).ok().flatten().unwrap_or_default(), facts.get::<bool>(3).ok().flatten());
         if !matches!(kind.as_deref(), Some("r") | Some("p")) {
-            let name = table_text(c, table);
             return Err(QuotaError::invalid("table_name", &name, format!("{name} is not a table"), "Pass a regular or partitioned table."));
         }
-        may_trigger(c, table)?;
-        check_column(c, table, "subject_column", subject_column, "")?;
-        if let Some(col) = amount_column {
-            check_column(c, table, "amount_column", col, "N")?;
+        if is_partition == Some(true) {
+            return Err(QuotaError::invalid(
+                "table_name",
+                &name,
+                format!("{name} is a partition: quotas are set on the partitioned table it belongs to"),
+                "Pass the partition root (see pg_partition_root); its quotas cover every partition, and rows inserted straight into a partition too.",
+            ));
         }
-        if let Some(col) = tokens_of {
-            check_column(c, table, "tokens_of", col, "S")?;
+        let replaces = !store::run(c, &RULE_EXISTS, &[table.into(), metric.into()]).is_empty();
+        may_change(c, table, replaces)?;
+        let subject_attnum = check_column(c, table, "subject_column", subject_column, "")?;
+        let amount_attnum = amount_column.map(|col| check_column(c, table, "amount_column", col, "N")).transpose()?;
+        let tokens_attnum = tokens_of.map(|col| check_column(c, table, "tokens_of", col, "S")).transpose()?;
+        if refund_on_delete && store::run(c, &HAS_PRIMARY_KEY, &[table.into()]).is_empty() {
+            return Err(QuotaError::invalid(
+                "refund_on_delete",
+                &name,
+                format!("refund_on_delete needs a primary key on {name}: it identifies what each row was charged"),
+                "Add a primary key to the table, or enforce without refund_on_delete.",
+            ));
         }
         store::run(
             c,
@@ -350,6 +740,9 @@ fn enforce(
                 tokens_of.into(),
                 encoding.as_str().into(),
                 refund_on_delete.into(),
+                subject_attnum.into(),
+                amount_attnum.into(),
+                tokens_attnum.into(),
             ],
         );
         if table_state(c, table).2 > 1 {
@@ -360,7 +753,7 @@ fn enforce(
                 "Use the subject column of the table's other quotas, or remove them with quota.enforce_off first.",
             ));
         }
-        sync_triggers(c, table);
+        sync_triggers(c, table, kind.as_deref() == Some("p"));
         Ok(())
     })
 }
@@ -368,7 +761,8 @@ fn enforce(
 /// Put a quota on a table: every inserted row consumes `metric` for the subject in
 /// `subject_column` — `amount` per row, or the value of `amount_column`, or the token
 /// count of the text column `tokens_of` in `encoding`. With `refund_on_delete`, deleting a
-/// row gives its usage back. Calling it again for the same table and metric replaces it.
+/// row gives back what its insert was charged. Calling it again for the same table and
+/// metric replaces it.
 #[pg_extern(volatile, parallel_unsafe)]
 #[allow(clippy::too_many_arguments)]
 fn enforce_on_insert(
@@ -395,15 +789,17 @@ fn enforce_on_insert(
 }
 
 /// Remove the quota on `metric` from a table; the triggers go when no quota is left.
-/// Returns whether there was one.
+/// Returns whether there was one. Only the table's owner may.
 #[pg_extern(volatile, parallel_unsafe)]
 fn enforce_off(table_name: Option<RegClass>, metric: Option<&str>) -> bool {
     let table = required("table_name", table_name).or_raise().0;
     let metric = required("metric", metric).or_raise();
+    installed::requires(installed::ROW_CHARGES, "quota.enforce_off").or_raise();
     Spi::connect_mut(|c| {
-        may_trigger(c, table)?;
+        may_change(c, table, true)?;
         let removed = store::run(c, &DELETE_RULE, &[table.into(), metric.into()]).len() > 0;
-        sync_triggers(c, table);
+        let partitioned = store::run(c, &RELKIND, &[table.into()]).first().get::<String>(1).ok().flatten().as_deref() == Some("p");
+        sync_triggers(c, table, partitioned);
         Ok(removed)
     })
     .or_raise()

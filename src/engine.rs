@@ -14,10 +14,11 @@ use serde_json::{json, Value};
 use crate::bonus::{self, ReferenceScope, Rule};
 use crate::clock;
 use crate::decision::Decision;
-use crate::error::{non_empty, positive_amount, QuotaError, Result};
+use crate::error::{self, positive_amount, QuotaError, Result};
 use crate::events;
 use crate::fastpath;
 use crate::gucs;
+use crate::installed;
 use crate::limits::{self, evaluate, Enforcement, Limit, Usage};
 use crate::period::{self, Period, Window};
 use crate::privilege;
@@ -35,8 +36,8 @@ enum Unknown {
 }
 
 fn resolve_subject(c: &mut SpiClient<'_>, id: &str, unknown: Unknown, now: DateTime<Utc>) -> Result<Subject> {
-    non_empty("subject", id)?;
-    let scope = tenancy::current();
+    error::name("subject", id)?;
+    let scope = tenancy::current()?;
     let unknown_subject = || QuotaError::UnknownSubject { subject: id.to_string() };
     if let Some(s) = store::find_subject(c, id) {
         // Another tenant's subject looks exactly like one that does not exist.
@@ -45,7 +46,7 @@ fn resolve_subject(c: &mut SpiClient<'_>, id: &str, unknown: Unknown, now: DateT
         }
         return Ok(s);
     }
-    let Some(plan) = gucs::default_plan() else {
+    let Some(plan) = gucs::default_plan().filter(|_| scope.may_create()) else {
         return Err(unknown_subject());
     };
     if store::plan_bonus_cap(c, &plan).is_none() {
@@ -67,7 +68,7 @@ fn resolve_subject(c: &mut SpiClient<'_>, id: &str, unknown: Unknown, now: DateT
 }
 
 fn resolve_limit(c: &mut SpiClient<'_>, subject: &Subject, metric: &str) -> Result<Limit> {
-    non_empty("metric", metric)?;
+    error::name("metric", metric)?;
     store::limit(c, &subject.plan, metric).ok_or_else(|| unknown_metric(subject, metric))
 }
 
@@ -200,7 +201,9 @@ fn event(kind: events::Kind, s: &Subject, metric: &str, limit: &Limit, w: &Windo
 
 /// A dry run: writes nothing. `used`/`remaining` are before the request.
 pub fn check(subject: &str, items: &[(String, i64)]) -> Result<Vec<Decision>> {
-    for (_, amount) in items {
+    error::name("subject", subject)?;
+    for (metric, amount) in items {
+        error::name("metric", metric)?;
         if *amount < 0 {
             return Err(QuotaError::invalid("amount", amount, format!("amount must not be negative, got {amount}"), "Pass 0 to read the state, or a positive amount to test a request."));
         }
@@ -282,10 +285,12 @@ pub struct ConsumeRequest<'a> {
 /// Check and increment atomically. On a hard refusal nothing is written.
 pub fn consume(req: ConsumeRequest<'_>) -> Result<Vec<Decision>> {
     let mut items = req.items;
+    error::name("subject", req.subject)?;
     validate_items(&mut items)?;
     if let Some(key) = req.idempotency_key {
-        non_empty("idempotency_key", key)?;
+        error::name("idempotency_key", key)?;
     }
+    metadata_fits(req.metadata)?;
     let now = clock::now();
     if let ([(metric, amount)], None) = (items.as_slice(), req.idempotency_key) {
         if let Some(d) = consume_fast(req.subject, metric, *amount, req.metadata, now) {
@@ -330,7 +335,9 @@ pub fn consume(req: ConsumeRequest<'_>) -> Result<Vec<Decision>> {
                 let refused = Decision::new(&s.id, metric, limit, *usage, *amount, windows[decisions.len()].end, &verdict, false);
                 return refuse(QuotaError::Exceeded(Box::new(refused)), &items, &limits, &s, c, now, req.no_raise);
             }
-            decisions.push((verdict, Decision::new(&s.id, metric, limit, *usage, *amount, windows[decisions.len()].end, &verdict, true)));
+            let w = &windows[decisions.len()];
+            let d = Decision { window_start: w.start, ..Decision::new(&s.id, metric, limit, *usage, *amount, w.end, &verdict, true) };
+            decisions.push((verdict, d));
         }
 
         for (i, (verdict, d)) in decisions.iter().enumerate() {
@@ -386,14 +393,15 @@ fn consumed_fast(f: &fastpath::Found, metric: &str, amount: i64, mut after: Usag
         privilege::as_owner(|| Spi::connect_mut(|c| emit_all(c, &f.subject, metric, &f.limit, &f.window, after, now, &found, Some(amount))));
     }
     stats::consumed(metric, amount, verdict.overage > 0);
-    Decision::new(&f.subject.id, metric, &f.limit, before, amount, f.window.end, &verdict, true)
+    Decision { window_start: f.window.start, ..Decision::new(&f.subject.id, metric, &f.limit, before, amount, f.window.end, &verdict, true) }
 }
 
 /// The common consume without SPI (see `fastpath`); None: take the general path. The
 /// decision is this module's: `fastpath` only reads and writes.
 fn consume_fast(subject: &str, metric: &str, amount: i64, metadata: Option<pg_sys::Datum>, now: DateTime<Utc>) -> Option<Decision> {
     let decide = |limit: &Limit, before: Usage| plan(limit, before, amount);
-    let (f, after) = fastpath::consume(subject, metric, amount, metadata, now, &tenancy::current(), decide)?;
+    let scope = tenancy::current().ok()?;
+    let (f, after) = fastpath::consume(subject, metric, amount, metadata, now, &scope, decide)?;
     let d = consumed_fast(&f, metric, amount, after, now);
     hot_path_taken("quota_consume");
     Some(d)
@@ -403,7 +411,8 @@ fn consume_fast(subject: &str, metric: &str, amount: i64, metadata: Option<pg_sy
 /// all written (see `fastpath::consume_many`); Ok(None): take the general path.
 fn consume_many_fast(subject: &str, items: &[(String, i64)], metadata: Option<pg_sys::Datum>, now: DateTime<Utc>) -> Result<Option<Vec<Decision>>> {
     let decide = |found: &[fastpath::Found]| found.iter().zip(items).map(|(f, (_, amount))| plan(&f.limit, f.usage, *amount)).collect();
-    let Some(written) = fastpath::consume_many(subject, items, metadata, now, &tenancy::current(), decide)? else { return Ok(None) };
+    let scope = tenancy::current()?;
+    let Some(written) = fastpath::consume_many(subject, items, metadata, now, &scope, decide)? else { return Ok(None) };
     let decisions = written.iter().zip(items).map(|((f, after), (metric, amount))| consumed_fast(f, metric, *amount, *after, now)).collect();
     hot_path_taken("quota_consume");
     Ok(Some(decisions))
@@ -412,7 +421,8 @@ fn consume_many_fast(subject: &str, items: &[(String, i64)], metadata: Option<pg
 /// The common check without SPI (None: take the general path). Windows with open holds
 /// go the general way, which discounts lapsed holds.
 fn check_fast(subject: &str, metric: &str, amount: i64, now: DateTime<Utc>) -> Option<Decision> {
-    let f = fastpath::check(subject, metric, now, &tenancy::current())?;
+    let scope = tenancy::current().ok()?;
+    let f = fastpath::check(subject, metric, now, &scope)?;
     if f.usage.reserved > 0 || f.usage.used.checked_add(amount).is_none() {
         return None;
     }
@@ -424,6 +434,23 @@ fn check_fast(subject: &str, metric: &str, amount: i64, now: DateTime<Utc>) -> O
 /// `SET client_min_messages = debug2` shows which calls the hot path served.
 fn hot_path_taken(operation: &str) {
     fastpath::note(format_args!("{operation}: served by the hot path"));
+}
+
+/// Metadata is stored as given, up to `quota.max_metadata_bytes`.
+fn metadata_fits(metadata: Option<pg_sys::Datum>) -> Result<()> {
+    let Some(datum) = metadata else { return Ok(()) };
+    // SAFETY: a jsonb argument is a valid varlena (possibly toasted: its stored size).
+    let size = unsafe { pg_sys::toast_raw_datum_size(datum) };
+    let max = gucs::max_metadata_bytes();
+    if size > max {
+        return Err(QuotaError::invalid(
+            "metadata",
+            format!("{size} bytes"),
+            format!("metadata is {size} bytes, more than quota.max_metadata_bytes ({max})"),
+            "Store less in metadata (an id that points to your own record, say), or ask a superuser to raise quota.max_metadata_bytes.",
+        ));
+    }
+    Ok(())
 }
 
 fn overflow(amount: i64) -> QuotaError {
@@ -441,7 +468,7 @@ fn validate_items(items: &mut [(String, i64)]) -> Result<()> {
         return Err(QuotaError::invalid("amounts", "{}", "amounts must name at least one metric", "Pass an object such as {\"messages\": 1, \"tokens\": 350}."));
     }
     for (metric, amount) in items.iter() {
-        non_empty("metric", metric)?;
+        error::name("metric", metric)?;
         positive_amount("amount", *amount)?;
     }
     items.sort_by(|a, b| a.0.cmp(&b.0));
@@ -539,19 +566,22 @@ pub struct Hold {
 
 fn positive_ttl(ttl: &pgrx::datum::Interval) -> Result<()> {
     let parts = [ttl.months() as i64, ttl.days() as i64, ttl.micros()];
-    if parts.iter().all(|p| *p >= 0) && parts.iter().any(|p| *p > 0) {
+    // At most about ten years, so that the expiry stays a valid timestamp.
+    let bounded = ttl.months() <= 120 && ttl.days() <= 3660 && ttl.micros() <= 3660 * 86_400_000_000;
+    if bounded && parts.iter().all(|p| *p >= 0) && parts.iter().any(|p| *p > 0) {
         Ok(())
     } else {
-        Err(QuotaError::invalid("ttl", "interval", "ttl must be a positive interval", "Pass how long the hold may last, such as '15 minutes'."))
+        Err(QuotaError::invalid("ttl", "interval", "ttl must be a positive interval", "Pass how long the hold may last, such as '15 minutes' (at most ten years)."))
     }
 }
 
 /// Hold `amount` against the limit until committed, released or expired.
 pub fn reserve(req: ReserveRequest<'_>) -> Result<Hold> {
     positive_amount("amount", req.amount)?;
+    metadata_fits(req.metadata)?;
     positive_ttl(&req.ttl)?;
     if let Some(key) = req.idempotency_key {
-        non_empty("idempotency_key", key)?;
+        error::name("idempotency_key", key)?;
     }
     Spi::connect_mut(|c| {
         let now = clock::now();
@@ -639,9 +669,8 @@ fn unknown_reservation(id: pgrx::Uuid) -> QuotaError {
 fn lock_reservation(c: &mut SpiClient<'_>, id: pgrx::Uuid, now: DateTime<Utc>) -> Result<(store::Reservation, Subject, Limit, Usage)> {
     let r = store::find_reservation(c, id).ok_or_else(|| unknown_reservation(id))?;
     // A hold on another tenant's subject looks like no hold at all.
-    let s = store::find_subject(c, &r.subject)
-        .filter(|s| tenancy::current().admits(s.tenant.as_deref()))
-        .ok_or_else(|| unknown_reservation(id))?;
+    let scope = tenancy::current()?;
+    let s = store::find_subject(c, &r.subject).filter(|s| scope.admits(s.tenant.as_deref())).ok_or_else(|| unknown_reservation(id))?;
     let limit = resolve_limit(c, &s, &r.metric)?;
     let (usage, _) = lock_window(c, &s, &r.metric, &limit, &r.window, now);
     let r = store::lock_reservation(c, id).ok_or_else(|| unknown_reservation(id))?;
@@ -653,6 +682,7 @@ fn lock_reservation(c: &mut SpiClient<'_>, id: pgrx::Uuid, now: DateTime<Utc>) -
 /// limit, and under a hard limit only if it fits (else QT429 and nothing changes).
 /// Settling twice answers the first settlement again.
 pub fn commit(id: pgrx::Uuid, actual: Option<i64>, metadata: Option<pg_sys::Datum>) -> Result<Decision> {
+    metadata_fits(metadata)?;
     if let Some(a) = actual.filter(|a| *a < 0) {
         return Err(QuotaError::invalid("actual_amount", a, "actual_amount must not be negative", "Pass the amount really used (0 or more), or NULL for the held amount."));
     }
@@ -747,23 +777,40 @@ pub fn release(id: pgrx::Uuid, reason: Option<&str>) -> Result<bool> {
 }
 
 /// Sweep lapsed holds everywhere (they also expire lazily on the next access). Safe to
-/// run concurrently and from pg_cron. Returns how many holds expired.
+/// run concurrently and from pg_cron. Returns how many holds expired. Each window is
+/// swept in a subtransaction: one that fails is logged at WARNING and left for the next
+/// run, and the sweep goes on with the rest.
 pub fn maintenance() -> Result<i64> {
     Spi::connect_mut(|c| {
         let now = clock::now();
         let mut expired = 0;
+        let mut failed = 0i64;
         loop {
-            let batch = store::lapsed_windows(c, now, 1000);
+            let batch = store::lapsed_windows(c, now, 1000, failed);
             if batch.is_empty() {
                 return Ok(expired);
             }
             let mut progressed = false;
             for (subject, metric, w) in batch {
-                let Some(s) = store::find_subject(c, &subject) else { continue };
-                let Some(limit) = store::limit(c, &s.plan, &metric) else { continue };
-                let (_, n) = lock_window(c, &s, &metric, &limit, &w, now);
-                expired += n as i64;
-                progressed |= n > 0;
+                let swept = subtransaction(|| {
+                    let Some(s) = store::find_subject(c, &subject) else { return 0 };
+                    let Some(limit) = store::limit(c, &s.plan, &metric) else { return 0 };
+                    lock_window(c, &s, &metric, &limit, &w, now).1
+                });
+                match swept {
+                    Ok(n) => {
+                        expired += n as i64;
+                        progressed |= n > 0;
+                    }
+                    Err(why) => {
+                        failed += 1;
+                        pgrx::warning!(
+                            "quota.maintenance: could not expire the holds of subject \"{}\" on {}: {why}; left for the next run",
+                            error::quoted(&subject),
+                            error::quoted(&metric)
+                        );
+                    }
+                }
             }
             if !progressed {
                 return Ok(expired);
@@ -772,13 +819,42 @@ pub fn maintenance() -> Result<i64> {
     })
 }
 
+/// Run `f` in a subtransaction: its effects are kept when it succeeds, rolled back (and
+/// the error's message returned) when it fails.
+fn subtransaction<R>(f: impl FnOnce() -> R) -> std::result::Result<R, String> {
+    // SAFETY: the standard internal-subtransaction protocol (as PL/pgSQL's exception
+    // blocks): begin, then release or roll back, restoring the memory context and
+    // resource owner of the caller.
+    let (context, owner) = unsafe { (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner) };
+    unsafe { pg_sys::BeginInternalSubTransaction(std::ptr::null()) };
+    let restore = move || unsafe {
+        pg_sys::MemoryContextSwitchTo(context);
+        pg_sys::CurrentResourceOwner = owner;
+    };
+    pgrx::PgTryBuilder::new(std::panic::AssertUnwindSafe(|| {
+        let r = f();
+        unsafe { pg_sys::ReleaseCurrentSubTransaction() };
+        restore();
+        Ok(r)
+    }))
+    .catch_others(|e| {
+        unsafe { pg_sys::RollbackAndReleaseCurrentSubTransaction() };
+        restore();
+        Err(match e {
+            pgrx::pg_sys::panic::CaughtError::PostgresError(r) | pgrx::pg_sys::panic::CaughtError::ErrorReport(r) => r.message().to_string(),
+            pgrx::pg_sys::panic::CaughtError::RustPanic { ereport, .. } => ereport.message().to_string(),
+        })
+    })
+    .execute()
+}
+
 // Refund and reset ---------------------------------------------------------------------
 
 /// Give usage back in the current window; never below zero.
 pub fn refund(subject: &str, metric: &str, amount: i64, key: Option<&str>) -> Result<Decision> {
     positive_amount("amount", amount)?;
     if let Some(key) = key {
-        non_empty("idempotency_key", key)?;
+        error::name("idempotency_key", key)?;
     }
     Spi::connect_mut(|c| {
         let now = clock::now();
@@ -806,6 +882,35 @@ pub fn refund(subject: &str, metric: &str, amount: i64, key: Option<&str>) -> Re
         }
         Ok(d)
     })
+}
+
+/// Give back what a row's insert was charged (`enforce`'s row charges): `amount` to the
+/// window it was charged in, if that window is still the subject's current one, never
+/// more than the window's usage. A subject that is gone, out of the session's scope or no
+/// longer limited on the metric gets nothing back. Returns what was given back.
+pub fn refund_charge(subject: &str, metric: &str, window_start: Option<DateTime<Utc>>, amount: i64) -> Result<i64> {
+    let scope = tenancy::current()?;
+    privilege::as_owner(|| Spi::connect_mut(|c| {
+        let now = clock::now();
+        let Some(s) = store::find_subject(c, subject).filter(|s| scope.admits(s.tenant.as_deref())) else { return Ok(0) };
+        let Some(limit) = store::limit(c, &s.plan, metric) else { return Ok(0) };
+        let w = s.window(limit.period, now);
+        if w.start != window_start || amount <= 0 {
+            return Ok(0);
+        }
+        let (usage, _) = lock_window(c, &s, metric, &limit, &w, now);
+        let (used, given) = limits::refund(usage.used, amount);
+        if given == 0 {
+            return Ok(0);
+        }
+        stats::refunded(metric, given);
+        write_usage(c, &s, metric, &limit, &w, usage, Usage { used, ..usage }, now, None);
+        store::append(
+            c,
+            &Entry { subject: &s, metric, window: &w, kind: Kind::Refund, amount: given, overage: 0, idempotency_key: None, metadata: None, at: now },
+        );
+        Ok(given)
+    }))
 }
 
 /// Empty the current window of one metric, or of every metric of the subject's plan.
@@ -851,9 +956,9 @@ pub struct BonusOutcome {
 }
 
 pub fn apply_bonus(subject: &str, metric: &str, kind: &str, reference: Option<&str>) -> Result<BonusOutcome> {
-    non_empty("kind", kind)?;
+    error::name("kind", kind)?;
     if let Some(r) = reference {
-        non_empty("reference", r)?;
+        error::name("reference", r)?;
     }
     Spi::connect_mut(|c| {
         let now = clock::now();
@@ -914,8 +1019,8 @@ pub fn parse_enforcement(enforcement: &str) -> Result<Enforcement> {
 }
 
 pub fn set_limit(plan: &str, metric: &str, period: &str, limit_value: i64, enforcement: &str, per_request_max: Option<i64>) -> Result<()> {
-    non_empty("plan", plan)?;
-    non_empty("metric", metric)?;
+    error::name("plan", plan)?;
+    error::name("metric", metric)?;
     let limit = Limit { period: parse_period(period)?, limit_value, enforcement: parse_enforcement(enforcement)?, per_request_max, alerts: vec![] };
     if limit_value < 0 {
         return Err(QuotaError::invalid("limit_value", limit_value, "limit_value must not be negative", "Pass 0 or more; 0 blocks every request."));
@@ -932,6 +1037,7 @@ pub fn set_limit(plan: &str, metric: &str, period: &str, limit_value: i64, enfor
 
 /// Thresholds (percent of the effective limit) at which threshold events fire.
 pub fn set_alerts(plan: &str, metric: &str, thresholds: Vec<Option<i32>>) -> Result<()> {
+    error::name("metric", metric)?;
     let mut t = Vec::with_capacity(thresholds.len());
     for v in thresholds {
         match v {
@@ -957,11 +1063,13 @@ pub fn set_alerts(plan: &str, metric: &str, thresholds: Vec<Option<i32>>) -> Res
 }
 
 pub fn remove_limit(plan: &str, metric: &str) -> Result<bool> {
+    error::name("plan", plan)?;
+    error::name("metric", metric)?;
     Spi::connect_mut(|c| Ok(store::delete_limit(c, plan, metric)))
 }
 
 fn existing_plan(c: &mut SpiClient<'_>, plan: &str) -> Result<Option<i32>> {
-    non_empty("plan", plan)?;
+    error::name("plan", plan)?;
     store::plan_bonus_cap(c, plan).ok_or_else(|| {
         QuotaError::invalid("plan", plan, format!("unknown plan \"{plan}\""), "Create the plan first with quota.set_limit(plan, metric, period, limit).")
     })
@@ -974,7 +1082,7 @@ pub fn assign_plan(
     cycle_anchor: Option<pg_sys::TimestampTz>,
     time_zone: Option<&str>,
 ) -> Result<()> {
-    non_empty("subject", subject)?;
+    error::name("subject", subject)?;
     if let Some(zone) = time_zone {
         if period::parse_zone(zone).is_none() {
             return Err(QuotaError::invalid(
@@ -986,12 +1094,20 @@ pub fn assign_plan(
         }
     }
     let anchor = match cycle_anchor {
-        Some(t) if t == i64::MIN || t == i64::MAX => {
-            return Err(QuotaError::invalid("cycle_anchor", "infinity", "cycle_anchor must be a finite timestamp", "Pass the start of the first billing cycle."))
+        Some(t) if !clock::in_range(t) => {
+            return Err(QuotaError::invalid(
+                "cycle_anchor",
+                "out of range",
+                "cycle_anchor must be a finite timestamp between the years 1 and 9999",
+                "Pass the start of the first billing cycle.",
+            ))
         }
         other => other.map(clock::from_pg),
     };
-    let scope = tenancy::current();
+    if let Some(t) = tenant {
+        error::name("tenant", t)?;
+    }
+    let scope = tenancy::current()?;
     let tenant = scope.assignable(tenant).map_err(|why| {
         QuotaError::invalid("tenant", tenant.unwrap_or(""), why, "Leave tenant NULL to use the session's quota.tenant, or run as quota_admin without quota.tenant.")
     })?;
@@ -1006,8 +1122,8 @@ pub fn assign_plan(
 }
 
 pub fn set_bonus_rule(plan: &str, metric: &str, kind: &str, amount: i64, reference_scope: Option<&str>) -> Result<()> {
-    non_empty("metric", metric)?;
-    non_empty("kind", kind)?;
+    error::name("metric", metric)?;
+    error::name("kind", kind)?;
     positive_amount("amount", amount)?;
     let scope = match reference_scope {
         None => ReferenceScope::default_for(kind),
@@ -1033,6 +1149,48 @@ pub fn set_bonus_cap(plan: &str, per_day: Option<i32>) -> Result<()> {
         store::set_bonus_cap(c, plan, per_day);
         Ok(())
     })
+}
+
+/// Delete a subject in the session's scope; its dependent state goes with it (trigger
+/// `quota.forget_subject`, sql/tenants.sql). False when there was none to delete.
+pub fn delete_subject(subject: &str) -> Result<bool> {
+    error::name("subject", subject)?;
+    installed::requires(installed::BINDINGS, "quota.delete_subject")?;
+    let scope = tenancy::current()?;
+    Spi::connect_mut(|c| {
+        let Some(s) = store::lock_subject(c, subject).filter(|s| scope.admits(s.tenant.as_deref())) else { return Ok(false) };
+        Ok(store::delete_subject(c, &s.id))
+    })
+}
+
+pub fn bind_tenant(role: &str, tenant: &str) -> Result<()> {
+    error::name("role_name", role)?;
+    error::name("tenant", tenant)?;
+    installed::requires(installed::BINDINGS, "quota.bind_tenant")?;
+    let exists = std::ffi::CString::new(role)
+        // SAFETY: a catalog lookup by name.
+        .is_ok_and(|name| unsafe { pg_sys::get_role_oid(name.as_ptr(), true) } != pg_sys::InvalidOid);
+    if !exists {
+        return Err(QuotaError::invalid(
+            "role_name",
+            role,
+            format!("role \"{}\" does not exist", error::quoted(role)),
+            "Create the role first (CREATE ROLE ... IN ROLE quota_app), then bind it.",
+        ));
+    }
+    Spi::connect_mut(|c| {
+        store::bind_tenant(c, role, tenant);
+        Ok(())
+    })
+}
+
+pub fn unbind_tenant(role: &str, tenant: Option<&str>) -> Result<i32> {
+    error::name("role_name", role)?;
+    if let Some(t) = tenant {
+        error::name("tenant", t)?;
+    }
+    installed::requires(installed::BINDINGS, "quota.unbind_tenant")?;
+    Spi::connect_mut(|c| Ok(store::unbind_tenant(c, role, tenant)))
 }
 
 /// Parse `{"messages": 1, "tokens": 350}` into (metric, amount) pairs.

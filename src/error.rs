@@ -23,6 +23,20 @@ pub const NOT_AVAILABLE: &str = "55000";
 pub const FORBIDDEN: &str = "42501";
 /// serialization_failure: retry the transaction
 pub const CONFLICT: &str = "40001";
+/// restrict_violation: UPDATE, DELETE or TRUNCATE on the append-only ledger (raised by
+/// the ledger's trigger, sql/ledger.sql)
+pub const LEDGER_APPEND_ONLY: &str = "23001";
+
+/// Every SQLSTATE this project raises itself. The README's error table lists each one,
+/// and a test holds the two together.
+pub const OWN_SQLSTATES: &[&str] =
+    &[QUOTA_EXCEEDED, OVER_REQUEST_CAP, UNKNOWN_SUBJECT, INVALID_ARGUMENT, NULL_ARGUMENT, NOT_AVAILABLE, FORBIDDEN, CONFLICT, LEDGER_APPEND_ONLY];
+
+/// PostgreSQL's own SQLSTATEs that a caller can get from quota functions: malformed input
+/// of an argument's type (22P02: an IP address, a uuid, jsonb), a number out of its
+/// type's range (22003), a write in a read-only transaction (25006), lock_timeout
+/// (55P03), deadlock (40P01), statement_timeout or cancel (57014). Listed in the README.
+pub const POSTGRES_SQLSTATES: &[&str] = &["22P02", "22003", "25006", "55P03", "40P01", "57014"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum QuotaError {
@@ -40,6 +54,9 @@ pub enum QuotaError {
     NotAvailable { feature: &'static str, message: String, hint: String },
     /// The session's role lacks a right the operation needs on an object.
     Forbidden { object: String, message: String, hint: String },
+    /// A quota on a table refers to a column that was dropped: rows are refused until an
+    /// administrator fixes or removes the quota (fail closed).
+    BrokenRule { table: String, metric: String, column: String },
     /// A window's counter row changed while this call held it locked and was writing it
     /// (not expected: the lock excludes other writers). The transaction must be retried.
     Conflict { subject: String, metric: String },
@@ -48,19 +65,10 @@ pub enum QuotaError {
 pub type Result<T> = std::result::Result<T, QuotaError>;
 
 impl QuotaError {
-    /// Shorthand for an `Invalid` error.
+    /// Shorthand for an `Invalid` error. The DETAIL's `value` is the caller's value, cut
+    /// to a short prefix when it is longer than any name may be (see `quoted`).
     pub fn invalid(argument: &'static str, value: impl ToString, message: impl Into<String>, hint: impl Into<String>) -> Self {
-        let mut value = value.to_string();
-        if value.len() > 200 {
-            // Keep payloads bounded when a caller passes a huge string.
-            let mut cut = 200;
-            while !value.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            value.truncate(cut);
-            value.push('…');
-        }
-        QuotaError::Invalid { argument, value, message: message.into(), hint: hint.into() }
+        QuotaError::Invalid { argument, value: quoted(&value.to_string()).into_owned(), message: message.into(), hint: hint.into() }
     }
 
     pub fn sqlstate(&self) -> &'static str {
@@ -73,6 +81,7 @@ impl QuotaError {
             QuotaError::NotAvailable { .. } => NOT_AVAILABLE,
             QuotaError::Forbidden { .. } => FORBIDDEN,
             QuotaError::Conflict { .. } => CONFLICT,
+            QuotaError::BrokenRule { .. } => NOT_AVAILABLE,
         }
     }
 
@@ -87,6 +96,7 @@ impl QuotaError {
             QuotaError::Conflict { .. } => "concurrent_change",
             QuotaError::NotAvailable { .. } => "not_available",
             QuotaError::Forbidden { .. } => "forbidden",
+            QuotaError::BrokenRule { .. } => "enforcement_broken",
         }
     }
 
@@ -108,6 +118,9 @@ impl QuotaError {
             QuotaError::NotAvailable { message, .. } | QuotaError::Forbidden { message, .. } => message.clone(),
             QuotaError::Conflict { subject, metric } => {
                 format!("the {metric} counter of subject \"{subject}\" changed while this transaction was writing it")
+            }
+            QuotaError::BrokenRule { table, metric, column } => {
+                format!("the {metric} quota on table {table} uses column {column}, which no longer exists: rows are refused")
             }
         }
     }
@@ -143,6 +156,9 @@ impl QuotaError {
             QuotaError::NotAvailable { feature, .. } => json!({"code": self.code(), "feature": feature}),
             QuotaError::Forbidden { object, .. } => json!({"code": self.code(), "object": object}),
             QuotaError::Conflict { subject, metric } => json!({"code": self.code(), "subject": subject, "metric": metric}),
+            QuotaError::BrokenRule { table, metric, column } => {
+                json!({"code": self.code(), "table": table, "metric": metric, "column": column})
+            }
         }
     }
 
@@ -169,6 +185,12 @@ impl QuotaError {
             QuotaError::Null { argument } => format!("Pass a value for \"{argument}\"."),
             QuotaError::NotAvailable { hint, .. } | QuotaError::Forbidden { hint, .. } => hint.clone(),
             QuotaError::Conflict { .. } => "Retry the transaction: it was aborted, so nothing of it was counted.".to_string(),
+            QuotaError::BrokenRule { table, metric, .. } => format!(
+                "Point the quota at an existing column with quota.enforce_on_insert('{}', ...), or remove it with quota.enforce_off('{}', '{}').",
+                table.replace('\'', "''"),
+                table.replace('\'', "''"),
+                metric.replace('\'', "''")
+            ),
         }
     }
 }
@@ -206,6 +228,52 @@ pub fn non_empty<'a>(argument: &'static str, value: &'a str) -> Result<&'a str> 
     } else {
         Ok(value)
     }
+}
+
+/// The longest subject id or idempotency key, in bytes. Far below what a btree entry
+/// (about 2,700 bytes) or a notification (8,000 bytes) can carry.
+pub const MAX_ID_BYTES: usize = 512;
+/// The longest metric, plan, bonus kind, bonus reference or tenant name, in bytes.
+pub const MAX_NAME_BYTES: usize = 128;
+/// How much of an over-long value a message or DETAIL quotes.
+pub const QUOTED_BYTES: usize = 32;
+
+/// The longest value each name argument may have (None: not a bounded name).
+pub fn max_bytes(argument: &str) -> Option<usize> {
+    match argument {
+        "subject" | "idempotency_key" => Some(MAX_ID_BYTES),
+        "metric" | "plan" | "kind" | "reference" | "tenant" | "quota.tenant" | "role_name" => Some(MAX_NAME_BYTES),
+        _ => None,
+    }
+}
+
+/// A name argument: non-empty and within its bound (`max_bytes`). A value already stored
+/// is never checked again, so names stored before the bounds existed keep working.
+pub fn name<'a>(argument: &'static str, value: &'a str) -> Result<&'a str> {
+    non_empty(argument, value)?;
+    let max = max_bytes(argument).unwrap_or(MAX_NAME_BYTES);
+    if value.len() > max {
+        return Err(QuotaError::invalid(
+            argument,
+            value,
+            format!("{argument} is {} bytes long, more than the {max} allowed: \"{}\"", value.len(), quoted(value)),
+            format!("Pass a {argument} of at most {max} bytes."),
+        ));
+    }
+    Ok(value)
+}
+
+/// A caller's value as messages quote it: whole when it is no longer than a bounded name,
+/// else its first `QUOTED_BYTES` bytes (cut on a character boundary) and an ellipsis.
+pub fn quoted(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.len() <= MAX_ID_BYTES {
+        return std::borrow::Cow::Borrowed(value);
+    }
+    let mut cut = QUOTED_BYTES;
+    while !value.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}…", &value[..cut]))
 }
 
 #[cfg(test)]
@@ -263,6 +331,51 @@ mod tests {
         assert!(e.hint().starts_with("Retry the transaction"));
     }
 
+    /// The README's "Errors" table lists exactly the SQLSTATEs of `OWN_SQLSTATES` and
+    /// `POSTGRES_SQLSTATES`, and every error here has one of them.
+    #[test]
+    fn readme_lists_every_sqlstate() {
+        let readme = include_str!("../README.md");
+        let table = readme.split("\n## Errors\n").nth(1).expect("README has an Errors section");
+        let table = table.split("\n## ").next().unwrap_or_default();
+        let mut listed: Vec<&str> = table
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split('`').next())
+            .filter(|code| code.len() == 5)
+            .collect();
+        listed.sort_unstable();
+        listed.dedup();
+        let mut known: Vec<&str> = OWN_SQLSTATES.iter().chain(POSTGRES_SQLSTATES).copied().collect();
+        known.sort_unstable();
+        assert_eq!(listed, known, "README's Errors table vs error.rs");
+        let d = refused(None, 3);
+        let every = [
+            QuotaError::Exceeded(Box::new(d.clone())),
+            QuotaError::OverRequestCap(Box::new(d)),
+            QuotaError::UnknownSubject { subject: "s".into() },
+            QuotaError::invalid("a", "v", "m", "h"),
+            QuotaError::Null { argument: "a" },
+            QuotaError::NotAvailable { feature: "f", message: "m".into(), hint: "h".into() },
+            QuotaError::Forbidden { object: "o".into(), message: "m".into(), hint: "h".into() },
+            QuotaError::Conflict { subject: "s".into(), metric: "m".into() },
+            QuotaError::BrokenRule { table: "t".into(), metric: "m".into(), column: "c".into() },
+        ];
+        for e in every {
+            assert!(OWN_SQLSTATES.contains(&e.sqlstate()), "{:?}", e.sqlstate());
+            assert_ne!(e.sqlstate(), "XX000");
+        }
+    }
+
+    #[test]
+    fn a_broken_table_quota_names_its_rule() {
+        let e = QuotaError::BrokenRule { table: "public.messages".into(), metric: "tokens".into(), column: "content".into() };
+        assert_eq!(e.sqlstate(), "55000");
+        assert_eq!(e.detail(), json!({"code":"enforcement_broken","table":"public.messages","metric":"tokens","column":"content"}));
+        assert!(e.message().contains("tokens quota on table public.messages"), "{}", e.message());
+        assert!(e.hint().contains("quota.enforce_off('public.messages', 'tokens')"), "{}", e.hint());
+    }
+
     #[test]
     fn argument_errors() {
         let e = QuotaError::UnknownSubject { subject: "o'brien".into() };
@@ -275,8 +388,36 @@ mod tests {
         assert_eq!(non_empty("metric", "").unwrap_err().sqlstate(), "22023");
         let long = "é".repeat(1000);
         match QuotaError::invalid("metric", &long, "m", "h") {
-            QuotaError::Invalid { value, .. } => assert!(value.len() <= 204),
+            QuotaError::Invalid { value, .. } => assert!(value.len() <= QUOTED_BYTES + 3),
             _ => unreachable!(),
         }
+    }
+
+    #[test]
+    fn names_are_bounded() {
+        assert_eq!(name("subject", &"s".repeat(512)).map(str::len), Ok(512));
+        assert_eq!(name("subject", &"s".repeat(513)).unwrap_err().sqlstate(), "22023");
+        assert_eq!(name("idempotency_key", &"k".repeat(513)).unwrap_err().sqlstate(), "22023");
+        assert_eq!(name("metric", &"m".repeat(128)).map(str::len), Ok(128));
+        for arg in ["metric", "plan", "kind", "reference", "tenant"] {
+            assert_eq!(name(arg, &"m".repeat(129)).unwrap_err().sqlstate(), "22023", "{arg}");
+        }
+        assert_eq!(name("metric", "").unwrap_err().sqlstate(), "22023");
+    }
+
+    #[test]
+    fn over_long_values_are_quoted_by_a_short_prefix_everywhere() {
+        let huge = "x".repeat(1 << 20);
+        let e = name("metric", &huge).unwrap_err();
+        assert!(e.message().len() < 200, "{}", e.message().len());
+        assert!(e.detail().to_string().len() < 200);
+        assert!(e.hint().len() < 200);
+        // A bounded name is quoted whole.
+        let bounded = "é".repeat(60);
+        assert_eq!(quoted(&bounded), bounded.as_str());
+        assert_eq!(QuotaError::invalid("metric", &bounded, "m", "h").detail()["value"], json!(bounded));
+        // Cut on a character boundary.
+        let wide = "é".repeat(1000);
+        assert!(quoted(&wide).ends_with('…') && quoted(&wide).len() <= QUOTED_BYTES + 3);
     }
 }

@@ -140,6 +140,9 @@ struct Config {
 
 /// Bound on cached subjects per backend (about 1 MB); the cache starts over when full.
 const MAX_SUBJECTS: usize = 10_000;
+/// Bound on cached (plan, metric) answers per backend, unknown metrics included (names
+/// are at most 128 bytes: under 3 MB); the cache starts over when full.
+const MAX_LIMITS: usize = 10_000;
 
 thread_local! {
     static TABLES: RefCell<Option<Rc<Tables>>> = const { RefCell::new(None) };
@@ -234,6 +237,15 @@ fn tables() -> Option<Rc<Tables>> {
     if !crate::gucs::hot_path() {
         return None;
     }
+    // Only a database at this library's version has every invalidation trigger that the
+    // caches rely on (`installed`); older ones take the general path until updated.
+    if !crate::installed::is_current() {
+        thread_local! { static SAID: std::cell::Cell<bool> = const { std::cell::Cell::new(false) }; }
+        if !SAID.with(|s| s.replace(true)) {
+            pgrx::log!("quota_ext: this database's extension is older than the library: quotas are served by the general path until ALTER EXTENSION quota_ext UPDATE");
+        }
+        return None;
+    }
     if let Some(t) = TABLES.with(|t| t.borrow().clone()) {
         return Some(t);
     }
@@ -321,6 +333,9 @@ fn limit_of(t: &Tables, snapshot: pg_sys::Snapshot, cache: Cache, plan: &str, me
     }
     let key = (plan.to_string(), metric.to_string());
     remembered(|c| c.limits.get(&key).cloned(), || Some(read_limit(t, latest(), plan, metric)), |c, l| {
+        if c.limits.len() >= MAX_LIMITS {
+            c.limits.clear();
+        }
         c.limits.insert(key.clone(), l.clone());
     })?
 }

@@ -1,7 +1,7 @@
 //! Every `quota.*` setting, in one place. Each is documented in the README's settings table.
 
 use pgrx::prelude::*;
-use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, PostgresGucEnum};
 use std::ffi::{c_char, c_void, CStr, CString};
 
 /// `quota.default_plan`: the plan an unknown subject joins on first consume, refund or
@@ -26,6 +26,32 @@ pub static HOT_PATH: GucSetting<bool> = GucSetting::<bool>::new(true);
 /// `quota.subject_cache_size`: entries of the shared subject cache (`subject_cache`),
 /// reserved at server start; 0 turns it off.
 pub static SUBJECT_CACHE_SIZE: GucSetting<i32> = GucSetting::<i32>::new(131_072);
+
+/// `quota.notify_payload`: what a `quota_events` notification carries. `id` (default):
+/// only the outbox row's id, so that listeners, who need no privilege to LISTEN, read the
+/// event through row-level security. `full`: the whole JSON event (0.3.0's payload, for
+/// compatibility; superuser only, as it shows every tenant's events to every listener).
+pub static NOTIFY_PAYLOAD: GucSetting<NotifyPayload> = GucSetting::<NotifyPayload>::new(NotifyPayload::Id);
+
+#[derive(Clone, Copy, PartialEq, Eq, PostgresGucEnum)]
+pub enum NotifyPayload {
+    #[name = c"id"]
+    Id,
+    #[name = c"full"]
+    Full,
+}
+
+/// `quota.max_metadata_bytes`: the largest `metadata` a consume, reserve or commit
+/// accepts (its stored size). Superuser-set.
+pub static MAX_METADATA_BYTES: GucSetting<i32> = GucSetting::<i32>::new(16_384);
+
+pub fn notify_full_payload() -> bool {
+    NOTIFY_PAYLOAD.get() == NotifyPayload::Full
+}
+
+pub fn max_metadata_bytes() -> usize {
+    MAX_METADATA_BYTES.get().max(0) as usize
+}
 
 pub fn subject_cache_size() -> i32 {
     SUBJECT_CACHE_SIZE.get()
@@ -57,6 +83,24 @@ pub fn init() {
         c"Serve the common quota_check and quota_consume by direct index and heap access.",
         c"On (default): a check or single-metric consume of a stored subject whose window row exists skips SPI and the executor. Off: every call takes the general path, with the same answers. A switch for comparisons and diagnosis.",
         &HOT_PATH,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_enum_guc(
+        c"quota.notify_payload",
+        c"What a quota_events notification carries: id (the outbox row's id) or full (the JSON event).",
+        c"id: listeners read the event from quota.events, under row-level security (LISTEN needs no privilege, so a full payload would show every tenant's events to any role that can connect). full: the 0.3.0 payload, for compatibility; events too long for a notification then send their id.",
+        &NOTIFY_PAYLOAD,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"quota.max_metadata_bytes",
+        c"Largest metadata (jsonb, stored size in bytes) a consume, reserve or commit accepts.",
+        c"Larger metadata is refused with SQLSTATE 22023. Keeps one call from writing megabytes into the ledger.",
+        &MAX_METADATA_BYTES,
+        0,
+        1 << 30,
         GucContext::Suset,
         GucFlags::default(),
     );
@@ -140,13 +184,13 @@ unsafe extern "C-unwind" fn check_clock_override(
         return true;
     }
     let text = unsafe { CStr::from_ptr(value) };
-    if crate::clock::parse_timestamptz(text).is_some() {
+    if crate::clock::parse_timestamptz(text).is_some_and(crate::clock::in_range) {
         true
     } else {
         unsafe {
             pg_sys::GUC_check_errcode(pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE as i32);
             pg_sys::GUC_check_errdetail_string =
-                pg_sys::pstrdup(c"quota.clock_override must be a timestamptz such as '2026-03-08 01:59:00-05', or empty to use now().".as_ptr());
+                pg_sys::pstrdup(c"quota.clock_override must be a timestamptz between the years 1 and 9999, such as '2026-03-08 01:59:00-05', or empty to use now().".as_ptr());
         }
         false
     }

@@ -40,9 +40,11 @@ mod ereport;
 mod fastpath;
 mod gucs;
 mod heap;
+mod installed;
 mod ledger;
 mod monitor;
 mod privilege;
+mod roles;
 mod store;
 mod subject_cache;
 
@@ -52,13 +54,15 @@ extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
 extension_sql_file!("../sql/enforce.sql", name = "enforce", requires = ["schema"]);
 extension_sql_file!("../sql/events.sql", name = "events", requires = ["schema", tenant_visible]);
 extension_sql_file!("../sql/ledger.sql", name = "ledger", requires = ["schema", refuse_ledger_change]);
-extension_sql_file!("../sql/hotpath.sql", name = "hotpath", requires = ["schema", config_changed]);
+extension_sql_file!("../sql/hotpath.sql", name = "hotpath", requires = ["schema", "enforce", config_changed]);
+extension_sql_file!("../sql/tenants.sql", name = "tenants", requires = ["schema", "enforce", config_changed]);
 extension_sql_file!("../sql/views.sql", name = "views", requires = ["ledger", quota_clock, recent_refusals, stats_totals]);
 extension_sql_file!("../sql/overloads.sql", name = "overloads", requires = ["views"]);
 extension_sql_file!("../sql/security.sql", name = "security", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
+    quiet_backtraces();
     gucs::init();
     stats::init();
     subject_cache::init();
@@ -68,6 +72,18 @@ pub extern "C-unwind" fn _PG_init() {
 #[pg_schema]
 mod tests {
     include!("../tests/pg/in_backend.rs");
+}
+
+/// Rust backtraces never reach a client or the server log. pgrx attaches one to every
+/// PostgreSQL error that passes through Rust code (a lock timeout or deadlock inside a
+/// quota function, say) when `RUST_BACKTRACE` or `RUST_LIB_BACKTRACE` is set in the
+/// server's environment. The standard library reads the setting once, at its first
+/// capture, so turning it off here, before any, is enough; in the postmaster (preload)
+/// this also covers every backend it starts.
+fn quiet_backtraces() {
+    // Called from _PG_init, before this library starts any thread.
+    std::env::remove_var("RUST_BACKTRACE");
+    std::env::set_var("RUST_LIB_BACKTRACE", "0");
 }
 
 /// Required by `cargo pgrx test`.

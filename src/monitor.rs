@@ -63,7 +63,7 @@ fn recent_refusals() -> TableIterator<
     ),
 > {
     let rows = stats::recent().ok_or_else(|| not_preloaded("quota.recent_refusals")).or_raise();
-    let scope = tenancy::current();
+    let scope = tenancy::current().or_raise();
     TableIterator::new(rows.into_iter().filter(move |r| scope.admits(r.tenant.as_deref())).map(|r| {
         let at = TimestampWithTimeZone::try_from(r.at).unwrap_or_else(|e| unreachable!("stored timestamp: {e:?}"));
         (at, r.subject, r.tenant, r.metric, r.requested, r.used, r.limit, r.reason)
@@ -74,7 +74,7 @@ fn recent_refusals() -> TableIterator<
 /// security policy of the extension uses it.
 #[pg_extern(stable, parallel_safe)]
 fn tenant_visible(tenant: Option<&str>) -> bool {
-    tenancy::current().admits(tenant)
+    tenancy::current().or_raise().admits(tenant)
 }
 
 /// The time quota windows use: `quota.clock_override` when set, else now().

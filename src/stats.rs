@@ -13,6 +13,17 @@
 //! - consumed units, consumes, soft overages, refunds and bonuses count when the
 //!   transaction commits: they are kept per subtransaction in backend memory, dropped on
 //!   (sub)transaction abort and added to shared memory at commit, so they match the ledger.
+//! - a transaction that is PREPAREd (two-phase commit) leaves its totals in a shared table
+//!   of prepared totals, keyed by its transaction id. Whoever reads the totals next folds
+//!   in those whose transaction committed (COMMIT PREPARED, in any session) and drops
+//!   those that rolled back (ROLLBACK PREPARED), as the commit log says. Only when that
+//!   table (`PREPARED_SLOTS` entries) is full do a prepared transaction's totals count at
+//!   PREPARE.
+//!
+//! Slots: `SLOTS - OVERFLOW_SLOTS` are shared by every database's metrics; when they are
+//! taken, each database's further metrics share one row named `(other)`, from a region of
+//! `OVERFLOW_SLOTS` reserved for those rows, so that one database's many metrics never
+//! make another database's vanish.
 //!
 //! The totals restart at zero when the server restarts (like pg_stat_statements), or
 //! with `quota.stats_reset()`.
@@ -26,9 +37,14 @@ use crate::decision::Decision;
 use crate::limits::Reason;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering::Relaxed};
 
-/// How many (database, metric) pairs are tracked. Later metrics share one overflow slot
-/// named `(other)`.
+/// How many (database, metric) pairs are tracked, overflow rows included.
 pub const SLOTS: usize = 512;
+/// Slots reserved for the `(other)` rows, one per database that ran out of slots.
+pub const OVERFLOW_SLOTS: usize = 64;
+/// Slots that metrics take first.
+const NAMED_SLOTS: usize = SLOTS - OVERFLOW_SLOTS;
+/// Prepared transactions' totals waiting for COMMIT or ROLLBACK PREPARED (per metric).
+pub const PREPARED_SLOTS: usize = 256;
 /// Metric names are kept up to this many bytes (longer ones are cut at a char boundary).
 pub const NAME_BYTES: usize = 63;
 const OTHER: &str = "(other)";
@@ -113,6 +129,14 @@ impl Slot {
             }
         }
     }
+    /// Take a free slot for (database, name); the caller holds the exclusive lock.
+    fn claim(&self, database: i64, name: &str) {
+        for (cell, b) in self.name.iter().zip(name.bytes()) {
+            cell.store(b, Relaxed);
+        }
+        self.len.store(name.len() as i64, Relaxed);
+        self.database.store(database, Relaxed);
+    }
     fn read(&self) -> Totals {
         let v: Vec<i64> = self.totals.iter().map(|c| c.load(Relaxed)).collect();
         Totals { consumed: v[0], consumes: v[1], exceeded: v[2], soft_overages: v[3], checks: v[4], refunded: v[5], bonuses: v[6] }
@@ -121,6 +145,7 @@ impl Slot {
 
 static TABLE: PgLwLock<Table> = unsafe { PgLwLock::new(c"quota_ext_stats") };
 static RECENT: PgLwLock<Recent> = unsafe { PgLwLock::new(c"quota_ext_refusals") };
+static PREPARED: PgLwLock<Prepared> = unsafe { PgLwLock::new(c"quota_ext_prepared_stats") };
 /// Set in the postmaster when preloaded; backends inherit it.
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 
@@ -130,6 +155,7 @@ pub fn init() {
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         pg_shmem_init!(TABLE);
         pg_shmem_init!(RECENT);
+        pg_shmem_init!(PREPARED);
         ACTIVE.store(true, Relaxed);
         unsafe {
             pg_sys::RegisterXactCallback(Some(on_xact), std::ptr::null_mut());
@@ -146,48 +172,54 @@ fn database() -> i64 {
     unsafe { pg_sys::MyDatabaseId.to_u32() as i64 }
 }
 
-/// Add to a metric's slot, claiming a free one (or the overflow slot) the first time.
+/// Add to a metric's slot of this database, claiming a free one the first time, or else
+/// to the database's `(other)` row.
 fn add(metric: &str, t: &Totals) {
-    let db = database();
+    add_for(database(), metric, t)
+}
+
+fn add_for(db: i64, metric: &str, t: &Totals) {
     let name = slot_name(metric);
-    let start = bucket(db, name);
+    let start = bucket(db, name) % NAMED_SLOTS;
     {
         let table = TABLE.share();
-        if let Some(slot) = probe(&table, db, name, start) {
+        if let Some(slot) = probe(&table.slots[..NAMED_SLOTS], db, name, start) {
             return slot.add(t);
         }
     }
     let table = TABLE.exclusive();
-    if let Some(slot) = probe(&table, db, name, start) {
+    let named = &table.slots[..NAMED_SLOTS];
+    if let Some(slot) = probe(named, db, name, start) {
         return slot.add(t);
     }
-    let free = (0..SLOTS).map(|i| &table.slots[(start + i) % SLOTS]).find(|s| s.database.load(Relaxed) == 0);
-    match free {
-        // Keep the last free slot for the overflow bucket.
-        Some(slot) if used_slots(&table) < SLOTS - 1 || name == OTHER => {
-            for (cell, b) in slot.name.iter().zip(name.bytes()) {
-                cell.store(b, Relaxed);
-            }
-            slot.len.store(name.len() as i64, Relaxed);
-            slot.database.store(db, Relaxed);
-            slot.add(t);
-        }
-        _ => {
-            drop(table);
-            if name != OTHER {
-                add(OTHER, t);
-            }
-        }
+    if let Some(slot) = (0..NAMED_SLOTS).map(|i| &named[(start + i) % NAMED_SLOTS]).find(|s| s.database.load(Relaxed) == 0) {
+        slot.claim(db, name);
+        return slot.add(t);
+    }
+    // The named slots are taken: this database's own overflow row.
+    let overflow = &table.slots[NAMED_SLOTS..];
+    let other = overflow.iter().find(|s| s.is(db, OTHER)).or_else(|| {
+        let free = overflow.iter().find(|s| s.database.load(Relaxed) == 0)?;
+        free.claim(db, OTHER);
+        Some(free)
+    });
+    match other {
+        Some(slot) => slot.add(t),
+        // More than OVERFLOW_SLOTS databases overflowing at once: say so, once per backend.
+        None => warn_full(),
     }
 }
 
-fn used_slots(table: &Table) -> usize {
-    table.slots.iter().filter(|s| s.database.load(Relaxed) != 0).count()
+fn warn_full() {
+    thread_local! { static WARNED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) }; }
+    if !WARNED.with(|w| w.replace(true)) {
+        pgrx::warning!("quota.stats is full: {SLOTS} slots taken by metrics of this cluster's databases; totals of further metrics are not kept until the server restarts");
+    }
 }
 
-fn probe<'t>(table: &'t Table, db: i64, name: &str, start: usize) -> Option<&'t Slot> {
-    for i in 0..SLOTS {
-        let slot = &table.slots[(start + i) % SLOTS];
+fn probe<'t>(slots: &'t [Slot], db: i64, name: &str, start: usize) -> Option<&'t Slot> {
+    for i in 0..slots.len() {
+        let slot = &slots[(start + i) % slots.len()];
         if slot.database.load(Relaxed) == 0 {
             return None;
         }
@@ -237,6 +269,17 @@ unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut s
             let pending = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
             for (_, metric, t) in pending {
                 add(&metric, &t);
+            }
+        }
+        // Still inside the transaction, with its id: park its totals until it is
+        // committed or rolled back, by whichever session that is (see the module comment).
+        pg_sys::XactEvent::XACT_EVENT_PRE_PREPARE => {
+            let xid = unsafe { pg_sys::GetTopTransactionIdIfAny() };
+            if xid != pg_sys::InvalidTransactionId {
+                PENDING.with(|p| {
+                    let mut p = p.borrow_mut();
+                    p.retain(|(_, metric, t)| !park(xid, metric, t));
+                });
             }
         }
         pg_sys::XactEvent::XACT_EVENT_ABORT => PENDING.with(|p| p.borrow_mut().clear()),
@@ -412,11 +455,80 @@ pub fn bonus_applied(metric: &str) {
     pend(metric, Totals { bonuses: 1, ..Totals::default() });
 }
 
+// Prepared transactions ---------------------------------------------------------------------
+
+#[derive(Clone, Copy)]
+struct Parked {
+    /// 0: free.
+    xid: u32,
+    database: i64,
+    metric: Name,
+    totals: Totals,
+}
+
+#[derive(Clone, Copy)]
+pub struct Prepared {
+    entries: [Parked; PREPARED_SLOTS],
+}
+
+impl Default for Prepared {
+    fn default() -> Self {
+        Prepared { entries: [Parked { xid: 0, database: 0, metric: Name::of(None), totals: Totals::default() }; PREPARED_SLOTS] }
+    }
+}
+
+// SAFETY: plain data, no pointers.
+unsafe impl PGRXSharedMemory for Prepared {}
+
+/// Park a prepared transaction's totals of one metric; false when the table is full (the
+/// totals then count at PREPARE, as a commit).
+fn park(xid: pg_sys::TransactionId, metric: &str, t: &Totals) -> bool {
+    let mut table = PREPARED.exclusive();
+    let Some(free) = table.entries.iter_mut().find(|e| e.xid == 0) else { return false };
+    *free = Parked { xid: u32::from(xid), database: database(), metric: Name::of(Some(metric)), totals: *t };
+    true
+}
+
+/// Fold in the parked totals whose transaction has ended: committed ones count, rolled
+/// back (or lost in a crash) ones are dropped, prepared ones wait.
+fn settle_prepared() {
+    let mut done = Vec::new();
+    {
+        let mut table = PREPARED.exclusive();
+        for e in table.entries.iter_mut().filter(|e| e.xid != 0) {
+            let xid = pg_sys::TransactionId::from(e.xid);
+            // SAFETY: commit-log and proc-array lookups of a transaction id that was
+            // assigned in this cluster; ids older than the kept commit log are dropped.
+            let (in_progress, committed) = unsafe {
+                if pg_sys::TransactionIdPrecedes(xid, (*pg_sys::ShmemVariableCache).oldestClogXid) {
+                    (false, false)
+                } else if pg_sys::TransactionIdIsInProgress(xid) {
+                    (true, false)
+                } else {
+                    (false, pg_sys::TransactionIdDidCommit(xid))
+                }
+            };
+            if in_progress {
+                continue;
+            }
+            if committed {
+                done.push((e.database, e.metric.get().unwrap_or_default(), e.totals));
+            }
+            e.xid = 0;
+        }
+    }
+    for (db, metric, t) in done {
+        add_for(db, &metric, &t);
+    }
+}
+
+
 /// Every metric of this database with its totals, by metric name.
 pub fn snapshot() -> Option<Vec<(String, Totals)>> {
     if !active() {
         return None;
     }
+    settle_prepared();
     let db = database();
     let table = TABLE.share();
     let mut rows: Vec<(String, Totals)> =
@@ -457,6 +569,16 @@ mod tests {
         assert_ne!(bucket(1, "messages"), bucket(1, "tokens"));
         assert_ne!(bucket(1, "messages"), bucket(2, "messages"));
         assert_eq!(bucket(5, "x"), bucket(5, "x"));
+    }
+
+    #[test]
+    fn named_buckets_leave_the_overflow_region_free() {
+        for db in 1..50 {
+            for m in ["a", "b", "messages", "tokens"] {
+                assert!(bucket(db, m) % NAMED_SLOTS < NAMED_SLOTS);
+            }
+        }
+        assert!(OVERFLOW_SLOTS > 0 && NAMED_SLOTS + OVERFLOW_SLOTS == SLOTS);
     }
 
     #[test]

@@ -186,6 +186,33 @@ pub fn upsert_subject(
     !run(c, &UPSERT_SUBJECT, &args).is_empty()
 }
 
+static DELETE_SUBJECT: Stmt = Stmt { sql: "DELETE FROM quota.subjects WHERE subject = $1 RETURNING true", types: &[T::TEXTOID] };
+
+/// Delete a subject (its state goes with it, see sql/tenants.sql); false if it was gone.
+pub fn delete_subject(c: &mut SpiClient<'_>, id: &str) -> bool {
+    first::<bool>(run(c, &DELETE_SUBJECT, &[id.into()]), 1).unwrap_or(false)
+}
+
+// Tenant bindings ----------------------------------------------------------------------
+
+static BIND_TENANT: Stmt = Stmt {
+    sql: "INSERT INTO quota.tenant_bindings (role_name, tenant) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    types: &[T::TEXTOID, T::TEXTOID],
+};
+static UNBIND_TENANT: Stmt = Stmt {
+    sql: "WITH d AS (DELETE FROM quota.tenant_bindings WHERE role_name = $1 AND ($2::text IS NULL OR tenant = $2) RETURNING 1)
+          SELECT count(*)::int4 FROM d",
+    types: &[T::TEXTOID, T::TEXTOID],
+};
+
+pub fn bind_tenant(c: &mut SpiClient<'_>, role: &str, tenant: &str) {
+    run(c, &BIND_TENANT, &[role.into(), tenant.into()]);
+}
+
+pub fn unbind_tenant(c: &mut SpiClient<'_>, role: &str, tenant: Option<&str>) -> i32 {
+    first::<i32>(run(c, &UNBIND_TENANT, &[role.into(), tenant.into()]), 1).unwrap_or(0)
+}
+
 // Plans and limits ---------------------------------------------------------------------
 
 static FIND_PLAN: Stmt = Stmt { sql: "SELECT bonus_cap_per_day FROM quota.plans WHERE plan = $1", types: &[T::TEXTOID] };
@@ -429,14 +456,33 @@ static SAVE_KEY: Stmt = Stmt {
     types: &[T::TEXTOID, T::TEXTOID, T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID],
 };
 
-static LOCK_KEY: Stmt = Stmt {
-    sql: "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended($1 || chr(31) || $2, 7274))",
-    types: &[T::TEXTOID, T::TEXTOID],
-};
+/// The lock tag's fourth field for idempotency keys. SQL's advisory-lock functions only
+/// make tags with 1 (one bigint key) or 2 (two integer keys) there, so no role can take,
+/// and so block, these locks from SQL.
+const KEY_LOCK_SPACE: u16 = 7274;
 
-/// Serialise calls that use the same idempotency key (until the transaction ends).
-pub fn lock_key(c: &mut SpiClient<'_>, subject: &str, key: &str) {
-    run(c, &LOCK_KEY, &[subject.into(), key.into()]);
+/// Serialise calls that use the same idempotency key (until the transaction ends): an
+/// exclusive transaction-level lock in the advisory lock method, keyed by this database
+/// and 64 bits of the SHA-256 of subject and key. A collision would only make two keys
+/// wait for each other; with a cryptographic hash nobody can make one on purpose.
+pub fn lock_key(_c: &mut SpiClient<'_>, subject: &str, key: &str) {
+    use sha2::Digest;
+    let digest = sha2::Sha256::new().chain_update(subject.as_bytes()).chain_update([0u8]).chain_update(key.as_bytes()).finalize();
+    let hash = u64::from_le_bytes(digest[..8].try_into().expect("a SHA-256 digest has 32 bytes"));
+    let tag = pg_sys::LOCKTAG {
+        // SAFETY: reads the backend's database id.
+        locktag_field1: unsafe { pg_sys::MyDatabaseId }.to_u32(),
+        locktag_field2: (hash >> 32) as u32,
+        locktag_field3: hash as u32,
+        locktag_field4: KEY_LOCK_SPACE,
+        locktag_type: pg_sys::LockTagType::LOCKTAG_ADVISORY as u8,
+        locktag_lockmethodid: pg_sys::USER_LOCKMETHOD as u8,
+    };
+    // SAFETY: a transaction-scoped (not session) lock that waits; the lock manager
+    // releases it at the end of the transaction, or raises on deadlock or lock_timeout.
+    unsafe {
+        pg_sys::LockAcquire(&tag, pg_sys::ExclusiveLock as pg_sys::LOCKMODE, false, false);
+    }
 }
 
 /// The operation and stored response of an earlier call with this key, if any.
@@ -583,8 +629,8 @@ static EXPIRED_HELD: Stmt = Stmt {
 };
 static LAPSED_WINDOWS: Stmt = Stmt {
     sql: "SELECT DISTINCT subject, metric, window_start, window_end FROM quota.reservations
-          WHERE status = 'held' AND expires_at <= $1 LIMIT $2",
-    types: &[T::TIMESTAMPTZOID, T::INT8OID],
+          WHERE status = 'held' AND expires_at <= $1 ORDER BY subject, metric, window_start LIMIT $2 OFFSET $3",
+    types: &[T::TIMESTAMPTZOID, T::INT8OID, T::INT8OID],
 };
 
 pub struct NewReservation<'a> {
@@ -667,9 +713,10 @@ pub fn expired_held(c: &mut SpiClient<'_>, subject: &str, metric: &str, w: &Wind
     first::<i64>(run(c, &EXPIRED_HELD, &[s, m, start, ts(now)]), 1).unwrap_or(0)
 }
 
-/// Windows with lapsed holds, at most `limit` of them: (subject, metric, window).
-pub fn lapsed_windows(c: &mut SpiClient<'_>, now: DateTime<Utc>, limit: i64) -> Vec<(String, String, Window)> {
-    run(c, &LAPSED_WINDOWS, &[ts(now), limit.into()])
+/// Windows with lapsed holds, at most `limit` of them after skipping `skip` (those a
+/// sweep failed on): (subject, metric, window).
+pub fn lapsed_windows(c: &mut SpiClient<'_>, now: DateTime<Utc>, limit: i64, skip: i64) -> Vec<(String, String, Window)> {
+    run(c, &LAPSED_WINDOWS, &[ts(now), limit.into(), skip.into()])
         .filter_map(|row| {
             let start = row.get::<TimestampWithTimeZone>(3).ok().flatten()?;
             let window = Window {
@@ -683,14 +730,21 @@ pub fn lapsed_windows(c: &mut SpiClient<'_>, now: DateTime<Utc>, limit: i64) -> 
 
 // Events -------------------------------------------------------------------------------
 
+/// The notification carries the outbox row's id; with `$6` (quota.notify_payload = full,
+/// or a database before 0.4.0) the JSON event itself, unless it is too long for a
+/// notification (8,000 bytes), which then sends the id too.
 static EMIT: Stmt = Stmt {
     sql: "WITH e AS (INSERT INTO quota.events (type, subject, metric, payload, created_at) VALUES ($1, $2, $3, $4::jsonb, $5) RETURNING id)
-          SELECT pg_catalog.pg_notify('quota_events', $4) FROM e",
-    types: &[T::TEXTOID, T::TEXTOID, T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID],
+          SELECT pg_catalog.pg_notify('quota_events',
+                     CASE WHEN $6 AND pg_catalog.octet_length($4) < 8000 THEN $4 ELSE e.id::text END)
+          FROM e",
+    types: &[T::TEXTOID, T::TEXTOID, T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID, T::BOOLOID],
 };
 
 /// Record the event in the outbox and notify listeners (delivered at COMMIT).
 pub fn emit(c: &mut SpiClient<'_>, e: &crate::events::Event) {
     let payload = e.payload().to_string();
-    run(c, &EMIT, &[e.kind.as_str().into(), e.subject.as_str().into(), e.metric.as_str().into(), payload.as_str().into(), ts(e.occurred_at)]);
+    let full = crate::gucs::notify_full_payload() || !crate::installed::at_least(crate::installed::BINDINGS);
+    let args = [e.kind.as_str().into(), e.subject.as_str().into(), e.metric.as_str().into(), payload.as_str().into(), ts(e.occurred_at), full.into()];
+    run(c, &EMIT, &args);
 }

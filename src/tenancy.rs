@@ -5,10 +5,18 @@
 //! - unset, and the session's role is a superuser or a member of `quota_admin`: everything.
 //! - unset, any other role: only subjects that have no tenant (single-tenant apps).
 //!
+//! Tenant bindings (`quota.bind_tenant`, table `quota.tenant_bindings`) tie roles to
+//! tenants, for deployments that give each tenant its own role. A session whose role is a
+//! member of any bound role (not an admin) may act only for the union of those roles'
+//! tenants: naming another tenant in `quota.tenant` is refused with 42501 at the call
+//! (not at `SET`), and with no tenant set it sees nothing and creates nothing.
+//!
 //! Everything outside the scope looks unknown: the same QT404 or "unknown reservation" as
 //! an id that does not exist, so nothing about other tenants leaks through errors. The
 //! same rule backs the row-level security policies (`quota.tenant_visible`, see
 //! `sql/security.sql`), so direct reads of the tables agree with the functions.
+
+use crate::error::{self, QuotaError};
 
 /// The subjects a session may see.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,12 +25,32 @@ pub enum Scope {
     All,
     /// Subjects whose tenant is exactly this (`None`: subjects without a tenant).
     Tenant(Option<String>),
+    /// No subject at all: a session bound to tenants that has not named one.
+    Nothing,
+}
+
+/// Why a session may not act: its role is bound to other tenants.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotBound {
+    pub tenant: String,
 }
 
 impl Scope {
-    /// The scope for a `quota.tenant` setting (empty counts as unset) and the role's rights.
-    pub fn decide(setting: Option<&str>, admin: bool) -> Scope {
-        match setting.filter(|t| !t.is_empty()) {
+    /// The scope for a `quota.tenant` setting (empty counts as unset), the role's rights
+    /// and, for a role bound to tenants (and not an admin), the tenants it may act for.
+    pub fn decide(setting: Option<&str>, admin: bool, bound: Option<&[String]>) -> Result<Scope, NotBound> {
+        let setting = setting.filter(|t| !t.is_empty());
+        match (setting, bound) {
+            (_, Some(_)) if admin => Ok(Scope::decide_unbound(setting, admin)),
+            (Some(t), Some(tenants)) if tenants.iter().any(|b| b == t) => Ok(Scope::Tenant(Some(t.to_string()))),
+            (Some(t), Some(_)) => Err(NotBound { tenant: t.to_string() }),
+            (None, Some(_)) => Ok(Scope::Nothing),
+            (_, None) => Ok(Scope::decide_unbound(setting, admin)),
+        }
+    }
+
+    fn decide_unbound(setting: Option<&str>, admin: bool) -> Scope {
+        match setting {
             Some(t) => Scope::Tenant(Some(t.to_string())),
             None if admin => Scope::All,
             None => Scope::Tenant(None),
@@ -34,13 +62,19 @@ impl Scope {
         match self {
             Scope::All => true,
             Scope::Tenant(t) => t.as_deref() == tenant,
+            Scope::Nothing => false,
         }
+    }
+
+    /// May this session create subjects (through `quota.default_plan`)?
+    pub fn may_create(&self) -> bool {
+        !matches!(self, Scope::Nothing)
     }
 
     /// The tenant given to subjects this session creates (`quota.default_plan`).
     pub fn creates_in(&self) -> Option<&str> {
         match self {
-            Scope::All => None,
+            Scope::All | Scope::Nothing => None,
             Scope::Tenant(t) => t.as_deref(),
         }
     }
@@ -49,6 +83,7 @@ impl Scope {
     pub fn assignable(&self, requested: Option<&str>) -> Result<Option<String>, String> {
         match (self, requested) {
             (Scope::All, r) => Ok(r.map(str::to_string)),
+            (Scope::Nothing, _) => Err("this session's role is bound to tenants, and quota.tenant names none of them".into()),
             (Scope::Tenant(mine), None) => Ok(mine.clone()),
             (Scope::Tenant(mine), Some(r)) if mine.as_deref() == Some(r) => Ok(Some(r.to_string())),
             (Scope::Tenant(None), Some(_)) => Err("only a quota_admin (or a session with quota.tenant set) can assign a tenant".into()),
@@ -61,30 +96,30 @@ impl Scope {
         match self {
             Scope::All => (true, None),
             Scope::Tenant(t) => (false, t.as_deref()),
+            Scope::Nothing => (false, None),
         }
+    }
+}
+
+/// The 42501 of a bound session that names a tenant it is not bound to.
+pub fn not_bound(refusal: NotBound) -> QuotaError {
+    let tenant = error::quoted(&refusal.tenant).into_owned();
+    QuotaError::Forbidden {
+        message: format!("this session's role may not act for tenant \"{tenant}\""),
+        hint: "Set quota.tenant to a tenant bound to this role (see quota.tenant_bindings), or ask an administrator to bind it with quota.bind_tenant.".into(),
+        object: format!("tenant {tenant}"),
     }
 }
 
 /// The calling session's scope. The role is the session's current role (`SET ROLE`),
 /// not the owner of the SECURITY DEFINER function that is running.
-pub fn current() -> Scope {
+pub fn current() -> error::Result<Scope> {
     let setting = crate::gucs::tenant();
-    if setting.is_some() {
-        return Scope::decide(setting.as_deref(), false);
+    if let Some(t) = setting.as_deref() {
+        error::name("quota.tenant", t)?;
     }
-    Scope::decide(None, session_is_admin())
-}
-
-fn session_is_admin() -> bool {
-    use pgrx::pg_sys;
-    unsafe {
-        let role = pg_sys::GetOuterUserId();
-        if pg_sys::superuser_arg(role) {
-            return true;
-        }
-        let admin = pg_sys::get_role_oid(c"quota_admin".as_ptr(), true);
-        admin != pg_sys::InvalidOid && pg_sys::has_privs_of_role(role, admin)
-    }
+    let role = crate::roles::session();
+    Scope::decide(setting.as_deref(), role.admin, role.tenants.as_deref()).map_err(not_bound)
 }
 
 #[cfg(test)]
@@ -93,15 +128,41 @@ mod tests {
 
     #[test]
     fn setting_wins_over_admin_rights() {
-        assert_eq!(Scope::decide(Some("acme"), true), Scope::Tenant(Some("acme".into())));
-        assert_eq!(Scope::decide(Some("acme"), false), Scope::Tenant(Some("acme".into())));
+        assert_eq!(Scope::decide(Some("acme"), true, None), Ok(Scope::Tenant(Some("acme".into()))));
+        assert_eq!(Scope::decide(Some("acme"), false, None), Ok(Scope::Tenant(Some("acme".into()))));
     }
 
     #[test]
     fn unset_means_everything_for_admins_and_untenanted_for_others() {
-        assert_eq!(Scope::decide(None, true), Scope::All);
-        assert_eq!(Scope::decide(Some(""), true), Scope::All);
-        assert_eq!(Scope::decide(None, false), Scope::Tenant(None));
+        assert_eq!(Scope::decide(None, true, None), Ok(Scope::All));
+        assert_eq!(Scope::decide(Some(""), true, None), Ok(Scope::All));
+        assert_eq!(Scope::decide(None, false, None), Ok(Scope::Tenant(None)));
+    }
+
+    #[test]
+    fn a_bound_role_acts_only_for_its_tenants() {
+        let bound = vec!["acme".to_string(), "initech".to_string()];
+        let b = Some(bound.as_slice());
+        assert_eq!(Scope::decide(Some("acme"), false, b), Ok(Scope::Tenant(Some("acme".into()))));
+        assert_eq!(Scope::decide(Some("initech"), false, b), Ok(Scope::Tenant(Some("initech".into()))));
+        assert_eq!(Scope::decide(Some("globex"), false, b), Err(NotBound { tenant: "globex".into() }));
+        assert_eq!(Scope::decide(None, false, b), Ok(Scope::Nothing));
+        assert_eq!(Scope::decide(Some(""), false, b), Ok(Scope::Nothing));
+        // Administrators are never restricted.
+        assert_eq!(Scope::decide(Some("globex"), true, b), Ok(Scope::Tenant(Some("globex".into()))));
+        assert_eq!(Scope::decide(None, true, b), Ok(Scope::All));
+        let e = not_bound(NotBound { tenant: "globex".into() });
+        assert_eq!(e.sqlstate(), "42501");
+        assert!(e.message().contains("globex"));
+    }
+
+    #[test]
+    fn nothing_admits_nothing_and_creates_nothing() {
+        assert!(!Scope::Nothing.admits(None));
+        assert!(!Scope::Nothing.admits(Some("acme")));
+        assert!(!Scope::Nothing.may_create());
+        assert!(Scope::Nothing.assignable(None).is_err());
+        assert!(Scope::Tenant(None).may_create() && Scope::All.may_create());
     }
 
     #[test]

@@ -1,0 +1,114 @@
+//! The SQL objects a database has: the extension version it was created at or last
+//! updated to, which may be older than this library.
+//!
+//! After a package upgrade the new library serves every database at once, while each
+//! database keeps its old objects until `ALTER EXTENSION quota_ext UPDATE`. Such a
+//! database is still served, with the semantics of its version:
+//! - the hot path (`fastpath`) and its caches serve only a database at this library's
+//!   version, whose invalidation triggers are all in place; older ones take the general
+//!   path, which reads everything with the statement's snapshot;
+//! - code that needs objects a version added checks `at_least` first, and either keeps
+//!   the older behaviour or raises 55000 with the hint to update (`requires`).
+//!
+//! The version is cached per backend and forgotten at every relcache invalidation (DDL,
+//! and the statement triggers of `sql/hotpath.sql`). Every upgrade script ends with a
+//! statement that fires one (see `sql/quota_ext--0.3.0--0.4.0.sql`), so other backends
+//! see the new version from their next call.
+
+use pgrx::pg_sys::{self, Datum, Oid};
+use pgrx::spi::Spi;
+use std::cell::Cell;
+
+use crate::error::QuotaError;
+
+/// A released version, `major.minor.patch`.
+pub type Version = (u32, u32, u32);
+
+/// Tenant bindings (`quota.tenant_bindings`), row charges (`quota.row_charges`), column
+/// numbers of enforced tables, and the id-only notification payload.
+pub const BINDINGS: Version = (0, 4, 0);
+pub const ROW_CHARGES: Version = (0, 4, 0);
+
+thread_local! {
+    /// The installed version as last read; `Some(None)`: the extension is not installed.
+    static CACHED: Cell<Option<Option<Version>>> = const { Cell::new(None) };
+    static REGISTERED: Cell<bool> = const { Cell::new(false) };
+    static GENERATION: Cell<u64> = const { Cell::new(0) };
+}
+
+unsafe extern "C-unwind" fn forget(_arg: Datum, _relid: Oid) {
+    GENERATION.with(|g| g.set(g.get().wrapping_add(1)));
+    CACHED.with(|c| c.set(None));
+}
+
+/// This library's version.
+pub fn library() -> Version {
+    parse(env!("CARGO_PKG_VERSION")).expect("the crate version is major.minor.patch")
+}
+
+/// `"0.3.0"` as (0, 3, 0); None for anything else.
+pub fn parse(text: &str) -> Option<Version> {
+    let mut parts = text.trim().split('.').map(|p| p.parse::<u32>().ok());
+    let v = (parts.next()??, parts.next()??, parts.next()??);
+    parts.next().is_none().then_some(v)
+}
+
+/// The version installed in this database (None: not installed).
+pub fn version() -> Option<Version> {
+    if let Some(v) = CACHED.with(|c| c.get()) {
+        return v;
+    }
+    if !REGISTERED.with(|r| r.replace(true)) {
+        // SAFETY: plain callback registration; the callback only clears a cache.
+        unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(forget), Datum::from(0usize)) };
+    }
+    let generation = GENERATION.with(|g| g.get());
+    let text = Spi::get_one::<String>("SELECT extversion::text FROM pg_catalog.pg_extension WHERE extname = 'quota_ext'").ok().flatten();
+    let v = text.as_deref().and_then(parse);
+    if GENERATION.with(|g| g.get()) == generation {
+        CACHED.with(|c| c.set(Some(v)));
+    }
+    v
+}
+
+/// Is this database at this library's version (every object and trigger in place)?
+pub fn is_current() -> bool {
+    version() == Some(library())
+}
+
+/// Does this database have what `since` added? (A database at an unknown version, or
+/// without the extension, has nothing.)
+pub fn at_least(since: Version) -> bool {
+    version().is_some_and(|v| v >= since)
+}
+
+/// 55000 unless this database has what `since` added: for operations whose state an
+/// older version does not have.
+pub fn requires(since: Version, operation: &'static str) -> Result<(), QuotaError> {
+    if at_least(since) {
+        return Ok(());
+    }
+    let have = version().map_or("none".to_string(), |(a, b, c)| format!("{a}.{b}.{c}"));
+    let (a, b, c) = since;
+    Err(QuotaError::NotAvailable {
+        feature: operation,
+        message: format!("{operation} needs quota_ext {a}.{b}.{c} in this database, which is at {have}"),
+        hint: "Run ALTER EXTENSION quota_ext UPDATE in this database.".into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_parse_and_order() {
+        assert_eq!(parse("0.3.0"), Some((0, 3, 0)));
+        assert_eq!(parse("0.10.1"), Some((0, 10, 1)));
+        assert!(parse("0.10.1") > parse("0.4.0"));
+        assert_eq!(parse("0.3"), None);
+        assert_eq!(parse("0.3.0.1"), None);
+        assert_eq!(parse("x.y.z"), None);
+        assert_eq!(library(), parse(env!("CARGO_PKG_VERSION")).unwrap());
+    }
+}

@@ -1,0 +1,134 @@
+//! The session's role as quota_ext sees it: whether it administers quotas, and which
+//! tenants it is bound to (`quota.tenant_bindings`, see `tenancy`).
+//!
+//! Both answers are cached per backend, because every quota call and every row that a
+//! row-level security policy filters asks for them. The cache is forgotten when bindings
+//! change (a relcache invalidation of `quota.tenant_bindings`, sent at COMMIT by its
+//! statement trigger `quota.config_changed`) or when roles or memberships change
+//! (`pg_authid` and `pg_auth_members` syscache invalidations). Bindings store role
+//! names, so they survive dump and restore; a name without a role binds nobody.
+
+use pgrx::pg_sys::{self, Datum, Oid};
+use pgrx::spi::Spi;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+/// What the session's role may do.
+#[derive(Clone, Debug, Default)]
+pub struct SessionRole {
+    /// A superuser or a member of `quota_admin`: never restricted to tenants.
+    pub admin: bool,
+    /// The union of the tenants bound to the roles this role is a member of; `None`
+    /// when none of them is bound.
+    pub tenants: Option<Vec<String>>,
+}
+
+thread_local! {
+    /// (role name, tenant) of every binding, as last read.
+    static BINDINGS: RefCell<Option<Rc<Vec<(String, String)>>>> = const { RefCell::new(None) };
+    /// The answer for one role (the session's current role when it was computed).
+    static SESSION: RefCell<Option<(Oid, Rc<SessionRole>)>> = const { RefCell::new(None) };
+    static REGISTERED: Cell<bool> = const { Cell::new(false) };
+    /// Invalidations seen: an answer computed while one arrived is not kept.
+    static GENERATION: Cell<u64> = const { Cell::new(0) };
+}
+
+unsafe extern "C-unwind" fn bindings_changed(_arg: Datum, relid: Oid) {
+    // The bindings table's oid is not kept: any relcache invalidation of schema quota's
+    // tables is rare, and reloading costs one small read.
+    let _ = relid;
+    GENERATION.with(|g| g.set(g.get().wrapping_add(1)));
+    BINDINGS.with(|b| *b.borrow_mut() = None);
+    SESSION.with(|s| *s.borrow_mut() = None);
+}
+
+unsafe extern "C-unwind" fn roles_changed(_arg: Datum, _cacheid: i32, _hash: u32) {
+    GENERATION.with(|g| g.set(g.get().wrapping_add(1)));
+    SESSION.with(|s| *s.borrow_mut() = None);
+}
+
+fn register() {
+    if REGISTERED.with(|r| r.replace(true)) {
+        return;
+    }
+    // SAFETY: plain callback registration; the callbacks only clear thread-local caches.
+    unsafe {
+        pg_sys::CacheRegisterRelcacheCallback(Some(bindings_changed), Datum::from(0usize));
+        pg_sys::CacheRegisterSyscacheCallback(pg_sys::SysCacheIdentifier::AUTHOID as _, Some(roles_changed), Datum::from(0usize));
+        pg_sys::CacheRegisterSyscacheCallback(pg_sys::SysCacheIdentifier::AUTHMEMMEMROLE as _, Some(roles_changed), Datum::from(0usize));
+        pg_sys::CacheRegisterSyscacheCallback(pg_sys::SysCacheIdentifier::AUTHMEMROLEMEM as _, Some(roles_changed), Datum::from(0usize));
+    }
+}
+
+/// The session's current role (`SET ROLE` counts; a SECURITY DEFINER function's owner
+/// does not) and what it may do.
+pub fn session() -> Rc<SessionRole> {
+    register();
+    // SAFETY: reads the backend's current outer role.
+    let user = unsafe { pg_sys::GetOuterUserId() };
+    if let Some(found) = SESSION.with(|s| s.borrow().as_ref().filter(|(u, _)| *u == user).map(|(_, r)| r.clone())) {
+        return found;
+    }
+    let generation = GENERATION.with(|g| g.get());
+    let role = Rc::new(compute(user));
+    if GENERATION.with(|g| g.get()) == generation {
+        SESSION.with(|s| *s.borrow_mut() = Some((user, role.clone())));
+    }
+    role
+}
+
+fn compute(user: Oid) -> SessionRole {
+    // SAFETY: catalog lookups by oid and name; missing roles answer InvalidOid.
+    let admin = unsafe {
+        pg_sys::superuser_arg(user) || {
+            let admin = pg_sys::get_role_oid(c"quota_admin".as_ptr(), true);
+            admin != pg_sys::InvalidOid && pg_sys::has_privs_of_role(user, admin)
+        }
+    };
+    if admin {
+        return SessionRole { admin, tenants: None };
+    }
+    let mut tenants: Option<Vec<String>> = None;
+    for (role, tenant) in bindings().iter() {
+        let Ok(name) = std::ffi::CString::new(role.as_str()) else { continue };
+        // SAFETY: as above.
+        let member = unsafe {
+            let oid = pg_sys::get_role_oid(name.as_ptr(), true);
+            oid != pg_sys::InvalidOid && pg_sys::is_member_of_role(user, oid)
+        };
+        if member {
+            let set = tenants.get_or_insert_with(Vec::new);
+            if !set.contains(tenant) {
+                set.push(tenant.clone());
+            }
+        }
+    }
+    SessionRole { admin, tenants }
+}
+
+/// Every binding, read as the extension's owner (application roles cannot read the
+/// table). A database whose extension predates bindings has none.
+fn bindings() -> Rc<Vec<(String, String)>> {
+    if let Some(b) = BINDINGS.with(|b| b.borrow().clone()) {
+        return b;
+    }
+    let generation = GENERATION.with(|g| g.get());
+    let rows = if crate::installed::at_least(crate::installed::BINDINGS) {
+        crate::privilege::as_owner(|| {
+            Spi::connect(|c| {
+                c.select("SELECT role_name, tenant FROM quota.tenant_bindings", None, &[])
+                    .map(|t| {
+                        t.filter_map(|row| Some((row.get::<String>(1).ok()??, row.get::<String>(2).ok()??))).collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default()
+            })
+        })
+    } else {
+        Vec::new()
+    };
+    let rows = Rc::new(rows);
+    if GENERATION.with(|g| g.get()) == generation {
+        BINDINGS.with(|b| *b.borrow_mut() = Some(rows.clone()));
+    }
+    rows
+}
