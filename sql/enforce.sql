@@ -43,12 +43,13 @@ SELECT pg_catalog.pg_extension_config_dump('quota.row_charges', '');
 CREATE VIEW quota.enforced_tables AS
 SELECT e.table_name,
        e.metric,
-       coalesce(sa.attname::text, pg_catalog.format('%s (dropped)', e.subject_column)) AS subject_column,
+       -- Column names are of type name (collation "C"); the view's columns stay "default".
+       coalesce(sa.attname::text, pg_catalog.format('%s (dropped)', e.subject_column)) COLLATE "default" AS subject_column,
        CASE WHEN e.tokens_of IS NOT NULL
                 THEN pg_catalog.format('tokens of %s (%s)', coalesce(pg_catalog.quote_ident(ta.attname), pg_catalog.format('%I (dropped)', e.tokens_of)), e.encoding)
             WHEN e.amount_column IS NOT NULL
                 THEN pg_catalog.format('column %s', coalesce(pg_catalog.quote_ident(aa.attname), pg_catalog.format('%I (dropped)', e.amount_column)))
-            ELSE pg_catalog.format('%s per row', e.amount) END AS consumes,
+            ELSE pg_catalog.format('%s per row', e.amount) END COLLATE "default" AS consumes,
        e.refund_on_delete,
        e.created_at
 FROM quota.enforcements e

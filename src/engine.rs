@@ -36,7 +36,7 @@ enum Unknown {
 }
 
 fn resolve_subject(c: &mut SpiClient<'_>, id: &str, unknown: Unknown, now: DateTime<Utc>) -> Result<Subject> {
-    error::name("subject", id)?;
+    known_name("subject", id)?;
     let scope = tenancy::current()?;
     let unknown_subject = || QuotaError::UnknownSubject { subject: id.to_string() };
     if let Some(s) = store::find_subject(c, id) {
@@ -68,7 +68,7 @@ fn resolve_subject(c: &mut SpiClient<'_>, id: &str, unknown: Unknown, now: DateT
 }
 
 fn resolve_limit(c: &mut SpiClient<'_>, subject: &Subject, metric: &str) -> Result<Limit> {
-    error::name("metric", metric)?;
+    known_name("metric", metric)?;
     store::limit(c, &subject.plan, metric).ok_or_else(|| unknown_metric(subject, metric))
 }
 
@@ -201,9 +201,9 @@ fn event(kind: events::Kind, s: &Subject, metric: &str, limit: &Limit, w: &Windo
 
 /// A dry run: writes nothing. `used`/`remaining` are before the request.
 pub fn check(subject: &str, items: &[(String, i64)]) -> Result<Vec<Decision>> {
-    error::name("subject", subject)?;
+    known_name("subject", subject)?;
     for (metric, amount) in items {
-        error::name("metric", metric)?;
+        known_name("metric", metric)?;
         if *amount < 0 {
             return Err(QuotaError::invalid("amount", amount, format!("amount must not be negative, got {amount}"), "Pass 0 to read the state, or a positive amount to test a request."));
         }
@@ -285,7 +285,7 @@ pub struct ConsumeRequest<'a> {
 /// Check and increment atomically. On a hard refusal nothing is written.
 pub fn consume(req: ConsumeRequest<'_>) -> Result<Vec<Decision>> {
     let mut items = req.items;
-    error::name("subject", req.subject)?;
+    known_name("subject", req.subject)?;
     validate_items(&mut items)?;
     if let Some(key) = req.idempotency_key {
         error::name("idempotency_key", key)?;
@@ -436,6 +436,15 @@ fn hot_path_taken(operation: &str) {
     fastpath::note(format_args!("{operation}: served by the hot path"));
 }
 
+/// A name argument within its bound (`error::name`), or one already stored: names
+/// stored before the bounds existed keep working.
+fn known_name<'a>(argument: &'static str, value: &'a str) -> Result<&'a str> {
+    match error::name(argument, value) {
+        Err(_) if !value.is_empty() && store::name_is_stored(argument, value) => Ok(value),
+        other => other,
+    }
+}
+
 /// Metadata is stored as given, up to `quota.max_metadata_bytes`.
 fn metadata_fits(metadata: Option<pg_sys::Datum>) -> Result<()> {
     let Some(datum) = metadata else { return Ok(()) };
@@ -468,7 +477,7 @@ fn validate_items(items: &mut [(String, i64)]) -> Result<()> {
         return Err(QuotaError::invalid("amounts", "{}", "amounts must name at least one metric", "Pass an object such as {\"messages\": 1, \"tokens\": 350}."));
     }
     for (metric, amount) in items.iter() {
-        error::name("metric", metric)?;
+        known_name("metric", metric)?;
         positive_amount("amount", *amount)?;
     }
     items.sort_by(|a, b| a.0.cmp(&b.0));
@@ -1019,8 +1028,8 @@ pub fn parse_enforcement(enforcement: &str) -> Result<Enforcement> {
 }
 
 pub fn set_limit(plan: &str, metric: &str, period: &str, limit_value: i64, enforcement: &str, per_request_max: Option<i64>) -> Result<()> {
-    error::name("plan", plan)?;
-    error::name("metric", metric)?;
+    known_name("plan", plan)?;
+    known_name("metric", metric)?;
     let limit = Limit { period: parse_period(period)?, limit_value, enforcement: parse_enforcement(enforcement)?, per_request_max, alerts: vec![] };
     if limit_value < 0 {
         return Err(QuotaError::invalid("limit_value", limit_value, "limit_value must not be negative", "Pass 0 or more; 0 blocks every request."));
@@ -1037,7 +1046,7 @@ pub fn set_limit(plan: &str, metric: &str, period: &str, limit_value: i64, enfor
 
 /// Thresholds (percent of the effective limit) at which threshold events fire.
 pub fn set_alerts(plan: &str, metric: &str, thresholds: Vec<Option<i32>>) -> Result<()> {
-    error::name("metric", metric)?;
+    known_name("metric", metric)?;
     let mut t = Vec::with_capacity(thresholds.len());
     for v in thresholds {
         match v {
@@ -1063,13 +1072,13 @@ pub fn set_alerts(plan: &str, metric: &str, thresholds: Vec<Option<i32>>) -> Res
 }
 
 pub fn remove_limit(plan: &str, metric: &str) -> Result<bool> {
-    error::name("plan", plan)?;
-    error::name("metric", metric)?;
+    known_name("plan", plan)?;
+    known_name("metric", metric)?;
     Spi::connect_mut(|c| Ok(store::delete_limit(c, plan, metric)))
 }
 
 fn existing_plan(c: &mut SpiClient<'_>, plan: &str) -> Result<Option<i32>> {
-    error::name("plan", plan)?;
+    known_name("plan", plan)?;
     store::plan_bonus_cap(c, plan).ok_or_else(|| {
         QuotaError::invalid("plan", plan, format!("unknown plan \"{plan}\""), "Create the plan first with quota.set_limit(plan, metric, period, limit).")
     })
@@ -1082,7 +1091,7 @@ pub fn assign_plan(
     cycle_anchor: Option<pg_sys::TimestampTz>,
     time_zone: Option<&str>,
 ) -> Result<()> {
-    error::name("subject", subject)?;
+    known_name("subject", subject)?;
     if let Some(zone) = time_zone {
         if period::parse_zone(zone).is_none() {
             return Err(QuotaError::invalid(
@@ -1122,7 +1131,7 @@ pub fn assign_plan(
 }
 
 pub fn set_bonus_rule(plan: &str, metric: &str, kind: &str, amount: i64, reference_scope: Option<&str>) -> Result<()> {
-    error::name("metric", metric)?;
+    known_name("metric", metric)?;
     error::name("kind", kind)?;
     positive_amount("amount", amount)?;
     let scope = match reference_scope {
@@ -1154,7 +1163,7 @@ pub fn set_bonus_cap(plan: &str, per_day: Option<i32>) -> Result<()> {
 /// Delete a subject in the session's scope; its dependent state goes with it (trigger
 /// `quota.forget_subject`, sql/tenants.sql). False when there was none to delete.
 pub fn delete_subject(subject: &str) -> Result<bool> {
-    error::name("subject", subject)?;
+    known_name("subject", subject)?;
     installed::requires(installed::BINDINGS, "quota.delete_subject")?;
     let scope = tenancy::current()?;
     Spi::connect_mut(|c| {

@@ -140,9 +140,8 @@ struct Config {
 
 /// Bound on cached subjects per backend (about 1 MB); the cache starts over when full.
 const MAX_SUBJECTS: usize = 10_000;
-/// Bound on cached (plan, metric) answers per backend, unknown metrics included (names
-/// are at most 128 bytes: under 3 MB); the cache starts over when full.
-const MAX_LIMITS: usize = 10_000;
+/// Bound on cached plan limits per backend; the cache starts over when full.
+const MAX_LIMITS: usize = 4_096;
 
 thread_local! {
     static TABLES: RefCell<Option<Rc<Tables>>> = const { RefCell::new(None) };
@@ -332,7 +331,12 @@ fn limit_of(t: &Tables, snapshot: pg_sys::Snapshot, cache: Cache, plan: &str, me
         return read_limit(t, snapshot, plan, metric);
     }
     let key = (plan.to_string(), metric.to_string());
+    // Only limits that exist are kept: a metric the plan does not limit is an error on
+    // the general path, and caching every misspelling would let callers fill memory.
     remembered(|c| c.limits.get(&key).cloned(), || Some(read_limit(t, latest(), plan, metric)), |c, l| {
+        if l.is_none() {
+            return;
+        }
         if c.limits.len() >= MAX_LIMITS {
             c.limits.clear();
         }

@@ -193,6 +193,19 @@ pub fn delete_subject(c: &mut SpiClient<'_>, id: &str) -> bool {
     first::<bool>(run(c, &DELETE_SUBJECT, &[id.into()]), 1).unwrap_or(false)
 }
 
+/// Is this over-long name already stored (from before the length bounds)? Only asked
+/// for names over their bound, so it is off every common path.
+pub fn name_is_stored(argument: &str, value: &str) -> bool {
+    let sql = match argument {
+        "subject" => "SELECT true FROM quota.subjects WHERE subject = $1",
+        "metric" => "SELECT true FROM quota.plan_limits WHERE metric = $1 LIMIT 1",
+        "plan" => "SELECT true FROM quota.plans WHERE plan = $1",
+        "tenant" | "quota.tenant" => "SELECT true FROM quota.subjects WHERE tenant = $1 LIMIT 1",
+        _ => return false,
+    };
+    crate::privilege::as_owner(|| Spi::get_one_with_args::<bool>(sql, &[value.into()])).ok().flatten().unwrap_or(false)
+}
+
 // Tenant bindings ----------------------------------------------------------------------
 
 static BIND_TENANT: Stmt = Stmt {

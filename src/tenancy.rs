@@ -116,7 +116,10 @@ pub fn not_bound(refusal: NotBound) -> QuotaError {
 pub fn current() -> error::Result<Scope> {
     let setting = crate::gucs::tenant();
     if let Some(t) = setting.as_deref() {
-        error::name("quota.tenant", t)?;
+        // A tenant stored before the length bounds keeps working.
+        if error::name("quota.tenant", t).is_err() && !crate::store::name_is_stored("quota.tenant", t) {
+            error::name("quota.tenant", t)?;
+        }
     }
     let role = crate::roles::session();
     Scope::decide(setting.as_deref(), role.admin, role.tenants.as_deref()).map_err(not_bound)
