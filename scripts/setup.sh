@@ -10,7 +10,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 need_pkgs=()
 for p in postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev clang sudo \
-         pkg-config python3-psycopg2 python3-matplotlib; do
+         pkg-config python3-psycopg2 python3-psycopg python3-matplotlib; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
