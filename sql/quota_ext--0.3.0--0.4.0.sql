@@ -62,7 +62,7 @@ CREATE TABLE quota.row_charges (
 CREATE INDEX row_charges_subject_idx ON quota.row_charges (subject);
 SELECT pg_catalog.pg_extension_config_dump('quota.row_charges', '');
 
-CREATE OR REPLACE VIEW quota.enforced_tables AS
+CREATE OR REPLACE VIEW quota.enforced_tables WITH (security_invoker = true) AS
 SELECT e.table_name,
        e.metric,
        -- Column names are of type name (collation "C"); the view's columns stay "default".

@@ -571,6 +571,29 @@ static UPSERT_RULE: Stmt = Stmt {
         pg_sys::PgBuiltInOids::INT2OID,
     ],
 };
+/// Before 0.4.0 quotas named their columns only (that version's semantics).
+static UPSERT_RULE_BY_NAME: Stmt = Stmt {
+    sql: "INSERT INTO quota.enforcements AS e (table_name, metric, subject_column, amount, amount_column, tokens_of, encoding, refund_on_delete)
+          VALUES ($1::regclass, $2, $3, $4, $5, $6, $7, $8)
+          ON CONFLICT (table_name, metric) DO UPDATE SET subject_column = EXCLUDED.subject_column, amount = EXCLUDED.amount,
+              amount_column = EXCLUDED.amount_column, tokens_of = EXCLUDED.tokens_of, encoding = EXCLUDED.encoding,
+              refund_on_delete = EXCLUDED.refund_on_delete",
+    types: &[
+        pg_sys::PgBuiltInOids::OIDOID,
+        pg_sys::PgBuiltInOids::TEXTOID,
+        pg_sys::PgBuiltInOids::TEXTOID,
+        pg_sys::PgBuiltInOids::INT8OID,
+        pg_sys::PgBuiltInOids::TEXTOID,
+        pg_sys::PgBuiltInOids::TEXTOID,
+        pg_sys::PgBuiltInOids::TEXTOID,
+        pg_sys::PgBuiltInOids::BOOLOID,
+    ],
+};
+static TABLE_STATE_BY_NAME: Stmt = Stmt {
+    sql: "SELECT count(*)::int4, count(*) FILTER (WHERE refund_on_delete)::int4, count(DISTINCT subject_column)::int4
+          FROM quota.enforcements WHERE table_name = $1::regclass",
+    types: &[pg_sys::PgBuiltInOids::OIDOID],
+};
 static RULE_EXISTS: Stmt = Stmt {
     sql: "SELECT 1 FROM quota.enforcements WHERE table_name = $1::regclass AND metric = $2",
     types: &[pg_sys::PgBuiltInOids::OIDOID, pg_sys::PgBuiltInOids::TEXTOID],
@@ -619,7 +642,8 @@ fn table_text(c: &mut SpiClient<'_>, table: pg_sys::Oid) -> String {
 
 /// (number of rules, rules that refund on delete, distinct subject columns) for a table.
 fn table_state(c: &mut SpiClient<'_>, table: pg_sys::Oid) -> (i32, i32, i32) {
-    let t = store::run(c, &TABLE_STATE, &[table.into()]);
+    let stmt = if installed::at_least(installed::ROW_CHARGES) { &TABLE_STATE } else { &TABLE_STATE_BY_NAME };
+    let t = store::run(c, stmt, &[table.into()]);
     let row = t.first();
     let get = |i| row.get::<i32>(i).ok().flatten().unwrap_or(0);
     (get(1), get(2), get(3))
@@ -635,7 +659,8 @@ fn sync_triggers(c: &mut SpiClient<'_>, table: pg_sys::Oid, partitioned: bool) {
     let wanted = [
         (rules > 0, "quota_enforce_insert", "BEFORE INSERT"),
         (refunds > 0, "quota_enforce_delete", "AFTER DELETE"),
-        (rules > 0 && (partitioned || refunds > 0), "quota_enforce_update", "BEFORE UPDATE"),
+        // Databases before 0.4.0 keep their version's two triggers.
+        (rules > 0 && (partitioned || refunds > 0) && installed::at_least(installed::ROW_CHARGES), "quota_enforce_update", "BEFORE UPDATE"),
     ];
     for (wanted, trigger, when) in wanted {
         let exists = !store::run(c, &HAS_TRIGGER, &[table.into(), trigger.into()]).is_empty();
@@ -698,7 +723,7 @@ fn enforce(
             "Enforce each on its own metric.",
         ));
     }
-    installed::requires(installed::ROW_CHARGES, "quota.enforce_on_insert")?;
+    let current = installed::at_least(installed::ROW_CHARGES);
     Spi::connect_mut(|c| {
         let facts = store::run(c, &RELKIND, &[table.into()]);
         let facts = facts.first();
@@ -720,7 +745,7 @@ fn enforce(
         let subject_attnum = check_column(c, table, "subject_column", subject_column, "")?;
         let amount_attnum = amount_column.map(|col| check_column(c, table, "amount_column", col, "N")).transpose()?;
         let tokens_attnum = tokens_of.map(|col| check_column(c, table, "tokens_of", col, "S")).transpose()?;
-        if refund_on_delete && store::run(c, &HAS_PRIMARY_KEY, &[table.into()]).is_empty() {
+        if current && refund_on_delete && store::run(c, &HAS_PRIMARY_KEY, &[table.into()]).is_empty() {
             return Err(QuotaError::invalid(
                 "refund_on_delete",
                 &name,
@@ -728,10 +753,20 @@ fn enforce(
                 "Add a primary key to the table, or enforce without refund_on_delete.",
             ));
         }
-        store::run(
-            c,
-            &UPSERT_RULE,
-            &[
+        let by_name = [
+            table.into(),
+            metric.into(),
+            subject_column.into(),
+            amount.into(),
+            amount_column.into(),
+            tokens_of.into(),
+            encoding.as_str().into(),
+            refund_on_delete.into(),
+        ];
+        if !current {
+            store::run(c, &UPSERT_RULE_BY_NAME, &by_name);
+        }
+        let by_number = [
                 table.into(),
                 metric.into(),
                 subject_column.into(),
@@ -743,8 +778,10 @@ fn enforce(
                 subject_attnum.into(),
                 amount_attnum.into(),
                 tokens_attnum.into(),
-            ],
-        );
+        ];
+        if current {
+            store::run(c, &UPSERT_RULE, &by_number);
+        }
         if table_state(c, table).2 > 1 {
             return Err(QuotaError::invalid(
                 "subject_column",
@@ -794,7 +831,6 @@ fn enforce_on_insert(
 fn enforce_off(table_name: Option<RegClass>, metric: Option<&str>) -> bool {
     let table = required("table_name", table_name).or_raise().0;
     let metric = required("metric", metric).or_raise();
-    installed::requires(installed::ROW_CHARGES, "quota.enforce_off").or_raise();
     Spi::connect_mut(|c| {
         may_change(c, table, true)?;
         let removed = store::run(c, &DELETE_RULE, &[table.into(), metric.into()]).len() > 0;

@@ -29,7 +29,19 @@ pub fn make_sqlstate(code: &str) -> c_int {
     (0..5).map(|i| (((b[i] as c_int) - ('0' as c_int)) & 0x3F) << (6 * i)).sum()
 }
 
-fn palloc_cstr(s: String) -> *const c_char {
+/// The most an error's message, DETAIL or HINT may carry: a last guard, so that no error
+/// can write megabytes to the client or the server log (values are quoted short anyway).
+const MAX_PART_BYTES: usize = 4096;
+
+fn palloc_cstr(mut s: String) -> *const c_char {
+    if s.len() > MAX_PART_BYTES {
+        let mut cut = MAX_PART_BYTES;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
     let c = CString::new(s.replace('\0', "\\0")).expect("NULs were replaced");
     // SAFETY: pstrdup copies into CurrentMemoryContext, which the error path resets.
     unsafe { pg_sys::pstrdup(c.as_ptr()) }

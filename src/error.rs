@@ -68,7 +68,15 @@ impl QuotaError {
     /// Shorthand for an `Invalid` error. The DETAIL's `value` is the caller's value, cut
     /// to a short prefix when it is longer than any name may be (see `quoted`).
     pub fn invalid(argument: &'static str, value: impl ToString, message: impl Into<String>, hint: impl Into<String>) -> Self {
-        QuotaError::Invalid { argument, value: quoted(&value.to_string()).into_owned(), message: message.into(), hint: hint.into() }
+        let value = value.to_string();
+        let short = quoted(&value).into_owned();
+        let (mut message, mut hint) = (message.into(), hint.into());
+        if short != value {
+            // Callers word their message around the value: quote it by its prefix there too.
+            message = message.replace(&value, &short);
+            hint = hint.replace(&value, &short);
+        }
+        QuotaError::Invalid { argument, value: short, message, hint }
     }
 
     pub fn sqlstate(&self) -> &'static str {
@@ -391,6 +399,14 @@ mod tests {
             QuotaError::Invalid { value, .. } => assert!(value.len() <= QUOTED_BYTES + 3),
             _ => unreachable!(),
         }
+    }
+
+    #[test]
+    fn every_invalid_error_quotes_a_long_value_by_its_prefix() {
+        let zone = "z".repeat(1 << 20);
+        let e = QuotaError::invalid("time_zone", &zone, format!("unknown time zone \"{zone}\""), format!("Not \"{zone}\"."));
+        assert!(e.message().len() < 100 && e.hint().len() < 100 && e.detail().to_string().len() < 150, "{}", e.message().len());
+        assert!(e.message().starts_with("unknown time zone \"zzzz"));
     }
 
     #[test]

@@ -63,7 +63,12 @@ pub fn version() -> Option<Version> {
         unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(forget), Datum::from(0usize)) };
     }
     let generation = GENERATION.with(|g| g.get());
-    let text = Spi::get_one::<String>("SELECT extversion::text FROM pg_catalog.pg_extension WHERE extname = 'quota_ext'").ok().flatten();
+    // A read-only statement: no transaction id is assigned (a hot standby has none to give).
+    let text = Spi::connect(|c| {
+        c.select("SELECT extversion::text FROM pg_catalog.pg_extension WHERE extname = 'quota_ext'", Some(1), &[])
+            .ok()
+            .and_then(|t| if t.is_empty() { None } else { t.first().get::<String>(1).ok().flatten() })
+    });
     let v = text.as_deref().and_then(parse);
     if GENERATION.with(|g| g.get()) == generation {
         CACHED.with(|c| c.set(Some(v)));

@@ -246,6 +246,7 @@ fn pend(metric: &str, t: Totals) {
     if !active() {
         return;
     }
+    make_room(metric);
     let sub = unsafe { pg_sys::GetCurrentSubTransactionId() };
     PENDING.with(|p| {
         let mut p = p.borrow_mut();
@@ -258,7 +259,91 @@ fn pend(metric: &str, t: Totals) {
 
 fn now(metric: &str, t: Totals) {
     if active() {
+        make_room(metric);
         add(metric, &t);
+    }
+}
+
+thread_local! {
+    /// Metrics this backend has seen a slot (or room for one) for: checked once each.
+    static ROOM_SEEN: RefCell<std::collections::HashSet<String>> = RefCell::new(std::collections::HashSet::new());
+}
+
+/// Before a metric's first total in this backend (inside a transaction, where the
+/// catalog can be read): if it has no slot and the named slots are all taken, forget the
+/// slots of databases that no longer exist (`reclaim`).
+fn make_room(metric: &str) {
+    if ROOM_SEEN.with(|r| r.borrow().contains(metric)) {
+        return;
+    }
+    let db = database();
+    let name = slot_name(metric);
+    let has_room = {
+        let table = TABLE.share();
+        let named = &table.slots[..NAMED_SLOTS];
+        probe(named, db, name, bucket(db, name) % NAMED_SLOTS).is_some() || named.iter().any(|s| s.database.load(Relaxed) == 0)
+    };
+    if !has_room {
+        reclaim();
+    }
+    ROOM_SEEN.with(|r| {
+        let mut r = r.borrow_mut();
+        if r.len() >= 1024 {
+            r.clear();
+        }
+        r.insert(metric.to_string());
+    });
+}
+
+/// Forget the totals of dropped databases and repack the named slots with the rest.
+/// The catalog is read first, without the lock; a database dropped meanwhile keeps its
+/// slots until the next time.
+fn reclaim() {
+    let databases: Vec<i64> = {
+        let table = TABLE.share();
+        let mut dbs: Vec<i64> = table.slots.iter().map(|s| s.database.load(Relaxed)).filter(|d| *d != 0).collect();
+        dbs.sort_unstable();
+        dbs.dedup();
+        dbs
+    };
+    let dead: Vec<i64> = databases.into_iter().filter(|db| !database_exists(*db)).collect();
+    if dead.is_empty() {
+        return;
+    }
+    let table = TABLE.exclusive();
+    let live: Vec<(i64, String, Totals)> = table.slots[..NAMED_SLOTS]
+        .iter()
+        .filter(|s| s.database.load(Relaxed) != 0 && !dead.contains(&s.database.load(Relaxed)))
+        .map(|s| (s.database.load(Relaxed), s.name(), s.read()))
+        .collect();
+    for s in table.slots.iter().filter(|s| s.database.load(Relaxed) != 0) {
+        let db = s.database.load(Relaxed);
+        // The named region is rebuilt below; overflow rows are kept unless dead.
+        if dead.contains(&db) || std::ptr::from_ref(s) < std::ptr::from_ref(&table.slots[NAMED_SLOTS]) {
+            s.database.store(0, Relaxed);
+            s.len.store(0, Relaxed);
+            s.totals.iter().for_each(|c| c.store(0, Relaxed));
+        }
+    }
+    let named = &table.slots[..NAMED_SLOTS];
+    for (db, name, totals) in live {
+        let start = bucket(db, &name) % NAMED_SLOTS;
+        if let Some(slot) = (0..NAMED_SLOTS).map(|i| &named[(start + i) % NAMED_SLOTS]).find(|s| s.database.load(Relaxed) == 0) {
+            slot.claim(db, &name);
+            slot.add(&totals);
+        }
+    }
+}
+
+fn database_exists(db: i64) -> bool {
+    // SAFETY: a syscache lookup by oid, inside a transaction.
+    unsafe {
+        let tuple = pg_sys::SearchSysCache1(pg_sys::SysCacheIdentifier::DATABASEOID as _, pg_sys::Datum::from(db as u32));
+        if tuple.is_null() {
+            return false;
+        }
+        pg_sys::ReleaseSysCache(tuple);
+        true
     }
 }
 

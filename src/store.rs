@@ -203,7 +203,9 @@ pub fn name_is_stored(argument: &str, value: &str) -> bool {
         "tenant" | "quota.tenant" => "SELECT true FROM quota.subjects WHERE tenant = $1 LIMIT 1",
         _ => return false,
     };
-    crate::privilege::as_owner(|| Spi::get_one_with_args::<bool>(sql, &[value.into()])).ok().flatten().unwrap_or(false)
+    crate::privilege::as_owner(|| {
+        Spi::connect(|c| c.select(sql, Some(1), &[value.into()]).map(|t| !t.is_empty()).unwrap_or(false))
+    })
 }
 
 // Tenant bindings ----------------------------------------------------------------------

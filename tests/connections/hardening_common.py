@@ -46,6 +46,12 @@ def fresh_db(name, extension=True):
     return conn
 
 
+def drop_db(name):
+    """Drop database `name` (closing its connections)."""
+    with connect("postgres") as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
 def fresh_roles(admin, *specs):
     """Drop and create login roles. specs: (name, "IN ROLE quota_app" or similar)."""
     for name, options in specs:

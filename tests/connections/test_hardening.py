@@ -24,7 +24,7 @@ import time
 
 import psycopg
 
-from hardening_common import (HOST, PORT, attempt, check, connect, describe, drop_role, expect_error, expect_ok,
+from hardening_common import (drop_db, HOST, PORT, attempt, check, connect, describe, drop_role, expect_error, expect_ok,
                               finish, fresh_db, fresh_roles, one, rows, run_tests, short, used)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -772,6 +772,15 @@ def a7_stats_other_databases_keep_counting():
     seen = rows(b, "SELECT metric, consumed_total FROM quota.stats ORDER BY 1")
     check(any(m in ("fresh_b", "(other)") and n == 1 for m, n in seen),
           f"database B's quota.stats shows its consume (fresh_b or (other), consumed_total 1; got {seen})")
+    # Dropping database A frees its slots for the next new metric of another database.
+    a.close()
+    drop_db("hard_a7_stats_a")
+    b.execute("SELECT quota.set_limit('P', 'fresh_b2', 'day', 10)")
+    b.execute("SELECT quota.quota_consume('sb'::text, 'fresh_b2'::text)")
+    seen = rows(b, "SELECT metric, consumed_total FROM quota.stats ORDER BY 1")
+    check(("fresh_b2", 1) in seen, f"after database A is dropped, B's next new metric gets a row of its own (got {seen})")
+    b.close()
+    drop_db("hard_a7_stats_b")
 
 
 def start_bt_cluster(d, port):
