@@ -26,7 +26,8 @@ SELECT pg_catalog.pg_extension_config_dump('quota.enforcements', '');
 -- What each row's insert was charged, per metric, for quotas with refund_on_delete: a
 -- DELETE refunds exactly this (to this subject, in this window if it is still the
 -- current one), whatever the row holds by then. Keyed by the partition root and the
--- row's primary key (a JSON array of the key columns' text).
+-- row's primary key (the SHA-256 of the key columns' stored bytes). A key's first charge
+-- is kept: an INSERT that does not insert (ON CONFLICT) never replaces it.
 CREATE TABLE quota.row_charges (
     table_name   regclass NOT NULL,
     row_key      text NOT NULL,

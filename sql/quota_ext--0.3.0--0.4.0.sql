@@ -110,6 +110,10 @@ BEGIN
     LOOP
         EXECUTE pg_catalog.format('CREATE OR REPLACE TRIGGER quota_enforce_update BEFORE UPDATE ON %s FOR EACH ROW EXECUTE FUNCTION quota.enforce_trigger()', t);
     END LOOP;
+    FOR t IN SELECT DISTINCT e.table_name FROM quota.enforcements e WHERE e.refund_on_delete
+    LOOP
+        EXECUTE pg_catalog.format('CREATE OR REPLACE TRIGGER quota_enforce_truncate AFTER TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION quota.enforce_trigger()', t);
+    END LOOP;
 END
 $$;
 
@@ -119,6 +123,9 @@ CREATE TABLE quota.tenant_bindings (
     role_name  text NOT NULL CHECK (role_name <> ''),
     tenant     text NOT NULL CHECK (tenant <> ''),
     created_at timestamptz NOT NULL DEFAULT now(),
+    -- The role's oid when bound: a binding follows a rename (the name is tried first,
+    -- so that a restore into another cluster binds the role of that name).
+    role_oid   oid,
     PRIMARY KEY (role_name, tenant)
 );
 SELECT pg_catalog.pg_extension_config_dump('quota.tenant_bindings', '');

@@ -70,6 +70,8 @@ enum Cost {
 /// One metric enforced on a table.
 #[derive(Clone, Debug)]
 struct Rule {
+    /// The table the quota was set on (for messages).
+    table: String,
     metric: String,
     subject: Column,
     cost: Cost,
@@ -80,7 +82,6 @@ struct Rule {
 #[derive(Debug, Default)]
 struct TableRules {
     root: pg_sys::Oid,
-    name: String,
     rules: Vec<Rule>,
     partitioned: bool,
     /// Current names of the primary key's columns, which identify a row's charge.
@@ -130,7 +131,7 @@ static PARTITION_ROOT: Stmt = Stmt {
 
 fn load_rules(c: &mut SpiClient<'_>, root: pg_sys::Oid) -> TableRules {
     let by_number = installed::at_least(installed::ROW_CHARGES);
-    let rules = store::run(c, if by_number { &RULES } else { &RULES_BY_NAME }, &[root.into()])
+    let rules: Vec<Rule> = store::run(c, if by_number { &RULES } else { &RULES_BY_NAME }, &[root.into()])
         .map(|row| {
             let text = |i| row.get::<String>(i).ok().flatten();
             let column = |stored: Option<String>, current: Option<String>| Column { name: current, stored: stored.unwrap_or_default() };
@@ -144,6 +145,7 @@ fn load_rules(c: &mut SpiClient<'_>, root: pg_sys::Oid) -> TableRules {
                 (None, None) => Cost::Constant(row.get::<i64>(2).ok().flatten().unwrap_or(1)),
             };
             Rule {
+                table: String::new(),
                 metric: text(1).unwrap_or_default(),
                 subject: column(text(5), text(8)),
                 cost,
@@ -153,21 +155,21 @@ fn load_rules(c: &mut SpiClient<'_>, root: pg_sys::Oid) -> TableRules {
         .collect();
     let facts = store::run(c, &TABLE_FACTS, &[root.into()]);
     let row = facts.first();
+    let name = row.get::<String>(2).ok().flatten().unwrap_or_default();
+    let rules = rules.into_iter().map(|r| Rule { table: name.clone(), ..r }).collect();
     TableRules {
         root,
         partitioned: row.get::<String>(1).ok().flatten().as_deref() == Some("p"),
-        name: row.get::<String>(2).ok().flatten().unwrap_or_default(),
         key: row.get::<Vec<String>>(3).ok().flatten(),
         rules,
     }
 }
 
 thread_local! {
-    /// Rules by partition root, and the root of each table a trigger fired on. Forgotten
-    /// at every relcache invalidation: DDL on the tables (renames, drops, partitions) and
-    /// the statement trigger on quota.enforcements (sql/enforce.sql) send one.
+    /// Rules by the table a trigger fired on. Forgotten at every relcache invalidation:
+    /// DDL on the tables (renames, drops, partitions) and the statement trigger on
+    /// quota.enforcements (sql/hotpath.sql) send one.
     static CACHE: RefCell<HashMap<pg_sys::Oid, Rc<TableRules>>> = RefCell::new(HashMap::new());
-    static ROOTS: RefCell<HashMap<pg_sys::Oid, pg_sys::Oid>> = RefCell::new(HashMap::new());
     static REGISTERED: Cell<bool> = const { Cell::new(false) };
     static GENERATION: Cell<u64> = const { Cell::new(0) };
     /// The row a BEFORE UPDATE trigger of a partitioned table last saw (see `moved`).
@@ -180,30 +182,32 @@ const MAX_CACHED_TABLES: usize = 1024;
 unsafe extern "C-unwind" fn forget_rules(_arg: pg_sys::Datum, _relid: pg_sys::Oid) {
     GENERATION.with(|g| g.set(g.get().wrapping_add(1)));
     CACHE.with(|c| c.borrow_mut().clear());
-    ROOTS.with(|r| r.borrow_mut().clear());
 }
 
-/// The rules of the table a trigger fired on: those of its partition root. Databases
-/// before 0.4.0 have no invalidating trigger on quota.enforcements: their rules are read
-/// for every row, as they were.
+/// The rules of the table a trigger fired on: those of its partition root, and (before
+/// 0.4.0 a quota could be set on a partition itself) the partition's own, for metrics
+/// the root does not limit. Cached per firing table. Databases before 0.4.0 have no
+/// invalidating trigger on quota.enforcements: their rules are read for every row, as
+/// they were.
 fn rules_for(c: &mut SpiClient<'_>, table: pg_sys::Oid) -> Rc<TableRules> {
     if !REGISTERED.with(|r| r.replace(true)) {
         // SAFETY: plain callback registration; the callback only clears caches.
         unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(forget_rules), pg_sys::Datum::from(0usize)) };
     }
     let cacheable = installed::at_least(installed::ROW_CHARGES);
-    let generation = GENERATION.with(|g| g.get());
-    let root = match ROOTS.with(|r| r.borrow().get(&table).copied()) {
-        Some(root) => root,
-        None => store::run(c, &PARTITION_ROOT, &[table.into()]).first().get::<pg_sys::Oid>(1).ok().flatten().unwrap_or(table),
-    };
-    if let Some(rules) = CACHE.with(|m| m.borrow().get(&root).cloned()).filter(|_| cacheable) {
+    if let Some(rules) = CACHE.with(|m| m.borrow().get(&table).cloned()).filter(|_| cacheable) {
         return rules;
     }
+    let generation = GENERATION.with(|g| g.get());
+    let root = store::run(c, &PARTITION_ROOT, &[table.into()]).first().get::<pg_sys::Oid>(1).ok().flatten().unwrap_or(table);
     let mut rules = load_rules(c, root);
-    if rules.rules.is_empty() && root != table {
-        // Before 0.4.0 a quota could be set on a partition itself: it keeps working.
-        rules = load_rules(c, table);
+    if root != table {
+        let own = load_rules(c, table);
+        for rule in own.rules {
+            if !rules.rules.iter().any(|r| r.metric == rule.metric) {
+                rules.rules.push(rule);
+            }
+        }
     }
     let rules = Rc::new(rules);
     if cacheable && GENERATION.with(|g| g.get()) == generation {
@@ -212,14 +216,7 @@ fn rules_for(c: &mut SpiClient<'_>, table: pg_sys::Oid) -> Rc<TableRules> {
             if m.len() >= MAX_CACHED_TABLES {
                 m.clear();
             }
-            m.insert(root, rules.clone());
-        });
-        ROOTS.with(|r| {
-            let mut r = r.borrow_mut();
-            if r.len() >= MAX_CACHED_TABLES {
-                r.clear();
-            }
-            r.insert(table, root);
+            m.insert(table, rules.clone());
         });
     }
     rules
@@ -267,27 +264,63 @@ impl Row {
         }
     }
 
-    /// The row's primary key values as one text (a JSON array of their text forms), which
-    /// identifies its charge. None without a primary key.
+    /// The row's primary key as one text that identifies its charge: the SHA-256 of the
+    /// key columns' stored images (their bytes, not their text forms, which depend on
+    /// TimeZone, DateStyle, extra_float_digits and the like). None without a primary key.
     fn key(&self, key: Option<&[String]>) -> Option<String> {
-        let values: Vec<Option<String>> = key?.iter().map(|c| self.text(c)).collect();
-        Some(serde_json::to_string(&values).expect("strings serialise"))
+        use sha2::Digest;
+        let mut hash = sha2::Sha256::new();
+        for column in key? {
+            let image = self.image(column)?;
+            hash.update((image.len() as u64).to_le_bytes());
+            hash.update(&image);
+        }
+        Some(hash.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    /// A column's stored bytes (detoasted); None when the column is missing or NULL.
+    fn image(&self, column: &str) -> Option<Vec<u8>> {
+        let name = std::ffi::CString::new(column).ok()?;
+        // SAFETY: the tuple and descriptor belong to the firing trigger; the attribute
+        // number is checked; varlena values are detoasted into the current memory context.
+        unsafe {
+            let n = pg_sys::SPI_fnumber(self.desc, name.as_ptr());
+            if n <= 0 {
+                return None;
+            }
+            let mut isnull = false;
+            let datum = pg_sys::SPI_getbinval(self.tuple, self.desc, n, &mut isnull);
+            if isnull {
+                return None;
+            }
+            let attr = &*(*self.desc).attrs.as_ptr().add(n as usize - 1);
+            let bytes = match (attr.attbyval, attr.attlen) {
+                (true, len) => datum.value().to_le_bytes()[..len.clamp(1, 8) as usize].to_vec(),
+                (false, -1) => {
+                    let v = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
+                    std::slice::from_raw_parts(pgrx::varlena::vardata_any(v).cast::<u8>(), pgrx::varlena::varsize_any_exhdr(v)).to_vec()
+                }
+                (false, -2) => CStr::from_ptr(datum.cast_mut_ptr()).to_bytes().to_vec(),
+                (false, len) => std::slice::from_raw_parts(datum.cast_mut_ptr::<u8>(), len.max(0) as usize).to_vec(),
+            };
+            Some(bytes)
+        }
     }
 }
 
 /// A column's current name, or the error that makes the quota fail closed.
-fn current<'c>(t: &TableRules, rule: &Rule, column: &'c Column) -> QResult<&'c str> {
-    column.name.as_deref().ok_or_else(|| QuotaError::BrokenRule { table: t.name.clone(), metric: rule.metric.clone(), column: column.stored.clone() })
+fn current<'c>(rule: &Rule, column: &'c Column) -> QResult<&'c str> {
+    column.name.as_deref().ok_or_else(|| QuotaError::BrokenRule { table: rule.table.clone(), metric: rule.metric.clone(), column: column.stored.clone() })
 }
 
 /// What one row costs under one rule: (subject, amount).
-fn row_cost(t: &TableRules, row: &Row, rule: &Rule) -> QResult<(String, i64)> {
-    let subject = row.text(current(t, rule, &rule.subject)?).ok_or(QuotaError::Null { argument: "subject column" })?;
+fn row_cost(row: &Row, rule: &Rule) -> QResult<(String, i64)> {
+    let subject = row.text(current(rule, &rule.subject)?).ok_or(QuotaError::Null { argument: "subject column" })?;
     let amount = match &rule.cost {
         Cost::Constant(n) => *n,
-        Cost::Tokens(col, encoding) => row.text(current(t, rule, col)?).map(|text| encoding.count(&text) as i64).unwrap_or(0),
+        Cost::Tokens(col, encoding) => row.text(current(rule, col)?).map(|text| encoding.count(&text) as i64).unwrap_or(0),
         Cost::Column(col) => {
-            let name = current(t, rule, col)?;
+            let name = current(rule, col)?;
             match row.text(name) {
                 None => 0,
                 Some(v) => parse_amount(name, &v)?,
@@ -325,6 +358,8 @@ fn enforce_trigger<'a>(trigger: &'a PgTrigger<'a>) -> std::result::Result<Option
         on_delete(trigger, table)
     } else if event.fired_by_update() {
         on_update(trigger, table)
+    } else if event.fired_by_truncate() {
+        on_truncate(table)
     } else {
         Ok(())
     };
@@ -342,8 +377,7 @@ fn enforce_trigger<'a>(trigger: &'a PgTrigger<'a>) -> std::result::Result<Option
 static RECORD_CHARGE: Stmt = Stmt {
     sql: "INSERT INTO quota.row_charges AS r (table_name, row_key, metric, subject, window_start, amount, charged_at)
           VALUES ($1, $2, $3, $4, $5, $6, $7)
-          ON CONFLICT (table_name, row_key, metric) DO UPDATE SET subject = EXCLUDED.subject,
-              window_start = EXCLUDED.window_start, amount = EXCLUDED.amount, charged_at = EXCLUDED.charged_at",
+          ON CONFLICT (table_name, row_key, metric) DO NOTHING",
     types: &[
         pg_sys::PgBuiltInOids::OIDOID,
         pg_sys::PgBuiltInOids::TEXTOID,
@@ -359,6 +393,10 @@ static TAKE_CHARGES: Stmt = Stmt {
           RETURNING metric, subject, window_start, amount",
     types: &[pg_sys::PgBuiltInOids::OIDOID, pg_sys::PgBuiltInOids::TEXTOID],
 };
+static FORGET_CHARGES: Stmt = Stmt {
+    sql: "DELETE FROM quota.row_charges WHERE table_name = $1",
+    types: &[pg_sys::PgBuiltInOids::OIDOID],
+};
 static REKEY_CHARGES: Stmt = Stmt {
     sql: "UPDATE quota.row_charges SET row_key = $3 WHERE table_name = $1 AND row_key = $2",
     types: &[pg_sys::PgBuiltInOids::OIDOID, pg_sys::PgBuiltInOids::TEXTOID, pg_sys::PgBuiltInOids::TEXTOID],
@@ -371,17 +409,26 @@ fn on_insert(trigger: &PgTrigger<'_>, table: pg_sys::Oid) -> QResult<()> {
     if t.partitioned && moved(t.root) {
         return Ok(());
     }
-    let mut subject: Option<String> = None;
-    let mut items = Vec::with_capacity(t.rules.len());
+    // Every rule of a table has the same subject column, but a partition's own quotas
+    // (set before 0.4.0) may name another: one all-or-nothing consume per subject.
+    let mut by_subject: Vec<(String, Vec<(String, i64)>)> = Vec::new();
     for rule in &t.rules {
-        let (s, amount) = row_cost(&t, &row, rule)?;
-        if amount > 0 {
-            items.push((rule.metric.clone(), amount));
+        let (s, amount) = row_cost(&row, rule)?;
+        if amount == 0 {
+            continue;
         }
-        subject.get_or_insert(s);
+        match by_subject.iter_mut().find(|(subject, _)| *subject == s) {
+            Some((_, items)) => items.push((rule.metric.clone(), amount)),
+            None => by_subject.push((s, vec![(rule.metric.clone(), amount)])),
+        }
     }
-    let (Some(subject), false) = (subject, items.is_empty()) else { return Ok(()) };
-    let decisions = engine::consume(ConsumeRequest { subject: &subject, items, idempotency_key: None, metadata: None, no_raise: false })?;
+    let mut decisions = Vec::new();
+    for (subject, items) in by_subject {
+        decisions.extend(engine::consume(ConsumeRequest { subject: &subject, items, idempotency_key: None, metadata: None, no_raise: false })?);
+    }
+    if decisions.is_empty() {
+        return Ok(());
+    }
     if !t.refunds() || !installed::at_least(installed::ROW_CHARGES) {
         return Ok(());
     }
@@ -433,7 +480,7 @@ fn on_delete(trigger: &PgTrigger<'_>, table: pg_sys::Oid) -> QResult<()> {
 /// the database is updated).
 fn legacy_refund(t: &TableRules, row: &Row) -> QResult<()> {
     for rule in t.rules.iter().filter(|r| r.refund_on_delete) {
-        let (subject, amount) = row_cost(t, row, rule)?;
+        let (subject, amount) = row_cost(row, rule)?;
         if amount == 0 {
             continue;
         }
@@ -442,6 +489,17 @@ fn legacy_refund(t: &TableRules, row: &Row) -> QResult<()> {
             Err(QuotaError::UnknownSubject { .. }) => {}
             other => other.map(|_| ())?,
         }
+    }
+    Ok(())
+}
+
+/// TRUNCATE refunds nothing, and the table's rows are gone: so are their charges.
+fn on_truncate(table: pg_sys::Oid) -> QResult<()> {
+    if installed::at_least(installed::ROW_CHARGES) {
+        Spi::connect_mut(|c| {
+            let t = rules_for(c, table);
+            store::run(c, &FORGET_CHARGES, &[t.root.into()]);
+        });
     }
     Ok(())
 }
@@ -461,7 +519,7 @@ fn on_update(trigger: &PgTrigger<'_>, table: pg_sys::Oid) -> QResult<()> {
     if t.partitioned {
         // SAFETY: the old tuple of a row trigger carries its own TID.
         let tid = unsafe { (*old.tuple).t_self };
-        UPDATING.with(|u| u.set(Some(Updating { root: t.root, partition: table, tid })));
+        UPDATING.with(|u| u.set(Some(Updating { root: t.root, partition: table, tid, lxid: local_transaction() })));
     }
     Ok(())
 }
@@ -479,19 +537,36 @@ struct Updating {
     root: pg_sys::Oid,
     partition: pg_sys::Oid,
     tid: pg_sys::ItemPointerData,
+    /// The local id of the transaction that saw it: a row seen by an earlier transaction
+    /// of this backend is never taken for this one's.
+    lxid: pg_sys::LocalTransactionId,
+}
+
+fn local_transaction() -> pg_sys::LocalTransactionId {
+    // SAFETY: every backend has its PGPROC.
+    unsafe { (*pg_sys::MyProc).lxid }
 }
 
 /// Does this INSERT into a partition of `root` put back the row the last BEFORE UPDATE
 /// saw, which this transaction just deleted from its old partition to move it?
 fn moved(root: pg_sys::Oid) -> bool {
     let Some(u) = UPDATING.with(|u| u.take()) else { return false };
-    if u.root != root {
+    if u.root != root || u.lxid != local_transaction() {
         return false;
     }
-    // SAFETY: the old partition is open and locked by this statement; the fetch pins the
-    // buffer and the header is read under a share lock, then both are released.
+    // SAFETY: the partition is opened only if it still exists (a moving UPDATE holds it
+    // locked; a stale one may have been dropped); the fetch pins the buffer and the
+    // header is read under a share lock, then all three are released.
     unsafe {
-        let rel = pg_sys::table_open(u.partition, pg_sys::NoLock as _);
+        let rel = pg_sys::try_table_open(u.partition, pg_sys::AccessShareLock as _);
+        if rel.is_null() {
+            return false;
+        }
+        let block = (u.tid.ip_blkid.bi_hi as u32) << 16 | u.tid.ip_blkid.bi_lo as u32;
+        if block >= pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM) {
+            pg_sys::table_close(rel, pg_sys::AccessShareLock as _);
+            return false;
+        }
         let mut tuple: pg_sys::HeapTupleData = std::mem::zeroed();
         tuple.t_self = u.tid;
         let mut buffer: pg_sys::Buffer = 0;
@@ -513,7 +588,7 @@ fn moved(root: pg_sys::Oid) -> bool {
         if buffer != 0 {
             pg_sys::ReleaseBuffer(buffer);
         }
-        pg_sys::table_close(rel, pg_sys::NoLock as _);
+        pg_sys::table_close(rel, pg_sys::AccessShareLock as _);
         moved
     }
 }
@@ -661,11 +736,13 @@ fn sync_triggers(c: &mut SpiClient<'_>, table: pg_sys::Oid, partitioned: bool) {
         (refunds > 0, "quota_enforce_delete", "AFTER DELETE"),
         // Databases before 0.4.0 keep their version's two triggers.
         (rules > 0 && (partitioned || refunds > 0) && installed::at_least(installed::ROW_CHARGES), "quota_enforce_update", "BEFORE UPDATE"),
+        (refunds > 0 && installed::at_least(installed::ROW_CHARGES), "quota_enforce_truncate", "AFTER TRUNCATE"),
     ];
     for (wanted, trigger, when) in wanted {
         let exists = !store::run(c, &HAS_TRIGGER, &[table.into(), trigger.into()]).is_empty();
+        let each = if when.ends_with("TRUNCATE") { "STATEMENT" } else { "ROW" };
         let sql = match (wanted, exists) {
-            (true, _) => format!("CREATE OR REPLACE TRIGGER {trigger} {when} ON {name} FOR EACH ROW EXECUTE FUNCTION quota.enforce_trigger()"),
+            (true, _) => format!("CREATE OR REPLACE TRIGGER {trigger} {when} ON {name} FOR EACH {each} EXECUTE FUNCTION quota.enforce_trigger()"),
             (false, true) => format!("DROP TRIGGER {trigger} ON {name}"),
             (false, false) => continue,
         };
@@ -833,7 +910,7 @@ fn enforce_off(table_name: Option<RegClass>, metric: Option<&str>) -> bool {
     let metric = required("metric", metric).or_raise();
     Spi::connect_mut(|c| {
         may_change(c, table, true)?;
-        let removed = store::run(c, &DELETE_RULE, &[table.into(), metric.into()]).len() > 0;
+        let removed = !store::run(c, &DELETE_RULE, &[table.into(), metric.into()]).is_empty();
         let partitioned = store::run(c, &RELKIND, &[table.into()]).first().get::<String>(1).ok().flatten().as_deref() == Some("p");
         sync_triggers(c, table, partitioned);
         Ok(removed)

@@ -1176,10 +1176,10 @@ pub fn bind_tenant(role: &str, tenant: &str) -> Result<()> {
     error::name("role_name", role)?;
     error::name("tenant", tenant)?;
     installed::requires(installed::BINDINGS, "quota.bind_tenant")?;
-    let exists = std::ffi::CString::new(role)
+    let oid = std::ffi::CString::new(role)
         // SAFETY: a catalog lookup by name.
-        .is_ok_and(|name| unsafe { pg_sys::get_role_oid(name.as_ptr(), true) } != pg_sys::InvalidOid);
-    if !exists {
+        .map_or(pg_sys::InvalidOid, |name| unsafe { pg_sys::get_role_oid(name.as_ptr(), true) });
+    if oid == pg_sys::InvalidOid {
         return Err(QuotaError::invalid(
             "role_name",
             role,
@@ -1188,7 +1188,7 @@ pub fn bind_tenant(role: &str, tenant: &str) -> Result<()> {
         ));
     }
     Spi::connect_mut(|c| {
-        store::bind_tenant(c, role, tenant);
+        store::bind_tenant(c, role, oid, tenant);
         Ok(())
     })
 }

@@ -64,7 +64,8 @@ fn recent_refusals() -> TableIterator<
 > {
     let rows = stats::recent().ok_or_else(|| not_preloaded("quota.recent_refusals")).or_raise();
     let scope = tenancy::current().or_raise();
-    TableIterator::new(rows.into_iter().filter(move |r| scope.admits(r.tenant.as_deref())).map(|r| {
+    let all = scope == tenancy::Scope::All;
+    TableIterator::new(rows.into_iter().filter(move |r| all || (!r.tenant_cut && scope.admits(r.tenant.as_deref()))).map(|r| {
         let at = TimestampWithTimeZone::try_from(r.at).unwrap_or_else(|e| unreachable!("stored timestamp: {e:?}"));
         (at, r.subject, r.tenant, r.metric, r.requested, r.used, r.limit, r.reason)
     }))

@@ -23,11 +23,44 @@ pub struct SessionRole {
     pub tenants: Option<Vec<String>>,
 }
 
+/// One binding: a role by name (so that it survives dump and restore), the role's oid
+/// when it was bound (so that it follows a rename), and the tenant.
+pub struct Binding {
+    role_name: String,
+    role_oid: Option<Oid>,
+    tenant: String,
+}
+
+impl Binding {
+    /// The bound role: the one of that name, else (renamed since) the one of that oid, if
+    /// it still exists. A binding never silently stops binding because of a rename.
+    fn role(&self) -> Option<Oid> {
+        let name = std::ffi::CString::new(self.role_name.as_str()).ok()?;
+        // SAFETY: catalog lookups by name and oid.
+        unsafe {
+            let by_name = pg_sys::get_role_oid(name.as_ptr(), true);
+            if by_name != pg_sys::InvalidOid {
+                return Some(by_name);
+            }
+            let oid = self.role_oid?;
+            let tuple = pg_sys::SearchSysCache1(pg_sys::SysCacheIdentifier::AUTHOID as _, Datum::from(oid));
+            if tuple.is_null() {
+                return None;
+            }
+            pg_sys::ReleaseSysCache(tuple);
+            Some(oid)
+        }
+    }
+}
+
+/// Every binding.
+type Bindings = Rc<Vec<Binding>>;
+
 thread_local! {
-    /// (role name, tenant) of every binding, as last read.
-    static BINDINGS: RefCell<Option<Rc<Vec<(String, String)>>>> = const { RefCell::new(None) };
-    /// The answer for one role (the session's current role when it was computed).
-    static SESSION: RefCell<Option<(Oid, Rc<SessionRole>)>> = const { RefCell::new(None) };
+    /// Every binding, as last read.
+    static BINDINGS: RefCell<Option<Bindings>> = const { RefCell::new(None) };
+    /// The answer for one (session user, current role) pair.
+    static SESSION: RefCell<Option<((Oid, Oid), Rc<SessionRole>)>> = const { RefCell::new(None) };
     static REGISTERED: Cell<bool> = const { Cell::new(false) };
     /// Invalidations seen: an answer computed while one arrived is not kept.
     static GENERATION: Cell<u64> = const { Cell::new(0) };
@@ -60,24 +93,26 @@ fn register() {
     }
 }
 
-/// The session's current role (`SET ROLE` counts; a SECURITY DEFINER function's owner
-/// does not) and what it may do.
+/// What the session may do. Administration follows the current role (`SET ROLE`
+/// counts; a SECURITY DEFINER function's owner does not). Bindings follow both the
+/// current role and the session user, who logged in: a bound login role cannot shed its
+/// binding with `SET ROLE quota_app`, since the session user stays the same.
 pub fn session() -> Rc<SessionRole> {
     register();
-    // SAFETY: reads the backend's current outer role.
-    let user = unsafe { pg_sys::GetOuterUserId() };
-    if let Some(found) = SESSION.with(|s| s.borrow().as_ref().filter(|(u, _)| *u == user).map(|(_, r)| r.clone())) {
+    // SAFETY: reads the backend's session user and current outer role.
+    let key = unsafe { (pg_sys::GetSessionUserId(), pg_sys::GetOuterUserId()) };
+    if let Some(found) = SESSION.with(|s| s.borrow().as_ref().filter(|(k, _)| *k == key).map(|(_, r)| r.clone())) {
         return found;
     }
     let generation = GENERATION.with(|g| g.get());
-    let role = Rc::new(compute(user));
+    let role = Rc::new(compute(key.0, key.1));
     if GENERATION.with(|g| g.get()) == generation {
-        SESSION.with(|s| *s.borrow_mut() = Some((user, role.clone())));
+        SESSION.with(|s| *s.borrow_mut() = Some((key, role.clone())));
     }
     role
 }
 
-fn compute(user: Oid) -> SessionRole {
+fn compute(session_user: Oid, user: Oid) -> SessionRole {
     // SAFETY: catalog lookups by oid and name; missing roles answer InvalidOid.
     let admin = unsafe {
         pg_sys::superuser_arg(user) || {
@@ -89,13 +124,12 @@ fn compute(user: Oid) -> SessionRole {
         return SessionRole { admin, tenants: None };
     }
     let mut tenants: Option<Vec<String>> = None;
-    for (role, tenant) in bindings().iter() {
-        let Ok(name) = std::ffi::CString::new(role.as_str()) else { continue };
-        // SAFETY: as above.
-        let member = unsafe {
-            let oid = pg_sys::get_role_oid(name.as_ptr(), true);
-            oid != pg_sys::InvalidOid && pg_sys::is_member_of_role(user, oid)
-        };
+    for b in bindings().iter() {
+        let Some(bound) = b.role() else { continue };
+        // SAFETY: catalog lookups by oid. A superuser session user is a member of every
+        // role but bound by none: what it does through SET ROLE counts as that role.
+        let member = unsafe { pg_sys::is_member_of_role(user, bound) || pg_sys::is_member_of_role_nosuper(session_user, bound) };
+        let tenant = &b.tenant;
         if member {
             let set = tenants.get_or_insert_with(Vec::new);
             if !set.contains(tenant) {
@@ -108,7 +142,7 @@ fn compute(user: Oid) -> SessionRole {
 
 /// Every binding, read as the extension's owner (application roles cannot read the
 /// table). A database whose extension predates bindings has none.
-fn bindings() -> Rc<Vec<(String, String)>> {
+fn bindings() -> Bindings {
     if let Some(b) = BINDINGS.with(|b| b.borrow().clone()) {
         return b;
     }
@@ -116,9 +150,16 @@ fn bindings() -> Rc<Vec<(String, String)>> {
     let rows = if crate::installed::at_least(crate::installed::BINDINGS) {
         crate::privilege::as_owner(|| {
             Spi::connect(|c| {
-                c.select("SELECT role_name, tenant FROM quota.tenant_bindings", None, &[])
+                c.select("SELECT role_name, tenant, role_oid FROM quota.tenant_bindings", None, &[])
                     .map(|t| {
-                        t.filter_map(|row| Some((row.get::<String>(1).ok()??, row.get::<String>(2).ok()??))).collect::<Vec<_>>()
+                        t.filter_map(|row| {
+                            Some(Binding {
+                                role_name: row.get::<String>(1).ok()??,
+                                tenant: row.get::<String>(2).ok()??,
+                                role_oid: row.get::<Oid>(3).ok().flatten(),
+                            })
+                        })
+                        .collect::<Vec<_>>()
                     })
                     .unwrap_or_default()
             })

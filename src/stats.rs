@@ -45,8 +45,10 @@ pub const OVERFLOW_SLOTS: usize = 64;
 const NAMED_SLOTS: usize = SLOTS - OVERFLOW_SLOTS;
 /// Prepared transactions' totals waiting for COMMIT or ROLLBACK PREPARED (per metric).
 pub const PREPARED_SLOTS: usize = 256;
-/// Metric names are kept up to this many bytes (longer ones are cut at a char boundary).
-pub const NAME_BYTES: usize = 63;
+/// Names (metrics; subjects and tenants of recent refusals) are kept up to this many
+/// bytes, the longest name quota_ext accepts (longer ones, stored before the bounds, are
+/// cut at a char boundary, and a cut tenant is shown to administrators only).
+pub const NAME_BYTES: usize = crate::error::MAX_NAME_BYTES;
 const OTHER: &str = "(other)";
 
 /// The totals of one metric.
@@ -205,8 +207,12 @@ fn add_for(db: i64, metric: &str, t: &Totals) {
     });
     match other {
         Some(slot) => slot.add(t),
-        // More than OVERFLOW_SLOTS databases overflowing at once: say so, once per backend.
-        None => warn_full(),
+        None => {
+            // More than OVERFLOW_SLOTS databases overflowing at once: say so, once per
+            // backend, after releasing the lock (a WARNING may wait on the client).
+            drop(table);
+            warn_full();
+        }
     }
 }
 
@@ -433,16 +439,19 @@ pub const RECENT_SIZE: usize = 1024;
 #[derive(Clone, Copy)]
 struct Name {
     len: i16,
+    /// The text was longer than NAME_BYTES and is kept cut.
+    cut: bool,
     bytes: [u8; NAME_BYTES],
 }
 
 impl Name {
     fn of(text: Option<&str>) -> Name {
-        let mut n = Name { len: -1, bytes: [0; NAME_BYTES] };
-        if let Some(t) = text {
-            let t = slot_name(t);
+        let mut n = Name { len: -1, cut: false, bytes: [0; NAME_BYTES] };
+        if let Some(full) = text {
+            let t = slot_name(full);
             n.bytes[..t.len()].copy_from_slice(t.as_bytes());
             n.len = t.len() as i16;
+            n.cut = t.len() < full.len();
         }
         n
     }
@@ -496,6 +505,8 @@ pub struct RefusalRow {
     pub at: pg_sys::TimestampTz,
     pub subject: String,
     pub tenant: Option<String>,
+    /// The tenant's name was longer than what is kept: only administrators see the row.
+    pub tenant_cut: bool,
     pub metric: String,
     pub requested: i64,
     pub used: i64,
@@ -518,6 +529,7 @@ pub fn recent() -> Option<Vec<RefusalRow>> {
             at: e.at,
             subject: e.subject.get().unwrap_or_default(),
             tenant: e.tenant.get(),
+            tenant_cut: e.tenant.cut,
             metric: e.metric.get().unwrap_or_default(),
             requested: e.requested,
             used: e.used,
@@ -575,26 +587,40 @@ fn park(xid: pg_sys::TransactionId, metric: &str, t: &Totals) -> bool {
 }
 
 /// Fold in the parked totals whose transaction has ended: committed ones count, rolled
-/// back (or lost in a crash) ones are dropped, prepared ones wait.
+/// back (or lost in a crash) ones are dropped, prepared ones wait. The commit log is read
+/// without holding the table's lock; an entry is then taken only if it is still the same.
 fn settle_prepared() {
+    let parked: Vec<(usize, u32)> = {
+        let table = PREPARED.share();
+        table.entries.iter().enumerate().filter(|(_, e)| e.xid != 0).map(|(i, e)| (i, e.xid)).collect()
+    };
+    if parked.is_empty() {
+        return;
+    }
+    let ended: Vec<(usize, u32, bool)> = parked
+        .into_iter()
+        .filter_map(|(i, raw)| {
+            let xid = pg_sys::TransactionId::from(raw);
+            // SAFETY: commit-log and proc-array lookups of a transaction id assigned in
+            // this cluster; ids older than the kept commit log count as rolled back.
+            unsafe {
+                if pg_sys::TransactionIdPrecedes(xid, (*pg_sys::ShmemVariableCache).oldestClogXid) {
+                    Some((i, raw, false))
+                } else if pg_sys::TransactionIdIsInProgress(xid) {
+                    None
+                } else {
+                    Some((i, raw, pg_sys::TransactionIdDidCommit(xid)))
+                }
+            }
+        })
+        .collect();
     let mut done = Vec::new();
     {
         let mut table = PREPARED.exclusive();
-        for e in table.entries.iter_mut().filter(|e| e.xid != 0) {
-            let xid = pg_sys::TransactionId::from(e.xid);
-            // SAFETY: commit-log and proc-array lookups of a transaction id that was
-            // assigned in this cluster; ids older than the kept commit log are dropped.
-            let (in_progress, committed) = unsafe {
-                if pg_sys::TransactionIdPrecedes(xid, (*pg_sys::ShmemVariableCache).oldestClogXid) {
-                    (false, false)
-                } else if pg_sys::TransactionIdIsInProgress(xid) {
-                    (true, false)
-                } else {
-                    (false, pg_sys::TransactionIdDidCommit(xid))
-                }
-            };
-            if in_progress {
-                continue;
+        for (i, raw, committed) in ended {
+            let e = &mut table.entries[i];
+            if e.xid != raw {
+                continue; // settled by another backend meanwhile
             }
             if committed {
                 done.push((e.database, e.metric.get().unwrap_or_default(), e.totals));
@@ -606,7 +632,6 @@ fn settle_prepared() {
         add_for(db, &metric, &t);
     }
 }
-
 
 /// Every metric of this database with its totals, by metric name.
 pub fn snapshot() -> Option<Vec<(String, Totals)>> {
@@ -642,10 +667,13 @@ mod tests {
     #[test]
     fn names_are_cut_on_char_boundaries() {
         assert_eq!(slot_name("messages"), "messages");
-        let long = "é".repeat(40); // 80 bytes
+        let long = "é".repeat(70); // 140 bytes
         let cut = slot_name(&long);
-        assert!(cut.len() <= NAME_BYTES && cut.len() == 62);
+        assert!(cut.len() <= NAME_BYTES && cut.len() == 128);
         assert!(long.starts_with(cut));
+        let n = Name::of(Some(&long));
+        assert!(n.cut && n.get().as_deref() == Some(cut));
+        assert!(!Name::of(Some("acme")).cut);
     }
 
     #[test]

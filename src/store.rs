@@ -211,8 +211,9 @@ pub fn name_is_stored(argument: &str, value: &str) -> bool {
 // Tenant bindings ----------------------------------------------------------------------
 
 static BIND_TENANT: Stmt = Stmt {
-    sql: "INSERT INTO quota.tenant_bindings (role_name, tenant) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-    types: &[T::TEXTOID, T::TEXTOID],
+    sql: "INSERT INTO quota.tenant_bindings (role_name, tenant, role_oid) VALUES ($1, $2, $3)
+          ON CONFLICT (role_name, tenant) DO UPDATE SET role_oid = EXCLUDED.role_oid",
+    types: &[T::TEXTOID, T::TEXTOID, T::OIDOID],
 };
 static UNBIND_TENANT: Stmt = Stmt {
     sql: "WITH d AS (DELETE FROM quota.tenant_bindings WHERE role_name = $1 AND ($2::text IS NULL OR tenant = $2) RETURNING 1)
@@ -220,8 +221,8 @@ static UNBIND_TENANT: Stmt = Stmt {
     types: &[T::TEXTOID, T::TEXTOID],
 };
 
-pub fn bind_tenant(c: &mut SpiClient<'_>, role: &str, tenant: &str) {
-    run(c, &BIND_TENANT, &[role.into(), tenant.into()]);
+pub fn bind_tenant(c: &mut SpiClient<'_>, role: &str, role_oid: pg_sys::Oid, tenant: &str) {
+    run(c, &BIND_TENANT, &[role.into(), tenant.into(), role_oid.into()]);
 }
 
 pub fn unbind_tenant(c: &mut SpiClient<'_>, role: &str, tenant: Option<&str>) -> i32 {

@@ -47,6 +47,12 @@ for sql in [
     "CREATE TABLE public.messages (id bigserial PRIMARY KEY, user_id text NOT NULL, body text)",
     "SELECT quota.enforce_on_insert('public.messages', subject_column => 'user_id', metric => 'messages')",
     "INSERT INTO public.messages (user_id, body) VALUES ('bob', 'hi'), ('bob', 'there')",
+    # 0.4.0 state: tenant bindings (by role name) and the charges of a refund_on_delete table.
+    "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'dump_acme_app') THEN CREATE ROLE dump_acme_app IN ROLE quota_app; END IF; END $$",
+    "SELECT quota.bind_tenant('dump_acme_app', 'acme')",
+    "CREATE TABLE public.products (id bigserial PRIMARY KEY, owner text NOT NULL)",
+    "SELECT quota.enforce_on_insert('public.products', subject_column => 'owner', metric => 'products', refund_on_delete => true)",
+    "INSERT INTO public.products (owner) VALUES ('10.0.0.7')",
 ]:
     cur.execute(sql)
 
@@ -73,6 +79,8 @@ check(len(before["quota.usage_summaries"]) > 0 and len(before["quota.usage_event
       "the source has both summarised and live ledger rows")
 check(len(before["quota.reservations"]) == 2 and len(before["quota.bonus_grants"]) == 2,
       "the source has holds and bonus grants")
+check(len(before["quota.tenant_bindings"]) == 1 and len(before["quota.row_charges"]) == 1,
+      "the source has a tenant binding and a row charge")
 
 dump = f"/tmp/quota_dump_{os.getpid()}.dump"
 run = subprocess.run([f"{PGBIN}/pg_dump", "-Fc", "-h", HOST, "-p", str(PORT), "-U", "postgres", "-f", dump, SRC],
@@ -107,6 +115,13 @@ with dst.cursor() as c:
         check(e.pgcode == "QT429", f"the restored enforcement trigger refuses the 6th message with QT429 (got {e.pgcode})")
     c.execute("SELECT count(*) FROM quota.usage_events WHERE subject = 'bob' AND metric = 'messages'")
     check(c.fetchone()[0] == bob_rows + 3, "the trigger consumed exactly the three accepted rows")
+    c.execute("SELECT used FROM quota.quota_check('10.0.0.7', 'products', 0)")
+    products = c.fetchone()[0]
+    c.execute("DELETE FROM public.products")
+    c.execute("SELECT used FROM quota.quota_check('10.0.0.7', 'products', 0)")
+    check(c.fetchone()[0] == products - 1, "a restored row charge is refunded when its row is deleted")
+    c.execute("SELECT role_name, tenant FROM quota.tenant_bindings")
+    check(c.fetchall() == [("dump_acme_app", "acme")], "the restored binding names its role")
     try:
         c.execute("DELETE FROM quota.usage_events")
         check(False, "the restored ledger is still append-only")

@@ -1035,6 +1035,132 @@ def a7_readme_lists_every_sqlstate():
     check(not missing, f"the Errors table lists {', '.join(wanted)} (missing {missing}; listed {sorted(listed)})")
 
 
+
+# Findings of the hostile review of 0.4.0 (before release) ---------------------------------
+
+def a3_set_role_does_not_shed_a_binding():
+    """A bound login role is a member of quota_app and quota_reader: SET ROLE to either
+    must not lift its binding (bindings follow the session user too)."""
+    db = "hard_a3_setrole"
+    c = a3_setup(db)
+    c.execute("GRANT quota_reader TO acme_app")
+    app = connect(db, user="acme_app")
+    app.execute("SET quota.tenant = 'globex'")
+    for role in ("quota_app", "quota_reader"):
+        app.execute(f"SET ROLE {role}")
+        if role == "quota_app":
+            expect_error(app, "SELECT used FROM quota.quota_consume('g1'::text, 'messages'::text)", None, "42501",
+                         f"acme_app after SET ROLE {role}: consume for globex")
+        expect_error(app, "SELECT count(*) FROM quota.subjects", None, "42501", f"acme_app after SET ROLE {role}: read subjects under globex")
+        app.execute("RESET ROLE")
+    check(used(c, "g1", "messages") == 0, "globex's g1 is untouched")
+    app.close()
+
+
+def a3_renamed_bound_role_stays_bound():
+    db = "hard_a3_rename"
+    c = a3_setup(db)
+    fresh_roles(c, ("acme_app2", "IN ROLE quota_app"))
+    c.execute("DROP ROLE acme_app2")
+    c.execute("ALTER ROLE acme_app RENAME TO acme_app2")
+    try:
+        app = connect(db, user="acme_app2")
+        app.execute("SET quota.tenant = 'globex'")
+        expect_error(app, "SELECT used FROM quota.quota_consume('g1'::text, 'messages'::text)", None, "42501",
+                     "the renamed bound role still may not act for globex")
+        app.execute("SET quota.tenant = 'acme'")
+        expect_ok(app, "SELECT used FROM quota.quota_consume('a1'::text, 'messages'::text)", what="and still acts for acme")
+        app.close()
+    finally:
+        c.execute("ALTER ROLE acme_app2 RENAME TO acme_app")
+
+
+def a2_partitions_attached_with_their_own_quotas_keep_them():
+    c = fresh_db("hard_a2_attach_own")
+    c.execute("SELECT quota.set_limit('FREE', 'm1', 'day', 100)")
+    c.execute("SELECT quota.set_limit('FREE', 'm2', 'day', 100)")
+    c.execute("SET quota.default_plan = 'FREE'")
+    c.execute("CREATE TABLE r (id int, s text NOT NULL, k int NOT NULL) PARTITION BY LIST (k)")
+    c.execute("CREATE TABLE t1 (LIKE r)")
+    c.execute("CREATE TABLE t2 (LIKE r)")
+    c.execute("SELECT quota.enforce_on_insert('t1', subject_column => 's', metric => 'm1')")
+    c.execute("SELECT quota.enforce_on_insert('t2', subject_column => 's', metric => 'm2', amount => 10)")
+    c.execute("ALTER TABLE r ATTACH PARTITION t1 FOR VALUES IN (1)")
+    c.execute("ALTER TABLE r ATTACH PARTITION t2 FOR VALUES IN (2)")
+    c.execute("INSERT INTO r VALUES (1, 'bob', 1)")
+    c.execute("INSERT INTO r VALUES (2, 'bob', 2)")
+    check((used(c, "bob", "m1"), used(c, "bob", "m2")) == (1, 10),
+          f"each attached table keeps its own quota (m1 1, m2 10; got {used(c, 'bob', 'm1')}, {used(c, 'bob', 'm2')})")
+
+
+def a2_stale_update_marker_after_dropping_a_partition():
+    c = fresh_db("hard_a2_stale_marker")
+    c.execute("SELECT quota.set_limit('FREE', 'messages', 'day', 100)")
+    c.execute("SET quota.default_plan = 'FREE'")
+    c.execute("CREATE TABLE m (id int, k int NOT NULL, s text NOT NULL, PRIMARY KEY (id, k)) PARTITION BY LIST (k)")
+    c.execute("CREATE TABLE m2 PARTITION OF m FOR VALUES IN (2)")
+    c.execute("CREATE TABLE m3 PARTITION OF m FOR VALUES IN (3)")
+    c.execute("SELECT quota.enforce_on_insert('m', subject_column => 's', metric => 'messages')")
+    c.execute("INSERT INTO m VALUES (10, 3, 'bob')")
+    c.execute("UPDATE m SET s = s WHERE id = 10")   # a BEFORE UPDATE that does not move the row
+    c.execute("DROP TABLE m3")
+    expect_ok(c, "INSERT INTO m VALUES (11, 2, 'bob')", what="an insert after the updated row's partition was dropped")
+    check(used(c, "bob", "messages") == 2, f"and it is charged (used {used(c, 'bob', 'messages')})")
+
+
+def a6_charge_key_does_not_depend_on_session_settings():
+    c = fresh_db("hard_a6_key_settings")
+    c.execute("SELECT quota.set_limit('FREE', 'credits', 'day', 1000)")
+    c.execute("SET quota.default_plan = 'FREE'")
+    c.execute("CREATE TABLE e (t timestamptz PRIMARY KEY, s text NOT NULL, amt int)")
+    c.execute("SELECT quota.enforce_on_insert('e', subject_column => 's', metric => 'credits', amount_column => 'amt', refund_on_delete => true)")
+    c.execute("SET timezone = 'UTC'")
+    c.execute("INSERT INTO e VALUES ('2026-01-01 10:00+00', 'carl', 200)")
+    c.execute("SET timezone = 'Asia/Tokyo'")
+    c.execute("DELETE FROM e")
+    check(used(c, "carl", "credits") == 0, f"a row inserted under UTC and deleted under Asia/Tokyo is refunded (used {used(c, 'carl', 'credits')})")
+
+
+def a6_on_conflict_do_nothing_keeps_the_first_charge():
+    c = fresh_db("hard_a6_on_conflict")
+    c.execute("SELECT quota.set_limit('FREE', 'credits', 'day', 1000)")
+    c.execute("SET quota.default_plan = 'FREE'")
+    c.execute("CREATE TABLE mm (id int PRIMARY KEY, s text NOT NULL, amt int)")
+    c.execute("SELECT quota.enforce_on_insert('mm', subject_column => 's', metric => 'credits', amount_column => 'amt', refund_on_delete => true)")
+    c.execute("INSERT INTO mm VALUES (1, 'dan', 100)")
+    c.execute("INSERT INTO mm VALUES (1, 'eve', 1) ON CONFLICT DO NOTHING")
+    c.execute("DELETE FROM mm WHERE id = 1")
+    check(used(c, "dan", "credits") == 0, f"dan's row is refunded to dan (used {used(c, 'dan', 'credits')})")
+
+
+def a6_truncate_forgets_charges():
+    c = fresh_db("hard_a6_truncate")
+    c.execute("SELECT quota.set_limit('FREE', 'credits', 'day', 1000)")
+    c.execute("SET quota.default_plan = 'FREE'")
+    c.execute("CREATE TABLE mm (id int PRIMARY KEY, s text NOT NULL, amt int)")
+    c.execute("SELECT quota.enforce_on_insert('mm', subject_column => 's', metric => 'credits', amount_column => 'amt', refund_on_delete => true)")
+    c.execute("INSERT INTO mm VALUES (5, 'dan', 7)")
+    c.execute("TRUNCATE mm")
+    check(one(c, "SELECT count(*) FROM quota.row_charges") == 0, "TRUNCATE forgets the table's row charges")
+    c.execute("INSERT INTO mm VALUES (5, 'fay', 3)")
+    c.execute("DELETE FROM mm")
+    check((used(c, "dan", "credits"), used(c, "fay", "credits")) == (7, 0),
+          f"a new row with a truncated row's key refunds its own charge (dan 7, fay 0; got {used(c, 'dan', 'credits')}, {used(c, 'fay', 'credits')})")
+
+
+def a7_long_tenant_refusals_are_not_shown_to_a_prefix():
+    c = fresh_db("hard_a7_refusal_prefix")
+    c.execute("SELECT quota.set_limit('FREE', 'messages', 'day', 0)")
+    long_tenant = "t" * 200  # stored before the bounds existed
+    c.execute("INSERT INTO quota.subjects (subject, plan, tenant, cycle_anchor) VALUES ('lt', 'FREE', %s, now())", (long_tenant,))
+    c.execute("SELECT set_config('quota.tenant', %s, false)", (long_tenant,))
+    attempt(c, "SELECT quota.quota_try_consume('lt'::text, 'messages'::text)")
+    c.execute("SELECT set_config('quota.tenant', %s, false)", (long_tenant[:128],))
+    check(one(c, "SELECT count(*) FROM quota.recent_refusals() WHERE subject = 'lt'") == 0,
+          "a tenant named by the first 128 bytes of a longer one does not see its refusals")
+    c.execute("RESET quota.tenant")
+    check(one(c, "SELECT count(*) FROM quota.recent_refusals() WHERE subject = 'lt'") == 1, "an administrator does")
+
 TESTS = [
     a2_partition_rows_are_metered,
     a2_enforce_on_a_partition_is_refused,
@@ -1073,6 +1199,14 @@ TESTS = [
     a7_delete_subject_starts_clean,
     a7_advisory_locks_cannot_block_keyed_consumes,
     a7_readme_lists_every_sqlstate,
+    a3_set_role_does_not_shed_a_binding,
+    a3_renamed_bound_role_stays_bound,
+    a2_partitions_attached_with_their_own_quotas_keep_them,
+    a2_stale_update_marker_after_dropping_a_partition,
+    a6_charge_key_does_not_depend_on_session_settings,
+    a6_on_conflict_do_nothing_keeps_the_first_charge,
+    a6_truncate_forgets_charges,
+    a7_long_tenant_refusals_are_not_shown_to_a_prefix,
 ]
 
 
