@@ -53,9 +53,21 @@ install_extension() {
   local sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="--sudo"
   cargo pgrx install $flags $sudo --pg-config "$(command -v pg_config)" >/dev/null
+  local extdir="$(pg_config --sharedir)/extension"
+  # The current version's install script, once released (frozen in sql/), must be what
+  # the code generates: a change to the SQL needs the next version.
+  local version; version="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)"
+  # pgrx's comments naming Rust source lines and module paths are not SQL: ignored.
+  local strip='/^-- src\/.*:[0-9]*$/d; /^-- quota_ext::/d'
+  if [ -f "sql/quota_ext--$version.sql" ] \
+     && ! diff <(sed "$strip" "sql/quota_ext--$version.sql") <(sed "$strip" "$extdir/quota_ext--$version.sql") >/dev/null; then
+    echo "install_extension: the generated install script differs from the released sql/quota_ext--$version.sql:" >&2
+    diff <(sed "$strip" "sql/quota_ext--$version.sql") <(sed "$strip" "$extdir/quota_ext--$version.sql") | head -40 >&2
+    echo "Released scripts are never edited: release the change as the next version (Cargo.toml, upgrade script, CHANGELOG)." >&2
+    return 1
+  fi
   # Released install scripts (sql/quota_ext--A.sql), for upgrade tests; cargo pgrx only
   # copies the upgrade scripts (sql/quota_ext--A--B.sql).
-  local extdir="$(pg_config --sharedir)/extension"
   for script in sql/quota_ext--*.sql; do
     case "$script" in *--*--*) ;; *) ${sudo:+sudo} cp "$script" "$extdir/" ;; esac
   done

@@ -90,7 +90,27 @@ def a4_library_keeps_released_symbols():
     check(len(wanted) > 30 and not missing, f"every C symbol of the released scripts ({len(wanted)}) is in {library}: missing {missing}")
 
 
+def a4_released_scripts_are_frozen():
+    """Every install and upgrade script in sql/ is listed in sql/released.sha256 with the
+    hash it was released with: released scripts are never edited."""
+    print("a4_released_scripts_are_frozen")
+    import hashlib
+    manifest = {}
+    with open(os.path.join(ROOT, "sql", "released.sha256")) as f:
+        for line in f:
+            if line.strip() and not line.startswith("#"):
+                digest, name = line.split()
+                manifest[name] = digest
+    scripts = sorted(os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "sql", "quota_ext--*.sql")))
+    check(sorted(manifest) == scripts, f"sql/released.sha256 lists exactly the scripts in sql/ ({len(scripts)})")
+    for name in scripts:
+        with open(os.path.join(ROOT, "sql", name), "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+        check(manifest.get(name) == digest, f"{name} is as released")
+
+
 check(RELEASED[:3] == ["0.1.0", "0.2.0", "0.3.0"], f"the released install scripts are frozen: {RELEASED}")
+a4_released_scripts_are_frozen()
 for v in RELEASED[:-1] if len(RELEASED) > 3 else RELEASED:
     a4_old_version_sees_plan_and_limit_changes(v)
 a4_library_keeps_released_symbols()
