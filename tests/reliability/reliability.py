@@ -1,18 +1,21 @@
 """The reliability suite: randomized stress with an independent client log, crash
-recovery (kill -9), compaction under load, and bad input. Prints the seed first:
+recovery (kill -9), compaction under load, a partitioned enforced table, bound tenant
+roles, old-version databases updated under load, and bad input. Prints the seed first:
 
   reliability: seed=N (replay with QUOTA_SEED=N)
 
 then a digest of every client's operation plan, and ends with one summary line:
 
-  reliability: operations=N aborts=N crashes_survived=N bad_inputs=N invariant_violations=N
-               server_log=X.XMB peak_rss=NMB
+  reliability: operations=N aborts=N crashes_survived=N partition_txns=N tenant_ops=N
+               cross_tenant_refused=N old_version_ops=N bad_inputs=N invariant_violations=N
+               server_log=X.XMB peak_rss=NMB seed=N
 
 Everything random is drawn from the seed before it runs: each client's operations (per
-phase: random.Random(f"{seed}-{phase}-{client}")), the kill delays, and the fixed number
-of property-test calls (QUOTA_PROPERTY_CALLS). QUOTA_SEED=N replays the same plans (the
-digests printed at the start are the same); only the interleaving and the moment of each
-kill depend on the machine.
+phase: random.Random(f"{seed}-{phase}-{client}")), the admin's plan and limit changes of
+the old-version phase and when each happens (as a share of the clients' operations done),
+the kill delays, and the fixed number of property-test calls (QUOTA_PROPERTY_CALLS).
+QUOTA_SEED=N replays the same plans (the digests printed at the start are the same); only
+the interleaving and the moment of each kill depend on the machine.
 
 Values travel as server-side bound parameters (psycopg 3's default cursor), so no statement
 text carries them and the server log never repeats a 1 MiB argument. The server log is
@@ -48,14 +51,16 @@ CRASHES = int(os.environ.get("QUOTA_CRASHES", "3"))
 PROPERTY_CALLS = int(os.environ.get("QUOTA_PROPERTY_CALLS", "6000"))
 LOG_LIMIT = int(os.environ.get("QUOTA_LOG_LIMIT_MB", "100")) * 1000 * 1000
 SEED = int(os.environ.get("QUOTA_SEED") or random.SystemRandom().randrange(1, 1 << 31))
-CLOCK = "SET quota.clock_override = '2026-11-23 12:00:00+00'"
+CLOCK_AT = "2026-11-23 12:00:00+00"
+CLOCK = f"SET quota.clock_override = '{CLOCK_AT}'"
 LIMITS = {"a": 40, "b": 400}      # hard, per day
 HOT = [f"hot{i}" for i in range(3)]
 COLD = [f"cold{i}" for i in range(200)]
 MB = 1000 * 1000
 
 violations = []
-stats = {"operations": 0, "aborts": 0, "crashes_survived": 0, "bad_inputs": 0}
+stats = {"operations": 0, "aborts": 0, "crashes_survived": 0, "bad_inputs": 0, "partition_txns": 0,
+         "tenant_ops": 0, "cross_tenant_refused": 0, "old_version_ops": 0}
 lock = threading.Lock()
 
 
@@ -65,11 +70,11 @@ def violation(msg):
     print(f"  VIOLATION: {msg}", flush=True)
 
 
-def connect(db="reliability", autocommit=False):
+def connect(db="reliability", autocommit=False, user="postgres"):
     # psycopg.Cursor binds on the server: "%s" becomes $1, $2... and the values go in the
     # Bind message, never into the statement text (a ClientCursor would interpolate them,
     # and every ERROR's STATEMENT line would repeat them in the server log).
-    return psycopg.connect(host=HOST, port=PORT, user="postgres", dbname=db, connect_timeout=5,
+    return psycopg.connect(host=HOST, port=PORT, user=user, dbname=db, connect_timeout=5,
                            autocommit=autocommit, cursor_factory=psycopg.Cursor)
 
 
@@ -353,12 +358,10 @@ def join_load(threads, logs, log):
 
 # Invariants -----------------------------------------------------------------------------
 
-def check_invariants(log, label, per_op=True):
-    conn = connect(autocommit=True)
-    c = cursor(conn)
-    # 1. Every window's counter equals its ledger: the events, plus what compaction
-    #    summarised. Computed here independently of the extension's own quota.ledger_check,
-    #    which must agree.
+def counters_match_ledger(c, label):
+    """Every window's counter equals its ledger: the events, plus what compaction
+    summarised. Computed here independently of the extension's own quota.ledger_check,
+    which must agree."""
     c.execute("""
         SELECT count(*) FROM quota.counters k
         LEFT JOIN (
@@ -377,6 +380,13 @@ def check_invariants(log, label, per_op=True):
     c.execute("SELECT count(*) FROM quota.ledger_check")
     if c.fetchone()[0] != bad:
         violation(f"{label}: quota.ledger_check disagrees with the independent check")
+
+
+def check_invariants(log, label, per_op=True):
+    conn = connect(autocommit=True)
+    c = cursor(conn)
+    # 1. Every window's counter equals its ledger.
+    counters_match_ledger(c, label)
     if not per_op:
         conn.close()
         return
@@ -501,6 +511,1005 @@ def crash_and_restart(plans, delay):
                    check=True, stdout=subprocess.DEVNULL)
     stats["crashes_survived"] += 1
     return log
+
+
+# Shared by the three phases below ---------------------------------------------------------
+
+def new_op(rnd):
+    return str(uuid.UUID(int=rnd.getrandbits(128), version=4))
+
+
+def fresh_database(db, version=None):
+    """Drop and create `db` with the extension (at `version`, else the default)."""
+    admin = connect("postgres", autocommit=True)
+    admin.execute(f'DROP DATABASE IF EXISTS "{db}"')
+    admin.execute(f'CREATE DATABASE "{db}"')
+    admin.close()
+    conn = connect(db, autocommit=True)
+    c = cursor(conn)
+    if version:
+        # A utility statement takes no bound parameter; versions are this file's constants.
+        assert all(part.isdigit() for part in version.split(".")), version
+        c.execute(f"CREATE EXTENSION quota_ext VERSION '{version}'")
+    else:
+        c.execute("CREATE EXTENSION quota_ext")
+    c.execute(CLOCK)
+    return conn, c
+
+
+def run_threads(fns):
+    """Run each function in its own thread; their results, in order. An exception in a
+    thread is a violation (the harness itself broke)."""
+    results = [None] * len(fns)
+
+    def run(i):
+        try:
+            results[i] = fns[i]()
+        except Exception as e:  # noqa: BLE001
+            violation(f"client thread {i} crashed: {type(e).__name__}: {e}")
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(fns))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def detail_of(e):
+    try:
+        return json.loads(e.diag.message_detail or "{}")
+    except ValueError:
+        return {}
+
+
+def refusal_justified(e, label):
+    """A QT429 must say why: used + reserved + requested > limit + bonus (its JSON DETAIL)."""
+    d = detail_of(e)
+    try:
+        if not d["used"] + d.get("reserved", 0) + d["requested"] > d["limit"] + d.get("bonus", 0):
+            violation(f"{label}: QT429 although {d['used']} + {d.get('reserved', 0)} + {d['requested']} fits in "
+                      f"{d['limit']}+{d.get('bonus', 0)}")
+    except (KeyError, TypeError):
+        violation(f"{label}: QT429 without a usable DETAIL ({e.diag.message_detail!r})")
+    return d
+
+
+def show_plans(phase, plans):
+    per_client = " ".join(f"c{i}={digest(p)[:8]}" for i, p in enumerate(plans))
+    print(f"   plan {phase}: {len(plans)} clients, digest {digest([digest(p) for p in plans])}: {per_client}", flush=True)
+
+
+# Partitioned enforced table ---------------------------------------------------------------
+# A table partitioned by day, with a hard daily quota of rows per user that refunds on
+# DELETE. Clients insert (through the root and straight into partitions, one or several
+# rows per statement), move rows between partitions, change primary keys, change a row's
+# user, delete, and roll back on purpose (whole transactions, or their last statement
+# through a savepoint). Every row's body is a tag drawn from the seed, so the client log
+# follows rows whatever their key. Moves neither charge nor refund; a delete refunds the
+# row's inserting user exactly once.
+
+PART_DB = "relpart"
+PART_METRIC = "rows"
+PART_LIMIT = 6
+PART_SUBJECTS = [f"pu{i}" for i in range(6)]
+PART_CLIENTS = 8
+PART_TXNS = OPS_PER_CLIENT
+# name, [from, to) (the last one is the DEFAULT partition; [from, to) is where rows are
+# put into it), days a plan draws from.
+PARTITIONS = [
+    ("msgs_w1", "2026-11-01", "2026-11-08", ["2026-11-02", "2026-11-06"]),
+    ("msgs_w2", "2026-11-08", "2026-11-15", ["2026-11-09", "2026-11-14"]),
+    ("msgs_w3", "2026-11-15", "2026-11-22", ["2026-11-16", "2026-11-21"]),
+    ("msgs_rest", "2026-11-22", "2027-01-01", ["2026-11-25", "2026-12-31"]),
+]
+# Each client's session DateStyle (client i gets number i modulo their count): the row's
+# primary key holds a date, and an application's DateStyle is its own business.
+PART_DATESTYLES = ["ISO, MDY", "SQL, DMY", "German", "Postgres, MDY"]
+PICK = "(SELECT id, day FROM msgs WHERE user_id = %s ORDER BY md5(body || %s) LIMIT 1)"
+
+
+def partition_setup():
+    conn, c = fresh_database(PART_DB)
+    c.execute("SELECT quota.set_limit('PART', %s, 'day', %s)", (PART_METRIC, PART_LIMIT))
+    for s in PART_SUBJECTS:
+        c.execute("SELECT quota.assign_plan(%s, 'PART')", (s,))
+    c.execute("""CREATE TABLE msgs (id bigserial, user_id text NOT NULL, day date NOT NULL, body text,
+                 PRIMARY KEY (id, day)) PARTITION BY RANGE (day)""")
+    for name, lo, hi, _days in PARTITIONS[:-1]:
+        c.execute(f"CREATE TABLE {name} PARTITION OF msgs FOR VALUES FROM ('{lo}') TO ('{hi}')")
+    c.execute(f"CREATE TABLE {PARTITIONS[-1][0]} PARTITION OF msgs DEFAULT")
+    c.execute("SELECT quota.enforce_on_insert('msgs', subject_column => 'user_id', metric => %s, refund_on_delete => true)",
+              (PART_METRIC,))
+    conn.close()
+
+
+def partition_plan(seed, i, txns):
+    """Client i's transactions: ([statement, ...], end), end in commit, rollback,
+    savepoint (the last statement runs in a savepoint that is rolled back)."""
+    rnd = random.Random(f"{seed}-partition-{i}")
+    day = lambda: rnd.choice(rnd.choice(PARTITIONS)[3])  # noqa: E731
+    plan = []
+    for _ in range(txns):
+        stmts = []
+        for _ in range(rnd.choice([1, 1, 1, 2, 2, 3])):
+            s = rnd.choice(PART_SUBJECTS)
+            salt = f"{rnd.getrandbits(32):08x}"
+            roll = rnd.random()
+            if roll < 0.22:
+                stmts.append(("insert", s, [(day(), new_op(rnd)) for _ in range(rnd.choice([1, 1, 1, 2, 3]))]))
+            elif roll < 0.30:
+                part = rnd.choice(PARTITIONS)
+                stmts.append(("insert_into", part[0], s, rnd.choice(part[3]), new_op(rnd)))
+            elif roll < 0.42:
+                stmts.append(("move", s, salt, day()))
+            elif roll < 0.47:
+                src, dst = rnd.sample(PARTITIONS, 2)
+                stmts.append(("move_all", s, src[0], rnd.choice(dst[3])))
+            elif roll < 0.55:
+                stmts.append(("rekey", s, salt, day() if rnd.random() < 0.5 else None))
+            elif roll < 0.58:
+                part = rnd.choice(PARTITIONS)
+                stmts.append(("rekey_in", part[0], s, salt))
+            elif roll < 0.62:
+                stmts.append(("reassign", s, salt, rnd.choice(PART_SUBJECTS)))
+            elif roll < 0.87:
+                stmts.append(("delete", s, salt))
+            else:
+                part = rnd.choice(PARTITIONS)
+                stmts.append(("delete_from", part[0], s, salt))
+        end = rnd.random()
+        plan.append((stmts, "rollback" if end < 0.10 else "savepoint" if end < 0.18 else "commit"))
+    return plan
+
+
+def partition_statement(cur, stmt):
+    """Run one statement; ({tag: user} inserted, [tags deleted], rows updated)."""
+    kind = stmt[0]
+    if kind == "insert":
+        _, s, rows = stmt
+        cur.execute("INSERT INTO msgs (user_id, day, body) VALUES " + ", ".join(["(%s, %s::date, %s)"] * len(rows))
+                    + " RETURNING body", [v for day, tag in rows for v in (s, day, tag)])
+        return {b: s for (b,) in cur.fetchall()}, [], 0
+    if kind == "insert_into":
+        _, part, s, day, tag = stmt
+        cur.execute(f"INSERT INTO {part} (id, user_id, day, body) VALUES (nextval('msgs_id_seq'), %s, %s::date, %s) "
+                    "RETURNING body", (s, day, tag))
+        return {b: s for (b,) in cur.fetchall()}, [], 0
+    if kind == "move":
+        _, s, salt, day = stmt
+        cur.execute(f"UPDATE msgs SET day = %s::date WHERE (id, day) = {PICK} RETURNING body", (day, s, salt))
+    elif kind == "move_all":
+        _, s, part, day = stmt
+        cur.execute("UPDATE msgs SET day = %s::date WHERE user_id = %s AND tableoid = %s::regclass RETURNING body",
+                    (day, s, part))
+    elif kind == "rekey":
+        _, s, salt, day = stmt
+        if day is None:
+            cur.execute(f"UPDATE msgs SET id = nextval('msgs_id_seq') WHERE (id, day) = {PICK} RETURNING body", (s, salt))
+        else:
+            cur.execute(f"UPDATE msgs SET id = nextval('msgs_id_seq'), day = %s::date WHERE (id, day) = {PICK} "
+                        "RETURNING body", (day, s, salt))
+    elif kind == "rekey_in":
+        _, part, s, salt = stmt
+        cur.execute(f"UPDATE {part} SET id = nextval('msgs_id_seq') WHERE (id, day) = "
+                    f"(SELECT id, day FROM {part} WHERE user_id = %s ORDER BY md5(body || %s) LIMIT 1) RETURNING body",
+                    (s, salt))
+    elif kind == "reassign":
+        _, s, salt, other = stmt
+        cur.execute(f"UPDATE msgs SET user_id = %s WHERE (id, day) = {PICK} RETURNING body", (other, s, salt))
+    elif kind == "delete":
+        _, s, salt = stmt
+        cur.execute(f"DELETE FROM msgs WHERE (id, day) = {PICK} RETURNING body", (s, salt))
+        return {}, [b for (b,) in cur.fetchall()], 0
+    elif kind == "delete_from":
+        _, part, s, salt = stmt
+        cur.execute(f"DELETE FROM {part} WHERE (id, day) = "
+                    f"(SELECT id, day FROM {part} WHERE user_id = %s ORDER BY md5(body || %s) LIMIT 1) RETURNING body",
+                    (s, salt))
+        return {}, [b for (b,) in cur.fetchall()], 0
+    return {}, [], len(cur.fetchall())
+
+
+class PartLog:
+    def __init__(self):
+        self.inserted = {}        # tag -> the user its insert charged (committed)
+        self.deleted = Counter()  # tag -> committed deletes that returned it
+        self.txns = self.rollbacks = self.refusals = self.deadlocks = self.conflicts = self.changed = 0
+
+
+def partition_client(plan, datestyle):
+    mine = PartLog()
+    conn = connect(PART_DB)
+    cur = cursor(conn)
+    cur.execute(CLOCK)
+    cur.execute("SELECT set_config('DateStyle', %s, false)", (datestyle,))
+    # Transactions of several statements on random users deadlock now and then; find out
+    # sooner than the default second.
+    cur.execute("SET deadlock_timeout = '100ms'")
+    conn.commit()
+    for stmts, end in plan:
+        inserted, deleted, changed = {}, [], 0
+        try:
+            for k, stmt in enumerate(stmts):
+                undone = end == "savepoint" and k == len(stmts) - 1
+                if undone:
+                    cur.execute("SAVEPOINT last")
+                ins, dels, updated = partition_statement(cur, stmt)
+                if not undone:
+                    inserted.update(ins)
+                    deleted += dels
+                    changed += updated
+            if end == "savepoint":
+                cur.execute("ROLLBACK TO SAVEPOINT last")
+            if end == "rollback":
+                conn.rollback()
+                mine.rollbacks += 1
+                continue
+            conn.commit()
+        except psycopg.Error as e:
+            conn.rollback()
+            if e.sqlstate == "QT429":
+                refusal_justified(e, "partition")
+                mine.refusals += 1
+            elif e.sqlstate == "40P01":
+                mine.deadlocks += 1
+            elif e.sqlstate == "40001":
+                mine.conflicts += 1
+            else:
+                violation(f"partition: unexpected error {e.sqlstate} on {[st[0] for st in stmts]}: {error_text(e)}")
+            continue
+        mine.txns += 1
+        mine.changed += changed
+        mine.inserted.update(inserted)
+        mine.deleted.update(deleted)
+    conn.close()
+    return mine
+
+
+def partition_phase(plans):
+    started = time.monotonic()
+    logs = run_threads([lambda p=p, i=i: partition_client(p, PART_DATESTYLES[i % len(PART_DATESTYLES)])
+                        for i, p in enumerate(plans)])
+    elapsed = time.monotonic() - started
+    logs = [l for l in logs if l is not None]
+    inserted, deleted = {}, Counter()
+    for l in logs:
+        inserted.update(l.inserted)
+        deleted.update(l.deleted)
+    label = "partition"
+    for tag, n in deleted.items():
+        if n > 1:
+            violation(f"{label}: row {tag} was deleted by {n} committed statements")
+        if tag not in inserted:
+            violation(f"{label}: a committed delete returned row {tag}, which no committed insert made")
+    live = {tag: s for tag, s in inserted.items() if tag not in deleted}
+    conn = connect(PART_DB, autocommit=True)
+    c = cursor(conn)
+    c.execute("SET DateStyle = 'ISO, MDY'")
+    # The table: exactly the live rows, each once.
+    c.execute("SELECT body, id, day::text FROM msgs")
+    rows = c.fetchall()
+    in_table = Counter(body for body, _id, _day in rows)
+    twice = [b for b, n in in_table.items() if n > 1]
+    missing = set(live) - set(in_table)
+    extra = set(in_table) - set(live)
+    if twice or missing or extra:
+        violation(f"{label}: the table differs from the client log: {len(missing)} live rows missing, "
+                  f"{len(extra)} unexpected, {len(twice)} twice (e.g. {sorted(missing | extra | set(twice))[:3]})")
+    # The counters: each user's used = its live rows (each cost 1), never over the limit.
+    expected = Counter(live.values())
+    c.execute("SELECT subject, sum(used), count(*) FROM quota.counters WHERE metric = %s GROUP BY 1", (PART_METRIC,))
+    counters = {s: (used, windows) for s, used, windows in c.fetchall()}
+    for s in PART_SUBJECTS:
+        used, windows = counters.get(s, (0, 0))
+        if used != expected[s] or windows > 1:
+            violation(f"{label}: {s} used {used} in {windows} windows, but {expected[s]} of its charged rows are live")
+        if used > PART_LIMIT:
+            violation(f"{label}: {s} used {used} over the limit {PART_LIMIT}")
+    # The row charges: one per live row, for the user its insert charged. (How a charge
+    # names its row is the extension's business; the drain below shows that each live
+    # row's DELETE finds its own.)
+    c.execute("""SELECT subject, metric, amount, count(*) FROM quota.row_charges
+                 WHERE table_name = 'msgs'::regclass GROUP BY 1, 2, 3""")
+    charges = Counter()
+    for s, metric, amount, n in c.fetchall():
+        if (metric, amount) != (PART_METRIC, 1):
+            violation(f"{label}: {n} row charges of {amount} {metric} for {s}")
+        charges[s] += n
+    c.execute("SELECT count(*), count(DISTINCT row_key) FROM quota.row_charges WHERE table_name = 'msgs'::regclass")
+    n, keys = c.fetchone()
+    if n != keys or n != len(live):
+        violation(f"{label}: {n} row charges with {keys} distinct keys for {len(live)} live rows")
+    for s in PART_SUBJECTS:
+        if charges[s] != expected[s]:
+            violation(f"{label}: {s} has {charges[s]} row charges for {expected[s]} live rows it was charged for")
+    # The ledger: one consume per committed insert, one refund per committed delete, for the
+    # inserting user; replayed in id order, no user ever went past the limit.
+    c.execute("""SELECT subject, window_start, kind, amount FROM quota.usage_events WHERE metric = %s
+                 ORDER BY subject, window_start, id""", (PART_METRIC,))
+    flows = Counter()
+    state = {}
+    for s, ws, kind, amount in c.fetchall():
+        flows[(s, kind)] += amount
+        if amount != 1 or kind not in ("consume", "refund"):
+            violation(f"{label}: ledger row {kind} {amount} for {s} (only consumes and refunds of 1 expected)")
+        used = state.get((s, ws), 0) + (amount if kind == "consume" else -amount)
+        if not 0 <= used <= PART_LIMIT:
+            violation(f"{label}: the ledger of {s} reaches {used} (limit {PART_LIMIT})")
+        state[(s, ws)] = used
+    ins_by, del_by = Counter(inserted.values()), Counter(inserted[t] for t in deleted if t in inserted)
+    for s in PART_SUBJECTS:
+        if (flows[(s, "consume")], flows[(s, "refund")]) != (ins_by[s], del_by[s]):
+            violation(f"{label}: {s} ledger has {flows[(s, 'consume')]} consumes and {flows[(s, 'refund')]} refunds; "
+                      f"the clients committed {ins_by[s]} inserts and {del_by[s]} deletes of its rows")
+    counters_match_ledger(c, label)
+    # Drain: one DELETE of every row, from a session with yet another DateStyle, refunds
+    # each live row exactly once: every counter back to 0, no charge left.
+    c.execute(CLOCK)
+    c.execute("SET DateStyle = 'Postgres, DMY'")
+    c.execute("DELETE FROM msgs")
+    c.execute("SELECT subject, sum(used)::bigint FROM quota.counters WHERE metric = %s GROUP BY 1 HAVING sum(used) <> 0",
+              (PART_METRIC,))
+    left = c.fetchall()
+    c.execute("SELECT count(*) FROM quota.row_charges WHERE table_name = 'msgs'::regclass")
+    charges_left = c.fetchone()[0]
+    c.execute("SELECT count(*) FROM quota.usage_events WHERE metric = %s AND kind = 'refund'", (PART_METRIC,))
+    refunds = c.fetchone()[0] - sum(flows[(s, "refund")] for s in PART_SUBJECTS)
+    if left or charges_left or refunds != len(live):
+        violation(f"{label}: deleting the {len(live)} live rows made {refunds} refunds and left {charges_left} "
+                  f"row charges and used {left}")
+    counters_match_ledger(c, f"{label} (drained)")
+    conn.close()
+    total = lambda attr: sum(getattr(l, attr) for l in logs)  # noqa: E731
+    stats["partition_txns"] = total("txns")
+    print(f"   {total('txns')} transactions committed, {total('rollbacks')} rolled back on purpose, "
+          f"{total('refusals')} refused (QT429), {total('deadlocks')} deadlocks, {total('conflicts')} serialization "
+          f"failures; rows: {len(inserted)} inserted, {total('changed')} updated (moved, re-keyed, reassigned), "
+          f"{len(deleted)} deleted, {len(live)} live; DateStyles {PART_DATESTYLES}; {elapsed:.1f} s, "
+          f"{len(violations)} violations", flush=True)
+
+
+# Bound tenant roles -----------------------------------------------------------------------
+# Two tenants, each served by its own login role bound to it (quota.bind_tenant). Each
+# tenant's clients consume, check, refund and read for their own subjects, and keep trying
+# to act for the other tenant: under quota.tenant naming it (42501, nothing read or
+# written), naming its subjects under their own tenant (QT404), or with no tenant at all
+# (QT404). Every counter and ledger row of a tenant must be explained by its own clients.
+
+TENANTS = {"acme": "rel_acme", "globex": "rel_globex"}
+TENANT_SUBJECTS = {t: [f"{t}-{i}" for i in range(3)] for t in TENANTS}
+UNTENANTED = "free-0"
+TENANT_LIMITS = {"calls": 30, "tokens": 300}
+TENANT_CLIENTS = 4  # per tenant
+TENANT_OPS = OPS_PER_CLIENT
+TENANT_DB = "reltenant"
+PROBES = {
+    "subject_exists": "SELECT 1 FROM quota.subjects WHERE subject = %s",
+    "used_above": "SELECT 1 FROM quota.counters WHERE subject = %s AND metric = 'calls' AND used > %s",
+    "event_above": "SELECT 1 FROM quota.usage_events WHERE subject = %s AND amount > %s",
+}
+CROSS_CALLS = ["consume", "try_consume", "try_consume_jsonb", "check", "status", "refund", "reserve",
+               "read_events", "read_counters", "read_subjects", "read_overview"]
+
+
+def tenant_setup():
+    conn, c = fresh_database(TENANT_DB)
+    for metric, limit in TENANT_LIMITS.items():
+        c.execute("SELECT quota.set_limit('TEN', %s, 'day', %s)", (metric, limit))
+    for tenant, subjects in TENANT_SUBJECTS.items():
+        for s in subjects:
+            c.execute("SELECT quota.assign_plan(%s, 'TEN', tenant => %s)", (s, tenant))
+    c.execute("SELECT quota.assign_plan(%s, 'TEN')", (UNTENANTED,))
+    # quota.clock_override is superuser-only: the bound roles' sessions get it from here.
+    c.execute(f"ALTER DATABASE {TENANT_DB} SET quota.clock_override = '{CLOCK_AT}'")
+    for tenant, role in TENANTS.items():
+        c.execute(f"""DO $$ BEGIN
+                        IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = '{role}') THEN
+                            CREATE ROLE {role} LOGIN IN ROLE quota_app;
+                        END IF;
+                      END $$""")
+        c.execute("SELECT quota.bind_tenant(%s, %s)", (role, tenant))
+    # One consume per subject, so that no table a client may read is empty (a read of an
+    # empty table has no row to refuse).
+    setup = {}
+    for tenant, subjects in TENANT_SUBJECTS.items():
+        for s in subjects:
+            op = f"setup-{s}"
+            c.execute("SELECT quota.quota_consume(%s, 'calls', 1, NULL, %s)", (s, json.dumps({"op": op, "tenant": tenant})))
+            setup[op] = (tenant, s)
+    conn.close()
+    return setup
+
+
+def tenant_plan(seed, tenant, i, ops):
+    rnd = random.Random(f"{seed}-tenant-{tenant}-{i}")
+    own = TENANT_SUBJECTS[tenant]
+    other = [t for t in TENANTS if t != tenant][0]
+    plan = []
+    for _ in range(ops):
+        op = new_op(rnd)
+        s = rnd.choice(own)
+        roll = rnd.random()
+        if roll < 0.25:
+            plan.append(("consume", s, op, rnd.randint(1, 3)))
+        elif roll < 0.33:
+            plan.append(("multi", s, op, rnd.randint(1, 2), rnd.randint(1, 30)))
+        elif roll < 0.39:
+            plan.append(("keyed", s, op, rnd.randint(1, 3)))
+        elif roll < 0.49:
+            plan.append(("refund", s, op, rnd.randint(1, 3)))
+        elif roll < 0.53:
+            plan.append(("check", s))
+        elif roll < 0.56:
+            plan.append(("status", s))
+        elif roll < 0.60:
+            plan.append(("read", rnd.choice(["usage_events", "counters", "subjects", "usage_overview"])))
+        elif roll < 0.64:
+            plan.append(("abort", s, op, rnd.randint(1, 3)))
+        elif roll < 0.80:
+            # Act under quota.tenant = the other tenant, for any subject: 42501. SET LOCAL,
+            # or a session-wide SET put back afterwards.
+            target = rnd.choice(TENANT_SUBJECTS[other] + own + [UNTENANTED])
+            plan.append(("cross", other, target, op, rnd.choice(CROSS_CALLS), rnd.random() < 0.5))
+        elif roll < 0.86:
+            # Read under the other tenant with a condition: 42501 too, whether a row matches
+            # or not (else the answer tells whether one exists).
+            target = rnd.choice(TENANT_SUBJECTS[other] + [f"{other}-ghost{rnd.randint(0, 9)}"])
+            plan.append(("probe", other, target, op, rnd.choice(sorted(PROBES)), rnd.randint(0, TENANT_LIMITS["calls"])))
+        elif roll < 0.95:
+            # Name the other tenant's (or an untenanted) subject under our own tenant: QT404.
+            target = rnd.choice(TENANT_SUBJECTS[other] + [UNTENANTED])
+            plan.append(("foreign", target, op, rnd.choice(CROSS_CALLS)))
+        else:
+            # No tenant at all: a bound session sees no subject, not even its own.
+            plan.append(("untenanted", s, op, rnd.choice(CROSS_CALLS)))
+    return plan
+
+
+def tenant_call(cur, call, subject, op, tenant):
+    """One call a tenant client may try; returns the rows it got."""
+    meta = json.dumps({"op": op, "tenant": tenant})
+    if call == "consume":
+        cur.execute("SELECT used FROM quota.quota_consume(%s, 'calls', 1, NULL, %s)", (subject, meta))
+    elif call == "try_consume":
+        cur.execute("SELECT used FROM quota.quota_try_consume(%s, 'calls', 1, NULL, %s)", (subject, meta))
+    elif call == "try_consume_jsonb":
+        cur.execute("SELECT used FROM quota.quota_try_consume(%s, %s::jsonb, NULL, %s)",
+                    (subject, json.dumps({"calls": 1, "tokens": 1}), meta))
+    elif call == "check":
+        cur.execute("SELECT used FROM quota.quota_check(%s, 'calls')", (subject,))
+    elif call == "status":
+        cur.execute("SELECT used FROM quota.quota_status(%s)", (subject,))
+    elif call == "refund":
+        cur.execute("SELECT used FROM quota.quota_refund(%s, 'calls', 1, %s)", (subject, op))
+    elif call == "reserve":
+        cur.execute("SELECT reservation FROM quota.quota_try_reserve(%s, 'calls', 1)", (subject,))
+    elif call == "read_events":
+        cur.execute("SELECT subject FROM quota.usage_events")
+    elif call == "read_counters":
+        cur.execute("SELECT subject FROM quota.counters")
+    elif call == "read_subjects":
+        cur.execute("SELECT subject FROM quota.subjects")
+    else:
+        cur.execute("SELECT subject FROM quota.usage_overview")
+    return cur.fetchall()
+
+
+class TenantLog:
+    def __init__(self):
+        self.consumed = {}    # op -> (subject, {metric: amount}) committed
+        self.refunded = {}    # op -> (subject, amount) committed
+        self.unsent = set()   # ops that must leave no trace (aborted, refused, attempts)
+        self.ops = self.refused_cross = 0
+        self.answered_probes = []  # (probe, subject, n, rows) that did not fail with 42501
+
+
+def tenant_client(tenant, plan):
+    mine = TenantLog()
+    role = TENANTS[tenant]
+    label = f"tenant {tenant}"
+    own = set(TENANT_SUBJECTS[tenant])
+    balance = Counter()   # calls this client consumed and has not refunded, by subject
+    conn = connect(TENANT_DB, user=role)
+    cur = cursor(conn)
+    cur.execute("SELECT set_config('quota.tenant', %s, false)", (tenant,))
+    conn.commit()
+
+    def expect(what, codes, fn):
+        """Run fn in a transaction; it must fail with one of codes. Should it succeed, it
+        commits, so that the ledger and counter checks see whatever it did."""
+        try:
+            got = fn()
+        except psycopg.Error as e:
+            conn.rollback()
+            if e.sqlstate not in codes:
+                violation(f"{label}: {what}: expected {'/'.join(codes)}, got {e.sqlstate}: {error_text(e)}")
+            return e.sqlstate
+        conn.commit()
+        violation(f"{label}: {what}: expected {'/'.join(codes)}, but it succeeded ({got[:3]})")
+        return None
+
+    for step in plan:
+        kind = step[0]
+        mine.ops += 1
+        try:
+            if kind in ("consume", "keyed", "abort"):
+                s, op, amount = step[1:]
+                meta = json.dumps({"op": op, "tenant": tenant})
+                key = op if kind == "keyed" else None
+                for _ in range(2 if kind == "keyed" else 1):
+                    cur.execute("SELECT allowed, used, limit_value FROM quota.quota_try_consume(%s, 'calls', %s, %s, %s)",
+                                (s, amount, key, meta))
+                    allowed, used, limit = cur.fetchone()
+                    if allowed and used > limit:
+                        violation(f"{label}: {s} admitted to used {used} over limit {limit}")
+                if kind == "abort" or not allowed:
+                    conn.rollback()
+                    mine.unsent.add(op)
+                    continue
+                conn.commit()
+                mine.consumed[op] = (s, {"calls": amount})
+                balance[s] += amount
+            elif kind == "multi":
+                s, op, calls, tokens = step[1:]
+                try:
+                    cur.execute("SELECT metric, used, limit_value FROM quota.quota_consume(%s, %s::jsonb, NULL, %s)",
+                                (s, json.dumps({"calls": calls, "tokens": tokens}), json.dumps({"op": op, "tenant": tenant})))
+                    for metric, used, limit in cur.fetchall():
+                        if used > limit:
+                            violation(f"{label}: {s}/{metric} admitted to used {used} over limit {limit}")
+                    conn.commit()
+                    mine.consumed[op] = (s, {"calls": calls, "tokens": tokens})
+                    balance[s] += calls
+                except psycopg.Error as e:
+                    conn.rollback()
+                    if e.sqlstate != "QT429":
+                        raise
+                    refusal_justified(e, label)
+                    mine.unsent.add(op)
+            elif kind == "refund":
+                s, op, wanted = step[1:]
+                # Never more than this client holds: then no refund is ever clipped at zero.
+                amount = min(wanted, balance[s])
+                if amount == 0:
+                    continue
+                answers = set()
+                for _ in range(2):  # the same key twice: refunded once
+                    cur.execute("SELECT used FROM quota.quota_refund(%s, 'calls', %s, %s)", (s, amount, op))
+                    answers.add(cur.fetchone()[0])
+                if len(answers) != 1:
+                    violation(f"{label}: a refund retried with its key answered {sorted(answers)}")
+                conn.commit()
+                mine.refunded[op] = (s, amount)
+                balance[s] -= amount
+            elif kind in ("check", "status"):
+                s = step[1]
+                if kind == "check":
+                    cur.execute("SELECT used, limit_value FROM quota.quota_check(%s, 'calls', 0)", (s,))
+                else:
+                    cur.execute("SELECT used, limit_value FROM quota.quota_status(%s)", (s,))
+                rows = cur.fetchall()
+                conn.commit()
+                if not rows or any(used > limit for used, limit in rows):
+                    violation(f"{label}: {kind} of {s} answered {rows}")
+            elif kind == "read":
+                cur.execute(f"SELECT DISTINCT subject FROM quota.{step[1]}")
+                seen = {r[0] for r in cur.fetchall()}
+                conn.commit()
+                if not seen <= own:
+                    violation(f"{label}: reading quota.{step[1]} showed other subjects: {sorted(seen - own)}")
+            elif kind == "cross":
+                other, target, op, call, session_wide = step[1:]
+                mine.unsent.add(op)
+
+                def attempt():
+                    if session_wide:
+                        cur.execute("SELECT set_config('quota.tenant', %s, false)", (other,))
+                    else:
+                        cur.execute("SELECT set_config('quota.tenant', %s, true)", (other,))
+                    return tenant_call(cur, call, target, op, tenant)
+                if expect(f"{call} for {target} under quota.tenant = '{other}'", ("42501",), attempt) == "42501":
+                    mine.refused_cross += 1
+                if session_wide:
+                    # The failed transaction's SET was rolled back with it; say it again anyway.
+                    cur.execute("SELECT set_config('quota.tenant', %s, false)", (tenant,))
+                    conn.commit()
+            elif kind == "probe":
+                other, target, op, probe, n = step[1:]
+                mine.unsent.add(op)
+                cur.execute("SELECT set_config('quota.tenant', %s, true)", (other,))
+                params = (target,) if probe == "subject_exists" else (target, n)
+                try:
+                    cur.execute(PROBES[probe], params)
+                    mine.answered_probes.append((probe, target, n, len(cur.fetchall())))
+                except psycopg.Error as e:
+                    if e.sqlstate != "42501":
+                        raise
+                    mine.refused_cross += 1
+                conn.rollback()
+            elif kind == "foreign":
+                target, op, call = step[1:]
+                mine.unsent.add(op)
+                if call.startswith("read_"):
+                    rows = tenant_call(cur, call, target, op, tenant)
+                    conn.rollback()
+                    if not {r[0] for r in rows} <= own:
+                        violation(f"{label}: {call} under its own tenant showed {sorted({r[0] for r in rows} - own)}")
+                else:
+                    expect(f"{call} for {target} under its own tenant", ("QT404",),
+                           lambda: tenant_call(cur, call, target, op, tenant))
+            elif kind == "untenanted":
+                s, op, call = step[1:]
+                mine.unsent.add(op)
+
+                def attempt():
+                    cur.execute("SELECT set_config('quota.tenant', '', true)")
+                    return tenant_call(cur, call, s, op, tenant)
+                if call.startswith("read_"):
+                    rows = attempt()
+                    conn.rollback()
+                    if rows:
+                        violation(f"{label}: {call} without a tenant showed {len(rows)} rows")
+                else:
+                    expect(f"{call} for its own {s} without a tenant", ("QT404", "42501"), attempt)
+        except psycopg.Error as e:
+            conn.rollback()
+            if e.sqlstate in ("40001", "40P01"):
+                continue
+            violation(f"{label}: unexpected error {e.sqlstate} on {kind}: {error_text(e)}")
+    conn.close()
+    return mine
+
+
+def tenant_phase(plans, setup):
+    started = time.monotonic()
+    logs = run_threads([lambda t=t, p=p: tenant_client(t, p) for t, p in plans])
+    elapsed = time.monotonic() - started
+    by_tenant = {t: TenantLog() for t in TENANTS}
+    for (t, _), l in zip(plans, logs):
+        if l is None:
+            continue
+        by_tenant[t].consumed.update(l.consumed)
+        by_tenant[t].refunded.update(l.refunded)
+        by_tenant[t].unsent |= l.unsent
+        by_tenant[t].ops += l.ops
+        by_tenant[t].refused_cross += l.refused_cross
+        by_tenant[t].answered_probes += l.answered_probes
+    for op, (t, s) in setup.items():
+        by_tenant[t].consumed[op] = (s, {"calls": 1})
+    for t, l in by_tenant.items():
+        if l.answered_probes:
+            answered = Counter((probe, "a row" if rows else "no row") for probe, _s, _n, rows in l.answered_probes)
+            violation(f"tenants: {len(l.answered_probes)} of {t}'s reads under the other tenant answered instead of "
+                      f"failing with 42501 ({', '.join(f'{p} with {r}: {n}' for (p, r), n in sorted(answered.items()))}; "
+                      f"e.g. {l.answered_probes[:3]}); the answer tells whether such a row exists")
+    conn = connect(TENANT_DB, autocommit=True)
+    c = cursor(conn)
+    owner = {s: t for t, subjects in TENANT_SUBJECTS.items() for s in subjects}
+    # Every ledger row is one of its tenant's own clients' committed operations.
+    c.execute("""SELECT e.subject, e.metric, e.kind, e.amount, coalesce(e.metadata->>'op', e.idempotency_key),
+                        e.metadata->>'tenant'
+                 FROM quota.usage_events e ORDER BY e.id""")
+    ledger = {}
+    for s, metric, kind, amount, op, said in c.fetchall():
+        t = owner.get(s)
+        log = by_tenant.get(t)
+        if log is None:
+            violation(f"tenants: a ledger row for {s}, which belongs to no bound tenant ({kind} {amount})")
+            continue
+        if kind == "consume" and (op not in log.consumed or said != t):
+            other = [x for x in TENANTS if op in by_tenant[x].consumed or op in by_tenant[x].unsent]
+            violation(f"tenants: consume {op} on {t}'s {s} is not one of {t}'s committed operations "
+                      f"(tagged {said}, known to {other})")
+        elif kind == "refund" and op not in log.refunded:
+            violation(f"tenants: refund {op} on {t}'s {s} is not one of {t}'s committed refunds")
+        elif kind not in ("consume", "refund"):
+            violation(f"tenants: unexpected ledger row {kind} {amount} on {s}")
+        if (op, metric) in ledger:
+            violation(f"tenants: op {op} counted twice on {metric}")
+        ledger[(op, metric)] = (s, kind, amount)
+    expected = Counter()
+    for t, log in by_tenant.items():
+        for op, (s, amounts) in log.consumed.items():
+            for metric, amount in amounts.items():
+                expected[(s, metric)] += amount
+                if ledger.get((op, metric)) != (s, "consume", amount):
+                    violation(f"tenants: {t}'s committed consume {op} ({s} {metric} {amount}) has ledger "
+                              f"{ledger.get((op, metric))}")
+        for op, (s, amount) in log.refunded.items():
+            expected[(s, "calls")] -= amount
+            if ledger.get((op, "calls")) != (s, "refund", amount):
+                violation(f"tenants: {t}'s committed refund {op} ({s} {amount}) has ledger {ledger.get((op, 'calls'))}")
+        traces = [op for op in log.unsent if any((op, m) in ledger for m in TENANT_LIMITS)]
+        if traces:
+            violation(f"tenants: {len(traces)} of {t}'s aborted, refused or cross-tenant operations are in the ledger")
+    # Every counter equals what its own tenant's clients' log says.
+    c.execute("SELECT subject, metric, sum(used) FROM quota.counters GROUP BY 1, 2")
+    counters = {(s, m): used for s, m, used in c.fetchall()}
+    for key in set(counters) | set(expected):
+        if counters.get(key, 0) != expected.get(key, 0):
+            violation(f"tenants: counter {key[0]}/{key[1]} is {counters.get(key, 0)}, "
+                      f"{owner.get(key[0])}'s clients say {expected.get(key, 0)}")
+    for (s, m), used in counters.items():
+        if used > TENANT_LIMITS[m]:
+            violation(f"tenants: {s}/{m} used {used} over limit {TENANT_LIMITS[m]}")
+    c.execute("SELECT role_name, tenant FROM quota.tenant_bindings ORDER BY 1")
+    if c.fetchall() != sorted((r, t) for t, r in TENANTS.items()):
+        violation("tenants: the bindings changed")
+    counters_match_ledger(c, "tenants")
+    conn.close()
+    ops = sum(l.ops for l in by_tenant.values())
+    refused = sum(l.refused_cross for l in by_tenant.values())
+    stats["tenant_ops"] = ops
+    stats["cross_tenant_refused"] = refused
+    print(f"   {ops} operations by {len(plans)} bound connections, {refused} cross-tenant attempts refused with 42501, "
+          + ", ".join(f"{t}: {len(l.consumed)} consumes and {len(l.refunded)} refunds committed" for t, l in by_tenant.items())
+          + f"; {elapsed:.1f} s, {len(violations)} violations", flush=True)
+
+
+# Old-version databases ----------------------------------------------------------------------
+# A database created at a released version (served by this library with that version's
+# semantics), under a consume load, while an admin connection moves subjects between plans
+# and raises and lowers limits, and updates the extension in the middle of the load. A
+# consume (or check) must be decided against a limit in force while it ran: the last one
+# committed before it started, or one committed while it ran; and the ledger, replayed in
+# id order, must give each consume exactly the used it returned.
+
+OLD_VERSIONS = ["0.2.0", "0.3.0"]
+OLD_SUBJECTS = [f"o{i}" for i in range(4)]
+OLD_PLANS = {"BIG": 30, "SMALL": 12}
+OLD_CLIENTS = 6
+OLD_OPS = OPS_PER_CLIENT
+OLD_CHANGES = 40
+
+
+def old_db(version):
+    return "relold_" + version.replace(".", "_")
+
+
+def old_setup(version):
+    conn, c = fresh_database(old_db(version), version)
+    for plan, limit in OLD_PLANS.items():
+        c.execute("SELECT quota.set_limit(%s, 'calls', 'day', %s)", (plan, limit))
+    for s in OLD_SUBJECTS:
+        c.execute("SELECT quota.assign_plan(%s, 'BIG')", (s,))
+    conn.close()
+
+
+def old_plans(seed, version):
+    clients = []
+    for i in range(OLD_CLIENTS):
+        rnd = random.Random(f"{seed}-old-{version}-{i}")
+        plan = []
+        for _ in range(OLD_OPS):
+            s, op, roll = rnd.choice(OLD_SUBJECTS), new_op(rnd), rnd.random()
+            if roll < 0.50:
+                plan.append(("try", s, op, rnd.randint(1, 3)))
+            elif roll < 0.62:
+                plan.append(("consume", s, op, rnd.randint(1, 3)))
+            elif roll < 0.82:
+                plan.append(("refund", s, op, rnd.randint(1, 4)))
+            elif roll < 0.94:
+                plan.append(("check", s, op, rnd.randint(1, 3)))
+            else:
+                plan.append(("abort", s, op, rnd.randint(1, 3)))
+        clients.append(plan)
+    rnd = random.Random(f"{seed}-old-{version}-admin")
+    changes = []
+    for _ in range(OLD_CHANGES):
+        if rnd.random() < 0.5:
+            changes.append(("assign", rnd.choice(OLD_SUBJECTS), rnd.choice(list(OLD_PLANS))))
+        else:
+            changes.append(("limit", rnd.choice(list(OLD_PLANS)), rnd.randint(4, 40)))
+    changes.insert(rnd.randint(OLD_CHANGES // 3, 2 * OLD_CHANGES // 3), ("update",))
+    # Each change waits until this fraction of the clients' operations is done.
+    at = sorted(rnd.uniform(0.02, 0.95) for _ in changes)
+    return clients, list(zip(at, changes))
+
+
+class OldLog:
+    def __init__(self):
+        self.decided = []    # (t0, t1, kind, subject, op, amount, allowed, used, limit, committed)
+        self.refunded = {}   # op -> (subject, amount, used after)
+        self.unsent = set()
+
+
+def old_client(version, plan, progress):
+    mine = OldLog()
+    label = f"old {version}"
+    balance = Counter()
+    conn = connect(old_db(version))
+    cur = cursor(conn)
+    cur.execute(CLOCK)
+    conn.commit()
+    for kind, s, op, amount in plan:
+        meta = json.dumps({"op": op})
+        t0 = time.monotonic()
+        try:
+            if kind in ("try", "abort"):
+                cur.execute("SELECT allowed, used, limit_value FROM quota.quota_try_consume(%s, 'calls', %s, NULL, %s)",
+                            (s, amount, meta))
+                allowed, used, limit = cur.fetchone()
+                if kind == "abort":
+                    conn.rollback()
+                    mine.unsent.add(op)
+                else:
+                    conn.commit()
+                    if allowed:
+                        balance[s] += amount
+                    else:
+                        mine.unsent.add(op)
+                mine.decided.append((t0, time.monotonic(), "consume", s, op, amount, allowed, used, limit,
+                                     allowed and kind == "try"))
+            elif kind == "consume":
+                try:
+                    cur.execute("SELECT used, limit_value FROM quota.quota_consume(%s, 'calls', %s, NULL, %s)",
+                                (s, amount, meta))
+                    used, limit = cur.fetchone()
+                    conn.commit()
+                    balance[s] += amount
+                    mine.decided.append((t0, time.monotonic(), "consume", s, op, amount, True, used, limit, True))
+                except psycopg.Error as e:
+                    conn.rollback()
+                    if e.sqlstate != "QT429":
+                        raise
+                    d = refusal_justified(e, label)
+                    mine.unsent.add(op)
+                    mine.decided.append((t0, time.monotonic(), "consume", s, op, amount, False, d.get("used"),
+                                         d.get("limit"), False))
+            elif kind == "refund":
+                amount = min(amount, balance[s])
+                if amount:
+                    cur.execute("SELECT used FROM quota.quota_refund(%s, 'calls', %s, %s)", (s, amount, op))
+                    used = cur.fetchone()[0]
+                    conn.commit()
+                    balance[s] -= amount
+                    mine.refunded[op] = (s, amount, used)
+            else:  # check
+                cur.execute("SELECT allowed, used, limit_value FROM quota.quota_check(%s, 'calls', %s)", (s, amount))
+                allowed, used, limit = cur.fetchone()
+                conn.commit()
+                mine.decided.append((t0, time.monotonic(), "check", s, op, amount, allowed, used, limit, False))
+        except psycopg.Error as e:
+            conn.rollback()
+            mine.unsent.add(op)
+            if e.sqlstate not in ("40001", "40P01"):
+                violation(f"{label}: unexpected error {e.sqlstate} on {kind}: {error_text(e)}")
+        with lock:
+            progress[0] += 1
+    conn.close()
+    return mine
+
+
+def old_admin(version, changes, progress, total, done):
+    """Apply each change once the clients have done its share of their operations; the
+    log of (started, committed, effective limit of every subject after it)."""
+    plans = {s: "BIG" for s in OLD_SUBJECTS}
+    limits = dict(OLD_PLANS)
+    log = [(float("-inf"), float("-inf"), {s: limits[plans[s]] for s in OLD_SUBJECTS})]
+    updated = None
+    conn = connect(old_db(version), autocommit=True)
+    c = cursor(conn)
+    c.execute(CLOCK)
+    for at, change in changes:
+        while progress[0] < at * total and not done.is_set():
+            time.sleep(0.002)
+        t0 = time.monotonic()
+        for attempt in range(20):
+            try:
+                if change[0] == "assign":
+                    c.execute("SELECT quota.assign_plan(%s, %s)", change[1:])
+                    plans[change[1]] = change[2]
+                elif change[0] == "limit":
+                    c.execute("SELECT quota.set_limit(%s, 'calls', 'day', %s)", change[1:])
+                    limits[change[1]] = change[2]
+                else:
+                    c.execute("ALTER EXTENSION quota_ext UPDATE")
+                    c.execute("SELECT extversion FROM pg_extension WHERE extname = 'quota_ext'")
+                    updated = (c.fetchone()[0], progress[0])
+                break
+            except psycopg.Error as e:
+                if e.sqlstate != "40P01" or attempt == 19:
+                    violation(f"old {version}: admin {change}: {e.sqlstate}: {error_text(e)}")
+                    break
+        log.append((t0, time.monotonic(), {s: limits[plans[s]] for s in OLD_SUBJECTS}))
+    conn.close()
+    return log, updated
+
+
+def limits_in_force(admin_log, subject, t0, t1):
+    """The limits a call that ran from t0 to t1 may have been decided against: the one
+    after the last change committed before it started, and those of changes that may have
+    committed while it ran."""
+    base = max(k for k, (_a0, a1, _state) in enumerate(admin_log) if a1 < t0)
+    last = max([base] + [k for k, (a0, _a1, _state) in enumerate(admin_log) if a0 < t1])
+    return {admin_log[k][2][subject] for k in range(base, last + 1)}
+
+
+def old_version_phase(version, plans):
+    clients, changes = plans
+    label = f"old {version}"
+    progress = [0]
+    total = sum(len(p) for p in clients)
+    done = threading.Event()
+    admin_result = []
+    admin = threading.Thread(target=lambda: admin_result.append(old_admin(version, changes, progress, total, done)))
+    started = time.monotonic()
+    admin.start()
+    logs = run_threads([lambda p=p: old_client(version, p, progress) for p in clients])
+    done.set()
+    admin.join()
+    elapsed = time.monotonic() - started
+    if not admin_result:
+        violation(f"{label}: the admin connection failed")
+        return
+    admin_log, updated = admin_result[0]
+    logs = [l for l in logs if l is not None]
+    # 1. Every decision was taken against a limit in force while the call ran.
+    decided = sorted((d for l in logs for d in l.decided), key=lambda d: d[0])
+    stale = 0
+    by_op = {}
+    for t0, t1, kind, s, op, amount, allowed, used, limit, committed in decided:
+        if committed:
+            by_op[op] = (s, amount, used, limit)
+        possible = limits_in_force(admin_log, s, t0, t1)
+        if limit not in possible:
+            stale += 1
+            if stale <= 5:
+                violation(f"{label}: {kind} on {s} ({'allowed' if allowed else 'refused'}, used {used}) decided "
+                          f"against limit {limit}; the limits in force while it ran were {sorted(possible)}")
+        elif allowed and kind == "consume" and used > limit:
+            violation(f"{label}: consume on {s} admitted to used {used} over limit {limit}")
+        elif allowed and kind == "check" and used + amount > limit:
+            violation(f"{label}: check on {s} says {amount} more fits at {used} of {limit}")
+        elif not allowed and used is not None and used + amount <= limit:
+            violation(f"{label}: {kind} on {s} refused at {used} + {amount} of {limit}")
+    if stale > 5:
+        violation(f"{label}: ... {stale} decisions in all against a limit not in force")
+    refunded = {op: v for l in logs for op, v in l.refunded.items()}
+    unsent = set().union(*(l.unsent for l in logs)) if logs else set()
+    # 2. Replay the ledger in id order: each committed consume and refund is there once,
+    #    with the used it returned; nothing else is.
+    conn = connect(old_db(version), autocommit=True)
+    c = cursor(conn)
+    c.execute("""SELECT subject, window_start, kind, amount, coalesce(metadata->>'op', idempotency_key)
+                 FROM quota.usage_events WHERE metric = 'calls' ORDER BY subject, window_start, id""")
+    running, seen = {}, set()
+    for s, ws, kind, amount, op in c.fetchall():
+        used = running.get((s, ws), 0) + (amount if kind == "consume" else -amount if kind == "refund" else 0)
+        running[(s, ws)] = used
+        if op in seen:
+            violation(f"{label}: op {op} is in the ledger twice")
+        seen.add(op)
+        if kind == "consume" and op in by_op:
+            want = by_op[op]
+            if (s, amount, used) != want[:3]:
+                violation(f"{label}: consume {op} returned {want[:3]} (subject, amount, used) but the ledger replays "
+                          f"({s}, {amount}, {used})")
+            if used > want[3]:
+                violation(f"{label}: the ledger of {s} reaches {used} at a consume decided against limit {want[3]}")
+        elif kind == "refund" and op in refunded:
+            if (s, amount, used) != refunded[op]:
+                violation(f"{label}: refund {op} returned {refunded[op]} but the ledger replays ({s}, {amount}, {used})")
+        else:
+            violation(f"{label}: ledger row {kind} {amount} on {s} for an op no client committed "
+                      f"({'aborted or refused' if op in unsent else 'unknown'})")
+    missing = (set(by_op) | set(refunded)) - seen
+    if missing:
+        violation(f"{label}: {len(missing)} committed operations are not in the ledger")
+    # 3. The counters equal the ledger; the extension was updated.
+    counters_match_ledger(c, label)
+    c.execute("SELECT extversion FROM pg_extension WHERE extname = 'quota_ext'")
+    now = c.fetchone()[0]
+    if not updated or now == version:
+        violation(f"{label}: the extension was not updated (now {now})")
+    conn.close()
+    consumes = sum(1 for d in decided if d[2] == "consume")
+    stats["old_version_ops"] = stats.get("old_version_ops", 0) + len(decided) + len(refunded)
+    print(f"   {version}: {len(decided)} decisions ({consumes} consumes, {len(by_op)} admitted) and {len(refunded)} "
+          f"refunds by {len(clients)} clients, {len(changes) - 1} plan and limit changes, updated to {updated and updated[0]} "
+          f"after {updated and updated[1]} of {total} operations; {elapsed:.1f} s, {len(violations)} violations", flush=True)
 
 
 # Bad input ------------------------------------------------------------------------------
@@ -646,6 +1655,13 @@ def main():
     crash_plans = [phase_plans(SEED, f"crash{k + 1}", OPS_PER_CLIENT * 4) for k in range(CRASHES)]
     crash_delays = [random.Random(f"{SEED}-crash{k + 1}-delay").uniform(0.5, 3.0) for k in range(CRASHES)]
     retention_plans = phase_plans(SEED, "retention", OPS_PER_CLIENT // 2)
+    part_plans = [partition_plan(SEED, i, PART_TXNS) for i in range(PART_CLIENTS)]
+    show_plans(f"partition ({PART_TXNS} transactions each)", part_plans)
+    ten_plans = [(t, tenant_plan(SEED, t, i, TENANT_OPS)) for t in TENANTS for i in range(TENANT_CLIENTS)]
+    show_plans(f"tenants ({TENANT_OPS} ops each)", [p for _, p in ten_plans])
+    old_version_plans = {v: old_plans(SEED, v) for v in OLD_VERSIONS}
+    for v, (clients, changes) in old_version_plans.items():
+        show_plans(f"old {v} ({OLD_OPS} ops each, admin {digest(changes)[:8]})", clients)
     sigs = signatures()
     prop_plan = property_plan(SEED, sigs, PROPERTY_CALLS)
 
@@ -673,6 +1689,21 @@ def main():
     mark = scan_log(mark, "retention")
     print(f"   {compacted} events summarised while clients ran, {len(violations)} violations", flush=True)
 
+    print("-- partitioned table", flush=True)
+    partition_setup()
+    partition_phase(part_plans)
+    mark = scan_log(mark, "partition")
+
+    print("-- bound tenant roles", flush=True)
+    tenant_phase(ten_plans, tenant_setup())
+    mark = scan_log(mark, "tenants")
+
+    print(f"-- old versions ({', '.join(OLD_VERSIONS)}), updated under load", flush=True)
+    for v in OLD_VERSIONS:
+        old_setup(v)
+        old_version_phase(v, old_version_plans[v])
+    mark = scan_log(mark, "old versions")
+
     print("-- bad input", flush=True)
     started = time.monotonic()
     bad_inputs(sigs, prop_plan)
@@ -684,7 +1715,9 @@ def main():
         violation(f"server log is {size / MB:.1f} MB, over the {LOG_LIMIT / MB:.0f} MB limit")
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     print(f"reliability: operations={stats['operations']} aborts={stats['aborts']} "
-          f"crashes_survived={stats['crashes_survived']} bad_inputs={stats['bad_inputs']} "
+          f"crashes_survived={stats['crashes_survived']} partition_txns={stats['partition_txns']} "
+          f"tenant_ops={stats['tenant_ops']} cross_tenant_refused={stats['cross_tenant_refused']} "
+          f"old_version_ops={stats['old_version_ops']} bad_inputs={stats['bad_inputs']} "
           f"invariant_violations={len(violations)} server_log={size / MB:.1f}MB "
           f"peak_rss={peak_rss * 1024 / MB:.0f}MB seed={SEED}", flush=True)
     sys.exit(1 if violations else 0)
