@@ -44,6 +44,7 @@ mod installed;
 mod ledger;
 mod monitor;
 mod privilege;
+mod read_guard;
 mod roles;
 mod store;
 mod subject_cache;
@@ -64,6 +65,7 @@ extension_sql_file!("../sql/security.sql", name = "security", finalize);
 pub extern "C-unwind" fn _PG_init() {
     quiet_backtraces();
     gucs::init();
+    read_guard::init();
     stats::init();
     subject_cache::init();
 }

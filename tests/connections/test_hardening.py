@@ -1161,6 +1161,27 @@ def a7_long_tenant_refusals_are_not_shown_to_a_prefix():
     c.execute("RESET quota.tenant")
     check(one(c, "SELECT count(*) FROM quota.recent_refusals() WHERE subject = 'lt'") == 1, "an administrator does")
 
+
+def a3_reads_under_a_foreign_tenant_are_refused_whatever_matches():
+    """Error or empty answer must not depend on rows: otherwise a bound role learns which
+    of another tenant's subjects exist, and their usage by bisection."""
+    db = "hard_a3_oracle"
+    c = a3_setup(db)
+    c.execute("SET quota.tenant = 'globex'")
+    c.execute("SELECT quota.quota_consume('g1', 'messages', 7)")
+    c.execute("RESET quota.tenant")
+    app = connect(db, user="acme_reader")
+    app.execute("SET quota.tenant = 'globex'")
+    for what, query in [
+        ("a subject that does not exist", "SELECT 1 FROM quota.subjects WHERE subject = 'nobody'"),
+        ("a usage bound no row meets", "SELECT 1 FROM quota.counters WHERE subject = 'g1' AND used > 7"),
+        ("an empty table", "SELECT count(*) FROM quota.row_charges"),
+        ("a view", "SELECT count(*) FROM quota.usage_overview WHERE subject = 'nobody'"),
+        ("the ledger by subject", "SELECT 1 FROM quota.usage_events WHERE subject = 'nobody'"),
+    ]:
+        expect_error(app, query, None, "42501", f"acme_reader under quota.tenant = 'globex' reading {what}")
+    app.close()
+
 TESTS = [
     a2_partition_rows_are_metered,
     a2_enforce_on_a_partition_is_refused,
@@ -1200,6 +1221,7 @@ TESTS = [
     a7_advisory_locks_cannot_block_keyed_consumes,
     a7_readme_lists_every_sqlstate,
     a3_set_role_does_not_shed_a_binding,
+    a3_reads_under_a_foreign_tenant_are_refused_whatever_matches,
     a3_renamed_bound_role_stays_bound,
     a2_partitions_attached_with_their_own_quotas_keep_them,
     a2_stale_update_marker_after_dropping_a_partition,

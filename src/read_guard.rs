@@ -1,0 +1,97 @@
+//! The read guard: a session bound to tenants (see `tenancy`) that names another tenant in
+//! `quota.tenant` is refused with 42501 as soon as a query on any relation of schema
+//! quota starts, before a single row is read.
+//!
+//! Row-level security alone refuses only when a row reaches the policy, so the difference
+//! between an error and an empty answer would tell a bound role whether another tenant's
+//! row matches its WHERE clause (which subjects exist, and their usage by bisection).
+//! PostgreSQL never hoists a policy's row-independent condition above the scan, so the
+//! check runs here, in `ExecutorStart`, where the query's relations are known.
+//!
+//! The quota functions apply the same rule themselves (`tenancy::current`); the
+//! policies (`quota.tenant_visible`) remain, for sessions where the library is not loaded
+//! yet (without `shared_preload_libraries`, until its first function call).
+
+use pgrx::pg_sys;
+use pgrx::PgList;
+use std::cell::Cell;
+
+static mut PREVIOUS: pg_sys::ExecutorStart_hook_type = None;
+
+thread_local! {
+    /// Set while the guard itself runs queries (loading bindings), which it lets through.
+    static CHECKING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Install the hook (from `_PG_init`), keeping any hook installed before.
+pub fn init() {
+    // SAFETY: hooks are installed once per process, while the library loads.
+    unsafe {
+        PREVIOUS = pg_sys::ExecutorStart_hook;
+        pg_sys::ExecutorStart_hook = Some(executor_start);
+    }
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn executor_start(query: *mut pg_sys::QueryDesc, eflags: std::ffi::c_int) {
+    // A parallel worker runs what its leader already checked.
+    let worker = unsafe { pg_sys::ParallelWorkerNumber } >= 0;
+    if !worker && !CHECKING.with(|c| c.get()) && unsafe { reads_quota_relations(query) } {
+        check();
+    }
+    // SAFETY: chaining to the previous hook or the standard executor, as PostgreSQL does.
+    unsafe {
+        match PREVIOUS {
+            Some(previous) => previous(query, eflags),
+            None => pg_sys::standard_ExecutorStart(query, eflags),
+        }
+    }
+}
+
+/// Refuse (42501) a bound session that names another tenant.
+fn check() {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            CHECKING.with(|c| c.set(false));
+        }
+    }
+    CHECKING.with(|c| c.set(true));
+    let decided = {
+        let _reset = Reset;
+        crate::tenancy::current()
+    };
+    if let Err(e) = decided {
+        pgrx::pg_sys::panic::ErrorReport::new(pgrx::PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE, e.message(), "quota_ext read guard")
+            .set_detail(e.detail().to_string())
+            .set_hint(e.hint())
+            .report(pgrx::PgLogLevel::ERROR);
+    }
+}
+
+/// Does the query's range table name a relation of schema quota?
+///
+/// # Safety
+/// `query` is the executor's QueryDesc, with its planned statement.
+unsafe fn reads_quota_relations(query: *mut pg_sys::QueryDesc) -> bool {
+    unsafe {
+        if query.is_null() || (*query).plannedstmt.is_null() {
+            return false;
+        }
+        let rtable = PgList::<pg_sys::RangeTblEntry>::from_pg((*(*query).plannedstmt).rtable);
+        let mut quota = None;
+        for rte in rtable.iter_ptr() {
+            if (*rte).rtekind != pg_sys::RTEKind::RTE_RELATION {
+                continue;
+            }
+            let nsp = *quota.get_or_insert_with(|| pg_sys::get_namespace_oid(c"quota".as_ptr(), true));
+            if nsp == pg_sys::InvalidOid {
+                return false;
+            }
+            if pg_sys::get_rel_namespace((*rte).relid) == nsp {
+                return true;
+            }
+        }
+        false
+    }
+}
