@@ -123,9 +123,11 @@ CREATE TABLE quota.tenant_bindings (
     role_name  text NOT NULL CHECK (role_name <> ''),
     tenant     text NOT NULL CHECK (tenant <> ''),
     created_at timestamptz NOT NULL DEFAULT now(),
-    -- The role's oid when bound: a binding follows a rename (the name is tried first,
-    -- so that a restore into another cluster binds the role of that name).
-    role_oid   oid,
+    -- The role's oid and the cluster's system identifier when bound: in that cluster a
+    -- binding also binds the role of that oid (it follows a rename); elsewhere (a
+    -- restore) only the role of that name.
+    role_oid     oid,
+    role_cluster text,
     PRIMARY KEY (role_name, tenant)
 );
 SELECT pg_catalog.pg_extension_config_dump('quota.tenant_bindings', '');

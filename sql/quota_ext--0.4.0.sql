@@ -377,7 +377,7 @@ AS 'MODULE_PATHNAME', 'compact_ledger_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/enforce.rs:922
+-- src/enforce.rs:989
 -- quota_ext::enforce::count_tokens
 CREATE  FUNCTION "count_tokens"(
 	"content" TEXT, /* & str */
@@ -400,7 +400,7 @@ AS 'MODULE_PATHNAME', 'delete_subject_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/enforce.rs:907
+-- src/enforce.rs:974
 -- quota_ext::enforce::enforce_off
 CREATE  FUNCTION "enforce_off"(
 	"table_name" regclass, /* Option < RegClass > */
@@ -412,7 +412,7 @@ AS 'MODULE_PATHNAME', 'enforce_off_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/enforce.rs:880
+-- src/enforce.rs:947
 -- quota_ext::enforce::enforce_on_insert
 CREATE  FUNCTION "enforce_on_insert"(
 	"table_name" regclass, /* Option < RegClass > */
@@ -466,7 +466,7 @@ AS 'MODULE_PATHNAME', 'quota_check_many_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/monitor.rs:82
+-- src/monitor.rs:85
 -- quota_ext::monitor::quota_clock
 CREATE  FUNCTION "quota_clock"() RETURNS timestamp with time zone /* TimestampWithTimeZone */
 STRICT STABLE PARALLEL SAFE
@@ -758,7 +758,7 @@ AS 'MODULE_PATHNAME', 'stats_totals_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/monitor.rs:76
+-- src/monitor.rs:79
 -- quota_ext::monitor::tenant_visible
 CREATE  FUNCTION "tenant_visible"(
 	"tenant" TEXT /* Option < & str > */
@@ -865,9 +865,11 @@ CREATE TABLE quota.tenant_bindings (
     role_name  text NOT NULL CHECK (role_name <> ''),
     tenant     text NOT NULL CHECK (tenant <> ''),
     created_at timestamptz NOT NULL DEFAULT now(),
-    -- The role's oid when bound: a binding follows a rename (the name is tried first,
-    -- so that a restore into another cluster binds the role of that name).
-    role_oid   oid,
+    -- The role's oid and the cluster's system identifier when bound: in that cluster a
+    -- binding also binds the role of that oid (it follows a rename); elsewhere (a
+    -- restore) only the role of that name.
+    role_oid     oid,
+    role_cluster text,
     PRIMARY KEY (role_name, tenant)
 );
 SELECT pg_catalog.pg_extension_config_dump('quota.tenant_bindings', '');
@@ -896,7 +898,7 @@ CREATE TRIGGER subjects_forget AFTER DELETE ON quota.subjects
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/enforce.rs:351
+-- src/enforce.rs:369
 -- quota_ext::enforce::enforce_trigger
 CREATE FUNCTION "enforce_trigger"()
 	RETURNS TRIGGER

@@ -82,6 +82,8 @@ struct Rule {
 #[derive(Debug, Default)]
 struct TableRules {
     root: pg_sys::Oid,
+    /// The root's name, quoted as regclass output does.
+    root_name: String,
     rules: Vec<Rule>,
     partitioned: bool,
     /// Current names of the primary key's columns, which identify a row's charge.
@@ -159,6 +161,7 @@ fn load_rules(c: &mut SpiClient<'_>, root: pg_sys::Oid) -> TableRules {
     let rules = rules.into_iter().map(|r| Rule { table: name.clone(), ..r }).collect();
     TableRules {
         root,
+        root_name: name.clone(),
         partitioned: row.get::<String>(1).ok().flatten().as_deref() == Some("p"),
         key: row.get::<Vec<String>>(3).ok().flatten(),
         rules,
@@ -278,6 +281,21 @@ impl Row {
         Some(hash.finalize().iter().map(|b| format!("{b:02x}")).collect())
     }
 
+    /// A column's value and type; None when the column is missing or NULL.
+    fn binary(&self, column: &str) -> Option<(pg_sys::Datum, pg_sys::Oid)> {
+        let name = std::ffi::CString::new(column).ok()?;
+        // SAFETY: as in `image`.
+        unsafe {
+            let n = pg_sys::SPI_fnumber(self.desc, name.as_ptr());
+            if n <= 0 {
+                return None;
+            }
+            let mut isnull = false;
+            let datum = pg_sys::SPI_getbinval(self.tuple, self.desc, n, &mut isnull);
+            (!isnull).then(|| (datum, pg_sys::SPI_gettypeid(self.desc, n)))
+        }
+    }
+
     /// A column's stored bytes (detoasted); None when the column is missing or NULL.
     fn image(&self, column: &str) -> Option<Vec<u8>> {
         let name = std::ffi::CString::new(column).ok()?;
@@ -377,7 +395,8 @@ fn enforce_trigger<'a>(trigger: &'a PgTrigger<'a>) -> std::result::Result<Option
 static RECORD_CHARGE: Stmt = Stmt {
     sql: "INSERT INTO quota.row_charges AS r (table_name, row_key, metric, subject, window_start, amount, charged_at)
           VALUES ($1, $2, $3, $4, $5, $6, $7)
-          ON CONFLICT (table_name, row_key, metric) DO NOTHING",
+          ON CONFLICT (table_name, row_key, metric) DO NOTHING
+          RETURNING true",
     types: &[
         pg_sys::PgBuiltInOids::OIDOID,
         pg_sys::PgBuiltInOids::TEXTOID,
@@ -392,6 +411,21 @@ static TAKE_CHARGES: Stmt = Stmt {
     sql: "DELETE FROM quota.row_charges WHERE table_name = $1 AND row_key = $2
           RETURNING metric, subject, window_start, amount",
     types: &[pg_sys::PgBuiltInOids::OIDOID, pg_sys::PgBuiltInOids::TEXTOID],
+};
+/// Replace a charge left by a row that is gone without a DELETE (a partition truncated,
+/// detached or dropped): see `on_insert`.
+static REPLACE_CHARGE: Stmt = Stmt {
+    sql: "UPDATE quota.row_charges SET subject = $4, window_start = $5, amount = $6, charged_at = $7
+          WHERE table_name = $1 AND row_key = $2 AND metric = $3",
+    types: &[
+        pg_sys::PgBuiltInOids::OIDOID,
+        pg_sys::PgBuiltInOids::TEXTOID,
+        pg_sys::PgBuiltInOids::TEXTOID,
+        pg_sys::PgBuiltInOids::TEXTOID,
+        pg_sys::PgBuiltInOids::TIMESTAMPTZOID,
+        pg_sys::PgBuiltInOids::INT8OID,
+        pg_sys::PgBuiltInOids::TIMESTAMPTZOID,
+    ],
 };
 static FORGET_CHARGES: Stmt = Stmt {
     sql: "DELETE FROM quota.row_charges WHERE table_name = $1",
@@ -445,10 +479,36 @@ fn on_insert(trigger: &PgTrigger<'_>, table: pg_sys::Oid) -> QResult<()> {
                 d.requested.into(),
                 crate::clock::to_pg_tz(now).into(),
             ];
-            store::run(c, &RECORD_CHARGE, &args);
+            if store::run(c, &RECORD_CHARGE, &args).is_empty() && !row_with_key_exists(c, &t, &row) {
+                // The key's charge belongs to no row (it went without a DELETE): this
+                // row's charge replaces it. While a row has the key, its first charge
+                // stays (an INSERT ... ON CONFLICT that inserts nothing replaces nothing).
+                store::run(c, &REPLACE_CHARGE, &args);
+            }
         }
     });
     Ok(())
+}
+
+/// Is there a row (visible now) in the table with this row's primary key?
+fn row_with_key_exists(c: &mut SpiClient<'_>, t: &TableRules, row: &Row) -> bool {
+    let Some(key) = t.key.as_deref() else { return false };
+    let mut conditions = Vec::with_capacity(key.len());
+    let mut args = Vec::with_capacity(key.len());
+    for (i, column) in key.iter().enumerate() {
+        let Some((datum, type_oid)) = row.binary(column) else { return false };
+        conditions.push(format!("{} OPERATOR(pg_catalog.=) ${}", quote_ident(column), i + 1));
+        // SAFETY: the datum comes from the row's own column, of that type.
+        args.push(unsafe { pgrx::datum::DatumWithOid::new(store::RawDatum(datum), type_oid) });
+    }
+    let sql = format!("SELECT 1 FROM {} WHERE {} LIMIT 1", t.root_name, conditions.join(" AND "));
+    // A key type without an equality PostgreSQL can find here: assume the row exists
+    // (the first charge stays).
+    engine::subtransaction(|| c.select(&sql, Some(1), &args).map(|rows| !rows.is_empty()).unwrap_or(true)).unwrap_or(true)
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 fn on_delete(trigger: &PgTrigger<'_>, table: pg_sys::Oid) -> QResult<()> {
@@ -560,6 +620,13 @@ fn moved(root: pg_sys::Oid) -> bool {
     unsafe {
         let rel = pg_sys::try_table_open(u.partition, pg_sys::AccessShareLock as _);
         if rel.is_null() {
+            return false;
+        }
+        // Only a heap table's row versions carry the mark (a foreign or other-AM
+        // partition: the move is charged again, the safe side).
+        let form = (*rel).rd_rel;
+        if (*form).relkind != pg_sys::RELKIND_RELATION as std::ffi::c_char || (*form).relam != pg_sys::Oid::from(pg_sys::HEAP_TABLE_AM_OID) {
+            pg_sys::table_close(rel, pg_sys::AccessShareLock as _);
             return false;
         }
         let block = (u.tid.ip_blkid.bi_hi as u32) << 16 | u.tid.ip_blkid.bi_lo as u32;

@@ -830,7 +830,7 @@ pub fn maintenance() -> Result<i64> {
 
 /// Run `f` in a subtransaction: its effects are kept when it succeeds, rolled back (and
 /// the error's message returned) when it fails.
-fn subtransaction<R>(f: impl FnOnce() -> R) -> std::result::Result<R, String> {
+pub fn subtransaction<R>(f: impl FnOnce() -> R) -> std::result::Result<R, String> {
     // SAFETY: the standard internal-subtransaction protocol (as PL/pgSQL's exception
     // blocks): begin, then release or roll back, restoring the memory context and
     // resource owner of the caller.

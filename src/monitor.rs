@@ -72,10 +72,13 @@ fn recent_refusals() -> TableIterator<
 }
 
 /// May this session see a subject of `tenant`? The rule of `tenancy`; every row-level
-/// security policy of the extension uses it.
+/// security policy of the extension uses it. It never raises: a session bound to other
+/// tenants than `quota.tenant` sees nothing here (the read guard, `read_guard`, refuses
+/// its queries before they start), so no answer depends on which rows exist, even when
+/// the setting changes in the middle of a query.
 #[pg_extern(stable, parallel_safe)]
 fn tenant_visible(tenant: Option<&str>) -> bool {
-    tenancy::current().or_raise().admits(tenant)
+    tenancy::current().is_ok_and(|scope| scope.admits(tenant))
 }
 
 /// The time quota windows use: `quota.clock_override` when set, else now().

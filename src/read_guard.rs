@@ -59,13 +59,15 @@ fn check() {
     CHECKING.with(|c| c.set(true));
     let decided = {
         let _reset = Reset;
+        // A database with a schema named quota but without the extension is not ours.
+        if crate::installed::version().is_none() {
+            return;
+        }
         crate::tenancy::current()
     };
     if let Err(e) = decided {
-        pgrx::pg_sys::panic::ErrorReport::new(pgrx::PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE, e.message(), "quota_ext read guard")
-            .set_detail(e.detail().to_string())
-            .set_hint(e.hint())
-            .report(pgrx::PgLogLevel::ERROR);
+        // Raised with its own SQLSTATE (42501, or 22023 for an over-long tenant).
+        crate::ereport::raise(e);
     }
 }
 

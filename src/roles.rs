@@ -24,33 +24,47 @@ pub struct SessionRole {
 }
 
 /// One binding: a role by name (so that it survives dump and restore), the role's oid
-/// when it was bound (so that it follows a rename), and the tenant.
+/// and this cluster's system identifier when it was bound (so that it follows a rename,
+/// in this cluster only), and the tenant.
 pub struct Binding {
     role_name: String,
     role_oid: Option<Oid>,
+    role_cluster: Option<String>,
     tenant: String,
 }
 
 impl Binding {
-    /// The bound role: the one of that name, else (renamed since) the one of that oid, if
-    /// it still exists. A binding never silently stops binding because of a rename.
-    fn role(&self) -> Option<Oid> {
-        let name = std::ffi::CString::new(self.role_name.as_str()).ok()?;
-        // SAFETY: catalog lookups by name and oid.
-        unsafe {
-            let by_name = pg_sys::get_role_oid(name.as_ptr(), true);
+    /// The bound roles: the one of that name, and (in the cluster where it was bound) the
+    /// one of that oid, if it still exists under another name. Both: a rename followed by
+    /// a new role of the old name leaves neither of them free (fail closed).
+    fn roles(&self) -> Vec<Oid> {
+        let mut out = Vec::with_capacity(2);
+        if let Ok(name) = std::ffi::CString::new(self.role_name.as_str()) {
+            // SAFETY: a catalog lookup by name.
+            let by_name = unsafe { pg_sys::get_role_oid(name.as_ptr(), true) };
             if by_name != pg_sys::InvalidOid {
-                return Some(by_name);
+                out.push(by_name);
             }
-            let oid = self.role_oid?;
-            let tuple = pg_sys::SearchSysCache1(pg_sys::SysCacheIdentifier::AUTHOID as _, Datum::from(oid));
-            if tuple.is_null() {
-                return None;
-            }
-            pg_sys::ReleaseSysCache(tuple);
-            Some(oid)
         }
+        let here = self.role_cluster.as_deref() == Some(this_cluster().as_str());
+        if let Some(oid) = self.role_oid.filter(|oid| here && !out.contains(oid)) {
+            // SAFETY: a syscache lookup by oid.
+            unsafe {
+                let tuple = pg_sys::SearchSysCache1(pg_sys::SysCacheIdentifier::AUTHOID as _, Datum::from(oid));
+                if !tuple.is_null() {
+                    pg_sys::ReleaseSysCache(tuple);
+                    out.push(oid);
+                }
+            }
+        }
+        out
     }
+}
+
+/// This cluster's system identifier, as stored with a binding's role oid.
+pub fn this_cluster() -> String {
+    // SAFETY: reads the control file's identifier, fixed for the cluster's life.
+    unsafe { pg_sys::GetSystemIdentifier() }.to_string()
 }
 
 /// Every binding.
@@ -125,10 +139,11 @@ fn compute(session_user: Oid, user: Oid) -> SessionRole {
     }
     let mut tenants: Option<Vec<String>> = None;
     for b in bindings().iter() {
-        let Some(bound) = b.role() else { continue };
         // SAFETY: catalog lookups by oid. A superuser session user is a member of every
         // role but bound by none: what it does through SET ROLE counts as that role.
-        let member = unsafe { pg_sys::is_member_of_role(user, bound) || pg_sys::is_member_of_role_nosuper(session_user, bound) };
+        let member = b.roles().into_iter().any(|bound| unsafe {
+            pg_sys::is_member_of_role(user, bound) || pg_sys::is_member_of_role_nosuper(session_user, bound)
+        });
         let tenant = &b.tenant;
         if member {
             let set = tenants.get_or_insert_with(Vec::new);
@@ -150,13 +165,14 @@ fn bindings() -> Bindings {
     let rows = if crate::installed::at_least(crate::installed::BINDINGS) {
         crate::privilege::as_owner(|| {
             Spi::connect(|c| {
-                c.select("SELECT role_name, tenant, role_oid FROM quota.tenant_bindings", None, &[])
+                c.select("SELECT role_name, tenant, role_oid, role_cluster FROM quota.tenant_bindings", None, &[])
                     .map(|t| {
                         t.filter_map(|row| {
                             Some(Binding {
                                 role_name: row.get::<String>(1).ok()??,
                                 tenant: row.get::<String>(2).ok()??,
                                 role_oid: row.get::<Oid>(3).ok().flatten(),
+                                role_cluster: row.get::<String>(4).ok().flatten(),
                             })
                         })
                         .collect::<Vec<_>>()

@@ -49,6 +49,19 @@ unsafe impl<'fcx> pgrx::callconv::ArgAbi<'fcx> for RawJsonb {
 }
 pgrx::impl_sql_translatable!(RawJsonb, "jsonb");
 
+/// A value of any type passed through as it is, for statements whose parameter types
+/// are only known at run time (the caller gives each one's type oid).
+pub struct RawDatum(pub pg_sys::Datum);
+
+impl IntoDatum for RawDatum {
+    fn into_datum(self) -> Option<pg_sys::Datum> {
+        Some(self.0)
+    }
+    fn type_oid() -> pg_sys::Oid {
+        pg_sys::InvalidOid
+    }
+}
+
 /// A statement: a name for the plan cache, its text and its parameter types.
 pub struct Stmt {
     pub sql: &'static str,
@@ -210,10 +223,25 @@ pub fn name_is_stored(argument: &str, value: &str) -> bool {
 
 // Tenant bindings ----------------------------------------------------------------------
 
+/// Bindings stored under this name for another role of this cluster (renamed since, or
+/// dropped) move to that role's current name, or go with the dropped role; then the
+/// binding is stored. So binding a new role of an old name never hands it the old role's
+/// tenants, and never frees the old role.
+static REHOME_BINDINGS: Stmt = Stmt {
+    sql: "WITH stale AS (
+              DELETE FROM quota.tenant_bindings b
+              WHERE b.role_name = $1 AND b.role_cluster = $3 AND b.role_oid IS DISTINCT FROM $2
+              RETURNING b.tenant, b.role_oid, b.role_cluster, b.created_at)
+          INSERT INTO quota.tenant_bindings (role_name, tenant, role_oid, role_cluster, created_at)
+          SELECT r.rolname::text, s.tenant, s.role_oid, s.role_cluster, s.created_at
+          FROM stale s JOIN pg_catalog.pg_roles r ON r.oid = s.role_oid
+          ON CONFLICT (role_name, tenant) DO NOTHING",
+    types: &[T::TEXTOID, T::OIDOID, T::TEXTOID],
+};
 static BIND_TENANT: Stmt = Stmt {
-    sql: "INSERT INTO quota.tenant_bindings (role_name, tenant, role_oid) VALUES ($1, $2, $3)
-          ON CONFLICT (role_name, tenant) DO UPDATE SET role_oid = EXCLUDED.role_oid",
-    types: &[T::TEXTOID, T::TEXTOID, T::OIDOID],
+    sql: "INSERT INTO quota.tenant_bindings (role_name, tenant, role_oid, role_cluster) VALUES ($1, $2, $3, $4)
+          ON CONFLICT (role_name, tenant) DO UPDATE SET role_oid = EXCLUDED.role_oid, role_cluster = EXCLUDED.role_cluster",
+    types: &[T::TEXTOID, T::TEXTOID, T::OIDOID, T::TEXTOID],
 };
 static UNBIND_TENANT: Stmt = Stmt {
     sql: "WITH d AS (DELETE FROM quota.tenant_bindings WHERE role_name = $1 AND ($2::text IS NULL OR tenant = $2) RETURNING 1)
@@ -222,7 +250,9 @@ static UNBIND_TENANT: Stmt = Stmt {
 };
 
 pub fn bind_tenant(c: &mut SpiClient<'_>, role: &str, role_oid: pg_sys::Oid, tenant: &str) {
-    run(c, &BIND_TENANT, &[role.into(), tenant.into(), role_oid.into()]);
+    let cluster = crate::roles::this_cluster();
+    run(c, &REHOME_BINDINGS, &[role.into(), role_oid.into(), cluster.as_str().into()]);
+    run(c, &BIND_TENANT, &[role.into(), tenant.into(), role_oid.into(), cluster.as_str().into()]);
 }
 
 pub fn unbind_tenant(c: &mut SpiClient<'_>, role: &str, tenant: Option<&str>) -> i32 {

@@ -115,14 +115,17 @@ pub fn not_bound(refusal: NotBound) -> QuotaError {
 /// not the owner of the SECURITY DEFINER function that is running.
 pub fn current() -> error::Result<Scope> {
     let setting = crate::gucs::tenant();
+    let role = crate::roles::session();
+    // The binding first: a bound session learns nothing about tenants it may not name
+    // (not even whether a long one is stored).
+    let scope = Scope::decide(setting.as_deref(), role.admin, role.tenants.as_deref()).map_err(not_bound)?;
     if let Some(t) = setting.as_deref() {
         // A tenant stored before the length bounds keeps working.
         if error::name("quota.tenant", t).is_err() && !crate::store::name_is_stored("quota.tenant", t) {
             error::name("quota.tenant", t)?;
         }
     }
-    let role = crate::roles::session();
-    Scope::decide(setting.as_deref(), role.admin, role.tenants.as_deref()).map_err(not_bound)
+    Ok(scope)
 }
 
 #[cfg(test)]

@@ -1182,6 +1182,93 @@ def a3_reads_under_a_foreign_tenant_are_refused_whatever_matches():
         expect_error(app, query, None, "42501", f"acme_reader under quota.tenant = 'globex' reading {what}")
     app.close()
 
+
+# Findings of the second review ------------------------------------------------------------
+
+def a3_switching_tenant_mid_query_reveals_nothing():
+    """The guard checks quota.tenant when a query starts; the policies read it for every
+    row. A switch inside the query (set_config in a condition, or a cursor fetched after
+    SET) must answer the same whether or not another tenant's row matches."""
+    db = "hard_a3_midquery"
+    c = a3_setup(db)
+    app = connect(db, user="acme_reader", autocommit=False)
+    answers = {}
+    for probe in ("g1", "nobody"):
+        app.execute("SET LOCAL quota.tenant = 'acme'")
+        e, got = attempt(app, "SELECT subject FROM quota.subjects WHERE subject = %s "
+                              "AND (SELECT set_config('quota.tenant', 'globex', true)) IS NOT NULL", (probe,))
+        answers[("condition", probe)] = describe(e) if e else got
+        app.rollback()
+        app.execute("SET LOCAL quota.tenant = 'acme'")
+        app.execute("DECLARE cur CURSOR FOR SELECT subject FROM quota.subjects WHERE subject = %s", (probe,))
+        app.execute("SET LOCAL quota.tenant = 'globex'")
+        e, got = attempt(app, "FETCH cur")
+        answers[("cursor", probe)] = describe(e) if e else got
+        app.rollback()
+    for way in ("condition", "cursor"):
+        check(answers[(way, "g1")] == answers[(way, "nobody")],
+              f"{way}: the answer for globex's g1 equals the one for a subject that does not exist ({answers[(way, 'g1')]} / {answers[(way, 'nobody')]})")
+    app.close()
+
+
+def a3_new_role_with_a_renamed_bound_roles_name():
+    """Credential rotation: the bound role is renamed and a new role takes its name. Both
+    stay bound; binding the new role elsewhere moves the old binding to the old role."""
+    db = "hard_a3_rotation"
+    c = a3_setup(db)
+    c.execute("DROP ROLE IF EXISTS acme_app_old")
+    c.execute("ALTER ROLE acme_app RENAME TO acme_app_old")
+    c.execute("CREATE ROLE acme_app LOGIN IN ROLE quota_app")
+    try:
+        for role in ("acme_app_old", "acme_app"):
+            app = connect(db, user=role)
+            app.execute("SET quota.tenant = 'globex'")
+            expect_error(app, "SELECT * FROM quota.quota_check('g1'::text, 'messages'::text)", None, "42501",
+                         f"{role} (the renamed role, or the new one of its name) may not act for globex")
+            app.close()
+        c.execute("SELECT quota.bind_tenant('acme_app', 'initech')")
+        check(rows(c, "SELECT role_name, tenant FROM quota.tenant_bindings WHERE tenant IN ('acme', 'initech') ORDER BY 2, 1")
+              == [("acme_app_old", "acme"), ("acme_reader", "acme"), ("acme_app", "initech")],
+              "binding the new role moves the old binding to the renamed role")
+        app = connect(db, user="acme_app")
+        app.execute("SET quota.tenant = 'acme'")
+        expect_error(app, "SELECT * FROM quota.quota_check('a1'::text, 'messages'::text)", None, "42501",
+                     "the new role does not inherit the old role's tenant")
+        app.close()
+    finally:
+        c.execute("DROP ROLE IF EXISTS acme_app")
+        c.execute("ALTER ROLE acme_app_old RENAME TO acme_app")
+
+
+def a3_restored_binding_never_binds_by_a_foreign_oid():
+    db = "hard_a3_foreign_oid"
+    c = a3_setup(db, extra_roles=(("globex_app", "IN ROLE quota_app"),))
+    globex_oid = one(c, "SELECT oid FROM pg_roles WHERE rolname = 'globex_app'")
+    c.execute("SELECT quota.bind_tenant('globex_app', 'globex')")
+    # As restored from another cluster: a role name that does not exist here, an oid that
+    # happens to be globex_app's, another cluster's identifier.
+    c.execute("INSERT INTO quota.tenant_bindings (role_name, tenant, role_oid, role_cluster) "
+              "VALUES ('acme_app_from_elsewhere', 'acme', %s, '1')", (globex_oid,))
+    app = connect(db, user="globex_app")
+    app.execute("SET quota.tenant = 'acme'")
+    expect_error(app, "SELECT * FROM quota.quota_check('a1'::text, 'messages'::text)", None, "42501",
+                 "globex_app gains no tenant from a binding restored from another cluster")
+    app.close()
+
+
+def a6_truncated_partition_never_refunds_more_than_charged():
+    c = fresh_db("hard_a6_truncate_partition")
+    c.execute("SELECT quota.set_limit('FREE', 'credits', 'day', 10000)")
+    c.execute("SET quota.default_plan = 'FREE'")
+    c.execute("CREATE TABLE pt (id int, part int, s text NOT NULL, amt int, PRIMARY KEY (id, part)) PARTITION BY LIST (part)")
+    c.execute("CREATE TABLE pt1 PARTITION OF pt FOR VALUES IN (1)")
+    c.execute("SELECT quota.enforce_on_insert('pt', subject_column => 's', metric => 'credits', amount_column => 'amt', refund_on_delete => true)")
+    c.execute("INSERT INTO pt VALUES (1, 1, 'alice', 900)")
+    c.execute("TRUNCATE pt1")
+    c.execute("INSERT INTO pt VALUES (1, 1, 'alice', 1)")
+    c.execute("DELETE FROM pt WHERE id = 1")
+    check(used(c, "alice", "credits") == 900, f"a row charged 1 refunds 1 (used 900; got {used(c, 'alice', 'credits')})")
+
 TESTS = [
     a2_partition_rows_are_metered,
     a2_enforce_on_a_partition_is_refused,
@@ -1229,6 +1316,10 @@ TESTS = [
     a6_on_conflict_do_nothing_keeps_the_first_charge,
     a6_truncate_forgets_charges,
     a7_long_tenant_refusals_are_not_shown_to_a_prefix,
+    a3_switching_tenant_mid_query_reveals_nothing,
+    a3_new_role_with_a_renamed_bound_roles_name,
+    a3_restored_binding_never_binds_by_a_foreign_oid,
+    a6_truncated_partition_never_refunds_more_than_charged,
 ]
 
 
