@@ -57,12 +57,12 @@ install_extension() {
   # The current version's install script, once released (frozen in sql/), must be what
   # the code generates: a change to the SQL needs the next version.
   local version; version="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)"
-  # pgrx's comments naming Rust source lines and module paths are not SQL: ignored.
-  local strip='/^-- src\/.*:[0-9]*$/d; /^-- quota_ext::/d'
+  # pgrx orders independent blocks differently from one build to the next, and its
+  # comments name Rust source lines and module paths: compare the blocks as a set,
+  # without those comments.
   if [ -f "sql/quota_ext--$version.sql" ] \
-     && ! diff <(sed "$strip" "sql/quota_ext--$version.sql") <(sed "$strip" "$extdir/quota_ext--$version.sql") >/dev/null; then
-    echo "install_extension: the generated install script differs from the released sql/quota_ext--$version.sql:" >&2
-    diff <(sed "$strip" "sql/quota_ext--$version.sql") <(sed "$strip" "$extdir/quota_ext--$version.sql") | head -40 >&2
+     && ! /usr/bin/python3 scripts/same_sql.py "sql/quota_ext--$version.sql" "$extdir/quota_ext--$version.sql"; then
+    echo "install_extension: the generated install script differs from the released sql/quota_ext--$version.sql." >&2
     echo "Released scripts are never edited: release the change as the next version (Cargo.toml, upgrade script, CHANGELOG)." >&2
     return 1
   fi
