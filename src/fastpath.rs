@@ -155,7 +155,11 @@ unsafe extern "C-unwind" fn forget(_arg: Datum, relid: Oid) {
     GENERATION.with(|g| g.set(g.get().wrapping_add(1)));
     TABLES.with(|t| {
         let mut t = t.borrow_mut();
-        let ours = t.as_ref().is_some_and(|t| {
+        // Without resolved tables (a call that resolved them while invalidations arrived
+        // keeps them for itself only, but may still have filled CONFIG) it is unknown
+        // whether `relid` is one of ours: forget the cached rows too. Keeping them here
+        // once let a limit lowered right after ALTER EXTENSION UPDATE go unseen.
+        let ours = t.as_ref().is_none_or(|t| {
             [t.subjects.oid, t.limits.oid, t.counters.oid, t.ledger.oid].contains(&relid) || relid == pg_sys::InvalidOid
         });
         if ours {
