@@ -182,6 +182,8 @@ thread_local! {
 /// Bound on cached tables per backend; the cache starts over when full.
 const MAX_CACHED_TABLES: usize = 1024;
 
+// SAFETY: called by PostgreSQL's invalidation machinery with plain values; it only
+// touches this backend's thread-local caches, never the catalog, and cannot fail.
 unsafe extern "C-unwind" fn forget_rules(_arg: pg_sys::Datum, _relid: pg_sys::Oid) {
     GENERATION.with(|g| g.set(g.get().wrapping_add(1)));
     CACHE.with(|c| c.borrow_mut().clear());

@@ -835,18 +835,23 @@ pub fn subtransaction<R>(f: impl FnOnce() -> R) -> std::result::Result<R, String
     // blocks): begin, then release or roll back, restoring the memory context and
     // resource owner of the caller.
     let (context, owner) = unsafe { (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner) };
+    // SAFETY: inside a transaction (every caller is a SQL function); a NULL name is allowed.
     unsafe { pg_sys::BeginInternalSubTransaction(std::ptr::null()) };
+    // SAFETY: restores the two globals saved above, both still valid in the parent.
     let restore = move || unsafe {
         pg_sys::MemoryContextSwitchTo(context);
         pg_sys::CurrentResourceOwner = owner;
     };
     pgrx::PgTryBuilder::new(std::panic::AssertUnwindSafe(|| {
         let r = f();
+        // SAFETY: `f` returned normally inside the subtransaction begun above.
         unsafe { pg_sys::ReleaseCurrentSubTransaction() };
         restore();
         Ok(r)
     }))
     .catch_others(|e| {
+        // SAFETY: the error was caught (and its state flushed by pgrx) inside the
+        // subtransaction begun above, which is still the current one.
         unsafe { pg_sys::RollbackAndReleaseCurrentSubTransaction() };
         restore();
         Err(match e {

@@ -36,6 +36,8 @@ thread_local! {
     static GENERATION: Cell<u64> = const { Cell::new(0) };
 }
 
+// SAFETY: called by PostgreSQL's invalidation machinery with plain values; it only
+// clears this backend's thread-local cache, never reads the catalog, and cannot fail.
 unsafe extern "C-unwind" fn forget(_arg: Datum, _relid: Oid) {
     GENERATION.with(|g| g.set(g.get().wrapping_add(1)));
     CACHED.with(|c| c.set(None));

@@ -32,10 +32,14 @@ pub fn init() {
     }
 }
 
+// SAFETY: PostgreSQL calls the hook with the QueryDesc it is about to start, valid for
+// the call; #[pg_guard] turns a Rust panic into an ERROR at this boundary.
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn executor_start(query: *mut pg_sys::QueryDesc, eflags: std::ffi::c_int) {
     // A parallel worker runs what its leader already checked.
+    // SAFETY: reads a backend-global integer, set once at worker start.
     let worker = unsafe { pg_sys::ParallelWorkerNumber } >= 0;
+    // SAFETY: `query` is the executor's QueryDesc (see above).
     if !worker && !CHECKING.with(|c| c.get()) && unsafe { reads_quota_relations(query) } {
         check();
     }

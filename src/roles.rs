@@ -80,15 +80,17 @@ thread_local! {
     static GENERATION: Cell<u64> = const { Cell::new(0) };
 }
 
-unsafe extern "C-unwind" fn bindings_changed(_arg: Datum, relid: Oid) {
-    // The bindings table's oid is not kept: any relcache invalidation of schema quota's
-    // tables is rare, and reloading costs one small read.
-    let _ = relid;
+// The bindings table's oid is not kept: any relcache invalidation forgets the bindings,
+// which are rare and cost one small read to reload.
+// SAFETY: called by PostgreSQL's invalidation machinery with plain values; it only
+// clears this backend's thread-local caches, never reads the catalog, cannot fail.
+unsafe extern "C-unwind" fn bindings_changed(_arg: Datum, _relid: Oid) {
     GENERATION.with(|g| g.set(g.get().wrapping_add(1)));
     BINDINGS.with(|b| *b.borrow_mut() = None);
     SESSION.with(|s| *s.borrow_mut() = None);
 }
 
+// SAFETY: as for `bindings_changed`: only thread-local caches are cleared.
 unsafe extern "C-unwind" fn roles_changed(_arg: Datum, _cacheid: i32, _hash: u32) {
     GENERATION.with(|g| g.set(g.get().wrapping_add(1)));
     SESSION.with(|s| *s.borrow_mut() = None);

@@ -147,6 +147,8 @@ impl Slot {
 
 static TABLE: PgLwLock<Table> = unsafe { PgLwLock::new(c"quota_ext_stats") };
 static RECENT: PgLwLock<Recent> = unsafe { PgLwLock::new(c"quota_ext_refusals") };
+// SAFETY: the lock is initialised by pg_shmem_init! in `init` (preload only) before any
+// use; `active()` gates every use, as for TABLE and RECENT.
 static PREPARED: PgLwLock<Prepared> = unsafe { PgLwLock::new(c"quota_ext_prepared_stats") };
 /// Set in the postmaster when preloaded; backends inherit it.
 static ACTIVE: AtomicBool = AtomicBool::new(false);
@@ -365,6 +367,7 @@ unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut s
         // Still inside the transaction, with its id: park its totals until it is
         // committed or rolled back, by whichever session that is (see the module comment).
         pg_sys::XactEvent::XACT_EVENT_PRE_PREPARE => {
+            // SAFETY: reads the current transaction's id; assigns none.
             let xid = unsafe { pg_sys::GetTopTransactionIdIfAny() };
             if xid != pg_sys::InvalidTransactionId {
                 PENDING.with(|p| {
