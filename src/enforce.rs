@@ -247,18 +247,22 @@ impl Row {
         Row { tuple: data.tg_newtuple, desc: unsafe { (*data.tg_relation).rd_att } }
     }
 
-    /// A column rendered as text by its type's output function, so that any type can hold
-    /// the subject (text, integer, uuid, inet...). `None` for NULL. The name is the
-    /// root's; a partition's columns have the same names, maybe at other numbers.
-    fn text(&self, column: &str) -> Option<String> {
+    /// The attribute number of a column of this row, by the root's name (a partition's
+    /// columns have the same names, maybe at other numbers); None if there is none.
+    fn attnum(&self, column: &str) -> Option<i32> {
         let name = std::ffi::CString::new(column).ok()?;
-        // SAFETY: the tuple and descriptor belong to the firing trigger; SPI_getvalue
-        // pallocs the text, which is copied and freed.
+        // SAFETY: the descriptor belongs to the firing trigger's relation.
+        let n = unsafe { pg_sys::SPI_fnumber(self.desc, name.as_ptr()) };
+        (n > 0).then_some(n)
+    }
+
+    /// A column rendered as text by its type's output function, so that any type can hold
+    /// the subject (text, integer, uuid, inet...). `None` for NULL.
+    fn text(&self, column: &str) -> Option<String> {
+        let n = self.attnum(column)?;
+        // SAFETY: the tuple and descriptor belong to the firing trigger and `n` is one of
+        // its attributes; SPI_getvalue pallocs the text, which is copied and freed.
         unsafe {
-            let n = pg_sys::SPI_fnumber(self.desc, name.as_ptr());
-            if n <= 0 {
-                return None;
-            }
             let value = pg_sys::SPI_getvalue(self.tuple, self.desc, n);
             if value.is_null() {
                 return None;
@@ -266,6 +270,19 @@ impl Row {
             let text = CStr::from_ptr(value).to_string_lossy().into_owned();
             pg_sys::pfree(value.cast());
             Some(text)
+        }
+    }
+
+    /// A column's value and what its type is (oid, by value, length); None when the
+    /// column is missing or NULL.
+    fn value(&self, column: &str) -> Option<(pg_sys::Datum, pg_sys::Oid, bool, i16)> {
+        let n = self.attnum(column)?;
+        // SAFETY: as in `text`; the attribute `n` exists in the descriptor.
+        unsafe {
+            let mut isnull = false;
+            let datum = pg_sys::SPI_getbinval(self.tuple, self.desc, n, &mut isnull);
+            let attr = &*(*self.desc).attrs.as_ptr().add(n as usize - 1);
+            (!isnull).then_some((datum, attr.atttypid, attr.attbyval, attr.attlen))
         }
     }
 
@@ -283,38 +300,13 @@ impl Row {
         Some(hash.finalize().iter().map(|b| format!("{b:02x}")).collect())
     }
 
-    /// A column's value and type; None when the column is missing or NULL.
-    fn binary(&self, column: &str) -> Option<(pg_sys::Datum, pg_sys::Oid)> {
-        let name = std::ffi::CString::new(column).ok()?;
-        // SAFETY: as in `image`.
-        unsafe {
-            let n = pg_sys::SPI_fnumber(self.desc, name.as_ptr());
-            if n <= 0 {
-                return None;
-            }
-            let mut isnull = false;
-            let datum = pg_sys::SPI_getbinval(self.tuple, self.desc, n, &mut isnull);
-            (!isnull).then(|| (datum, pg_sys::SPI_gettypeid(self.desc, n)))
-        }
-    }
-
     /// A column's stored bytes (detoasted); None when the column is missing or NULL.
     fn image(&self, column: &str) -> Option<Vec<u8>> {
-        let name = std::ffi::CString::new(column).ok()?;
-        // SAFETY: the tuple and descriptor belong to the firing trigger; the attribute
-        // number is checked; varlena values are detoasted into the current memory context.
-        unsafe {
-            let n = pg_sys::SPI_fnumber(self.desc, name.as_ptr());
-            if n <= 0 {
-                return None;
-            }
-            let mut isnull = false;
-            let datum = pg_sys::SPI_getbinval(self.tuple, self.desc, n, &mut isnull);
-            if isnull {
-                return None;
-            }
-            let attr = &*(*self.desc).attrs.as_ptr().add(n as usize - 1);
-            let bytes = match (attr.attbyval, attr.attlen) {
+        let (datum, _, byval, len) = self.value(column)?;
+        // SAFETY: the datum is the column's own value, read by its attribute's length and
+        // by-value flag; varlena values are detoasted into the current memory context.
+        let bytes = unsafe {
+            match (byval, len) {
                 (true, len) => datum.value().to_le_bytes()[..len.clamp(1, 8) as usize].to_vec(),
                 (false, -1) => {
                     let v = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
@@ -322,9 +314,9 @@ impl Row {
                 }
                 (false, -2) => CStr::from_ptr(datum.cast_mut_ptr()).to_bytes().to_vec(),
                 (false, len) => std::slice::from_raw_parts(datum.cast_mut_ptr::<u8>(), len.max(0) as usize).to_vec(),
-            };
-            Some(bytes)
-        }
+            }
+        };
+        Some(bytes)
     }
 }
 
@@ -498,7 +490,7 @@ fn row_with_key_exists(c: &mut SpiClient<'_>, t: &TableRules, row: &Row) -> bool
     let mut conditions = Vec::with_capacity(key.len());
     let mut args = Vec::with_capacity(key.len());
     for (i, column) in key.iter().enumerate() {
-        let Some((datum, type_oid)) = row.binary(column) else { return false };
+        let Some((datum, type_oid, _, _)) = row.value(column) else { return false };
         conditions.push(format!("{} OPERATOR(pg_catalog.=) ${}", quote_ident(column), i + 1));
         // SAFETY: the datum comes from the row's own column, of that type.
         args.push(unsafe { pgrx::datum::DatumWithOid::new(store::RawDatum(datum), type_oid) });
@@ -899,7 +891,8 @@ fn enforce(
                 "Add a primary key to the table, or enforce without refund_on_delete.",
             ));
         }
-        let by_name = [
+        // The columns by name, and (0.4.0 on) by number as well.
+        let mut args: Vec<pgrx::datum::DatumWithOid> = vec![
             table.into(),
             metric.into(),
             subject_column.into(),
@@ -909,25 +902,10 @@ fn enforce(
             encoding.as_str().into(),
             refund_on_delete.into(),
         ];
-        if !current {
-            store::run(c, &UPSERT_RULE_BY_NAME, &by_name);
-        }
-        let by_number = [
-                table.into(),
-                metric.into(),
-                subject_column.into(),
-                amount.into(),
-                amount_column.into(),
-                tokens_of.into(),
-                encoding.as_str().into(),
-                refund_on_delete.into(),
-                subject_attnum.into(),
-                amount_attnum.into(),
-                tokens_attnum.into(),
-        ];
         if current {
-            store::run(c, &UPSERT_RULE, &by_number);
+            args.extend([subject_attnum.into(), amount_attnum.into(), tokens_attnum.into()]);
         }
+        store::run(c, if current { &UPSERT_RULE } else { &UPSERT_RULE_BY_NAME }, &args);
         if table_state(c, table).2 > 1 {
             return Err(QuotaError::invalid(
                 "subject_column",

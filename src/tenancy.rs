@@ -121,8 +121,10 @@ pub fn current() -> error::Result<Scope> {
     let scope = Scope::decide(setting.as_deref(), role.admin, role.tenants.as_deref()).map_err(not_bound)?;
     if let Some(t) = setting.as_deref() {
         // A tenant stored before the length bounds keeps working.
-        if error::name("quota.tenant", t).is_err() && !crate::store::name_is_stored("quota.tenant", t) {
-            error::name("quota.tenant", t)?;
+        if let Err(too_long) = error::name("quota.tenant", t) {
+            if !crate::store::name_is_stored("quota.tenant", t) {
+                return Err(too_long);
+            }
         }
     }
     Ok(scope)
