@@ -1,53 +1,38 @@
 //! quota_ext: usage quotas enforced inside PostgreSQL.
 //!
-//! Layout (one module per concept):
-//! - pure logic, checked by plain `cargo test`: `period` (window math), `limits` (limit
-//!   arithmetic), `bonus` (bonus rules), `decision` (the answer record), `error` (SQLSTATE,
-//!   DETAIL and HINT of every user error);
-//! - PostgreSQL glue: `gucs` (settings), `clock` (now or the override), `ereport` (raising
-//!   errors with custom SQLSTATEs), `store` (every SQL statement, prepared once),
-//!   `engine` (the operations), `api` (the thin SQL-facing functions);
-//! - the hot path: `fastpath` (the common check and consume without SPI), `heap` (primary-key
-//!   probes and direct heap writes), `subject_cache` (subjects' rows in shared memory),
-//!   `privilege` (the owner switch of the general path);
-//! - tables: `enforce` (quota triggers on application tables), `tokens` (BPE token counts);
-//! - operations: `tenancy` (tenant scope), `stats` (shared-memory totals and recent
-//!   refusals), `ledger` (append-only guard, retention), `monitor` (their SQL functions);
-//! - SQL: `sql/schema.sql` (tables, types), `sql/enforce.sql` (enforced tables),
-//!   `sql/events.sql` (outbox), `sql/ledger.sql` (guard, summaries, ledger_check),
-//!   `sql/hotpath.sql` (the hot path's cache invalidation), `sql/views.sql` (admin views,
-//!   stats), `sql/overloads.sql` (inet forms),
-//!   `sql/security.sql` (roles, grants, SECURITY DEFINER, row-level security);
-//!   `sql/quota_ext--A--B.sql` upgrade scripts, `sql/quota_ext--A.sql` as released.
+//! Where things live (docs/architecture.md has the whole picture):
+//! - `domain/`: the rules, as plain Rust without PostgreSQL (windows, limits, decisions,
+//!   bonus rules, events, tenancy rules, token counts, error payloads); `cargo test --lib`.
+//! - `ops/`: the operations (check, consume, reservations, refunds, admin...), one file
+//!   each, on the general path (SPI through `storage`), trying `hotpath` first.
+//! - `api/`: the SQL surface: every `#[pg_extern]` and trigger function, thin.
+//! - `storage/`: the general path's statements, prepared once, and the description of
+//!   each state table that both paths share (`storage::schema`).
+//! - `hotpath/`: the common check and consume without SPI: table resolution and
+//!   eligibility, the per-backend and shared caches, heap access.
+//! - `enforce/`: quotas on application tables (triggers, row charges, partition moves).
+//! - `pg/`: other PostgreSQL glue: settings, clock, raising errors, privilege switch,
+//!   shared-memory stats, installed version, session roles, the read guard.
+//! - SQL lives in `sql/`; released scripts in `sql/released/`.
 
 use pgrx::prelude::*;
 
-pub mod bonus;
-pub mod decision;
-pub mod error;
-pub mod events;
-pub mod limits;
-pub mod period;
-pub mod stats;
-pub mod tenancy;
-pub mod tokens;
-
+pub mod domain;
 mod api;
-mod clock;
 mod enforce;
-mod engine;
-mod ereport;
-mod fastpath;
-mod gucs;
-mod heap;
-mod installed;
-mod ledger;
-mod monitor;
-mod privilege;
-mod read_guard;
-mod roles;
-mod store;
-mod subject_cache;
+mod hotpath;
+mod ops;
+mod pg;
+mod storage;
+
+// Short paths used across the crate (one name per module, wherever it lives).
+pub use domain::{bonus, decision, error, events, limits, period, tenancy, tokens};
+pub use pg::stats;
+use hotpath as fastpath;
+use hotpath::{heap, subject_cache};
+use ops::engine;
+use pg::{clock, ereport, gucs, installed, privilege, read_guard, roles};
+use storage as store;
 
 ::pgrx::pg_module_magic!(name, version);
 

@@ -474,3 +474,6 @@ fn bind_tenant(role_name: Option<&str>, tenant: Option<&str>) {
 fn unbind_tenant(role_name: Option<&str>, tenant: default!(Option<&str>, "NULL")) -> i32 {
     engine::unbind_tenant(required("role_name", role_name).or_raise(), tenant).or_raise()
 }
+
+mod ledger;
+mod monitor;

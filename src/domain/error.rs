@@ -343,7 +343,7 @@ mod tests {
     /// `POSTGRES_SQLSTATES`, and every error here has one of them.
     #[test]
     fn readme_lists_every_sqlstate() {
-        let readme = include_str!("../README.md");
+        let readme = include_str!("../../README.md");
         let table = readme.split("\n## Errors\n").nth(1).expect("README has an Errors section");
         let table = table.split("\n## ").next().unwrap_or_default();
         let mut listed: Vec<&str> = table

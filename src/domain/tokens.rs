@@ -64,7 +64,7 @@ mod tests {
     #[test]
     fn matches_the_reference_tokenizer() {
         let reference: serde_json::Value =
-            serde_json::from_str(include_str!("../tests/tokens/reference.json")).expect("reference.json parses");
+            serde_json::from_str(include_str!("../../tests/tokens/reference.json")).expect("reference.json parses");
         let cases = reference["cases"].as_array().expect("cases");
         assert!(cases.len() >= 10, "the reference set covers English, CJK, emoji, code and whitespace");
         for case in cases {

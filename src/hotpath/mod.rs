@@ -31,11 +31,11 @@ use std::rc::Rc;
 
 use crate::clock;
 use crate::error::QuotaError;
-use crate::heap::{self, Rel, Slot, Updated};
+use heap::{Rel, Slot, Updated};
 use crate::limits::{Limit, Usage};
 use crate::period::{self, Window};
 use crate::store::Subject;
-use crate::subject_cache::{self, Generation, Place, SubjectRow};
+use subject_cache::{Generation, Place, SubjectRow};
 use crate::tenancy::Scope;
 
 /// A table, its primary-key index and the attribute numbers of the columns used here
@@ -676,3 +676,6 @@ fn config_changed<'a>(
     unsafe { pg_sys::CacheInvalidateRelcacheByRelid(rel.map(|r| r.oid()).unwrap_or(pg_sys::InvalidOid)) };
     Ok(None)
 }
+
+pub mod heap;
+pub mod subject_cache;

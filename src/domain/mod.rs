@@ -1,0 +1,11 @@
+//! The rules of quotas as plain Rust: no PostgreSQL here, so `cargo test --lib` checks
+//! all of it without a server.
+
+pub mod bonus;
+pub mod decision;
+pub mod error;
+pub mod events;
+pub mod limits;
+pub mod period;
+pub mod tenancy;
+pub mod tokens;

@@ -1,0 +1,3 @@
+//! The operations.
+
+pub mod engine;

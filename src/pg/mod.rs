@@ -1,0 +1,10 @@
+//! PostgreSQL glue that is neither an operation nor the hot path.
+
+pub mod clock;
+pub mod ereport;
+pub mod gucs;
+pub mod installed;
+pub mod privilege;
+pub mod read_guard;
+pub mod roles;
+pub mod stats;
