@@ -1,19 +1,22 @@
 """The reliability suite: randomized stress with an independent client log, crash
 recovery (kill -9), compaction under load, a partitioned enforced table, bound tenant
-roles, old-version databases updated under load, and bad input. Prints the seed first:
+roles, old-version databases updated under load, the hot path against the general path
+(one seeded sequence of operations played with quota.hot_path on and off, compared), and
+bad input. Prints the seed first:
 
   reliability: seed=N (replay with QUOTA_SEED=N)
 
 then a digest of every client's operation plan, and ends with one summary line:
 
   reliability: operations=N aborts=N crashes_survived=N partition_txns=N tenant_ops=N
-               cross_tenant_refused=N old_version_ops=N bad_inputs=N invariant_violations=N
-               server_log=X.XMB peak_rss=NMB seed=N
+               cross_tenant_refused=N old_version_ops=N differential_ops=N bad_inputs=N
+               invariant_violations=N server_log=X.XMB peak_rss=NMB seed=N
 
 Everything random is drawn from the seed before it runs: each client's operations (per
 phase: random.Random(f"{seed}-{phase}-{client}")), the admin's plan and limit changes of
 the old-version phase and when each happens (as a share of the clients' operations done),
-the kill delays, and the fixed number of property-test calls (QUOTA_PROPERTY_CALLS).
+the kill delays, the differential phase's steps (QUOTA_DIFF_OPS of them), and the fixed
+number of property-test calls (QUOTA_PROPERTY_CALLS).
 QUOTA_SEED=N replays the same plans (the digests printed at the start are the same); only
 the interleaving and the moment of each kill depend on the machine.
 
@@ -25,6 +28,7 @@ phase, and must stay under QUOTA_LOG_LIMIT_MB (100 MB).
 Run by scripts/reliability.sh against its own cluster (QUOTA_HOST / QUOTA_PORT /
 QUOTA_DATA / QUOTA_LOG). Exits non-zero on any violation.
 """
+import datetime
 import hashlib
 import json
 import os
@@ -60,7 +64,7 @@ MB = 1000 * 1000
 
 violations = []
 stats = {"operations": 0, "aborts": 0, "crashes_survived": 0, "bad_inputs": 0, "partition_txns": 0,
-         "tenant_ops": 0, "cross_tenant_refused": 0, "old_version_ops": 0}
+         "tenant_ops": 0, "cross_tenant_refused": 0, "old_version_ops": 0, "differential_ops": 0}
 lock = threading.Lock()
 
 
@@ -1512,6 +1516,375 @@ def old_version_phase(version, plans):
           f"after {updated and updated[1]} of {total} operations; {elapsed:.1f} s, {len(violations)} violations", flush=True)
 
 
+# The hot path against the general path ----------------------------------------------------
+# One sequence of operations, drawn from the seed before anything runs like every plan
+# above, is played twice, step by step: on subjects diffhot-N through a connection with
+# quota.hot_path on, and on subjects diffgen-N (same plan) through one with it off (a
+# superuser-only setting: both connect as postgres). Both follow the same clock
+# (quota.clock_override, moved forward now and then so that new windows start), so every
+# answer and every row written must be the same once subject ids, reservation ids, row ids
+# and write stamps (created_at, occurred_at, settled_at) are normalised. Each step's
+# answers are compared (every column of every row; an error by SQLSTATE, message and
+# DETAIL); the counters, ledger, events, reservations, idempotency keys and bonus grants
+# every DIFF_COMPARE_EVERY steps and at the end. Then quota.hot_path_status() must show
+# that the hot path served a good share of the 'on' connection's checks and consumes, and
+# none of the 'off' connection's.
+
+DIFF_DB = "reldiff"
+DIFF_OPS = int(os.environ.get("QUOTA_DIFF_OPS", "2000"))
+DIFF_COMPARE_EVERY = 250
+DIFF_PAIRS = 3
+DIFF_SIDES = ("on", "off")
+DIFF_SUBJECTS = {"on": [f"diffhot-{i}" for i in range(DIFF_PAIRS)], "off": [f"diffgen-{i}" for i in range(DIFF_PAIRS)]}
+# metric: (period, limit, enforcement, per-request cap, alert thresholds)
+DIFF_METRICS = {
+    "a": ("day", 40, "hard", None, [50, 90]),
+    "b": ("day", 60, "soft", None, [80, 100, 150]),
+    "c": ("day", 30, "hard", 6, []),
+    "m": ("month", 500, "hard", None, [75]),
+    "w": ("week", 120, "soft", 20, [100]),
+}
+# kind: (amount, reference scope); "survey" has no rule (refused with a reason).
+DIFF_BONUSES = {"questionnaire": (5, "subject"), "login": (2, "none")}
+DIFF_HOT_SHARE = 0.30   # of the 'on' connection's checks and consumes, at least
+DIFF_REPORTED = 12      # differences reported one by one; the rest are counted
+# Write stamps: dropped from JSON before comparing (their columns are not compared).
+DIFF_STAMPS = ("occurred_at", "created_at", "settled_at")
+
+
+def diff_setup():
+    conn, c = fresh_database(DIFF_DB)
+    for metric, (period, limit, enforcement, cap, alerts) in DIFF_METRICS.items():
+        c.execute("SELECT quota.set_limit('DIFF', %s, %s, %s, %s, %s)", (metric, period, limit, enforcement, cap))
+        if alerts:
+            c.execute("SELECT quota.set_alerts('DIFF', %s, %s)", (metric, alerts))
+    for kind, (amount, scope) in DIFF_BONUSES.items():
+        c.execute("SELECT quota.set_bonus_rule('DIFF', 'a', %s, %s, %s)", (kind, amount, scope))
+    c.execute("SELECT quota.set_bonus_cap('DIFF', 4)")
+    for subjects in DIFF_SUBJECTS.values():
+        for s in subjects:
+            c.execute("SELECT quota.assign_plan(%s, 'DIFF')", (s,))
+    conn.close()
+
+
+def diff_plan(seed, ops):
+    """The steps, each (kind, pair, parameters...): the same for both sides."""
+    rnd = random.Random(f"{seed}-differential")
+    metrics = sorted(DIFF_METRICS)
+    reserves = {p: [] for p in range(DIFF_PAIRS)}   # steps that reserved, by pair
+    keys = {p: [] for p in range(DIFF_PAIRS)}       # idempotency keys used, by pair
+    clock = datetime.datetime.fromisoformat(CLOCK_AT)
+
+    def amount(low=1):
+        r = rnd.random()
+        if r < 0.80:
+            return rnd.randint(low, 4)
+        if r < 0.92:
+            return rnd.randint(5, 25)
+        return rnd.randint(30, 800)  # past most limits and every per-request cap
+
+    def amounts():
+        return {m: amount() for m in sorted(rnd.sample(metrics, rnd.randint(2, 3)))}
+
+    def key(p, n):
+        if keys[p] and rnd.random() < 0.3:
+            return rnd.choice(keys[p])  # a retry (or the same key for another request)
+        keys[p].append(f"key-{n}")
+        return keys[p][-1]
+
+    def simple(n, p):
+        """A check or consume, alone or in a transaction."""
+        roll = rnd.random()
+        if roll < 0.40:
+            return ("consume", p, rnd.choice(metrics), amount(), rnd.random() < 0.5, rnd.random() < 0.5)
+        if roll < 0.52:
+            return ("multi", p, amounts(), rnd.random() < 0.5)
+        if roll < 0.80:
+            return ("check", p, rnd.choice(metrics), amount(0))
+        if roll < 0.92:
+            return ("consume_check", p, rnd.choice(["from", "select", "try_from"]), rnd.choice(metrics), amount(),
+                    rnd.choice(metrics), amount(0))
+        return ("refund", p, rnd.choice(metrics), rnd.randint(1, 6), None)
+
+    plan = []
+    for n in range(ops):
+        p = rnd.randrange(DIFF_PAIRS)
+        roll = rnd.random()
+        if roll < 0.62:
+            step = simple(n, p)
+        elif roll < 0.65:
+            step = ("check_multi", p, amounts())
+        elif roll < 0.70:
+            what = (rnd.choice(metrics), amount()) if rnd.random() < 0.6 else amounts()
+            step = ("keyed", p, what, key(p, n), rnd.random() < 0.5)
+        elif roll < 0.75:
+            step = ("refund", p, rnd.choice(metrics), rnd.randint(1, 8), key(p, n) if rnd.random() < 0.3 else None)
+        elif roll < 0.765:
+            step = ("reset", p, rnd.choice(metrics + [None]))
+        elif roll < 0.795:
+            kind = rnd.choice(["questionnaire", "questionnaire", "login", "survey"])
+            step = ("bonus", p, kind, f"ref-{rnd.randint(0, 30)}" if kind == "questionnaire" else None)
+        elif roll < 0.845:
+            step = ("reserve", p, rnd.choice(metrics), amount(), rnd.random() < 0.5,
+                    rnd.choice(["15 minutes", "15 minutes", "6 hours", "2 days"]))
+            reserves[p].append(n)
+        elif roll < 0.895:
+            if not reserves[p]:
+                step = simple(n, p)
+            else:
+                held = rnd.choice(reserves[p][-6:])
+                how = rnd.choice(["commit", "commit", "release"])
+                actual = rnd.choice([None, rnd.randint(0, 8), rnd.randint(9, 60)])
+                step = ("settle", p, held, how, actual)
+        elif roll < 0.955:
+            # A transaction of a few calls, some in savepoints rolled back or released;
+            # now and then REPEATABLE READ (where the hot path never serves).
+            body = []
+            for _ in range(rnd.randint(2, 4)):
+                inner = simple(n, p)
+                body.append(("savepoint", inner, rnd.random() < 0.5) if rnd.random() < 0.25 else inner)
+            step = ("txn", p, body, rnd.choice(["commit", "commit", "rollback"]),
+                    "REPEATABLE READ" if rnd.random() < 0.1 else "READ COMMITTED")
+        elif roll < 0.975:
+            clock += datetime.timedelta(minutes=rnd.randint(20, 12 * 60))
+            step = ("tick", p, clock.isoformat())
+        elif roll < 0.99:
+            step = ("status", p)
+        else:
+            step = ("unknown", p, rnd.choice(["consume", "check"]))
+        plan.append(step)
+    return plan
+
+
+class DiffSide:
+    """One side of the differential: its connection and how its answers are normalised."""
+
+    def __init__(self, side):
+        self.side = side
+        self.subjects = DIFF_SUBJECTS[side]
+        self.conn = connect(DIFF_DB, autocommit=True)
+        self.cur = cursor(self.conn)
+        self.cur.execute(CLOCK)
+        self.cur.execute(f"SET quota.hot_path = {side}")
+        self.rids = {}   # plan step -> its reservation id
+        self.names = {}  # reservation id (text) -> R<step>
+
+    def call(self, sql, params):
+        """One statement: ("ok", rows) or ("error", SQLSTATE, message, DETAIL)."""
+        try:
+            self.cur.execute(sql, params)
+            return ["ok", self.cur.fetchall() if self.cur.description else None]
+        except psycopg.Error as e:
+            return ["error", e.sqlstate, e.diag.message_primary, e.diag.message_detail]
+
+    def norm(self, v):
+        if isinstance(v, str):
+            if v.startswith("{") and v.endswith("}"):
+                try:
+                    return self.norm(json.loads(v))
+                except ValueError:
+                    pass
+            for i, s in enumerate(self.subjects):
+                v = v.replace(s, f"S{i}")
+            for rid, name in self.names.items():
+                v = v.replace(rid, name)
+            return v
+        if isinstance(v, uuid.UUID):
+            return self.names.get(str(v), "R(unknown)")
+        if isinstance(v, (datetime.datetime, datetime.date)):
+            return v.isoformat()
+        if isinstance(v, dict):
+            return {k: self.norm(x) for k, x in v.items() if k not in DIFF_STAMPS}
+        if isinstance(v, (list, tuple)):
+            return [self.norm(x) for x in v]
+        return v
+
+    def one(self, n, step):
+        """Run one (non-transaction) step; its answer, normalised."""
+        kind, p = step[0], step[1]
+        s = self.subjects[p]
+        meta = json.dumps({"step": n})
+        if kind == "consume":
+            metric, amount, try_form, with_meta = step[2:]
+            fn = "quota_try_consume" if try_form else "quota_consume"
+            r = self.call(f"SELECT * FROM quota.{fn}(%s::text, %s::text, %s::bigint, NULL, %s::jsonb)",
+                          (s, metric, amount, meta if with_meta else None))
+        elif kind == "multi":
+            amounts, try_form = step[2:]
+            fn = "quota_try_consume" if try_form else "quota_consume"
+            r = self.call(f"SELECT * FROM quota.{fn}(%s::text, %s::jsonb, NULL, %s::jsonb)", (s, json.dumps(amounts), meta))
+        elif kind == "check":
+            r = self.call("SELECT * FROM quota.quota_check(%s::text, %s::text, %s::bigint)", (s, step[2], step[3]))
+        elif kind == "check_multi":
+            r = self.call("SELECT * FROM quota.quota_check(%s::text, %s::jsonb)", (s, json.dumps(step[2])))
+        elif kind == "consume_check":
+            form, cm, ca, km, ka = step[2:]
+            if form == "select":
+                sql = ("SELECT quota.quota_consume(%s::text, %s::text, %s::bigint), "
+                       "quota.quota_check(%s::text, %s::text, %s::bigint)")
+            else:
+                fn = "quota_try_consume" if form == "try_from" else "quota_consume"
+                sql = (f"SELECT * FROM quota.{fn}(%s::text, %s::text, %s::bigint) c, "
+                       "quota.quota_check(%s::text, %s::text, %s::bigint) k")
+            r = self.call(sql, (s, cm, ca, s, km, ka))
+        elif kind == "keyed":
+            what, key, try_form = step[2:]
+            fn = "quota_try_consume" if try_form else "quota_consume"
+            if isinstance(what, dict):
+                r = self.call(f"SELECT * FROM quota.{fn}(%s::text, %s::jsonb, %s::text, %s::jsonb)",
+                              (s, json.dumps(what), key, meta))
+            else:
+                r = self.call(f"SELECT * FROM quota.{fn}(%s::text, %s::text, %s::bigint, %s::text, %s::jsonb)",
+                              (s, what[0], what[1], key, meta))
+        elif kind == "refund":
+            r = self.call("SELECT * FROM quota.quota_refund(%s::text, %s::text, %s::bigint, %s::text)", (s,) + tuple(step[2:]))
+        elif kind == "reset":
+            r = self.call("SELECT quota.quota_reset(%s::text, %s::text)", (s, step[2]))
+        elif kind == "bonus":
+            r = self.call("SELECT * FROM quota.apply_bonus(%s::text, 'a', %s::text, %s::text)", (s, step[2], step[3]))
+        elif kind == "reserve":
+            metric, amount, try_form, ttl = step[2:]
+            fn = "quota_try_reserve" if try_form else "quota_reserve"
+            r = self.call(f"SELECT * FROM quota.{fn}(%s::text, %s::text, %s::bigint, %s::interval, NULL, %s::jsonb)",
+                          (s, metric, amount, ttl, meta))
+            if r[0] == "ok" and r[1] and r[1][0][0] is not None:
+                self.rids[n] = r[1][0][0]
+                self.names[str(r[1][0][0])] = f"R{n}"
+        elif kind == "settle":
+            held, how, actual = step[2:]
+            rid = self.rids.get(held)
+            if rid is None:
+                r = ["no reservation"]
+            elif how == "commit":
+                r = self.call("SELECT * FROM quota.quota_commit(%s::uuid, %s::bigint, %s::jsonb)", (rid, actual, meta))
+            else:
+                r = self.call("SELECT quota.quota_release(%s::uuid, %s::text)", (rid, f"step {n}"))
+        elif kind == "tick":
+            r = self.call("SELECT set_config('quota.clock_override', %s, false) IS NOT NULL", (step[2],))
+        elif kind == "status":
+            r = self.call("SELECT * FROM quota.quota_status(%s::text) ORDER BY metric", (s,))
+        elif kind == "unknown":
+            if step[2] == "consume":
+                r = self.call("SELECT * FROM quota.quota_consume(%s::text, 'nosuchmetric', 1)", (s,))
+            else:
+                r = self.call("SELECT * FROM quota.quota_check(%s::text, 'nosuchmetric', 1)", (s,))
+        else:
+            raise ValueError(kind)
+        return self.norm(r)
+
+    def step(self, n, step):
+        """Run step n (a transaction: each statement until the first error, then its end)."""
+        if step[0] != "txn":
+            return self.one(n, step)
+        _, p, body, end, isolation = step
+        answers = [self.norm(self.call(f"BEGIN ISOLATION LEVEL {isolation}", None))]
+        for inner in body:
+            if inner[0] == "savepoint":
+                _, inner, keep = inner
+                answers.append(self.norm(self.call("SAVEPOINT d", None)))
+                answers.append(self.one(n, inner))
+                if answers[-1][0] == "ok":
+                    answers.append(self.norm(self.call("RELEASE SAVEPOINT d" if keep else "ROLLBACK TO SAVEPOINT d", None)))
+            else:
+                answers.append(self.one(n, inner))
+            if answers[-1][0] != "ok":
+                break
+        failed = answers[-1][0] != "ok"
+        answers.append(self.norm(self.call("ROLLBACK" if failed or end == "rollback" else "COMMIT", None)))
+        return answers
+
+    def status(self):
+        self.cur.execute("SELECT enabled, hot_calls, general_calls FROM quota.hot_path_status()")
+        return self.cur.fetchone()
+
+
+# The tables compared: each a query over one side's subjects (rows grouped by subject, in
+# the query's order; those in DIFF_SORTED sorted after normalisation, their order being
+# that of random ids).
+DIFF_TABLES = {
+    "counters": "SELECT subject, metric, window_start, window_end, used, bonus, reserved, alerted FROM quota.counters "
+                "WHERE subject = ANY(%s) ORDER BY subject, metric, window_start",
+    "ledger": "SELECT subject, tenant, metric, window_start, kind, amount, overage, idempotency_key, metadata "
+              "FROM quota.usage_events WHERE subject = ANY(%s) ORDER BY subject, id",
+    "events": "SELECT subject, type, metric, payload, acknowledged_at FROM quota.events WHERE subject = ANY(%s) "
+              "ORDER BY subject, id",
+    "reservations": "SELECT subject, id, metric, window_start, window_end, amount, status, expires_at, actual_amount, "
+                    "idempotency_key, metadata, response FROM quota.reservations WHERE subject = ANY(%s)",
+    "idempotency keys": "SELECT subject, idempotency_key, operation, response FROM quota.idempotency_keys "
+                        "WHERE subject = ANY(%s) ORDER BY subject, idempotency_key",
+    "bonus grants": "SELECT subject, metric, kind, reference, reference_scope, amount, window_start, local_day "
+                    "FROM quota.bonus_grants WHERE subject = ANY(%s) ORDER BY subject, id",
+}
+DIFF_SORTED = {"reservations"}
+
+
+def diff_tables(c, sides, label, report):
+    """Compare every table of DIFF_TABLES between the sides; the rows compared."""
+    compared = 0
+    for table, query in DIFF_TABLES.items():
+        rows = {}
+        for side in sides:
+            c.execute(query, (side.subjects,))
+            rows[side.side] = [side.norm(r) for r in c.fetchall()]
+            if table in DIFF_SORTED:
+                rows[side.side].sort(key=repr)
+        on, off = rows["on"], rows["off"]
+        compared += len(on) + len(off)
+        if on != off:
+            at = next((k for k, (x, y) in enumerate(zip(on, off)) if x != y), min(len(on), len(off)))
+            report(f"{label}: {table} differ: {len(on)} rows with the hot path, {len(off)} without; first difference "
+                   f"at row {at}: on {short_repr(on[at:at + 1])} / off {short_repr(off[at:at + 1])}")
+    return compared
+
+
+def short_repr(v, n=400):
+    text = repr(v)
+    return text if len(text) <= n else text[:n] + f"...({len(text)} chars)"
+
+
+def differential_phase(plan):
+    started = time.monotonic()
+    diff_setup()
+    sides = [DiffSide(side) for side in DIFF_SIDES]
+    reader = connect(DIFF_DB, autocommit=True)
+    c = cursor(reader)
+    differences = [0]
+
+    def report(msg):
+        differences[0] += 1
+        if differences[0] <= DIFF_REPORTED:
+            violation(f"differential: {msg}")
+
+    compared = 0
+    kinds = Counter()
+    for n, step in enumerate(plan):
+        kinds[step[0]] += 1
+        on, off = (side.step(n, step) for side in sides)
+        if on != off:
+            report(f"step {n} {short_repr(step, 200)}: with the hot path {short_repr(on)}; without {short_repr(off)}")
+        if (n + 1) % DIFF_COMPARE_EVERY == 0 or n + 1 == len(plan):
+            compared += diff_tables(c, sides, f"after step {n}", report)
+    if differences[0] > DIFF_REPORTED:
+        violation(f"differential: ... {differences[0]} differences in all")
+    # The hot path must really have served the 'on' side, and never the 'off' side.
+    (on_enabled, on_hot, on_general), (off_enabled, off_hot, off_general) = (side.status() for side in sides)
+    share = on_hot / max(1, on_hot + on_general)
+    if not on_enabled or share <= DIFF_HOT_SHARE:
+        violation(f"differential: the hot path served {on_hot} of the {on_hot + on_general} checks and consumes of the "
+                  f"connection with quota.hot_path on (enabled {on_enabled}); more than {DIFF_HOT_SHARE:.0%} expected")
+    if off_enabled or off_hot != 0 or off_general == 0:
+        violation(f"differential: the connection with quota.hot_path off reports enabled {off_enabled}, "
+                  f"{off_hot} hot and {off_general} general calls (expected off, 0 hot, some general)")
+    for side in sides:
+        side.conn.close()
+    reader.close()
+    stats["differential_ops"] = len(plan)
+    print(f"   {len(plan)} steps on {DIFF_PAIRS} subject pairs ({', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))}); "
+          f"hot path on: {on_hot} hot and {on_general} general calls ({share:.0%} hot); off: {off_hot} hot and "
+          f"{off_general} general; {compared} table rows compared, {differences[0]} differences; "
+          f"{time.monotonic() - started:.1f} s, {len(violations)} violations", flush=True)
+
+
 # Bad input ------------------------------------------------------------------------------
 
 ALLOWED_STATES = {"QT429", "QT413", "QT404", "22023", "22004", "22P02", "22003", "22007", "22008", "22015",
@@ -1662,6 +2035,8 @@ def main():
     old_version_plans = {v: old_plans(SEED, v) for v in OLD_VERSIONS}
     for v, (clients, changes) in old_version_plans.items():
         show_plans(f"old {v} ({OLD_OPS} ops each, admin {digest(changes)[:8]})", clients)
+    diff_steps = diff_plan(SEED, DIFF_OPS)
+    print(f"   plan differential: {DIFF_OPS} steps on {DIFF_PAIRS} subject pairs, digest {digest(diff_steps)}", flush=True)
     sigs = signatures()
     prop_plan = property_plan(SEED, sigs, PROPERTY_CALLS)
 
@@ -1704,6 +2079,10 @@ def main():
         old_version_phase(v, old_version_plans[v])
     mark = scan_log(mark, "old versions")
 
+    print("-- hot path against the general path (differential)", flush=True)
+    differential_phase(diff_steps)
+    mark = scan_log(mark, "differential")
+
     print("-- bad input", flush=True)
     started = time.monotonic()
     bad_inputs(sigs, prop_plan)
@@ -1717,7 +2096,8 @@ def main():
     print(f"reliability: operations={stats['operations']} aborts={stats['aborts']} "
           f"crashes_survived={stats['crashes_survived']} partition_txns={stats['partition_txns']} "
           f"tenant_ops={stats['tenant_ops']} cross_tenant_refused={stats['cross_tenant_refused']} "
-          f"old_version_ops={stats['old_version_ops']} bad_inputs={stats['bad_inputs']} "
+          f"old_version_ops={stats['old_version_ops']} differential_ops={stats['differential_ops']} "
+          f"bad_inputs={stats['bad_inputs']} "
           f"invariant_violations={len(violations)} server_log={size / MB:.1f}MB "
           f"peak_rss={peak_rss * 1024 / MB:.0f}MB seed={SEED}", flush=True)
     sys.exit(1 if violations else 0)
