@@ -49,7 +49,7 @@ DO $$
 DECLARE
     touches_no_table CONSTANT text[] := ARRAY['count_tokens', 'tenant_visible', 'quota_clock', 'stats_totals',
                                               'stats_reset', 'recent_refusals', 'used_change', 'refuse_ledger_change',
-                                              'config_changed'];
+                                              'config_changed', 'hot_path_status'];
     switch_themselves CONSTANT text[] := ARRAY['quota_check', 'quota_consume', 'quota_try_consume'];
     f regprocedure;
 BEGIN
@@ -78,6 +78,7 @@ BEGIN
             ('stats_totals', 'quota_reader'), ('recent_refusals', 'quota_reader'),
             ('tenant_visible', 'quota_app'), ('quota_clock', 'quota_app'), ('used_change', 'quota_app'),
             ('recent_refusals', 'quota_app'), ('stats_totals', 'quota_app'),
+            ('hot_path_status', 'quota_reader'), ('hot_path_status', 'quota_app'),
             -- the application
             ('quota_check', 'quota_app'), ('quota_status', 'quota_app'),
             ('quota_consume', 'quota_app'), ('quota_try_consume', 'quota_app'), ('quota_refund', 'quota_app'),

@@ -28,9 +28,8 @@ mod storage;
 // Short paths used across the crate (one name per module, wherever it lives).
 pub use domain::{bonus, decision, error, events, limits, period, tenancy, tokens};
 pub use pg::stats;
-use hotpath as fastpath;
-use hotpath::{heap, subject_cache};
-use ops::engine;
+use hotpath::subject_cache;
+use ops as engine;
 use pg::{clock, ereport, gucs, installed, privilege, read_guard, roles};
 use storage as store;
 

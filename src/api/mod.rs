@@ -475,5 +475,6 @@ fn unbind_tenant(role_name: Option<&str>, tenant: default!(Option<&str>, "NULL")
     engine::unbind_tenant(required("role_name", role_name).or_raise(), tenant).or_raise()
 }
 
+mod hotpath;
 mod ledger;
 mod monitor;

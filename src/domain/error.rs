@@ -26,11 +26,14 @@ pub const CONFLICT: &str = "40001";
 /// restrict_violation: UPDATE, DELETE or TRUNCATE on the append-only ledger (raised by
 /// the ledger's trigger, sql/ledger.sql)
 pub const LEDGER_APPEND_ONLY: &str = "23001";
+/// data_corrupted: a value stored in one of quota's own tables cannot be decoded (a
+/// period name the code does not know, a NULL in a column it needs). Never a default.
+pub const DATA_CORRUPTED: &str = "XX001";
 
 /// Every SQLSTATE this project raises itself. The README's error table lists each one,
 /// and a test holds the two together.
 pub const OWN_SQLSTATES: &[&str] =
-    &[QUOTA_EXCEEDED, OVER_REQUEST_CAP, UNKNOWN_SUBJECT, INVALID_ARGUMENT, NULL_ARGUMENT, NOT_AVAILABLE, FORBIDDEN, CONFLICT, LEDGER_APPEND_ONLY];
+    &[QUOTA_EXCEEDED, OVER_REQUEST_CAP, UNKNOWN_SUBJECT, INVALID_ARGUMENT, NULL_ARGUMENT, NOT_AVAILABLE, FORBIDDEN, CONFLICT, LEDGER_APPEND_ONLY, DATA_CORRUPTED];
 
 /// PostgreSQL's own SQLSTATEs that a caller can get from quota functions: malformed input
 /// of an argument's type (22P02: an IP address, a uuid, jsonb), a number out of its
@@ -60,6 +63,9 @@ pub enum QuotaError {
     /// A window's counter row changed while this call held it locked and was writing it
     /// (not expected: the lock excludes other writers). The transaction must be retried.
     Conflict { subject: String, metric: String },
+    /// A stored value of quota's own state cannot be decoded (`storage::schema`). Both
+    /// paths raise this instead of guessing a value.
+    Corrupt { table: &'static str, column: &'static str, value: String },
 }
 
 pub type Result<T> = std::result::Result<T, QuotaError>;
@@ -90,6 +96,7 @@ impl QuotaError {
             QuotaError::Forbidden { .. } => FORBIDDEN,
             QuotaError::Conflict { .. } => CONFLICT,
             QuotaError::BrokenRule { .. } => NOT_AVAILABLE,
+            QuotaError::Corrupt { .. } => DATA_CORRUPTED,
         }
     }
 
@@ -105,6 +112,7 @@ impl QuotaError {
             QuotaError::NotAvailable { .. } => "not_available",
             QuotaError::Forbidden { .. } => "forbidden",
             QuotaError::BrokenRule { .. } => "enforcement_broken",
+            QuotaError::Corrupt { .. } => "data_corrupted",
         }
     }
 
@@ -129,6 +137,9 @@ impl QuotaError {
             }
             QuotaError::BrokenRule { table, metric, column } => {
                 format!("the {metric} quota on table {table} uses column {column}, which no longer exists: rows are refused")
+            }
+            QuotaError::Corrupt { table, column, value } => {
+                format!("quota_ext cannot read column {column} of {table}: stored value \"{}\" is not valid", quoted(value))
             }
         }
     }
@@ -167,6 +178,9 @@ impl QuotaError {
             QuotaError::BrokenRule { table, metric, column } => {
                 json!({"code": self.code(), "table": table, "metric": metric, "column": column})
             }
+            QuotaError::Corrupt { table, column, value } => {
+                json!({"code": self.code(), "table": table, "column": column, "value": quoted(value)})
+            }
         }
     }
 
@@ -198,6 +212,9 @@ impl QuotaError {
                 table.replace('\'', "''"),
                 table.replace('\'', "''"),
                 metric.replace('\'', "''")
+            ),
+            QuotaError::Corrupt { table, column, .. } => format!(
+                "A row of {table} was changed outside quota_ext's functions. Correct {column} (see the table's CHECK constraints), or restore it from a backup; quota.ledger_check() compares counters with the ledger."
             ),
         }
     }
@@ -368,6 +385,7 @@ mod tests {
             QuotaError::Forbidden { object: "o".into(), message: "m".into(), hint: "h".into() },
             QuotaError::Conflict { subject: "s".into(), metric: "m".into() },
             QuotaError::BrokenRule { table: "t".into(), metric: "m".into(), column: "c".into() },
+            QuotaError::Corrupt { table: "quota.plan_limits", column: "period", value: "x".repeat(100) },
         ];
         for e in every {
             assert!(OWN_SQLSTATES.contains(&e.sqlstate()), "{:?}", e.sqlstate());

@@ -498,7 +498,7 @@ fn row_with_key_exists(c: &mut SpiClient<'_>, t: &TableRules, row: &Row) -> bool
     let sql = format!("SELECT 1 FROM {} WHERE {} LIMIT 1", t.root_name, conditions.join(" AND "));
     // A key type without an equality PostgreSQL can find here: assume the row exists
     // (the first charge stays).
-    engine::subtransaction(|| c.select(&sql, Some(1), &args).map(|rows| !rows.is_empty()).unwrap_or(true)).unwrap_or(true)
+    crate::pg::subtransaction::run(|| c.select(&sql, Some(1), &args).map(|rows| !rows.is_empty()).unwrap_or(true)).unwrap_or(true)
 }
 
 fn quote_ident(name: &str) -> String {

@@ -3,20 +3,40 @@
 //! SPI and the executor (whose start-up was most of a consume's cost).
 //!
 //! Only what the executor would do for these tables is done here, so callers must check
-//! `eligible_*` first: plain heap tables, plain btree indexes on columns, no triggers
-//! or rules that the executor would fire. Permissions and row-level security are not
-//! applied at this level: the caller decides what the session may see (`tenancy`).
+//! `updatable`/`insertable` first (`tables` does): plain heap tables, plain btree indexes
+//! on columns, no triggers or rules that the executor would fire. Permissions and
+//! row-level security are not applied at this level: the caller decides what the session
+//! may see (`tenancy`). Functions whose soundness depends on such a precondition are
+//! `unsafe fn` and say so under `# Safety`.
 
 use pgrx::pg_sys::{self, AttrNumber, Datum, Oid, Relation};
-use pgrx::{FromDatum, IntoDatum};
+use pgrx::FromDatum;
 
 /// A relation opened for the duration of one call; the lock stays until the transaction
 /// ends, as the executor keeps it.
-pub struct Rel(pub Relation);
+pub struct Rel(Relation);
 
 impl Rel {
     pub fn open(oid: Oid, lockmode: pg_sys::LOCKMODE) -> Rel {
+        // SAFETY: table_open raises (rather than returning NULL) for a missing relation.
         Rel(unsafe { pg_sys::table_open(oid, lockmode) })
+    }
+
+    /// The relation, for PostgreSQL calls that take one.
+    pub fn raw(&self) -> Relation {
+        self.0
+    }
+
+    /// An ordinary table (not partitioned, a view, foreign...).
+    pub fn is_plain_table(&self) -> bool {
+        // SAFETY: an open relation's rd_rel is valid while it is open.
+        unsafe { (*(*self.0).rd_rel).relkind == pg_sys::RELKIND_RELATION as std::ffi::c_char }
+    }
+
+    /// Its storage's number (relfilenode).
+    pub fn storage(&self) -> Oid {
+        // SAFETY: as above.
+        unsafe { (*self.0).rd_node.relNode }
     }
 }
 
@@ -24,41 +44,55 @@ impl Drop for Rel {
     fn drop(&mut self) {
         // During an error the transaction's abort releases the reference.
         if !std::thread::panicking() {
+            // SAFETY: opened by `Rel::open` and not closed since.
             unsafe { pg_sys::table_close(self.0, pg_sys::NoLock as _) }
         }
     }
 }
 
 /// A tuple slot for one relation, dropped (and its buffer pin released) with the call.
-pub struct Slot(pub *mut pg_sys::TupleTableSlot);
+pub struct Slot(*mut pg_sys::TupleTableSlot);
 
 impl Slot {
     pub fn new(rel: &Rel) -> Slot {
+        // SAFETY: a slot for an open relation, in the current memory context.
         Slot(unsafe { pg_sys::table_slot_create(rel.0, std::ptr::null_mut()) })
     }
 
+    /// The attribute's value (None: NULL, or no tuple stored). `att` must be one of the
+    /// relation's attribute numbers (1..=natts), as `attnum` returns.
     pub fn datum(&self, att: AttrNumber) -> Option<Datum> {
         let mut isnull = false;
+        // SAFETY: slot_getattr checks `att` against the tuple's attributes and raises
+        // for one out of range; an empty slot reads as NULL.
         let d = unsafe { pg_sys::slot_getattr(self.0, att as _, &mut isnull) };
         (!isnull).then_some(d)
     }
 
-    pub fn get<T: FromDatum>(&self, att: AttrNumber) -> Option<T> {
+    /// The attribute's value as `T`.
+    ///
+    /// # Safety
+    /// The attribute's type must be `T`'s (as `attnum` checks when resolving).
+    pub unsafe fn get<T: FromDatum>(&self, att: AttrNumber) -> Option<T> {
         let d = self.datum(att)?;
+        // SAFETY: the caller guarantees the type; the datum is not NULL.
         unsafe { T::from_datum(d, false) }
     }
 
-    pub fn i64(&self, att: AttrNumber) -> Option<i64> {
-        self.datum(att).map(|d| d.value() as i64)
-    }
-
     pub fn tid(&self) -> pg_sys::ItemPointerData {
+        // SAFETY: a slot made by `Slot::new` is valid until dropped.
         unsafe { (*self.0).tts_tid }
     }
 
     /// Fill this (empty) slot as a virtual tuple: `values` by attribute number, every
     /// other attribute copied from `from`, or NULL without it.
-    pub fn store(&self, from: Option<&Slot>, values: &[(AttrNumber, Option<Datum>)]) {
+    ///
+    /// # Safety
+    /// `from` is a slot of the same relation, each value's type is its attribute's and
+    /// each attribute number is in 1..=natts.
+    pub unsafe fn store(&self, from: Option<&Slot>, values: &[(AttrNumber, Option<Datum>)]) {
+        // SAFETY: the caller's guarantees; the arrays have natts entries (a slot's
+        // descriptor is its relation's).
         unsafe {
             let slot = self.0;
             pg_sys::ExecClearTuple(slot);
@@ -89,6 +123,7 @@ impl Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         if !std::thread::panicking() {
+            // SAFETY: made by `Slot::new` and not dropped since.
             unsafe { pg_sys::ExecDropSingleTupleTableSlot(self.0) }
         }
     }
@@ -97,7 +132,13 @@ impl Drop for Slot {
 /// Look `keys` up in the unique index `index` of `rel` (equality on its leading columns,
 /// with `procs` the equality functions) and load the visible row into `slot`.
 /// Returns the TID the index entry holds (the root of the row's HOT chain).
-pub fn probe(rel: &Rel, index: Oid, snapshot: pg_sys::Snapshot, keys: &[(Datum, u32)], slot: &Slot) -> Option<pg_sys::ItemPointerData> {
+///
+/// # Safety
+/// `index` is a btree index of `rel` whose leading columns have the types of `keys`, each
+/// key's function is the equality of that type, at most 3 keys, `slot` is `rel`'s and
+/// `snapshot` is registered or active.
+pub unsafe fn probe(rel: &Rel, index: Oid, snapshot: pg_sys::Snapshot, keys: &[(Datum, u32)], slot: &Slot) -> Option<pg_sys::ItemPointerData> {
+    // SAFETY: the caller's guarantees; the scan is begun and ended here.
     unsafe {
         let idx = pg_sys::index_open(index, pg_sys::AccessShareLock as _);
         let mut sk: [pg_sys::ScanKeyData; 3] = std::mem::zeroed();
@@ -134,7 +175,12 @@ pub fn probe(rel: &Rel, index: Oid, snapshot: pg_sys::Snapshot, keys: &[(Datum, 
 /// at `root`, as an index scan does with the TID of an index entry. False when nothing
 /// visible is there (any TID may be passed: one past the end or pointing at nothing is
 /// just not found).
-pub fn fetch(rel: &Rel, root: pg_sys::ItemPointerData, snapshot: pg_sys::Snapshot, slot: &Slot) -> bool {
+///
+/// # Safety
+/// `slot` is `rel`'s and `snapshot` is registered or active.
+pub unsafe fn fetch(rel: &Rel, root: pg_sys::ItemPointerData, snapshot: pg_sys::Snapshot, slot: &Slot) -> bool {
+    // SAFETY: the block is checked against the relation's size first, and the fetch
+    // checks the line pointer; the caller guarantees the rest.
     unsafe {
         let block = (root.ip_blkid.bi_hi as u32) << 16 | root.ip_blkid.bi_lo as u32;
         if block >= pg_sys::RelationGetNumberOfBlocksInFork(rel.0, pg_sys::ForkNumber::MAIN_FORKNUM) {
@@ -151,6 +197,7 @@ pub fn fetch(rel: &Rel, root: pg_sys::ItemPointerData, snapshot: pg_sys::Snapsho
 /// Whether this transaction (any level still open) inserted, updated or deleted rows of
 /// the table, as its statistics counters record; true when they are off (unknown).
 pub fn written_here(oid: Oid) -> bool {
+    // SAFETY: reads the transaction state and an open relation's statistics pointers.
     unsafe {
         if pg_sys::GetTopTransactionIdIfAny() == pg_sys::InvalidTransactionId {
             return false; // no write without a transaction id
@@ -163,8 +210,12 @@ pub fn written_here(oid: Oid) -> bool {
 
 /// Whether the row in `slot` has these values (`procs` the equality functions), as a
 /// probe with the same keys would require.
-pub fn matches(slot: &Slot, atts: &[AttrNumber], keys: &[(Datum, u32)]) -> bool {
+///
+/// # Safety
+/// Each key's function is the equality of its attribute's type.
+pub unsafe fn matches(slot: &Slot, atts: &[AttrNumber], keys: &[(Datum, u32)]) -> bool {
     atts.iter().zip(keys).all(|(att, (value, proc_))| {
+        // SAFETY: the caller's guarantee; both datums are of that type and not NULL.
         slot.datum(*att).is_some_and(|d| unsafe {
             pg_sys::OidFunctionCall2Coll(Oid::from(*proc_), pg_sys::DEFAULT_COLLATION_OID, d, *value).value() != 0
         })
@@ -174,6 +225,7 @@ pub fn matches(slot: &Slot, atts: &[AttrNumber], keys: &[(Datum, u32)]) -> bool 
 /// The OIDs of a relation's indexes (callers keep them; a relcache invalidation of the
 /// relation tells them to ask again).
 pub fn index_oids(rel: &Rel) -> Vec<Oid> {
+    // SAFETY: RelationGetIndexList returns a fresh list (or NIL) that is freed here.
     unsafe {
         let list = pg_sys::RelationGetIndexList(rel.0);
         if list.is_null() {
@@ -187,7 +239,12 @@ pub fn index_oids(rel: &Rel) -> Vec<Oid> {
 
 /// Add index entries for the tuple in `slot` (just inserted, or updated without HOT) to
 /// every index of `rel` (`indexes`, from `index_oids`), as the executor does.
-fn insert_index_entries(rel: &Rel, slot: &Slot, indexes: &[Oid]) {
+///
+/// # Safety
+/// `indexes` are `rel`'s plain btree indexes on columns (no expressions or predicates:
+/// `updatable`/`insertable`) and `slot` holds the tuple just written to `rel`.
+unsafe fn insert_index_entries(rel: &Rel, slot: &Slot, indexes: &[Oid]) {
+    // SAFETY: the caller's guarantees; each index is opened and closed here.
     unsafe {
         for &oid in indexes {
             let idx = pg_sys::index_open(oid, pg_sys::RowExclusiveLock as _);
@@ -211,11 +268,16 @@ fn insert_index_entries(rel: &Rel, slot: &Slot, indexes: &[Oid]) {
 }
 
 /// Append the tuple in `slot` to `rel`, with its index entries.
-pub fn insert(rel: &Rel, slot: &Slot, indexes: &[Oid]) {
+///
+/// # Safety
+/// `rel` is open with RowExclusiveLock and `insertable`, `slot` is `rel`'s with every
+/// value of its attribute's type, and `indexes` are all of `rel`'s indexes.
+pub unsafe fn insert(rel: &Rel, slot: &Slot, indexes: &[Oid]) {
+    // SAFETY: the caller's guarantees.
     unsafe {
         pg_sys::table_tuple_insert(rel.0, slot.0, pg_sys::GetCurrentCommandId(true), 0, std::ptr::null_mut());
+        insert_index_entries(rel, slot, indexes);
     }
-    insert_index_entries(rel, slot, indexes);
 }
 
 /// How an update attempt ended.
@@ -231,7 +293,13 @@ pub enum Updated {
 /// Replace the row `old` was read from by the tuple in `new`. READ COMMITTED only: a
 /// concurrent change makes this lock the newest version into `latest` (as UPDATE's
 /// EvalPlanQual would) rather than fail.
-pub fn update(rel: &Rel, old: &Slot, new: &Slot, latest: &Slot, indexes: &[Oid]) -> Updated {
+///
+/// # Safety
+/// `rel` is open with RowExclusiveLock and `updatable`, the slots are `rel`'s, `old`
+/// holds a row read from it, `new` has every value of its attribute's type, the key
+/// columns unchanged, and `indexes` are all of `rel`'s indexes; READ COMMITTED.
+pub unsafe fn update(rel: &Rel, old: &Slot, new: &Slot, latest: &Slot, indexes: &[Oid]) -> Updated {
+    // SAFETY: the caller's guarantees.
     unsafe {
         let cid = pg_sys::GetCurrentCommandId(true);
         let mut otid = old.tid();
@@ -284,7 +352,11 @@ pub fn update(rel: &Rel, old: &Slot, new: &Slot, latest: &Slot, indexes: &[Oid])
 /// Lock the row in `row` for update, as `SELECT ... FOR NO KEY UPDATE` does under READ
 /// COMMITTED: if another transaction changed it since it was read, wait for it and lock
 /// its newest version. `locked` then holds the locked version. False when it is gone.
-pub fn lock(rel: &Rel, row: &Slot, locked: &Slot) -> bool {
+///
+/// # Safety
+/// Both slots are `rel`'s and `row` holds a row read from it; READ COMMITTED.
+pub unsafe fn lock(rel: &Rel, row: &Slot, locked: &Slot) -> bool {
+    // SAFETY: the caller's guarantees.
     unsafe {
         let mut tid = row.tid();
         let mut tmfd: pg_sys::TM_FailureData = std::mem::zeroed();
@@ -302,69 +374,133 @@ pub fn lock(rel: &Rel, row: &Slot, locked: &Slot) -> bool {
     }
 }
 
-/// Which writes the executor would do more than `insert`/`update` for this relation.
-pub struct Eligibility {
-    pub insert: bool,
-    pub update: bool,
-}
-
-/// May rows of `rel` be inserted or updated here (see the module comment)? Foreign-key
-/// checks on the referencing side are allowed for updates: they only act when the key
-/// columns change, and the hot path never changes them.
-pub fn eligibility(rel: &Rel) -> Eligibility {
-    const INSERT: i16 = 1 << 2;
-    const UPDATE: i16 = 1 << 4;
+/// Why the executor would do more for `rel` than these functions, for any write (the
+/// name of the failed check), or Ok.
+fn plain(rel: &Rel) -> Result<(), &'static str> {
+    // SAFETY: an open relation's descriptor, rules and constraints are valid while it is
+    // open; each index is opened and closed here.
     unsafe {
         let r = rel.0;
-        let plain = (*(*r).rd_rel).relkind == pg_sys::RELKIND_RELATION as std::ffi::c_char
-            && (*r).rd_rules.is_null()
-            && ((*(*r).rd_att).constr.is_null() || {
-                let c = (*(*r).rd_att).constr;
-                (*c).num_check == 0 && !(*c).has_generated_stored
-            })
-            && index_oids(rel).into_iter().all(|oid| {
-                let idx = pg_sys::index_open(oid, pg_sys::AccessShareLock as _);
-                let info = pg_sys::BuildIndexInfo(idx);
-                let ok = (*(*idx).rd_rel).relam == pg_sys::BTREE_AM_OID
-                    && (*info).ii_Expressions.is_null()
-                    && (*info).ii_Predicate.is_null()
-                    && (*info).ii_ExclusionOps.is_null()
-                    && (*(*idx).rd_index).indimmediate
-                    && (*(*idx).rd_index).indisready;
-                pg_sys::index_close(idx, pg_sys::NoLock as _);
-                ok
-            });
-        let triggers: &[pg_sys::Trigger] = if (*r).trigdesc.is_null() {
+        if !rel.is_plain_table() {
+            return Err("not a plain table");
+        }
+        if !(*r).rd_rules.is_null() {
+            return Err("rule");
+        }
+        let constr = (*(*r).rd_att).constr;
+        if !constr.is_null() && (*constr).num_check > 0 {
+            return Err("check constraint");
+        }
+        if !constr.is_null() && (*constr).has_generated_stored {
+            return Err("generated column");
+        }
+        for oid in index_oids(rel) {
+            let idx = pg_sys::index_open(oid, pg_sys::AccessShareLock as _);
+            let info = pg_sys::BuildIndexInfo(idx);
+            let why = if (*(*idx).rd_rel).relam != pg_sys::BTREE_AM_OID {
+                Some("not a btree index")
+            } else if !(*info).ii_Expressions.is_null() {
+                Some("expression index")
+            } else if !(*info).ii_Predicate.is_null() {
+                Some("partial index")
+            } else if !(*info).ii_ExclusionOps.is_null() {
+                Some("exclusion constraint")
+            } else if !(*(*idx).rd_index).indimmediate {
+                Some("deferrable unique constraint")
+            } else if !(*(*idx).rd_index).indisready {
+                Some("index not ready")
+            } else {
+                None
+            };
+            pg_sys::index_close(idx, pg_sys::NoLock as _);
+            if let Some(why) = why {
+                return Err(why);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn triggers(rel: &Rel) -> &[pg_sys::Trigger] {
+    // SAFETY: an open relation's trigger descriptor (or NULL) is valid while it is open.
+    unsafe {
+        let desc = (*rel.0).trigdesc;
+        if desc.is_null() {
             &[]
         } else {
-            std::slice::from_raw_parts((*(*r).trigdesc).triggers, (*(*r).trigdesc).numtriggers as usize)
-        };
-        Eligibility {
-            insert: plain && triggers.iter().all(|t| t.tgtype & INSERT == 0),
-            update: plain
-                && triggers.iter().all(|t| t.tgtype & UPDATE == 0 || t.tgfoid == Oid::from(pg_sys::F_RI_FKEY_CHECK_UPD)),
+            std::slice::from_raw_parts((*desc).triggers, (*desc).numtriggers as usize)
         }
+    }
+}
+
+const TRIGGER_INSERT: i16 = 1 << 2;
+const TRIGGER_UPDATE: i16 = 1 << 4;
+
+/// May rows of `rel` be inserted here (see the module comment)?
+pub fn insertable(rel: &Rel) -> Result<(), &'static str> {
+    plain(rel)?;
+    if triggers(rel).iter().any(|t| t.tgtype & TRIGGER_INSERT != 0) {
+        return Err("trigger");
+    }
+    Ok(())
+}
+
+/// May rows of `rel` be updated here? Foreign-key checks on the referencing side are
+/// allowed: they only act when the key columns change, and the hot path never changes
+/// them.
+pub fn updatable(rel: &Rel) -> Result<(), &'static str> {
+    plain(rel)?;
+    if triggers(rel).iter().any(|t| t.tgtype & TRIGGER_UPDATE != 0 && t.tgfoid != Oid::from(pg_sys::F_RI_FKEY_CHECK_UPD)) {
+        return Err("trigger");
+    }
+    Ok(())
+}
+
+/// Every column of `rel` but `att` is dropped, or nullable without a default (so that
+/// leaving it NULL is what an INSERT naming only `att` would do).
+pub fn others_default_to_null(rel: &Rel, att: &[AttrNumber]) -> bool {
+    // SAFETY: an open relation's tuple descriptor has natts attributes.
+    unsafe {
+        let desc = (*rel.0).rd_att;
+        (0..(*desc).natts as usize).all(|i| {
+            let a = &*(*desc).attrs.as_ptr().add(i);
+            a.attisdropped || att.contains(&a.attnum) || (!a.attnotnull && !a.atthasdef)
+        })
+    }
+}
+
+/// Whether the index's key columns are exactly `att`, in order.
+pub fn index_keys_are(index: Oid, att: &[AttrNumber]) -> bool {
+    // SAFETY: the index is opened and closed here; indkey has indnatts entries.
+    unsafe {
+        let idx = pg_sys::index_open(index, pg_sys::AccessShareLock as _);
+        let i = (*idx).rd_index;
+        let same = (*i).indnkeyatts as usize == att.len() && att.iter().enumerate().all(|(k, a)| *(*i).indkey.values.as_ptr().add(k) == *a);
+        pg_sys::index_close(idx, pg_sys::NoLock as _);
+        same
     }
 }
 
 /// The attribute number of a column with the given type, if the relation has one.
 pub fn attnum(rel: Oid, name: &std::ffi::CStr, type_oid: Oid) -> Option<AttrNumber> {
+    // SAFETY: syscache lookups by OID and name.
     unsafe {
         let att = pg_sys::get_attnum(rel, name.as_ptr());
         (att > 0 && pg_sys::get_atttype(rel, att) == type_oid).then_some(att)
     }
 }
 
-/// The next value of the sequence, without a permission check (the caller owns it).
-pub fn nextval(seq: Oid) -> i64 {
+/// The next value of the sequence, without a permission check.
+///
+/// # Safety
+/// `seq` is a sequence that the current role may use (the extension's own, under the
+/// owner switch of the caller): no permission is checked.
+pub unsafe fn nextval(seq: Oid) -> i64 {
+    // SAFETY: nextval_internal raises for a missing relation or one not a sequence; the
+    // guard turns that error into a Rust panic that pgrx re-raises.
     unsafe { pg_sys::ffi::pg_guard_ffi_boundary(|| nextval_internal(seq, false)) }
 }
 
 unsafe extern "C-unwind" {
     fn nextval_internal(relid: Oid, check_permissions: bool) -> i64;
-}
-
-/// A text datum (palloc'd in the current memory context).
-pub fn text(s: &str) -> Datum {
-    s.into_datum().expect("text datum")
 }

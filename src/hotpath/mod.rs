@@ -1,269 +1,47 @@
-//! The hot path: the common `quota_check` and `quota_consume` (one metric, a stored
-//! subject, a window row that exists, READ COMMITTED) done with primary-key probes and
+//! The hot path: the common `quota_check` and `quota_consume` (a stored subject, window
+//! rows that exist, READ COMMITTED, no idempotency key) done with primary-key probes and
 //! direct heap writes (`heap`), without SPI, the planner or the executor.
 //!
-//! Everything else returns `None` and the engine takes the general path, which handles
-//! every case exactly: unknown subjects and metrics, new windows, refusals, idempotency
-//! keys, other isolation levels, read-only transactions, tables that have gained
-//! triggers or unusual indexes. The engine decides; this module only reads and writes.
+//! Everything else returns `None` and the operation takes the general path, which
+//! handles every case exactly: unknown subjects and metrics, new windows, refusals,
+//! idempotency keys, other isolation levels, read-only transactions, tables that fail an
+//! eligibility check (`tables`). The operations (`ops::check`, `ops::consume`) decide;
+//! this module only reads and writes.
 //!
-//! Semantics match the general path's statements: reads use the snapshot a volatile
-//! function's statement would get, and a counter changed concurrently is re-read at its
-//! newest version under a row lock and decided again (UPDATE's EvalPlanQual).
+//! One contract with the general path: both read and write the state tables through
+//! their descriptions in `storage::schema`, decode rows with the same functions and
+//! build ledger rows with the same encoder. A randomized differential test (the
+//! reliability suite) and one test per eligibility check hold the two together.
 //!
-//! Under READ COMMITTED, subjects' rows and plan limits are cached. Subjects live in the
-//! shared-memory cache (`subject_cache`) when quota_ext is preloaded, else in backend
-//! memory (`Config`) like plan limits. Every statement that changes `quota.subjects`
-//! (UPDATE, DELETE, TRUNCATE) or `quota.plan_limits` sends a relcache invalidation at
-//! COMMIT (trigger `quota.config_changed`, sql/hotpath.sql), and each call first takes
-//! the pending invalidations, so a change committed before a call starts is seen by it,
-//! as a new statement's snapshot would. Entries are loaded with the latest snapshot and
-//! kept only if no invalidation arrived meanwhile. The shared cache has its own rule,
-//! with the same effect (see `subject_cache`); it also remembers where each subject's
-//! window rows are, so that a warm call descends no index at all.
+//! Semantics match the general path's statements: a check reads with the calling
+//! statement's snapshot; a consume with the snapshot a volatile function's statement
+//! would get, and a counter changed concurrently is re-read at its newest version under
+//! a row lock and decided again (UPDATE's EvalPlanQual). Subjects' rows and plan limits
+//! come from caches under READ COMMITTED (`cache`, `subject_cache`).
 
 use chrono::{DateTime, Utc};
-use pgrx::pg_sys::{self, AttrNumber, Datum, Oid};
+use pgrx::pg_sys::{self, Datum};
 use pgrx::IntoDatum;
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
+
+pub mod cache;
+pub mod heap;
+pub mod status;
+pub mod subject_cache;
+pub mod tables;
 
 use crate::clock;
 use crate::error::QuotaError;
-use heap::{Rel, Slot, Updated};
 use crate::limits::{Limit, Usage};
-use crate::period::{self, Window};
+use crate::period::Window;
+use crate::storage::schema::{self, counters, LedgerKind, LedgerRow, SubjectRow};
 use crate::store::Subject;
-use subject_cache::{Generation, Place, SubjectRow};
 use crate::tenancy::Scope;
-
-/// A table, its primary-key index and the attribute numbers of the columns used here
-/// (the key columns first, in index order).
-#[derive(Clone)]
-struct Table {
-    oid: Oid,
-    /// Its storage (relfilenode): a rewrite (ALTER TABLE ... TYPE, VACUUM FULL) changes it.
-    node: Oid,
-    pkey: Oid,
-    att: Vec<AttrNumber>,
-}
-
-/// The tables of schema quota, resolved once per backend and forgotten whenever one of
-/// them changes (relcache invalidation: DDL, new triggers or indexes, DROP EXTENSION).
-#[derive(Clone)]
-struct Tables {
-    subjects: Table,
-    limits: Table,
-    counters: Table,
-    ledger: Table,
-    ledger_seq: Oid,
-    counters_indexes: Vec<Oid>,
-    ledger_indexes: Vec<Oid>,
-    /// Counter updates and ledger appends may be done here (see `heap::eligibility`).
-    writable: bool,
-}
-
-const TEXT: u32 = pg_sys::TEXTOID.to_u32();
-const INT8: u32 = pg_sys::INT8OID.to_u32();
-const INT4: u32 = pg_sys::INT4OID.to_u32();
-const TSTZ: u32 = pg_sys::TIMESTAMPTZOID.to_u32();
-const JSONB: u32 = pg_sys::JSONBOID.to_u32();
-const INT4ARRAY: u32 = pg_sys::INT4ARRAYOID.to_u32();
-
-// Column positions in `Table::att`.
-const S_PLAN: usize = 1;
-const S_TENANT: usize = 2;
-const S_ANCHOR: usize = 3;
-const S_ZONE: usize = 4;
-const L_PERIOD: usize = 2;
-const L_LIMIT: usize = 3;
-const L_ENFORCEMENT: usize = 4;
-const L_PER_REQUEST: usize = 5;
-const L_ALERTS: usize = 6;
-const C_USED: usize = 3;
-const C_BONUS: usize = 4;
-const C_RESERVED: usize = 5;
-const C_ALERTED: usize = 6;
-
-const SUBJECTS: &[(&std::ffi::CStr, u32)] =
-    &[(c"subject", TEXT), (c"plan", TEXT), (c"tenant", TEXT), (c"cycle_anchor", TSTZ), (c"time_zone", TEXT)];
-const LIMITS: &[(&std::ffi::CStr, u32)] = &[
-    (c"plan", TEXT),
-    (c"metric", TEXT),
-    (c"period", TEXT),
-    (c"limit_value", INT8),
-    (c"enforcement", TEXT),
-    (c"per_request_max", INT8),
-    (c"alert_thresholds", INT4ARRAY),
-];
-const COUNTERS: &[(&std::ffi::CStr, u32)] = &[
-    (c"subject", TEXT),
-    (c"metric", TEXT),
-    (c"window_start", TSTZ),
-    (c"used", INT8),
-    (c"bonus", INT8),
-    (c"reserved", INT8),
-    (c"alerted", INT4),
-];
-/// Every column of the ledger this path fills (any other must be nullable, no default).
-const LEDGER: &[(&std::ffi::CStr, u32)] = &[
-    (c"id", INT8),
-    (c"subject", TEXT),
-    (c"tenant", TEXT),
-    (c"metric", TEXT),
-    (c"window_start", TSTZ),
-    (c"kind", TEXT),
-    (c"amount", INT8),
-    (c"overage", INT8),
-    (c"metadata", JSONB),
-    (c"created_at", TSTZ),
-];
-const E_ID: usize = 0;
-const E_SUBJECT: usize = 1;
-const E_TENANT: usize = 2;
-const E_METRIC: usize = 3;
-const E_WINDOW: usize = 4;
-const E_KIND: usize = 5;
-const E_AMOUNT: usize = 6;
-const E_OVERAGE: usize = 7;
-const E_METADATA: usize = 8;
-const E_CREATED: usize = 9;
-
-/// Subjects' rows and plan limits as last read (READ COMMITTED only).
-#[derive(Default)]
-struct Config {
-    subjects: HashMap<String, SubjectRow>,
-    /// (plan, metric) -> its limit, or None when the plan has no limit on the metric.
-    limits: HashMap<(String, String), Option<Limit>>,
-}
-
-/// Bound on cached subjects per backend (about 1 MB); the cache starts over when full.
-const MAX_SUBJECTS: usize = 10_000;
-/// Bound on cached plan limits per backend; the cache starts over when full.
-const MAX_LIMITS: usize = 4_096;
-
-thread_local! {
-    static TABLES: RefCell<Option<Rc<Tables>>> = const { RefCell::new(None) };
-    static CONFIG: RefCell<Option<Config>> = const { RefCell::new(None) };
-    static CALLBACK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-    /// Relcache invalidations seen: a resolution that saw one happen is not kept.
-    static GENERATION: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
-}
-
-unsafe extern "C-unwind" fn forget(_arg: Datum, relid: Oid) {
-    GENERATION.with(|g| g.set(g.get().wrapping_add(1)));
-    TABLES.with(|t| {
-        let mut t = t.borrow_mut();
-        // Without resolved tables (a call that resolved them while invalidations arrived
-        // keeps them for itself only, but may still have filled CONFIG) it is unknown
-        // whether `relid` is one of ours: forget the cached rows too. Keeping them here
-        // once let a limit lowered right after ALTER EXTENSION UPDATE go unseen.
-        let ours = t.as_ref().is_none_or(|t| {
-            [t.subjects.oid, t.limits.oid, t.counters.oid, t.ledger.oid].contains(&relid) || relid == pg_sys::InvalidOid
-        });
-        if ours {
-            *t = None;
-            CONFIG.with(|c| *c.borrow_mut() = None);
-        }
-    });
-}
-
-fn table(nsp: Oid, name: &std::ffi::CStr, cols: &[(&std::ffi::CStr, u32)], keys: usize) -> Option<Table> {
-    unsafe {
-        let oid = pg_sys::get_relname_relid(name.as_ptr(), nsp);
-        if oid == pg_sys::InvalidOid {
-            return None;
-        }
-        let att = cols.iter().map(|(n, t)| heap::attnum(oid, n, Oid::from(*t))).collect::<Option<Vec<_>>>()?;
-        let rel = Rel::open(oid, pg_sys::AccessShareLock as _);
-        let pkey = pg_sys::RelationGetPrimaryKeyIndex(rel.0);
-        if keys > 0 {
-            if pkey == pg_sys::InvalidOid {
-                return None;
-            }
-            let idx = pg_sys::index_open(pkey, pg_sys::AccessShareLock as _);
-            let index = (*idx).rd_index;
-            let matches = (*index).indnkeyatts as usize == keys
-                && (0..keys).all(|i| *(*index).indkey.values.as_ptr().add(i) == att[i]);
-            pg_sys::index_close(idx, pg_sys::NoLock as _);
-            if !matches {
-                return None;
-            }
-        }
-        let node = (*rel.0).rd_node.relNode;
-        Some(Table { oid, node, pkey, att })
-    }
-}
-
-fn resolve() -> Option<Tables> {
-    unsafe {
-        let nsp = pg_sys::get_namespace_oid(c"quota".as_ptr(), true);
-        if nsp == pg_sys::InvalidOid {
-            return None;
-        }
-        let ledger = table(nsp, c"usage_events", LEDGER, 0)?;
-        let ledger_seq = pg_sys::getIdentitySequence(ledger.oid, ledger.att[E_ID], true);
-        let counters = table(nsp, c"counters", COUNTERS, 3)?;
-        let (counters_rel, ledger_rel) =
-            (Rel::open(counters.oid, pg_sys::AccessShareLock as _), Rel::open(ledger.oid, pg_sys::AccessShareLock as _));
-        let writable = ledger_seq != pg_sys::InvalidOid
-            && ledger_fillable(&ledger)
-            && heap::eligibility(&counters_rel).update
-            && heap::eligibility(&ledger_rel).insert;
-        Some(Tables {
-            subjects: table(nsp, c"subjects", SUBJECTS, 1)?,
-            limits: table(nsp, c"plan_limits", LIMITS, 2)?,
-            counters_indexes: heap::index_oids(&counters_rel),
-            ledger_indexes: heap::index_oids(&ledger_rel),
-            counters,
-            ledger,
-            ledger_seq,
-            writable,
-        })
-    }
-}
-
-/// Every ledger column this path does not fill is nullable and has no default.
-fn ledger_fillable(ledger: &Table) -> bool {
-    unsafe {
-        let rel = Rel::open(ledger.oid, pg_sys::AccessShareLock as _);
-        let desc = (*rel.0).rd_att;
-        (0..(*desc).natts as usize).all(|i| {
-            let a = &*(*desc).attrs.as_ptr().add(i);
-            a.attisdropped || ledger.att.contains(&a.attnum) || (!a.attnotnull && !a.atthasdef)
-        })
-    }
-}
-
-fn tables() -> Option<Rc<Tables>> {
-    if !crate::gucs::hot_path() {
-        return None;
-    }
-    // Only a database at this library's version has every invalidation trigger that the
-    // caches rely on (`installed`); older ones take the general path until updated.
-    if !crate::installed::is_current() {
-        thread_local! { static SAID: std::cell::Cell<bool> = const { std::cell::Cell::new(false) }; }
-        if !SAID.with(|s| s.replace(true)) {
-            pgrx::log!("quota_ext: this database's extension is older than the library: quotas are served by the general path until ALTER EXTENSION quota_ext UPDATE");
-        }
-        return None;
-    }
-    if let Some(t) = TABLES.with(|t| t.borrow().clone()) {
-        return Some(t);
-    }
-    if !CALLBACK.with(|c| c.replace(true)) {
-        unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(forget), Datum::from(0usize)) };
-    }
-    let generation = GENERATION.with(|g| g.get());
-    let t = Rc::new(resolve()?);
-    // An invalidation processed while resolving (a trigger or index created meanwhile,
-    // say) may not be reflected: use the answer for this call only.
-    if GENERATION.with(|g| g.get()) == generation {
-        TABLES.with(|c| *c.borrow_mut() = Some(t.clone()));
-    }
-    Some(t)
-}
+use cache::{remembered, Cache, MAX_LIMITS, MAX_SUBJECTS};
+use heap::{Rel, Slot, Updated};
+pub use status::{served, Path};
+use subject_cache::Place;
+use tables::{Table, Tables};
 
 /// What a probe found: the subject, its limit on the metric, the current window and the
 /// window's usage (zero when it has no row yet).
@@ -274,49 +52,64 @@ pub struct Found {
     pub usage: Usage,
 }
 
-/// Where a call may find subjects' rows and plan limits.
-#[derive(Clone, Copy)]
-enum Cache {
-    /// Not READ COMMITTED: read everything with the statement's snapshot.
-    None,
-    /// Subjects and limits in this backend's `Config`.
-    Local,
-    /// Subjects in `subject_cache` (shared memory), limits in `Config`.
-    Shared(Generation),
+/// What the operation decided for a consume: the window's usage afterwards and the part
+/// of the amount over the limit. `None`: take the general path.
+pub struct Plan {
+    pub after: Usage,
+    pub overage: i64,
 }
 
-impl Cache {
-    /// Rows this transaction wrote (an INSERT fires no invalidation) are read, not cached.
-    fn for_tables(self, t: &Tables) -> Cache {
-        if !matches!(self, Cache::None) && heap::written_here(t.subjects.oid) {
-            Cache::None
-        } else {
-            self
-        }
+/// A heap row of a described table, read through the table's resolved attributes.
+struct SlotRow<'a> {
+    slot: &'a Slot,
+    table: &'a Table,
+}
+
+impl schema::Row for SlotRow<'_> {
+    fn get<T: pgrx::FromDatum + IntoDatum>(&self, col: usize) -> Option<T> {
+        // SAFETY: `tables` resolved each described column with its described type, and
+        // `schema` decodes each column as that type.
+        unsafe { self.slot.get(self.table.att[col]) }
     }
 }
 
-/// The subject, if it is stored and in scope, and where its shared-cache entry is. Cached
-/// (see the module comment), or else read with `snapshot`.
+/// The tables, unless the hot path is off or steps aside.
+fn usable() -> Option<Rc<Tables>> {
+    if !crate::gucs::hot_path() {
+        return None;
+    }
+    // Only a database at this library's version has every invalidation trigger that the
+    // caches rely on (`installed`); older ones take the general path until updated.
+    if !crate::installed::is_current() {
+        tables::said(&status::older_extension());
+        return None;
+    }
+    tables::tables().ok()
+}
+
+/// The subject, if it is stored and in scope, and where its shared-cache entry is.
+/// Cached, or else read with `snapshot`. None also when its row does not decode: the
+/// general path then raises the error.
 fn subject_of(t: &Tables, snapshot: pg_sys::Snapshot, cache: Cache, id: &str, scope: &Scope) -> Option<(Subject, Option<Place>)> {
     let (row, place) = match cache {
-        Cache::None => (read_subject_with(t, snapshot, id)?, None),
+        Cache::None => (read_subject(t, snapshot, id)?, None),
         Cache::Local => (
-            remembered(|c| c.subjects.get(id).cloned(), || read_subject(t, id), |c, r| {
-                if c.subjects.len() >= MAX_SUBJECTS {
-                    c.subjects.clear();
-                }
-                c.subjects.insert(id.to_string(), r.clone());
-            })?,
+            remembered(
+                |c| c.subjects.get(id).cloned(),
+                || read_subject(t, latest(), id),
+                |c, r| {
+                    if c.subjects.len() >= MAX_SUBJECTS {
+                        c.subjects.clear();
+                    }
+                    c.subjects.insert(id.to_string(), r.clone());
+                },
+            )?,
             None,
         ),
         Cache::Shared(g) => match subject_cache::get(g, t.subjects.node, id) {
-            Some((row, place)) => {
-                note(format_args!("hot path: subject from the shared cache"));
-                (row, Some(place))
-            }
+            Some((row, place)) => (row, Some(place)),
             None => {
-                let row = read_subject(t, id)?;
+                let row = read_subject(t, latest(), id)?;
                 let place = subject_cache::put(g, t.subjects.node, id, &row);
                 (row, place)
             }
@@ -325,8 +118,7 @@ fn subject_of(t: &Tables, snapshot: pg_sys::Snapshot, cache: Cache, id: &str, sc
     if !scope.admits(row.tenant.as_deref()) {
         return None;
     }
-    let subject = Subject { id: id.to_string(), plan: row.plan, tenant: row.tenant, anchor: clock::from_pg(row.anchor), tz: row.tz, stored: true };
-    Some((subject, place))
+    Some((Subject::stored(id, row), place))
 }
 
 /// The limit of `plan` on `metric`, if it has one: cached, or else read with `snapshot`.
@@ -335,98 +127,48 @@ fn limit_of(t: &Tables, snapshot: pg_sys::Snapshot, cache: Cache, plan: &str, me
         return read_limit(t, snapshot, plan, metric);
     }
     let key = (plan.to_string(), metric.to_string());
-    // Only limits that exist are kept: a metric the plan does not limit is an error on
-    // the general path, and caching every misspelling would let callers fill memory.
-    remembered(|c| c.limits.get(&key).cloned(), || Some(read_limit(t, latest(), plan, metric)), |c, l| {
-        if l.is_none() {
-            return;
-        }
-        if c.limits.len() >= MAX_LIMITS {
-            c.limits.clear();
-        }
-        c.limits.insert(key.clone(), l.clone());
-    })?
-}
-
-/// `SET client_min_messages = debug2` shows what the hot path did.
-pub fn note(what: std::fmt::Arguments) {
-    if unsafe { pg_sys::message_level_is_interesting(pg_sys::DEBUG2 as _) } {
-        pgrx::debug2!("{what}");
-    }
-}
-
-/// A value from `Config`, or `load`ed and (if no invalidation arrived meanwhile) kept.
-fn remembered<T: Clone>(get: impl Fn(&Config) -> Option<T>, load: impl FnOnce() -> Option<T>, keep: impl FnOnce(&mut Config, &T)) -> Option<T> {
-    if let Some(v) = CONFIG.with(|c| c.borrow().as_ref().and_then(&get)) {
-        return Some(v);
-    }
-    let generation = GENERATION.with(|g| g.get());
-    let v = load()?;
-    if GENERATION.with(|g| g.get()) == generation {
-        CONFIG.with(|c| keep(c.borrow_mut().get_or_insert_with(Config::default), &v));
-    }
-    Some(v)
+    remembered(
+        |c| c.limits.get(&key).cloned(),
+        || read_limit(t, latest(), plan, metric),
+        |c, l| {
+            if c.limits.len() >= MAX_LIMITS {
+                c.limits.clear();
+            }
+            c.limits.insert(key.clone(), l.clone());
+        },
+    )
 }
 
 fn latest() -> pg_sys::Snapshot {
+    // SAFETY: inside a transaction; the snapshot is used at once, before any other
+    // snapshot is taken.
     unsafe { pg_sys::GetLatestSnapshot() }
 }
 
-fn read_subject(t: &Tables, id: &str) -> Option<SubjectRow> {
-    read_subject_with(t, latest(), id)
+fn text(s: &str) -> Datum {
+    s.into_datum().expect("text datum")
 }
 
-fn read_subject_with(t: &Tables, snapshot: pg_sys::Snapshot, id: &str) -> Option<SubjectRow> {
+fn read_subject(t: &Tables, snapshot: pg_sys::Snapshot, id: &str) -> Option<SubjectRow> {
     let rel = Rel::open(t.subjects.oid, pg_sys::AccessShareLock as _);
     let slot = Slot::new(&rel);
-    if heap::probe(&rel, t.subjects.pkey, snapshot, &[(heap::text(id), pg_sys::F_TEXTEQ)], &slot).is_none() {
-        return None;
-    }
-    let a = &t.subjects.att;
-    Some(SubjectRow {
-        plan: slot.get(a[S_PLAN])?,
-        tenant: slot.get(a[S_TENANT]),
-        anchor: slot.i64(a[S_ANCHOR])?,
-        tz: period::parse_zone(&slot.get::<String>(a[S_ZONE])?)?,
-    })
+    // SAFETY: the subjects' primary key is (subject text), as `tables` checked.
+    unsafe { heap::probe(&rel, t.subjects.pkey, snapshot, &[(text(id), pg_sys::F_TEXTEQ)], &slot)? };
+    schema::subject(&SlotRow { slot: &slot, table: &t.subjects }).ok()
 }
 
 fn read_limit(t: &Tables, snapshot: pg_sys::Snapshot, plan: &str, metric: &str) -> Option<Limit> {
     let rel = Rel::open(t.limits.oid, pg_sys::AccessShareLock as _);
     let slot = Slot::new(&rel);
-    let keys = [(heap::text(plan), pg_sys::F_TEXTEQ), (heap::text(metric), pg_sys::F_TEXTEQ)];
-    if heap::probe(&rel, t.limits.pkey, snapshot, &keys, &slot).is_none() {
-        return None;
-    }
-    let a = &t.limits.att;
-    Some(Limit {
-        period: slot.get::<String>(a[L_PERIOD])?.parse().ok()?,
-        limit_value: slot.i64(a[L_LIMIT])?,
-        enforcement: slot.get::<String>(a[L_ENFORCEMENT])?.parse().ok()?,
-        per_request_max: slot.i64(a[L_PER_REQUEST]),
-        alerts: slot.get::<Vec<i32>>(a[L_ALERTS]).unwrap_or_default(),
-    })
-}
-
-/// READ COMMITTED (where caches may serve): take pending invalidations first, and read
-/// the shared cache's generation before any snapshot that may fill it.
-fn use_cache() -> Cache {
-    if unsafe { pg_sys::XactIsoLevel } > pg_sys::XACT_READ_COMMITTED as i32 {
-        return Cache::None;
-    }
-    unsafe { pg_sys::AcceptInvalidationMessages() };
-    // A standby replays changes without firing the trigger that advances the shared
-    // cache's generation; the relcache invalidations that the local caches follow are
-    // replayed, though.
-    if unsafe { pg_sys::RecoveryInProgress() } {
-        return Cache::Local;
-    }
-    subject_cache::generation().map_or(Cache::Local, Cache::Shared)
+    let keys = [(text(plan), pg_sys::F_TEXTEQ), (text(metric), pg_sys::F_TEXTEQ)];
+    // SAFETY: plan_limits' primary key is (plan text, metric text), as `tables` checked.
+    unsafe { heap::probe(&rel, t.limits.pkey, snapshot, &keys, &slot)? };
+    schema::limit(&SlotRow { slot: &slot, table: &t.limits }).ok().map(|(_, l)| l)
 }
 
 fn window_keys(id: &str, metric: &str, w: &Window) -> [(Datum, u32); 3] {
     let start = clock::window_key(w.start).into_datum().expect("timestamptz datum");
-    [(heap::text(id), pg_sys::F_TEXTEQ), (heap::text(metric), pg_sys::F_TEXTEQ), (start, pg_sys::F_TIMESTAMPTZ_EQ)]
+    [(text(id), pg_sys::F_TEXTEQ), (text(metric), pg_sys::F_TEXTEQ), (start, pg_sys::F_TIMESTAMPTZ_EQ)]
 }
 
 /// The window's counter row (primary key `keys`, from `window_keys`) into `slot`, if it
@@ -434,13 +176,16 @@ fn window_keys(id: &str, metric: &str, w: &Window) -> [(Datum, u32); 3] {
 /// then remembers where).
 fn find_window(t: &Tables, rel: &Rel, snapshot: pg_sys::Snapshot, place: Option<Place>, metric: &str, keys: &[(Datum, u32); 3], slot: &Slot) -> bool {
     let start = keys[2].0.value() as i64;
+    let key_atts = &t.counters.att[..schema::COUNTERS.key];
     if let Some(tid) = place.and_then(|p| subject_cache::hint(p, metric, start)) {
-        if heap::fetch(rel, tid, snapshot, slot) && heap::matches(slot, &t.counters.att[..3], keys) {
-            note(format_args!("hot path: window row found where the shared cache remembered it"));
+        // SAFETY: `slot` is the counters' and `snapshot` active; the key functions are
+        // the equalities of the key columns' types, as `tables` checked.
+        if unsafe { heap::fetch(rel, tid, snapshot, slot) && heap::matches(slot, key_atts, keys) } {
             return true;
         }
     }
-    let Some(root) = heap::probe(rel, t.counters.pkey, snapshot, keys, slot) else { return false };
+    // SAFETY: the counters' primary key is (subject, metric, window_start).
+    let Some(root) = (unsafe { heap::probe(rel, t.counters.pkey, snapshot, keys, slot) }) else { return false };
     if let Some(p) = place {
         subject_cache::set_hint(p, metric, start, root);
     }
@@ -448,21 +193,16 @@ fn find_window(t: &Tables, rel: &Rel, snapshot: pg_sys::Snapshot, place: Option<
 }
 
 fn usage_of(t: &Tables, slot: &Slot) -> Option<Usage> {
-    let a = &t.counters.att;
-    Some(Usage {
-        used: slot.i64(a[C_USED])?,
-        bonus: slot.i64(a[C_BONUS])?,
-        reserved: slot.i64(a[C_RESERVED])?,
-        alerted: slot.datum(a[C_ALERTED])?.value() as i32,
-    })
+    schema::usage(&SlotRow { slot, table: &t.counters }).ok()
 }
 
 /// The common check: the state of the subject's window for `metric`, read with the
 /// calling statement's snapshot. Writes nothing.
 pub fn check(id: &str, metric: &str, now: DateTime<Utc>, scope: &Scope) -> Option<Found> {
-    let cache = use_cache();
-    let t = tables()?;
+    let cache = Cache::for_this_call();
+    let t = usable()?;
     let cache = cache.for_tables(&t);
+    // SAFETY: a function runs with its statement's snapshot active.
     let snapshot = unsafe { pg_sys::GetActiveSnapshot() };
     let (subject, place) = subject_of(&t, snapshot, cache, id, scope)?;
     let limit = limit_of(&t, snapshot, cache, &subject.plan, metric)?;
@@ -477,70 +217,26 @@ pub fn check(id: &str, metric: &str, now: DateTime<Utc>, scope: &Scope) -> Optio
     Some(Found { subject, limit, window, usage })
 }
 
-/// What the engine decided for a consume: the window's usage afterwards and the part of
-/// the amount over the limit. `None`: take the general path.
-pub struct Plan {
-    pub after: Usage,
-    pub overage: i64,
-}
-
-/// The common consume: find the window's row, let `decide` judge its usage, write the
-/// new usage and the ledger row. `decide` may run again on a newer row version when a
-/// concurrent transaction changed it first. Returns what was found (usage before) and
-/// the usage written.
-pub fn consume(
-    id: &str,
-    metric: &str,
-    amount: i64,
-    metadata: Option<Datum>,
-    now: DateTime<Utc>,
-    scope: &Scope,
-    decide: impl Fn(&Limit, Usage) -> Option<Plan>,
-) -> Option<(Found, Usage)> {
-    let (cache, t, _snapshot) = writing()?;
-    let snapshot = unsafe { pg_sys::GetActiveSnapshot() };
-    let (subject, place) = subject_of(&t, snapshot, cache, id, scope)?;
-    let limit = limit_of(&t, snapshot, cache, &subject.plan, metric)?;
-    let window = subject.window(limit.period, now);
-    let keys = window_keys(id, metric, &window);
-
-    let rel = Rel::open(t.counters.oid, pg_sys::RowExclusiveLock as _);
-    let mut read = Slot::new(&rel);
-    if !find_window(&t, &rel, snapshot, place, metric, &keys, &read) {
-        return None;
-    }
-    let new = Slot::new(&rel);
+/// The new counter values (usage and alerted), over the row in `from`.
+fn write_usage(t: &Tables, new: &Slot, from: &Slot, after: Usage) {
     let a = &t.counters.att;
-    let (before, plan) = loop {
-        let before = usage_of(&t, &read)?;
-        let plan = decide(&limit, before)?;
-        new.store(
-            Some(&read),
-            &[(a[C_USED], Some(Datum::from(plan.after.used))), (a[C_ALERTED], Some(Datum::from(plan.after.alerted)))],
-        );
-        let latest = Slot::new(&rel);
-        match heap::update(&rel, &read, &new, &latest, &t.counters_indexes) {
-            Updated::Done => break (before, plan),
-            // The newest version may carry another key (a subject renamed meanwhile).
-            Updated::Moved if heap::matches(&latest, &a[..3], &keys) => read = latest,
-            Updated::Moved => return None,
-            Updated::Gone => return None,
-        }
-    };
-
-    append(&t, id, subject.tenant.as_deref(), metric, &window, amount, plan.overage, metadata, now);
-    Some((Found { subject, limit, window, usage: before }, plan.after))
+    // SAFETY: both slots are the counters'; used is int8 and alerted int4, as described.
+    unsafe { new.store(Some(from), &[(a[counters::USED], Some(Datum::from(after.used))), (a[counters::ALERTED], Some(Datum::from(after.alerted)))]) };
 }
 
-/// The common multi-metric consume (`items` in metric order, the lock order): every
-/// window row is locked first, as the general path's `SELECT ... FOR UPDATE` does, then
-/// `decide` judges them all at once, and only then is anything written. So a refusal
-/// (`decide` answering None) or a missing row leaves nothing written here but row locks,
-/// which the general path then takes anyway (`Ok(None)`). Returns, per metric, what was
-/// found (usage before) and the usage written. Once some rows are written the general
-/// path can no longer take over: a row that then cannot be written (not expected: it is
-/// locked) is a `Conflict`, and the transaction must be retried.
-pub fn consume_many(
+/// The common consume: find each window's row, let `decide` judge them all, write the
+/// new usage and the ledger rows. Returns, per metric, what was found (usage before)
+/// and the usage written; Ok(None): take the general path.
+///
+/// One metric: the row is updated directly, and `decide` may run again on a newer row
+/// version when a concurrent transaction changed it first. Several (`items` in metric
+/// order, the lock order): every window row is locked first, as the general path's
+/// `SELECT ... FOR UPDATE` does, then decided, and only then is anything written, so a
+/// refusal or a missing row leaves nothing written here but row locks, which the
+/// general path then takes anyway. Once some rows are written the general path can no
+/// longer take over: a row that then cannot be written (not expected: it is locked) is
+/// a `Conflict`, and the transaction must be retried.
+pub fn consume(
     id: &str,
     items: &[(String, i64)],
     metadata: Option<Datum>,
@@ -548,23 +244,73 @@ pub fn consume_many(
     scope: &Scope,
     decide: impl Fn(&[Found]) -> Option<Vec<Plan>>,
 ) -> Result<Option<Vec<(Found, Usage)>>, QuotaError> {
-    let Some((cache, t, _snapshot)) = writing() else { return Ok(None) };
+    let Some((cache, t, _fresh)) = writing() else { return Ok(None) };
+    // SAFETY: the snapshot `writing` just pushed.
     let snapshot = unsafe { pg_sys::GetActiveSnapshot() };
     let rel = Rel::open(t.counters.oid, pg_sys::RowExclusiveLock as _);
+    if let [(metric, amount)] = items {
+        let Some((found, after, overage)) = consume_one(&t, &rel, snapshot, cache, id, metric, scope, now, |f| decide(f))? else { return Ok(None) };
+        append(&t, &found, metric, *amount, overage, metadata, now);
+        return Ok(Some(vec![(found, after)]));
+    }
     let Some((found, rows)) = lock_windows(&t, &rel, snapshot, cache, id, items, now, scope) else { return Ok(None) };
     let Some(plans) = decide(&found) else { return Ok(None) };
-    let a = &t.counters.att;
     for (((metric, _), row), plan) in items.iter().zip(&rows).zip(&plans) {
         let new = Slot::new(&rel);
-        new.store(Some(row), &[(a[C_USED], Some(Datum::from(plan.after.used))), (a[C_ALERTED], Some(Datum::from(plan.after.alerted)))]);
-        if !matches!(heap::update(&rel, row, &new, &Slot::new(&rel), &t.counters_indexes), Updated::Done) {
+        write_usage(&t, &new, row, plan.after);
+        // SAFETY: the counters are `updatable` (`writing`), `row` was read and locked
+        // from them, and only non-key columns changed.
+        if !matches!(unsafe { heap::update(&rel, row, &new, &Slot::new(&rel), &t.counters_indexes) }, Updated::Done) {
             return Err(QuotaError::Conflict { subject: id.to_string(), metric: metric.clone() });
         }
     }
     for (((metric, amount), f), plan) in items.iter().zip(&found).zip(&plans) {
-        append(&t, id, f.subject.tenant.as_deref(), metric, &f.window, *amount, plan.overage, metadata, now);
+        append(&t, f, metric, *amount, plan.overage, metadata, now);
     }
     Ok(Some(found.into_iter().zip(plans).map(|(f, p)| (f, p.after)).collect()))
+}
+
+/// One window: found, decided and updated (re-decided on its newest version when a
+/// concurrent transaction changed it first). Returns what was found, the usage written
+/// and the overage.
+#[allow(clippy::too_many_arguments)]
+fn consume_one(
+    t: &Tables,
+    rel: &Rel,
+    snapshot: pg_sys::Snapshot,
+    cache: Cache,
+    id: &str,
+    metric: &str,
+    scope: &Scope,
+    now: DateTime<Utc>,
+    decide: impl Fn(&[Found]) -> Option<Vec<Plan>>,
+) -> Result<Option<(Found, Usage, i64)>, QuotaError> {
+    let Some((subject, place)) = subject_of(t, snapshot, cache, id, scope) else { return Ok(None) };
+    let Some(limit) = limit_of(t, snapshot, cache, &subject.plan, metric) else { return Ok(None) };
+    let window = subject.window(limit.period, now);
+    let keys = window_keys(id, metric, &window);
+    let mut read = Slot::new(rel);
+    if !find_window(t, rel, snapshot, place, metric, &keys, &read) {
+        return Ok(None);
+    }
+    let new = Slot::new(rel);
+    let mut found = Found { subject, limit, window, usage: Usage::default() };
+    loop {
+        let Some(before) = usage_of(t, &read) else { return Ok(None) };
+        found.usage = before;
+        let Some(plan) = decide(std::slice::from_ref(&found)).and_then(|mut p| p.pop()) else { return Ok(None) };
+        write_usage(t, &new, &read, plan.after);
+        let latest = Slot::new(rel);
+        // SAFETY: the counters are `updatable` (`writing`), `read` was read from them, and
+        // only non-key columns changed.
+        match unsafe { heap::update(rel, &read, &new, &latest, &t.counters_indexes) } {
+            Updated::Done => return Ok(Some((found, plan.after, plan.overage))),
+            // The newest version may carry another key (a subject renamed meanwhile).
+            // SAFETY: as in `find_window`.
+            Updated::Moved if unsafe { heap::matches(&latest, &t.counters.att[..schema::COUNTERS.key], &keys) } => read = latest,
+            Updated::Moved | Updated::Gone => return Ok(None),
+        }
+    }
 }
 
 /// Every window row of `items` found and locked, in order, with what it holds; None if
@@ -590,9 +336,10 @@ fn lock_windows(
         let read = Slot::new(rel);
         let locked = Slot::new(rel);
         // The newest version may carry another key (a subject renamed meanwhile).
+        // SAFETY: both slots are the counters'; the key functions as in `find_window`.
         if !find_window(t, rel, snapshot, place, metric, &keys, &read)
-            || !heap::lock(rel, &read, &locked)
-            || !heap::matches(&locked, &t.counters.att[..3], &keys)
+            || !unsafe { heap::lock(rel, &read, &locked) }
+            || !unsafe { heap::matches(&locked, &t.counters.att[..schema::COUNTERS.key], &keys) }
         {
             return None;
         }
@@ -602,28 +349,33 @@ fn lock_windows(
     Some((found, rows))
 }
 
-/// Append a consume to the ledger.
-#[allow(clippy::too_many_arguments)]
-fn append(t: &Tables, id: &str, tenant: Option<&str>, metric: &str, window: &Window, amount: i64, overage: i64, metadata: Option<Datum>, now: DateTime<Utc>) {
+/// Append a consume to the ledger: the same row the general path appends.
+fn append(t: &Tables, f: &Found, metric: &str, amount: i64, overage: i64, metadata: Option<Datum>, now: DateTime<Utc>) {
+    let row = LedgerRow {
+        subject: &f.subject.id,
+        tenant: f.subject.tenant.as_deref(),
+        metric,
+        window_start: f.window.start,
+        kind: LedgerKind::Consume,
+        amount,
+        overage,
+        idempotency_key: None,
+        metadata,
+        created_at: now,
+    };
     let ledger = Rel::open(t.ledger.oid, pg_sys::RowExclusiveLock as _);
-    let row = Slot::new(&ledger);
+    let slot = Slot::new(&ledger);
     let e = &t.ledger.att;
-    row.store(
-        None,
-        &[
-            (e[E_ID], Some(Datum::from(heap::nextval(t.ledger_seq)))),
-            (e[E_SUBJECT], Some(heap::text(id))),
-            (e[E_TENANT], tenant.map(heap::text)),
-            (e[E_METRIC], Some(heap::text(metric))),
-            (e[E_WINDOW], clock::window_key(window.start).into_datum()),
-            (e[E_KIND], Some(heap::text("consume"))),
-            (e[E_AMOUNT], Some(Datum::from(amount))),
-            (e[E_OVERAGE], Some(Datum::from(overage))),
-            (e[E_METADATA], metadata),
-            (e[E_CREATED], Some(Datum::from(clock::to_pg(now)))),
-        ],
-    );
-    heap::insert(&ledger, &row, &t.ledger_indexes);
+    // SAFETY: the ledger's identity sequence, under the owner switch of the caller.
+    let id = unsafe { heap::nextval(t.ledger_seq) };
+    let mut values = vec![(e[schema::LEDGER_ID], Some(Datum::from(id)))];
+    values.extend(row.values().into_iter().enumerate().map(|(i, (v, _))| (e[schema::USAGE_EVENTS.generated + i], v)));
+    // SAFETY: the ledger is `insertable` (`writing`), every described column's value is
+    // of its type (`LedgerRow::values`), and every other column defaults to NULL.
+    unsafe {
+        slot.store(None, &values);
+        heap::insert(&ledger, &slot, &t.ledger_indexes);
+    }
 }
 
 /// What a consume starts with: READ COMMITTED and a writable transaction, the caches,
@@ -631,13 +383,12 @@ fn append(t: &Tables, id: &str, tenant: Option<&str>, metric: &str, window: &Win
 /// function, a new active snapshot that sees this transaction's earlier changes and
 /// everything committed so far. None: the general path.
 fn writing() -> Option<(Cache, Rc<Tables>, FreshSnapshot)> {
-    unsafe {
-        if pg_sys::XactIsoLevel > pg_sys::XACT_READ_COMMITTED as i32 || pg_sys::XactReadOnly {
-            return None;
-        }
+    // SAFETY: reads the transaction's isolation level and read-only flag.
+    if unsafe { pg_sys::XactIsoLevel > pg_sys::XACT_READ_COMMITTED as i32 || pg_sys::XactReadOnly } {
+        return None;
     }
-    let cache = use_cache();
-    let t = tables().filter(|t| t.writable)?;
+    let cache = Cache::for_this_call();
+    let t = usable().filter(|t| t.writes.is_ok())?;
     Some((cache.for_tables(&t), t, FreshSnapshot::push()))
 }
 
@@ -646,6 +397,7 @@ struct FreshSnapshot;
 
 impl FreshSnapshot {
     fn push() -> FreshSnapshot {
+        // SAFETY: inside a transaction; popped by `drop`.
         unsafe {
             pg_sys::CommandCounterIncrement();
             pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
@@ -658,24 +410,8 @@ impl Drop for FreshSnapshot {
     fn drop(&mut self) {
         // During an error the transaction's abort unwinds the snapshot stack.
         if !std::thread::panicking() {
+            // SAFETY: pushed by `push`, and everything pushed since has been popped.
             unsafe { pg_sys::PopActiveSnapshot() }
         }
     }
 }
-
-/// Statement trigger on quota.subjects and quota.plan_limits (sql/hotpath.sql): every
-/// backend forgets the cached rows once this transaction commits (at once for this one).
-#[pgrx::pg_trigger]
-fn config_changed<'a>(
-    trigger: &'a pgrx::PgTrigger<'a>,
-) -> std::result::Result<Option<pgrx::heap_tuple::PgHeapTuple<'a, pgrx::AllocatedByPostgres>>, pgrx::heap_tuple::PgHeapTupleError> {
-    let rel = trigger.relation().ok();
-    if rel.as_ref().is_some_and(|r| r.name() == "subjects") {
-        subject_cache::subjects_changed();
-    }
-    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(rel.map(|r| r.oid()).unwrap_or(pg_sys::InvalidOid)) };
-    Ok(None)
-}
-
-pub mod heap;
-pub mod subject_cache;

@@ -29,16 +29,7 @@ use std::cell::Cell;
 use std::sync::atomic::{fence, AtomicPtr, AtomicU64, Ordering::*};
 
 use crate::error::QuotaError;
-
-/// What a subject's row says (what the hot path needs of it).
-#[derive(Clone, Debug, PartialEq)]
-pub struct SubjectRow {
-    pub plan: String,
-    pub tenant: Option<String>,
-    /// The cycle anchor, in PostgreSQL's microseconds since 2000-01-01.
-    pub anchor: i64,
-    pub tz: chrono_tz::Tz,
-}
+pub use crate::storage::schema::SubjectRow;
 
 /// Bytes of subject, plan, tenant and zone an entry holds.
 const DATA: usize = 120;

@@ -77,25 +77,48 @@ SELECT (SELECT array_agg(row(metric, window_start, window_end, used, bonus, rese
 SELECT type, metric, payload - 'subject' - 'occurred_at' AS payload FROM quota.events WHERE subject = 'hp_on' ORDER BY id;
 SELECT count(*) AS mismatches FROM quota.ledger_check;
 
--- Which calls the hot path serves (DEBUG2): a consume or check of an existing window,
+-- Which calls the hot path serves: a consume or check of an existing window,
 -- not the first use of a window, not with quota.hot_path off.
 SELECT quota.assign_plan('hp_dbg', 'HP');
 SELECT quota.set_limit('HP', 'calls', 'day', 9000000000000000000);  -- "unlimited"
-SET client_min_messages = debug2;
+-- quota.hot_path_status() counts the calls each path served in this backend; served()
+-- shows which path served the statements since it was last called.
+CREATE FUNCTION served() RETURNS text LANGUAGE plpgsql AS $f$
+DECLARE
+    h bigint; g bigint;
+    h0 bigint := coalesce(nullif(current_setting('test.hot', true), ''), '0')::bigint;
+    g0 bigint := coalesce(nullif(current_setting('test.general', true), ''), '0')::bigint;
+BEGIN
+    SELECT hot_calls, general_calls INTO h, g FROM quota.hot_path_status();
+    PERFORM set_config('test.hot', h::text, false), set_config('test.general', g::text, false);
+    RETURN pg_catalog.format('hot %s, general %s', h - h0, g - g0);
+END
+$f$;
+SELECT served() IS NOT NULL AS started;
 SELECT used FROM quota.quota_check('hp_dbg', 'messages');
+SELECT served();
 SELECT used FROM quota.quota_consume('hp_dbg', 'messages');
+SELECT served();
 SELECT used FROM quota.quota_consume('hp_dbg', 'messages');
+SELECT served();
 SELECT used FROM quota.quota_check('hp_dbg', 'messages');
+SELECT served();
 SELECT quota.quota_consume('hp_dbg', 'tokens');  -- a new window: the general path
+SELECT served();
 SELECT metric, used FROM quota.quota_consume('hp_dbg', '{"messages": 1, "tokens": 2}'::jsonb);  -- both exist: hot
+SELECT served();
 SELECT used FROM quota.quota_consume('hp_dbg', 'calls', 5);  -- a new window: the general path
+SELECT served();
 SELECT used FROM quota.quota_consume('hp_dbg', 'calls', 4000000000000000000);  -- a huge limit: hot
+SELECT served();
 SELECT code FROM try($$ SELECT quota.quota_consume('hp_dbg', 'calls', 9223372036854775000) $$);  -- overflow: 22023
+SELECT served();
 SET quota.hot_path = off;
 SELECT used FROM quota.quota_check('hp_dbg', 'messages');
+SELECT served();
 SELECT used FROM quota.quota_consume('hp_dbg', 'messages');
+SELECT served();
 RESET quota.hot_path;
-RESET client_min_messages;
 
 -- Subjects' rows and plan limits are cached per backend; any change is seen by the next
 -- call: a direct UPDATE of a limit, a plan change, an uncommitted change in this

@@ -1,0 +1,65 @@
+//! What the hot path did in this backend, for `quota.hot_path_status()`: which path
+//! served each check and consume, and why the hot path steps aside, if it does.
+
+use std::cell::Cell;
+
+use super::tables::{self, Aside};
+
+thread_local! {
+    static HOT: Cell<i64> = const { Cell::new(0) };
+    static GENERAL: Cell<i64> = const { Cell::new(0) };
+}
+
+/// Which path served a call.
+pub enum Path {
+    Hot,
+    General,
+}
+
+/// Count a check or consume served by `path`.
+pub fn served(path: Path) {
+    let counter = match path {
+        Path::Hot => &HOT,
+        Path::General => &GENERAL,
+    };
+    counter.with(|c| c.set(c.get() + 1));
+}
+
+/// The reason given when the database's extension is older than the library.
+pub fn older_extension() -> Aside {
+    Aside { table: "quota".into(), check: "extension older than library" }
+}
+
+/// This backend's view of the hot path, resolving the tables now.
+pub struct Status {
+    pub enabled: bool,
+    pub checks: bool,
+    pub consumes: bool,
+    pub aside: Option<Aside>,
+    pub hot_calls: i64,
+    pub general_calls: i64,
+}
+
+pub fn status() -> Status {
+    let enabled = crate::gucs::hot_path();
+    crate::pg::invalidation::accept();
+    let (checks, consumes, aside) = if !crate::installed::is_current() {
+        (false, false, Some(older_extension()))
+    } else {
+        match tables::tables() {
+            Err(why) => (false, false, Some(why)),
+            Ok(t) => match &t.writes {
+                Ok(()) => (true, true, None),
+                Err(why) => (true, false, Some(why.clone())),
+            },
+        }
+    };
+    Status {
+        enabled,
+        checks: enabled && checks,
+        consumes: enabled && consumes,
+        aside,
+        hot_calls: HOT.with(Cell::get),
+        general_calls: GENERAL.with(Cell::get),
+    }
+}

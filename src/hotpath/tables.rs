@@ -1,0 +1,163 @@
+//! The hot path's view of the state tables: each described table (`storage::schema`)
+//! resolved to its OID, storage, primary-key index and attribute numbers, and the
+//! eligibility checks that decide whether the hot path may read or write them.
+//!
+//! A table that differs from its description, or that the executor would treat in a way
+//! the hot path does not (a rule, a CHECK constraint, a generated column, an index that
+//! is not a plain immediate btree on columns, a trigger...), makes the hot path step
+//! aside: the general path serves every call. Stepping aside is visible: each backend
+//! writes one LOG line naming the table and the failed check, and
+//! `quota.hot_path_status()` reports it. The resolution is kept per backend until a
+//! relcache invalidation of one of the tables (`cache::forget`).
+
+use pgrx::pg_sys::{self, AttrNumber, Oid};
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use super::cache;
+use super::heap::{self, Rel};
+use crate::storage::schema::{self, COUNTERS, LEDGER_ID, PLAN_LIMITS, SUBJECTS, USAGE_EVENTS};
+
+/// A table, its primary-key index and the attribute number of each described column
+/// (`att[i]` for `schema` column `i`).
+#[derive(Clone)]
+pub struct Table {
+    pub oid: Oid,
+    /// Its storage (relfilenode): a rewrite (ALTER TABLE ... TYPE, VACUUM FULL) changes it.
+    pub node: Oid,
+    pub pkey: Oid,
+    pub att: Vec<AttrNumber>,
+}
+
+/// The tables of schema quota as this backend last resolved them.
+#[derive(Clone)]
+pub struct Tables {
+    pub subjects: Table,
+    pub limits: Table,
+    pub counters: Table,
+    pub ledger: Table,
+    pub ledger_seq: Oid,
+    pub counters_indexes: Vec<Oid>,
+    pub ledger_indexes: Vec<Oid>,
+    /// Counter updates and ledger appends may be done here; else why not.
+    pub writes: Result<(), Aside>,
+}
+
+impl Tables {
+    pub fn oids(&self) -> [Oid; 4] {
+        [self.subjects.oid, self.limits.oid, self.counters.oid, self.ledger.oid]
+    }
+}
+
+/// Why the hot path steps aside: the table and the check that failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Aside {
+    pub table: String,
+    pub check: &'static str,
+}
+
+fn aside(table: &schema::Table, check: &'static str) -> Aside {
+    Aside { table: table.qualified(), check }
+}
+
+thread_local! {
+    static TABLES: RefCell<Option<Rc<Tables>>> = const { RefCell::new(None) };
+    /// The last stepping aside this backend logged.
+    static LOGGED: RefCell<Option<Aside>> = const { RefCell::new(None) };
+}
+
+/// Forget the resolution (a relcache invalidation of one of the tables, or of unknown
+/// ones). Returns whether `relid` may be one of them.
+pub fn forget(relid: Oid) -> bool {
+    TABLES.with(|t| {
+        let mut t = t.borrow_mut();
+        let ours = t.as_ref().is_none_or(|t| relid == pg_sys::InvalidOid || t.oids().contains(&relid));
+        if ours {
+            *t = None;
+        }
+        ours
+    })
+}
+
+/// The tables, resolved (and kept) if needed; Err: step aside, and why.
+pub fn tables() -> Result<Rc<Tables>, Aside> {
+    if let Some(t) = TABLES.with(|t| t.borrow().clone()) {
+        return Ok(t);
+    }
+    let generation = cache::register();
+    let t = Rc::new(resolve().inspect_err(said)?);
+    if let Err(why) = &t.writes {
+        said(why);
+    }
+    // An invalidation processed while resolving (a trigger or index created meanwhile,
+    // say) may not be reflected: use the answer for this call only.
+    if cache::unchanged_since(generation) {
+        TABLES.with(|c| *c.borrow_mut() = Some(t.clone()));
+    }
+    Ok(t)
+}
+
+/// One LOG line per backend for each new reason to step aside.
+pub fn said(why: &Aside) {
+    let new = LOGGED.with(|l| l.borrow().as_ref() != Some(why));
+    if new {
+        pgrx::log!("quota_ext: hot path steps aside: table {} fails the check \"{}\"; the general path serves quota_check and quota_consume", why.table, why.check);
+        LOGGED.with(|l| *l.borrow_mut() = Some(why.clone()));
+    }
+}
+
+fn table(nsp: Oid, desc: &'static schema::Table) -> Result<Table, Aside> {
+    // SAFETY: catalog lookups by name and OID inside a transaction; the relation and its
+    // primary-key index are opened and closed here (locks kept until the transaction ends).
+    unsafe {
+        let oid = pg_sys::get_relname_relid(desc.name.as_ptr(), nsp);
+        if oid == pg_sys::InvalidOid {
+            return Err(aside(desc, "missing table"));
+        }
+        let att = desc.columns.iter().map(|c| heap::attnum(oid, c.name, c.type_oid)).collect::<Option<Vec<_>>>().ok_or_else(|| aside(desc, "column changed"))?;
+        let rel = Rel::open(oid, pg_sys::AccessShareLock as _);
+        if !rel.is_plain_table() {
+            return Err(aside(desc, "not a plain table"));
+        }
+        let pkey = pg_sys::RelationGetPrimaryKeyIndex(rel.raw());
+        if desc.key > 0 {
+            if pkey == pg_sys::InvalidOid || !heap::index_keys_are(pkey, &att[..desc.key]) {
+                return Err(aside(desc, "primary key changed"));
+            }
+        }
+        Ok(Table { oid, node: rel.storage(), pkey, att })
+    }
+}
+
+fn resolve() -> Result<Tables, Aside> {
+    // SAFETY: a catalog lookup by name inside a transaction.
+    let nsp = unsafe { pg_sys::get_namespace_oid(c"quota".as_ptr(), true) };
+    if nsp == pg_sys::InvalidOid {
+        return Err(aside(&SUBJECTS, "missing table"));
+    }
+    let (subjects, limits, counters, ledger) = (table(nsp, &SUBJECTS)?, table(nsp, &PLAN_LIMITS)?, table(nsp, &COUNTERS)?, table(nsp, &USAGE_EVENTS)?);
+    // SAFETY: a catalog lookup of the ledger's identity sequence (missing_ok).
+    let ledger_seq = unsafe { pg_sys::getIdentitySequence(ledger.oid, ledger.att[LEDGER_ID], true) };
+    let (counters_rel, ledger_rel) = (Rel::open(counters.oid, pg_sys::AccessShareLock as _), Rel::open(ledger.oid, pg_sys::AccessShareLock as _));
+    let writes = (|| {
+        heap::updatable(&counters_rel).map_err(|check| aside(&COUNTERS, check))?;
+        heap::insertable(&ledger_rel).map_err(|check| aside(&USAGE_EVENTS, check))?;
+        if ledger_seq == pg_sys::InvalidOid {
+            return Err(aside(&USAGE_EVENTS, "no identity sequence"));
+        }
+        if !heap::others_default_to_null(&ledger_rel, &ledger.att) {
+            return Err(aside(&USAGE_EVENTS, "column with a default or NOT NULL"));
+        }
+        Ok(())
+    })();
+    Ok(Tables {
+        counters_indexes: heap::index_oids(&counters_rel),
+        ledger_indexes: heap::index_oids(&ledger_rel),
+        subjects,
+        limits,
+        counters,
+        ledger,
+        ledger_seq,
+        writes,
+    })
+}

@@ -1,0 +1,190 @@
+//! Administration: plans, limits, alerts, bonus rules, subjects and tenant bindings.
+
+use pgrx::pg_sys;
+use pgrx::spi::SpiClient;
+
+use super::args::{known_name, parse_enforcement, parse_period};
+use crate::bonus::{ReferenceScope, Rule};
+use crate::clock;
+use crate::error::{self, positive_amount, QuotaError, Result};
+use crate::installed;
+use crate::limits::Limit;
+use crate::period;
+use crate::store;
+use crate::tenancy;
+
+pub fn set_limit(plan: &str, metric: &str, period: &str, limit_value: i64, enforcement: &str, per_request_max: Option<i64>) -> Result<()> {
+    known_name("plan", plan)?;
+    known_name("metric", metric)?;
+    let limit = Limit { period: parse_period(period)?, limit_value, enforcement: parse_enforcement(enforcement)?, per_request_max, alerts: vec![] };
+    if limit_value < 0 {
+        return Err(QuotaError::invalid("limit_value", limit_value, "limit_value must not be negative", "Pass 0 or more; 0 blocks every request."));
+    }
+    if let Some(cap) = per_request_max {
+        positive_amount("per_request_max", cap)?;
+    }
+    store::volatile(|c| {
+        store::ensure_plan(c, plan);
+        store::upsert_limit(c, plan, metric, &limit);
+        Ok(())
+    })
+}
+
+/// Thresholds (percent of the effective limit) at which threshold events fire.
+pub fn set_alerts(plan: &str, metric: &str, thresholds: Vec<Option<i32>>) -> Result<()> {
+    known_name("metric", metric)?;
+    let mut t = Vec::with_capacity(thresholds.len());
+    for v in thresholds {
+        match v {
+            Some(p) if (1..=1000).contains(&p) => t.push(p),
+            other => {
+                return Err(QuotaError::invalid(
+                    "thresholds",
+                    other.map_or("NULL".to_string(), |p| p.to_string()),
+                    "thresholds must be percentages between 1 and 1000",
+                    "Pass an array such as ARRAY[80, 100].",
+                ))
+            }
+        }
+    }
+    store::volatile(|c| {
+        existing_plan(c, plan)?;
+        if store::set_alerts(c, plan, metric, t) {
+            Ok(())
+        } else {
+            Err(QuotaError::invalid("metric", metric, format!("plan \"{plan}\" has no limit on metric \"{metric}\""), "Create the limit first with quota.set_limit."))
+        }
+    })
+}
+
+pub fn remove_limit(plan: &str, metric: &str) -> Result<bool> {
+    known_name("plan", plan)?;
+    known_name("metric", metric)?;
+    store::volatile(|c| Ok(store::delete_limit(c, plan, metric)))
+}
+
+fn existing_plan(c: &mut SpiClient<'_>, plan: &str) -> Result<Option<i32>> {
+    known_name("plan", plan)?;
+    store::plan_bonus_cap(c, plan).ok_or_else(|| {
+        QuotaError::invalid("plan", plan, format!("unknown plan \"{plan}\""), "Create the plan first with quota.set_limit(plan, metric, period, limit).")
+    })
+}
+
+pub fn assign_plan(
+    subject: &str,
+    plan: &str,
+    tenant: Option<&str>,
+    cycle_anchor: Option<pg_sys::TimestampTz>,
+    time_zone: Option<&str>,
+) -> Result<()> {
+    known_name("subject", subject)?;
+    if let Some(zone) = time_zone {
+        if period::parse_zone(zone).is_none() {
+            return Err(QuotaError::invalid(
+                "time_zone",
+                zone,
+                format!("unknown time zone \"{zone}\""),
+                "Use an IANA time zone name such as 'UTC', 'Europe/Paris' or 'America/New_York'.",
+            ));
+        }
+    }
+    let anchor = match cycle_anchor {
+        Some(t) if !clock::in_range(t) => {
+            return Err(QuotaError::invalid(
+                "cycle_anchor",
+                "out of range",
+                "cycle_anchor must be a finite timestamp between the years 1 and 9999",
+                "Pass the start of the first billing cycle.",
+            ))
+        }
+        other => other.map(clock::from_pg),
+    };
+    if let Some(t) = tenant {
+        error::name("tenant", t)?;
+    }
+    let scope = tenancy::current()?;
+    let tenant = scope.assignable(tenant).map_err(|why| {
+        QuotaError::invalid("tenant", tenant.unwrap_or(""), why, "Leave tenant NULL to use the session's quota.tenant, or run as quota_admin without quota.tenant.")
+    })?;
+    store::volatile(|c| {
+        existing_plan(c, plan)?;
+        // The upsert itself refuses a row of another tenant (a concurrent creator).
+        if !store::upsert_subject(c, subject, plan, tenant.as_deref(), anchor, time_zone, clock::now(), &scope) {
+            return Err(QuotaError::UnknownSubject { subject: subject.to_string() });
+        }
+        Ok(())
+    })
+}
+
+pub fn set_bonus_rule(plan: &str, metric: &str, kind: &str, amount: i64, reference_scope: Option<&str>) -> Result<()> {
+    known_name("metric", metric)?;
+    error::name("kind", kind)?;
+    positive_amount("amount", amount)?;
+    let scope = match reference_scope {
+        None => ReferenceScope::default_for(kind),
+        Some(s) => ReferenceScope::parse(s).ok_or_else(|| {
+            QuotaError::invalid("reference_scope", s, format!("unknown reference scope \"{s}\""), format!("Use one of: {}.", ReferenceScope::NAMES))
+        })?,
+    };
+    store::volatile(|c| {
+        existing_plan(c, plan)?;
+        store::upsert_rule(c, plan, metric, kind, Rule { amount, scope });
+        Ok(())
+    })
+}
+
+pub fn set_bonus_cap(plan: &str, per_day: Option<i32>) -> Result<()> {
+    if let Some(n) = per_day {
+        if n < 0 {
+            return Err(QuotaError::invalid("per_day", n, "per_day must not be negative", "Pass 0 or more, or NULL for no cap."));
+        }
+    }
+    store::volatile(|c| {
+        existing_plan(c, plan)?;
+        store::set_bonus_cap(c, plan, per_day);
+        Ok(())
+    })
+}
+
+/// Delete a subject in the session's scope; its dependent state goes with it (trigger
+/// `quota.forget_subject`, sql/tenants.sql). False when there was none to delete.
+pub fn delete_subject(subject: &str) -> Result<bool> {
+    known_name("subject", subject)?;
+    installed::requires(installed::BINDINGS, "quota.delete_subject")?;
+    let scope = tenancy::current()?;
+    store::volatile(|c| {
+        let Some(s) = store::lock_subject(c, subject)?.filter(|s| scope.admits(s.tenant.as_deref())) else { return Ok(false) };
+        Ok(store::delete_subject(c, &s.id))
+    })
+}
+
+pub fn bind_tenant(role: &str, tenant: &str) -> Result<()> {
+    error::name("role_name", role)?;
+    error::name("tenant", tenant)?;
+    installed::requires(installed::BINDINGS, "quota.bind_tenant")?;
+    let oid = std::ffi::CString::new(role)
+        // SAFETY: a catalog lookup by name.
+        .map_or(pg_sys::InvalidOid, |name| unsafe { pg_sys::get_role_oid(name.as_ptr(), true) });
+    if oid == pg_sys::InvalidOid {
+        return Err(QuotaError::invalid(
+            "role_name",
+            role,
+            format!("role \"{}\" does not exist", error::quoted(role)),
+            "Create the role first (CREATE ROLE ... IN ROLE quota_app), then bind it.",
+        ));
+    }
+    store::volatile(|c| {
+        store::bind_tenant(c, role, oid, tenant);
+        Ok(())
+    })
+}
+
+pub fn unbind_tenant(role: &str, tenant: Option<&str>) -> Result<i32> {
+    error::name("role_name", role)?;
+    if let Some(t) = tenant {
+        error::name("tenant", t)?;
+    }
+    installed::requires(installed::BINDINGS, "quota.unbind_tenant")?;
+    store::volatile(|c| Ok(store::unbind_tenant(c, role, tenant)))
+}
+

@@ -1,0 +1,81 @@
+//! Argument checks shared by the operations (beyond `error`'s pure bounds): names that
+//! may already be stored, metadata size, counters that would overflow, item lists.
+
+use pgrx::pg_sys;
+use serde_json::Value;
+
+use crate::error::{self, positive_amount, QuotaError, Result};
+use crate::gucs;
+use crate::limits::{Enforcement, Usage};
+use crate::period::Period;
+use crate::store;
+
+/// A name argument within its bound (`error::name`), or one already stored: names
+/// stored before the bounds existed keep working.
+pub fn known_name<'a>(argument: &'static str, value: &'a str) -> Result<&'a str> {
+    match error::name(argument, value) {
+        Err(_) if !value.is_empty() && store::name_is_stored(argument, value) => Ok(value),
+        other => other,
+    }
+}
+
+/// Metadata is stored as given, up to `quota.max_metadata_bytes`.
+pub fn metadata_fits(metadata: Option<pg_sys::Datum>) -> Result<()> {
+    let Some(datum) = metadata else { return Ok(()) };
+    // SAFETY: a jsonb argument is a valid varlena (possibly toasted: its stored size).
+    let size = unsafe { pg_sys::toast_raw_datum_size(datum) };
+    let max = gucs::max_metadata_bytes();
+    if size > max {
+        return Err(QuotaError::invalid(
+            "metadata",
+            format!("{size} bytes"),
+            format!("metadata is {size} bytes, more than quota.max_metadata_bytes ({max})"),
+            "Store less in metadata (an id that points to your own record, say), or ask a superuser to raise quota.max_metadata_bytes.",
+        ));
+    }
+    Ok(())
+}
+
+pub fn overflow(amount: i64) -> QuotaError {
+    QuotaError::invalid("amount", amount, "amount would overflow the counter", "Pass a smaller amount.")
+}
+
+/// A request that would push a counter past i64::MAX is an argument error, not a refusal.
+pub fn fits_counter(usage: Usage, amount: i64) -> Result<()> {
+    usage.used.checked_add(amount).map(|_| ()).ok_or_else(|| overflow(amount))
+}
+
+/// Sort by metric (the lock order) and reject bad amounts and duplicate metrics.
+pub fn validate_items(items: &mut [(String, i64)]) -> Result<()> {
+    if items.is_empty() {
+        return Err(QuotaError::invalid("amounts", "{}", "amounts must name at least one metric", "Pass an object such as {\"messages\": 1, \"tokens\": 350}."));
+    }
+    for (metric, amount) in items.iter() {
+        known_name("metric", metric)?;
+        positive_amount("amount", *amount)?;
+    }
+    items.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(())
+}
+
+/// Parse `{"messages": 1, "tokens": 350}` into (metric, amount) pairs.
+/// `amounts` is the jsonb's text form; numbers that do not fit an i64 are refused, never
+/// rounded.
+pub fn parse_amounts(text: &str) -> Result<Vec<(String, i64)>> {
+    let bad = |why: &str| {
+        QuotaError::invalid("amounts", text, format!("amounts {why}"), "Pass a JSON object of metric to positive integer, such as {\"messages\": 1, \"tokens\": 350}.")
+    };
+    let amounts: Value = serde_json::from_str(text).map_err(|_| bad("values must be integers"))?;
+    let obj = amounts.as_object().ok_or_else(|| bad("must be a JSON object"))?;
+    obj.iter().map(|(k, v)| v.as_i64().map(|n| (k.clone(), n)).ok_or_else(|| bad("values must be integers"))).collect()
+}
+
+pub fn parse_period(period: &str) -> Result<Period> {
+    period.parse().map_err(|_| QuotaError::invalid("period", period, format!("unknown period \"{period}\""), format!("Use one of: {}.", Period::NAMES)))
+}
+
+pub fn parse_enforcement(enforcement: &str) -> Result<Enforcement> {
+    enforcement.parse().map_err(|_| {
+        QuotaError::invalid("enforcement", enforcement, format!("unknown enforcement \"{enforcement}\""), format!("Use one of: {}.", Enforcement::NAMES))
+    })
+}

@@ -1,0 +1,51 @@
+//! `quota.maintenance()`: sweep lapsed holds everywhere, one window per subtransaction.
+
+use crate::clock;
+use crate::error::{self, Result};
+use crate::store;
+
+use super::window::WindowOp;
+
+/// Sweep lapsed holds everywhere (they also expire lazily on the next access). Safe to
+/// run concurrently and from pg_cron. Returns how many holds expired. Each window is
+/// swept in a subtransaction: one that fails is logged at WARNING and left for the next
+/// run, and the sweep goes on with the rest.
+pub fn maintenance() -> Result<i64> {
+    store::volatile(|c| {
+        let now = clock::now();
+        let mut expired = 0;
+        let mut failed = 0i64;
+        loop {
+            let batch = store::lapsed_windows(c, now, 1000, failed);
+            if batch.is_empty() {
+                return Ok(expired);
+            }
+            let mut progressed = false;
+            for (subject, metric, w) in batch {
+                let swept = crate::pg::subtransaction::run(|| -> Result<usize> {
+                    let Some(s) = store::find_subject(c, &subject)? else { return Ok(0) };
+                    let Some(limit) = store::limit(c, &s.plan, &metric)? else { return Ok(0) };
+                    Ok(WindowOp::of(&s, &metric, &limit, w, now).lock(c)?.1)
+                })
+                .and_then(|r| r.map_err(|e| e.message()));
+                match swept {
+                    Ok(n) => {
+                        expired += n as i64;
+                        progressed |= n > 0;
+                    }
+                    Err(why) => {
+                        failed += 1;
+                        pgrx::warning!(
+                            "quota.maintenance: could not expire the holds of subject \"{}\" on {}: {why}; left for the next run",
+                            error::quoted(&subject),
+                            error::quoted(&metric)
+                        );
+                    }
+                }
+            }
+            if !progressed {
+                return Ok(expired);
+            }
+        }
+    })
+}

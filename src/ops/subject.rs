@@ -1,0 +1,71 @@
+//! Finding the subject and limit an operation works on, within the session's tenant
+//! scope, creating an unknown subject on `quota.default_plan` where the operation may.
+
+use chrono::{DateTime, Utc};
+use pgrx::spi::SpiClient;
+
+use super::args::known_name;
+use crate::error::{QuotaError, Result};
+use crate::gucs;
+use crate::limits::Limit;
+use crate::store::{self, Subject};
+use crate::tenancy;
+
+/// Whether an operation may create an unknown subject on `quota.default_plan`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Unknown {
+    /// Consume, refund, bonus: create and store it.
+    Create,
+    /// Check, status: evaluate it on the default plan without writing.
+    Evaluate,
+}
+
+pub fn resolve_subject(c: &mut SpiClient<'_>, id: &str, unknown: Unknown, now: DateTime<Utc>) -> Result<Subject> {
+    known_name("subject", id)?;
+    let scope = tenancy::current()?;
+    let unknown_subject = || QuotaError::UnknownSubject { subject: id.to_string() };
+    if let Some(s) = store::find_subject(c, id)? {
+        // Another tenant's subject looks exactly like one that does not exist.
+        if !scope.admits(s.tenant.as_deref()) {
+            return Err(unknown_subject());
+        }
+        return Ok(s);
+    }
+    let Some(plan) = gucs::default_plan().filter(|_| scope.may_create()) else {
+        return Err(unknown_subject());
+    };
+    if store::plan_bonus_cap(c, &plan).is_none() {
+        return Err(QuotaError::invalid(
+            "quota.default_plan",
+            &plan,
+            format!("quota.default_plan names plan \"{plan}\", which does not exist"),
+            "Create the plan with quota.set_limit, or change quota.default_plan.",
+        ));
+    }
+    if unknown == Unknown::Create {
+        store::insert_subject(c, id, &plan, scope.creates_in(), now);
+        // A concurrent creator may have won with other values (even another tenant):
+        // read what is stored.
+        return store::find_subject(c, id)?.filter(|s| scope.admits(s.tenant.as_deref())).ok_or_else(unknown_subject);
+    }
+    let tenant = scope.creates_in().map(str::to_string);
+    Ok(Subject { id: id.to_string(), plan, tenant, anchor: now, tz: chrono_tz::Tz::UTC, stored: false })
+}
+
+pub fn resolve_limit(c: &mut SpiClient<'_>, subject: &Subject, metric: &str) -> Result<Limit> {
+    known_name("metric", metric)?;
+    store::limit(c, &subject.plan, metric)?.ok_or_else(|| unknown_metric(subject, metric))
+}
+
+fn unknown_metric(subject: &Subject, metric: &str) -> QuotaError {
+    QuotaError::invalid(
+        "metric",
+        metric,
+        format!("plan \"{}\" of subject \"{}\" has no limit on metric \"{metric}\"", subject.plan, subject.id),
+        format!(
+            "Add one with quota.set_limit('{}', '{}', 'day', <limit>), or check the metric's spelling.",
+            subject.plan.replace('\'', "''"),
+            metric.replace('\'', "''")
+        ),
+    )
+}

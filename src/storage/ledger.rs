@@ -1,0 +1,37 @@
+//! quota.usage_events, the append-only ledger. The row itself is `schema::LedgerRow`,
+//! which the hot path appends too.
+
+use pgrx::datum::DatumWithOid;
+use pgrx::pg_sys::PgBuiltInOids as T;
+use pgrx::spi::SpiClient;
+
+use super::{run, schema::LedgerRow, Stmt};
+
+static APPEND: Stmt = Stmt {
+    sql: "INSERT INTO quota.usage_events ({usage_events:insert}) VALUES ({usage_events:values})",
+    types: &[
+        T::TEXTOID, T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID, T::TEXTOID, T::INT8OID, T::INT8OID, T::TEXTOID, T::JSONBOID,
+        T::TIMESTAMPTZOID,
+    ],
+};
+
+pub fn append(c: &mut SpiClient<'_>, row: &LedgerRow<'_>) {
+    let args: Vec<DatumWithOid> = row
+        .values()
+        .into_iter()
+        // SAFETY: each value is of its column's type (`LedgerRow::values` pairs them).
+        .map(|(d, oid)| d.map_or(DatumWithOid::null_oid(oid), |d| unsafe { DatumWithOid::new(super::RawDatum(d), oid) }))
+        .collect();
+    run(c, &APPEND, &args);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn append_binds_one_parameter_of_each_described_type() {
+        use crate::storage::schema::USAGE_EVENTS;
+        let described: Vec<u32> = USAGE_EVENTS.columns[USAGE_EVENTS.generated..].iter().map(|c| c.type_oid.to_u32()).collect();
+        let bound: Vec<u32> = super::APPEND.types.iter().map(|t| *t as u32).collect();
+        assert_eq!(described, bound);
+    }
+}

@@ -1,0 +1,157 @@
+//! quota.reservations: holds against a limit.
+
+use chrono::{DateTime, Utc};
+use pgrx::pg_sys::{self, PgBuiltInOids as T};
+use pgrx::prelude::*;
+use pgrx::spi::{SpiClient, SpiTupleTable};
+
+use super::windows::key_args;
+use super::{first, run, ts, RawJsonb, Stmt};
+use crate::clock;
+use crate::period::Window;
+
+#[derive(Clone, Debug)]
+pub struct Reservation {
+    pub subject: String,
+    pub metric: String,
+    pub window: Window,
+    pub amount: i64,
+    pub status: String,
+    pub response: Option<String>,
+}
+
+static INSERT_RESERVATION: Stmt = Stmt {
+    sql: "INSERT INTO quota.reservations (subject, metric, window_start, window_end, amount, expires_at, idempotency_key, metadata, created_at)
+          VALUES ($1, $2, $3, $4, $5, $7 + $6, $8, $9, $7)
+          RETURNING id, expires_at",
+    types: &[
+        T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID, T::TIMESTAMPTZOID, T::INT8OID, T::INTERVALOID, T::TIMESTAMPTZOID, T::TEXTOID,
+        T::JSONBOID,
+    ],
+};
+static FIND_RESERVATION: Stmt = Stmt {
+    sql: "SELECT id, subject, metric, window_start, window_end, amount, status, response::text
+          FROM quota.reservations WHERE id = $1",
+    types: &[T::UUIDOID],
+};
+static LOCK_RESERVATION: Stmt = Stmt {
+    sql: "SELECT id, subject, metric, window_start, window_end, amount, status, response::text
+          FROM quota.reservations WHERE id = $1 FOR UPDATE",
+    types: &[T::UUIDOID],
+};
+static SETTLE_RESERVATION: Stmt = Stmt {
+    sql: "UPDATE quota.reservations SET status = $2, actual_amount = $3, response = $4::jsonb, settled_at = $5 WHERE id = $1",
+    types: &[T::UUIDOID, T::TEXTOID, T::INT8OID, T::TEXTOID, T::TIMESTAMPTZOID],
+};
+static EXPIRE_HELD: Stmt = Stmt {
+    sql: "UPDATE quota.reservations SET status = 'expired', settled_at = $5
+          WHERE subject = $1 AND metric = $2 AND window_start = $3 AND status = 'held' AND expires_at <= $4
+          RETURNING id, amount",
+    types: &[T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID, T::TIMESTAMPTZOID, T::TIMESTAMPTZOID],
+};
+static EXPIRED_HELD: Stmt = Stmt {
+    sql: "SELECT coalesce(sum(amount), 0)::int8 FROM quota.reservations
+          WHERE subject = $1 AND metric = $2 AND window_start = $3 AND status = 'held' AND expires_at <= $4",
+    types: &[T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID, T::TIMESTAMPTZOID],
+};
+static LAPSED_WINDOWS: Stmt = Stmt {
+    sql: "SELECT DISTINCT subject, metric, window_start, window_end FROM quota.reservations
+          WHERE status = 'held' AND expires_at <= $1 ORDER BY subject, metric, window_start LIMIT $2 OFFSET $3",
+    types: &[T::TIMESTAMPTZOID, T::INT8OID, T::INT8OID],
+};
+
+pub struct NewReservation<'a> {
+    pub subject: &'a str,
+    pub metric: &'a str,
+    pub window: &'a Window,
+    pub amount: i64,
+    pub ttl: pgrx::datum::Interval,
+    pub idempotency_key: Option<&'a str>,
+    pub metadata: Option<pg_sys::Datum>,
+    pub at: DateTime<Utc>,
+}
+
+/// Record a hold; returns its id and expiry.
+pub fn insert_reservation(c: &mut SpiClient<'_>, r: &NewReservation<'_>) -> (pgrx::Uuid, DateTime<Utc>) {
+    let t = run(
+        c,
+        &INSERT_RESERVATION,
+        &[
+            r.subject.into(),
+            r.metric.into(),
+            clock::window_key(r.window.start).into(),
+            r.window.end.map(clock::to_pg_tz).into(),
+            r.amount.into(),
+            r.ttl.into(),
+            ts(r.at),
+            r.idempotency_key.into(),
+            r.metadata.map(RawJsonb).into(),
+        ],
+    );
+    let row = t.first();
+    let id = row.get::<pgrx::Uuid>(1).ok().flatten().expect("RETURNING id");
+    let expires = row.get::<TimestampWithTimeZone>(2).ok().flatten().expect("RETURNING expires_at");
+    (id, clock::from_pg(expires.into_inner()))
+}
+
+fn reservation_from(table: SpiTupleTable<'_>) -> Option<Reservation> {
+    if table.is_empty() {
+        return None;
+    }
+    let row = table.first();
+    let start = row.get::<TimestampWithTimeZone>(4).ok().flatten()?;
+    Some(Reservation {
+        subject: row.get(2).ok().flatten()?,
+        metric: row.get(3).ok().flatten()?,
+        window: Window {
+            start: if start.is_neg_infinity() { None } else { Some(clock::from_pg(start.into_inner())) },
+            end: row.get::<TimestampWithTimeZone>(5).ok().flatten().map(|t| clock::from_pg(t.into_inner())),
+        },
+        amount: row.get(6).ok().flatten()?,
+        status: row.get(7).ok().flatten()?,
+        response: row.get(8).ok().flatten(),
+    })
+}
+
+pub fn find_reservation(c: &mut SpiClient<'_>, id: pgrx::Uuid) -> Option<Reservation> {
+    reservation_from(run(c, &FIND_RESERVATION, &[id.into()]))
+}
+
+pub fn lock_reservation(c: &mut SpiClient<'_>, id: pgrx::Uuid) -> Option<Reservation> {
+    reservation_from(run(c, &LOCK_RESERVATION, &[id.into()]))
+}
+
+pub fn settle_reservation(c: &mut SpiClient<'_>, id: pgrx::Uuid, status: &str, actual: Option<i64>, response: Option<&str>, at: DateTime<Utc>) {
+    run(c, &SETTLE_RESERVATION, &[id.into(), status.into(), actual.into(), response.into(), ts(at)]);
+}
+
+/// Mark the window's lapsed holds expired (the caller holds the window lock); returns
+/// (id, amount) of each.
+pub fn expire_held(c: &mut SpiClient<'_>, subject: &str, metric: &str, w: &Window, now: DateTime<Utc>) -> Vec<(pgrx::Uuid, i64)> {
+    let [s, m, start] = key_args(subject, metric, w);
+    run(c, &EXPIRE_HELD, &[s, m, start, ts(now), ts(now)])
+        .filter_map(|row| Some((row.get::<pgrx::Uuid>(1).ok().flatten()?, row.get::<i64>(2).ok().flatten()?)))
+        .collect()
+}
+
+/// How much of the window's `reserved` has lapsed but is not yet marked (read-only paths).
+pub fn expired_held(c: &mut SpiClient<'_>, subject: &str, metric: &str, w: &Window, now: DateTime<Utc>) -> i64 {
+    let [s, m, start] = key_args(subject, metric, w);
+    first::<i64>(run(c, &EXPIRED_HELD, &[s, m, start, ts(now)]), 1).unwrap_or(0)
+}
+
+/// Windows with lapsed holds, at most `limit` of them after skipping `skip` (those a
+/// sweep failed on): (subject, metric, window).
+pub fn lapsed_windows(c: &mut SpiClient<'_>, now: DateTime<Utc>, limit: i64, skip: i64) -> Vec<(String, String, Window)> {
+    run(c, &LAPSED_WINDOWS, &[ts(now), limit.into(), skip.into()])
+        .filter_map(|row| {
+            let start = row.get::<TimestampWithTimeZone>(3).ok().flatten()?;
+            let window = Window {
+                start: if start.is_neg_infinity() { None } else { Some(clock::from_pg(start.into_inner())) },
+                end: row.get::<TimestampWithTimeZone>(4).ok().flatten().map(|t| clock::from_pg(t.into_inner())),
+            };
+            Some((row.get(1).ok().flatten()?, row.get(2).ok().flatten()?, window))
+        })
+        .collect()
+}
+

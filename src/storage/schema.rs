@@ -1,0 +1,341 @@
+//! The contract between the two write paths: one description of each state table that
+//! both read and write (column names, types and key order), and one decoder and encoder
+//! per row.
+//!
+//! - The general path's statements (`storage`) name their columns through
+//!   `{subjects}`-style placeholders that `expand` fills from these descriptions, so they
+//!   select exactly these columns in this order.
+//! - The hot path (`hotpath::tables`) resolves each described column to its attribute
+//!   number, checks its type and the primary key's column order, and steps aside if any
+//!   differs.
+//! - Both decode rows with the functions below (`subject`, `limit`, `usage`) and build
+//!   ledger rows with `LedgerRow::values`. A stored value that does not decode is
+//!   `QuotaError::Corrupt` (XX001) on both paths, never a default.
+
+use chrono_tz::Tz;
+use pgrx::datum::TimestampWithTimeZone;
+use pgrx::pg_sys::{self, Datum, Oid};
+use pgrx::{FromDatum, IntoDatum};
+
+use crate::error::{QuotaError, Result};
+use crate::limits::{Enforcement, Limit, Usage};
+use crate::period::{self, Period};
+
+/// One column: its name and type.
+pub struct Column {
+    pub name: &'static std::ffi::CStr,
+    pub type_oid: Oid,
+}
+
+/// One state table of schema quota.
+pub struct Table {
+    pub name: &'static std::ffi::CStr,
+    /// Every column either path reads or writes; the primary key's columns first, in
+    /// the key's order.
+    pub columns: &'static [Column],
+    /// How many leading columns form the primary key (0: the key is not used to find rows).
+    pub key: usize,
+    /// How many leading columns the table fills itself on the general path (an identity).
+    pub generated: usize,
+}
+
+const fn col(name: &'static std::ffi::CStr, type_oid: Oid) -> Column {
+    Column { name, type_oid }
+}
+
+const TEXT: Oid = pg_sys::TEXTOID;
+const INT8: Oid = pg_sys::INT8OID;
+const INT4: Oid = pg_sys::INT4OID;
+const TSTZ: Oid = pg_sys::TIMESTAMPTZOID;
+const JSONB: Oid = pg_sys::JSONBOID;
+const INT4ARRAY: Oid = pg_sys::INT4ARRAYOID;
+
+pub static SUBJECTS: Table = Table {
+    name: c"subjects",
+    columns: &[col(c"subject", TEXT), col(c"plan", TEXT), col(c"tenant", TEXT), col(c"cycle_anchor", TSTZ), col(c"time_zone", TEXT)],
+    key: 1,
+    generated: 0,
+};
+/// Column positions of `SUBJECTS`.
+pub mod subjects {
+    pub const PLAN: usize = 1;
+    pub const TENANT: usize = 2;
+    pub const CYCLE_ANCHOR: usize = 3;
+    pub const TIME_ZONE: usize = 4;
+}
+
+pub static PLAN_LIMITS: Table = Table {
+    name: c"plan_limits",
+    columns: &[
+        col(c"plan", TEXT),
+        col(c"metric", TEXT),
+        col(c"period", TEXT),
+        col(c"limit_value", INT8),
+        col(c"enforcement", TEXT),
+        col(c"per_request_max", INT8),
+        col(c"alert_thresholds", INT4ARRAY),
+    ],
+    key: 2,
+    generated: 0,
+};
+/// Column positions of `PLAN_LIMITS`.
+pub mod plan_limits {
+    pub const METRIC: usize = 1;
+    pub const PERIOD: usize = 2;
+    pub const LIMIT_VALUE: usize = 3;
+    pub const ENFORCEMENT: usize = 4;
+    pub const PER_REQUEST_MAX: usize = 5;
+    pub const ALERT_THRESHOLDS: usize = 6;
+}
+
+pub static COUNTERS: Table = Table {
+    name: c"counters",
+    columns: &[
+        col(c"subject", TEXT),
+        col(c"metric", TEXT),
+        col(c"window_start", TSTZ),
+        col(c"used", INT8),
+        col(c"bonus", INT8),
+        col(c"reserved", INT8),
+        col(c"alerted", INT4),
+    ],
+    key: 3,
+    generated: 0,
+};
+/// Column positions of `COUNTERS`.
+pub mod counters {
+    pub const USED: usize = 3;
+    pub const BONUS: usize = 4;
+    pub const RESERVED: usize = 5;
+    pub const ALERTED: usize = 6;
+}
+
+/// The ledger. Any column not described here must be nullable without a default (the
+/// hot path leaves it NULL, as the general path's INSERT does).
+pub static USAGE_EVENTS: Table = Table {
+    name: c"usage_events",
+    columns: &[
+        col(c"id", INT8),
+        col(c"subject", TEXT),
+        col(c"tenant", TEXT),
+        col(c"metric", TEXT),
+        col(c"window_start", TSTZ),
+        col(c"kind", TEXT),
+        col(c"amount", INT8),
+        col(c"overage", INT8),
+        col(c"idempotency_key", TEXT),
+        col(c"metadata", JSONB),
+        col(c"created_at", TSTZ),
+    ],
+    key: 0,
+    generated: 1,
+};
+/// Column position of the ledger's identity.
+pub const LEDGER_ID: usize = 0;
+
+pub static TABLES: [&Table; 4] = [&SUBJECTS, &PLAN_LIMITS, &COUNTERS, &USAGE_EVENTS];
+
+impl Table {
+    pub fn name(&self) -> &'static str {
+        self.name.to_str().expect("table names are ASCII")
+    }
+
+    /// `quota.<name>`, as errors and logs name it.
+    pub fn qualified(&self) -> String {
+        format!("quota.{}", self.name())
+    }
+
+    fn names(&self, from: usize) -> String {
+        self.columns[from..].iter().map(|c| c.name.to_str().expect("column names are ASCII")).collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// Fill a statement's placeholders: `{subjects}` (every described column of the table,
+/// in order, for a SELECT list), `{usage_events:insert}` (the columns an INSERT gives,
+/// without the generated ones) and `{usage_events:values}` (`$1, $2, ...` for them).
+pub fn expand(sql: &str) -> String {
+    let mut out = sql.to_string();
+    for t in TABLES {
+        let name = t.name();
+        let given = t.columns.len() - t.generated;
+        out = out
+            .replace(&format!("{{{name}:insert}}"), &t.names(t.generated))
+            .replace(&format!("{{{name}:values}}"), &(1..=given).map(|i| format!("${i}")).collect::<Vec<_>>().join(", "))
+            .replace(&format!("{{{name}}}"), &t.names(0));
+    }
+    out
+}
+
+/// A row of a described table, as either path holds it (an SPI result row, or a heap
+/// tuple with the table's resolved attribute numbers). `col` is a position in the
+/// table's description.
+pub trait Row {
+    fn get<T: FromDatum + IntoDatum>(&self, col: usize) -> Option<T>;
+}
+
+/// A subject's row (everything but its id).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SubjectRow {
+    pub plan: String,
+    pub tenant: Option<String>,
+    /// The cycle anchor, in PostgreSQL's microseconds since 2000-01-01.
+    pub anchor: i64,
+    pub tz: Tz,
+}
+
+fn corrupt(table: &Table, col: usize, value: impl ToString) -> QuotaError {
+    QuotaError::Corrupt {
+        table: match table.name() {
+            "subjects" => "quota.subjects",
+            "plan_limits" => "quota.plan_limits",
+            "counters" => "quota.counters",
+            _ => "quota.usage_events",
+        },
+        column: table.columns[col].name.to_str().unwrap_or("?"),
+        value: value.to_string(),
+    }
+}
+
+fn required<T: FromDatum + IntoDatum>(table: &Table, row: &impl Row, col: usize) -> Result<T> {
+    row.get(col).ok_or_else(|| corrupt(table, col, "NULL"))
+}
+
+/// Decode a subjects row.
+pub fn subject(row: &impl Row) -> Result<SubjectRow> {
+    use subjects::*;
+    let t = &SUBJECTS;
+    let zone: String = required(t, row, TIME_ZONE)?;
+    Ok(SubjectRow {
+        plan: required(t, row, PLAN)?,
+        tenant: row.get(TENANT),
+        anchor: required::<TimestampWithTimeZone>(t, row, CYCLE_ANCHOR)?.into_inner(),
+        tz: period::parse_zone(&zone).ok_or_else(|| corrupt(t, TIME_ZONE, &zone))?,
+    })
+}
+
+/// Decode a plan_limits row: (metric, limit).
+pub fn limit(row: &impl Row) -> Result<(String, Limit)> {
+    use plan_limits::*;
+    let t = &PLAN_LIMITS;
+    let period: String = required(t, row, PERIOD)?;
+    let enforcement: String = required(t, row, ENFORCEMENT)?;
+    let limit = Limit {
+        period: period.parse::<Period>().map_err(|_| corrupt(t, PERIOD, &period))?,
+        limit_value: required(t, row, LIMIT_VALUE)?,
+        enforcement: enforcement.parse::<Enforcement>().map_err(|_| corrupt(t, ENFORCEMENT, &enforcement))?,
+        per_request_max: row.get(PER_REQUEST_MAX),
+        alerts: row.get::<Vec<i32>>(ALERT_THRESHOLDS).unwrap_or_default(),
+    };
+    Ok((required(t, row, METRIC)?, limit))
+}
+
+/// Decode a counters row's usage.
+pub fn usage(row: &impl Row) -> Result<Usage> {
+    use counters::*;
+    let t = &COUNTERS;
+    Ok(Usage { used: required(t, row, USED)?, bonus: required(t, row, BONUS)?, reserved: required(t, row, RESERVED)?, alerted: required(t, row, ALERTED)? })
+}
+
+/// What a ledger row records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LedgerKind {
+    Consume,
+    Refund,
+    Reset,
+    Bonus,
+    Reserve,
+    Commit,
+    Release,
+    Expire,
+}
+
+impl LedgerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LedgerKind::Consume => "consume",
+            LedgerKind::Refund => "refund",
+            LedgerKind::Reset => "reset",
+            LedgerKind::Bonus => "bonus",
+            LedgerKind::Reserve => "reserve",
+            LedgerKind::Commit => "commit",
+            LedgerKind::Release => "release",
+            LedgerKind::Expire => "expire",
+        }
+    }
+}
+
+/// One ledger row, as both paths append it.
+pub struct LedgerRow<'a> {
+    pub subject: &'a str,
+    pub tenant: Option<&'a str>,
+    pub metric: &'a str,
+    pub window_start: Option<chrono::DateTime<chrono::Utc>>,
+    pub kind: LedgerKind,
+    pub amount: i64,
+    pub overage: i64,
+    pub idempotency_key: Option<&'a str>,
+    pub metadata: Option<Datum>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl LedgerRow<'_> {
+    /// The values of every `USAGE_EVENTS` column after the generated ones, in order
+    /// (palloc'd in the current memory context).
+    pub fn values(&self) -> [(Option<Datum>, Oid); 10] {
+        let text = |s: &str| s.into_datum();
+        let t = |i: usize| USAGE_EVENTS.columns[i].type_oid;
+        [
+            (text(self.subject), t(1)),
+            (self.tenant.and_then(text), t(2)),
+            (text(self.metric), t(3)),
+            (crate::clock::window_key(self.window_start).into_datum(), t(4)),
+            (text(self.kind.as_str()), t(5)),
+            (Some(Datum::from(self.amount)), t(6)),
+            (Some(Datum::from(self.overage)), t(7)),
+            (self.idempotency_key.and_then(text), t(8)),
+            (self.metadata, t(9)),
+            (Some(Datum::from(crate::clock::to_pg(self.created_at))), t(10)),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_name_the_described_columns_in_order() {
+        assert_eq!(
+            expand("SELECT {subjects} FROM quota.subjects"),
+            "SELECT subject, plan, tenant, cycle_anchor, time_zone FROM quota.subjects"
+        );
+        assert_eq!(
+            expand("INSERT INTO quota.usage_events ({usage_events:insert}) VALUES ({usage_events:values})"),
+            "INSERT INTO quota.usage_events (subject, tenant, metric, window_start, kind, amount, overage, idempotency_key, metadata, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        );
+        assert_eq!(USAGE_EVENTS.columns.len() - USAGE_EVENTS.generated, 10, "LedgerRow::values gives one value per column");
+    }
+
+    #[test]
+    fn keys_lead_each_description() {
+        assert_eq!(SUBJECTS.columns[0].name, c"subject");
+        assert_eq!([PLAN_LIMITS.columns[0].name, PLAN_LIMITS.columns[1].name], [c"plan", c"metric"]);
+        assert_eq!([COUNTERS.columns[0].name, COUNTERS.columns[1].name, COUNTERS.columns[2].name], [c"subject", c"metric", c"window_start"]);
+        assert_eq!(USAGE_EVENTS.columns[LEDGER_ID].name, c"id");
+    }
+
+    struct Fake;
+    impl Row for Fake {
+        fn get<T: FromDatum + IntoDatum>(&self, _col: usize) -> Option<T> {
+            None
+        }
+    }
+
+    #[test]
+    fn a_null_in_a_required_column_is_data_corrupted() {
+        let e = usage(&Fake).unwrap_err();
+        assert_eq!(e.sqlstate(), "XX001");
+        assert_eq!(e.detail()["column"], "used");
+    }
+}

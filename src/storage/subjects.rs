@@ -1,0 +1,161 @@
+//! quota.subjects and quota.tenant_bindings.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
+use pgrx::pg_sys::{self, PgBuiltInOids as T};
+use pgrx::prelude::*;
+use pgrx::spi::{SpiClient, SpiTupleTable};
+
+use super::{first, run, schema, ts, SpiRow, Stmt};
+use crate::clock;
+use crate::error::Result;
+use crate::period::{self, Period, Window};
+use crate::tenancy::Scope;
+
+#[derive(Clone, Debug)]
+pub struct Subject {
+    pub id: String,
+    pub plan: String,
+    pub tenant: Option<String>,
+    pub anchor: DateTime<Utc>,
+    pub tz: Tz,
+    /// False for a subject evaluated on the default plan without being stored.
+    pub stored: bool,
+}
+
+impl Subject {
+    pub fn window(&self, period: Period, now: DateTime<Utc>) -> Window {
+        period::window_for(period, now, self.tz, self.anchor)
+    }
+    pub fn local_day(&self, now: DateTime<Utc>) -> NaiveDate {
+        now.with_timezone(&self.tz).date_naive()
+    }
+}
+
+static FIND_SUBJECT: Stmt = Stmt {
+    sql: "SELECT {subjects} FROM quota.subjects WHERE subject = $1",
+    types: &[T::TEXTOID],
+};
+static LOCK_SUBJECT: Stmt = Stmt {
+    sql: "SELECT {subjects} FROM quota.subjects WHERE subject = $1 FOR NO KEY UPDATE",
+    types: &[T::TEXTOID],
+};
+
+impl Subject {
+    /// A stored subject from its decoded row.
+    pub fn stored(id: &str, row: schema::SubjectRow) -> Subject {
+        Subject { id: id.to_string(), plan: row.plan, tenant: row.tenant, anchor: clock::from_pg(row.anchor), tz: row.tz, stored: true }
+    }
+}
+
+fn subject_from(table: SpiTupleTable<'_>, id: &str) -> Result<Option<Subject>> {
+    let Some(row) = table.into_iter().next() else { return Ok(None) };
+    Ok(Some(Subject::stored(id, schema::subject(&SpiRow { row: &row })?)))
+}
+
+pub fn find_subject(c: &mut SpiClient<'_>, id: &str) -> Result<Option<Subject>> {
+    subject_from(run(c, &FIND_SUBJECT, &[id.into()]), id)
+}
+
+/// Read the subject and take a row lock that serialises bonus grants for it.
+pub fn lock_subject(c: &mut SpiClient<'_>, id: &str) -> Result<Option<Subject>> {
+    subject_from(run(c, &LOCK_SUBJECT, &[id.into()]), id)
+}
+
+static INSERT_SUBJECT: Stmt = Stmt {
+    sql: "INSERT INTO quota.subjects (subject, plan, cycle_anchor, tenant) VALUES ($1, $2, $3, $4) ON CONFLICT (subject) DO NOTHING",
+    types: &[T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID, T::TEXTOID],
+};
+
+/// Create a subject on `plan` unless it exists (a concurrent creator wins quietly).
+pub fn insert_subject(c: &mut SpiClient<'_>, id: &str, plan: &str, tenant: Option<&str>, anchor: DateTime<Utc>) {
+    run(c, &INSERT_SUBJECT, &[id.into(), plan.into(), ts(anchor), tenant.into()]);
+}
+
+static UPSERT_SUBJECT: Stmt = Stmt {
+    sql: "INSERT INTO quota.subjects AS s (subject, plan, tenant, cycle_anchor, time_zone)
+          VALUES ($1, $2, $3, coalesce($4, $6), coalesce($5, 'UTC'))
+          ON CONFLICT (subject) DO UPDATE SET
+              plan = EXCLUDED.plan,
+              tenant = coalesce($3, s.tenant),
+              cycle_anchor = coalesce($4, s.cycle_anchor),
+              time_zone = coalesce($5, s.time_zone)
+          WHERE $7 OR s.tenant IS NOT DISTINCT FROM $3
+          RETURNING 1",
+    types: &[T::TEXTOID, T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID, T::TEXTOID, T::TIMESTAMPTZOID, T::BOOLOID],
+};
+
+pub fn upsert_subject(
+    c: &mut SpiClient<'_>,
+    id: &str,
+    plan: &str,
+    tenant: Option<&str>,
+    anchor: Option<DateTime<Utc>>,
+    zone: Option<&str>,
+    now: DateTime<Utc>,
+    scope: &Scope,
+) -> bool {
+    let args = [id.into(), plan.into(), tenant.into(), anchor.map(clock::to_pg_tz).into(), zone.into(), ts(now), scope.params().0.into()];
+    !run(c, &UPSERT_SUBJECT, &args).is_empty()
+}
+
+static DELETE_SUBJECT: Stmt = Stmt { sql: "DELETE FROM quota.subjects WHERE subject = $1 RETURNING true", types: &[T::TEXTOID] };
+
+/// Delete a subject (its state goes with it, see sql/tenants.sql); false if it was gone.
+pub fn delete_subject(c: &mut SpiClient<'_>, id: &str) -> bool {
+    first::<bool>(run(c, &DELETE_SUBJECT, &[id.into()]), 1).unwrap_or(false)
+}
+
+/// Is this over-long name already stored (from before the length bounds)? Only asked
+/// for names over their bound, so it is off every common path.
+pub fn name_is_stored(argument: &str, value: &str) -> bool {
+    let sql = match argument {
+        "subject" => "SELECT true FROM quota.subjects WHERE subject = $1",
+        "metric" => "SELECT true FROM quota.plan_limits WHERE metric = $1 LIMIT 1",
+        "plan" => "SELECT true FROM quota.plans WHERE plan = $1",
+        "tenant" | "quota.tenant" => "SELECT true FROM quota.subjects WHERE tenant = $1 LIMIT 1",
+        _ => return false,
+    };
+    crate::privilege::as_owner(|| {
+        Spi::connect(|c| c.select(sql, Some(1), &[value.into()]).map(|t| !t.is_empty()).unwrap_or(false))
+    })
+}
+
+// Tenant bindings ---------------------------------------------------------------------
+
+/// Bindings stored under this name for another role of this cluster (renamed since, or
+/// dropped) move to that role's current name, or go with the dropped role; then the
+/// binding is stored. So binding a new role of an old name never hands it the old role's
+/// tenants, and never frees the old role.
+static REHOME_BINDINGS: Stmt = Stmt {
+    sql: "WITH stale AS (
+              DELETE FROM quota.tenant_bindings b
+              WHERE b.role_name = $1 AND b.role_cluster = $3 AND b.role_oid IS DISTINCT FROM $2
+              RETURNING b.tenant, b.role_oid, b.role_cluster, b.created_at)
+          INSERT INTO quota.tenant_bindings (role_name, tenant, role_oid, role_cluster, created_at)
+          SELECT r.rolname::text, s.tenant, s.role_oid, s.role_cluster, s.created_at
+          FROM stale s JOIN pg_catalog.pg_roles r ON r.oid = s.role_oid
+          ON CONFLICT (role_name, tenant) DO NOTHING",
+    types: &[T::TEXTOID, T::OIDOID, T::TEXTOID],
+};
+static BIND_TENANT: Stmt = Stmt {
+    sql: "INSERT INTO quota.tenant_bindings (role_name, tenant, role_oid, role_cluster) VALUES ($1, $2, $3, $4)
+          ON CONFLICT (role_name, tenant) DO UPDATE SET role_oid = EXCLUDED.role_oid, role_cluster = EXCLUDED.role_cluster",
+    types: &[T::TEXTOID, T::TEXTOID, T::OIDOID, T::TEXTOID],
+};
+static UNBIND_TENANT: Stmt = Stmt {
+    sql: "WITH d AS (DELETE FROM quota.tenant_bindings WHERE role_name = $1 AND ($2::text IS NULL OR tenant = $2) RETURNING 1)
+          SELECT count(*)::int4 FROM d",
+    types: &[T::TEXTOID, T::TEXTOID],
+};
+
+pub fn bind_tenant(c: &mut SpiClient<'_>, role: &str, role_oid: pg_sys::Oid, tenant: &str) {
+    let cluster = crate::roles::this_cluster();
+    run(c, &REHOME_BINDINGS, &[role.into(), role_oid.into(), cluster.as_str().into()]);
+    run(c, &BIND_TENANT, &[role.into(), tenant.into(), role_oid.into(), cluster.as_str().into()]);
+}
+
+pub fn unbind_tenant(c: &mut SpiClient<'_>, role: &str, tenant: Option<&str>) -> i32 {
+    first::<i32>(run(c, &UNBIND_TENANT, &[role.into(), tenant.into()]), 1).unwrap_or(0)
+}
+
