@@ -1543,7 +1543,12 @@ DIFF_METRICS = {
     "c": ("day", 30, "hard", 6, []),
     "m": ("month", 500, "hard", None, [75]),
     "w": ("week", 120, "soft", 20, [100]),
+    "k": ("billing_cycle", 300, "hard", None, [50]),
+    "l": ("lifetime", 900, "soft", 40, []),
 }
+# Each pair's (tenant, cycle anchor, time zone): windows in a half-hour zone, a cycle
+# anchored at a month's end, and the ledger's tenant column all go through both paths.
+DIFF_SUBJECT_SETUP = [(None, None, None), ("diff-tenant", None, None), (None, "2026-10-31 20:00:00+00", "Asia/Kolkata")]
 # kind: (amount, reference scope); "survey" has no rule (refused with a reason).
 DIFF_BONUSES = {"questionnaire": (5, "subject"), "login": (2, "none")}
 DIFF_HOT_SHARE = 0.30   # of the 'on' connection's checks and consumes, at least
@@ -1562,8 +1567,8 @@ def diff_setup():
         c.execute("SELECT quota.set_bonus_rule('DIFF', 'a', %s, %s, %s)", (kind, amount, scope))
     c.execute("SELECT quota.set_bonus_cap('DIFF', 4)")
     for subjects in DIFF_SUBJECTS.values():
-        for s in subjects:
-            c.execute("SELECT quota.assign_plan(%s, 'DIFF')", (s,))
+        for s, (tenant, anchor, zone) in zip(subjects, DIFF_SUBJECT_SETUP):
+            c.execute("SELECT quota.assign_plan(%s, 'DIFF', %s, %s::timestamptz, %s)", (s, tenant, anchor, zone))
     conn.close()
 
 
@@ -1648,12 +1653,23 @@ def diff_plan(seed, ops):
         elif roll < 0.975:
             clock += datetime.timedelta(minutes=rnd.randint(20, 12 * 60))
             step = ("tick", p, clock.isoformat())
-        elif roll < 0.99:
+        elif roll < 0.985:
             step = ("status", p)
+        elif roll < 0.99:
+            # Every consume also writes a 'consumed' event (both paths' event writing).
+            step = ("notify", p, rnd.choice(["on", "off"]))
         else:
             step = ("unknown", p, rnd.choice(["consume", "check"]))
         plan.append(step)
     return plan
+
+
+def text_timestamps(conn):
+    """Load timestamptz as its text: lifetime windows start at '-infinity', which Python's
+    datetime cannot hold (and the text, in the same TimeZone on every connection, compares
+    as well)."""
+    conn.adapters.register_loader("timestamptz", psycopg.types.string.TextLoader)
+    return conn
 
 
 class DiffSide:
@@ -1662,7 +1678,7 @@ class DiffSide:
     def __init__(self, side):
         self.side = side
         self.subjects = DIFF_SUBJECTS[side]
-        self.conn = connect(DIFF_DB, autocommit=True)
+        self.conn = text_timestamps(connect(DIFF_DB, autocommit=True))
         self.cur = cursor(self.conn)
         self.cur.execute(CLOCK)
         self.cur.execute(f"SET quota.hot_path = {side}")
@@ -1763,6 +1779,8 @@ class DiffSide:
                 r = self.call("SELECT quota.quota_release(%s::uuid, %s::text)", (rid, f"step {n}"))
         elif kind == "tick":
             r = self.call("SELECT set_config('quota.clock_override', %s, false) IS NOT NULL", (step[2],))
+        elif kind == "notify":
+            r = self.call("SELECT set_config('quota.notify_every_consume', %s, false)", (step[2],))
         elif kind == "status":
             r = self.call("SELECT * FROM quota.quota_status(%s::text) ORDER BY metric", (s,))
         elif kind == "unknown":
@@ -1848,7 +1866,7 @@ def differential_phase(plan):
     started = time.monotonic()
     diff_setup()
     sides = [DiffSide(side) for side in DIFF_SIDES]
-    reader = connect(DIFF_DB, autocommit=True)
+    reader = text_timestamps(connect(DIFF_DB, autocommit=True))
     c = cursor(reader)
     differences = [0]
 
