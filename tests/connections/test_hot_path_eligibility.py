@@ -15,8 +15,11 @@ test per check. Each, as the superuser, in one transaction:
   3. shows that quota.hot_path_status() now reports consumes = false with that table and
      check (checks = true: a check only reads), that a consume takes the general path
      (general_calls grows by one, hot_calls does not) and is counted exactly (used grows
-     by the amount, the counter and one new ledger row say so; a trigger fired, a
-     default was filled), while a check still takes the hot path;
+     by the amount, the counter and one new ledger row say so), and that the executor did
+     what the hot path would not have: the rule or trigger fired, the default was filled,
+     the generated column computed, the new index holds every row (amcheck), a consume
+     violating the CHECK constraint failed with 23514; while a check still takes the hot
+     path;
   4. rolls back, and shows that the hot path serves the next consume again.
 
 Also: the LOG line 'quota_ext: hot path steps aside' (table and check) is written once
@@ -98,7 +101,7 @@ def setup_subject(conn, subject):
 
 def expect_hot_consume(conn, subject, amount, tag, what):
     """A consume the hot path must serve: hot_calls + 1, general_calls + 0, used + amount."""
-    used_before = quota_check(conn, subject, 0)
+    used_before, counter0, ledger0 = quota_check(conn, subject, 0), counter(conn, subject), ledger(conn, subject)
     s0 = status(conn)  # after the check (itself a call)
     got = consume(conn, subject, amount, tag)
     s1 = status(conn)
@@ -106,7 +109,18 @@ def expect_hot_consume(conn, subject, amount, tag, what):
           f"{what}: status says consumes may take the hot path (enabled {s0['enabled']}, consumes {s0['consumes']}, "
           f"table {s0['table_name']}, check {s0['failed_check']})")
     check(calls(s0, s1) == (1, 0), f"{what}: the consume took the hot path (hot, general calls: {calls(s0, s1)})")
-    check(got == used_before + amount, f"{what}: used {used_before} + {amount} = {got}")
+    counted_exactly(conn, subject, amount, tag, used_before, got, counter0, ledger0, what)
+
+
+def counted_exactly(conn, subject, amount, tag, used_before, got, counter0, ledger0, what):
+    """The consume answered used + amount, the counter grew by amount, one ledger row was
+    added, and the counter equals the subject's ledger."""
+    check(got == used_before + amount, f"{what}: the consume answered used {used_before} + {amount} (got {got})")
+    check(counter(conn, subject) == counter0 + amount, f"{what}: the counter grew by {amount} ({counter0} -> {counter(conn, subject)})")
+    new = ledger(conn, subject)[len(ledger0):]
+    check(new == [(amount, tag)], f"{what}: exactly one new ledger row, consume {amount} tagged {tag} (got {new})")
+    total = sum(a for a, _ in ledger(conn, subject))
+    check(counter(conn, subject) == total, f"{what}: the counter equals the ledger ({counter(conn, subject)}, {total})")
 
 
 def expect_general_consume(conn, subject, amount, tag, table, failed, what):
@@ -124,10 +138,7 @@ def expect_general_consume(conn, subject, amount, tag, table, failed, what):
     got = consume(conn, subject, amount, tag)
     s2 = status(conn)
     check(calls(s1, s2) == (0, 1), f"{what}: the consume took the general path (hot, general calls: {calls(s1, s2)})")
-    check(got == used0 + amount, f"{what}: the general consume answered used {used0} + {amount} (got {got})")
-    check(counter(conn, subject) == counter0 + amount, f"{what}: the counter grew by {amount} ({counter0} -> {counter(conn, subject)})")
-    new = ledger(conn, subject)[len(ledger0):]
-    check(new == [(amount, tag)], f"{what}: exactly one new ledger row, consume {amount} tagged {tag} (got {new})")
+    counted_exactly(conn, subject, amount, tag, used0, got, counter0, ledger0, f"{what}, general")
     # A second consume in the same transaction still steps aside (the table is still changed).
     got2 = consume(conn, subject, 1, tag + "-again")
     s3 = status(conn)
@@ -167,7 +178,29 @@ def eligibility_case(name, table, failed, ddl, after=None):
 def fired(table, op, n):
     def after(conn, subject):
         got = one(conn, "SELECT count(*) FROM public.elig_fired WHERE tbl = %s AND op = %s", (table, op))
-        check(got == n, f"the trigger on {table} fired for the {n} general consumes ({got} times)")
+        check(got == n, f"the {'rule' if op == 'RULE' else 'trigger'} on {table} fired for the {n} general consumes ({got} times)")
+    return after
+
+
+def refused_by_check(amount):
+    """A consume the quota admits but the CHECK constraint does not: 23514 (the executor
+    checked it), and nothing written."""
+    def after(conn, subject):
+        before = (counter(conn, subject), ledger(conn, subject))
+        conn.execute("SAVEPOINT violate")
+        e, _ = attempt(conn, "SELECT used FROM quota.quota_consume(%s::text, %s::text, %s::bigint)", (subject, METRIC, amount))
+        check(e is not None and e.sqlstate == "23514", f"a consume of {amount} violating the CHECK constraint fails with 23514 ({describe(e)})")
+        conn.execute("ROLLBACK TO SAVEPOINT violate")
+        check((counter(conn, subject), ledger(conn, subject)) == before, "and writes nothing")
+    return after
+
+
+def index_complete(index):
+    """amcheck: every row of the table has its entry in the (btree) index, so the general
+    path's writes maintained it."""
+    def after(conn, subject):
+        e, _ = attempt(conn, "SELECT bt_index_check(%s::regclass, true)", (index,))
+        check(e is None, f"bt_index_check({index}, heapallindexed) passes ({describe(e)})")
     return after
 
 
@@ -181,24 +214,33 @@ def filled(column, value):
 
 # One test per eligibility check -------------------------------------------------------
 
+FIRED_TABLE = "CREATE TABLE public.elig_fired (tbl text, op text)"
+
+
 def rule_on_counters():
-    eligibility_case("rule on counters", "quota.counters", "rule",
-                     ["CREATE RULE elig_rule AS ON UPDATE TO quota.counters DO ALSO NOTIFY elig_rule"])
+    eligibility_case("rule on counters", "quota.counters", "rule", [
+        FIRED_TABLE,
+        "CREATE RULE elig_rule AS ON UPDATE TO quota.counters DO ALSO INSERT INTO public.elig_fired VALUES ('counters', 'RULE')"],
+        fired("counters", "RULE", 2))
 
 
 def rule_on_ledger():
-    eligibility_case("rule on ledger", "quota.usage_events", "rule",
-                     ["CREATE RULE elig_rule AS ON INSERT TO quota.usage_events DO ALSO NOTIFY elig_rule"])
+    eligibility_case("rule on ledger", "quota.usage_events", "rule", [
+        FIRED_TABLE,
+        "CREATE RULE elig_rule AS ON INSERT TO quota.usage_events DO ALSO INSERT INTO public.elig_fired VALUES ('usage_events', 'RULE')"],
+        fired("usage_events", "RULE", 2))
 
 
 def check_constraint():
     eligibility_case("check constraint", "quota.counters", "check constraint",
-                     ["ALTER TABLE quota.counters ADD CONSTRAINT elig_check CHECK (used >= 0)"])
+                     ["ALTER TABLE quota.counters ADD CONSTRAINT elig_check CHECK (used < 100000)"],
+                     refused_by_check(200000))
 
 
 def check_constraint_on_ledger():
     eligibility_case("check constraint on ledger", "quota.usage_events", "check constraint",
-                     ["ALTER TABLE quota.usage_events ADD CONSTRAINT elig_check CHECK (amount >= 0)"])
+                     ["ALTER TABLE quota.usage_events ADD CONSTRAINT elig_check CHECK (amount < 100000)"],
+                     refused_by_check(200000))
 
 
 def generated_column():
@@ -211,12 +253,12 @@ def generated_column():
 
 def expression_index():
     eligibility_case("expression index", "quota.counters", "expression index",
-                     ["CREATE INDEX elig_expr ON quota.counters ((used + 1))"])
+                     ["CREATE INDEX elig_expr ON quota.counters ((used + 1))"], index_complete("quota.elig_expr"))
 
 
 def partial_index():
     eligibility_case("partial index", "quota.counters", "partial index",
-                     ["CREATE INDEX elig_partial ON quota.counters (metric) WHERE used > 0"])
+                     ["CREATE INDEX elig_partial ON quota.counters (metric) WHERE used > 0"], index_complete("quota.elig_partial"))
 
 
 def hash_index():
@@ -227,12 +269,13 @@ def hash_index():
 def exclusion_constraint():
     eligibility_case("exclusion constraint", "quota.counters", "exclusion constraint",
                      ["ALTER TABLE quota.counters ADD CONSTRAINT elig_excl "
-                      "EXCLUDE USING btree (subject WITH =, metric WITH =, window_start WITH =)"])
+                      "EXCLUDE USING btree (subject WITH =, metric WITH =, window_start WITH =)"], index_complete("quota.elig_excl"))
 
 
 def deferrable_unique():
     eligibility_case("deferrable unique constraint", "quota.usage_events", "deferrable unique constraint",
-                     ["ALTER TABLE quota.usage_events ADD CONSTRAINT elig_unique UNIQUE (id, subject) DEFERRABLE"])
+                     ["ALTER TABLE quota.usage_events ADD CONSTRAINT elig_unique UNIQUE (id, subject) DEFERRABLE"],
+                     index_complete("quota.elig_unique"))
 
 
 def ledger_column_with_default():
@@ -248,7 +291,7 @@ def ledger_column_not_null():
 
 
 TRIGGER_FUNCTION = [
-    "CREATE TABLE public.elig_fired (tbl text, op text)",
+    FIRED_TABLE,
     """CREATE FUNCTION public.elig_fire() RETURNS trigger LANGUAGE plpgsql AS $$
        BEGIN INSERT INTO public.elig_fired VALUES (TG_TABLE_NAME, TG_OP); RETURN NEW; END $$""",
 ]
@@ -383,6 +426,7 @@ if __name__ == "__main__":
     wanted = sys.argv[1:]
     selected = [t for t in TESTS if not wanted or any(w in t.__name__ for w in wanted)]
     print(f"hot path eligibility tests against {HOST}:{PORT}: {len(selected)} of {len(TESTS)}; server log {LOG or '(none)'}")
-    fresh_db(DB).close()
+    with fresh_db(DB) as conn:
+        conn.execute("CREATE EXTENSION amcheck")
     run_tests(selected)
     finish()
