@@ -8,9 +8,10 @@
 //! (`pg_authid` and `pg_auth_members` syscache invalidations). Bindings store role
 //! names, so they survive dump and restore; a name without a role binds nobody.
 
+use super::invalidation;
 use pgrx::pg_sys::{self, Datum, Oid};
 use pgrx::spi::Spi;
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::Rc;
 
 /// What the session's role may do.
@@ -75,38 +76,23 @@ thread_local! {
     static BINDINGS: RefCell<Option<Bindings>> = const { RefCell::new(None) };
     /// The answer for one (session user, current role) pair.
     static SESSION: RefCell<Option<((Oid, Oid), Rc<SessionRole>)>> = const { RefCell::new(None) };
-    static REGISTERED: Cell<bool> = const { Cell::new(false) };
-    /// Invalidations seen: an answer computed while one arrived is not kept.
-    static GENERATION: Cell<u64> = const { Cell::new(0) };
 }
 
 // The bindings table's oid is not kept: any relcache invalidation forgets the bindings,
 // which are rare and cost one small read to reload.
-// SAFETY: called by PostgreSQL's invalidation machinery with plain values; it only
-// clears this backend's thread-local caches, never reads the catalog, cannot fail.
-unsafe extern "C-unwind" fn bindings_changed(_arg: Datum, _relid: Oid) {
-    GENERATION.with(|g| g.set(g.get().wrapping_add(1)));
+fn bindings_changed(_relid: Oid) {
     BINDINGS.with(|b| *b.borrow_mut() = None);
     SESSION.with(|s| *s.borrow_mut() = None);
 }
 
-// SAFETY: as for `bindings_changed`: only thread-local caches are cleared.
-unsafe extern "C-unwind" fn roles_changed(_arg: Datum, _cacheid: i32, _hash: u32) {
-    GENERATION.with(|g| g.set(g.get().wrapping_add(1)));
+fn roles_changed() {
     SESSION.with(|s| *s.borrow_mut() = None);
 }
 
-fn register() {
-    if REGISTERED.with(|r| r.replace(true)) {
-        return;
-    }
-    // SAFETY: plain callback registration; the callbacks only clear thread-local caches.
-    unsafe {
-        pg_sys::CacheRegisterRelcacheCallback(Some(bindings_changed), Datum::from(0usize));
-        pg_sys::CacheRegisterSyscacheCallback(pg_sys::SysCacheIdentifier::AUTHOID as _, Some(roles_changed), Datum::from(0usize));
-        pg_sys::CacheRegisterSyscacheCallback(pg_sys::SysCacheIdentifier::AUTHMEMMEMROLE as _, Some(roles_changed), Datum::from(0usize));
-        pg_sys::CacheRegisterSyscacheCallback(pg_sys::SysCacheIdentifier::AUTHMEMROLEMEM as _, Some(roles_changed), Datum::from(0usize));
-    }
+/// Follow invalidations; returns the current generation.
+fn register() -> u64 {
+    invalidation::listen(bindings_changed);
+    invalidation::listen_roles(roles_changed)
 }
 
 /// What the session may do. Administration follows the current role (`SET ROLE`
@@ -114,15 +100,14 @@ fn register() {
 /// current role and the session user, who logged in: a bound login role cannot shed its
 /// binding with `SET ROLE quota_app`, since the session user stays the same.
 pub fn session() -> Rc<SessionRole> {
-    register();
+    let generation = register();
     // SAFETY: reads the backend's session user and current outer role.
     let key = unsafe { (pg_sys::GetSessionUserId(), pg_sys::GetOuterUserId()) };
     if let Some(found) = SESSION.with(|s| s.borrow().as_ref().filter(|(k, _)| *k == key).map(|(_, r)| r.clone())) {
         return found;
     }
-    let generation = GENERATION.with(|g| g.get());
     let role = Rc::new(compute(key.0, key.1));
-    if GENERATION.with(|g| g.get()) == generation {
+    if invalidation::unchanged_since(generation) {
         SESSION.with(|s| *s.borrow_mut() = Some((key, role.clone())));
     }
     role
@@ -163,7 +148,7 @@ fn bindings() -> Bindings {
     if let Some(b) = BINDINGS.with(|b| b.borrow().clone()) {
         return b;
     }
-    let generation = GENERATION.with(|g| g.get());
+    let generation = register();
     let rows = if crate::installed::at_least(crate::installed::BINDINGS) {
         crate::privilege::as_owner(|| {
             Spi::connect(|c| {
@@ -186,7 +171,7 @@ fn bindings() -> Bindings {
         Vec::new()
     };
     let rows = Rc::new(rows);
-    if GENERATION.with(|g| g.get()) == generation {
+    if invalidation::unchanged_since(generation) {
         BINDINGS.with(|b| *b.borrow_mut() = Some(rows.clone()));
     }
     rows
