@@ -214,7 +214,7 @@ impl QuotaError {
                 metric.replace('\'', "''")
             ),
             QuotaError::Corrupt { table, column, .. } => format!(
-                "A row of {table} was changed outside quota_ext's functions. Correct {column} (see the table's CHECK constraints), or restore it from a backup; quota.ledger_check() compares counters with the ledger."
+                "A row of {table} was changed outside quota_ext's functions. Correct {column} (see the table's CHECK constraints) or restore the row from a backup, and compare counters with the ledger (SELECT * FROM quota.ledger_check). If no one changed it, report it as a bug."
             ),
         }
     }

@@ -111,25 +111,6 @@ pub fn not_bound(refusal: NotBound) -> QuotaError {
     }
 }
 
-/// The calling session's scope. The role is the session's current role (`SET ROLE`),
-/// not the owner of the SECURITY DEFINER function that is running.
-pub fn current() -> error::Result<Scope> {
-    let setting = crate::gucs::tenant();
-    let role = crate::roles::session();
-    // The binding first: a bound session learns nothing about tenants it may not name
-    // (not even whether a long one is stored).
-    let scope = Scope::decide(setting.as_deref(), role.admin, role.tenants.as_deref()).map_err(not_bound)?;
-    if let Some(t) = setting.as_deref() {
-        // A tenant stored before the length bounds keeps working.
-        if let Err(too_long) = error::name("quota.tenant", t) {
-            if !crate::store::name_is_stored("quota.tenant", t) {
-                return Err(too_long);
-            }
-        }
-    }
-    Ok(scope)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -41,7 +41,7 @@ use cache::{remembered, Cache, MAX_LIMITS, MAX_SUBJECTS};
 use heap::{Rel, Slot, Updated};
 pub use status::{served, Path};
 use subject_cache::Place;
-use tables::{Table, Tables};
+use tables::{Resolved, Tables};
 
 /// What a probe found: the subject, its limit on the metric, the current window and the
 /// window's usage (zero when it has no row yet).
@@ -54,7 +54,7 @@ pub struct Found {
 
 /// What the operation decided for a consume: the window's usage afterwards and the part
 /// of the amount over the limit. `None`: take the general path.
-pub struct Plan {
+pub struct Write {
     pub after: Usage,
     pub overage: i64,
 }
@@ -62,7 +62,7 @@ pub struct Plan {
 /// A heap row of a described table, read through the table's resolved attributes.
 struct SlotRow<'a> {
     slot: &'a Slot,
-    table: &'a Table,
+    table: &'a Resolved,
 }
 
 impl schema::Row for SlotRow<'_> {
@@ -242,7 +242,7 @@ pub fn consume(
     metadata: Option<Datum>,
     now: DateTime<Utc>,
     scope: &Scope,
-    decide: impl Fn(&[Found]) -> Option<Vec<Plan>>,
+    decide: impl Fn(&[Found]) -> Option<Vec<Write>>,
 ) -> Result<Option<Vec<(Found, Usage)>>, QuotaError> {
     let Some((cache, t, _fresh)) = writing() else { return Ok(None) };
     // SAFETY: the snapshot `writing` just pushed.
@@ -283,7 +283,7 @@ fn consume_one(
     metric: &str,
     scope: &Scope,
     now: DateTime<Utc>,
-    decide: impl Fn(&[Found]) -> Option<Vec<Plan>>,
+    decide: impl Fn(&[Found]) -> Option<Vec<Write>>,
 ) -> Result<Option<(Found, Usage, i64)>, QuotaError> {
     let Some((subject, place)) = subject_of(t, snapshot, cache, id, scope) else { return Ok(None) };
     let Some(limit) = limit_of(t, snapshot, cache, &subject.plan, metric) else { return Ok(None) };

@@ -18,7 +18,6 @@ use crate::limits::{self, Usage};
 use crate::privilege;
 use crate::stats;
 use crate::store::{self, schema::LedgerKind};
-use crate::tenancy;
 
 /// Give usage back in the current window; never below zero.
 pub fn refund(subject: &str, metric: &str, amount: i64, key: Option<&str>) -> Result<Decision> {
@@ -62,7 +61,7 @@ fn give_back(c: &mut SpiClient<'_>, op: &WindowOp, usage: Usage, amount: i64, ke
 /// more than the window's usage. A subject that is gone, out of the session's scope or no
 /// longer limited on the metric gets nothing back. Returns what was given back.
 pub fn refund_charge(subject: &str, metric: &str, window_start: Option<DateTime<Utc>>, amount: i64) -> Result<i64> {
-    let scope = tenancy::current()?;
+    let scope = crate::roles::scope()?;
     privilege::as_owner(|| {
         store::volatile(|c| {
             let now = clock::now();
@@ -104,7 +103,7 @@ pub fn reset(subject: &str, metric: Option<&str>) -> Result<i32> {
             }
             let after = Usage { used: 0, ..usage };
             op.store(c, after);
-            op.emit(c, events::Kind::Reset, after, json!({"emptied": usage.used}));
+            op.emit(c, events::EventKind::Reset, after, json!({"emptied": usage.used}));
             op.append(c, LedgerKind::Reset, usage.used, 0, None, None);
             emptied += 1;
         }
@@ -155,7 +154,7 @@ pub fn apply_bonus(subject: &str, metric: &str, kind: &str, reference: Option<&s
         let after = Usage { bonus, ..usage };
         op.store(c, after);
         stats::bonus_applied(metric);
-        op.emit(c, events::Kind::BonusApplied, after, json!({"kind": kind, "amount": rule.amount}));
+        op.emit(c, events::EventKind::BonusApplied, after, json!({"kind": kind, "amount": rule.amount}));
         op.append(c, LedgerKind::Bonus, rule.amount, 0, None, None);
         Ok(BonusOutcome { applied: true, reason: bonus::APPLIED, amount: rule.amount, new_limit: after.effective_limit(&limit), bonuses_today: today + 1 })
     })

@@ -4,14 +4,13 @@ use pgrx::pg_sys;
 use pgrx::spi::SpiClient;
 
 use super::args::{known_name, parse_enforcement, parse_period};
-use crate::bonus::{ReferenceScope, Rule};
+use crate::bonus::{ReferenceScope, BonusRule};
 use crate::clock;
 use crate::error::{self, positive_amount, QuotaError, Result};
 use crate::installed;
 use crate::limits::Limit;
 use crate::period;
 use crate::store;
-use crate::tenancy;
 
 pub fn set_limit(plan: &str, metric: &str, period: &str, limit_value: i64, enforcement: &str, per_request_max: Option<i64>) -> Result<()> {
     known_name("plan", plan)?;
@@ -102,7 +101,7 @@ pub fn assign_plan(
     if let Some(t) = tenant {
         error::name("tenant", t)?;
     }
-    let scope = tenancy::current()?;
+    let scope = crate::roles::scope()?;
     let tenant = scope.assignable(tenant).map_err(|why| {
         QuotaError::invalid("tenant", tenant.unwrap_or(""), why, "Leave tenant NULL to use the session's quota.tenant, or run as quota_admin without quota.tenant.")
     })?;
@@ -128,7 +127,7 @@ pub fn set_bonus_rule(plan: &str, metric: &str, kind: &str, amount: i64, referen
     };
     store::volatile(|c| {
         existing_plan(c, plan)?;
-        store::upsert_rule(c, plan, metric, kind, Rule { amount, scope });
+        store::upsert_rule(c, plan, metric, kind, BonusRule { amount, scope });
         Ok(())
     })
 }
@@ -151,7 +150,7 @@ pub fn set_bonus_cap(plan: &str, per_day: Option<i32>) -> Result<()> {
 pub fn delete_subject(subject: &str) -> Result<bool> {
     known_name("subject", subject)?;
     installed::requires(installed::BINDINGS, "quota.delete_subject")?;
-    let scope = tenancy::current()?;
+    let scope = crate::roles::scope()?;
     store::volatile(|c| {
         let Some(s) = store::lock_subject(c, subject)?.filter(|s| scope.admits(s.tenant.as_deref())) else { return Ok(false) };
         Ok(store::delete_subject(c, &s.id))

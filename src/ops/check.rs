@@ -15,7 +15,6 @@ use crate::period::Period;
 use crate::privilege;
 use crate::stats;
 use crate::store;
-use crate::tenancy;
 
 /// A dry run: writes nothing. `used`/`remaining` are before the request.
 pub fn check(subject: &str, items: &[(String, i64)]) -> Result<Vec<Decision>> {
@@ -56,7 +55,7 @@ pub fn check(subject: &str, items: &[(String, i64)]) -> Result<Vec<Decision>> {
 /// The common check without SPI (None: take the general path). Windows with open holds
 /// go the general way, which discounts lapsed holds.
 fn check_fast(subject: &str, metric: &str, amount: i64, now: DateTime<Utc>) -> Option<Decision> {
-    let scope = tenancy::current().ok()?;
+    let scope = crate::roles::scope().ok()?;
     let f = hotpath::check(subject, metric, now, &scope)?;
     if f.usage.reserved > 0 || f.usage.used.checked_add(amount).is_none() {
         return None;

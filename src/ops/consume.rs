@@ -18,7 +18,6 @@ use crate::limits::{evaluate, Limit, Usage};
 use crate::privilege;
 use crate::stats;
 use crate::store::{self, schema::LedgerKind, Subject};
-use crate::tenancy;
 
 /// What to consume: (metric, amount) pairs, applied all or nothing.
 pub struct ConsumeRequest<'a> {
@@ -131,7 +130,7 @@ fn refuse(c: &mut SpiClient<'_>, err: QuotaError, items: &[(String, i64)], ops: 
 /// the overage. None (caps, refusals, a counter that would overflow: `evaluate` refuses
 /// those with checked arithmetic): the general path's full answer is needed. Very large
 /// limits ("unlimited") stay on the hot path.
-fn plan(limit: &Limit, before: Usage, amount: i64) -> Option<hotpath::Plan> {
+fn plan(limit: &Limit, before: Usage, amount: i64) -> Option<hotpath::Write> {
     if limit.per_request_max.is_some_and(|cap| amount > cap) {
         return None;
     }
@@ -141,7 +140,7 @@ fn plan(limit: &Limit, before: Usage, amount: i64) -> Option<hotpath::Plan> {
     }
     let mut after = Usage { used: verdict.used_after, ..before };
     announce(before, &mut after, limit);
-    Some(hotpath::Plan { after, overage: verdict.overage })
+    Some(hotpath::Write { after, overage: verdict.overage })
 }
 
 /// The common consume without SPI: every window locked, decided, then written (see
@@ -149,7 +148,7 @@ fn plan(limit: &Limit, before: Usage, amount: i64) -> Option<hotpath::Plan> {
 /// module's: `hotpath` only reads and writes.
 fn consume_fast(subject: &str, items: &[(String, i64)], metadata: Option<pg_sys::Datum>, now: DateTime<Utc>) -> Result<Option<Vec<Decision>>> {
     let decide = |found: &[hotpath::Found]| found.iter().zip(items).map(|(f, (_, amount))| plan(&f.limit, f.usage, *amount)).collect();
-    let Ok(scope) = tenancy::current() else { return Ok(None) };
+    let Ok(scope) = crate::roles::scope() else { return Ok(None) };
     let Some(written) = hotpath::consume(subject, items, metadata, now, &scope, decide)? else { return Ok(None) };
     Ok(Some(written.iter().zip(items).map(|((f, after), (metric, amount))| consumed_fast(f, metric, *amount, *after, now)).collect()))
 }

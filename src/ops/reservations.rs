@@ -17,7 +17,6 @@ use crate::events;
 use crate::limits::{self, evaluate, Limit, Usage};
 use crate::stats;
 use crate::store::{self, schema::LedgerKind, Subject};
-use crate::tenancy;
 
 pub struct ReserveRequest<'a> {
     pub subject: &'a str,
@@ -131,7 +130,7 @@ struct Locked {
 fn lock_reservation(c: &mut SpiClient<'_>, id: pgrx::Uuid, now: DateTime<Utc>) -> Result<Locked> {
     let r = store::find_reservation(c, id).ok_or_else(|| unknown_reservation(id))?;
     // A hold on another tenant's subject looks like no hold at all.
-    let scope = tenancy::current()?;
+    let scope = crate::roles::scope()?;
     let subject = store::find_subject(c, &r.subject)?.filter(|s| scope.admits(s.tenant.as_deref())).ok_or_else(|| unknown_reservation(id))?;
     let limit = resolve_limit(c, &subject, &r.metric)?;
     let (usage, _) = WindowOp::of(&subject, &r.metric, &limit, r.window, now).lock(c)?;
@@ -184,7 +183,7 @@ pub fn commit(id: pgrx::Uuid, actual: Option<i64>, metadata: Option<pg_sys::Datu
         op.append(c, LedgerKind::Commit, actual, verdict.overage, None, metadata);
         let d = Decision::new(&s.id, &r.metric, &limit, base, actual, r.window.end, &verdict, true);
         store::settle_reservation(c, id, "committed", Some(actual), Some(&serde_json::to_string(&d).expect("decision serialises")), now);
-        op.emit(c, events::Kind::ReservationCommitted, after, json!({"reservation": id.to_string(), "amount": actual, "held": r.amount}));
+        op.emit(c, events::EventKind::ReservationCommitted, after, json!({"reservation": id.to_string(), "amount": actual, "held": r.amount}));
         Ok(d)
     })
 }

@@ -9,7 +9,6 @@ use crate::error::{QuotaError, Result};
 use crate::gucs;
 use crate::limits::Limit;
 use crate::store::{self, Subject};
-use crate::tenancy;
 
 /// Whether an operation may create an unknown subject on `quota.default_plan`.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -22,7 +21,7 @@ pub enum Unknown {
 
 pub fn resolve_subject(c: &mut SpiClient<'_>, id: &str, unknown: Unknown, now: DateTime<Utc>) -> Result<Subject> {
     known_name("subject", id)?;
-    let scope = tenancy::current()?;
+    let scope = crate::roles::scope()?;
     let unknown_subject = || QuotaError::UnknownSubject { subject: id.to_string() };
     if let Some(s) = store::find_subject(c, id)? {
         // Another tenant's subject looks exactly like one that does not exist.

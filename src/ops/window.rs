@@ -88,7 +88,7 @@ impl<'a> WindowOp<'a> {
         for (id, amount) in &lapsed {
             u.reserved -= (*amount).min(u.reserved);
             self.append(c, LedgerKind::Expire, *amount, 0, None, None);
-            self.emit(c, events::Kind::ReservationExpired, u, json!({"reservation": id.to_string(), "amount": amount}));
+            self.emit(c, events::EventKind::ReservationExpired, u, json!({"reservation": id.to_string(), "amount": amount}));
         }
         if !lapsed.is_empty() {
             self.store(c, u);
@@ -112,15 +112,15 @@ impl<'a> WindowOp<'a> {
     /// Send what `announce` found (the hot path writes the usage itself, then calls this).
     pub fn emit_announced(&self, c: &mut SpiClient<'_>, after: Usage, a: &Announced, consumed: Option<i64>) {
         for t in &a.crossed {
-            let mut e = self.event(events::Kind::ThresholdCrossed, after, Value::Null);
+            let mut e = self.event(events::EventKind::ThresholdCrossed, after, Value::Null);
             e.threshold = Some(*t);
             store::emit(c, &e);
         }
         if a.over {
-            self.emit(c, events::Kind::SoftLimitExceeded, after, Value::Null);
+            self.emit(c, events::EventKind::SoftLimitExceeded, after, Value::Null);
         }
         if let Some(amount) = consumed.filter(|_| gucs::notify_every_consume()) {
-            self.emit(c, events::Kind::Consumed, after, json!({"amount": amount}));
+            self.emit(c, events::EventKind::Consumed, after, json!({"amount": amount}));
         }
     }
 
@@ -145,11 +145,11 @@ impl<'a> WindowOp<'a> {
         }
     }
 
-    pub fn emit(&self, c: &mut SpiClient<'_>, kind: events::Kind, usage: Usage, extra: Value) {
+    pub fn emit(&self, c: &mut SpiClient<'_>, kind: events::EventKind, usage: Usage, extra: Value) {
         store::emit(c, &self.event(kind, usage, extra));
     }
 
-    fn event(&self, kind: events::Kind, u: Usage, extra: Value) -> events::Event {
+    fn event(&self, kind: events::EventKind, u: Usage, extra: Value) -> events::Event {
         events::Event {
             kind,
             subject: self.subject.id.clone(),

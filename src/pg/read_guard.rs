@@ -67,7 +67,7 @@ fn check() {
         if crate::installed::version().is_none() {
             return;
         }
-        crate::tenancy::current()
+        crate::roles::scope()
     };
     if let Err(e) = decided {
         // Raised with its own SQLSTATE (42501, or 22023 for an over-long tenant).

@@ -1,0 +1,84 @@
+//! Totals of PREPAREd transactions: parked by transaction id at PREPARE, and folded
+//! into the totals once the commit log shows the transaction committed.
+
+use super::*;
+
+#[derive(Clone, Copy)]
+pub(super) struct Parked {
+    /// 0: free.
+    pub(super) xid: u32,
+    pub(super) database: i64,
+    pub(super) metric: Name,
+    pub(super) totals: Totals,
+}
+
+#[derive(Clone, Copy)]
+pub struct Prepared {
+    pub(super) entries: [Parked; PREPARED_SLOTS],
+}
+
+impl Default for Prepared {
+    fn default() -> Self {
+        Prepared { entries: [Parked { xid: 0, database: 0, metric: Name::of(None), totals: Totals::default() }; PREPARED_SLOTS] }
+    }
+}
+
+// SAFETY: plain data, no pointers.
+unsafe impl PGRXSharedMemory for Prepared {}
+
+/// Park a prepared transaction's totals of one metric; false when the table is full (the
+/// totals then count at PREPARE, as a commit).
+pub(super) fn park(xid: pg_sys::TransactionId, metric: &str, t: &Totals) -> bool {
+    let mut table = PREPARED.exclusive();
+    let Some(free) = table.entries.iter_mut().find(|e| e.xid == 0) else { return false };
+    *free = Parked { xid: u32::from(xid), database: database(), metric: Name::of(Some(metric)), totals: *t };
+    true
+}
+
+/// Fold in the parked totals whose transaction has ended: committed ones count, rolled
+/// back (or lost in a crash) ones are dropped, prepared ones wait. The commit log is read
+/// without holding the table's lock; an entry is then taken only if it is still the same.
+pub(super) fn settle_prepared() {
+    let parked: Vec<(usize, u32)> = {
+        let table = PREPARED.share();
+        table.entries.iter().enumerate().filter(|(_, e)| e.xid != 0).map(|(i, e)| (i, e.xid)).collect()
+    };
+    if parked.is_empty() {
+        return;
+    }
+    let ended: Vec<(usize, u32, bool)> = parked
+        .into_iter()
+        .filter_map(|(i, raw)| {
+            let xid = pg_sys::TransactionId::from(raw);
+            // SAFETY: commit-log and proc-array lookups of a transaction id assigned in
+            // this cluster; ids older than the kept commit log count as rolled back.
+            unsafe {
+                if pg_sys::TransactionIdPrecedes(xid, (*pg_sys::ShmemVariableCache).oldestClogXid) {
+                    Some((i, raw, false))
+                } else if pg_sys::TransactionIdIsInProgress(xid) {
+                    None
+                } else {
+                    Some((i, raw, pg_sys::TransactionIdDidCommit(xid)))
+                }
+            }
+        })
+        .collect();
+    let mut done = Vec::new();
+    {
+        let mut table = PREPARED.exclusive();
+        for (i, raw, committed) in ended {
+            let e = &mut table.entries[i];
+            if e.xid != raw {
+                continue; // settled by another backend meanwhile
+            }
+            if committed {
+                done.push((e.database, e.metric.get().unwrap_or_default(), e.totals));
+            }
+            e.xid = 0;
+        }
+    }
+    for (db, metric, t) in done {
+        add_for(db, &metric, &t);
+    }
+}
+
