@@ -2,9 +2,9 @@
 
 use pgrx::prelude::*;
 
-use crate::engine;
-use crate::ereport::OrRaise;
-use crate::error::required;
+use crate::ops;
+use crate::pg::ereport::OrRaise;
+use crate::domain::error::required;
 
 /// Create or replace the limit of `plan` on `metric`; creates the plan if it is missing.
 /// A change applies at once to current windows, and usage is kept.
@@ -17,7 +17,7 @@ fn set_limit(
     enforcement: default!(Option<&str>, "'hard'"),
     per_request_max: default!(Option<i64>, "NULL"),
 ) {
-    engine::set_limit(
+    ops::set_limit(
         required("plan", plan).or_raise(),
         required("metric", metric).or_raise(),
         required("period", period).or_raise(),
@@ -31,7 +31,7 @@ fn set_limit(
 /// Remove the limit of `plan` on `metric`. Returns whether there was one.
 #[pg_extern(volatile, parallel_unsafe)]
 fn remove_limit(plan: Option<&str>, metric: Option<&str>) -> bool {
-    engine::remove_limit(required("plan", plan).or_raise(), required("metric", metric).or_raise()).or_raise()
+    ops::remove_limit(required("plan", plan).or_raise(), required("metric", metric).or_raise()).or_raise()
 }
 
 /// Put a subject on a plan (creating it if needed). A NULL keeps the subject's current
@@ -44,7 +44,7 @@ fn assign_plan(
     cycle_anchor: default!(Option<TimestampWithTimeZone>, "NULL"),
     time_zone: default!(Option<&str>, "NULL"),
 ) {
-    engine::assign_plan(
+    ops::assign_plan(
         required("subject", subject).or_raise(),
         required("plan", plan).or_raise(),
         tenant,
@@ -64,7 +64,7 @@ fn set_bonus_rule(
     amount: Option<i64>,
     reference_scope: default!(Option<&str>, "NULL"),
 ) {
-    engine::set_bonus_rule(
+    ops::set_bonus_rule(
         required("plan", plan).or_raise(),
         required("metric", metric).or_raise(),
         required("kind", kind).or_raise(),
@@ -77,7 +77,7 @@ fn set_bonus_rule(
 /// At most `per_day` bonuses per subject per local day (NULL: no cap).
 #[pg_extern(volatile, parallel_unsafe)]
 fn set_bonus_cap(plan: Option<&str>, per_day: Option<i32>) {
-    engine::set_bonus_cap(required("plan", plan).or_raise(), per_day).or_raise()
+    ops::set_bonus_cap(required("plan", plan).or_raise(), per_day).or_raise()
 }
 
 // Subjects and tenants -----------------------------------------------------------------
@@ -88,19 +88,19 @@ fn set_bonus_cap(plan: Option<&str>, per_day: Option<i32>) {
 /// visible to the session).
 #[pg_extern(volatile, parallel_unsafe)]
 fn delete_subject(subject: Option<&str>) -> bool {
-    engine::delete_subject(required("subject", subject).or_raise()).or_raise()
+    ops::delete_subject(required("subject", subject).or_raise()).or_raise()
 }
 
 /// Let members of `role_name` act for `tenant` (and, once bound, only for their bound
 /// tenants). Idempotent.
 #[pg_extern(volatile, parallel_unsafe)]
 fn bind_tenant(role_name: Option<&str>, tenant: Option<&str>) {
-    engine::bind_tenant(required("role_name", role_name).or_raise(), required("tenant", tenant).or_raise()).or_raise()
+    ops::bind_tenant(required("role_name", role_name).or_raise(), required("tenant", tenant).or_raise()).or_raise()
 }
 
 /// Remove a role's binding to `tenant`, or all of its bindings (NULL). Returns how many
 /// were removed.
 #[pg_extern(volatile, parallel_unsafe)]
 fn unbind_tenant(role_name: Option<&str>, tenant: default!(Option<&str>, "NULL")) -> i32 {
-    engine::unbind_tenant(required("role_name", role_name).or_raise(), tenant).or_raise()
+    ops::unbind_tenant(required("role_name", role_name).or_raise(), tenant).or_raise()
 }

@@ -7,12 +7,12 @@
 use pgrx::prelude::*;
 use pgrx::{composite_type, PgTupleDesc};
 
-use crate::clock;
-use crate::decision::Decision;
-use crate::engine;
-use crate::ereport::OrRaise;
-use crate::error::required;
-use crate::store::RawJsonb;
+use crate::pg::clock;
+use crate::domain::decision::Decision;
+use crate::ops;
+use crate::pg::ereport::OrRaise;
+use crate::domain::error::required;
+use crate::storage::RawJsonb;
 
 pub(crate) type DecisionRow = composite_type!('static, "quota.decision");
 
@@ -71,7 +71,7 @@ pub(crate) fn amounts_of(amounts: Option<RawJsonb>) -> Vec<(String, i64)> {
             .to_string_lossy()
             .into_owned()
     };
-    engine::parse_amounts(&text).or_raise()
+    ops::parse_amounts(&text).or_raise()
 }
 
 mod admin;

@@ -3,10 +3,10 @@
 use pgrx::prelude::*;
 
 use super::*;
-use crate::engine::{self, Hold, ReserveRequest};
-use crate::ereport::OrRaise;
-use crate::error::required;
-use crate::store::RawJsonb;
+use crate::ops::{self, Hold, ReserveRequest};
+use crate::pg::ereport::OrRaise;
+use crate::domain::error::required;
+use crate::storage::RawJsonb;
 
 fn reservation_row(fcinfo: pg_sys::FunctionCallInfo, h: Hold) -> PgHeapTuple<'static, pgrx::AllocatedByRust> {
     let d = h.decision;
@@ -51,7 +51,7 @@ fn reserve(
     no_raise: bool,
     fcinfo: pg_sys::FunctionCallInfo,
 ) -> PgHeapTuple<'static, pgrx::AllocatedByRust> {
-    let hold = engine::reserve(ReserveRequest {
+    let hold = ops::reserve(ReserveRequest {
         subject: required("subject", subject).or_raise(),
         metric: required("metric", metric).or_raise(),
         amount: required("amount", amount).or_raise(),
@@ -103,25 +103,25 @@ fn quota_commit(
 ) -> composite_type!('static, "quota.decision") {
     // The reserve-time metadata stays on the reservation and its reserve ledger row; this
     // one goes to the commit ledger row.
-    decision_row(fcinfo, engine::commit(required("reservation", reservation).or_raise(), actual_amount, metadata.map(|m| m.0)).or_raise())
+    decision_row(fcinfo, ops::commit(required("reservation", reservation).or_raise(), actual_amount, metadata.map(|m| m.0)).or_raise())
 }
 
 /// Cancel a hold (failed generation). True if this call released it.
 #[pg_extern(volatile, parallel_unsafe)]
 fn quota_release(reservation: Option<pgrx::Uuid>, reason: default!(Option<&str>, "NULL")) -> bool {
-    engine::release(required("reservation", reservation).or_raise(), reason).or_raise()
+    ops::release(required("reservation", reservation).or_raise(), reason).or_raise()
 }
 
 /// Expire lapsed holds everywhere; returns how many. Safe from pg_cron or by hand.
 #[pg_extern(volatile, parallel_unsafe)]
 fn maintenance() -> i64 {
-    engine::maintenance().or_raise()
+    ops::maintenance().or_raise()
 }
 
 /// Alert thresholds for a limit, in percent of the effective limit: `ARRAY[80, 100]`.
 #[pg_extern(volatile, parallel_unsafe)]
 fn set_alerts(plan: Option<&str>, metric: Option<&str>, thresholds: Option<Vec<Option<i32>>>) {
-    engine::set_alerts(
+    ops::set_alerts(
         required("plan", plan).or_raise(),
         required("metric", metric).or_raise(),
         required("thresholds", thresholds).or_raise(),

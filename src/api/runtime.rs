@@ -3,17 +3,17 @@
 use pgrx::prelude::*;
 
 use super::*;
-use crate::engine::{self, ConsumeRequest};
-use crate::ereport::OrRaise;
-use crate::error::required;
-use crate::store::RawJsonb;
+use crate::ops::{self, ConsumeRequest};
+use crate::pg::ereport::OrRaise;
+use crate::domain::error::required;
+use crate::storage::RawJsonb;
 
 /// Would `amount` more fit? A dry run that writes nothing; `used` and `remaining` are the
 /// current state (before the request). `NOT allowed` is the seeds' `would_exceed`.
 #[pg_extern(stable, parallel_restricted)]
 fn quota_check(subject: Option<&str>, metric: Option<&str>, amount: default!(Option<i64>, 1), fcinfo: pg_sys::FunctionCallInfo) -> composite_type!('static, "quota.decision") {
     let items = vec![(required("metric", metric).or_raise().to_string(), required("amount", amount).or_raise())];
-    let mut ds = engine::check(required("subject", subject).or_raise(), &items).or_raise();
+    let mut ds = ops::check(required("subject", subject).or_raise(), &items).or_raise();
     decision_row(fcinfo, ds.remove(0))
 }
 
@@ -21,7 +21,7 @@ fn quota_check(subject: Option<&str>, metric: Option<&str>, amount: default!(Opt
 #[pg_extern(stable, parallel_restricted, name = "quota_check")]
 fn quota_check_many(subject: Option<&str>, amounts: Option<RawJsonb>, fcinfo: pg_sys::FunctionCallInfo) -> SetOfIterator<'static, composite_type!('static, "quota.decision")> {
     let items = amounts_of(amounts);
-    decision_rows(fcinfo, engine::check(required("subject", subject).or_raise(), &items).or_raise())
+    decision_rows(fcinfo, ops::check(required("subject", subject).or_raise(), &items).or_raise())
 }
 
 /// One row per limit of the subject's plan.
@@ -43,7 +43,7 @@ fn quota_status(
         name!(reserved, i64),
     ),
 > {
-    let rows = engine::status(required("subject", subject).or_raise()).or_raise();
+    let rows = ops::status(required("subject", subject).or_raise()).or_raise();
     TableIterator::new(rows.into_iter().map(|r| {
         (
             r.metric,
@@ -68,7 +68,7 @@ fn consume(
     metadata: Option<RawJsonb>,
     no_raise: bool,
 ) -> Vec<Decision> {
-    engine::consume(ConsumeRequest {
+    ops::consume(ConsumeRequest {
         subject: required("subject", subject).or_raise(),
         items,
         idempotency_key,
@@ -145,7 +145,7 @@ fn quota_refund(
     idempotency_key: default!(Option<&str>, "NULL"),
     fcinfo: pg_sys::FunctionCallInfo,
 ) -> composite_type!('static, "quota.decision") {
-    let d = engine::refund(
+    let d = ops::refund(
         required("subject", subject).or_raise(),
         required("metric", metric).or_raise(),
         required("amount", amount).or_raise(),
@@ -159,14 +159,14 @@ fn quota_refund(
 /// windows emptied. Bonuses stay.
 #[pg_extern(volatile, parallel_unsafe)]
 fn quota_reset(subject: Option<&str>, metric: default!(Option<&str>, "NULL")) -> i32 {
-    engine::reset(required("subject", subject).or_raise(), metric).or_raise()
+    ops::reset(required("subject", subject).or_raise(), metric).or_raise()
 }
 
 /// Apply a bonus by kind (questionnaire, payment, referral...). A bonus that is not
 /// applied answers `applied = false` with a reason; it is not an error.
 #[pg_extern(volatile, parallel_unsafe)]
 fn apply_bonus(subject: Option<&str>, metric: Option<&str>, kind: Option<&str>, reference: default!(Option<&str>, "NULL"), fcinfo: pg_sys::FunctionCallInfo) -> composite_type!('static, "quota.bonus_result") {
-    let o = engine::apply_bonus(
+    let o = ops::apply_bonus(
         required("subject", subject).or_raise(),
         required("metric", metric).or_raise(),
         required("kind", kind).or_raise(),

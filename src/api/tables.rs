@@ -5,8 +5,8 @@
 use pgrx::prelude::*;
 
 use crate::enforce;
-use crate::ereport::{raise, OrRaise};
-use crate::error::required;
+use crate::pg::ereport::{raise, OrRaise};
+use crate::domain::error::required;
 
 /// A `regclass` argument ('public.messages' resolves to the table's oid).
 pub struct RegClass(pg_sys::Oid);
@@ -85,7 +85,7 @@ fn enforce_off(table_name: Option<RegClass>, metric: Option<&str>) -> bool {
 /// How many tokens `content` costs in `encoding` (cl100k_base, o200k_base, or chars).
 #[pg_extern(immutable, strict, parallel_safe)]
 fn count_tokens(content: &str, encoding: default!(&str, "'cl100k_base'")) -> i32 {
-    let n = crate::tokens::count_tokens(content, encoding).or_raise();
+    let n = crate::domain::tokens::count_tokens(content, encoding).or_raise();
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 

@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 
-use crate::decision::{iso, Decision};
+use crate::domain::decision::{iso, Decision};
 
 /// SQLSTATE of a hard-limit refusal (think HTTP 429).
 pub const QUOTA_EXCEEDED: &str = "QT429";
@@ -304,8 +304,8 @@ pub fn quoted(value: &str) -> std::borrow::Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::limits::{evaluate, Enforcement, Limit, Usage};
-    use crate::period::Period;
+    use crate::domain::limits::{evaluate, Enforcement, Limit, Usage};
+    use crate::domain::period::Period;
     use chrono::{DateTime, Utc};
 
     fn refused(cap: Option<i64>, requested: i64) -> Decision {

@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use crate::decision::iso;
+use crate::domain::decision::iso;
 
 pub const CHANNEL: &str = "quota_events";
 

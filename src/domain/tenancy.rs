@@ -16,7 +16,7 @@
 //! same rule backs the row-level security policies (`quota.tenant_visible`, see
 //! `sql/security.sql`), so direct reads of the tables agree with the functions.
 
-use crate::error::{self, QuotaError};
+use crate::domain::error::{self, QuotaError};
 
 /// The subjects a session may see.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -74,7 +74,7 @@ pub(super) fn on_insert(trigger: &PgTrigger<'_>, table: pg_sys::Oid) -> QResult<
     }
     let mut decisions = Vec::new();
     for (subject, items) in by_subject {
-        decisions.extend(engine::consume(ConsumeRequest { subject: &subject, items, idempotency_key: None, metadata: None, no_raise: false })?);
+        decisions.extend(ops::consume(ConsumeRequest { subject: &subject, items, idempotency_key: None, metadata: None, no_raise: false })?);
     }
     if decisions.is_empty() {
         return Ok(());
@@ -83,7 +83,7 @@ pub(super) fn on_insert(trigger: &PgTrigger<'_>, table: pg_sys::Oid) -> QResult<
         return Ok(());
     }
     let Some(key) = row.key(t.key.as_deref()) else { return Ok(()) };
-    let now = crate::clock::now();
+    let now = crate::pg::clock::now();
     Spi::connect_mut(|c| {
         for d in decisions.iter().filter(|d| t.rules.iter().any(|r| r.refund_on_delete && r.metric == d.metric)) {
             let args = [
@@ -91,15 +91,15 @@ pub(super) fn on_insert(trigger: &PgTrigger<'_>, table: pg_sys::Oid) -> QResult<
                 key.as_str().into(),
                 d.metric.as_str().into(),
                 d.subject.as_str().into(),
-                crate::clock::window_key(d.window_start).into(),
+                crate::pg::clock::window_key(d.window_start).into(),
                 d.requested.into(),
-                crate::clock::to_pg_tz(now).into(),
+                crate::pg::clock::to_pg_tz(now).into(),
             ];
-            if store::run(c, &RECORD_CHARGE, &args).is_empty() && !row_with_key_exists(c, &t, &row) {
+            if storage::run(c, &RECORD_CHARGE, &args).is_empty() && !row_with_key_exists(c, &t, &row) {
                 // The key's charge belongs to no row (it went without a DELETE): this
                 // row's charge replaces it. While a row has the key, its first charge
                 // stays (an INSERT ... ON CONFLICT that inserts nothing replaces nothing).
-                store::run(c, &REPLACE_CHARGE, &args);
+                storage::run(c, &REPLACE_CHARGE, &args);
             }
         }
     });
@@ -115,7 +115,7 @@ pub(super) fn row_with_key_exists(c: &mut SpiClient<'_>, t: &TableRules, row: &R
         let Some((datum, type_oid, _, _)) = row.value(column) else { return false };
         conditions.push(format!("{} OPERATOR(pg_catalog.=) ${}", quote_ident(column), i + 1));
         // SAFETY: the datum comes from the row's own column, of that type.
-        args.push(unsafe { pgrx::datum::DatumWithOid::new(store::RawDatum(datum), type_oid) });
+        args.push(unsafe { pgrx::datum::DatumWithOid::new(storage::RawDatum(datum), type_oid) });
     }
     let sql = format!("SELECT 1 FROM {} WHERE {} LIMIT 1", t.root_name, conditions.join(" AND "));
     // A key type without an equality PostgreSQL can find here: assume the row exists
@@ -139,15 +139,15 @@ pub(super) fn on_delete(trigger: &PgTrigger<'_>, table: pg_sys::Oid) -> QResult<
     }
     let Some(key) = row.key(t.key.as_deref()) else { return Ok(()) };
     let charges: Vec<(String, String, Option<TimestampWithTimeZone>, i64)> = Spi::connect_mut(|c| {
-        store::run(c, &TAKE_CHARGES, &[t.root.into(), key.as_str().into()])
+        storage::run(c, &TAKE_CHARGES, &[t.root.into(), key.as_str().into()])
             .filter_map(|r| {
                 Some((r.get::<String>(1).ok()??, r.get::<String>(2).ok()??, r.get::<TimestampWithTimeZone>(3).ok()?, r.get::<i64>(4).ok()??))
             })
             .collect()
     });
     for (metric, subject, start, amount) in charges {
-        let start = start.filter(|s| s.is_finite()).map(|s| crate::clock::from_pg(s.into_inner()));
-        engine::refund_charge(&subject, &metric, start, amount)?;
+        let start = start.filter(|s| s.is_finite()).map(|s| crate::pg::clock::from_pg(s.into_inner()));
+        ops::refund_charge(&subject, &metric, start, amount)?;
     }
     Ok(())
 }
@@ -160,7 +160,7 @@ pub(super) fn legacy_refund(t: &TableRules, row: &Row) -> QResult<()> {
         if amount == 0 {
             continue;
         }
-        match engine::refund(&subject, &rule.metric, amount, None) {
+        match ops::refund(&subject, &rule.metric, amount, None) {
             // Nothing was ever counted for a subject that does not exist.
             Err(QuotaError::UnknownSubject { .. }) => {}
             other => other.map(|_| ())?,
@@ -174,7 +174,7 @@ pub(super) fn on_truncate(table: pg_sys::Oid) -> QResult<()> {
     if installed::at_least(installed::ROW_CHARGES) {
         Spi::connect_mut(|c| {
             let t = rules_for(c, table);
-            store::run(c, &FORGET_CHARGES, &[t.root.into()]);
+            storage::run(c, &FORGET_CHARGES, &[t.root.into()]);
         });
     }
     Ok(())
@@ -187,7 +187,7 @@ pub(super) fn on_update(trigger: &PgTrigger<'_>, table: pg_sys::Oid) -> QResult<
         if let (Some(before), Some(after)) = (old.key(t.key.as_deref()), new.key(t.key.as_deref())) {
             if before != after {
                 Spi::connect_mut(|c| {
-                    store::run(c, &REKEY_CHARGES, &[t.root.into(), before.as_str().into(), after.as_str().into()]);
+                    storage::run(c, &REKEY_CHARGES, &[t.root.into(), before.as_str().into(), after.as_str().into()]);
                 });
             }
         }

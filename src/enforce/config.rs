@@ -87,34 +87,34 @@ pub(super) static TABLE_STATE: Stmt = Stmt {
 pub(super) fn check_column(c: &mut SpiClient<'_>, table: pg_sys::Oid, argument: &'static str, column: &str, categories: &str) -> QResult<i16> {
     non_empty(argument, column)?;
     let table_name = table_text(c, table);
-    let found = store::run(c, &COLUMN, &[table.into(), column.into()]);
+    let found = storage::run(c, &COLUMN, &[table.into(), column.into()]);
     let found = found.first();
     let (category, attnum) = (found.get::<String>(1).ok().flatten(), found.get::<i16>(2).ok().flatten());
     match (category, attnum) {
         (Some(cat), Some(_)) if !categories.is_empty() && !categories.contains(cat.as_str()) => Err(QuotaError::invalid(
             argument,
             column,
-            format!("column \"{}\" of table {table_name} has the wrong type for {argument}", crate::error::quoted(column)),
+            format!("column \"{}\" of table {table_name} has the wrong type for {argument}", crate::domain::error::quoted(column)),
             if argument == "tokens_of" { "Count tokens of a text column." } else { "Use a numeric column for amount_column." },
         )),
         (Some(_), Some(attnum)) => Ok(attnum),
         _ => Err(QuotaError::invalid(
             argument,
             column,
-            format!("column \"{}\" does not exist in table {table_name}", crate::error::quoted(column)),
+            format!("column \"{}\" does not exist in table {table_name}", crate::domain::error::quoted(column)),
             "Pass the name of one of the table's columns.",
         )),
     }
 }
 
 pub(super) fn table_text(c: &mut SpiClient<'_>, table: pg_sys::Oid) -> String {
-    store::run(c, &RELKIND, &[table.into()]).first().get::<String>(2).ok().flatten().unwrap_or_default()
+    storage::run(c, &RELKIND, &[table.into()]).first().get::<String>(2).ok().flatten().unwrap_or_default()
 }
 
 /// (number of rules, rules that refund on delete, distinct subject columns) for a table.
 pub(super) fn table_state(c: &mut SpiClient<'_>, table: pg_sys::Oid) -> (i32, i32, i32) {
     let stmt = if installed::at_least(installed::ROW_CHARGES) { &TABLE_STATE } else { &TABLE_STATE_BY_NAME };
-    let t = store::run(c, stmt, &[table.into()]);
+    let t = storage::run(c, stmt, &[table.into()]);
     let row = t.first();
     let get = |i| row.get::<i32>(i).ok().flatten().unwrap_or(0);
     (get(1), get(2), get(3))
@@ -135,7 +135,7 @@ pub(super) fn sync_triggers(c: &mut SpiClient<'_>, table: pg_sys::Oid, partition
         (refunds > 0 && installed::at_least(installed::ROW_CHARGES), "quota_enforce_truncate", "AFTER TRUNCATE"),
     ];
     for (wanted, trigger, when) in wanted {
-        let exists = !store::run(c, &HAS_TRIGGER, &[table.into(), trigger.into()]).is_empty();
+        let exists = !storage::run(c, &HAS_TRIGGER, &[table.into(), trigger.into()]).is_empty();
         let each = if when.ends_with("TRUNCATE") { "STATEMENT" } else { "ROW" };
         let sql = match (wanted, exists) {
             (true, _) => format!("CREATE OR REPLACE TRIGGER {trigger} {when} ON {name} FOR EACH {each} EXECUTE FUNCTION quota.enforce_trigger()"),
@@ -184,7 +184,7 @@ pub fn enforce(
     encoding: &str,
     refund_on_delete: bool,
 ) -> QResult<()> {
-    crate::error::name("metric", metric)?;
+    crate::domain::error::name("metric", metric)?;
     let encoding = Encoding::parse(encoding)?;
     if amount < 0 {
         return Err(QuotaError::invalid("amount", amount, "amount must not be negative", "Pass the amount each row consumes (0 or more)."));
@@ -199,7 +199,7 @@ pub fn enforce(
     }
     let current = installed::at_least(installed::ROW_CHARGES);
     Spi::connect_mut(|c| {
-        let facts = store::run(c, &RELKIND, &[table.into()]);
+        let facts = storage::run(c, &RELKIND, &[table.into()]);
         let facts = facts.first();
         let (kind, name, is_partition) =
             (facts.get::<String>(1).ok().flatten(), facts.get::<String>(2).ok().flatten().unwrap_or_default(), facts.get::<bool>(3).ok().flatten());
@@ -214,12 +214,12 @@ pub fn enforce(
                 "Pass the partition root (see pg_partition_root); its quotas cover every partition, and rows inserted straight into a partition too.",
             ));
         }
-        let replaces = !store::run(c, &RULE_EXISTS, &[table.into(), metric.into()]).is_empty();
+        let replaces = !storage::run(c, &RULE_EXISTS, &[table.into(), metric.into()]).is_empty();
         may_change(c, table, replaces)?;
         let subject_attnum = check_column(c, table, "subject_column", subject_column, "")?;
         let amount_attnum = amount_column.map(|col| check_column(c, table, "amount_column", col, "N")).transpose()?;
         let tokens_attnum = tokens_of.map(|col| check_column(c, table, "tokens_of", col, "S")).transpose()?;
-        if current && refund_on_delete && store::run(c, &HAS_PRIMARY_KEY, &[table.into()]).is_empty() {
+        if current && refund_on_delete && storage::run(c, &HAS_PRIMARY_KEY, &[table.into()]).is_empty() {
             return Err(QuotaError::invalid(
                 "refund_on_delete",
                 &name,
@@ -241,7 +241,7 @@ pub fn enforce(
         if current {
             args.extend([subject_attnum.into(), amount_attnum.into(), tokens_attnum.into()]);
         }
-        store::run(c, if current { &UPSERT_RULE } else { &UPSERT_RULE_BY_NAME }, &args);
+        storage::run(c, if current { &UPSERT_RULE } else { &UPSERT_RULE_BY_NAME }, &args);
         if table_state(c, table).2 > 1 {
             return Err(QuotaError::invalid(
                 "subject_column",
@@ -261,8 +261,8 @@ pub fn enforce(
 pub fn off(table: pg_sys::Oid, metric: &str) -> QResult<bool> {
     Spi::connect_mut(|c| {
         may_change(c, table, true)?;
-        let removed = !store::run(c, &DELETE_RULE, &[table.into(), metric.into()]).is_empty();
-        let partitioned = store::run(c, &RELKIND, &[table.into()]).first().get::<String>(1).ok().flatten().as_deref() == Some("p");
+        let removed = !storage::run(c, &DELETE_RULE, &[table.into(), metric.into()]).is_empty();
+        let partitioned = storage::run(c, &RELKIND, &[table.into()]).first().get::<String>(1).ok().flatten().as_deref() == Some("p");
         sync_triggers(c, table, partitioned);
         Ok(removed)
     })

@@ -21,13 +21,13 @@ use std::collections::HashMap;
 use std::ffi::CStr;
 use std::rc::Rc;
 
-use crate::engine::{self, ConsumeRequest};
-use crate::error::{non_empty, QuotaError};
-use crate::installed;
-use crate::store::{self, Stmt};
-use crate::tokens::Encoding;
+use crate::ops::{self, ConsumeRequest};
+use crate::domain::error::{non_empty, QuotaError};
+use crate::pg::installed;
+use crate::storage::{self, Stmt};
+use crate::domain::tokens::Encoding;
 
-type QResult<T> = crate::error::Result<T>;
+type QResult<T> = crate::domain::error::Result<T>;
 
 mod charges;
 pub mod config;

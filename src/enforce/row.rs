@@ -123,7 +123,7 @@ pub(super) fn parse_amount(column: &str, value: &str) -> QResult<i64> {
         QuotaError::invalid(
             "amount column",
             value,
-            format!("column \"{column}\" {why}: {}", crate::error::quoted(value)),
+            format!("column \"{column}\" {why}: {}", crate::domain::error::quoted(value)),
             "Store a whole, non-negative amount in the column.",
         )
     };

@@ -40,7 +40,7 @@ pub(super) static PARTITION_ROOT: Stmt = Stmt {
 
 pub(super) fn load_rules(c: &mut SpiClient<'_>, root: pg_sys::Oid) -> TableRules {
     let by_number = installed::at_least(installed::ROW_CHARGES);
-    let rules: Vec<Rule> = store::run(c, if by_number { &RULES } else { &RULES_BY_NAME }, &[root.into()])
+    let rules: Vec<Rule> = storage::run(c, if by_number { &RULES } else { &RULES_BY_NAME }, &[root.into()])
         .map(|row| {
             let text = |i| row.get::<String>(i).ok().flatten();
             let column = |stored: Option<String>, current: Option<String>| Column { name: current, stored: stored.unwrap_or_default() };
@@ -62,7 +62,7 @@ pub(super) fn load_rules(c: &mut SpiClient<'_>, root: pg_sys::Oid) -> TableRules
             }
         })
         .collect();
-    let facts = store::run(c, &TABLE_FACTS, &[root.into()]);
+    let facts = storage::run(c, &TABLE_FACTS, &[root.into()]);
     let row = facts.first();
     let name = row.get::<String>(2).ok().flatten().unwrap_or_default();
     let rules = rules.into_iter().map(|r| Rule { table: name.clone(), ..r }).collect();
@@ -100,7 +100,7 @@ pub(super) fn rules_for(c: &mut SpiClient<'_>, table: pg_sys::Oid) -> Rc<TableRu
     if let Some(rules) = CACHE.with(|m| m.borrow().get(&table).cloned()).filter(|_| cacheable) {
         return rules;
     }
-    let root = store::run(c, &PARTITION_ROOT, &[table.into()]).first().get::<pg_sys::Oid>(1).ok().flatten().unwrap_or(table);
+    let root = storage::run(c, &PARTITION_ROOT, &[table.into()]).first().get::<pg_sys::Oid>(1).ok().flatten().unwrap_or(table);
     let mut rules = load_rules(c, root);
     if root != table {
         let own = load_rules(c, table);

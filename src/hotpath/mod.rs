@@ -30,13 +30,13 @@ pub mod status;
 pub mod subject_cache;
 pub mod tables;
 
-use crate::clock;
-use crate::error::QuotaError;
-use crate::limits::{Limit, Usage};
-use crate::period::Window;
+use crate::pg::clock;
+use crate::domain::error::QuotaError;
+use crate::domain::limits::{Limit, Usage};
+use crate::domain::period::Window;
 use crate::storage::schema::{self, counters, LedgerKind, LedgerRow, SubjectRow};
-use crate::store::Subject;
-use crate::tenancy::Scope;
+use crate::storage::Subject;
+use crate::domain::tenancy::Scope;
 use cache::{remembered, Cache, MAX_LIMITS, MAX_SUBJECTS};
 use heap::{Rel, Slot, Updated};
 pub use status::{served, Path};
@@ -75,12 +75,12 @@ impl schema::Row for SlotRow<'_> {
 
 /// The tables, unless the hot path is off or steps aside.
 fn usable() -> Option<Rc<Tables>> {
-    if !crate::gucs::hot_path() {
+    if !crate::pg::gucs::hot_path() {
         return None;
     }
     // Only a database at this library's version has every invalidation trigger that the
     // caches rely on (`installed`); older ones take the general path until updated.
-    if !crate::installed::is_current() {
+    if !crate::pg::installed::is_current() {
         tables::said(&status::older_extension());
         return None;
     }

@@ -41,9 +41,9 @@ pub struct Status {
 }
 
 pub fn status() -> Status {
-    let enabled = crate::gucs::hot_path();
+    let enabled = crate::pg::gucs::hot_path();
     crate::pg::invalidation::accept();
-    let (checks, consumes, aside) = if !crate::installed::is_current() {
+    let (checks, consumes, aside) = if !crate::pg::installed::is_current() {
         (false, false, Some(older_extension()))
     } else {
         match tables::tables() {

@@ -28,7 +28,7 @@ use pgrx::prelude::*;
 use std::cell::Cell;
 use std::sync::atomic::{fence, AtomicPtr, AtomicU64, Ordering::*};
 
-use crate::error::QuotaError;
+use crate::domain::error::QuotaError;
 pub use crate::storage::schema::SubjectRow;
 
 /// Bytes of subject, plan, tenant and zone an entry holds.
@@ -75,7 +75,7 @@ thread_local! {
 }
 
 fn entries_wanted() -> usize {
-    (crate::gucs::subject_cache_size().max(0) as usize) / WAYS * WAYS
+    (crate::pg::gucs::subject_cache_size().max(0) as usize) / WAYS * WAYS
 }
 
 fn bytes_wanted() -> usize {
@@ -228,7 +228,7 @@ fn read(e: &Entry, g: Generation, owner: u64, id: &str) -> Option<SubjectRow> {
     let text = |from: usize, len: usize| std::str::from_utf8(&bytes[from..from + len]).ok().map(str::to_string);
     let plan = text(id_len, plan_len)?;
     let tenant = if (lengths >> 32) & 1 == 1 { Some(text(id_len + plan_len, tenant_len)?) } else { None };
-    let tz = crate::period::parse_zone(&text(id_len + plan_len + tenant_len, zone_len)?)?;
+    let tz = crate::domain::period::parse_zone(&text(id_len + plan_len + tenant_len, zone_len)?)?;
     Some(SubjectRow { plan, tenant, anchor, tz })
 }
 
@@ -344,7 +344,7 @@ unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut s
     use pg_sys::XactEvent::*;
     match event {
         XACT_EVENT_PRE_PREPARE if CHANGED.with(|c| c.get()) => {
-            crate::ereport::raise(QuotaError::NotAvailable {
+            crate::pg::ereport::raise(QuotaError::NotAvailable {
                 feature: "prepared transactions",
                 message: "a transaction that changed quota.subjects cannot be prepared".into(),
                 hint: "Change subjects (assign_plan, UPDATE or DELETE on quota.subjects) in a transaction that commits directly, or set quota.subject_cache_size = 0.".into(),

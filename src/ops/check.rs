@@ -6,15 +6,15 @@ use chrono::{DateTime, Utc};
 use super::args::{fits_counter, known_name};
 use super::subject::{resolve_limit, resolve_subject, Unknown};
 use super::window::WindowOp;
-use crate::clock;
-use crate::decision::Decision;
-use crate::error::{QuotaError, Result};
+use crate::pg::clock;
+use crate::domain::decision::Decision;
+use crate::domain::error::{QuotaError, Result};
 use crate::hotpath::{self, Path};
-use crate::limits::{evaluate, Enforcement};
-use crate::period::Period;
-use crate::privilege;
-use crate::stats;
-use crate::store;
+use crate::domain::limits::{evaluate, Enforcement};
+use crate::domain::period::Period;
+use crate::pg::privilege;
+use crate::pg::stats;
+use crate::storage;
 
 /// A dry run: writes nothing. `used`/`remaining` are before the request.
 pub fn check(subject: &str, items: &[(String, i64)]) -> Result<Vec<Decision>> {
@@ -34,7 +34,7 @@ pub fn check(subject: &str, items: &[(String, i64)]) -> Result<Vec<Decision>> {
     }
     hotpath::served(Path::General);
     let answers = privilege::as_owner(|| {
-        store::stable(|c| {
+        storage::stable(|c| {
             let s = resolve_subject(c, subject, Unknown::Evaluate, now)?;
             items
                 .iter()
@@ -55,7 +55,7 @@ pub fn check(subject: &str, items: &[(String, i64)]) -> Result<Vec<Decision>> {
 /// The common check without SPI (None: take the general path). Windows with open holds
 /// go the general way, which discounts lapsed holds.
 fn check_fast(subject: &str, metric: &str, amount: i64, now: DateTime<Utc>) -> Option<Decision> {
-    let scope = crate::roles::scope().ok()?;
+    let scope = crate::pg::roles::scope().ok()?;
     let f = hotpath::check(subject, metric, now, &scope)?;
     if f.usage.reserved > 0 || f.usage.used.checked_add(amount).is_none() {
         return None;
@@ -79,10 +79,10 @@ pub struct StatusRow {
 }
 
 pub fn status(subject: &str) -> Result<Vec<StatusRow>> {
-    store::stable(|c| {
+    storage::stable(|c| {
         let now = clock::now();
         let s = resolve_subject(c, subject, Unknown::Evaluate, now)?;
-        store::all_limits(c, &s.plan)?
+        storage::all_limits(c, &s.plan)?
             .into_iter()
             .map(|(metric, limit)| {
                 let op = WindowOp::current(&s, &metric, &limit, now);

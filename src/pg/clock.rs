@@ -5,7 +5,7 @@ use pgrx::prelude::*;
 use std::cell::RefCell;
 use std::ffi::{CStr, CString};
 
-use crate::gucs;
+use crate::pg::gucs;
 
 /// Microseconds between the Unix epoch and PostgreSQL's epoch (2000-01-01).
 const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;

@@ -9,7 +9,7 @@
 use pgrx::pg_sys;
 use std::ffi::{c_char, c_int, CString};
 
-use crate::error::QuotaError;
+use crate::domain::error::QuotaError;
 
 extern "C-unwind" {
     fn errstart(elevel: c_int, domain: *const c_char) -> bool;

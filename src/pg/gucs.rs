@@ -184,7 +184,7 @@ unsafe extern "C-unwind" fn check_clock_override(
         return true;
     }
     let text = unsafe { CStr::from_ptr(value) };
-    if crate::clock::parse_timestamptz(text).is_some_and(crate::clock::in_range) {
+    if crate::pg::clock::parse_timestamptz(text).is_some_and(crate::pg::clock::in_range) {
         true
     } else {
         unsafe {

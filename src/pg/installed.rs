@@ -18,7 +18,7 @@
 use pgrx::spi::Spi;
 use std::cell::Cell;
 
-use crate::error::QuotaError;
+use crate::domain::error::QuotaError;
 
 /// A released version, `major.minor.patch`.
 pub type Version = (u32, u32, u32);

@@ -64,14 +64,14 @@ fn check() {
     let decided = {
         let _reset = Reset;
         // A database with a schema named quota but without the extension is not ours.
-        if crate::installed::version().is_none() {
+        if crate::pg::installed::version().is_none() {
             return;
         }
-        crate::roles::scope()
+        crate::pg::roles::scope()
     };
     if let Err(e) = decided {
         // Raised with its own SQLSTATE (42501, or 22023 for an over-long tenant).
-        crate::ereport::raise(e);
+        crate::pg::ereport::raise(e);
     }
 }
 

@@ -149,8 +149,8 @@ fn bindings() -> Bindings {
         return b;
     }
     let generation = register();
-    let rows = if crate::installed::at_least(crate::installed::BINDINGS) {
-        crate::privilege::as_owner(|| {
+    let rows = if crate::pg::installed::at_least(crate::pg::installed::BINDINGS) {
+        crate::pg::privilege::as_owner(|| {
             Spi::connect(|c| {
                 c.select("SELECT role_name, tenant, role_oid, role_cluster FROM quota.tenant_bindings", None, &[])
                     .map(|t| {
@@ -179,16 +179,16 @@ fn bindings() -> Bindings {
 
 /// The calling session's scope. The role is the session's current role (`SET ROLE`),
 /// not the owner of the SECURITY DEFINER function that is running.
-pub fn scope() -> crate::error::Result<crate::tenancy::Scope> {
-    let setting = crate::gucs::tenant();
+pub fn scope() -> crate::domain::error::Result<crate::domain::tenancy::Scope> {
+    let setting = crate::pg::gucs::tenant();
     let role = session();
     // The binding first: a bound session learns nothing about tenants it may not name
     // (not even whether a long one is stored).
-    let scope = crate::tenancy::Scope::decide(setting.as_deref(), role.admin, role.tenants.as_deref()).map_err(crate::tenancy::not_bound)?;
+    let scope = crate::domain::tenancy::Scope::decide(setting.as_deref(), role.admin, role.tenants.as_deref()).map_err(crate::domain::tenancy::not_bound)?;
     if let Some(t) = setting.as_deref() {
         // A tenant stored before the length bounds keeps working.
-        if let Err(too_long) = crate::error::name("quota.tenant", t) {
-            if !crate::store::name_is_stored("quota.tenant", t) {
+        if let Err(too_long) = crate::domain::error::name("quota.tenant", t) {
+            if !crate::storage::name_is_stored("quota.tenant", t) {
                 return Err(too_long);
             }
         }

@@ -6,9 +6,9 @@ use pgrx::pg_sys::PgBuiltInOids as T;
 use pgrx::spi::SpiClient;
 
 use super::{first, run, ts, Stmt};
-use crate::bonus::{ReferenceScope, BonusRule};
-use crate::clock;
-use crate::period::Window;
+use crate::domain::bonus::{ReferenceScope, BonusRule};
+use crate::pg::clock;
+use crate::domain::period::Window;
 
 static FIND_RULE: Stmt = Stmt {
     sql: "SELECT amount, reference_scope FROM quota.bonus_rules WHERE plan = $1 AND metric = $2 AND kind = $3",

@@ -23,7 +23,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use crate::clock;
+use crate::pg::clock;
 
 pub mod bonuses;
 pub mod events;

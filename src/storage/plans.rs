@@ -4,8 +4,8 @@ use pgrx::pg_sys::PgBuiltInOids as T;
 use pgrx::spi::{SpiClient, SpiTupleTable};
 
 use super::{first, run, schema, SpiRow, Stmt};
-use crate::error::Result;
-use crate::limits::Limit;
+use crate::domain::error::Result;
+use crate::domain::limits::Limit;
 
 static FIND_PLAN: Stmt = Stmt { sql: "SELECT bonus_cap_per_day FROM quota.plans WHERE plan = $1", types: &[T::TEXTOID] };
 static PLAN_EXISTS: Stmt = Stmt { sql: "SELECT true FROM quota.plans WHERE plan = $1", types: &[T::TEXTOID] };

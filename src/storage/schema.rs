@@ -17,9 +17,9 @@ use pgrx::datum::TimestampWithTimeZone;
 use pgrx::pg_sys::{self, Datum, Oid};
 use pgrx::{FromDatum, IntoDatum};
 
-use crate::error::{QuotaError, Result};
-use crate::limits::{Enforcement, Limit, Usage};
-use crate::period::{self, Period};
+use crate::domain::error::{QuotaError, Result};
+use crate::domain::limits::{Enforcement, Limit, Usage};
+use crate::domain::period::{self, Period};
 
 /// One column: its name and type.
 pub struct Column {
@@ -288,13 +288,13 @@ impl LedgerRow<'_> {
             (text(self.subject), t(1)),
             (self.tenant.and_then(text), t(2)),
             (text(self.metric), t(3)),
-            (crate::clock::window_key(self.window_start).into_datum(), t(4)),
+            (crate::pg::clock::window_key(self.window_start).into_datum(), t(4)),
             (text(self.kind.as_str()), t(5)),
             (Some(Datum::from(self.amount)), t(6)),
             (Some(Datum::from(self.overage)), t(7)),
             (self.idempotency_key.and_then(text), t(8)),
             (self.metadata, t(9)),
-            (Some(Datum::from(crate::clock::to_pg(self.created_at))), t(10)),
+            (Some(Datum::from(crate::pg::clock::to_pg(self.created_at))), t(10)),
         ]
     }
 }

@@ -7,10 +7,10 @@ use pgrx::prelude::*;
 use pgrx::spi::{SpiClient, SpiTupleTable};
 
 use super::{first, run, schema, ts, SpiRow, Stmt};
-use crate::clock;
-use crate::error::Result;
-use crate::period::{self, Period, Window};
-use crate::tenancy::Scope;
+use crate::pg::clock;
+use crate::domain::error::Result;
+use crate::domain::period::{self, Period, Window};
+use crate::domain::tenancy::Scope;
 
 #[derive(Clone, Debug)]
 pub struct Subject {
@@ -116,7 +116,7 @@ pub fn name_is_stored(argument: &str, value: &str) -> bool {
         "tenant" | "quota.tenant" => "SELECT true FROM quota.subjects WHERE tenant = $1 LIMIT 1",
         _ => return false,
     };
-    crate::privilege::as_owner(|| {
+    crate::pg::privilege::as_owner(|| {
         Spi::connect(|c| c.select(sql, Some(1), &[value.into()]).map(|t| !t.is_empty()).unwrap_or(false))
     })
 }
@@ -150,7 +150,7 @@ static UNBIND_TENANT: Stmt = Stmt {
 };
 
 pub fn bind_tenant(c: &mut SpiClient<'_>, role: &str, role_oid: pg_sys::Oid, tenant: &str) {
-    let cluster = crate::roles::this_cluster();
+    let cluster = crate::pg::roles::this_cluster();
     run(c, &REHOME_BINDINGS, &[role.into(), role_oid.into(), cluster.as_str().into()]);
     run(c, &BIND_TENANT, &[role.into(), tenant.into(), role_oid.into(), cluster.as_str().into()]);
 }

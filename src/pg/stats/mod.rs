@@ -33,8 +33,8 @@ use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PGRXSharedMemory, PgLwLock};
 use std::cell::RefCell;
 
-use crate::decision::Decision;
-use crate::limits::Reason;
+use crate::domain::decision::Decision;
+use crate::domain::limits::Reason;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering::Relaxed};
 
 mod prepared;
@@ -54,7 +54,7 @@ pub const PREPARED_SLOTS: usize = 256;
 /// Names (metrics; subjects and tenants of recent refusals) are kept up to this many
 /// bytes, the longest name quota_ext accepts (longer ones, stored before the bounds, are
 /// cut at a char boundary, and a cut tenant is shown to administrators only).
-pub const NAME_BYTES: usize = crate::error::MAX_NAME_BYTES;
+pub const NAME_BYTES: usize = crate::domain::error::MAX_NAME_BYTES;
 const OTHER: &str = "(other)";
 
 /// The totals of one metric.
@@ -246,7 +246,7 @@ fn probe<'t>(slots: &'t [MetricSlot], db: i64, name: &str, start: usize) -> Opti
 
 /// FNV-1a over the database and the name: the first slot to try.
 pub fn bucket(db: i64, name: &str) -> usize {
-    (crate::subject_cache::fnv1a([&db.to_le_bytes()[..], name.as_bytes()]) % SLOTS as u64) as usize
+    (crate::hotpath::subject_cache::fnv1a([&db.to_le_bytes()[..], name.as_bytes()]) % SLOTS as u64) as usize
 }
 
 // What this transaction will add at commit ------------------------------------------------
@@ -422,7 +422,7 @@ pub fn refused(d: &Decision, tenant: Option<&str>) {
     }
     now(&d.metric, Totals { exceeded: 1, ..Totals::default() });
     let entry = Refusal {
-        at: crate::clock::now_pg(),
+        at: crate::pg::clock::now_pg(),
         database: database(),
         subject: Name::of(Some(&d.subject)),
         tenant: Name::of(tenant),
