@@ -1,4 +1,4 @@
-//! The SQL surface: thin `#[pg_extern]` wrappers that check for NULLs, call the engine and
+//! The SQL surface: thin `#[pg_extern]` wrappers that check for NULLs, call the operations (`ops`) and
 //! turn its result into a row or an ERROR. No quota logic lives here.
 //!
 //! Arguments are `Option` (functions are not STRICT) so that a NULL gets SQLSTATE 22004

@@ -1,6 +1,6 @@
 //! Events: what happened that an application may want to hear about without polling.
 //!
-//! Pure Rust: which alert thresholds a change crosses, and the JSON payload. The engine
+//! Pure Rust: which alert thresholds a change crosses, and the JSON payload. An operation
 //! records each event in the `quota.events` outbox and sends it with `pg_notify` on
 //! channel `quota_events`; PostgreSQL delivers notifications at COMMIT, so a rolled-back
 //! transaction emits nothing.

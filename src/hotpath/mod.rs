@@ -40,6 +40,7 @@ use crate::domain::tenancy::Scope;
 use cache::{remembered, Cache, MAX_LIMITS, MAX_SUBJECTS};
 use heap::{Rel, Slot, Updated};
 pub use status::{served, Path};
+use status::note;
 use subject_cache::Place;
 use tables::{Resolved, Tables};
 
@@ -107,7 +108,10 @@ fn subject_of(t: &Tables, snapshot: pg_sys::Snapshot, cache: Cache, id: &str, sc
             None,
         ),
         Cache::Shared(g) => match subject_cache::get(g, t.subjects.node, id) {
-            Some((row, place)) => (row, Some(place)),
+            Some((row, place)) => {
+                note(format_args!("hot path: subject from the shared cache"));
+                (row, Some(place))
+            }
             None => {
                 let row = read_subject(t, latest(), id)?;
                 let place = subject_cache::put(g, t.subjects.node, id, &row);
@@ -181,6 +185,7 @@ fn find_window(t: &Tables, rel: &Rel, snapshot: pg_sys::Snapshot, place: Option<
         // SAFETY: `slot` is the counters' and `snapshot` active; the key functions are
         // the equalities of the key columns' types, as `tables` checked.
         if unsafe { heap::fetch(rel, tid, snapshot, slot) && heap::matches(slot, key_atts, keys) } {
+            note(format_args!("hot path: window row found where the shared cache remembered it"));
             return true;
         }
     }

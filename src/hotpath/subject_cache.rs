@@ -1,4 +1,4 @@
-//! Subjects' rows shared by every backend: the hot path (`fastpath`) finds a subject's
+//! Subjects' rows shared by every backend: the hot path (`hotpath`) finds a subject's
 //! plan, tenant, cycle anchor and zone here instead of probing `quota.subjects`.
 //!
 //! A table in shared memory, reserved at server start (`shared_preload_libraries`), of
@@ -20,7 +20,7 @@
 //! Entries also carry the database and the table's storage (relfilenode), so that
 //! databases, a table dropped and created again (DROP / CREATE EXTENSION), and a table
 //! rewritten (ALTER TABLE ... TYPE) never share entries. A transaction that wrote
-//! subjects itself (even an INSERT) reads them and caches nothing (`fastpath`); a
+//! subjects itself (even an INSERT) reads them and caches nothing (`hotpath`); a
 //! standby, where the trigger never fires, does not use this cache.
 
 use pgrx::pg_sys::{self, Oid};

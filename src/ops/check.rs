@@ -32,7 +32,7 @@ pub fn check(subject: &str, items: &[(String, i64)]) -> Result<Vec<Decision>> {
             return Ok(vec![d]);
         }
     }
-    hotpath::served(Path::General);
+    hotpath::served(Path::General, "quota_check");
     let answers = privilege::as_owner(|| {
         storage::stable(|c| {
             let s = resolve_subject(c, subject, Unknown::Evaluate, now)?;
@@ -61,7 +61,7 @@ fn check_fast(subject: &str, metric: &str, amount: i64, now: DateTime<Utc>) -> O
         return None;
     }
     let verdict = evaluate(&f.limit, f.usage, amount);
-    hotpath::served(Path::Hot);
+    hotpath::served(Path::Hot, "quota_check");
     Some(Decision::new(&f.subject.id, metric, &f.limit, f.usage, amount, f.window.end, &verdict, false))
 }
 

@@ -42,11 +42,11 @@ pub fn consume(req: ConsumeRequest<'_>) -> Result<Vec<Decision>> {
     let now = clock::now();
     if req.idempotency_key.is_none() {
         if let Some(ds) = consume_fast(req.subject, &items, req.metadata, now)? {
-            hotpath::served(Path::Hot);
+            hotpath::served(Path::Hot, "quota_consume");
             return Ok(ds);
         }
     }
-    hotpath::served(Path::General);
+    hotpath::served(Path::General, "quota_consume");
     privilege::as_owner(|| storage::volatile(|c| consume_general(c, req.subject, &items, req.idempotency_key, req.metadata, req.no_raise, now)))
 }
 

@@ -19,7 +19,7 @@ pub static NOTIFY_EVERY_CONSUME: GucSetting<bool> = GucSetting::<bool>::new(fals
 /// `SET LOCAL quota.tenant = '...'` or `set_config('quota.tenant', '...', true)`.
 pub static TENANT: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
-/// `quota.hot_path`: let the common check and consume bypass SPI (see `fastpath`). Off
+/// `quota.hot_path`: let the common check and consume bypass SPI (see `hotpath`). Off
 /// sends every call through the general path: the answers are the same, only slower.
 pub static HOT_PATH: GucSetting<bool> = GucSetting::<bool>::new(true);
 

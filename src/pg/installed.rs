@@ -4,7 +4,7 @@
 //! After a package upgrade the new library serves every database at once, while each
 //! database keeps its old objects until `ALTER EXTENSION quota_ext UPDATE`. Such a
 //! database is still served, with the semantics of its version:
-//! - the hot path (`fastpath`) and its caches serve only a database at this library's
+//! - the hot path (`hotpath`) and its caches serve only a database at this library's
 //!   version, whose invalidation triggers are all in place; older ones take the general
 //!   path, which reads everything with the statement's snapshot;
 //! - code that needs objects a version added checks `at_least` first, and either keeps

@@ -1,7 +1,7 @@
 //! Running as the owner of schema quota, with search_path pinned.
 //!
 //! `quota_check`, `quota_consume` and `quota_try_consume` (the C-language forms) are
-//! SECURITY INVOKER: their hot path (`fastpath`) reads and writes through the access
+//! SECURITY INVOKER: their hot path (`hotpath`) reads and writes through the access
 //! methods, which check no privileges (the caller's EXECUTE right on the function is the
 //! gate), so it pays nothing for a role switch. Their general path runs SQL through SPI,
 //! and wraps it in `as_owner`, which does what a SECURITY DEFINER function with

@@ -407,7 +407,7 @@ unsafe extern "C-unwind" fn on_subxact(
     });
 }
 
-// What the engine reports ---------------------------------------------------------------------
+// What the operations report ---------------------------------------------------------------------
 
 /// A consume (or a reservation's commit) of `amount`, `soft_over` if it went past a soft limit.
 pub fn consumed(metric: &str, amount: i64, soft_over: bool) {
