@@ -118,7 +118,7 @@ unsafe extern "C-unwind" fn startup() {
         if entries == 0 {
             return;
         }
-        let lock = &raw mut (*pg_sys::MainLWLockArray.add(21)).lock; // AddinShmemInitLock
+        let lock = &raw mut (*pg_sys::MainLWLockArray.add(ADDIN_SHMEM_INIT_LOCK)).lock;
         pg_sys::LWLockAcquire(lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
         let mut found = false;
         let base = pg_sys::ShmemInitStruct(c"quota_ext subject cache".as_ptr(), bytes_wanted(), &mut found).cast::<Header>();
@@ -132,6 +132,13 @@ unsafe extern "C-unwind" fn startup() {
         pg_sys::LWLockRelease(lock);
     }
 }
+
+/// The index of `AddinShmemInitLock` in `MainLWLockArray`: PostgreSQL's
+/// `lwlocknames.txt` gives it number 21, and the C macro that names it is not in the
+/// bindings pgrx generates. It serialises `ShmemInitStruct` of add-ins at start-up, as
+/// C extensions take it. The number differs by major version only if lwlocknames.txt
+/// changes; a version port must check it.
+const ADDIN_SHMEM_INIT_LOCK: usize = 21;
 
 fn table() -> Option<(&'static Header, &'static [Entry])> {
     let base = BASE.load(Acquire);
