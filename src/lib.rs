@@ -15,6 +15,8 @@
 //!   shared-memory stats, installed version, session roles, the read guard.
 //! - SQL lives in `sql/`; released scripts in `sql/released/`.
 
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 use pgrx::prelude::*;
 
 pub mod domain;

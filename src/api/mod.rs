@@ -20,6 +20,12 @@ pub(crate) type DecisionRow = composite_type!('static, "quota.decision");
 /// type comes from the call expression through the type cache (no name lookup, no parse);
 /// `name` is only used when there is no call expression (direct calls).
 pub(crate) fn composite(fcinfo: pg_sys::FunctionCallInfo, name: &str, values: Vec<Option<pg_sys::Datum>>) -> PgHeapTuple<'static, pgrx::AllocatedByRust> {
+    // SAFETY: `fcinfo` is NULL or the FunctionCallInfo pgrx passed to the calling SQL
+    // function, valid for the call, and its flinfo is NULL or valid with it;
+    // get_fn_expr_rettype answers InvalidOid when there is no call expression. regtypein
+    // gets a NUL-terminated cstring datum (and raises for an unknown name).
+    // lookup_rowtype_tupdesc raises unless `oid` is a composite type, and returns its
+    // reference-counted descriptor pinned, which PgTupleDesc::from_pg releases on drop.
     unsafe {
         let oid = if fcinfo.is_null() || (*fcinfo).flinfo.is_null() {
             pg_sys::InvalidOid
@@ -65,6 +71,9 @@ pub(crate) fn decision_rows(fcinfo: pg_sys::FunctionCallInfo, ds: Vec<Decision>)
 /// The jsonb amounts, read from its text form (serde's f64 would overflow on 1e400).
 pub(crate) fn amounts_of(amounts: Option<RawJsonb>) -> Vec<(String, i64)> {
     let amounts = required("amounts", amounts).or_raise();
+    // SAFETY: `amounts.0` is the SQL function's non-NULL jsonb argument (RawJsonb from
+    // pgrx's argument unboxing), valid for the call; jsonb_out detoasts it and returns a
+    // palloc'd NUL-terminated string, copied into a String before anything can free it.
     let text = unsafe {
         pgrx::direct_function_call::<&std::ffi::CStr>(pg_sys::jsonb_out, &[Some(amounts.0)])
             .expect("jsonb_out returns text")

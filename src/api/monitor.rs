@@ -21,6 +21,8 @@ fn not_preloaded(feature: &'static str) -> QuotaError {
 /// Totals per metric since the server started (or `quota.stats_reset()`), for this
 /// database. Read it through the view `quota.stats`.
 #[pg_extern(volatile, parallel_safe)]
+// pgrx reads the column names from the name!(...) in the signature: no alias possible.
+#[allow(clippy::type_complexity)]
 fn stats_totals() -> TableIterator<
     'static,
     (
@@ -49,6 +51,8 @@ fn stats_reset() {
 /// The most recent refusals (QT429/QT413), newest first, including those whose
 /// transaction rolled back; only subjects the session may see. Needs shared_preload_libraries.
 #[pg_extern(volatile, parallel_safe)]
+// pgrx reads the column names from the name!(...) in the signature: no alias possible.
+#[allow(clippy::type_complexity)]
 fn recent_refusals() -> TableIterator<
     'static,
     (

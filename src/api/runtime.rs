@@ -26,6 +26,7 @@ fn quota_check_many(subject: Option<&str>, amounts: Option<RawJsonb>, fcinfo: pg
 
 /// One row per limit of the subject's plan.
 #[pg_extern(stable, parallel_restricted)]
+// pgrx reads the column names from the name!(...) in the signature: no alias possible.
 #[allow(clippy::type_complexity)]
 fn quota_status(
     subject: Option<&str>,

@@ -28,8 +28,12 @@ impl IntoDatum for RegClass {
         pg_sys::REGCLASSOID
     }
 }
+// SAFETY: a regclass is an Oid passed by value (the SQL type this one translates to,
+// below): unboxing reads the datum's integer and never dereferences it, whatever it holds.
 unsafe impl<'fcx> pgrx::callconv::ArgAbi<'fcx> for RegClass {
     unsafe fn unbox_arg_unchecked(arg: pgrx::callconv::Arg<'_, 'fcx>) -> Self {
+        // SAFETY: the caller (pgrx's wrapper) passes a regclass argument; it calls this
+        // only for a non-NULL one (Option<RegClass> arguments test for NULL first).
         unsafe { arg.unbox_arg_using_from_datum().expect("argument is not null") }
     }
 }

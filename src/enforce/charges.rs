@@ -193,7 +193,11 @@ pub(super) fn on_update(trigger: &PgTrigger<'_>, table: pg_sys::Oid) -> QResult<
         }
     }
     if t.partitioned {
-        // SAFETY: the old tuple of a row trigger carries its own TID.
+        // SAFETY: `old.tuple` is tg_trigtuple, the stored row version (with its TID in
+        // t_self), which PostgreSQL sets for every row-level UPDATE trigger: the only kind
+        // `config::sync_triggers` creates on UPDATE. Fired as a statement-level trigger
+        // it would be NULL; nothing here checks that (EXECUTE on the function is revoked
+        // from PUBLIC, so only a superuser or the extension's owner could attach it so).
         let tid = unsafe { (*old.tuple).t_self };
         UPDATING.with(|u| u.set(Some(Updating { root: t.root, partition: table, tid, lxid: local_transaction() })));
     }

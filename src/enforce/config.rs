@@ -172,7 +172,7 @@ pub(super) fn may_change(c: &mut SpiClient<'_>, table: pg_sys::Oid, replaces: bo
     Err(QuotaError::Forbidden { message, hint, object: name })
 }
 
-#[allow(clippy::too_many_arguments)]
+// The arguments of the SQL function `enforce_on_insert`, one for one.
 #[allow(clippy::too_many_arguments)]
 pub fn enforce(
     table: pg_sys::Oid,

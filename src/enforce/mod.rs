@@ -86,8 +86,6 @@ impl TableRules {
     }
 }
 
-/// The rules of a table at 0.4.0 and later: columns by number (renames followed).
-
 /// What the trigger does for one event on an enforced table.
 pub fn fire(trigger: &PgTrigger<'_>) -> QResult<()> {
     let table = trigger.relid().unwrap_or(pg_sys::InvalidOid);

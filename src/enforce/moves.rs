@@ -49,7 +49,7 @@ pub(super) fn moved(root: pg_sys::Oid) -> bool {
         // Only a heap table's row versions carry the mark (a foreign or other-AM
         // partition: the move is charged again, the safe side).
         let form = (*rel).rd_rel;
-        if (*form).relkind != pg_sys::RELKIND_RELATION as std::ffi::c_char || (*form).relam != pg_sys::Oid::from(pg_sys::HEAP_TABLE_AM_OID) {
+        if (*form).relkind != pg_sys::RELKIND_RELATION as std::ffi::c_char || (*form).relam != pg_sys::HEAP_TABLE_AM_OID {
             pg_sys::table_close(rel, pg_sys::AccessShareLock as _);
             return false;
         }

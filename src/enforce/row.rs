@@ -11,14 +11,17 @@ pub(super) struct Row {
 impl Row {
     pub(super) fn old(trigger: &PgTrigger<'_>) -> Row {
         let data = trigger.trigger_data();
-        // SAFETY: a row trigger always has its tuple and relation.
+        // SAFETY: PostgreSQL sets tg_relation, open for the whole trigger call, for every
+        // trigger; its rd_att is valid while it is open. (tg_trigtuple is only copied
+        // here; it is non-NULL in the row-level triggers `config::sync_triggers` creates,
+        // which `text` and `value` rely on.)
         Row { tuple: data.tg_trigtuple, desc: unsafe { (*data.tg_relation).rd_att } }
     }
 
     /// The new row of an UPDATE.
     pub(super) fn new(trigger: &PgTrigger<'_>) -> Row {
         let data = trigger.trigger_data();
-        // SAFETY: an UPDATE row trigger has its new tuple.
+        // SAFETY: as in `old`; tg_newtuple is set for a row-level UPDATE trigger.
         Row { tuple: data.tg_newtuple, desc: unsafe { (*data.tg_relation).rd_att } }
     }
 
@@ -35,8 +38,9 @@ impl Row {
     /// the subject (text, integer, uuid, inet...). `None` for NULL.
     pub(super) fn text(&self, column: &str) -> Option<String> {
         let n = self.attnum(column)?;
-        // SAFETY: the tuple and descriptor belong to the firing trigger and `n` is one of
-        // its attributes; SPI_getvalue pallocs the text, which is copied and freed.
+        // SAFETY: the tuple (non-NULL in a row-level trigger) and the descriptor belong to
+        // the firing trigger, `n` is one of its attributes (SPI_fnumber found it, > 0), and
+        // SPI_getvalue returns NULL or a palloc'd NUL-terminated string, copied and freed.
         unsafe {
             let value = pg_sys::SPI_getvalue(self.tuple, self.desc, n);
             if value.is_null() {
@@ -52,7 +56,7 @@ impl Row {
     /// column is missing or NULL.
     pub(super) fn value(&self, column: &str) -> Option<(pg_sys::Datum, pg_sys::Oid, bool, i16)> {
         let n = self.attnum(column)?;
-        // SAFETY: as in `text`; the attribute `n` exists in the descriptor.
+        // SAFETY: as in `text`; `n` is in 1..=natts, so attrs[n - 1] is its attribute.
         unsafe {
             let mut isnull = false;
             let datum = pg_sys::SPI_getbinval(self.tuple, self.desc, n, &mut isnull);
@@ -133,8 +137,6 @@ pub(super) fn parse_amount(column: &str, value: &str) -> QResult<i64> {
     }
     Ok(n)
 }
-
-/// The trigger function behind every enforced table.
 
 #[cfg(test)]
 mod tests {

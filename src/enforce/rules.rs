@@ -4,6 +4,7 @@
 use super::*;
 use crate::pg::invalidation;
 
+/// The rules of a table at 0.4.0 and later: columns by number (renames followed).
 pub(super) static RULES: Stmt = Stmt {
     sql: "SELECT e.metric, e.amount, e.encoding, e.refund_on_delete, e.subject_column, e.amount_column, e.tokens_of,
                  sa.attname::text, aa.attname::text, ta.attname::text

@@ -144,8 +144,11 @@ fn limit_of(t: &Tables, snapshot: pg_sys::Snapshot, cache: Cache, plan: &str, me
 }
 
 fn latest() -> pg_sys::Snapshot {
-    // SAFETY: inside a transaction; the snapshot is used at once, before any other
-    // snapshot is taken.
+    // SAFETY: inside a transaction. The result is PostgreSQL's static latest snapshot, not
+    // registered: valid until the next GetLatestSnapshot, and the one probe that uses it
+    // (at once) takes no snapshot. The rows it sees cannot be pruned meanwhile: the
+    // statement's active snapshot holds this backend's xmin back. (In parallel mode
+    // GetLatestSnapshot raises an ERROR instead.)
     unsafe { pg_sys::GetLatestSnapshot() }
 }
 
@@ -156,7 +159,8 @@ fn text(s: &str) -> Datum {
 fn read_subject(t: &Tables, snapshot: pg_sys::Snapshot, id: &str) -> Option<SubjectRow> {
     let rel = Rel::open(t.subjects.oid, pg_sys::AccessShareLock as _);
     let slot = Slot::new(&rel);
-    // SAFETY: the subjects' primary key is (subject text), as `tables` checked.
+    // SAFETY: the subjects' primary key is (subject text), as `tables` checked; `slot` is
+    // the subjects' and `snapshot` the active one or `latest()`'s.
     unsafe { heap::probe(&rel, t.subjects.pkey, snapshot, &[(text(id), pg_sys::F_TEXTEQ)], &slot)? };
     schema::subject(&SlotRow { slot: &slot, table: &t.subjects }).ok()
 }
@@ -165,7 +169,8 @@ fn read_limit(t: &Tables, snapshot: pg_sys::Snapshot, plan: &str, metric: &str) 
     let rel = Rel::open(t.limits.oid, pg_sys::AccessShareLock as _);
     let slot = Slot::new(&rel);
     let keys = [(text(plan), pg_sys::F_TEXTEQ), (text(metric), pg_sys::F_TEXTEQ)];
-    // SAFETY: plan_limits' primary key is (plan text, metric text), as `tables` checked.
+    // SAFETY: plan_limits' primary key is (plan text, metric text), as `tables` checked;
+    // `slot` and `snapshot` as in `read_subject`.
     unsafe { heap::probe(&rel, t.limits.pkey, snapshot, &keys, &slot)? };
     schema::limit(&SlotRow { slot: &slot, table: &t.limits }).ok().map(|(_, l)| l)
 }
@@ -189,7 +194,9 @@ fn find_window(t: &Tables, rel: &Rel, snapshot: pg_sys::Snapshot, place: Option<
             return true;
         }
     }
-    // SAFETY: the counters' primary key is (subject, metric, window_start).
+    // SAFETY: the counters' primary key is (subject text, metric text, window_start
+    // timestamptz), as `tables` checked, and `keys` has those types; `slot` and `snapshot`
+    // as above.
     let Some(root) = (unsafe { heap::probe(rel, t.counters.pkey, snapshot, keys, slot) }) else { return false };
     if let Some(p) = place {
         subject_cache::set_hint(p, metric, start, root);
@@ -340,12 +347,18 @@ fn lock_windows(
         let keys = window_keys(id, metric, &window);
         let read = Slot::new(rel);
         let locked = Slot::new(rel);
+        if !find_window(t, rel, snapshot, place, metric, &keys, &read) {
+            return None;
+        }
+        // SAFETY: both slots are the counters' and `read` holds the row just found; READ
+        // COMMITTED (`writing`).
+        if !unsafe { heap::lock(rel, &read, &locked) } {
+            return None;
+        }
         // The newest version may carry another key (a subject renamed meanwhile).
-        // SAFETY: both slots are the counters'; the key functions as in `find_window`.
-        if !find_window(t, rel, snapshot, place, metric, &keys, &read)
-            || !unsafe { heap::lock(rel, &read, &locked) }
-            || !unsafe { heap::matches(&locked, &t.counters.att[..schema::COUNTERS.key], &keys) }
-        {
+        // SAFETY: `locked` holds the version just locked; the key functions as in
+        // `find_window`.
+        if !unsafe { heap::matches(&locked, &t.counters.att[..schema::COUNTERS.key], &keys) } {
             return None;
         }
         found.push(Found { usage: usage_of(t, &locked)?, subject: subject.clone(), limit, window });

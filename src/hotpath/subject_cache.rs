@@ -84,6 +84,10 @@ fn bytes_wanted() -> usize {
 
 /// Called from `_PG_init`: reserve the table when loaded by `shared_preload_libraries`.
 pub fn init() {
+    // SAFETY: _PG_init runs once per process, on its only thread, before any hook can be
+    // called, so nothing reads the hook variables or PREV_* while they are set; the
+    // previous hooks are kept and chained. The callbacks stay valid for the life of the
+    // process (the library is never unloaded).
     unsafe {
         if !pg_sys::process_shared_preload_libraries_in_progress {
             return;
@@ -98,6 +102,9 @@ pub fn init() {
 
 #[pg_guard]
 unsafe extern "C-unwind" fn request() {
+    // SAFETY: PostgreSQL calls the request hook once, in the postmaster, after every
+    // preloaded library's _PG_init (so PREV_REQUEST is no longer written); it is the one
+    // place where PostgreSQL 15 accepts RequestAddinShmemSpace.
     unsafe {
         if let Some(prev) = PREV_REQUEST {
             prev();
@@ -110,6 +117,13 @@ unsafe extern "C-unwind" fn request() {
 
 #[pg_guard]
 unsafe extern "C-unwind" fn startup() {
+    // SAFETY: PostgreSQL calls the startup hook once shared memory exists (in the
+    // postmaster; again in each child under EXEC_BACKEND), after `request` reserved
+    // `bytes_wanted()`, the same size now (the setting is PGC_POSTMASTER).
+    // AddinShmemInitLock (see below) serialises ShmemInitStruct with other libraries, and
+    // ShmemInitStruct raises rather than return NULL when the space is missing. A new area
+    // is zeroed (valid atomics: empty entries) before its header is set, and published in
+    // BASE (Release) only then.
     unsafe {
         if let Some(prev) = PREV_STARTUP {
             prev();
@@ -145,7 +159,11 @@ fn table() -> Option<(&'static Header, &'static [Entry])> {
     if base.is_null() {
         return None;
     }
-    // SAFETY: set once at start-up to a live mapping of `entries` entries after the header.
+    // SAFETY: BASE is set once at start-up (in the postmaster, inherited by every backend)
+    // to an area of shared memory that stays mapped for the life of the process, holding
+    // the header and `entries` entries after it. ShmemInitStruct aligns it on a cache
+    // line (128 bytes), enough for Header's 64 and Entry's 8. Header's non-atomic
+    // `entries` is written only before BASE is published; everything else is atomics.
     unsafe {
         let header = &*base;
         let entries = std::slice::from_raw_parts(base.add(1).cast::<Entry>(), header.entries as usize);
@@ -181,11 +199,14 @@ pub fn fnv1a<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> u64 {
 
 /// The table's storage (relfilenode) and the database.
 fn owner(storage: Oid) -> u64 {
+    // SAFETY: reads a backend-local global, set when the backend connected to its
+    // database, before any SQL function runs.
     storage.to_u32() as u64 | (unsafe { pg_sys::MyDatabaseId }.to_u32() as u64) << 32
 }
 
 /// The first entry of the subject's bucket.
 fn bucket(entries: &[Entry], storage: Oid, id: &str) -> usize {
+    // SAFETY: as in `owner`.
     let db = unsafe { pg_sys::MyDatabaseId }.to_u32().to_le_bytes();
     let buckets = entries.len() / WAYS;
     (fnv1a([&db[..], &storage.to_u32().to_le_bytes()[..], id.as_bytes()]) % buckets as u64) as usize * WAYS
@@ -309,6 +330,8 @@ fn unpack(word: u64, tag: u64) -> Option<pg_sys::ItemPointerData> {
     if word >> 48 != tag || (word >> 32) & 0xffff == 0 {
         return None;
     }
+    // SAFETY: a zeroed ItemPointerData is a valid (invalid) TID, a plain C struct of
+    // integers; its fields are set next.
     let mut tid: pg_sys::ItemPointerData = unsafe { std::mem::zeroed() };
     tid.ip_blkid.bi_hi = (word >> 16) as u16;
     tid.ip_blkid.bi_lo = word as u16;
@@ -357,11 +380,10 @@ unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut s
                 hint: "Change subjects (assign_plan, UPDATE or DELETE on quota.subjects) in a transaction that commits directly, or set quota.subject_cache_size = 0.".into(),
             });
         }
-        XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT => {
-            if CHANGED.with(|c| c.replace(false)) {
-                if let Some((header, _)) = table() {
-                    header.generation.fetch_add(1, AcqRel);
-                }
+        // The guard also forgets the change (an unchanged commit falls through to `_`).
+        XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT if CHANGED.with(|c| c.replace(false)) => {
+            if let Some((header, _)) = table() {
+                header.generation.fetch_add(1, AcqRel);
             }
         }
         XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT | XACT_EVENT_PREPARE => CHANGED.with(|c| c.set(false)),
@@ -463,6 +485,7 @@ mod tests {
 
     #[test]
     fn tids_round_trip_with_their_metric_tag() {
+        // SAFETY: a zeroed ItemPointerData is a valid TID, a plain C struct of integers.
         let mut tid: pg_sys::ItemPointerData = unsafe { std::mem::zeroed() };
         tid.ip_blkid.bi_hi = 3;
         tid.ip_blkid.bi_lo = 0xfffe;

@@ -120,10 +120,8 @@ fn table(nsp: Oid, desc: &'static schema::StateTable) -> Result<Resolved, Aside>
             return Err(aside(desc, "not a plain table"));
         }
         let pkey = pg_sys::RelationGetPrimaryKeyIndex(rel.raw());
-        if desc.key > 0 {
-            if pkey == pg_sys::InvalidOid || !heap::index_keys_are(pkey, &att[..desc.key]) {
-                return Err(aside(desc, "primary key changed"));
-            }
+        if desc.key > 0 && (pkey == pg_sys::InvalidOid || !heap::index_keys_are(pkey, &att[..desc.key])) {
+            return Err(aside(desc, "primary key changed"));
         }
         Ok(Resolved { oid, node: rel.storage(), pkey, att })
     }

@@ -108,7 +108,8 @@ pub fn assign_plan(
     storage::volatile(|c| {
         existing_plan(c, plan)?;
         // The upsert itself refuses a row of another tenant (a concurrent creator).
-        if !storage::upsert_subject(c, subject, plan, tenant.as_deref(), anchor, time_zone, clock::now(), &scope) {
+        let assignment = storage::Assignment { id: subject, plan, tenant: tenant.as_deref(), anchor, zone: time_zone };
+        if !storage::upsert_subject(c, &assignment, clock::now(), &scope) {
             return Err(QuotaError::UnknownSubject { subject: subject.to_string() });
         }
         Ok(())

@@ -157,7 +157,7 @@ fn consume_fast(subject: &str, items: &[(String, i64)], metadata: Option<pg_sys:
 fn consumed_fast(f: &hotpath::Found, metric: &str, amount: i64, mut after: Usage, now: DateTime<Utc>) -> Decision {
     let before = f.usage;
     let verdict = evaluate(&f.limit, before, amount);
-    let op = WindowOp::of(&f.subject, metric, &f.limit, f.window.clone(), now);
+    let op = WindowOp::of(&f.subject, metric, &f.limit, f.window, now);
     let announced = announce(before, &mut after, &f.limit);
     if announced.anything() {
         privilege::as_owner(|| storage::volatile(|c| op.emit_announced(c, after, &announced, Some(amount))));

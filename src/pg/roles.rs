@@ -71,11 +71,14 @@ pub fn this_cluster() -> String {
 /// Every binding.
 type Bindings = Rc<Vec<Binding>>;
 
+/// The answer for one (session user, current role) pair.
+type SessionAnswer = ((Oid, Oid), Rc<SessionRole>);
+
 thread_local! {
     /// Every binding, as last read.
     static BINDINGS: RefCell<Option<Bindings>> = const { RefCell::new(None) };
     /// The answer for one (session user, current role) pair.
-    static SESSION: RefCell<Option<((Oid, Oid), Rc<SessionRole>)>> = const { RefCell::new(None) };
+    static SESSION: RefCell<Option<SessionAnswer>> = const { RefCell::new(None) };
 }
 
 // The bindings table's oid is not kept: any relcache invalidation forgets the bindings,

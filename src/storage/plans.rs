@@ -12,9 +12,7 @@ static PLAN_EXISTS: Stmt = Stmt { sql: "SELECT true FROM quota.plans WHERE plan 
 
 /// `None` if the plan does not exist, else its daily bonus cap (which may be unset).
 pub fn plan_bonus_cap(c: &mut SpiClient<'_>, plan: &str) -> Option<Option<i32>> {
-    if first::<bool>(run(c, &PLAN_EXISTS, &[plan.into()]), 1).is_none() {
-        return None;
-    }
+    first::<bool>(run(c, &PLAN_EXISTS, &[plan.into()]), 1)?;
     Some(first::<i32>(run(c, &FIND_PLAN, &[plan.into()]), 1))
 }
 

@@ -85,17 +85,18 @@ static UPSERT_SUBJECT: Stmt = Stmt {
     types: &[T::TEXTOID, T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID, T::TEXTOID, T::TIMESTAMPTZOID, T::BOOLOID],
 };
 
-pub fn upsert_subject(
-    c: &mut SpiClient<'_>,
-    id: &str,
-    plan: &str,
-    tenant: Option<&str>,
-    anchor: Option<DateTime<Utc>>,
-    zone: Option<&str>,
-    now: DateTime<Utc>,
-    scope: &Scope,
-) -> bool {
-    let args = [id.into(), plan.into(), tenant.into(), anchor.map(clock::to_pg_tz).into(), zone.into(), ts(now), scope.params().0.into()];
+/// A subject's plan assignment, as `UPSERT_SUBJECT` stores it: a `None` tenant, anchor or
+/// zone keeps the stored one (a new subject: no tenant, `now`, UTC).
+pub struct Assignment<'a> {
+    pub id: &'a str,
+    pub plan: &'a str,
+    pub tenant: Option<&'a str>,
+    pub anchor: Option<DateTime<Utc>>,
+    pub zone: Option<&'a str>,
+}
+
+pub fn upsert_subject(c: &mut SpiClient<'_>, a: &Assignment<'_>, now: DateTime<Utc>, scope: &Scope) -> bool {
+    let args = [a.id.into(), a.plan.into(), a.tenant.into(), a.anchor.map(clock::to_pg_tz).into(), a.zone.into(), ts(now), scope.params().0.into()];
     !run(c, &UPSERT_SUBJECT, &args).is_empty()
 }
 

@@ -115,7 +115,10 @@ impl Default for TotalsTable {
     }
 }
 
-// SAFETY: only atomics, no pointers; every process maps the table at the same place.
+// SAFETY: only atomics (in arrays), no pointers, which would mean nothing in another
+// process, and nothing to drop. Backends holding the lock in share mode add to the
+// totals concurrently, which the atomics allow; slots are claimed and cleared under the
+// exclusive lock.
 unsafe impl PGRXSharedMemory for TotalsTable {}
 
 impl MetricSlot {
@@ -151,10 +154,15 @@ impl MetricSlot {
     }
 }
 
+// The locks' names name their shared-memory areas and LWLock tranches, which must not
+// clash: each is used once, and carries the library's name (as does the subject cache's
+// area, "quota_ext subject cache") to stay apart from other libraries'. Each lock is set
+// up by pg_shmem_init! in `init` (preload only), and `active()` gates every use.
+// SAFETY: "quota_ext_stats" names this lock only (see above).
 static TABLE: PgLwLock<TotalsTable> = unsafe { PgLwLock::new(c"quota_ext_stats") };
+// SAFETY: "quota_ext_refusals" names this lock only (see above).
 static RECENT: PgLwLock<Recent> = unsafe { PgLwLock::new(c"quota_ext_refusals") };
-// SAFETY: the lock is initialised by pg_shmem_init! in `init` (preload only) before any
-// use; `active()` gates every use, as for TABLE and RECENT.
+// SAFETY: "quota_ext_prepared_stats" names this lock only (see above).
 static PREPARED: PgLwLock<Prepared> = unsafe { PgLwLock::new(c"quota_ext_prepared_stats") };
 /// Set in the postmaster when preloaded; backends inherit it.
 static ACTIVE: AtomicBool = AtomicBool::new(false);
@@ -162,11 +170,15 @@ static ACTIVE: AtomicBool = AtomicBool::new(false);
 /// Called from `_PG_init`: reserve the table when loaded by `shared_preload_libraries`.
 #[allow(unexpected_cfgs)] // pg_shmem_init! tests every PostgreSQL version's feature
 pub fn init() {
+    // SAFETY: reads a process-global flag PostgreSQL sets around loading
+    // shared_preload_libraries; _PG_init runs on the process's only thread.
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         pg_shmem_init!(TABLE);
         pg_shmem_init!(RECENT);
         pg_shmem_init!(PREPARED);
         ACTIVE.store(true, Relaxed);
+        // SAFETY: registered once, in the postmaster, and inherited by every backend; the
+        // callbacks (#[pg_guard]) stay valid for the life of the process.
         unsafe {
             pg_sys::RegisterXactCallback(Some(on_xact), std::ptr::null_mut());
             pg_sys::RegisterSubXactCallback(Some(on_subxact), std::ptr::null_mut());
@@ -179,6 +191,8 @@ pub fn active() -> bool {
 }
 
 fn database() -> i64 {
+    // SAFETY: reads a backend-local global, set when the backend connected to its
+    // database, before any SQL function runs.
     unsafe { pg_sys::MyDatabaseId.to_u32() as i64 }
 }
 
@@ -261,6 +275,8 @@ fn pend(metric: &str, t: Totals) {
         return;
     }
     make_room(metric);
+    // SAFETY: reads the current transaction state's subtransaction id; every caller runs
+    // inside a transaction (an operation of a SQL function).
     let sub = unsafe { pg_sys::GetCurrentSubTransactionId() };
     PENDING.with(|p| {
         let mut p = p.borrow_mut();
@@ -513,7 +529,7 @@ mod tests {
                 assert!(bucket(db, m) % NAMED_SLOTS < NAMED_SLOTS);
             }
         }
-        assert!(OVERFLOW_SLOTS > 0 && NAMED_SLOTS + OVERFLOW_SLOTS == SLOTS);
+        const { assert!(OVERFLOW_SLOTS > 0 && NAMED_SLOTS + OVERFLOW_SLOTS == SLOTS) };
     }
 
     #[test]

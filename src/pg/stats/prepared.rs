@@ -23,7 +23,8 @@ impl Default for Prepared {
     }
 }
 
-// SAFETY: plain data, no pointers.
+// SAFETY: plain integers and byte arrays (Copy), no pointers, which would mean nothing
+// in another process, and nothing to drop; read and written only under its PgLwLock.
 unsafe impl PGRXSharedMemory for Prepared {}
 
 /// Park a prepared transaction's totals of one metric; false when the table is full (the
@@ -50,8 +51,12 @@ pub(super) fn settle_prepared() {
         .into_iter()
         .filter_map(|(i, raw)| {
             let xid = pg_sys::TransactionId::from(raw);
-            // SAFETY: commit-log and proc-array lookups of a transaction id assigned in
-            // this cluster; ids older than the kept commit log count as rolled back.
+            // SAFETY: ShmemVariableCache points at shared memory set up at server start;
+            // the commit-log and proc-array lookups take a transaction id assigned in this
+            // cluster (parked at PREPARE). Ids older than the kept commit log count as
+            // rolled back. oldestClogXid is read without XactTruncationLock: a truncation
+            // right after the test makes TransactionIdDidCommit raise an ERROR (it cannot
+            // read the removed segment), not read freed memory.
             unsafe {
                 if pg_sys::TransactionIdPrecedes(xid, (*pg_sys::ShmemVariableCache).oldestClogXid) {
                     Some((i, raw, false))

@@ -67,7 +67,8 @@ impl Default for Recent {
     }
 }
 
-// SAFETY: plain data, no pointers.
+// SAFETY: plain integers and byte arrays (Copy), no pointers, which would mean nothing
+// in another process, and nothing to drop; read and written only under its PgLwLock.
 unsafe impl PGRXSharedMemory for Recent {}
 
 /// One recorded refusal, as `quota.recent_refusals()` returns it.
