@@ -1,6 +1,6 @@
 -- Quotas on application tables: which tables consume which metric per inserted row.
 -- Triggers named quota_enforce_insert / quota_enforce_delete / quota_enforce_update call
--- quota.enforce_trigger(), which reads this table (see src/enforce.rs). A partitioned
+-- quota.enforce_trigger(), which reads this table (see src/enforce/). A partitioned
 -- table's quotas are kept under its root and cover every partition.
 
 CREATE TABLE quota.enforcements (

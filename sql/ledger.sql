@@ -1,4 +1,4 @@
--- The ledger's guard and retention (see src/ledger.rs).
+-- The ledger's guard and retention (see src/api/ledger.rs).
 --
 -- quota.usage_events is append-only: quota.refuse_ledger_change() refuses every UPDATE,
 -- DELETE and TRUNCATE. quota.compact_ledger(older_than) rolls old events up into

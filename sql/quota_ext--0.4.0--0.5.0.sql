@@ -16,7 +16,7 @@ CREATE FUNCTION quota."hot_path_status"() RETURNS TABLE (
 	"hot_calls" bigint,  /* i64 */
 	"general_calls" bigint  /* i64 */
 )
-VOLATILE PARALLEL RESTRICTED
+STRICT VOLATILE PARALLEL RESTRICTED
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'hot_path_status_wrapper';
 

@@ -48,7 +48,7 @@ CREATE INDEX subjects_tenant_idx ON quota.subjects (tenant) WHERE tenant IS NOT 
 -- Only the primary key is indexed and it never changes, so counter updates are HOT.
 -- The hot tables (counters, usage_events) carry no CHECK constraints: PostgreSQL
 -- re-reads every CHECK expression on each statement, which cost ~15% of a consume. Their
--- invariants (never negative, known kinds) are the engine's, and the reliability suite
+-- invariants (never negative, known kinds) are the operations', and the reliability suite
 -- verifies them.
 
 CREATE TABLE quota.counters (
@@ -88,7 +88,7 @@ CREATE TABLE quota.usage_events (
 );
 CREATE INDEX usage_events_window_idx ON quota.usage_events (subject, metric, window_start);
 
--- Its guard (append-only) and retention are in sql/ledger.sql and src/ledger.rs.
+-- Its guard (append-only) and retention are in sql/ledger.sql and src/api/ledger.rs.
 
 -- Idempotency keys, scoped per subject ---------------------------------------------------
 -- The first successful call's answer is kept and replayed; refusals are not remembered.

@@ -13,7 +13,7 @@
 -- pg_catalog, quota, pg_temp (PostgreSQL's "Writing SECURITY DEFINER Functions Safely"),
 -- or do the same switch in Rust (quota_check, quota_consume, quota_try_consume): objects
 -- a caller plants in public or pg_temp are never found by them. Within them the
--- tenant comes from quota.tenant and the session's role (src/tenancy.rs); the tables'
+-- tenant comes from quota.tenant and the session's role (src/domain/tenancy.rs, src/pg/roles.rs); the tables'
 -- policies apply the same rule (quota.tenant_visible) to direct reads.
 
 DO $$
@@ -44,7 +44,7 @@ GRANT USAGE ON SCHEMA quota TO quota_reader, quota_app, quota_admin;
 
 -- Every function runs as the extension's owner, except these, which touch no table, and
 -- the C forms of the hot-path functions, which switch to the owner themselves for their
--- general path only (src/privilege.rs), so that the hot path pays no role switch.
+-- general path only (src/pg/privilege.rs), so that the hot path pays no role switch.
 DO $$
 DECLARE
     touches_no_table CONSTANT text[] := ARRAY['count_tokens', 'tenant_visible', 'quota_clock', 'stats_totals',

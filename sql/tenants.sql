@@ -1,4 +1,4 @@
--- Tenant bindings: which tenants a role may act for (src/tenancy.rs, src/roles.rs).
+-- Tenant bindings: which tenants a role may act for (src/domain/tenancy.rs, src/pg/roles.rs).
 -- A session whose role is a member of any bound role (and not a quota_admin) may act only
 -- for the union of those roles' tenants: quota.tenant naming another one is refused with
 -- 42501 at the call, and with no tenant set the session sees no subject and creates none.

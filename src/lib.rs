@@ -15,6 +15,8 @@
 //!   shared-memory stats, installed version, session roles, the read guard.
 //! - SQL lives in `sql/`; released scripts in `sql/released/`.
 
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 use pgrx::prelude::*;
 
 pub mod domain;
@@ -24,14 +26,6 @@ mod hotpath;
 mod ops;
 mod pg;
 mod storage;
-
-// Short paths used across the crate (one name per module, wherever it lives).
-pub use domain::{bonus, decision, error, events, limits, period, tenancy, tokens};
-pub use pg::stats;
-use hotpath::subject_cache;
-use ops as engine;
-use pg::{clock, ereport, gucs, installed, privilege, read_guard, roles};
-use storage as store;
 
 ::pgrx::pg_module_magic!(name, version);
 
@@ -48,10 +42,10 @@ extension_sql_file!("../sql/security.sql", name = "security", finalize);
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     quiet_backtraces();
-    gucs::init();
-    read_guard::init();
-    stats::init();
-    subject_cache::init();
+    pg::gucs::init();
+    pg::read_guard::init();
+    pg::stats::init();
+    hotpath::subject_cache::init();
 }
 
 #[cfg(feature = "pg_test")]

@@ -13,8 +13,10 @@ fn config_changed<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'
     if rel.as_ref().is_some_and(|r| r.name() == "subjects") {
         subject_cache::subjects_changed();
     }
-    // SAFETY: queues an invalidation message for this transaction (InvalidOid: every
-    // relation's cache entry), sent at commit.
+    // SAFETY: inside the trigger's transaction, queues a relcache invalidation of the
+    // trigger's table, sent to every backend at commit. `rel` is always there (pgrx's
+    // relation() cannot fail); InvalidOid would not mean "every relation" here: the
+    // function would raise "cache lookup failed for relation 0".
     unsafe { pg_sys::CacheInvalidateRelcacheByRelid(rel.map(|r| r.oid()).unwrap_or(pg_sys::InvalidOid)) };
     Ok(None)
 }
@@ -23,6 +25,8 @@ fn config_changed<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'
 /// may take it now, the table and check that make it step aside (if any), and how many
 /// calls each path served in this backend.
 #[pg_extern(volatile, parallel_restricted)]
+// pgrx reads the column names from the name!(...) in the signature: no alias possible.
+#[allow(clippy::type_complexity)]
 fn hot_path_status() -> TableIterator<
     'static,
     (

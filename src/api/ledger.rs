@@ -14,10 +14,10 @@ use pgrx::prelude::*;
 use pgrx::spi::Spi;
 use std::cell::Cell;
 
-use crate::clock;
-use crate::ereport::OrRaise;
-use crate::error::QuotaError;
-use crate::store::{self, Stmt};
+use crate::pg::clock;
+use crate::pg::ereport::OrRaise;
+use crate::domain::error::QuotaError;
+use crate::storage::{self, Stmt};
 
 thread_local! {
     static COMPACTING: Cell<bool> = const { Cell::new(false) };
@@ -98,7 +98,7 @@ static COMPACT: Stmt = Stmt {
 /// Counters are untouched, and stay equal to summaries + remaining events.
 #[pg_extern(volatile, parallel_unsafe)]
 fn compact_ledger(older_than: default!(Option<pgrx::datum::Interval>, "'90 days'")) -> i64 {
-    let older_than = crate::error::required("older_than", older_than).or_raise();
+    let older_than = crate::domain::error::required("older_than", older_than).or_raise();
     if older_than.micros() < 0 || older_than.days() < 0 || older_than.months() < 0 {
         Err::<(), _>(QuotaError::invalid(
             "older_than",
@@ -112,5 +112,5 @@ fn compact_ledger(older_than: default!(Option<pgrx::datum::Interval>, "'90 days'
         .unwrap_or_else(|e| unreachable!("cutoff: {e}"))
         .unwrap_or_else(|| unreachable!("cutoff is not null"));
     let _open = Compacting::open();
-    Spi::connect_mut(|c| store::run(c, &COMPACT, &[cutoff.into()]).first().get::<i64>(1).ok().flatten().unwrap_or(0))
+    Spi::connect_mut(|c| storage::run(c, &COMPACT, &[cutoff.into()]).first().get::<i64>(1).ok().flatten().unwrap_or(0))
 }

@@ -4,11 +4,11 @@
 
 use pgrx::prelude::*;
 
-use crate::clock;
-use crate::ereport::{raise, OrRaise};
-use crate::error::QuotaError;
-use crate::stats;
-use crate::tenancy;
+use crate::pg::clock;
+use crate::pg::ereport::{raise, OrRaise};
+use crate::domain::error::QuotaError;
+use crate::pg::stats;
+use crate::domain::tenancy;
 
 fn not_preloaded(feature: &'static str) -> QuotaError {
     QuotaError::NotAvailable {
@@ -21,6 +21,8 @@ fn not_preloaded(feature: &'static str) -> QuotaError {
 /// Totals per metric since the server started (or `quota.stats_reset()`), for this
 /// database. Read it through the view `quota.stats`.
 #[pg_extern(volatile, parallel_safe)]
+// pgrx reads the column names from the name!(...) in the signature: no alias possible.
+#[allow(clippy::type_complexity)]
 fn stats_totals() -> TableIterator<
     'static,
     (
@@ -49,6 +51,8 @@ fn stats_reset() {
 /// The most recent refusals (QT429/QT413), newest first, including those whose
 /// transaction rolled back; only subjects the session may see. Needs shared_preload_libraries.
 #[pg_extern(volatile, parallel_safe)]
+// pgrx reads the column names from the name!(...) in the signature: no alias possible.
+#[allow(clippy::type_complexity)]
 fn recent_refusals() -> TableIterator<
     'static,
     (
@@ -63,7 +67,7 @@ fn recent_refusals() -> TableIterator<
     ),
 > {
     let rows = stats::recent().ok_or_else(|| not_preloaded("quota.recent_refusals")).or_raise();
-    let scope = tenancy::current().or_raise();
+    let scope = crate::pg::roles::scope().or_raise();
     let all = scope == tenancy::Scope::All;
     TableIterator::new(rows.into_iter().filter(move |r| all || (!r.tenant_cut && scope.admits(r.tenant.as_deref()))).map(|r| {
         let at = TimestampWithTimeZone::try_from(r.at).unwrap_or_else(|e| unreachable!("stored timestamp: {e:?}"));
@@ -78,7 +82,7 @@ fn recent_refusals() -> TableIterator<
 /// the setting changes in the middle of a query.
 #[pg_extern(stable, parallel_safe)]
 fn tenant_visible(tenant: Option<&str>) -> bool {
-    tenancy::current().is_ok_and(|scope| scope.admits(tenant))
+    crate::pg::roles::scope().is_ok_and(|scope| scope.admits(tenant))
 }
 
 /// The time quota windows use: `quota.clock_override` when set, else now().

@@ -73,14 +73,14 @@ pub const APPLIED: &str = "applied";
 
 /// A rule as stored for a plan, metric and kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Rule {
+pub struct BonusRule {
     pub amount: i64,
     pub scope: ReferenceScope,
 }
 
 /// Decide from the rule and the daily count, before the reference is claimed.
 /// Returns the amount to grant.
-pub fn decide(rule: Option<Rule>, cap_per_day: Option<i32>, bonuses_today: i32) -> Result<Rule, Refusal> {
+pub fn decide(rule: Option<BonusRule>, cap_per_day: Option<i32>, bonuses_today: i32) -> Result<BonusRule, Refusal> {
     let rule = rule.ok_or(Refusal::NoRule)?;
     if let Some(cap) = cap_per_day {
         if bonuses_today >= cap {
@@ -99,7 +99,7 @@ pub fn needs_reference(scope: ReferenceScope) -> bool {
 mod tests {
     use super::*;
 
-    const Q: Rule = Rule { amount: 5, scope: ReferenceScope::Subject };
+    const Q: BonusRule = BonusRule { amount: 5, scope: ReferenceScope::Subject };
 
     #[test]
     fn seed_scopes() {

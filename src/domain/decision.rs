@@ -5,7 +5,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::limits::{Limit, Reason, Usage, Verdict};
+use crate::domain::limits::{Limit, Reason, Usage, Verdict};
 
 /// Mirrors the SQL composite `quota.decision` (same fields, same order).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,8 +107,8 @@ pub fn iso(t: Option<DateTime<Utc>>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::limits::{evaluate, Enforcement};
-    use crate::period::Period;
+    use crate::domain::limits::{evaluate, Enforcement};
+    use crate::domain::period::Period;
 
     fn limit() -> Limit {
         Limit { period: Period::Day, limit_value: 5, enforcement: Enforcement::Hard, per_request_max: None, alerts: vec![] }

@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 
-use crate::decision::{iso, Decision};
+use crate::domain::decision::{iso, Decision};
 
 /// SQLSTATE of a hard-limit refusal (think HTTP 429).
 pub const QUOTA_EXCEEDED: &str = "QT429";
@@ -214,7 +214,7 @@ impl QuotaError {
                 metric.replace('\'', "''")
             ),
             QuotaError::Corrupt { table, column, .. } => format!(
-                "A row of {table} was changed outside quota_ext's functions. Correct {column} (see the table's CHECK constraints), or restore it from a backup; quota.ledger_check() compares counters with the ledger."
+                "A row of {table} was changed outside quota_ext's functions. Correct {column} (see the table's CHECK constraints) or restore the row from a backup, and compare counters with the ledger (SELECT * FROM quota.ledger_check). If no one changed it, report it as a bug."
             ),
         }
     }
@@ -304,8 +304,8 @@ pub fn quoted(value: &str) -> std::borrow::Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::limits::{evaluate, Enforcement, Limit, Usage};
-    use crate::period::Period;
+    use crate::domain::limits::{evaluate, Enforcement, Limit, Usage};
+    use crate::domain::period::Period;
     use chrono::{DateTime, Utc};
 
     fn refused(cap: Option<i64>, requested: i64) -> Decision {

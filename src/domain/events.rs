@@ -1,6 +1,6 @@
 //! Events: what happened that an application may want to hear about without polling.
 //!
-//! Pure Rust: which alert thresholds a change crosses, and the JSON payload. The engine
+//! Pure Rust: which alert thresholds a change crosses, and the JSON payload. An operation
 //! records each event in the `quota.events` outbox and sends it with `pg_notify` on
 //! channel `quota_events`; PostgreSQL delivers notifications at COMMIT, so a rolled-back
 //! transaction emits nothing.
@@ -8,12 +8,12 @@
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use crate::decision::iso;
+use crate::domain::decision::iso;
 
 pub const CHANNEL: &str = "quota_events";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
+pub enum EventKind {
     ThresholdCrossed,
     SoftLimitExceeded,
     BonusApplied,
@@ -23,16 +23,16 @@ pub enum Kind {
     Consumed,
 }
 
-impl Kind {
+impl EventKind {
     pub fn as_str(self) -> &'static str {
         match self {
-            Kind::ThresholdCrossed => "threshold_crossed",
-            Kind::SoftLimitExceeded => "soft_limit_exceeded",
-            Kind::BonusApplied => "bonus_applied",
-            Kind::Reset => "reset",
-            Kind::ReservationCommitted => "reservation_committed",
-            Kind::ReservationExpired => "reservation_expired",
-            Kind::Consumed => "consumed",
+            EventKind::ThresholdCrossed => "threshold_crossed",
+            EventKind::SoftLimitExceeded => "soft_limit_exceeded",
+            EventKind::BonusApplied => "bonus_applied",
+            EventKind::Reset => "reset",
+            EventKind::ReservationCommitted => "reservation_committed",
+            EventKind::ReservationExpired => "reservation_expired",
+            EventKind::Consumed => "consumed",
         }
     }
 }
@@ -40,7 +40,7 @@ impl Kind {
 /// One event, as delivered.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Event {
-    pub kind: Kind,
+    pub kind: EventKind,
     pub subject: String,
     pub metric: String,
     pub window_start: Option<DateTime<Utc>>,
@@ -124,7 +124,7 @@ mod tests {
     fn payload_shape() {
         let at = DateTime::parse_from_rfc3339("2026-11-23T12:00:00Z").unwrap().with_timezone(&Utc);
         let e = Event {
-            kind: Kind::ThresholdCrossed,
+            kind: EventKind::ThresholdCrossed,
             subject: "u".into(),
             metric: "m".into(),
             window_start: None,

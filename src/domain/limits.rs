@@ -8,7 +8,7 @@ use serde::Serialize;
 use std::fmt;
 use std::str::FromStr;
 
-use crate::period::Period;
+use crate::domain::period::Period;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Enforcement {

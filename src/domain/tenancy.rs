@@ -16,7 +16,7 @@
 //! same rule backs the row-level security policies (`quota.tenant_visible`, see
 //! `sql/security.sql`), so direct reads of the tables agree with the functions.
 
-use crate::error::{self, QuotaError};
+use crate::domain::error::{self, QuotaError};
 
 /// The subjects a session may see.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -109,25 +109,6 @@ pub fn not_bound(refusal: NotBound) -> QuotaError {
         hint: "Set quota.tenant to a tenant bound to this role (see quota.tenant_bindings), or ask an administrator to bind it with quota.bind_tenant.".into(),
         object: format!("tenant {tenant}"),
     }
-}
-
-/// The calling session's scope. The role is the session's current role (`SET ROLE`),
-/// not the owner of the SECURITY DEFINER function that is running.
-pub fn current() -> error::Result<Scope> {
-    let setting = crate::gucs::tenant();
-    let role = crate::roles::session();
-    // The binding first: a bound session learns nothing about tenants it may not name
-    // (not even whether a long one is stored).
-    let scope = Scope::decide(setting.as_deref(), role.admin, role.tenants.as_deref()).map_err(not_bound)?;
-    if let Some(t) = setting.as_deref() {
-        // A tenant stored before the length bounds keeps working.
-        if let Err(too_long) = error::name("quota.tenant", t) {
-            if !crate::store::name_is_stored("quota.tenant", t) {
-                return Err(too_long);
-            }
-        }
-    }
-    Ok(scope)
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! `chars` counts Unicode characters (PostgreSQL's `length()`), for parity with the
 //! seeds, which approximated tokens with string length.
 
-use crate::error::{QuotaError, Result};
+use crate::domain::error::{QuotaError, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Encoding {

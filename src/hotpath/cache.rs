@@ -16,7 +16,7 @@ use std::collections::HashMap;
 
 use super::subject_cache::{self, Generation};
 use super::tables::{self, Tables};
-use crate::limits::Limit;
+use crate::domain::limits::Limit;
 use crate::pg::invalidation;
 use crate::storage::schema::SubjectRow;
 

@@ -18,7 +18,9 @@ pub struct Rel(Relation);
 
 impl Rel {
     pub fn open(oid: Oid, lockmode: pg_sys::LOCKMODE) -> Rel {
-        // SAFETY: table_open raises (rather than returning NULL) for a missing relation.
+        // SAFETY: inside a transaction (every caller serves a SQL function); table_open
+        // raises rather than return NULL for a missing relation, an index or a composite
+        // type, so what is kept is an open relation, referenced until `drop`.
         Rel(unsafe { pg_sys::table_open(oid, lockmode) })
     }
 
@@ -59,12 +61,18 @@ impl Slot {
         Slot(unsafe { pg_sys::table_slot_create(rel.0, std::ptr::null_mut()) })
     }
 
-    /// The attribute's value (None: NULL, or no tuple stored). `att` must be one of the
-    /// relation's attribute numbers (1..=natts), as `attnum` returns.
+    /// The attribute's value (None: NULL, or no tuple stored). `att` should be one of
+    /// the relation's attribute numbers (1..=natts), as `attnum` returns.
     pub fn datum(&self, att: AttrNumber) -> Option<Datum> {
+        // slot_getattr only asserts what these test: a number below 1 would index before
+        // tts_values, and an empty heap slot would be deformed from a NULL tuple.
+        // SAFETY: a slot made by `Slot::new` is valid until dropped.
+        if att < 1 || unsafe { (*self.0).tts_flags } as u32 & pg_sys::TTS_FLAG_EMPTY != 0 {
+            return None;
+        }
         let mut isnull = false;
-        // SAFETY: slot_getattr checks `att` against the tuple's attributes and raises
-        // for one out of range; an empty slot reads as NULL.
+        // SAFETY: the slot holds a tuple and `att` is at least 1; slot_getattr raises for
+        // an `att` past the descriptor's natts.
         let d = unsafe { pg_sys::slot_getattr(self.0, att as _, &mut isnull) };
         (!isnull).then_some(d)
     }
@@ -88,8 +96,10 @@ impl Slot {
     /// other attribute copied from `from`, or NULL without it.
     ///
     /// # Safety
-    /// `from` is a slot of the same relation, each value's type is its attribute's and
-    /// each attribute number is in 1..=natts.
+    /// `from` is a slot of the same relation holding a tuple, each value's type is its
+    /// attribute's and each attribute number is in 1..=natts. By-reference values copied
+    /// from `from` point into its tuple: `from` must keep it (stay alive and unchanged)
+    /// until this slot is written or filled again.
     pub unsafe fn store(&self, from: Option<&Slot>, values: &[(AttrNumber, Option<Datum>)]) {
         // SAFETY: the caller's guarantees; the arrays have natts entries (a slot's
         // descriptor is its relation's).
@@ -136,7 +146,8 @@ impl Drop for Slot {
 /// # Safety
 /// `index` is a btree index of `rel` whose leading columns have the types of `keys`, each
 /// key's function is the equality of that type, at most 3 keys, `slot` is `rel`'s and
-/// `snapshot` is registered or active.
+/// `snapshot` is valid for the call: registered or active, or `GetLatestSnapshot`'s,
+/// taken just before (no other snapshot is taken during the probe).
 pub unsafe fn probe(rel: &Rel, index: Oid, snapshot: pg_sys::Snapshot, keys: &[(Datum, u32)], slot: &Slot) -> Option<pg_sys::ItemPointerData> {
     // SAFETY: the caller's guarantees; the scan is begun and ended here.
     unsafe {
@@ -177,7 +188,7 @@ pub unsafe fn probe(rel: &Rel, index: Oid, snapshot: pg_sys::Snapshot, keys: &[(
 /// just not found).
 ///
 /// # Safety
-/// `slot` is `rel`'s and `snapshot` is registered or active.
+/// `slot` is `rel`'s and `snapshot` is valid for the call (as for `probe`).
 pub unsafe fn fetch(rel: &Rel, root: pg_sys::ItemPointerData, snapshot: pg_sys::Snapshot, slot: &Slot) -> bool {
     // SAFETY: the block is checked against the relation's size first, and the fetch
     // checks the line pointer; the caller guarantees the rest.
@@ -422,7 +433,9 @@ fn plain(rel: &Rel) -> Result<(), &'static str> {
 }
 
 fn triggers(rel: &Rel) -> &[pg_sys::Trigger] {
-    // SAFETY: an open relation's trigger descriptor (or NULL) is valid while it is open.
+    // SAFETY: an open relation's trigger descriptor (or NULL) holds numtriggers entries;
+    // it stays valid while the relation is open and no invalidation rebuilds it, and the
+    // callers only scan the slice at once, calling nothing that could process one.
     unsafe {
         let desc = (*rel.0).trigdesc;
         if desc.is_null() {

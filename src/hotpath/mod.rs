@@ -30,18 +30,19 @@ pub mod status;
 pub mod subject_cache;
 pub mod tables;
 
-use crate::clock;
-use crate::error::QuotaError;
-use crate::limits::{Limit, Usage};
-use crate::period::Window;
+use crate::pg::clock;
+use crate::domain::error::QuotaError;
+use crate::domain::limits::{Limit, Usage};
+use crate::domain::period::Window;
 use crate::storage::schema::{self, counters, LedgerKind, LedgerRow, SubjectRow};
-use crate::store::Subject;
-use crate::tenancy::Scope;
+use crate::storage::Subject;
+use crate::domain::tenancy::Scope;
 use cache::{remembered, Cache, MAX_LIMITS, MAX_SUBJECTS};
 use heap::{Rel, Slot, Updated};
 pub use status::{served, Path};
+use status::note;
 use subject_cache::Place;
-use tables::{Table, Tables};
+use tables::{Resolved, Tables};
 
 /// What a probe found: the subject, its limit on the metric, the current window and the
 /// window's usage (zero when it has no row yet).
@@ -54,7 +55,7 @@ pub struct Found {
 
 /// What the operation decided for a consume: the window's usage afterwards and the part
 /// of the amount over the limit. `None`: take the general path.
-pub struct Plan {
+pub struct Write {
     pub after: Usage,
     pub overage: i64,
 }
@@ -62,7 +63,7 @@ pub struct Plan {
 /// A heap row of a described table, read through the table's resolved attributes.
 struct SlotRow<'a> {
     slot: &'a Slot,
-    table: &'a Table,
+    table: &'a Resolved,
 }
 
 impl schema::Row for SlotRow<'_> {
@@ -75,12 +76,12 @@ impl schema::Row for SlotRow<'_> {
 
 /// The tables, unless the hot path is off or steps aside.
 fn usable() -> Option<Rc<Tables>> {
-    if !crate::gucs::hot_path() {
+    if !crate::pg::gucs::hot_path() {
         return None;
     }
     // Only a database at this library's version has every invalidation trigger that the
     // caches rely on (`installed`); older ones take the general path until updated.
-    if !crate::installed::is_current() {
+    if !crate::pg::installed::is_current() {
         tables::said(&status::older_extension());
         return None;
     }
@@ -107,7 +108,10 @@ fn subject_of(t: &Tables, snapshot: pg_sys::Snapshot, cache: Cache, id: &str, sc
             None,
         ),
         Cache::Shared(g) => match subject_cache::get(g, t.subjects.node, id) {
-            Some((row, place)) => (row, Some(place)),
+            Some((row, place)) => {
+                note(format_args!("hot path: subject from the shared cache"));
+                (row, Some(place))
+            }
             None => {
                 let row = read_subject(t, latest(), id)?;
                 let place = subject_cache::put(g, t.subjects.node, id, &row);
@@ -140,8 +144,11 @@ fn limit_of(t: &Tables, snapshot: pg_sys::Snapshot, cache: Cache, plan: &str, me
 }
 
 fn latest() -> pg_sys::Snapshot {
-    // SAFETY: inside a transaction; the snapshot is used at once, before any other
-    // snapshot is taken.
+    // SAFETY: inside a transaction. The result is PostgreSQL's static latest snapshot, not
+    // registered: valid until the next GetLatestSnapshot, and the one probe that uses it
+    // (at once) takes no snapshot. The rows it sees cannot be pruned meanwhile: the
+    // statement's active snapshot holds this backend's xmin back. (In parallel mode
+    // GetLatestSnapshot raises an ERROR instead.)
     unsafe { pg_sys::GetLatestSnapshot() }
 }
 
@@ -152,7 +159,8 @@ fn text(s: &str) -> Datum {
 fn read_subject(t: &Tables, snapshot: pg_sys::Snapshot, id: &str) -> Option<SubjectRow> {
     let rel = Rel::open(t.subjects.oid, pg_sys::AccessShareLock as _);
     let slot = Slot::new(&rel);
-    // SAFETY: the subjects' primary key is (subject text), as `tables` checked.
+    // SAFETY: the subjects' primary key is (subject text), as `tables` checked; `slot` is
+    // the subjects' and `snapshot` the active one or `latest()`'s.
     unsafe { heap::probe(&rel, t.subjects.pkey, snapshot, &[(text(id), pg_sys::F_TEXTEQ)], &slot)? };
     schema::subject(&SlotRow { slot: &slot, table: &t.subjects }).ok()
 }
@@ -161,7 +169,8 @@ fn read_limit(t: &Tables, snapshot: pg_sys::Snapshot, plan: &str, metric: &str) 
     let rel = Rel::open(t.limits.oid, pg_sys::AccessShareLock as _);
     let slot = Slot::new(&rel);
     let keys = [(text(plan), pg_sys::F_TEXTEQ), (text(metric), pg_sys::F_TEXTEQ)];
-    // SAFETY: plan_limits' primary key is (plan text, metric text), as `tables` checked.
+    // SAFETY: plan_limits' primary key is (plan text, metric text), as `tables` checked;
+    // `slot` and `snapshot` as in `read_subject`.
     unsafe { heap::probe(&rel, t.limits.pkey, snapshot, &keys, &slot)? };
     schema::limit(&SlotRow { slot: &slot, table: &t.limits }).ok().map(|(_, l)| l)
 }
@@ -181,10 +190,13 @@ fn find_window(t: &Tables, rel: &Rel, snapshot: pg_sys::Snapshot, place: Option<
         // SAFETY: `slot` is the counters' and `snapshot` active; the key functions are
         // the equalities of the key columns' types, as `tables` checked.
         if unsafe { heap::fetch(rel, tid, snapshot, slot) && heap::matches(slot, key_atts, keys) } {
+            note(format_args!("hot path: window row found where the shared cache remembered it"));
             return true;
         }
     }
-    // SAFETY: the counters' primary key is (subject, metric, window_start).
+    // SAFETY: the counters' primary key is (subject text, metric text, window_start
+    // timestamptz), as `tables` checked, and `keys` has those types; `slot` and `snapshot`
+    // as above.
     let Some(root) = (unsafe { heap::probe(rel, t.counters.pkey, snapshot, keys, slot) }) else { return false };
     if let Some(p) = place {
         subject_cache::set_hint(p, metric, start, root);
@@ -242,7 +254,7 @@ pub fn consume(
     metadata: Option<Datum>,
     now: DateTime<Utc>,
     scope: &Scope,
-    decide: impl Fn(&[Found]) -> Option<Vec<Plan>>,
+    decide: impl Fn(&[Found]) -> Option<Vec<Write>>,
 ) -> Result<Option<Vec<(Found, Usage)>>, QuotaError> {
     let Some((cache, t, _fresh)) = writing() else { return Ok(None) };
     // SAFETY: the snapshot `writing` just pushed.
@@ -283,7 +295,7 @@ fn consume_one(
     metric: &str,
     scope: &Scope,
     now: DateTime<Utc>,
-    decide: impl Fn(&[Found]) -> Option<Vec<Plan>>,
+    decide: impl Fn(&[Found]) -> Option<Vec<Write>>,
 ) -> Result<Option<(Found, Usage, i64)>, QuotaError> {
     let Some((subject, place)) = subject_of(t, snapshot, cache, id, scope) else { return Ok(None) };
     let Some(limit) = limit_of(t, snapshot, cache, &subject.plan, metric) else { return Ok(None) };
@@ -335,12 +347,18 @@ fn lock_windows(
         let keys = window_keys(id, metric, &window);
         let read = Slot::new(rel);
         let locked = Slot::new(rel);
+        if !find_window(t, rel, snapshot, place, metric, &keys, &read) {
+            return None;
+        }
+        // SAFETY: both slots are the counters' and `read` holds the row just found; READ
+        // COMMITTED (`writing`).
+        if !unsafe { heap::lock(rel, &read, &locked) } {
+            return None;
+        }
         // The newest version may carry another key (a subject renamed meanwhile).
-        // SAFETY: both slots are the counters'; the key functions as in `find_window`.
-        if !find_window(t, rel, snapshot, place, metric, &keys, &read)
-            || !unsafe { heap::lock(rel, &read, &locked) }
-            || !unsafe { heap::matches(&locked, &t.counters.att[..schema::COUNTERS.key], &keys) }
-        {
+        // SAFETY: `locked` holds the version just locked; the key functions as in
+        // `find_window`.
+        if !unsafe { heap::matches(&locked, &t.counters.att[..schema::COUNTERS.key], &keys) } {
             return None;
         }
         found.push(Found { usage: usage_of(t, &locked)?, subject: subject.clone(), limit, window });

@@ -16,13 +16,26 @@ pub enum Path {
     General,
 }
 
-/// Count a check or consume served by `path`.
-pub fn served(path: Path) {
+/// Count a check or consume (`operation`) served by `path`; with
+/// `client_min_messages = debug2` the hot path also says so.
+pub fn served(path: Path, operation: &str) {
     let counter = match path {
         Path::Hot => &HOT,
         Path::General => &GENERAL,
     };
     counter.with(|c| c.set(c.get() + 1));
+    if let Path::Hot = path {
+        note(format_args!("{operation}: served by the hot path"));
+    }
+}
+
+/// A DEBUG2 note (`SET client_min_messages = debug2` shows what the hot path did),
+/// formatted only when someone will see it.
+pub fn note(what: std::fmt::Arguments) {
+    // SAFETY: reads the backend's message settings.
+    if unsafe { pgrx::pg_sys::message_level_is_interesting(pgrx::pg_sys::DEBUG2 as _) } {
+        pgrx::debug2!("{what}");
+    }
 }
 
 /// The reason given when the database's extension is older than the library.
@@ -41,9 +54,9 @@ pub struct Status {
 }
 
 pub fn status() -> Status {
-    let enabled = crate::gucs::hot_path();
+    let enabled = crate::pg::gucs::hot_path();
     crate::pg::invalidation::accept();
-    let (checks, consumes, aside) = if !crate::installed::is_current() {
+    let (checks, consumes, aside) = if !crate::pg::installed::is_current() {
         (false, false, Some(older_extension()))
     } else {
         match tables::tables() {

@@ -1,4 +1,4 @@
-//! Subjects' rows shared by every backend: the hot path (`fastpath`) finds a subject's
+//! Subjects' rows shared by every backend: the hot path (`hotpath`) finds a subject's
 //! plan, tenant, cycle anchor and zone here instead of probing `quota.subjects`.
 //!
 //! A table in shared memory, reserved at server start (`shared_preload_libraries`), of
@@ -20,7 +20,7 @@
 //! Entries also carry the database and the table's storage (relfilenode), so that
 //! databases, a table dropped and created again (DROP / CREATE EXTENSION), and a table
 //! rewritten (ALTER TABLE ... TYPE) never share entries. A transaction that wrote
-//! subjects itself (even an INSERT) reads them and caches nothing (`fastpath`); a
+//! subjects itself (even an INSERT) reads them and caches nothing (`hotpath`); a
 //! standby, where the trigger never fires, does not use this cache.
 
 use pgrx::pg_sys::{self, Oid};
@@ -28,7 +28,7 @@ use pgrx::prelude::*;
 use std::cell::Cell;
 use std::sync::atomic::{fence, AtomicPtr, AtomicU64, Ordering::*};
 
-use crate::error::QuotaError;
+use crate::domain::error::QuotaError;
 pub use crate::storage::schema::SubjectRow;
 
 /// Bytes of subject, plan, tenant and zone an entry holds.
@@ -75,7 +75,7 @@ thread_local! {
 }
 
 fn entries_wanted() -> usize {
-    (crate::gucs::subject_cache_size().max(0) as usize) / WAYS * WAYS
+    (crate::pg::gucs::subject_cache_size().max(0) as usize) / WAYS * WAYS
 }
 
 fn bytes_wanted() -> usize {
@@ -84,6 +84,10 @@ fn bytes_wanted() -> usize {
 
 /// Called from `_PG_init`: reserve the table when loaded by `shared_preload_libraries`.
 pub fn init() {
+    // SAFETY: _PG_init runs once per process, on its only thread, before any hook can be
+    // called, so nothing reads the hook variables or PREV_* while they are set; the
+    // previous hooks are kept and chained. The callbacks stay valid for the life of the
+    // process (the library is never unloaded).
     unsafe {
         if !pg_sys::process_shared_preload_libraries_in_progress {
             return;
@@ -98,6 +102,9 @@ pub fn init() {
 
 #[pg_guard]
 unsafe extern "C-unwind" fn request() {
+    // SAFETY: PostgreSQL calls the request hook once, in the postmaster, after every
+    // preloaded library's _PG_init (so PREV_REQUEST is no longer written); it is the one
+    // place where PostgreSQL 15 accepts RequestAddinShmemSpace.
     unsafe {
         if let Some(prev) = PREV_REQUEST {
             prev();
@@ -110,6 +117,13 @@ unsafe extern "C-unwind" fn request() {
 
 #[pg_guard]
 unsafe extern "C-unwind" fn startup() {
+    // SAFETY: PostgreSQL calls the startup hook once shared memory exists (in the
+    // postmaster; again in each child under EXEC_BACKEND), after `request` reserved
+    // `bytes_wanted()`, the same size now (the setting is PGC_POSTMASTER).
+    // AddinShmemInitLock (see below) serialises ShmemInitStruct with other libraries, and
+    // ShmemInitStruct raises rather than return NULL when the space is missing. A new area
+    // is zeroed (valid atomics: empty entries) before its header is set, and published in
+    // BASE (Release) only then.
     unsafe {
         if let Some(prev) = PREV_STARTUP {
             prev();
@@ -118,7 +132,7 @@ unsafe extern "C-unwind" fn startup() {
         if entries == 0 {
             return;
         }
-        let lock = &raw mut (*pg_sys::MainLWLockArray.add(21)).lock; // AddinShmemInitLock
+        let lock = &raw mut (*pg_sys::MainLWLockArray.add(ADDIN_SHMEM_INIT_LOCK)).lock;
         pg_sys::LWLockAcquire(lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
         let mut found = false;
         let base = pg_sys::ShmemInitStruct(c"quota_ext subject cache".as_ptr(), bytes_wanted(), &mut found).cast::<Header>();
@@ -133,12 +147,23 @@ unsafe extern "C-unwind" fn startup() {
     }
 }
 
+/// The index of `AddinShmemInitLock` in `MainLWLockArray`: PostgreSQL's
+/// `lwlocknames.txt` gives it number 21, and the C macro that names it is not in the
+/// bindings pgrx generates. It serialises `ShmemInitStruct` of add-ins at start-up, as
+/// C extensions take it. The number differs by major version only if lwlocknames.txt
+/// changes; a version port must check it.
+const ADDIN_SHMEM_INIT_LOCK: usize = 21;
+
 fn table() -> Option<(&'static Header, &'static [Entry])> {
     let base = BASE.load(Acquire);
     if base.is_null() {
         return None;
     }
-    // SAFETY: set once at start-up to a live mapping of `entries` entries after the header.
+    // SAFETY: BASE is set once at start-up (in the postmaster, inherited by every backend)
+    // to an area of shared memory that stays mapped for the life of the process, holding
+    // the header and `entries` entries after it. ShmemInitStruct aligns it on a cache
+    // line (128 bytes), enough for Header's 64 and Entry's 8. Header's non-atomic
+    // `entries` is written only before BASE is published; everything else is atomics.
     unsafe {
         let header = &*base;
         let entries = std::slice::from_raw_parts(base.add(1).cast::<Entry>(), header.entries as usize);
@@ -174,11 +199,14 @@ pub fn fnv1a<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> u64 {
 
 /// The table's storage (relfilenode) and the database.
 fn owner(storage: Oid) -> u64 {
+    // SAFETY: reads a backend-local global, set when the backend connected to its
+    // database, before any SQL function runs.
     storage.to_u32() as u64 | (unsafe { pg_sys::MyDatabaseId }.to_u32() as u64) << 32
 }
 
 /// The first entry of the subject's bucket.
 fn bucket(entries: &[Entry], storage: Oid, id: &str) -> usize {
+    // SAFETY: as in `owner`.
     let db = unsafe { pg_sys::MyDatabaseId }.to_u32().to_le_bytes();
     let buckets = entries.len() / WAYS;
     (fnv1a([&db[..], &storage.to_u32().to_le_bytes()[..], id.as_bytes()]) % buckets as u64) as usize * WAYS
@@ -228,7 +256,7 @@ fn read(e: &Entry, g: Generation, owner: u64, id: &str) -> Option<SubjectRow> {
     let text = |from: usize, len: usize| std::str::from_utf8(&bytes[from..from + len]).ok().map(str::to_string);
     let plan = text(id_len, plan_len)?;
     let tenant = if (lengths >> 32) & 1 == 1 { Some(text(id_len + plan_len, tenant_len)?) } else { None };
-    let tz = crate::period::parse_zone(&text(id_len + plan_len + tenant_len, zone_len)?)?;
+    let tz = crate::domain::period::parse_zone(&text(id_len + plan_len + tenant_len, zone_len)?)?;
     Some(SubjectRow { plan, tenant, anchor, tz })
 }
 
@@ -302,6 +330,8 @@ fn unpack(word: u64, tag: u64) -> Option<pg_sys::ItemPointerData> {
     if word >> 48 != tag || (word >> 32) & 0xffff == 0 {
         return None;
     }
+    // SAFETY: a zeroed ItemPointerData is a valid (invalid) TID, a plain C struct of
+    // integers; its fields are set next.
     let mut tid: pg_sys::ItemPointerData = unsafe { std::mem::zeroed() };
     tid.ip_blkid.bi_hi = (word >> 16) as u16;
     tid.ip_blkid.bi_lo = word as u16;
@@ -344,17 +374,16 @@ unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut s
     use pg_sys::XactEvent::*;
     match event {
         XACT_EVENT_PRE_PREPARE if CHANGED.with(|c| c.get()) => {
-            crate::ereport::raise(QuotaError::NotAvailable {
+            crate::pg::ereport::raise(QuotaError::NotAvailable {
                 feature: "prepared transactions",
                 message: "a transaction that changed quota.subjects cannot be prepared".into(),
                 hint: "Change subjects (assign_plan, UPDATE or DELETE on quota.subjects) in a transaction that commits directly, or set quota.subject_cache_size = 0.".into(),
             });
         }
-        XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT => {
-            if CHANGED.with(|c| c.replace(false)) {
-                if let Some((header, _)) = table() {
-                    header.generation.fetch_add(1, AcqRel);
-                }
+        // The guard also forgets the change (an unchanged commit falls through to `_`).
+        XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT if CHANGED.with(|c| c.replace(false)) => {
+            if let Some((header, _)) = table() {
+                header.generation.fetch_add(1, AcqRel);
             }
         }
         XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT | XACT_EVENT_PREPARE => CHANGED.with(|c| c.set(false)),
@@ -456,6 +485,7 @@ mod tests {
 
     #[test]
     fn tids_round_trip_with_their_metric_tag() {
+        // SAFETY: a zeroed ItemPointerData is a valid TID, a plain C struct of integers.
         let mut tid: pg_sys::ItemPointerData = unsafe { std::mem::zeroed() };
         tid.ip_blkid.bi_hi = 3;
         tid.ip_blkid.bi_lo = 0xfffe;

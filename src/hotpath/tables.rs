@@ -21,7 +21,7 @@ use crate::storage::schema::{self, COUNTERS, LEDGER_ID, PLAN_LIMITS, SUBJECTS, U
 /// A table, its primary-key index and the attribute number of each described column
 /// (`att[i]` for `schema` column `i`).
 #[derive(Clone)]
-pub struct Table {
+pub struct Resolved {
     pub oid: Oid,
     /// Its storage (relfilenode): a rewrite (ALTER TABLE ... TYPE, VACUUM FULL) changes it.
     pub node: Oid,
@@ -32,10 +32,10 @@ pub struct Table {
 /// The tables of schema quota as this backend last resolved them.
 #[derive(Clone)]
 pub struct Tables {
-    pub subjects: Table,
-    pub limits: Table,
-    pub counters: Table,
-    pub ledger: Table,
+    pub subjects: Resolved,
+    pub limits: Resolved,
+    pub counters: Resolved,
+    pub ledger: Resolved,
     pub ledger_seq: Oid,
     pub counters_indexes: Vec<Oid>,
     pub ledger_indexes: Vec<Oid>,
@@ -56,7 +56,7 @@ pub struct Aside {
     pub check: &'static str,
 }
 
-fn aside(table: &schema::Table, check: &'static str) -> Aside {
+fn aside(table: &schema::StateTable, check: &'static str) -> Aside {
     Aside { table: table.qualified(), check }
 }
 
@@ -106,7 +106,7 @@ pub fn said(why: &Aside) {
     }
 }
 
-fn table(nsp: Oid, desc: &'static schema::Table) -> Result<Table, Aside> {
+fn table(nsp: Oid, desc: &'static schema::StateTable) -> Result<Resolved, Aside> {
     // SAFETY: catalog lookups by name and OID inside a transaction; the relation and its
     // primary-key index are opened and closed here (locks kept until the transaction ends).
     unsafe {
@@ -120,12 +120,10 @@ fn table(nsp: Oid, desc: &'static schema::Table) -> Result<Table, Aside> {
             return Err(aside(desc, "not a plain table"));
         }
         let pkey = pg_sys::RelationGetPrimaryKeyIndex(rel.raw());
-        if desc.key > 0 {
-            if pkey == pg_sys::InvalidOid || !heap::index_keys_are(pkey, &att[..desc.key]) {
-                return Err(aside(desc, "primary key changed"));
-            }
+        if desc.key > 0 && (pkey == pg_sys::InvalidOid || !heap::index_keys_are(pkey, &att[..desc.key])) {
+            return Err(aside(desc, "primary key changed"));
         }
-        Ok(Table { oid, node: rel.storage(), pkey, att })
+        Ok(Resolved { oid, node: rel.storage(), pkey, att })
     }
 }
 

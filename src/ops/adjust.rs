@@ -9,16 +9,15 @@ use super::args::overflow;
 use super::idempotency;
 use super::subject::{resolve_limit, resolve_subject, Unknown};
 use super::window::WindowOp;
-use crate::bonus;
-use crate::clock;
-use crate::decision::Decision;
-use crate::error::{self, positive_amount, QuotaError, Result};
-use crate::events;
-use crate::limits::{self, Usage};
-use crate::privilege;
-use crate::stats;
-use crate::store::{self, schema::LedgerKind};
-use crate::tenancy;
+use crate::domain::bonus;
+use crate::pg::clock;
+use crate::domain::decision::Decision;
+use crate::domain::error::{self, positive_amount, QuotaError, Result};
+use crate::domain::events;
+use crate::domain::limits::{self, Usage};
+use crate::pg::privilege;
+use crate::pg::stats;
+use crate::storage::{self, schema::LedgerKind};
 
 /// Give usage back in the current window; never below zero.
 pub fn refund(subject: &str, metric: &str, amount: i64, key: Option<&str>) -> Result<Decision> {
@@ -26,7 +25,7 @@ pub fn refund(subject: &str, metric: &str, amount: i64, key: Option<&str>) -> Re
     if let Some(key) = key {
         error::name("idempotency_key", key)?;
     }
-    store::volatile(|c| {
+    storage::volatile(|c| {
         let now = clock::now();
         let s = resolve_subject(c, subject, Unknown::Create, now)?;
         let limit = resolve_limit(c, &s, metric)?;
@@ -62,12 +61,12 @@ fn give_back(c: &mut SpiClient<'_>, op: &WindowOp, usage: Usage, amount: i64, ke
 /// more than the window's usage. A subject that is gone, out of the session's scope or no
 /// longer limited on the metric gets nothing back. Returns what was given back.
 pub fn refund_charge(subject: &str, metric: &str, window_start: Option<DateTime<Utc>>, amount: i64) -> Result<i64> {
-    let scope = tenancy::current()?;
+    let scope = crate::pg::roles::scope()?;
     privilege::as_owner(|| {
-        store::volatile(|c| {
+        storage::volatile(|c| {
             let now = clock::now();
-            let Some(s) = store::find_subject(c, subject)?.filter(|s| scope.admits(s.tenant.as_deref())) else { return Ok(0) };
-            let Some(limit) = store::limit(c, &s.plan, metric)? else { return Ok(0) };
+            let Some(s) = storage::find_subject(c, subject)?.filter(|s| scope.admits(s.tenant.as_deref())) else { return Ok(0) };
+            let Some(limit) = storage::limit(c, &s.plan, metric)? else { return Ok(0) };
             let op = WindowOp::current(&s, metric, &limit, now);
             if op.window.start != window_start || amount <= 0 {
                 return Ok(0);
@@ -85,12 +84,12 @@ pub fn refund_charge(subject: &str, metric: &str, window_start: Option<DateTime<
 /// Empty the current window of one metric, or of every metric of the subject's plan.
 /// Returns how many windows had usage and were emptied. Bonuses stay.
 pub fn reset(subject: &str, metric: Option<&str>) -> Result<i32> {
-    store::volatile(|c| {
+    storage::volatile(|c| {
         let now = clock::now();
         let s = resolve_subject(c, subject, Unknown::Evaluate, now)?;
         let limits = match metric {
             Some(m) => vec![(m.to_string(), resolve_limit(c, &s, m)?)],
-            None => store::all_limits(c, &s.plan)?,
+            None => storage::all_limits(c, &s.plan)?,
         };
         if !s.stored {
             return Ok(0);
@@ -104,7 +103,7 @@ pub fn reset(subject: &str, metric: Option<&str>) -> Result<i32> {
             }
             let after = Usage { used: 0, ..usage };
             op.store(c, after);
-            op.emit(c, events::Kind::Reset, after, json!({"emptied": usage.used}));
+            op.emit(c, events::EventKind::Reset, after, json!({"emptied": usage.used}));
             op.append(c, LedgerKind::Reset, usage.used, 0, None, None);
             emptied += 1;
         }
@@ -125,29 +124,29 @@ pub fn apply_bonus(subject: &str, metric: &str, kind: &str, reference: Option<&s
     if let Some(r) = reference {
         error::name("reference", r)?;
     }
-    store::volatile(|c| {
+    storage::volatile(|c| {
         let now = clock::now();
         resolve_subject(c, subject, Unknown::Create, now)?;
         // The subject row lock serialises this subject's bonuses, so the daily cap is exact.
-        let s = store::lock_subject(c, subject)?.expect("subject exists");
+        let s = storage::lock_subject(c, subject)?.expect("subject exists");
         let limit = resolve_limit(c, &s, metric)?;
         let op = WindowOp::current(&s, metric, &limit, now);
         let day = s.local_day(now);
-        let today = store::grants_on(c, &s.id, day);
-        let cap = store::plan_bonus_cap(c, &s.plan).flatten();
+        let today = storage::grants_on(c, &s.id, day);
+        let cap = storage::plan_bonus_cap(c, &s.plan).flatten();
         let not_applied = |c: &mut SpiClient<'_>, reason: bonus::Refusal| -> Result<BonusOutcome> {
             let usage = op.read(c)?;
             Ok(BonusOutcome { applied: false, reason: reason.as_str(), amount: 0, new_limit: usage.effective_limit(&limit), bonuses_today: today })
         };
-        let rule = match bonus::decide(store::rule(c, &s.plan, metric, kind), cap, today) {
+        let rule = match bonus::decide(storage::rule(c, &s.plan, metric, kind), cap, today) {
             Ok(rule) => rule,
             Err(refusal) => return not_applied(c, refusal),
         };
         if bonus::needs_reference(rule.scope) && reference.is_none() {
             return Err(QuotaError::Null { argument: "reference" });
         }
-        let grant = store::Grant { subject: &s.id, metric, kind, reference, rule, window: &op.window, day, at: now };
-        if !store::insert_grant(c, &grant) {
+        let grant = storage::Grant { subject: &s.id, metric, kind, reference, rule, window: &op.window, day, at: now };
+        if !storage::insert_grant(c, &grant) {
             return not_applied(c, bonus::Refusal::ReferenceAlreadyUsed);
         }
         let (usage, _) = op.lock(c)?;
@@ -155,7 +154,7 @@ pub fn apply_bonus(subject: &str, metric: &str, kind: &str, reference: Option<&s
         let after = Usage { bonus, ..usage };
         op.store(c, after);
         stats::bonus_applied(metric);
-        op.emit(c, events::Kind::BonusApplied, after, json!({"kind": kind, "amount": rule.amount}));
+        op.emit(c, events::EventKind::BonusApplied, after, json!({"kind": kind, "amount": rule.amount}));
         op.append(c, LedgerKind::Bonus, rule.amount, 0, None, None);
         Ok(BonusOutcome { applied: true, reason: bonus::APPLIED, amount: rule.amount, new_limit: after.effective_limit(&limit), bonuses_today: today + 1 })
     })

@@ -4,14 +4,13 @@ use pgrx::pg_sys;
 use pgrx::spi::SpiClient;
 
 use super::args::{known_name, parse_enforcement, parse_period};
-use crate::bonus::{ReferenceScope, Rule};
-use crate::clock;
-use crate::error::{self, positive_amount, QuotaError, Result};
-use crate::installed;
-use crate::limits::Limit;
-use crate::period;
-use crate::store;
-use crate::tenancy;
+use crate::domain::bonus::{ReferenceScope, BonusRule};
+use crate::pg::clock;
+use crate::domain::error::{self, positive_amount, QuotaError, Result};
+use crate::pg::installed;
+use crate::domain::limits::Limit;
+use crate::domain::period;
+use crate::storage;
 
 pub fn set_limit(plan: &str, metric: &str, period: &str, limit_value: i64, enforcement: &str, per_request_max: Option<i64>) -> Result<()> {
     known_name("plan", plan)?;
@@ -23,9 +22,9 @@ pub fn set_limit(plan: &str, metric: &str, period: &str, limit_value: i64, enfor
     if let Some(cap) = per_request_max {
         positive_amount("per_request_max", cap)?;
     }
-    store::volatile(|c| {
-        store::ensure_plan(c, plan);
-        store::upsert_limit(c, plan, metric, &limit);
+    storage::volatile(|c| {
+        storage::ensure_plan(c, plan);
+        storage::upsert_limit(c, plan, metric, &limit);
         Ok(())
     })
 }
@@ -47,9 +46,9 @@ pub fn set_alerts(plan: &str, metric: &str, thresholds: Vec<Option<i32>>) -> Res
             }
         }
     }
-    store::volatile(|c| {
+    storage::volatile(|c| {
         existing_plan(c, plan)?;
-        if store::set_alerts(c, plan, metric, t) {
+        if storage::set_alerts(c, plan, metric, t) {
             Ok(())
         } else {
             Err(QuotaError::invalid("metric", metric, format!("plan \"{plan}\" has no limit on metric \"{metric}\""), "Create the limit first with quota.set_limit."))
@@ -60,12 +59,12 @@ pub fn set_alerts(plan: &str, metric: &str, thresholds: Vec<Option<i32>>) -> Res
 pub fn remove_limit(plan: &str, metric: &str) -> Result<bool> {
     known_name("plan", plan)?;
     known_name("metric", metric)?;
-    store::volatile(|c| Ok(store::delete_limit(c, plan, metric)))
+    storage::volatile(|c| Ok(storage::delete_limit(c, plan, metric)))
 }
 
 fn existing_plan(c: &mut SpiClient<'_>, plan: &str) -> Result<Option<i32>> {
     known_name("plan", plan)?;
-    store::plan_bonus_cap(c, plan).ok_or_else(|| {
+    storage::plan_bonus_cap(c, plan).ok_or_else(|| {
         QuotaError::invalid("plan", plan, format!("unknown plan \"{plan}\""), "Create the plan first with quota.set_limit(plan, metric, period, limit).")
     })
 }
@@ -102,14 +101,15 @@ pub fn assign_plan(
     if let Some(t) = tenant {
         error::name("tenant", t)?;
     }
-    let scope = tenancy::current()?;
+    let scope = crate::pg::roles::scope()?;
     let tenant = scope.assignable(tenant).map_err(|why| {
         QuotaError::invalid("tenant", tenant.unwrap_or(""), why, "Leave tenant NULL to use the session's quota.tenant, or run as quota_admin without quota.tenant.")
     })?;
-    store::volatile(|c| {
+    storage::volatile(|c| {
         existing_plan(c, plan)?;
         // The upsert itself refuses a row of another tenant (a concurrent creator).
-        if !store::upsert_subject(c, subject, plan, tenant.as_deref(), anchor, time_zone, clock::now(), &scope) {
+        let assignment = storage::Assignment { id: subject, plan, tenant: tenant.as_deref(), anchor, zone: time_zone };
+        if !storage::upsert_subject(c, &assignment, clock::now(), &scope) {
             return Err(QuotaError::UnknownSubject { subject: subject.to_string() });
         }
         Ok(())
@@ -126,9 +126,9 @@ pub fn set_bonus_rule(plan: &str, metric: &str, kind: &str, amount: i64, referen
             QuotaError::invalid("reference_scope", s, format!("unknown reference scope \"{s}\""), format!("Use one of: {}.", ReferenceScope::NAMES))
         })?,
     };
-    store::volatile(|c| {
+    storage::volatile(|c| {
         existing_plan(c, plan)?;
-        store::upsert_rule(c, plan, metric, kind, Rule { amount, scope });
+        storage::upsert_rule(c, plan, metric, kind, BonusRule { amount, scope });
         Ok(())
     })
 }
@@ -139,9 +139,9 @@ pub fn set_bonus_cap(plan: &str, per_day: Option<i32>) -> Result<()> {
             return Err(QuotaError::invalid("per_day", n, "per_day must not be negative", "Pass 0 or more, or NULL for no cap."));
         }
     }
-    store::volatile(|c| {
+    storage::volatile(|c| {
         existing_plan(c, plan)?;
-        store::set_bonus_cap(c, plan, per_day);
+        storage::set_bonus_cap(c, plan, per_day);
         Ok(())
     })
 }
@@ -151,10 +151,10 @@ pub fn set_bonus_cap(plan: &str, per_day: Option<i32>) -> Result<()> {
 pub fn delete_subject(subject: &str) -> Result<bool> {
     known_name("subject", subject)?;
     installed::requires(installed::BINDINGS, "quota.delete_subject")?;
-    let scope = tenancy::current()?;
-    store::volatile(|c| {
-        let Some(s) = store::lock_subject(c, subject)?.filter(|s| scope.admits(s.tenant.as_deref())) else { return Ok(false) };
-        Ok(store::delete_subject(c, &s.id))
+    let scope = crate::pg::roles::scope()?;
+    storage::volatile(|c| {
+        let Some(s) = storage::lock_subject(c, subject)?.filter(|s| scope.admits(s.tenant.as_deref())) else { return Ok(false) };
+        Ok(storage::delete_subject(c, &s.id))
     })
 }
 
@@ -173,8 +173,8 @@ pub fn bind_tenant(role: &str, tenant: &str) -> Result<()> {
             "Create the role first (CREATE ROLE ... IN ROLE quota_app), then bind it.",
         ));
     }
-    store::volatile(|c| {
-        store::bind_tenant(c, role, oid, tenant);
+    storage::volatile(|c| {
+        storage::bind_tenant(c, role, oid, tenant);
         Ok(())
     })
 }
@@ -185,6 +185,6 @@ pub fn unbind_tenant(role: &str, tenant: Option<&str>) -> Result<i32> {
         error::name("tenant", t)?;
     }
     installed::requires(installed::BINDINGS, "quota.unbind_tenant")?;
-    store::volatile(|c| Ok(store::unbind_tenant(c, role, tenant)))
+    storage::volatile(|c| Ok(storage::unbind_tenant(c, role, tenant)))
 }
 

@@ -4,17 +4,17 @@
 use pgrx::pg_sys;
 use serde_json::Value;
 
-use crate::error::{self, positive_amount, QuotaError, Result};
-use crate::gucs;
-use crate::limits::{Enforcement, Usage};
-use crate::period::Period;
-use crate::store;
+use crate::domain::error::{self, positive_amount, QuotaError, Result};
+use crate::pg::gucs;
+use crate::domain::limits::{Enforcement, Usage};
+use crate::domain::period::Period;
+use crate::storage;
 
 /// A name argument within its bound (`error::name`), or one already stored: names
 /// stored before the bounds existed keep working.
 pub fn known_name<'a>(argument: &'static str, value: &'a str) -> Result<&'a str> {
     match error::name(argument, value) {
-        Err(_) if !value.is_empty() && store::name_is_stored(argument, value) => Ok(value),
+        Err(_) if !value.is_empty() && storage::name_is_stored(argument, value) => Ok(value),
         other => other,
     }
 }

@@ -6,16 +6,15 @@ use chrono::{DateTime, Utc};
 use super::args::{fits_counter, known_name};
 use super::subject::{resolve_limit, resolve_subject, Unknown};
 use super::window::WindowOp;
-use crate::clock;
-use crate::decision::Decision;
-use crate::error::{QuotaError, Result};
+use crate::pg::clock;
+use crate::domain::decision::Decision;
+use crate::domain::error::{QuotaError, Result};
 use crate::hotpath::{self, Path};
-use crate::limits::{evaluate, Enforcement};
-use crate::period::Period;
-use crate::privilege;
-use crate::stats;
-use crate::store;
-use crate::tenancy;
+use crate::domain::limits::{evaluate, Enforcement};
+use crate::domain::period::Period;
+use crate::pg::privilege;
+use crate::pg::stats;
+use crate::storage;
 
 /// A dry run: writes nothing. `used`/`remaining` are before the request.
 pub fn check(subject: &str, items: &[(String, i64)]) -> Result<Vec<Decision>> {
@@ -33,9 +32,9 @@ pub fn check(subject: &str, items: &[(String, i64)]) -> Result<Vec<Decision>> {
             return Ok(vec![d]);
         }
     }
-    hotpath::served(Path::General);
+    hotpath::served(Path::General, "quota_check");
     let answers = privilege::as_owner(|| {
-        store::stable(|c| {
+        storage::stable(|c| {
             let s = resolve_subject(c, subject, Unknown::Evaluate, now)?;
             items
                 .iter()
@@ -56,13 +55,13 @@ pub fn check(subject: &str, items: &[(String, i64)]) -> Result<Vec<Decision>> {
 /// The common check without SPI (None: take the general path). Windows with open holds
 /// go the general way, which discounts lapsed holds.
 fn check_fast(subject: &str, metric: &str, amount: i64, now: DateTime<Utc>) -> Option<Decision> {
-    let scope = tenancy::current().ok()?;
+    let scope = crate::pg::roles::scope().ok()?;
     let f = hotpath::check(subject, metric, now, &scope)?;
     if f.usage.reserved > 0 || f.usage.used.checked_add(amount).is_none() {
         return None;
     }
     let verdict = evaluate(&f.limit, f.usage, amount);
-    hotpath::served(Path::Hot);
+    hotpath::served(Path::Hot, "quota_check");
     Some(Decision::new(&f.subject.id, metric, &f.limit, f.usage, amount, f.window.end, &verdict, false))
 }
 
@@ -80,10 +79,10 @@ pub struct StatusRow {
 }
 
 pub fn status(subject: &str) -> Result<Vec<StatusRow>> {
-    store::stable(|c| {
+    storage::stable(|c| {
         let now = clock::now();
         let s = resolve_subject(c, subject, Unknown::Evaluate, now)?;
-        store::all_limits(c, &s.plan)?
+        storage::all_limits(c, &s.plan)?
             .into_iter()
             .map(|(metric, limit)| {
                 let op = WindowOp::current(&s, &metric, &limit, now);

@@ -10,15 +10,14 @@ use super::args::{fits_counter, known_name, metadata_fits, validate_items};
 use super::idempotency;
 use super::subject::{resolve_limit, resolve_subject, Unknown};
 use super::window::{announce, WindowOp};
-use crate::clock;
-use crate::decision::Decision;
-use crate::error::{self, QuotaError, Result};
+use crate::pg::clock;
+use crate::domain::decision::Decision;
+use crate::domain::error::{self, QuotaError, Result};
 use crate::hotpath::{self, Path};
-use crate::limits::{evaluate, Limit, Usage};
-use crate::privilege;
-use crate::stats;
-use crate::store::{self, schema::LedgerKind, Subject};
-use crate::tenancy;
+use crate::domain::limits::{evaluate, Limit, Usage};
+use crate::pg::privilege;
+use crate::pg::stats;
+use crate::storage::{self, schema::LedgerKind, Subject};
 
 /// What to consume: (metric, amount) pairs, applied all or nothing.
 pub struct ConsumeRequest<'a> {
@@ -43,12 +42,12 @@ pub fn consume(req: ConsumeRequest<'_>) -> Result<Vec<Decision>> {
     let now = clock::now();
     if req.idempotency_key.is_none() {
         if let Some(ds) = consume_fast(req.subject, &items, req.metadata, now)? {
-            hotpath::served(Path::Hot);
+            hotpath::served(Path::Hot, "quota_consume");
             return Ok(ds);
         }
     }
-    hotpath::served(Path::General);
-    privilege::as_owner(|| store::volatile(|c| consume_general(c, req.subject, &items, req.idempotency_key, req.metadata, req.no_raise, now)))
+    hotpath::served(Path::General, "quota_consume");
+    privilege::as_owner(|| storage::volatile(|c| consume_general(c, req.subject, &items, req.idempotency_key, req.metadata, req.no_raise, now)))
 }
 
 fn consume_general(
@@ -131,7 +130,7 @@ fn refuse(c: &mut SpiClient<'_>, err: QuotaError, items: &[(String, i64)], ops: 
 /// the overage. None (caps, refusals, a counter that would overflow: `evaluate` refuses
 /// those with checked arithmetic): the general path's full answer is needed. Very large
 /// limits ("unlimited") stay on the hot path.
-fn plan(limit: &Limit, before: Usage, amount: i64) -> Option<hotpath::Plan> {
+fn plan(limit: &Limit, before: Usage, amount: i64) -> Option<hotpath::Write> {
     if limit.per_request_max.is_some_and(|cap| amount > cap) {
         return None;
     }
@@ -141,7 +140,7 @@ fn plan(limit: &Limit, before: Usage, amount: i64) -> Option<hotpath::Plan> {
     }
     let mut after = Usage { used: verdict.used_after, ..before };
     announce(before, &mut after, limit);
-    Some(hotpath::Plan { after, overage: verdict.overage })
+    Some(hotpath::Write { after, overage: verdict.overage })
 }
 
 /// The common consume without SPI: every window locked, decided, then written (see
@@ -149,7 +148,7 @@ fn plan(limit: &Limit, before: Usage, amount: i64) -> Option<hotpath::Plan> {
 /// module's: `hotpath` only reads and writes.
 fn consume_fast(subject: &str, items: &[(String, i64)], metadata: Option<pg_sys::Datum>, now: DateTime<Utc>) -> Result<Option<Vec<Decision>>> {
     let decide = |found: &[hotpath::Found]| found.iter().zip(items).map(|(f, (_, amount))| plan(&f.limit, f.usage, *amount)).collect();
-    let Ok(scope) = tenancy::current() else { return Ok(None) };
+    let Ok(scope) = crate::pg::roles::scope() else { return Ok(None) };
     let Some(written) = hotpath::consume(subject, items, metadata, now, &scope, decide)? else { return Ok(None) };
     Ok(Some(written.iter().zip(items).map(|((f, after), (metric, amount))| consumed_fast(f, metric, *amount, *after, now)).collect()))
 }
@@ -158,10 +157,10 @@ fn consume_fast(subject: &str, items: &[(String, i64)], metadata: Option<pg_sys:
 fn consumed_fast(f: &hotpath::Found, metric: &str, amount: i64, mut after: Usage, now: DateTime<Utc>) -> Decision {
     let before = f.usage;
     let verdict = evaluate(&f.limit, before, amount);
-    let op = WindowOp::of(&f.subject, metric, &f.limit, f.window.clone(), now);
+    let op = WindowOp::of(&f.subject, metric, &f.limit, f.window, now);
     let announced = announce(before, &mut after, &f.limit);
     if announced.anything() {
-        privilege::as_owner(|| store::volatile(|c| op.emit_announced(c, after, &announced, Some(amount))));
+        privilege::as_owner(|| storage::volatile(|c| op.emit_announced(c, after, &announced, Some(amount))));
     }
     stats::consumed(metric, amount, verdict.overage > 0);
     Decision { window_start: f.window.start, ..op.decision(before, amount, true) }

@@ -4,9 +4,9 @@
 use chrono::{DateTime, Utc};
 use pgrx::spi::SpiClient;
 
-use crate::decision::Decision;
-use crate::error::{QuotaError, Result};
-use crate::store;
+use crate::domain::decision::Decision;
+use crate::domain::error::{QuotaError, Result};
+use crate::storage;
 
 /// The stored answer of an earlier call with this key, marked as a replay. The key is
 /// locked first (a transaction-scoped lock on subject + key), so a concurrent call with
@@ -14,8 +14,8 @@ use crate::store;
 /// windows the two calls touch; in READ COMMITTED it then sees the stored answer.
 /// A key reused for another operation or other metrics is 22023.
 pub fn replay(c: &mut SpiClient<'_>, subject: &str, key: &str, operation: &str, metrics: &[&str]) -> Result<Option<Vec<Decision>>> {
-    store::lock_key(c, subject, key);
-    let Some((op, response)) = store::find_key(c, subject, key) else {
+    storage::lock_key(c, subject, key);
+    let Some((op, response)) = storage::find_key(c, subject, key) else {
         return Ok(None);
     };
     if op != operation {
@@ -47,5 +47,5 @@ pub fn reused(subject: &str, key: &str, what: String) -> QuotaError {
 
 /// Remember the answer of the first call with this key.
 pub fn save(c: &mut SpiClient<'_>, subject: &str, key: &str, operation: &str, response: &impl serde::Serialize, now: DateTime<Utc>) {
-    store::save_key(c, subject, key, operation, &serde_json::to_string(response).expect("responses serialise"), now);
+    storage::save_key(c, subject, key, operation, &serde_json::to_string(response).expect("responses serialise"), now);
 }

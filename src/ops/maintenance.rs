@@ -1,8 +1,8 @@
 //! `quota.maintenance()`: sweep lapsed holds everywhere, one window per subtransaction.
 
-use crate::clock;
-use crate::error::{self, Result};
-use crate::store;
+use crate::pg::clock;
+use crate::domain::error::{self, Result};
+use crate::storage;
 
 use super::window::WindowOp;
 
@@ -11,20 +11,20 @@ use super::window::WindowOp;
 /// swept in a subtransaction: one that fails is logged at WARNING and left for the next
 /// run, and the sweep goes on with the rest.
 pub fn maintenance() -> Result<i64> {
-    store::volatile(|c| {
+    storage::volatile(|c| {
         let now = clock::now();
         let mut expired = 0;
         let mut failed = 0i64;
         loop {
-            let batch = store::lapsed_windows(c, now, 1000, failed);
+            let batch = storage::lapsed_windows(c, now, 1000, failed);
             if batch.is_empty() {
                 return Ok(expired);
             }
             let mut progressed = false;
             for (subject, metric, w) in batch {
                 let swept = crate::pg::subtransaction::run(|| -> Result<usize> {
-                    let Some(s) = store::find_subject(c, &subject)? else { return Ok(0) };
-                    let Some(limit) = store::limit(c, &s.plan, &metric)? else { return Ok(0) };
+                    let Some(s) = storage::find_subject(c, &subject)? else { return Ok(0) };
+                    let Some(limit) = storage::limit(c, &s.plan, &metric)? else { return Ok(0) };
                     Ok(WindowOp::of(&s, &metric, &limit, w, now).lock(c)?.1)
                 })
                 .and_then(|r| r.map_err(|e| e.message()));

@@ -10,14 +10,13 @@ use super::args::{fits_counter, metadata_fits};
 use super::idempotency;
 use super::subject::{resolve_limit, resolve_subject, Unknown};
 use super::window::WindowOp;
-use crate::clock;
-use crate::decision::Decision;
-use crate::error::{self, positive_amount, QuotaError, Result};
-use crate::events;
-use crate::limits::{self, evaluate, Limit, Usage};
-use crate::stats;
-use crate::store::{self, schema::LedgerKind, Subject};
-use crate::tenancy;
+use crate::pg::clock;
+use crate::domain::decision::Decision;
+use crate::domain::error::{self, positive_amount, QuotaError, Result};
+use crate::domain::events;
+use crate::domain::limits::{self, evaluate, Limit, Usage};
+use crate::pg::stats;
+use crate::storage::{self, schema::LedgerKind, Subject};
 
 pub struct ReserveRequest<'a> {
     pub subject: &'a str,
@@ -56,7 +55,7 @@ pub fn reserve(req: ReserveRequest<'_>) -> Result<Hold> {
     if let Some(key) = req.idempotency_key {
         error::name("idempotency_key", key)?;
     }
-    store::volatile(|c| {
+    storage::volatile(|c| {
         let now = clock::now();
         let s = resolve_subject(c, req.subject, Unknown::Create, now)?;
         let limit = resolve_limit(c, &s, req.metric)?;
@@ -75,7 +74,7 @@ pub fn reserve(req: ReserveRequest<'_>) -> Result<Hold> {
         }
         if let Some(key) = req.idempotency_key {
             if idempotency::replay(c, &s.id, key, "reserve", &[req.metric])?.is_some() {
-                let (_, response) = store::find_key(c, &s.id, key).expect("the key was just found");
+                let (_, response) = storage::find_key(c, &s.id, key).expect("the key was just found");
                 let mut hold: Hold = serde_json::from_str(&response).expect("stored response is a hold");
                 if hold.decision.metric != req.metric {
                     return Err(idempotency::reused(&s.id, key, format!("a request on {}", hold.decision.metric)));
@@ -92,7 +91,7 @@ pub fn reserve(req: ReserveRequest<'_>) -> Result<Hold> {
         }
         let after = Usage { reserved: usage.reserved + req.amount, ..usage };
         op.store(c, after);
-        let new = store::NewReservation {
+        let new = storage::NewReservation {
             subject: &s.id,
             metric: req.metric,
             window: &op.window,
@@ -102,7 +101,7 @@ pub fn reserve(req: ReserveRequest<'_>) -> Result<Hold> {
             metadata: req.metadata,
             at: now,
         };
-        let (id, expires_at) = store::insert_reservation(c, &new);
+        let (id, expires_at) = storage::insert_reservation(c, &new);
         op.append(c, LedgerKind::Reserve, req.amount, 0, req.idempotency_key, req.metadata);
         let mut d = op.decision(after, req.amount, false);
         d.allowed = true;
@@ -121,7 +120,7 @@ fn unknown_reservation(id: pgrx::Uuid) -> QuotaError {
 
 /// A reservation locked with its window (the window first, then the hold).
 struct Locked {
-    hold: store::Reservation,
+    hold: storage::Reservation,
     subject: Subject,
     limit: Limit,
     usage: Usage,
@@ -129,13 +128,13 @@ struct Locked {
 
 /// Load a reservation with its subject and limit, and lock its window then itself.
 fn lock_reservation(c: &mut SpiClient<'_>, id: pgrx::Uuid, now: DateTime<Utc>) -> Result<Locked> {
-    let r = store::find_reservation(c, id).ok_or_else(|| unknown_reservation(id))?;
+    let r = storage::find_reservation(c, id).ok_or_else(|| unknown_reservation(id))?;
     // A hold on another tenant's subject looks like no hold at all.
-    let scope = tenancy::current()?;
-    let subject = store::find_subject(c, &r.subject)?.filter(|s| scope.admits(s.tenant.as_deref())).ok_or_else(|| unknown_reservation(id))?;
+    let scope = crate::pg::roles::scope()?;
+    let subject = storage::find_subject(c, &r.subject)?.filter(|s| scope.admits(s.tenant.as_deref())).ok_or_else(|| unknown_reservation(id))?;
     let limit = resolve_limit(c, &subject, &r.metric)?;
     let (usage, _) = WindowOp::of(&subject, &r.metric, &limit, r.window, now).lock(c)?;
-    let hold = store::lock_reservation(c, id).ok_or_else(|| unknown_reservation(id))?;
+    let hold = storage::lock_reservation(c, id).ok_or_else(|| unknown_reservation(id))?;
     Ok(Locked { hold, subject, limit, usage })
 }
 
@@ -148,7 +147,7 @@ pub fn commit(id: pgrx::Uuid, actual: Option<i64>, metadata: Option<pg_sys::Datu
     if let Some(a) = actual.filter(|a| *a < 0) {
         return Err(QuotaError::invalid("actual_amount", a, "actual_amount must not be negative", "Pass the amount really used (0 or more), or NULL for the held amount."));
     }
-    store::volatile(|c| {
+    storage::volatile(|c| {
         let now = clock::now();
         let Locked { hold: r, subject: s, limit, usage } = lock_reservation(c, id, now)?;
         match r.status.as_str() {
@@ -183,8 +182,8 @@ pub fn commit(id: pgrx::Uuid, actual: Option<i64>, metadata: Option<pg_sys::Datu
         op.write(c, usage, after, None);
         op.append(c, LedgerKind::Commit, actual, verdict.overage, None, metadata);
         let d = Decision::new(&s.id, &r.metric, &limit, base, actual, r.window.end, &verdict, true);
-        store::settle_reservation(c, id, "committed", Some(actual), Some(&serde_json::to_string(&d).expect("decision serialises")), now);
-        op.emit(c, events::Kind::ReservationCommitted, after, json!({"reservation": id.to_string(), "amount": actual, "held": r.amount}));
+        storage::settle_reservation(c, id, "committed", Some(actual), Some(&serde_json::to_string(&d).expect("decision serialises")), now);
+        op.emit(c, events::EventKind::ReservationCommitted, after, json!({"reservation": id.to_string(), "amount": actual, "held": r.amount}));
         Ok(d)
     })
 }
@@ -192,7 +191,7 @@ pub fn commit(id: pgrx::Uuid, actual: Option<i64>, metadata: Option<pg_sys::Datu
 /// Cancel a hold. True if this call released it; false if it was already released or
 /// had expired. A committed reservation cannot be released (use quota_refund).
 pub fn release(id: pgrx::Uuid, reason: Option<&str>) -> Result<bool> {
-    store::volatile(|c| {
+    storage::volatile(|c| {
         let now = clock::now();
         let Locked { hold: r, subject: s, limit, usage } = lock_reservation(c, id, now)?;
         match r.status.as_str() {
@@ -205,7 +204,7 @@ pub fn release(id: pgrx::Uuid, reason: Option<&str>) -> Result<bool> {
         let op = WindowOp::of(&s, &r.metric, &limit, r.window, now);
         op.store(c, Usage { reserved: usage.reserved - r.amount.min(usage.reserved), ..usage });
         op.append(c, LedgerKind::Release, r.amount, 0, None, None);
-        store::settle_reservation(c, id, "released", None, Some(&json!({ "reason": reason }).to_string()), now);
+        storage::settle_reservation(c, id, "released", None, Some(&json!({ "reason": reason }).to_string()), now);
         Ok(true)
     })
 }

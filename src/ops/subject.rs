@@ -5,11 +5,10 @@ use chrono::{DateTime, Utc};
 use pgrx::spi::SpiClient;
 
 use super::args::known_name;
-use crate::error::{QuotaError, Result};
-use crate::gucs;
-use crate::limits::Limit;
-use crate::store::{self, Subject};
-use crate::tenancy;
+use crate::domain::error::{QuotaError, Result};
+use crate::pg::gucs;
+use crate::domain::limits::Limit;
+use crate::storage::{self, Subject};
 
 /// Whether an operation may create an unknown subject on `quota.default_plan`.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -22,9 +21,9 @@ pub enum Unknown {
 
 pub fn resolve_subject(c: &mut SpiClient<'_>, id: &str, unknown: Unknown, now: DateTime<Utc>) -> Result<Subject> {
     known_name("subject", id)?;
-    let scope = tenancy::current()?;
+    let scope = crate::pg::roles::scope()?;
     let unknown_subject = || QuotaError::UnknownSubject { subject: id.to_string() };
-    if let Some(s) = store::find_subject(c, id)? {
+    if let Some(s) = storage::find_subject(c, id)? {
         // Another tenant's subject looks exactly like one that does not exist.
         if !scope.admits(s.tenant.as_deref()) {
             return Err(unknown_subject());
@@ -34,7 +33,7 @@ pub fn resolve_subject(c: &mut SpiClient<'_>, id: &str, unknown: Unknown, now: D
     let Some(plan) = gucs::default_plan().filter(|_| scope.may_create()) else {
         return Err(unknown_subject());
     };
-    if store::plan_bonus_cap(c, &plan).is_none() {
+    if storage::plan_bonus_cap(c, &plan).is_none() {
         return Err(QuotaError::invalid(
             "quota.default_plan",
             &plan,
@@ -43,10 +42,10 @@ pub fn resolve_subject(c: &mut SpiClient<'_>, id: &str, unknown: Unknown, now: D
         ));
     }
     if unknown == Unknown::Create {
-        store::insert_subject(c, id, &plan, scope.creates_in(), now);
+        storage::insert_subject(c, id, &plan, scope.creates_in(), now);
         // A concurrent creator may have won with other values (even another tenant):
         // read what is stored.
-        return store::find_subject(c, id)?.filter(|s| scope.admits(s.tenant.as_deref())).ok_or_else(unknown_subject);
+        return storage::find_subject(c, id)?.filter(|s| scope.admits(s.tenant.as_deref())).ok_or_else(unknown_subject);
     }
     let tenant = scope.creates_in().map(str::to_string);
     Ok(Subject { id: id.to_string(), plan, tenant, anchor: now, tz: chrono_tz::Tz::UTC, stored: false })
@@ -54,7 +53,7 @@ pub fn resolve_subject(c: &mut SpiClient<'_>, id: &str, unknown: Unknown, now: D
 
 pub fn resolve_limit(c: &mut SpiClient<'_>, subject: &Subject, metric: &str) -> Result<Limit> {
     known_name("metric", metric)?;
-    store::limit(c, &subject.plan, metric)?.ok_or_else(|| unknown_metric(subject, metric))
+    storage::limit(c, &subject.plan, metric)?.ok_or_else(|| unknown_metric(subject, metric))
 }
 
 fn unknown_metric(subject: &Subject, metric: &str) -> QuotaError {

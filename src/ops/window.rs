@@ -8,13 +8,13 @@ use pgrx::pg_sys;
 use pgrx::spi::SpiClient;
 use serde_json::{json, Value};
 
-use crate::decision::Decision;
-use crate::error::Result;
-use crate::events;
-use crate::gucs;
-use crate::limits::{evaluate, Enforcement, Limit, Usage};
-use crate::period::Window;
-use crate::store::{self, schema::LedgerKind, schema::LedgerRow, Subject};
+use crate::domain::decision::Decision;
+use crate::domain::error::Result;
+use crate::domain::events;
+use crate::pg::gucs;
+use crate::domain::limits::{evaluate, Enforcement, Limit, Usage};
+use crate::domain::period::Window;
+use crate::storage::{self, schema::LedgerKind, schema::LedgerRow, Subject};
 
 pub struct WindowOp<'a> {
     pub subject: &'a Subject,
@@ -69,9 +69,9 @@ impl<'a> WindowOp<'a> {
     /// The usage for a read-only answer: holds that have lapsed no longer count, even
     /// before anything has marked them expired.
     pub fn read(&self, c: &mut SpiClient<'_>) -> Result<Usage> {
-        let mut u = store::read_window(c, &self.subject.id, self.metric, &self.window)?;
+        let mut u = storage::read_window(c, &self.subject.id, self.metric, &self.window)?;
         if u.reserved > 0 {
-            u.reserved -= store::expired_held(c, &self.subject.id, self.metric, &self.window, self.now).min(u.reserved);
+            u.reserved -= storage::expired_held(c, &self.subject.id, self.metric, &self.window, self.now).min(u.reserved);
         }
         Ok(u)
     }
@@ -80,15 +80,15 @@ impl<'a> WindowOp<'a> {
     /// (ledger rows and reservation_expired events), so they stop counting against the
     /// limit. Returns the usage and how many holds expired.
     pub fn lock(&self, c: &mut SpiClient<'_>) -> Result<(Usage, usize)> {
-        let mut u = store::lock_window(c, &self.subject.id, self.metric, &self.window)?;
+        let mut u = storage::lock_window(c, &self.subject.id, self.metric, &self.window)?;
         if u.reserved == 0 {
             return Ok((u, 0));
         }
-        let lapsed = store::expire_held(c, &self.subject.id, self.metric, &self.window, self.now);
+        let lapsed = storage::expire_held(c, &self.subject.id, self.metric, &self.window, self.now);
         for (id, amount) in &lapsed {
             u.reserved -= (*amount).min(u.reserved);
             self.append(c, LedgerKind::Expire, *amount, 0, None, None);
-            self.emit(c, events::Kind::ReservationExpired, u, json!({"reservation": id.to_string(), "amount": amount}));
+            self.emit(c, events::EventKind::ReservationExpired, u, json!({"reservation": id.to_string(), "amount": amount}));
         }
         if !lapsed.is_empty() {
             self.store(c, u);
@@ -98,7 +98,7 @@ impl<'a> WindowOp<'a> {
 
     /// Write the window's usage as it is (no announcement).
     pub fn store(&self, c: &mut SpiClient<'_>, usage: Usage) {
-        store::write_window(c, &self.subject.id, self.metric, &self.window, usage);
+        storage::write_window(c, &self.subject.id, self.metric, &self.window, usage);
     }
 
     /// Write the new usage and announce what the change crossed; with `consumed`
@@ -112,21 +112,21 @@ impl<'a> WindowOp<'a> {
     /// Send what `announce` found (the hot path writes the usage itself, then calls this).
     pub fn emit_announced(&self, c: &mut SpiClient<'_>, after: Usage, a: &Announced, consumed: Option<i64>) {
         for t in &a.crossed {
-            let mut e = self.event(events::Kind::ThresholdCrossed, after, Value::Null);
+            let mut e = self.event(events::EventKind::ThresholdCrossed, after, Value::Null);
             e.threshold = Some(*t);
-            store::emit(c, &e);
+            storage::emit(c, &e);
         }
         if a.over {
-            self.emit(c, events::Kind::SoftLimitExceeded, after, Value::Null);
+            self.emit(c, events::EventKind::SoftLimitExceeded, after, Value::Null);
         }
         if let Some(amount) = consumed.filter(|_| gucs::notify_every_consume()) {
-            self.emit(c, events::Kind::Consumed, after, json!({"amount": amount}));
+            self.emit(c, events::EventKind::Consumed, after, json!({"amount": amount}));
         }
     }
 
     /// Append a ledger row for this window.
     pub fn append(&self, c: &mut SpiClient<'_>, kind: LedgerKind, amount: i64, overage: i64, key: Option<&str>, metadata: Option<pg_sys::Datum>) {
-        store::append(c, &self.ledger_row(kind, amount, overage, key, metadata));
+        storage::append(c, &self.ledger_row(kind, amount, overage, key, metadata));
     }
 
     /// The ledger row of a change of this window (both paths append it).
@@ -145,11 +145,11 @@ impl<'a> WindowOp<'a> {
         }
     }
 
-    pub fn emit(&self, c: &mut SpiClient<'_>, kind: events::Kind, usage: Usage, extra: Value) {
-        store::emit(c, &self.event(kind, usage, extra));
+    pub fn emit(&self, c: &mut SpiClient<'_>, kind: events::EventKind, usage: Usage, extra: Value) {
+        storage::emit(c, &self.event(kind, usage, extra));
     }
 
-    fn event(&self, kind: events::Kind, u: Usage, extra: Value) -> events::Event {
+    fn event(&self, kind: events::EventKind, u: Usage, extra: Value) -> events::Event {
         events::Event {
             kind,
             subject: self.subject.id.clone(),

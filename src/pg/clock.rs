@@ -5,7 +5,7 @@ use pgrx::prelude::*;
 use std::cell::RefCell;
 use std::ffi::{CStr, CString};
 
-use crate::gucs;
+use crate::pg::gucs;
 
 /// Microseconds between the Unix epoch and PostgreSQL's epoch (2000-01-01).
 const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
@@ -18,6 +18,8 @@ thread_local! {
 /// The moment that picks windows and stamps the ledger, as a PostgreSQL timestamp.
 pub fn now_pg() -> pg_sys::TimestampTz {
     match gucs::raw_string(&gucs::CLOCK_OVERRIDE) {
+        // SAFETY: reads the backend's transaction start time, a plain global (set at
+        // transaction start; every caller runs inside a transaction).
         None => unsafe { pg_sys::GetCurrentTransactionStartTimestamp() },
         Some(text) => PARSED.with(|cache| {
             let mut cache = cache.borrow_mut();
@@ -27,6 +29,7 @@ pub fn now_pg() -> pg_sys::TimestampTz {
                 }
             }
             // The check hook already accepted this string, so it parses.
+            // SAFETY: as above.
             let v = parse_timestamptz(text).unwrap_or_else(|| unsafe { pg_sys::GetCurrentTransactionStartTimestamp() });
             *cache = Some((text.to_owned(), v));
             v
@@ -40,6 +43,11 @@ pub fn now() -> DateTime<Utc> {
 
 /// Parse with PostgreSQL's own timestamptz input function; `None` if it refuses.
 pub fn parse_timestamptz(text: &CStr) -> Option<pg_sys::TimestampTz> {
+    // SAFETY: timestamptz_in gets the arguments of a type input function: a
+    // NUL-terminated cstring, a type oid (unused by it) and typmod -1. Its ERRORs (bad
+    // input, out of range) are caught and discarded without a subtransaction, which is
+    // sound because it takes no locks, buffers or other resources to release: it only
+    // pallocs, and pgrx restores the memory context and flushes the error state.
     PgTryBuilder::new(|| unsafe {
         let d = pgrx::direct_function_call::<TimestampWithTimeZone>(
             pg_sys::timestamptz_in,

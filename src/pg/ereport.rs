@@ -2,14 +2,13 @@
 //!
 //! pgrx's `ErrorReport` only carries the SQLSTATEs PostgreSQL itself defines, so QT429,
 //! QT413 and QT404 are raised here with PostgreSQL's `errstart`/`errfinish` directly,
-//! the way a C extension does. `raise` is only called from the SQL-facing functions after
-//! every Rust value that owns memory has been dropped; the strings it needs are copied into
-//! the current memory context first, so the non-local exit leaks nothing.
+//! the way a C extension does. `raise` is the only place in this library that starts an
+//! ERROR itself; its SAFETY comment says why each caller is sound.
 
 use pgrx::pg_sys;
 use std::ffi::{c_char, c_int, CString};
 
-use crate::error::QuotaError;
+use crate::domain::error::QuotaError;
 
 extern "C-unwind" {
     fn errstart(elevel: c_int, domain: *const c_char) -> bool;
@@ -56,6 +55,22 @@ pub fn raise(err: QuotaError) -> ! {
     // LOCATION shows the extension and the error's stable code.
     let code_name = palloc_cstr(err.code().to_string());
     drop(err);
+    // SAFETY: errfinish(ERROR) longjmps out of this frame into PostgreSQL's error
+    // handling, over the Rust frames between here and the nearest PG_TRY (pgrx's guard
+    // around the calling `#[pg_extern]`, trigger or hook). No destructor of those frames
+    // runs, so nothing they own may need one. That holds for every caller:
+    // - `OrRaise::or_raise` in `api/` (every SQL function): the operation has returned and
+    //   dropped everything it owned (SPI connections, relations, slots, snapshots); what
+    //   is left is the function's arguments, borrowed from PostgreSQL's memory, and values
+    //   palloc'd in the current memory context, which the error resets;
+    // - `api::tables::enforce_trigger` and `api::monitor::stats_reset`: likewise, after the
+    //   work returned its error;
+    // - `pg::read_guard::check` (ExecutorStart hook): its only guard (`Reset`) has been
+    //   dropped before the call;
+    // - `hotpath::subject_cache::on_xact` at PRE_PREPARE: a transaction callback that
+    //   owns nothing.
+    // The strings were copied into the current memory context above, so the jump leaks
+    // no Rust memory (only `err`'s, which was dropped).
     unsafe {
         if errstart(pgrx::PgLogLevel::ERROR as c_int, std::ptr::null()) {
             errcode(code);

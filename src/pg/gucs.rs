@@ -19,7 +19,7 @@ pub static NOTIFY_EVERY_CONSUME: GucSetting<bool> = GucSetting::<bool>::new(fals
 /// `SET LOCAL quota.tenant = '...'` or `set_config('quota.tenant', '...', true)`.
 pub static TENANT: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
-/// `quota.hot_path`: let the common check and consume bypass SPI (see `fastpath`). Off
+/// `quota.hot_path`: let the common check and consume bypass SPI (see `hotpath`). Off
 /// sends every call through the general path: the answers are the same, only slower.
 pub static HOT_PATH: GucSetting<bool> = GucSetting::<bool>::new(true);
 
@@ -105,6 +105,8 @@ pub fn init() {
         GucFlags::default(),
     );
     // PostgreSQL accepts PGC_POSTMASTER settings only while preloading (FATAL otherwise).
+    // SAFETY: reads a process-global flag PostgreSQL sets around loading
+    // shared_preload_libraries; _PG_init runs on the process's only thread.
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         define_subject_cache_size();
     }
@@ -124,6 +126,8 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::default(),
     );
+    // SAFETY: the only hook is `check_clock_override`, a #[pg_guard] function, so a Rust
+    // panic in it becomes a PostgreSQL ERROR instead of unwinding through PostgreSQL.
     unsafe {
         GucRegistry::define_string_guc_with_hooks(
             c"quota.clock_override",
@@ -137,6 +141,8 @@ pub fn init() {
             None,
         );
     }
+    // SAFETY: a NUL-terminated static string, called from _PG_init as PostgreSQL expects
+    // (after this library's settings are defined).
     unsafe { pg_sys::MarkGUCPrefixReserved(c"quota".as_ptr()) };
 }
 
@@ -154,12 +160,22 @@ fn define_subject_cache_size() {
 }
 
 /// The raw setting, without copying it: `None` when unset or empty.
+///
+/// The `'static` lifetime is more than PostgreSQL promises: the string is freed when
+/// the setting next changes, which can happen within a statement (`set_config()`, a
+/// function's `SET` clause, a rollback to a savepoint). Use the value at once, before
+/// anything that could run SQL or change settings; every caller does (it copies,
+/// compares or parses it).
 pub fn raw_string(setting: &'static GucSetting<Option<CString>>) -> Option<&'static CStr> {
-    // SAFETY: PostgreSQL owns the string and only replaces it between statements.
+    // SAFETY: `as_ptr` points at the setting's variable, the `char *` that PostgreSQL's
+    // GUC machinery stores the current value in (registered by `init`); this backend's
+    // only thread reads it.
     let ptr = unsafe { *setting.as_ptr() };
     if ptr.is_null() {
         return None;
     }
+    // SAFETY: a non-NULL value is a NUL-terminated string owned by the GUC machinery,
+    // valid until the setting changes (see above).
     let s = unsafe { CStr::from_ptr(ptr) };
     if s.is_empty() {
         None
@@ -179,14 +195,21 @@ unsafe extern "C-unwind" fn check_clock_override(
     _extra: *mut *mut c_void,
     _source: pg_sys::GucSource::Type,
 ) -> bool {
+    // SAFETY: PostgreSQL passes a valid pointer to the proposed value, for the call.
     let value = unsafe { *newval };
+    // SAFETY: a non-NULL proposed value is a NUL-terminated string, so its first byte
+    // can be read.
     if value.is_null() || unsafe { *value } == 0 {
         return true;
     }
+    // SAFETY: as above: non-NULL and NUL-terminated, alive for the call.
     let text = unsafe { CStr::from_ptr(value) };
-    if crate::clock::parse_timestamptz(text).is_some_and(crate::clock::in_range) {
+    if crate::pg::clock::parse_timestamptz(text).is_some_and(crate::pg::clock::in_range) {
         true
     } else {
+        // SAFETY: how a check hook reports (PostgreSQL's GUC_check_errdetail): the code,
+        // and a detail string that PostgreSQL reads right after the hook returns; pstrdup
+        // copies the static text into the current memory context, which outlives that.
         unsafe {
             pg_sys::GUC_check_errcode(pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE as i32);
             pg_sys::GUC_check_errdetail_string =

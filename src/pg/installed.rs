@@ -4,7 +4,7 @@
 //! After a package upgrade the new library serves every database at once, while each
 //! database keeps its old objects until `ALTER EXTENSION quota_ext UPDATE`. Such a
 //! database is still served, with the semantics of its version:
-//! - the hot path (`fastpath`) and its caches serve only a database at this library's
+//! - the hot path (`hotpath`) and its caches serve only a database at this library's
 //!   version, whose invalidation triggers are all in place; older ones take the general
 //!   path, which reads everything with the statement's snapshot;
 //! - code that needs objects a version added checks `at_least` first, and either keeps
@@ -15,11 +15,10 @@
 //! statement that fires one (see `sql/quota_ext--0.3.0--0.4.0.sql`), so other backends
 //! see the new version from their next call.
 
-use pgrx::pg_sys::{self, Datum, Oid};
 use pgrx::spi::Spi;
 use std::cell::Cell;
 
-use crate::error::QuotaError;
+use crate::domain::error::QuotaError;
 
 /// A released version, `major.minor.patch`.
 pub type Version = (u32, u32, u32);
@@ -32,14 +31,9 @@ pub const ROW_CHARGES: Version = (0, 4, 0);
 thread_local! {
     /// The installed version as last read; `Some(None)`: the extension is not installed.
     static CACHED: Cell<Option<Option<Version>>> = const { Cell::new(None) };
-    static REGISTERED: Cell<bool> = const { Cell::new(false) };
-    static GENERATION: Cell<u64> = const { Cell::new(0) };
 }
 
-// SAFETY: called by PostgreSQL's invalidation machinery with plain values; it only
-// clears this backend's thread-local cache, never reads the catalog, and cannot fail.
-unsafe extern "C-unwind" fn forget(_arg: Datum, _relid: Oid) {
-    GENERATION.with(|g| g.set(g.get().wrapping_add(1)));
+fn forget(_relid: pgrx::pg_sys::Oid) {
     CACHED.with(|c| c.set(None));
 }
 
@@ -60,11 +54,7 @@ pub fn version() -> Option<Version> {
     if let Some(v) = CACHED.with(|c| c.get()) {
         return v;
     }
-    if !REGISTERED.with(|r| r.replace(true)) {
-        // SAFETY: plain callback registration; the callback only clears a cache.
-        unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(forget), Datum::from(0usize)) };
-    }
-    let generation = GENERATION.with(|g| g.get());
+    let generation = super::invalidation::listen(forget);
     // A read-only statement: no transaction id is assigned (a hot standby has none to give).
     let text = Spi::connect(|c| {
         c.select("SELECT extversion::text FROM pg_catalog.pg_extension WHERE extname = 'quota_ext'", Some(1), &[])
@@ -72,7 +62,7 @@ pub fn version() -> Option<Version> {
             .and_then(|t| if t.is_empty() { None } else { t.first().get::<String>(1).ok().flatten() })
     });
     let v = text.as_deref().and_then(parse);
-    if GENERATION.with(|g| g.get()) == generation {
+    if super::invalidation::unchanged_since(generation) {
         CACHED.with(|c| c.set(Some(v)));
     }
     v

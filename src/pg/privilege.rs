@@ -1,7 +1,7 @@
 //! Running as the owner of schema quota, with search_path pinned.
 //!
 //! `quota_check`, `quota_consume` and `quota_try_consume` (the C-language forms) are
-//! SECURITY INVOKER: their hot path (`fastpath`) reads and writes through the access
+//! SECURITY INVOKER: their hot path (`hotpath`) reads and writes through the access
 //! methods, which check no privileges (the caller's EXECUTE right on the function is the
 //! gate), so it pays nothing for a role switch. Their general path runs SQL through SPI,
 //! and wraps it in `as_owner`, which does what a SECURITY DEFINER function with
@@ -18,6 +18,14 @@ pub fn as_owner<R>(f: impl FnOnce() -> R) -> R {
         // Without the schema nothing can run anyway; let SPI report it as the caller.
         return f();
     };
+    // SAFETY: inside a transaction (every caller serves a SQL function), as PostgreSQL's
+    // own SECURITY DEFINER call handler does it: save the user and security context,
+    // switch, open a GUC nest level and SAVE the setting in it; afterwards close the
+    // level and restore what was saved. If `f` unwinds (an ERROR, a panic) the restore
+    // below is skipped, which is sound only because the unwinding ends in a
+    // (sub)transaction abort, which restores the user, security context and settings of
+    // its start: no caller catches it without one (`subtransaction::run` rolls back;
+    // `clock::parse_timestamptz` catches only timestamptz_in's errors).
     unsafe {
         let (mut user, mut context) = (pg_sys::InvalidOid, 0);
         pg_sys::GetUserIdAndSecContext(&mut user, &mut context);
@@ -45,6 +53,9 @@ pub fn as_owner<R>(f: impl FnOnce() -> R) -> R {
 
 /// The owner of schema quota (the role that created the extension).
 fn owner() -> Option<pg_sys::Oid> {
+    // SAFETY: catalog lookups inside a transaction: by name (missing_ok, InvalidOid when
+    // there is no schema quota), then a syscache tuple by oid, whose data (a
+    // pg_namespace row, read through GETSTRUCT) is read before the tuple is released.
     unsafe {
         let nsp = pg_sys::get_namespace_oid(c"quota".as_ptr(), true);
         if nsp == pg_sys::InvalidOid {

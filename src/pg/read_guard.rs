@@ -64,14 +64,14 @@ fn check() {
     let decided = {
         let _reset = Reset;
         // A database with a schema named quota but without the extension is not ours.
-        if crate::installed::version().is_none() {
+        if crate::pg::installed::version().is_none() {
             return;
         }
-        crate::tenancy::current()
+        crate::pg::roles::scope()
     };
     if let Err(e) = decided {
         // Raised with its own SQLSTATE (42501, or 22023 for an over-long tenant).
-        crate::ereport::raise(e);
+        crate::pg::ereport::raise(e);
     }
 }
 
@@ -80,6 +80,10 @@ fn check() {
 /// # Safety
 /// `query` is the executor's QueryDesc, with its planned statement.
 unsafe fn reads_quota_relations(query: *mut pg_sys::QueryDesc) -> bool {
+    // SAFETY: the caller's guarantee; the planned statement's range table is a List of
+    // RangeTblEntry (NIL for none), alive as long as the statement. The catalog lookups
+    // (schema by name, missing_ok; a relation's namespace by oid, InvalidOid if gone)
+    // run inside the query's transaction.
     unsafe {
         if query.is_null() || (*query).plannedstmt.is_null() {
             return false;

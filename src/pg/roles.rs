@@ -8,9 +8,10 @@
 //! (`pg_authid` and `pg_auth_members` syscache invalidations). Bindings store role
 //! names, so they survive dump and restore; a name without a role binds nobody.
 
+use super::invalidation;
 use pgrx::pg_sys::{self, Datum, Oid};
 use pgrx::spi::Spi;
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::Rc;
 
 /// What the session's role may do.
@@ -70,43 +71,31 @@ pub fn this_cluster() -> String {
 /// Every binding.
 type Bindings = Rc<Vec<Binding>>;
 
+/// The answer for one (session user, current role) pair.
+type SessionAnswer = ((Oid, Oid), Rc<SessionRole>);
+
 thread_local! {
     /// Every binding, as last read.
     static BINDINGS: RefCell<Option<Bindings>> = const { RefCell::new(None) };
     /// The answer for one (session user, current role) pair.
-    static SESSION: RefCell<Option<((Oid, Oid), Rc<SessionRole>)>> = const { RefCell::new(None) };
-    static REGISTERED: Cell<bool> = const { Cell::new(false) };
-    /// Invalidations seen: an answer computed while one arrived is not kept.
-    static GENERATION: Cell<u64> = const { Cell::new(0) };
+    static SESSION: RefCell<Option<SessionAnswer>> = const { RefCell::new(None) };
 }
 
 // The bindings table's oid is not kept: any relcache invalidation forgets the bindings,
 // which are rare and cost one small read to reload.
-// SAFETY: called by PostgreSQL's invalidation machinery with plain values; it only
-// clears this backend's thread-local caches, never reads the catalog, cannot fail.
-unsafe extern "C-unwind" fn bindings_changed(_arg: Datum, _relid: Oid) {
-    GENERATION.with(|g| g.set(g.get().wrapping_add(1)));
+fn bindings_changed(_relid: Oid) {
     BINDINGS.with(|b| *b.borrow_mut() = None);
     SESSION.with(|s| *s.borrow_mut() = None);
 }
 
-// SAFETY: as for `bindings_changed`: only thread-local caches are cleared.
-unsafe extern "C-unwind" fn roles_changed(_arg: Datum, _cacheid: i32, _hash: u32) {
-    GENERATION.with(|g| g.set(g.get().wrapping_add(1)));
+fn roles_changed() {
     SESSION.with(|s| *s.borrow_mut() = None);
 }
 
-fn register() {
-    if REGISTERED.with(|r| r.replace(true)) {
-        return;
-    }
-    // SAFETY: plain callback registration; the callbacks only clear thread-local caches.
-    unsafe {
-        pg_sys::CacheRegisterRelcacheCallback(Some(bindings_changed), Datum::from(0usize));
-        pg_sys::CacheRegisterSyscacheCallback(pg_sys::SysCacheIdentifier::AUTHOID as _, Some(roles_changed), Datum::from(0usize));
-        pg_sys::CacheRegisterSyscacheCallback(pg_sys::SysCacheIdentifier::AUTHMEMMEMROLE as _, Some(roles_changed), Datum::from(0usize));
-        pg_sys::CacheRegisterSyscacheCallback(pg_sys::SysCacheIdentifier::AUTHMEMROLEMEM as _, Some(roles_changed), Datum::from(0usize));
-    }
+/// Follow invalidations; returns the current generation.
+fn register() -> u64 {
+    invalidation::listen(bindings_changed);
+    invalidation::listen_roles(roles_changed)
 }
 
 /// What the session may do. Administration follows the current role (`SET ROLE`
@@ -114,15 +103,14 @@ fn register() {
 /// current role and the session user, who logged in: a bound login role cannot shed its
 /// binding with `SET ROLE quota_app`, since the session user stays the same.
 pub fn session() -> Rc<SessionRole> {
-    register();
+    let generation = register();
     // SAFETY: reads the backend's session user and current outer role.
     let key = unsafe { (pg_sys::GetSessionUserId(), pg_sys::GetOuterUserId()) };
     if let Some(found) = SESSION.with(|s| s.borrow().as_ref().filter(|(k, _)| *k == key).map(|(_, r)| r.clone())) {
         return found;
     }
-    let generation = GENERATION.with(|g| g.get());
     let role = Rc::new(compute(key.0, key.1));
-    if GENERATION.with(|g| g.get()) == generation {
+    if invalidation::unchanged_since(generation) {
         SESSION.with(|s| *s.borrow_mut() = Some((key, role.clone())));
     }
     role
@@ -163,9 +151,9 @@ fn bindings() -> Bindings {
     if let Some(b) = BINDINGS.with(|b| b.borrow().clone()) {
         return b;
     }
-    let generation = GENERATION.with(|g| g.get());
-    let rows = if crate::installed::at_least(crate::installed::BINDINGS) {
-        crate::privilege::as_owner(|| {
+    let generation = register();
+    let rows = if crate::pg::installed::at_least(crate::pg::installed::BINDINGS) {
+        crate::pg::privilege::as_owner(|| {
             Spi::connect(|c| {
                 c.select("SELECT role_name, tenant, role_oid, role_cluster FROM quota.tenant_bindings", None, &[])
                     .map(|t| {
@@ -186,8 +174,27 @@ fn bindings() -> Bindings {
         Vec::new()
     };
     let rows = Rc::new(rows);
-    if GENERATION.with(|g| g.get()) == generation {
+    if invalidation::unchanged_since(generation) {
         BINDINGS.with(|b| *b.borrow_mut() = Some(rows.clone()));
     }
     rows
+}
+
+/// The calling session's scope. The role is the session's current role (`SET ROLE`),
+/// not the owner of the SECURITY DEFINER function that is running.
+pub fn scope() -> crate::domain::error::Result<crate::domain::tenancy::Scope> {
+    let setting = crate::pg::gucs::tenant();
+    let role = session();
+    // The binding first: a bound session learns nothing about tenants it may not name
+    // (not even whether a long one is stored).
+    let scope = crate::domain::tenancy::Scope::decide(setting.as_deref(), role.admin, role.tenants.as_deref()).map_err(crate::domain::tenancy::not_bound)?;
+    if let Some(t) = setting.as_deref() {
+        // A tenant stored before the length bounds keeps working.
+        if let Err(too_long) = crate::domain::error::name("quota.tenant", t) {
+            if !crate::storage::name_is_stored("quota.tenant", t) {
+                return Err(too_long);
+            }
+        }
+    }
+    Ok(scope)
 }

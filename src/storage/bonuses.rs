@@ -6,9 +6,9 @@ use pgrx::pg_sys::PgBuiltInOids as T;
 use pgrx::spi::SpiClient;
 
 use super::{first, run, ts, Stmt};
-use crate::bonus::{ReferenceScope, Rule};
-use crate::clock;
-use crate::period::Window;
+use crate::domain::bonus::{ReferenceScope, BonusRule};
+use crate::pg::clock;
+use crate::domain::period::Window;
 
 static FIND_RULE: Stmt = Stmt {
     sql: "SELECT amount, reference_scope FROM quota.bonus_rules WHERE plan = $1 AND metric = $2 AND kind = $3",
@@ -34,17 +34,17 @@ static INSERT_GRANT: Stmt = Stmt {
     ],
 };
 
-pub fn rule(c: &mut SpiClient<'_>, plan: &str, metric: &str, kind: &str) -> Option<Rule> {
+pub fn rule(c: &mut SpiClient<'_>, plan: &str, metric: &str, kind: &str) -> Option<BonusRule> {
     let table = run(c, &FIND_RULE, &[plan.into(), metric.into(), kind.into()]);
     if table.is_empty() {
         return None;
     }
     let row = table.first();
     let scope: String = row.get(2).ok().flatten()?;
-    Some(Rule { amount: row.get(1).ok().flatten()?, scope: ReferenceScope::parse(&scope)? })
+    Some(BonusRule { amount: row.get(1).ok().flatten()?, scope: ReferenceScope::parse(&scope)? })
 }
 
-pub fn upsert_rule(c: &mut SpiClient<'_>, plan: &str, metric: &str, kind: &str, rule: Rule) {
+pub fn upsert_rule(c: &mut SpiClient<'_>, plan: &str, metric: &str, kind: &str, rule: BonusRule) {
     run(c, &UPSERT_RULE, &[plan.into(), metric.into(), kind.into(), rule.amount.into(), rule.scope.as_str().into()]);
 }
 
@@ -63,7 +63,7 @@ pub struct Grant<'a> {
     pub metric: &'a str,
     pub kind: &'a str,
     pub reference: Option<&'a str>,
-    pub rule: Rule,
+    pub rule: BonusRule,
     pub window: &'a Window,
     pub day: NaiveDate,
     pub at: DateTime<Utc>,

@@ -17,9 +17,9 @@ static EMIT: Stmt = Stmt {
 };
 
 /// Record the event in the outbox and notify listeners (delivered at COMMIT).
-pub fn emit(c: &mut SpiClient<'_>, e: &crate::events::Event) {
+pub fn emit(c: &mut SpiClient<'_>, e: &crate::domain::events::Event) {
     let payload = e.payload().to_string();
-    let full = crate::gucs::notify_full_payload() || !crate::installed::at_least(crate::installed::BINDINGS);
+    let full = crate::pg::gucs::notify_full_payload() || !crate::pg::installed::at_least(crate::pg::installed::BINDINGS);
     let args = [e.kind.as_str().into(), e.subject.as_str().into(), e.metric.as_str().into(), payload.as_str().into(), ts(e.occurred_at), full.into()];
     run(c, &EMIT, &args);
 }

@@ -23,7 +23,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use crate::clock;
+use crate::pg::clock;
 
 pub mod bonuses;
 pub mod events;
@@ -64,8 +64,13 @@ impl IntoDatum for RawJsonb {
         pg_sys::JSONBOID
     }
 }
+// SAFETY: unboxing keeps the jsonb argument's datum as it is, without reading through it;
+// everything that reads it later (jsonb_out, toast_raw_datum_size, the inserts that store
+// it) runs within the same call, while the argument is valid.
 unsafe impl<'fcx> pgrx::callconv::ArgAbi<'fcx> for RawJsonb {
     unsafe fn unbox_arg_unchecked(arg: pgrx::callconv::Arg<'_, 'fcx>) -> Self {
+        // SAFETY: the caller (pgrx's wrapper) passes a jsonb argument, and calls this only
+        // for a non-NULL one (Option<RawJsonb> arguments test for NULL first).
         unsafe { arg.unbox_arg_using_from_datum().expect("strict argument is not null") }
     }
 }
@@ -103,6 +108,9 @@ thread_local! {
     static STABLE: Cell<bool> = const { Cell::new(false) };
     /// The cursors of a `stable` connection's reads, kept until the connection ends
     /// (their results borrow them).
+    // Boxed so that each cursor stays where it is while the Vec grows: `read` keeps a raw
+    // pointer into the box to fetch the result it returns.
+    #[allow(clippy::vec_box)]
     static CURSORS: RefCell<Vec<Box<SpiCursor<'static>>>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -193,8 +201,12 @@ fn read<'c>(client: &mut SpiClient<'c>, stmt: &'static Stmt, args: &[DatumWithOi
         std::ffi::CStr::from_ptr((*portal).name).to_string_lossy().into_owned()
     };
     let cursor = client.find_cursor(&name).unwrap_or_else(|e| unreachable!("cursor {name}: {e}"));
-    // SAFETY: the cursor is kept (boxed, so it does not move) until `stable` returns,
-    // after the connection and every result borrowed from the cursor are gone.
+    // SAFETY: only the lifetime changes. The cursor is kept (boxed, so it does not move)
+    // until `stable` returns, after the connection and every result fetched from it are
+    // gone, and is then closed. That needs its portal to exist until then: a portal
+    // opened in a subtransaction is dropped when that rolls back, so no `stable` may
+    // catch an error of a subtransaction begun inside it (none does: the only
+    // `subtransaction::run` callers use volatile connections).
     let cursor: Box<SpiCursor<'static>> = Box::new(unsafe { std::mem::transmute::<SpiCursor<'c>, SpiCursor<'static>>(cursor) });
     let cursor: *mut SpiCursor<'static> = CURSORS.with(|c| {
         let mut c = c.borrow_mut();

@@ -4,17 +4,15 @@ use pgrx::pg_sys::PgBuiltInOids as T;
 use pgrx::spi::{SpiClient, SpiTupleTable};
 
 use super::{first, run, schema, SpiRow, Stmt};
-use crate::error::Result;
-use crate::limits::Limit;
+use crate::domain::error::Result;
+use crate::domain::limits::Limit;
 
 static FIND_PLAN: Stmt = Stmt { sql: "SELECT bonus_cap_per_day FROM quota.plans WHERE plan = $1", types: &[T::TEXTOID] };
 static PLAN_EXISTS: Stmt = Stmt { sql: "SELECT true FROM quota.plans WHERE plan = $1", types: &[T::TEXTOID] };
 
 /// `None` if the plan does not exist, else its daily bonus cap (which may be unset).
 pub fn plan_bonus_cap(c: &mut SpiClient<'_>, plan: &str) -> Option<Option<i32>> {
-    if first::<bool>(run(c, &PLAN_EXISTS, &[plan.into()]), 1).is_none() {
-        return None;
-    }
+    first::<bool>(run(c, &PLAN_EXISTS, &[plan.into()]), 1)?;
     Some(first::<i32>(run(c, &FIND_PLAN, &[plan.into()]), 1))
 }
 

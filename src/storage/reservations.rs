@@ -7,8 +7,8 @@ use pgrx::spi::{SpiClient, SpiTupleTable};
 
 use super::windows::key_args;
 use super::{first, run, ts, RawJsonb, Stmt};
-use crate::clock;
-use crate::period::Window;
+use crate::pg::clock;
+use crate::domain::period::Window;
 
 #[derive(Clone, Debug)]
 pub struct Reservation {

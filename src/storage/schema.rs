@@ -17,9 +17,9 @@ use pgrx::datum::TimestampWithTimeZone;
 use pgrx::pg_sys::{self, Datum, Oid};
 use pgrx::{FromDatum, IntoDatum};
 
-use crate::error::{QuotaError, Result};
-use crate::limits::{Enforcement, Limit, Usage};
-use crate::period::{self, Period};
+use crate::domain::error::{QuotaError, Result};
+use crate::domain::limits::{Enforcement, Limit, Usage};
+use crate::domain::period::{self, Period};
 
 /// One column: its name and type.
 pub struct Column {
@@ -28,7 +28,7 @@ pub struct Column {
 }
 
 /// One state table of schema quota.
-pub struct Table {
+pub struct StateTable {
     pub name: &'static std::ffi::CStr,
     /// Every column either path reads or writes; the primary key's columns first, in
     /// the key's order.
@@ -50,7 +50,7 @@ const TSTZ: Oid = pg_sys::TIMESTAMPTZOID;
 const JSONB: Oid = pg_sys::JSONBOID;
 const INT4ARRAY: Oid = pg_sys::INT4ARRAYOID;
 
-pub static SUBJECTS: Table = Table {
+pub static SUBJECTS: StateTable = StateTable {
     name: c"subjects",
     columns: &[col(c"subject", TEXT), col(c"plan", TEXT), col(c"tenant", TEXT), col(c"cycle_anchor", TSTZ), col(c"time_zone", TEXT)],
     key: 1,
@@ -64,7 +64,7 @@ pub mod subjects {
     pub const TIME_ZONE: usize = 4;
 }
 
-pub static PLAN_LIMITS: Table = Table {
+pub static PLAN_LIMITS: StateTable = StateTable {
     name: c"plan_limits",
     columns: &[
         col(c"plan", TEXT),
@@ -88,7 +88,7 @@ pub mod plan_limits {
     pub const ALERT_THRESHOLDS: usize = 6;
 }
 
-pub static COUNTERS: Table = Table {
+pub static COUNTERS: StateTable = StateTable {
     name: c"counters",
     columns: &[
         col(c"subject", TEXT),
@@ -112,7 +112,7 @@ pub mod counters {
 
 /// The ledger. Any column not described here must be nullable without a default (the
 /// hot path leaves it NULL, as the general path's INSERT does).
-pub static USAGE_EVENTS: Table = Table {
+pub static USAGE_EVENTS: StateTable = StateTable {
     name: c"usage_events",
     columns: &[
         col(c"id", INT8),
@@ -133,9 +133,9 @@ pub static USAGE_EVENTS: Table = Table {
 /// Column position of the ledger's identity.
 pub const LEDGER_ID: usize = 0;
 
-pub static TABLES: [&Table; 4] = [&SUBJECTS, &PLAN_LIMITS, &COUNTERS, &USAGE_EVENTS];
+pub static TABLES: [&StateTable; 4] = [&SUBJECTS, &PLAN_LIMITS, &COUNTERS, &USAGE_EVENTS];
 
-impl Table {
+impl StateTable {
     pub fn name(&self) -> &'static str {
         self.name.to_str().expect("table names are ASCII")
     }
@@ -183,7 +183,7 @@ pub struct SubjectRow {
     pub tz: Tz,
 }
 
-fn corrupt(table: &Table, col: usize, value: impl ToString) -> QuotaError {
+fn corrupt(table: &StateTable, col: usize, value: impl ToString) -> QuotaError {
     QuotaError::Corrupt {
         table: match table.name() {
             "subjects" => "quota.subjects",
@@ -196,7 +196,7 @@ fn corrupt(table: &Table, col: usize, value: impl ToString) -> QuotaError {
     }
 }
 
-fn required<T: FromDatum + IntoDatum>(table: &Table, row: &impl Row, col: usize) -> Result<T> {
+fn required<T: FromDatum + IntoDatum>(table: &StateTable, row: &impl Row, col: usize) -> Result<T> {
     row.get(col).ok_or_else(|| corrupt(table, col, "NULL"))
 }
 
@@ -288,13 +288,13 @@ impl LedgerRow<'_> {
             (text(self.subject), t(1)),
             (self.tenant.and_then(text), t(2)),
             (text(self.metric), t(3)),
-            (crate::clock::window_key(self.window_start).into_datum(), t(4)),
+            (crate::pg::clock::window_key(self.window_start).into_datum(), t(4)),
             (text(self.kind.as_str()), t(5)),
             (Some(Datum::from(self.amount)), t(6)),
             (Some(Datum::from(self.overage)), t(7)),
             (self.idempotency_key.and_then(text), t(8)),
             (self.metadata, t(9)),
-            (Some(Datum::from(crate::clock::to_pg(self.created_at))), t(10)),
+            (Some(Datum::from(crate::pg::clock::to_pg(self.created_at))), t(10)),
         ]
     }
 }

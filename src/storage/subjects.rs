@@ -7,10 +7,10 @@ use pgrx::prelude::*;
 use pgrx::spi::{SpiClient, SpiTupleTable};
 
 use super::{first, run, schema, ts, SpiRow, Stmt};
-use crate::clock;
-use crate::error::Result;
-use crate::period::{self, Period, Window};
-use crate::tenancy::Scope;
+use crate::pg::clock;
+use crate::domain::error::Result;
+use crate::domain::period::{self, Period, Window};
+use crate::domain::tenancy::Scope;
 
 #[derive(Clone, Debug)]
 pub struct Subject {
@@ -85,17 +85,18 @@ static UPSERT_SUBJECT: Stmt = Stmt {
     types: &[T::TEXTOID, T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID, T::TEXTOID, T::TIMESTAMPTZOID, T::BOOLOID],
 };
 
-pub fn upsert_subject(
-    c: &mut SpiClient<'_>,
-    id: &str,
-    plan: &str,
-    tenant: Option<&str>,
-    anchor: Option<DateTime<Utc>>,
-    zone: Option<&str>,
-    now: DateTime<Utc>,
-    scope: &Scope,
-) -> bool {
-    let args = [id.into(), plan.into(), tenant.into(), anchor.map(clock::to_pg_tz).into(), zone.into(), ts(now), scope.params().0.into()];
+/// A subject's plan assignment, as `UPSERT_SUBJECT` stores it: a `None` tenant, anchor or
+/// zone keeps the stored one (a new subject: no tenant, `now`, UTC).
+pub struct Assignment<'a> {
+    pub id: &'a str,
+    pub plan: &'a str,
+    pub tenant: Option<&'a str>,
+    pub anchor: Option<DateTime<Utc>>,
+    pub zone: Option<&'a str>,
+}
+
+pub fn upsert_subject(c: &mut SpiClient<'_>, a: &Assignment<'_>, now: DateTime<Utc>, scope: &Scope) -> bool {
+    let args = [a.id.into(), a.plan.into(), a.tenant.into(), a.anchor.map(clock::to_pg_tz).into(), a.zone.into(), ts(now), scope.params().0.into()];
     !run(c, &UPSERT_SUBJECT, &args).is_empty()
 }
 
@@ -116,7 +117,7 @@ pub fn name_is_stored(argument: &str, value: &str) -> bool {
         "tenant" | "quota.tenant" => "SELECT true FROM quota.subjects WHERE tenant = $1 LIMIT 1",
         _ => return false,
     };
-    crate::privilege::as_owner(|| {
+    crate::pg::privilege::as_owner(|| {
         Spi::connect(|c| c.select(sql, Some(1), &[value.into()]).map(|t| !t.is_empty()).unwrap_or(false))
     })
 }
@@ -150,7 +151,7 @@ static UNBIND_TENANT: Stmt = Stmt {
 };
 
 pub fn bind_tenant(c: &mut SpiClient<'_>, role: &str, role_oid: pg_sys::Oid, tenant: &str) {
-    let cluster = crate::roles::this_cluster();
+    let cluster = crate::pg::roles::this_cluster();
     run(c, &REHOME_BINDINGS, &[role.into(), role_oid.into(), cluster.as_str().into()]);
     run(c, &BIND_TENANT, &[role.into(), tenant.into(), role_oid.into(), cluster.as_str().into()]);
 }

@@ -5,10 +5,10 @@ use pgrx::pg_sys::PgBuiltInOids as T;
 use pgrx::spi::{SpiClient, SpiTupleTable};
 
 use super::{run, schema, SpiRow, Stmt};
-use crate::clock;
-use crate::error::Result;
-use crate::limits::Usage;
-use crate::period::Window;
+use crate::pg::clock;
+use crate::domain::error::Result;
+use crate::domain::limits::Usage;
+use crate::domain::period::Window;
 
 static READ_WINDOW: Stmt = Stmt {
     sql: "SELECT {counters} FROM quota.counters WHERE subject = $1 AND metric = $2 AND window_start = $3",

@@ -1,4 +1,4 @@
--- The hot path (src/fastpath.rs: the common check and consume by primary-key probes and
+-- The hot path (src/hotpath/: the common check and consume by primary-key probes and
 -- direct heap writes) gives exactly the answers, rows and events of the general path.
 -- The same operations run for subject hp_on with quota.hot_path on and for hp_off with
 -- it off; then everything they wrote is compared.

@@ -33,9 +33,15 @@ use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PGRXSharedMemory, PgLwLock};
 use std::cell::RefCell;
 
-use crate::decision::Decision;
-use crate::limits::Reason;
+use crate::domain::decision::Decision;
+use crate::domain::limits::Reason;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering::Relaxed};
+
+mod prepared;
+mod recent;
+
+use prepared::*;
+pub use recent::*;
 
 /// How many (database, metric) pairs are tracked, overflow rows included.
 pub const SLOTS: usize = 512;
@@ -48,7 +54,7 @@ pub const PREPARED_SLOTS: usize = 256;
 /// Names (metrics; subjects and tenants of recent refusals) are kept up to this many
 /// bytes, the longest name quota_ext accepts (longer ones, stored before the bounds, are
 /// cut at a char boundary, and a cut tenant is shown to administrators only).
-pub const NAME_BYTES: usize = crate::error::MAX_NAME_BYTES;
+pub const NAME_BYTES: usize = crate::domain::error::MAX_NAME_BYTES;
 const OTHER: &str = "(other)";
 
 /// The totals of one metric.
@@ -84,7 +90,7 @@ pub fn slot_name(metric: &str) -> &str {
     &metric[..cut]
 }
 
-struct Slot {
+struct MetricSlot {
     /// 0: free. Set once, under the exclusive lock, and never cleared (reset zeroes totals).
     database: AtomicI64,
     len: AtomicI64,
@@ -92,14 +98,14 @@ struct Slot {
     totals: [AtomicI64; 7],
 }
 
-pub struct Table {
-    slots: [Slot; SLOTS],
+pub struct TotalsTable {
+    slots: [MetricSlot; SLOTS],
 }
 
-impl Default for Table {
+impl Default for TotalsTable {
     fn default() -> Self {
-        Table {
-            slots: std::array::from_fn(|_| Slot {
+        TotalsTable {
+            slots: std::array::from_fn(|_| MetricSlot {
                 database: AtomicI64::new(0),
                 len: AtomicI64::new(0),
                 name: std::array::from_fn(|_| Default::default()),
@@ -109,10 +115,13 @@ impl Default for Table {
     }
 }
 
-// SAFETY: only atomics, no pointers; every process maps the table at the same place.
-unsafe impl PGRXSharedMemory for Table {}
+// SAFETY: only atomics (in arrays), no pointers, which would mean nothing in another
+// process, and nothing to drop. Backends holding the lock in share mode add to the
+// totals concurrently, which the atomics allow; slots are claimed and cleared under the
+// exclusive lock.
+unsafe impl PGRXSharedMemory for TotalsTable {}
 
-impl Slot {
+impl MetricSlot {
     fn is(&self, database: i64, name: &str) -> bool {
         self.database.load(Relaxed) == database
             && self.len.load(Relaxed) == name.len() as i64
@@ -145,10 +154,15 @@ impl Slot {
     }
 }
 
-static TABLE: PgLwLock<Table> = unsafe { PgLwLock::new(c"quota_ext_stats") };
+// The locks' names name their shared-memory areas and LWLock tranches, which must not
+// clash: each is used once, and carries the library's name (as does the subject cache's
+// area, "quota_ext subject cache") to stay apart from other libraries'. Each lock is set
+// up by pg_shmem_init! in `init` (preload only), and `active()` gates every use.
+// SAFETY: "quota_ext_stats" names this lock only (see above).
+static TABLE: PgLwLock<TotalsTable> = unsafe { PgLwLock::new(c"quota_ext_stats") };
+// SAFETY: "quota_ext_refusals" names this lock only (see above).
 static RECENT: PgLwLock<Recent> = unsafe { PgLwLock::new(c"quota_ext_refusals") };
-// SAFETY: the lock is initialised by pg_shmem_init! in `init` (preload only) before any
-// use; `active()` gates every use, as for TABLE and RECENT.
+// SAFETY: "quota_ext_prepared_stats" names this lock only (see above).
 static PREPARED: PgLwLock<Prepared> = unsafe { PgLwLock::new(c"quota_ext_prepared_stats") };
 /// Set in the postmaster when preloaded; backends inherit it.
 static ACTIVE: AtomicBool = AtomicBool::new(false);
@@ -156,11 +170,15 @@ static ACTIVE: AtomicBool = AtomicBool::new(false);
 /// Called from `_PG_init`: reserve the table when loaded by `shared_preload_libraries`.
 #[allow(unexpected_cfgs)] // pg_shmem_init! tests every PostgreSQL version's feature
 pub fn init() {
+    // SAFETY: reads a process-global flag PostgreSQL sets around loading
+    // shared_preload_libraries; _PG_init runs on the process's only thread.
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         pg_shmem_init!(TABLE);
         pg_shmem_init!(RECENT);
         pg_shmem_init!(PREPARED);
         ACTIVE.store(true, Relaxed);
+        // SAFETY: registered once, in the postmaster, and inherited by every backend; the
+        // callbacks (#[pg_guard]) stay valid for the life of the process.
         unsafe {
             pg_sys::RegisterXactCallback(Some(on_xact), std::ptr::null_mut());
             pg_sys::RegisterSubXactCallback(Some(on_subxact), std::ptr::null_mut());
@@ -173,6 +191,8 @@ pub fn active() -> bool {
 }
 
 fn database() -> i64 {
+    // SAFETY: reads a backend-local global, set when the backend connected to its
+    // database, before any SQL function runs.
     unsafe { pg_sys::MyDatabaseId.to_u32() as i64 }
 }
 
@@ -225,7 +245,7 @@ fn warn_full() {
     }
 }
 
-fn probe<'t>(slots: &'t [Slot], db: i64, name: &str, start: usize) -> Option<&'t Slot> {
+fn probe<'t>(slots: &'t [MetricSlot], db: i64, name: &str, start: usize) -> Option<&'t MetricSlot> {
     for i in 0..slots.len() {
         let slot = &slots[(start + i) % slots.len()];
         if slot.database.load(Relaxed) == 0 {
@@ -240,7 +260,7 @@ fn probe<'t>(slots: &'t [Slot], db: i64, name: &str, start: usize) -> Option<&'t
 
 /// FNV-1a over the database and the name: the first slot to try.
 pub fn bucket(db: i64, name: &str) -> usize {
-    (crate::subject_cache::fnv1a([&db.to_le_bytes()[..], name.as_bytes()]) % SLOTS as u64) as usize
+    (crate::hotpath::subject_cache::fnv1a([&db.to_le_bytes()[..], name.as_bytes()]) % SLOTS as u64) as usize
 }
 
 // What this transaction will add at commit ------------------------------------------------
@@ -255,6 +275,8 @@ fn pend(metric: &str, t: Totals) {
         return;
     }
     make_room(metric);
+    // SAFETY: reads the current transaction state's subtransaction id; every caller runs
+    // inside a transaction (an operation of a SQL function).
     let sub = unsafe { pg_sys::GetCurrentSubTransactionId() };
     PENDING.with(|p| {
         let mut p = p.borrow_mut();
@@ -401,7 +423,7 @@ unsafe extern "C-unwind" fn on_subxact(
     });
 }
 
-// What the engine reports ---------------------------------------------------------------------
+// What the operations report ---------------------------------------------------------------------
 
 /// A consume (or a reservation's commit) of `amount`, `soft_over` if it went past a soft limit.
 pub fn consumed(metric: &str, amount: i64, soft_over: bool) {
@@ -416,7 +438,7 @@ pub fn refused(d: &Decision, tenant: Option<&str>) {
     }
     now(&d.metric, Totals { exceeded: 1, ..Totals::default() });
     let entry = Refusal {
-        at: crate::clock::now_pg(),
+        at: crate::pg::clock::now_pg(),
         database: database(),
         subject: Name::of(Some(&d.subject)),
         tenant: Name::of(tenant),
@@ -433,115 +455,7 @@ pub fn refused(d: &Decision, tenant: Option<&str>) {
     ring.filled = (ring.filled + 1).min(RECENT_SIZE);
 }
 
-// The most recent refusals ----------------------------------------------------------------
-
-/// How many refusals the ring keeps (all databases together).
-pub const RECENT_SIZE: usize = 1024;
-
-/// A text value of up to `NAME_BYTES`; `len < 0` is NULL.
-#[derive(Clone, Copy)]
-struct Name {
-    len: i16,
-    /// The text was longer than NAME_BYTES and is kept cut.
-    cut: bool,
-    bytes: [u8; NAME_BYTES],
-}
-
-impl Name {
-    fn of(text: Option<&str>) -> Name {
-        let mut n = Name { len: -1, cut: false, bytes: [0; NAME_BYTES] };
-        if let Some(full) = text {
-            let t = slot_name(full);
-            n.bytes[..t.len()].copy_from_slice(t.as_bytes());
-            n.len = t.len() as i16;
-            n.cut = t.len() < full.len();
-        }
-        n
-    }
-    fn get(&self) -> Option<String> {
-        (self.len >= 0).then(|| String::from_utf8_lossy(&self.bytes[..self.len as usize]).into_owned())
-    }
-}
-
-#[derive(Clone, Copy)]
-struct Refusal {
-    at: pg_sys::TimestampTz,
-    database: i64,
-    subject: Name,
-    tenant: Name,
-    metric: Name,
-    requested: i64,
-    used: i64,
-    limit: i64,
-    over_cap: bool,
-}
-
-#[derive(Clone, Copy)]
-pub struct Recent {
-    next: usize,
-    filled: usize,
-    entries: [Refusal; RECENT_SIZE],
-}
-
-impl Default for Recent {
-    fn default() -> Self {
-        let empty = Refusal {
-            at: 0,
-            database: 0,
-            subject: Name::of(None),
-            tenant: Name::of(None),
-            metric: Name::of(None),
-            requested: 0,
-            used: 0,
-            limit: 0,
-            over_cap: false,
-        };
-        Recent { next: 0, filled: 0, entries: [empty; RECENT_SIZE] }
-    }
-}
-
-// SAFETY: plain data, no pointers.
-unsafe impl PGRXSharedMemory for Recent {}
-
-/// One recorded refusal, as `quota.recent_refusals()` returns it.
-pub struct RefusalRow {
-    pub at: pg_sys::TimestampTz,
-    pub subject: String,
-    pub tenant: Option<String>,
-    /// The tenant's name was longer than what is kept: only administrators see the row.
-    pub tenant_cut: bool,
-    pub metric: String,
-    pub requested: i64,
-    pub used: i64,
-    pub limit: i64,
-    pub reason: &'static str,
-}
-
-/// This database's recent refusals, newest first; None when not preloaded.
-pub fn recent() -> Option<Vec<RefusalRow>> {
-    if !active() {
-        return None;
-    }
-    let db = database();
-    let ring = RECENT.share();
-    let newest = ring.next % RECENT_SIZE;
-    let rows = (1..=ring.filled)
-        .map(|back| &ring.entries[(newest + RECENT_SIZE - back) % RECENT_SIZE])
-        .filter(|e| e.database == db)
-        .map(|e| RefusalRow {
-            at: e.at,
-            subject: e.subject.get().unwrap_or_default(),
-            tenant: e.tenant.get(),
-            tenant_cut: e.tenant.cut,
-            metric: e.metric.get().unwrap_or_default(),
-            requested: e.requested,
-            used: e.used,
-            limit: e.limit,
-            reason: if e.over_cap { Reason::PerRequestCapExceeded.as_str() } else { Reason::QuotaExceeded.as_str() },
-        })
-        .collect();
-    Some(rows)
-}
+// The most recent refusals: `recent`.
 
 pub fn checked(metric: &str) {
     now(metric, Totals { checks: 1, ..Totals::default() });
@@ -555,86 +469,7 @@ pub fn bonus_applied(metric: &str) {
     pend(metric, Totals { bonuses: 1, ..Totals::default() });
 }
 
-// Prepared transactions ---------------------------------------------------------------------
-
-#[derive(Clone, Copy)]
-struct Parked {
-    /// 0: free.
-    xid: u32,
-    database: i64,
-    metric: Name,
-    totals: Totals,
-}
-
-#[derive(Clone, Copy)]
-pub struct Prepared {
-    entries: [Parked; PREPARED_SLOTS],
-}
-
-impl Default for Prepared {
-    fn default() -> Self {
-        Prepared { entries: [Parked { xid: 0, database: 0, metric: Name::of(None), totals: Totals::default() }; PREPARED_SLOTS] }
-    }
-}
-
-// SAFETY: plain data, no pointers.
-unsafe impl PGRXSharedMemory for Prepared {}
-
-/// Park a prepared transaction's totals of one metric; false when the table is full (the
-/// totals then count at PREPARE, as a commit).
-fn park(xid: pg_sys::TransactionId, metric: &str, t: &Totals) -> bool {
-    let mut table = PREPARED.exclusive();
-    let Some(free) = table.entries.iter_mut().find(|e| e.xid == 0) else { return false };
-    *free = Parked { xid: u32::from(xid), database: database(), metric: Name::of(Some(metric)), totals: *t };
-    true
-}
-
-/// Fold in the parked totals whose transaction has ended: committed ones count, rolled
-/// back (or lost in a crash) ones are dropped, prepared ones wait. The commit log is read
-/// without holding the table's lock; an entry is then taken only if it is still the same.
-fn settle_prepared() {
-    let parked: Vec<(usize, u32)> = {
-        let table = PREPARED.share();
-        table.entries.iter().enumerate().filter(|(_, e)| e.xid != 0).map(|(i, e)| (i, e.xid)).collect()
-    };
-    if parked.is_empty() {
-        return;
-    }
-    let ended: Vec<(usize, u32, bool)> = parked
-        .into_iter()
-        .filter_map(|(i, raw)| {
-            let xid = pg_sys::TransactionId::from(raw);
-            // SAFETY: commit-log and proc-array lookups of a transaction id assigned in
-            // this cluster; ids older than the kept commit log count as rolled back.
-            unsafe {
-                if pg_sys::TransactionIdPrecedes(xid, (*pg_sys::ShmemVariableCache).oldestClogXid) {
-                    Some((i, raw, false))
-                } else if pg_sys::TransactionIdIsInProgress(xid) {
-                    None
-                } else {
-                    Some((i, raw, pg_sys::TransactionIdDidCommit(xid)))
-                }
-            }
-        })
-        .collect();
-    let mut done = Vec::new();
-    {
-        let mut table = PREPARED.exclusive();
-        for (i, raw, committed) in ended {
-            let e = &mut table.entries[i];
-            if e.xid != raw {
-                continue; // settled by another backend meanwhile
-            }
-            if committed {
-                done.push((e.database, e.metric.get().unwrap_or_default(), e.totals));
-            }
-            e.xid = 0;
-        }
-    }
-    for (db, metric, t) in done {
-        add_for(db, &metric, &t);
-    }
-}
+// Prepared transactions: `prepared`.
 
 /// Every metric of this database with its totals, by metric name.
 pub fn snapshot() -> Option<Vec<(String, Totals)>> {
@@ -694,7 +529,7 @@ mod tests {
                 assert!(bucket(db, m) % NAMED_SLOTS < NAMED_SLOTS);
             }
         }
-        assert!(OVERFLOW_SLOTS > 0 && NAMED_SLOTS + OVERFLOW_SLOTS == SLOTS);
+        const { assert!(OVERFLOW_SLOTS > 0 && NAMED_SLOTS + OVERFLOW_SLOTS == SLOTS) };
     }
 
     #[test]

@@ -1,0 +1,106 @@
+//! Administration: plans, limits, alerts, bonus rules, subjects and tenant bindings.
+
+use pgrx::prelude::*;
+
+use crate::ops;
+use crate::pg::ereport::OrRaise;
+use crate::domain::error::required;
+
+/// Create or replace the limit of `plan` on `metric`; creates the plan if it is missing.
+/// A change applies at once to current windows, and usage is kept.
+#[pg_extern(volatile, parallel_unsafe)]
+fn set_limit(
+    plan: Option<&str>,
+    metric: Option<&str>,
+    period: Option<&str>,
+    limit_value: Option<i64>,
+    enforcement: default!(Option<&str>, "'hard'"),
+    per_request_max: default!(Option<i64>, "NULL"),
+) {
+    ops::set_limit(
+        required("plan", plan).or_raise(),
+        required("metric", metric).or_raise(),
+        required("period", period).or_raise(),
+        required("limit_value", limit_value).or_raise(),
+        required("enforcement", enforcement).or_raise(),
+        per_request_max,
+    )
+    .or_raise()
+}
+
+/// Remove the limit of `plan` on `metric`. Returns whether there was one.
+#[pg_extern(volatile, parallel_unsafe)]
+fn remove_limit(plan: Option<&str>, metric: Option<&str>) -> bool {
+    ops::remove_limit(required("plan", plan).or_raise(), required("metric", metric).or_raise()).or_raise()
+}
+
+/// Put a subject on a plan (creating it if needed). A NULL keeps the subject's current
+/// value; a new subject defaults to the quota clock's now and UTC.
+#[pg_extern(volatile, parallel_unsafe)]
+fn assign_plan(
+    subject: Option<&str>,
+    plan: Option<&str>,
+    tenant: default!(Option<&str>, "NULL"),
+    cycle_anchor: default!(Option<TimestampWithTimeZone>, "NULL"),
+    time_zone: default!(Option<&str>, "NULL"),
+) {
+    ops::assign_plan(
+        required("subject", subject).or_raise(),
+        required("plan", plan).or_raise(),
+        tenant,
+        cycle_anchor.map(|t| t.into_inner()),
+        time_zone,
+    )
+    .or_raise()
+}
+
+/// A bonus of `amount` for `kind` on `metric` in `plan`. The reference scope defaults to
+/// 'global' for payment (a payment id is usable once ever) and 'subject' otherwise.
+#[pg_extern(volatile, parallel_unsafe)]
+fn set_bonus_rule(
+    plan: Option<&str>,
+    metric: Option<&str>,
+    kind: Option<&str>,
+    amount: Option<i64>,
+    reference_scope: default!(Option<&str>, "NULL"),
+) {
+    ops::set_bonus_rule(
+        required("plan", plan).or_raise(),
+        required("metric", metric).or_raise(),
+        required("kind", kind).or_raise(),
+        required("amount", amount).or_raise(),
+        reference_scope,
+    )
+    .or_raise()
+}
+
+/// At most `per_day` bonuses per subject per local day (NULL: no cap).
+#[pg_extern(volatile, parallel_unsafe)]
+fn set_bonus_cap(plan: Option<&str>, per_day: Option<i32>) {
+    ops::set_bonus_cap(required("plan", plan).or_raise(), per_day).or_raise()
+}
+
+// Subjects and tenants -----------------------------------------------------------------
+
+/// Delete a subject and the state keyed by its id (counters, idempotency keys, holds,
+/// events, bonus grants, row charges), so that a new subject with the same id starts
+/// clean. The ledger keeps its rows, as history. True if the subject existed (and was
+/// visible to the session).
+#[pg_extern(volatile, parallel_unsafe)]
+fn delete_subject(subject: Option<&str>) -> bool {
+    ops::delete_subject(required("subject", subject).or_raise()).or_raise()
+}
+
+/// Let members of `role_name` act for `tenant` (and, once bound, only for their bound
+/// tenants). Idempotent.
+#[pg_extern(volatile, parallel_unsafe)]
+fn bind_tenant(role_name: Option<&str>, tenant: Option<&str>) {
+    ops::bind_tenant(required("role_name", role_name).or_raise(), required("tenant", tenant).or_raise()).or_raise()
+}
+
+/// Remove a role's binding to `tenant`, or all of its bindings (NULL). Returns how many
+/// were removed.
+#[pg_extern(volatile, parallel_unsafe)]
+fn unbind_tenant(role_name: Option<&str>, tenant: default!(Option<&str>, "NULL")) -> i32 {
+    ops::unbind_tenant(required("role_name", role_name).or_raise(), tenant).or_raise()
+}

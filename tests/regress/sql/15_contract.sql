@@ -1,0 +1,57 @@
+-- The contract between the hot path and the general path (src/storage/schema.rs).
+-- 1. quota_check and quota_status are STABLE: on both paths they answer from the calling
+--    statement's snapshot, so a check in the same statement as a consume shows the usage
+--    from before that statement; the next statement sees the consume.
+-- 2. A stored value that cannot be decoded is XX001 data_corrupted on both paths, never a
+--    default.
+SET TimeZone = 'UTC';
+SET quota.clock_override = '2026-11-23 12:00:00+00';
+SELECT quota.set_limit('CT', 'messages', 'day', 10);
+SELECT quota.assign_plan('ct_hot', 'CT'), quota.assign_plan('ct_general', 'CT');
+SELECT quota.quota_consume('ct_hot', 'messages') IS NOT NULL AS window_exists,
+       quota.quota_consume('ct_general', 'messages') IS NOT NULL AS window_exists;
+
+-- Same statement: the check sees the usage before the statement's consume.
+SELECT c.used AS consumed_to, k.used AS checked
+FROM quota.quota_consume('ct_hot', 'messages', 2) c, quota.quota_check('ct_hot', 'messages') k;
+SELECT quota.quota_consume('ct_hot', 'messages', 2) IS NOT NULL AS consumed,
+       (quota.quota_check('ct_hot', 'messages')).used AS checked;
+SELECT used FROM quota.quota_check('ct_hot', 'messages');  -- the next statement sees both
+SET quota.hot_path = off;
+SELECT c.used AS consumed_to, k.used AS checked
+FROM quota.quota_consume('ct_general', 'messages', 2) c, quota.quota_check('ct_general', 'messages') k;
+SELECT quota.quota_consume('ct_general', 'messages', 2) IS NOT NULL AS consumed,
+       (quota.quota_check('ct_general', 'messages')).used AS checked;
+SELECT used FROM quota.quota_check('ct_general', 'messages');
+SELECT metric, used FROM quota.quota_status('ct_general');
+RESET quota.hot_path;
+
+-- A corrupt period: XX001 on both paths (the CHECK constraint is dropped in a
+-- transaction that rolls back).
+CREATE FUNCTION pg_temp.sqlstate_of(q text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE q;
+    RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE;
+END
+$$;
+BEGIN;
+ALTER TABLE quota.plan_limits DROP CONSTRAINT plan_limits_period_check;
+UPDATE quota.plan_limits SET period = 'fortnight' WHERE plan = 'CT';
+SELECT pg_temp.sqlstate_of($$SELECT quota.quota_check('ct_hot', 'messages')$$) AS hot_check,
+       pg_temp.sqlstate_of($$SELECT quota.quota_consume('ct_hot', 'messages')$$) AS hot_consume;
+SET LOCAL quota.hot_path = off;
+SELECT pg_temp.sqlstate_of($$SELECT quota.quota_check('ct_general', 'messages')$$) AS general_check,
+       pg_temp.sqlstate_of($$SELECT quota.quota_consume('ct_general', 'messages')$$) AS general_consume,
+       pg_temp.sqlstate_of($$SELECT * FROM quota.quota_status('ct_general')$$) AS general_status;
+ROLLBACK;
+-- The error names the table, the column and (a prefix of) the value.
+BEGIN;
+ALTER TABLE quota.plan_limits DROP CONSTRAINT plan_limits_period_check;
+UPDATE quota.plan_limits SET period = 'fortnight' WHERE plan = 'CT';
+\set VERBOSITY verbose
+SELECT quota.quota_check('ct_hot', 'messages');
+\set VERBOSITY default
+ROLLBACK;
+SELECT used FROM quota.quota_check('ct_hot', 'messages');  -- decoded again after the rollback
