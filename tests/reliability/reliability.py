@@ -1528,7 +1528,8 @@ def old_version_phase(version, plans):
 # DETAIL); the counters, ledger, events, reservations, idempotency keys and bonus grants
 # every DIFF_COMPARE_EVERY steps and at the end. Then quota.hot_path_status() must show
 # that the hot path served a good share of the 'on' connection's checks and consumes, and
-# none of the 'off' connection's.
+# none of the 'off' connection's. QUOTA_DIFF_OPS steps (2,000; 0 skips the phase), one
+# connection at a time: QUOTA_SEED replays the run exactly, interleaving included.
 
 DIFF_DB = "reldiff"
 DIFF_OPS = int(os.environ.get("QUOTA_DIFF_OPS", "2000"))
