@@ -22,7 +22,9 @@ pub fn known_name<'a>(argument: &'static str, value: &'a str) -> Result<&'a str>
 /// Metadata is stored as given, up to `quota.max_metadata_bytes`.
 pub fn metadata_fits(metadata: Option<pg_sys::Datum>) -> Result<()> {
     let Some(datum) = metadata else { return Ok(()) };
-    // SAFETY: a jsonb argument is a valid varlena (possibly toasted: its stored size).
+    // SAFETY: every caller passes the `metadata` jsonb argument of the SQL call in progress
+    // (a RawJsonb), a varlena valid for the call; toast_raw_datum_size reads its header,
+    // or its TOAST pointer when it is stored out of line or compressed.
     let size = unsafe { pg_sys::toast_raw_datum_size(datum) };
     let max = gucs::max_metadata_bytes();
     if size > max {
