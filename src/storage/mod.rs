@@ -193,9 +193,13 @@ fn read<'c>(client: &mut SpiClient<'c>, stmt: &'static Stmt, args: &[DatumWithOi
     let plan = raw(stmt);
     let mut values: Vec<pg_sys::Datum> = args.iter().map(|a| a.datum().map_or(pg_sys::Datum::from(0usize), |d| d.sans_lifetime())).collect();
     let nulls: Vec<std::ffi::c_char> = args.iter().map(|a| if a.datum().is_some() { b' ' } else { b'n' } as std::ffi::c_char).collect();
-    // SAFETY: `plan` is a kept plan of this statement, `values`/`nulls` hold one entry per
-    // parameter (the statement's fixed arity), and read_only = true makes SPI use the
-    // active snapshot as it is. The portal lives until the cursor below is dropped.
+    // SPI_cursor_open reads a value and a null flag for each of the plan's parameters
+    // (pgrx checks the same for the volatile path's prepared statements).
+    assert_eq!(args.len(), stmt.types.len(), "arguments of {}", stmt.sql);
+    // SAFETY: `plan` is a kept plan of this statement, prepared with `stmt.types`, so
+    // `values`/`nulls` hold one entry per parameter (checked above); each value is of its
+    // parameter's type (the callers' DatumWithOid), and read_only = true makes SPI use
+    // the active snapshot as it is. The portal lives until the cursor below is dropped.
     let name = unsafe {
         let portal = pg_sys::SPI_cursor_open(std::ptr::null(), plan, values.as_mut_ptr(), nulls.as_ptr(), true);
         std::ffi::CStr::from_ptr((*portal).name).to_string_lossy().into_owned()
