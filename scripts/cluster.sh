@@ -46,29 +46,45 @@ cluster_psql() {
   "$PGBIN/psql" -X -v ON_ERROR_STOP=1 -h "$QUOTA_RUN/$name" -p "$port" -U postgres "$@"
 }
 
-# Build and install the extension into the system PostgreSQL 15 (release unless QUOTA_PROFILE=debug).
+# Build and install the extension into the system PostgreSQL 15 (release unless
+# QUOTA_PROFILE=debug), check the frozen install script of the current version, and copy
+# the released scripts (sql/released/) next to it.
+# QUOTA_REUSE_BUILD=1: no build when a library and this version's install script are
+# installed already (whatever build put them there); the scripts are checked and copied.
 install_extension() {
   local flags="--release"
   [ "${QUOTA_PROFILE:-release}" = "debug" ] && flags=""
   local sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="--sudo"
-  cargo pgrx install $flags $sudo --pg-config "$(command -v pg_config)" >/dev/null
-  local extdir="$(pg_config --sharedir)/extension"
-  # The current version's install script, once released (frozen in sql/), must be what
-  # the code generates: a change to the SQL needs the next version.
-  local version; version="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)"
+  local extdir libdir version
+  extdir="$(pg_config --sharedir)/extension"
+  libdir="$(pg_config --pkglibdir)"
+  version="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)"
+  local installed="$libdir/quota_ext.so"
+  if [ "${QUOTA_REUSE_BUILD:-0}" = 1 ] && [ -f "$installed" ] && [ -f "$extdir/quota_ext.control" ] \
+     && [ -f "$extdir/quota_ext--$version.sql" ]; then
+    echo "install_extension: reusing $installed ($(date -r "$installed" '+%F %T'), no build)"
+    if [ -n "$(find src sql Cargo.toml -newer "$installed" -type f -print -quit)" ]; then
+      echo "install_extension: note: src/, sql/ or Cargo.toml changed since it was installed" >&2
+    fi
+  else
+    [ "${QUOTA_REUSE_BUILD:-0}" = 1 ] && echo "install_extension: nothing installed at version $version to reuse: building"
+    cargo pgrx install $flags $sudo --pg-config "$(command -v pg_config)" >/dev/null
+  fi
+  # The current version's install script, once released (frozen in sql/released/), must
+  # be what the code generates: a change to the SQL needs the next version.
   # pgrx orders independent blocks differently from one build to the next, and its
   # comments name Rust source lines and module paths: compare the blocks as a set,
   # without those comments.
-  if [ -f "sql/quota_ext--$version.sql" ] \
-     && ! /usr/bin/python3 scripts/same_sql.py "sql/quota_ext--$version.sql" "$extdir/quota_ext--$version.sql"; then
-    echo "install_extension: the generated install script differs from the released sql/quota_ext--$version.sql." >&2
+  if [ -f "sql/released/quota_ext--$version.sql" ] \
+     && ! /usr/bin/python3 scripts/same_sql.py "sql/released/quota_ext--$version.sql" "$extdir/quota_ext--$version.sql"; then
+    echo "install_extension: the generated install script differs from the released sql/released/quota_ext--$version.sql." >&2
     echo "Released scripts are never edited: release the change as the next version (Cargo.toml, upgrade script, CHANGELOG)." >&2
     return 1
   fi
-  # Released install scripts (sql/quota_ext--A.sql), for upgrade tests; cargo pgrx only
-  # copies the upgrade scripts (sql/quota_ext--A--B.sql).
-  for script in sql/quota_ext--*.sql; do
-    case "$script" in *--*--*) ;; *) ${sudo:+sudo} cp "$script" "$extdir/" ;; esac
-  done
+  # Released install scripts (quota_ext--A.sql) and upgrade scripts (quota_ext--A--B.sql),
+  # for old versions and upgrades. cargo pgrx install generates the current version's
+  # script and copies only sql/quota_ext--A--B.sql (an upgrade script not released yet),
+  # not sql/released/.
+  ${sudo:+sudo} cp sql/released/quota_ext--*.sql "$extdir/"
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh Debian 12 machine (run as root, or with sudo available).
-# Installs PostgreSQL 15 + headers, clang, sudo, the test tools, cargo-pgrx 0.18.1,
+# Installs PostgreSQL 15 + headers, clang, sudo, the test tools, rustfmt and clippy, cargo-pgrx 0.18.1,
 # and registers the system pg_config with pgrx.
 set -euo pipefail
 
@@ -25,6 +25,11 @@ if command -v pg_lsclusters >/dev/null 2>&1; then
 fi
 
 export PATH="$HOME/.cargo/bin:$PATH"
+# rustfmt and clippy for the lint step (rustup's default profile has them, the minimal one not).
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+  echo "setup: adding the rustfmt and clippy components"
+  rustup component add rustfmt clippy
+fi
 if ! cargo pgrx --version 2>/dev/null | grep -q " ${PGRX_VERSION}\$"; then
   echo "setup: installing cargo-pgrx ${PGRX_VERSION} (takes ~6 minutes)"
   cargo install cargo-pgrx --version "${PGRX_VERSION}" --locked

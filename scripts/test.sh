@@ -1,47 +1,215 @@
 #!/usr/bin/env bash
-# Every test, from a fresh machine: pure Rust logic, in-backend #[pg_test]s, the SQL
-# contract (pg_regress), isolation specs (pg_isolation_regress), real-connection tests and
-# the reliability suite (stress, crash recovery, bad input).
-# .ci/run calls this script with no arguments (every step).
+# Every test, from a fresh machine: formatting and lints, the frozen released scripts, pure
+# Rust logic, in-backend #[pg_test]s, the SQL contract (pg_regress), isolation specs
+# (pg_isolation_regress), real-connection tests and the reliability suite (stress, crash
+# recovery, bad input). .ci/run calls this script with no arguments (every step, in order).
 #
-# One step, or a few:   ./scripts/test.sh lib | pgtest | regress | isolation | connections | reliability
-# One file of a step:   QUOTA_ONLY=07_enforce ./scripts/test.sh regress
-#                       QUOTA_ONLY=hot_path ./scripts/test.sh isolation
-#                       QUOTA_ONLY=test_hardening ./scripts/test.sh connections
-# Steps after `pgtest` build and install the extension first. docs/testing.md keeps the
-# time budget of each step.
+# Usage: ./scripts/test.sh [--reuse] [STEP [NAME...]]...
+#   steps, in the order they run:  lint released unit pgtest regress isolation connections reliability
+#   (`lib` is another name for `unit`). Several steps may be given; they run in this order.
+#
+#   ./scripts/test.sh released unit                   two steps
+#   ./scripts/test.sh regress 07_enforce 14_hot_path  regress files (00_setup always runs first)
+#   ./scripts/test.sh isolation hot_path              specs (tests/isolation/specs/*.spec)
+#   ./scripts/test.sh connections test_hardening.py   connection test files
+#   ./scripts/test.sh connections test_hardening.py:a3_,a5_   ... with the file's own name filters
+#   ./scripts/test.sh unit period                     cargo test --lib filters
+#   ./scripts/test.sh pgtest test_consume             one cargo pgrx test filter
+# A NAME is a file name with or without its directory and extension; one that names no
+# file exactly selects every file whose name contains it.
+#
+# --reuse (or QUOTA_REUSE_BUILD=1): steps that need the installed extension (regress,
+# isolation, connections, reliability) use the library already installed in PostgreSQL's
+# directories, if there is one, instead of building and installing it first; the test
+# cluster is (re)started either way. Not with `pgtest` (which installs a test build).
+# QUOTA_ONLY=TEXT (older form): the regress, isolation and connections steps given no
+# NAME run only their files whose name contains TEXT.
+# docs/testing.md keeps the time budget of each step.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+ALL_STEPS=(lint released unit pgtest regress isolation connections reliability)
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0" >&2; exit 2; }
+
+# Arguments: a step name starts a step; the names after it are its files.
+declare -A NAMES=()
+STEPS=()
+REUSE="${QUOTA_REUSE_BUILD:-0}"
+current=""
+for arg in "$@"; do
+  case "$arg" in
+    --reuse) REUSE=1; continue ;;
+    -h|--help) usage ;;
+    -*) echo "test.sh: unknown option $arg" >&2; usage ;;
+    lib) arg=unit ;;
+  esac
+  if [[ " ${ALL_STEPS[*]} " == *" $arg "* ]]; then
+    current="$arg"
+    [[ " ${STEPS[*]-} " == *" $arg "* ]] || STEPS+=("$arg")
+  elif [ -z "$current" ]; then
+    echo "test.sh: unknown step '$arg' (steps: ${ALL_STEPS[*]}; lib = unit)" >&2; exit 2
+  else
+    NAMES[$current]+="$arg"$'\n'
+  fi
+done
+[ "${#STEPS[@]}" -eq 0 ] && STEPS=("${ALL_STEPS[@]}")
+for s in lint released reliability; do
+  [ -z "${NAMES[$s]:-}" ] || { echo "test.sh: the $s step takes no names (got: $(echo ${NAMES[$s]}))" >&2; exit 2; }
+done
+[ "$(printf '%s' "${NAMES[pgtest]:-}" | grep -c .)" -le 1 ] \
+  || { echo "test.sh: cargo pgrx test takes one filter at most (got: $(echo ${NAMES[pgtest]}))" >&2; exit 2; }
+
+wanted() { [[ " ${STEPS[*]} " == *" $1 "* ]]; }
+STARTED=$SECONDS
+step() { printf '\n== %s (at %ds)\n' "$*" "$((SECONDS - STARTED))"; }
+
+# Tests are named after their files: tests_in DIR GLOB EXT lists DIR's files GLOB without EXT.
+tests_in() { (cd "$1" && ls -- $2) | sed "s/\\$3\$//" | sort; }
+
+# resolve STEP DIR GLOB EXT NAME: the tests NAME selects, one a line: NAME's file (directory
+# and extension optional), or else every file whose name contains NAME.
+resolve() {
+  local all name="$5"
+  all=$(tests_in "$2" "$3" "$4")
+  name="${name##*/}"; name="${name%"$4"}"
+  if grep -qxF -- "$name" <<<"$all"; then
+    echo "$name"
+  else
+    grep -F -- "$name" <<<"$all" \
+      || { echo "test.sh: no $1 test is named or contains '$5' (in $2: $(echo $all))" >&2; return 1; }
+  fi
+}
+
+# pick STEP DIR GLOB EXT: the tests the step runs: those its NAMEs select; with no NAME,
+# those whose name contains $QUOTA_ONLY, or all.
+pick() {
+  local name
+  if [ -n "${NAMES[$1]:-}" ]; then
+    while IFS= read -r name; do
+      [ -z "$name" ] || resolve "$@" "$name" || return 1
+    done <<<"${NAMES[$1]}"
+  elif [ -n "${QUOTA_ONLY:-}" ]; then
+    tests_in "$2" "$3" "$4" | grep -F -- "$QUOTA_ONLY" || { echo "test.sh: no $1 test matches QUOTA_ONLY=$QUOTA_ONLY" >&2; return 1; }
+  else
+    tests_in "$2" "$3" "$4"
+  fi
+}
+
+# The tests each step runs, resolved before anything is built: a misspelt name fails now.
+# Files run in the order of their names (regress files depend on the ones before them);
+# 00_setup creates what every regress file uses: it runs first, always.
+if wanted regress; then
+  regress_tests=$(pick regress tests/regress/sql '*.sql' .sql | sort -u)
+  regress_tests="00_setup $(grep -vx 00_setup <<<"$regress_tests" | xargs || true)"
+fi
+if wanted isolation; then
+  specs=$(pick isolation tests/isolation/specs '*.spec' .spec | sort -u | xargs)
+fi
+declare -A FILTERS=()
+if wanted connections; then
+  # FILE:FILTER,FILTER runs FILE with those arguments (test_hardening.py a3_ a5_ runs the
+  # tests whose name starts with one of them).
+  if [ -n "${NAMES[connections]:-}" ]; then
+    conn_tests=""
+    while IFS= read -r name; do
+      [ -n "$name" ] || continue
+      files=$(resolve connections tests/connections 'test_*.py' .py "${name%%:*}")
+      conn_tests+="$files"$'\n'
+      if [[ "$name" == *:* ]]; then
+        for f in $files; do FILTERS[$f]+="${name#*:},"; done
+      fi
+    done <<<"${NAMES[connections]}"
+    conn_tests=$(grep . <<<"$conn_tests" | sort -u | xargs)
+  else
+    conn_tests=$(pick connections tests/connections 'test_*.py' .py | xargs)
+  fi
+fi
+
+# Released install and upgrade scripts are frozen: sql/released/SHA256SUMS lists each file
+# of sql/released/ with its checksum, and nothing else. No build, no server.
+check_released() {
+  local dir=sql/released manifest=SHA256SUMS listed present bad=0
+  (cd "$dir" && sha256sum --check --strict --quiet "$manifest") \
+    || { echo "released: a released script differs from its checksum in $dir/$manifest, or is missing." >&2; bad=1; }
+  listed=$(sed -e '/^#/d' -e '/^[[:space:]]*$/d' -e 's/^[0-9a-f]\{64\} [ *]//' "$dir/$manifest" | sort)
+  present=$(cd "$dir" && ls -A | grep -vxF "$manifest" | sort)
+  if [ -n "$(uniq -d <<<"$listed")" ]; then
+    echo "released: listed twice in $dir/$manifest: $(uniq -d <<<"$listed")" >&2; bad=1
+  fi
+  if [ -n "$(comm -13 <(uniq <<<"$listed") <(echo "$present"))" ]; then
+    echo "released: in $dir/ but not in $manifest: $(comm -13 <(uniq <<<"$listed") <(echo "$present") | xargs)" >&2
+    echo "  (a new release adds its line: see docs/testing.md, Releasing)" >&2; bad=1
+  fi
+  local twins; twins=$(cd sql && for f in quota_ext--*.sql; do [ ! -e "released/$f" ] || echo "$f"; done)
+  if [ -n "$twins" ]; then
+    echo "released: sql/ and sql/released/ both hold $(echo $twins): a released script is only in sql/released/" >&2; bad=1
+  fi
+  [ "$bad" -eq 0 ] && echo "released: $(grep -c . <<<"$present") frozen scripts match $dir/$manifest"
+  return "$bad"
+}
+
+if wanted released && [ "${STEPS[*]}" = released ]; then
+  step "2/8 released scripts unchanged (sql/released/SHA256SUMS)"
+  check_released
+  step "all tests passed (released)"
+  exit 0
+fi
+
 ./scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 . scripts/cluster.sh
+export QUOTA_RUN
 PORT="${QUOTA_TEST_PORT:-55433}"
+# The other clusters the tests start, at fixed offsets from PORT unless set.
+export QUOTA_RELIABILITY_PORT="${QUOTA_RELIABILITY_PORT:-$((PORT + 3))}" \
+       QUOTA_NOPRELOAD_PORT="${QUOTA_NOPRELOAD_PORT:-$((PORT + 4))}" \
+       QUOTA_NOCACHE_PORT="${QUOTA_NOCACHE_PORT:-$((PORT + 5))}" \
+       QUOTA_STANDBY_PORT="${QUOTA_STANDBY_PORT:-$((PORT + 6))}" \
+       QUOTA_BT_PORT="${QUOTA_BT_PORT:-$((PORT + 58))}"
 PGXS_TEST="$(pg_config --pkglibdir)/pgxs/src/test"
 OUT="$QUOTA_RUN/test-output"
-STEPS=("$@")
-[ "${#STEPS[@]}" -eq 0 ] && STEPS=(lib pgtest regress isolation connections reliability)
-ONLY="${QUOTA_ONLY:-}"
-wanted() { local s; for s in "${STEPS[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
-STARTED=$SECONDS
-step() { printf '\n== %s (at %ds)\n' "$*" "$((SECONDS - STARTED))"; }
-pick() { # the names (one per line) that contain $ONLY, or all
-  if [ -n "$ONLY" ]; then grep -F -- "$ONLY" || { echo "no test matches QUOTA_ONLY=$ONLY" >&2; return 1; }; else cat; fi
-}
 
-if wanted lib; then
-  step "1/6 pure logic: cargo test --lib (no server)"
-  cargo test --lib --quiet
+if wanted lint; then
+  step "1/8 lint: cargo fmt --check; cargo clippy --all-targets --features pg_test -D warnings"
+  lint_failed=""
+  mkdir -p "$QUOTA_RUN"
+  if ! cargo fmt --check >"$QUOTA_RUN/rustfmt.diff" 2>&1; then
+    head -150 "$QUOTA_RUN/rustfmt.diff"
+    echo "rustfmt: $(grep -c '^Diff in' "$QUOTA_RUN/rustfmt.diff") places to format in $(grep '^Diff in' "$QUOTA_RUN/rustfmt.diff" | sed 's/^Diff in \(.*\):[0-9]*:$/\1/' | sort -u | wc -l) files (all of it: $QUOTA_RUN/rustfmt.diff)"
+    lint_failed+=" rustfmt"
+  fi
+  cargo clippy --quiet --all-targets --features pg_test -- -D warnings || lint_failed+=" clippy"
+  [ -z "$lint_failed" ] || { echo "lint failed:$lint_failed (cargo fmt formats; rustfmt.toml holds the style)" >&2; exit 1; }
+fi
+
+if wanted released; then
+  step "2/8 released scripts unchanged (sql/released/SHA256SUMS)"
+  check_released
+fi
+
+if wanted unit; then
+  step "3/8 pure logic: cargo test --lib (no server)"
+  mapfile -t unit_filters < <(printf '%s' "${NAMES[unit]:-}" | grep . || true)
+  cargo test --lib --quiet -- "${unit_filters[@]}"
 fi
 
 if wanted pgtest; then
-  step "2/6 in-backend tests: cargo pgrx test"
+  step "4/8 in-backend tests: cargo pgrx test"
   mkdir -p "$QUOTA_RUN/pgrx"; chown postgres "$QUOTA_RUN/pgrx" 2>/dev/null || true
-  cargo pgrx test pg15 --runas postgres --pgdata "$QUOTA_RUN/pgrx/data"
+  # shellcheck disable=SC2046  # zero or one filter
+  cargo pgrx test pg15 $(printf '%s' "${NAMES[pgtest]:-}") --runas postgres --pgdata "$QUOTA_RUN/pgrx/data"
 fi
 
 if wanted regress || wanted isolation || wanted connections || wanted reliability; then
-  step "installing the extension and starting a test cluster on port $PORT"
-  install_extension
+  if [ "$REUSE" = 1 ] && wanted pgtest; then
+    echo "test.sh: --reuse ignored: pgtest just installed its test build" >&2; REUSE=0
+  fi
+  if [ "$REUSE" = 1 ]; then
+    step "reusing the installed extension; starting a test cluster on port $PORT"
+  else
+    step "installing the extension and starting a test cluster on port $PORT"
+  fi
+  QUOTA_REUSE_BUILD="$REUSE" install_extension
 fi
 
 if wanted regress || wanted isolation || wanted connections; then
@@ -52,34 +220,34 @@ if wanted regress || wanted isolation || wanted connections; then
 fi
 
 if wanted regress; then
-  step "3/6 SQL contract: pg_regress"
-  regress_tests=$(cd tests/regress/sql && ls *.sql | sed 's/\.sql$//' | sort | pick)
-  # 00_setup creates what every file uses.
-  case "$regress_tests" in 00_setup*) ;; *) regress_tests="00_setup $regress_tests" ;; esac
+  step "5/8 SQL contract: pg_regress"
+  # shellcheck disable=SC2086
   "$PGXS_TEST/regress/pg_regress" "${HOSTOPTS[@]}" --inputdir=tests/regress --outputdir="$OUT/regress" \
     --dbname=quota_regress $regress_tests || { cat "$OUT/regress/regression.diffs" 2>/dev/null | head -200; exit 1; }
 fi
 
 if wanted isolation; then
-  step "4/6 concurrency: pg_isolation_regress"
+  step "6/8 concurrency: pg_isolation_regress"
   cluster_psql test "$PORT" -d postgres -q -c "DROP DATABASE IF EXISTS quota_isolation" -c "CREATE DATABASE quota_isolation"
   cluster_psql test "$PORT" -d quota_isolation -q -c "CREATE EXTENSION quota_ext"
-  specs=$(cd tests/isolation/specs && ls *.spec | sed 's/\.spec$//' | sort | pick)
+  # shellcheck disable=SC2086
   "$PGXS_TEST/isolation/pg_isolation_regress" "${HOSTOPTS[@]}" --use-existing --dbname=quota_isolation \
     --inputdir=tests/isolation --outputdir="$OUT/isolation" $specs \
     || { cat "$OUT/isolation/output_iso/regression.diffs" "$OUT/isolation/regression.diffs" 2>/dev/null | head -200; exit 1; }
 fi
 
 if wanted connections; then
-  step "5/6 real connections: tests/connections"
-  for t in $(ls tests/connections/test_*.py | pick); do
-    echo "-- $t (at $((SECONDS - STARTED))s)"
-    QUOTA_HOST="$QUOTA_RUN/test" QUOTA_PORT="$PORT" /usr/bin/python3 "$t"
+  step "7/8 real connections: tests/connections"
+  for t in $conn_tests; do
+    filters=()
+    [ -z "${FILTERS[$t]:-}" ] || IFS=, read -r -a filters <<<"${FILTERS[$t]%,}"
+    echo "-- tests/connections/$t.py${filters[*]:+ ${filters[*]}} (at $((SECONDS - STARTED))s)"
+    QUOTA_HOST="$QUOTA_RUN/test" QUOTA_PORT="$PORT" /usr/bin/python3 "tests/connections/$t.py" "${filters[@]}"
   done
 fi
 
 if wanted reliability; then
-  step "6/6 reliability: stress, kill -9 recovery, bad input (scripts/reliability.sh)"
+  step "8/8 reliability: stress, kill -9 recovery, bad input (scripts/reliability.sh)"
   ./scripts/reliability.sh
 fi
 

@@ -5,7 +5,9 @@ into the statement text), so 1 MiB arguments reach the server as parameters.
 
 Every test runs in its own database (fresh_db) and is run by run_tests, which prints the
 test's name, catches whatever it raises and records it as a failure, so one broken test
-never stops the others.
+never stops the others. An exception in a thread the test started fails it too: use
+Worker (join() raises it again), and a plain thread's uncaught exception is recorded by
+common.py's threading.excepthook and counted against the test that was running.
 """
 import os
 import sys
@@ -14,6 +16,8 @@ import traceback
 
 import psycopg
 from psycopg import sql
+
+from common import THREAD_ERRORS, Worker, WorkerError  # noqa: F401 - Worker, WorkerError for the tests
 
 HOST = os.environ.get("QUOTA_HOST", "/tmp/quota_ext/test")
 PORT = int(os.environ.get("QUOTA_PORT", "55433"))
@@ -138,11 +142,19 @@ def run_tests(tests):
         except Exception as e:  # noqa: BLE001 - a test's crash is one of its failures
             traceback.print_exc(limit=3)
             check(False, f"{test.__name__} raised {type(e).__name__}: {short(e, 300)}")
+        thread_errors()
         print(f"  ({time.monotonic() - started:.1f} s)", flush=True)
     CURRENT[0] = "(summary)"
 
 
+def thread_errors():
+    """Uncaught exceptions of threads since the last call: failures of the current test."""
+    while THREAD_ERRORS:
+        check(False, f"a thread raised: {short(THREAD_ERRORS.pop(0), 300)}")
+
+
 def finish():
+    thread_errors()
     print()
     if FAILURES:
         failed = []

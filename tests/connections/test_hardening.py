@@ -19,12 +19,11 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
 
 import psycopg
 
-from hardening_common import (drop_db, HOST, PORT, attempt, check, connect, describe, drop_role, expect_error, expect_ok,
+from hardening_common import (drop_db, HOST, PORT, Worker, attempt, check, connect, describe, drop_role, expect_error, expect_ok,
                               finish, fresh_db, fresh_roles, one, rows, run_tests, short, used)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -844,7 +843,7 @@ def a7_no_rust_backtrace_in_errors():
         a.execute("SELECT quota.quota_consume('s'::text, 'm1'::text)")
         b.execute("SELECT quota.quota_consume('s'::text, 'm2'::text)")
         out = {}
-        t = threading.Thread(target=lambda: out.setdefault("a", attempt(a, "SELECT quota.quota_consume('s'::text, 'm2'::text)")[0]))
+        t = Worker(target=lambda: out.setdefault("a", attempt(a, "SELECT quota.quota_consume('s'::text, 'm2'::text)")[0]))
         t.start()
         time.sleep(0.3)
         out["b"] = attempt(b, "SELECT quota.quota_consume('s'::text, 'm1'::text)")[0]

@@ -3,7 +3,7 @@ still serves that database, exactly, with that version's semantics; plan and lim
 are seen at once by every connection, before and after ALTER EXTENSION UPDATE; and the
 library keeps every C symbol that a released install or upgrade script refers to.
 
-Every released version (each frozen sql/quota_ext--X.Y.Z.sql) is created under the
+Every released version (each frozen sql/released/quota_ext--X.Y.Z.sql) is created under the
 current library, in its own database, with two connections: `admin` changes plans and
 limits, `app` consumes (and would keep stale caches if any were used)."""
 import glob
@@ -16,8 +16,9 @@ import psycopg2
 from common import check, connect, finish, recreate_databases
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+RELEASED_DIR = os.path.join(ROOT, "sql", "released")
 RELEASED = sorted(
-    (os.path.basename(p)[len("quota_ext--"):-len(".sql")] for p in glob.glob(os.path.join(ROOT, "sql", "quota_ext--*.sql"))
+    (os.path.basename(p)[len("quota_ext--"):-len(".sql")] for p in glob.glob(os.path.join(RELEASED_DIR, "quota_ext--*.sql"))
      if "--" not in os.path.basename(p)[len("quota_ext--"):]),
     key=lambda v: tuple(int(x) for x in v.split(".")),
 )
@@ -83,7 +84,7 @@ def a4_library_keeps_released_symbols():
     out = subprocess.run(["nm", "-D", "--defined-only", library], capture_output=True, text=True, check=True).stdout
     exported = {line.split()[-1] for line in out.splitlines() if line.strip()}
     wanted = set()
-    for script in glob.glob(os.path.join(ROOT, "sql", "quota_ext--*.sql")):
+    for script in glob.glob(os.path.join(RELEASED_DIR, "quota_ext--*.sql")):
         with open(script) as f:
             wanted |= set(re.findall(r"'MODULE_PATHNAME'\s*,\s*'([A-Za-z0-9_]+)'", f.read()))
     missing = sorted(wanted - exported)
@@ -91,20 +92,22 @@ def a4_library_keeps_released_symbols():
 
 
 def a4_released_scripts_are_frozen():
-    """Every install and upgrade script in sql/ is listed in sql/released.sha256 with the
-    hash it was released with: released scripts are never edited."""
+    """Every install and upgrade script in sql/released/ is listed in
+    sql/released/SHA256SUMS with the hash it was released with: released scripts are never
+    edited."""
     print("a4_released_scripts_are_frozen")
     import hashlib
     manifest = {}
-    with open(os.path.join(ROOT, "sql", "released.sha256")) as f:
+    with open(os.path.join(RELEASED_DIR, "SHA256SUMS")) as f:
         for line in f:
             if line.strip() and not line.startswith("#"):
                 digest, name = line.split()
+                name = name.lstrip("*")  # sha256sum's binary-mode marker
                 manifest[name] = digest
-    scripts = sorted(os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "sql", "quota_ext--*.sql")))
-    check(sorted(manifest) == scripts, f"sql/released.sha256 lists exactly the scripts in sql/ ({len(scripts)})")
+    scripts = sorted(os.path.basename(p) for p in glob.glob(os.path.join(RELEASED_DIR, "quota_ext--*.sql")))
+    check(sorted(manifest) == scripts, f"sql/released/SHA256SUMS lists exactly the scripts in sql/released/ ({len(scripts)})")
     for name in scripts:
-        with open(os.path.join(ROOT, "sql", name), "rb") as f:
+        with open(os.path.join(RELEASED_DIR, name), "rb") as f:
             digest = hashlib.sha256(f.read()).hexdigest()
         check(manifest.get(name) == digest, f"{name} is as released")
 
