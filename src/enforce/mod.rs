@@ -90,6 +90,16 @@ impl TableRules {
 pub fn fire(trigger: &PgTrigger<'_>) -> QResult<()> {
     let table = trigger.relid().unwrap_or(pg_sys::InvalidOid);
     let event = trigger.event();
+    // quota.enforce_on_insert attaches row triggers (and a statement trigger for
+    // TRUNCATE); attached by hand as a statement trigger for a row event it would have no
+    // row to read.
+    if !event.fired_for_row() && !event.fired_by_truncate() {
+        return Err(QuotaError::NotAvailable {
+            feature: "quota.enforce_trigger",
+            message: format!("quota.enforce_trigger must fire FOR EACH ROW on INSERT, UPDATE and DELETE (trigger \"{}\")", crate::domain::error::quoted(&trigger.name().unwrap_or_default())),
+            hint: "Drop this trigger: quota.enforce_on_insert creates the triggers a quota needs.".into(),
+        });
+    }
     if event.fired_by_insert() {
         on_insert(trigger, table)
     } else if event.fired_by_delete() {

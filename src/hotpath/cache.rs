@@ -88,8 +88,10 @@ impl Cache {
     /// READ COMMITTED (where caches may serve): take pending invalidations first, and
     /// read the shared cache's generation before any snapshot that may fill it.
     pub fn for_this_call() -> Cache {
-        // SAFETY: reads the transaction's isolation level.
-        if unsafe { pg_sys::XactIsoLevel } > pg_sys::XACT_READ_COMMITTED as i32 {
+        // In parallel mode (a parallel plan, or force_parallel_mode) PostgreSQL refuses a
+        // latest snapshot, which filling a cache reads with: use the statement's.
+        // SAFETY: reads the transaction's isolation level and parallel state.
+        if unsafe { pg_sys::XactIsoLevel > pg_sys::XACT_READ_COMMITTED as i32 || pg_sys::IsInParallelMode() } {
             return Cache::None;
         }
         invalidation::accept();

@@ -128,10 +128,12 @@ fn refuse(c: &mut SpiClient<'_>, err: QuotaError, items: &[(String, i64)], ops: 
 
 /// What the hot path may write for `amount` more on a window: the usage afterwards and
 /// the overage. None (caps, refusals, a counter that would overflow: `evaluate` refuses
-/// those with checked arithmetic): the general path's full answer is needed. Very large
-/// limits ("unlimited") stay on the hot path.
+/// those with checked arithmetic): the general path's full answer is needed. A window
+/// with holds goes the general way too, which expires lapsed holds first
+/// (`WindowOp::lock`), as `check_fast` does. Very large limits ("unlimited") stay on the
+/// hot path.
 fn plan(limit: &Limit, before: Usage, amount: i64) -> Option<hotpath::Write> {
-    if limit.per_request_max.is_some_and(|cap| amount > cap) {
+    if before.reserved > 0 || limit.per_request_max.is_some_and(|cap| amount > cap) {
         return None;
     }
     let verdict = evaluate(limit, before, amount);

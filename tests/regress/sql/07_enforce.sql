@@ -74,6 +74,14 @@ SELECT quota.enforce_off('public.messages', 'messages') AS removed;
 SELECT tgname FROM pg_trigger WHERE tgrelid = 'public.messages'::regclass ORDER BY 1;
 INSERT INTO messages (user_id, content) VALUES (7, 'free again');
 
+-- quota.enforce_trigger attached by hand FOR EACH STATEMENT has no row to read: 55000,
+-- not a crash.
+CREATE TABLE public.by_hand (user_id integer);
+SELECT 'ok' AS ok FROM quota.enforce_on_insert('public.by_hand', subject_column => 'user_id', metric => 'messages');
+CREATE TRIGGER by_hand_statement BEFORE INSERT ON public.by_hand FOR EACH STATEMENT EXECUTE FUNCTION quota.enforce_trigger();
+SELECT * FROM try($$ INSERT INTO public.by_hand VALUES (7) $$);
+DROP TABLE public.by_hand;
+
 -- Dropping an enforced table forgets its quota.
 DROP TABLE products;
 SELECT count(*) AS rules FROM quota.enforcements;

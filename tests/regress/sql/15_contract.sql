@@ -55,3 +55,14 @@ SELECT quota.quota_check('ct_hot', 'messages');
 \set VERBOSITY default
 ROLLBACK;
 SELECT used FROM quota.quota_check('ct_hot', 'messages');  -- decoded again after the rollback
+
+-- In parallel mode (force_parallel_mode, or a parallel plan) the hot path reads with the
+-- statement's snapshot, as the general path does: PostgreSQL refuses a latest snapshot
+-- there, which filling a cache would take.
+SELECT quota.assign_plan('ct_parallel', 'CT');
+SELECT used FROM quota.quota_consume('ct_parallel', 'messages');
+UPDATE quota.plan_limits SET limit_value = limit_value WHERE plan = 'CT';  -- no cached limit
+SET force_parallel_mode = on;
+SELECT used FROM quota.quota_check('ct_parallel', 'messages');
+SELECT used FROM quota.quota_check('ct_general', 'messages');
+RESET force_parallel_mode;
