@@ -19,8 +19,8 @@
 
 use pgrx::prelude::*;
 
-pub mod domain;
 mod api;
+pub mod domain;
 mod enforce;
 mod hotpath;
 mod ops;

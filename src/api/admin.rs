@@ -2,9 +2,9 @@
 
 use pgrx::prelude::*;
 
+use crate::domain::error::required;
 use crate::ops;
 use crate::pg::ereport::OrRaise;
-use crate::domain::error::required;
 
 /// Create or replace the limit of `plan` on `metric`; creates the plan if it is missing.
 /// A change applies at once to current windows, and usage is kept.

@@ -14,9 +14,9 @@ use pgrx::prelude::*;
 use pgrx::spi::Spi;
 use std::cell::Cell;
 
+use crate::domain::error::QuotaError;
 use crate::pg::clock;
 use crate::pg::ereport::OrRaise;
-use crate::domain::error::QuotaError;
 use crate::storage::{self, Stmt};
 
 thread_local! {
@@ -40,9 +40,7 @@ impl Drop for Compacting {
 }
 
 #[pg_trigger]
-fn refuse_ledger_change<'a>(
-    trigger: &'a PgTrigger<'a>,
-) -> std::result::Result<Option<PgHeapTuple<'a, impl pgrx::WhoAllocated>>, PgHeapTupleError> {
+fn refuse_ledger_change<'a>(trigger: &'a PgTrigger<'a>) -> std::result::Result<Option<PgHeapTuple<'a, impl pgrx::WhoAllocated>>, PgHeapTupleError> {
     let event = trigger.event();
     let deleting_old_rows = event.fired_by_delete() && COMPACTING.with(|c| c.get());
     if deleting_old_rows {

@@ -7,11 +7,11 @@
 use pgrx::prelude::*;
 use pgrx::{composite_type, PgTupleDesc};
 
-use crate::pg::clock;
 use crate::domain::decision::Decision;
-use crate::ops;
-use crate::pg::ereport::OrRaise;
 use crate::domain::error::required;
+use crate::ops;
+use crate::pg::clock;
+use crate::pg::ereport::OrRaise;
 use crate::storage::RawJsonb;
 
 pub(crate) type DecisionRow = composite_type!('static, "quota.decision");
@@ -19,7 +19,11 @@ pub(crate) type DecisionRow = composite_type!('static, "quota.decision");
 /// Build a row of the function's composite result type in one `heap_form_tuple`. The
 /// type comes from the call expression through the type cache (no name lookup, no parse);
 /// `name` is only used when there is no call expression (direct calls).
-pub(crate) fn composite(fcinfo: pg_sys::FunctionCallInfo, name: &str, values: Vec<Option<pg_sys::Datum>>) -> PgHeapTuple<'static, pgrx::AllocatedByRust> {
+pub(crate) fn composite(
+    fcinfo: pg_sys::FunctionCallInfo,
+    name: &str,
+    values: Vec<Option<pg_sys::Datum>>,
+) -> PgHeapTuple<'static, pgrx::AllocatedByRust> {
     // SAFETY: `fcinfo` is NULL or the FunctionCallInfo pgrx passed to the calling SQL
     // function, valid for the call, and its flinfo is NULL or valid with it;
     // get_fn_expr_rettype answers InvalidOid when there is no call expression. regtypein
@@ -27,11 +31,7 @@ pub(crate) fn composite(fcinfo: pg_sys::FunctionCallInfo, name: &str, values: Ve
     // lookup_rowtype_tupdesc raises unless `oid` is a composite type, and returns its
     // reference-counted descriptor pinned, which PgTupleDesc::from_pg releases on drop.
     unsafe {
-        let oid = if fcinfo.is_null() || (*fcinfo).flinfo.is_null() {
-            pg_sys::InvalidOid
-        } else {
-            pg_sys::get_fn_expr_rettype((*fcinfo).flinfo)
-        };
+        let oid = if fcinfo.is_null() || (*fcinfo).flinfo.is_null() { pg_sys::InvalidOid } else { pg_sys::get_fn_expr_rettype((*fcinfo).flinfo) };
         let oid = if oid == pg_sys::InvalidOid || oid == pg_sys::RECORDOID {
             let cname = std::ffi::CString::new(name).expect("type names have no NUL");
             pgrx::direct_function_call::<pg_sys::Oid>(pg_sys::regtypein, &[cname.as_c_str().into_datum()])
@@ -86,7 +86,7 @@ pub(crate) fn amounts_of(amounts: Option<RawJsonb>) -> Vec<(String, i64)> {
 mod admin;
 mod hotpath;
 mod ledger;
-mod tables;
 mod monitor;
 mod reservations;
 mod runtime;
+mod tables;

@@ -4,11 +4,11 @@
 
 use pgrx::prelude::*;
 
+use crate::domain::error::QuotaError;
+use crate::domain::tenancy;
 use crate::pg::clock;
 use crate::pg::ereport::{raise, OrRaise};
-use crate::domain::error::QuotaError;
 use crate::pg::stats;
-use crate::domain::tenancy;
 
 fn not_preloaded(feature: &'static str) -> QuotaError {
     QuotaError::NotAvailable {

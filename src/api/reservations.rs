@@ -3,9 +3,9 @@
 use pgrx::prelude::*;
 
 use super::*;
+use crate::domain::error::required;
 use crate::ops::{self, Hold, ReserveRequest};
 use crate::pg::ereport::OrRaise;
-use crate::domain::error::required;
 use crate::storage::RawJsonb;
 
 fn reservation_row(fcinfo: pg_sys::FunctionCallInfo, h: Hold) -> PgHeapTuple<'static, pgrx::AllocatedByRust> {
@@ -121,11 +121,6 @@ fn maintenance() -> i64 {
 /// Alert thresholds for a limit, in percent of the effective limit: `ARRAY[80, 100]`.
 #[pg_extern(volatile, parallel_unsafe)]
 fn set_alerts(plan: Option<&str>, metric: Option<&str>, thresholds: Option<Vec<Option<i32>>>) {
-    ops::set_alerts(
-        required("plan", plan).or_raise(),
-        required("metric", metric).or_raise(),
-        required("thresholds", thresholds).or_raise(),
-    )
-    .or_raise()
+    ops::set_alerts(required("plan", plan).or_raise(), required("metric", metric).or_raise(), required("thresholds", thresholds).or_raise())
+        .or_raise()
 }
-

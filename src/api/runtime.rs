@@ -3,15 +3,20 @@
 use pgrx::prelude::*;
 
 use super::*;
+use crate::domain::error::required;
 use crate::ops::{self, ConsumeRequest};
 use crate::pg::ereport::OrRaise;
-use crate::domain::error::required;
 use crate::storage::RawJsonb;
 
 /// Would `amount` more fit? A dry run that writes nothing; `used` and `remaining` are the
 /// current state (before the request). `NOT allowed` is the seeds' `would_exceed`.
 #[pg_extern(stable, parallel_restricted)]
-fn quota_check(subject: Option<&str>, metric: Option<&str>, amount: default!(Option<i64>, 1), fcinfo: pg_sys::FunctionCallInfo) -> composite_type!('static, "quota.decision") {
+fn quota_check(
+    subject: Option<&str>,
+    metric: Option<&str>,
+    amount: default!(Option<i64>, 1),
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> composite_type!('static, "quota.decision") {
     let items = vec![(required("metric", metric).or_raise().to_string(), required("amount", amount).or_raise())];
     let mut ds = ops::check(required("subject", subject).or_raise(), &items).or_raise();
     decision_row(fcinfo, ds.remove(0))
@@ -19,7 +24,11 @@ fn quota_check(subject: Option<&str>, metric: Option<&str>, amount: default!(Opt
 
 /// Several metrics at once: `quota_check('u1', '{"messages": 1, "tokens": 350}')`.
 #[pg_extern(stable, parallel_restricted, name = "quota_check")]
-fn quota_check_many(subject: Option<&str>, amounts: Option<RawJsonb>, fcinfo: pg_sys::FunctionCallInfo) -> SetOfIterator<'static, composite_type!('static, "quota.decision")> {
+fn quota_check_many(
+    subject: Option<&str>,
+    amounts: Option<RawJsonb>,
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> SetOfIterator<'static, composite_type!('static, "quota.decision")> {
     let items = amounts_of(amounts);
     decision_rows(fcinfo, ops::check(required("subject", subject).or_raise(), &items).or_raise())
 }
@@ -166,7 +175,13 @@ fn quota_reset(subject: Option<&str>, metric: default!(Option<&str>, "NULL")) ->
 /// Apply a bonus by kind (questionnaire, payment, referral...). A bonus that is not
 /// applied answers `applied = false` with a reason; it is not an error.
 #[pg_extern(volatile, parallel_unsafe)]
-fn apply_bonus(subject: Option<&str>, metric: Option<&str>, kind: Option<&str>, reference: default!(Option<&str>, "NULL"), fcinfo: pg_sys::FunctionCallInfo) -> composite_type!('static, "quota.bonus_result") {
+fn apply_bonus(
+    subject: Option<&str>,
+    metric: Option<&str>,
+    kind: Option<&str>,
+    reference: default!(Option<&str>, "NULL"),
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> composite_type!('static, "quota.bonus_result") {
     let o = ops::apply_bonus(
         required("subject", subject).or_raise(),
         required("metric", metric).or_raise(),
@@ -174,13 +189,6 @@ fn apply_bonus(subject: Option<&str>, metric: Option<&str>, kind: Option<&str>, 
         reference,
     )
     .or_raise();
-    let values = vec![
-        o.applied.into_datum(),
-        o.reason.into_datum(),
-        o.amount.into_datum(),
-        o.new_limit.into_datum(),
-        o.bonuses_today.into_datum(),
-    ];
+    let values = vec![o.applied.into_datum(), o.reason.into_datum(), o.amount.into_datum(), o.new_limit.into_datum(), o.bonuses_today.into_datum()];
     composite(fcinfo, "quota.bonus_result", values)
 }
-

@@ -4,9 +4,9 @@
 
 use pgrx::prelude::*;
 
+use crate::domain::error::required;
 use crate::enforce;
 use crate::pg::ereport::{raise, OrRaise};
-use crate::domain::error::required;
 
 /// A `regclass` argument ('public.messages' resolves to the table's oid).
 pub struct RegClass(pg_sys::Oid);
@@ -39,7 +39,6 @@ unsafe impl<'fcx> pgrx::callconv::ArgAbi<'fcx> for RegClass {
 }
 pgrx::impl_sql_translatable!(RegClass, "regclass");
 
-
 #[pg_trigger]
 fn enforce_trigger<'a>(trigger: &'a PgTrigger<'a>) -> std::result::Result<Option<PgHeapTuple<'a, impl pgrx::WhoAllocated>>, PgHeapTupleError> {
     if let Err(e) = enforce::fire(trigger) {
@@ -47,7 +46,6 @@ fn enforce_trigger<'a>(trigger: &'a PgTrigger<'a>) -> std::result::Result<Option
     }
     Ok(trigger.new())
 }
-
 
 /// Put a quota on a table: every inserted row consumes `metric` for the subject in
 /// `subject_column` — `amount` per row, or the value of `amount_column`, or the token
@@ -92,4 +90,3 @@ fn count_tokens(content: &str, encoding: default!(&str, "'cl100k_base'")) -> i32
     let n = crate::domain::tokens::count_tokens(content, encoding).or_raise();
     i32::try_from(n).unwrap_or(i32::MAX)
 }
-

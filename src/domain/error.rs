@@ -32,8 +32,18 @@ pub const DATA_CORRUPTED: &str = "XX001";
 
 /// Every SQLSTATE this project raises itself. The README's error table lists each one,
 /// and a test holds the two together.
-pub const OWN_SQLSTATES: &[&str] =
-    &[QUOTA_EXCEEDED, OVER_REQUEST_CAP, UNKNOWN_SUBJECT, INVALID_ARGUMENT, NULL_ARGUMENT, NOT_AVAILABLE, FORBIDDEN, CONFLICT, LEDGER_APPEND_ONLY, DATA_CORRUPTED];
+pub const OWN_SQLSTATES: &[&str] = &[
+    QUOTA_EXCEEDED,
+    OVER_REQUEST_CAP,
+    UNKNOWN_SUBJECT,
+    INVALID_ARGUMENT,
+    NULL_ARGUMENT,
+    NOT_AVAILABLE,
+    FORBIDDEN,
+    CONFLICT,
+    LEDGER_APPEND_ONLY,
+    DATA_CORRUPTED,
+];
 
 /// PostgreSQL's own SQLSTATEs that a caller can get from quota functions: malformed input
 /// of an argument's type (22P02: an IP address, a uuid, jsonb), a number out of its
@@ -120,14 +130,16 @@ impl QuotaError {
         match self {
             QuotaError::Exceeded(d) => format!(
                 "quota exceeded: subject \"{}\" has {} of {} {} left this {}, {} requested",
-                d.subject, d.remaining, d.effective_limit(), d.metric, period_noun(&d.period), d.requested
-            ),
-            QuotaError::OverRequestCap(d) => format!(
-                "request too large: {} {} requested, at most {} per request",
-                d.requested,
+                d.subject,
+                d.remaining,
+                d.effective_limit(),
                 d.metric,
-                d.per_request_max.unwrap_or_default()
+                period_noun(&d.period),
+                d.requested
             ),
+            QuotaError::OverRequestCap(d) => {
+                format!("request too large: {} {} requested, at most {} per request", d.requested, d.metric, d.per_request_max.unwrap_or_default())
+            }
             QuotaError::UnknownSubject { subject } => format!("unknown quota subject \"{subject}\""),
             QuotaError::Invalid { message, .. } => message.clone(),
             QuotaError::Null { argument } => format!("argument \"{argument}\" must not be NULL"),
@@ -237,12 +249,7 @@ pub fn positive_amount(argument: &'static str, amount: i64) -> Result<i64> {
     if amount >= 1 {
         Ok(amount)
     } else {
-        Err(QuotaError::invalid(
-            argument,
-            amount,
-            format!("{argument} must be at least 1, got {amount}"),
-            format!("Pass a positive {argument}."),
-        ))
+        Err(QuotaError::invalid(argument, amount, format!("{argument} must be at least 1, got {amount}"), format!("Pass a positive {argument}.")))
     }
 }
 
@@ -363,12 +370,8 @@ mod tests {
         let readme = include_str!("../../README.md");
         let table = readme.split("\n## Errors\n").nth(1).expect("README has an Errors section");
         let table = table.split("\n## ").next().unwrap_or_default();
-        let mut listed: Vec<&str> = table
-            .lines()
-            .filter_map(|l| l.strip_prefix("| `"))
-            .filter_map(|l| l.split('`').next())
-            .filter(|code| code.len() == 5)
-            .collect();
+        let mut listed: Vec<&str> =
+            table.lines().filter_map(|l| l.strip_prefix("| `")).filter_map(|l| l.split('`').next()).filter(|code| code.len() == 5).collect();
         listed.sort_unstable();
         listed.dedup();
         let mut known: Vec<&str> = OWN_SQLSTATES.iter().chain(POSTGRES_SQLSTATES).copied().collect();

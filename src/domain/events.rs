@@ -77,11 +77,7 @@ impl Event {
 /// first time in the window, given the highest one already announced (`alerted`).
 /// Returns them in ascending order; the new `alerted` is the last one.
 pub fn crossed(thresholds: &[i32], alerted: i32, used_after: i64, limit: i64) -> Vec<i32> {
-    let mut out: Vec<i32> = thresholds
-        .iter()
-        .copied()
-        .filter(|&t| t > alerted && reached(used_after, limit, t))
-        .collect();
+    let mut out: Vec<i32> = thresholds.iter().copied().filter(|&t| t > alerted && reached(used_after, limit, t)).collect();
     out.sort_unstable();
     out.dedup();
     out

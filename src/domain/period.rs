@@ -88,10 +88,7 @@ pub fn window_for(period: Period, now: DateTime<Utc>, tz: Tz, anchor: DateTime<U
         Period::BillingCycle => return billing_window(now, tz, anchor),
     };
     let midnight = NaiveTime::MIN;
-    Window {
-        start: Some(local_to_utc(tz, start.and_time(midnight))),
-        end: Some(local_to_utc(tz, end.and_time(midnight))),
-    }
+    Window { start: Some(local_to_utc(tz, start.and_time(midnight))), end: Some(local_to_utc(tz, end.and_time(midnight))) }
 }
 
 /// The billing-cycle window containing `now`: cycle `k` starts `k` months after the anchor,
@@ -171,10 +168,7 @@ mod tests {
 
     #[test]
     fn day_in_utc() {
-        assert_eq!(
-            win(Period::Day, "2026-11-23T23:59:59Z", UTC, EPOCH),
-            ("2026-11-23T00:00:00+00:00".into(), "2026-11-24T00:00:00+00:00".into())
-        );
+        assert_eq!(win(Period::Day, "2026-11-23T23:59:59Z", UTC, EPOCH), ("2026-11-23T00:00:00+00:00".into(), "2026-11-24T00:00:00+00:00".into()));
         assert_eq!(win(Period::Day, "2026-11-24T00:00:00Z", UTC, EPOCH).0, "2026-11-24T00:00:00+00:00");
     }
 
@@ -209,10 +203,7 @@ mod tests {
     #[test]
     fn week_is_iso_monday_in_zone() {
         // 2026-11-23 is a Monday; Sunday 22 late evening in New York is still last week.
-        assert_eq!(
-            win(Period::Week, "2026-11-25T10:00:00Z", UTC, EPOCH),
-            ("2026-11-23T00:00:00+00:00".into(), "2026-11-30T00:00:00+00:00".into())
-        );
+        assert_eq!(win(Period::Week, "2026-11-25T10:00:00Z", UTC, EPOCH), ("2026-11-23T00:00:00+00:00".into(), "2026-11-30T00:00:00+00:00".into()));
         assert_eq!(win(Period::Week, "2026-11-23T03:00:00Z", New_York, EPOCH).0, "2026-11-16T05:00:00+00:00");
         // A week spanning the Paris fall-back is 7 days + 1 hour.
         let w = window_for(Period::Week, utc("2026-10-22T12:00:00Z"), Paris, utc(EPOCH));
@@ -221,14 +212,8 @@ mod tests {
 
     #[test]
     fn month_calendar_and_leap_years() {
-        assert_eq!(
-            win(Period::Month, "2028-02-29T12:00:00Z", UTC, EPOCH),
-            ("2028-02-01T00:00:00+00:00".into(), "2028-03-01T00:00:00+00:00".into())
-        );
-        assert_eq!(
-            win(Period::Month, "2026-12-31T23:00:00Z", UTC, EPOCH),
-            ("2026-12-01T00:00:00+00:00".into(), "2027-01-01T00:00:00+00:00".into())
-        );
+        assert_eq!(win(Period::Month, "2028-02-29T12:00:00Z", UTC, EPOCH), ("2028-02-01T00:00:00+00:00".into(), "2028-03-01T00:00:00+00:00".into()));
+        assert_eq!(win(Period::Month, "2026-12-31T23:00:00Z", UTC, EPOCH), ("2026-12-01T00:00:00+00:00".into(), "2027-01-01T00:00:00+00:00".into()));
         // 23:30 UTC on Oct 31 is already November 1st in Paris.
         assert_eq!(win(Period::Month, "2026-10-31T23:30:00Z", Paris, EPOCH).0, "2026-10-31T23:00:00+00:00");
     }

@@ -106,7 +106,9 @@ pub fn not_bound(refusal: NotBound) -> QuotaError {
     let tenant = error::quoted(&refusal.tenant).into_owned();
     QuotaError::Forbidden {
         message: format!("this session's role may not act for tenant \"{tenant}\""),
-        hint: "Set quota.tenant to a tenant bound to this role (see quota.tenant_bindings), or ask an administrator to bind it with quota.bind_tenant.".into(),
+        hint:
+            "Set quota.tenant to a tenant bound to this role (see quota.tenant_bindings), or ask an administrator to bind it with quota.bind_tenant."
+                .into(),
         object: format!("tenant {tenant}"),
     }
 }

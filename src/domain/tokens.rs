@@ -22,12 +22,9 @@ impl Encoding {
             "cl100k_base" => Ok(Encoding::Cl100kBase),
             "o200k_base" => Ok(Encoding::O200kBase),
             "chars" => Ok(Encoding::Chars),
-            other => Err(QuotaError::invalid(
-                "encoding",
-                other,
-                format!("unknown encoding \"{other}\""),
-                format!("Use one of: {}.", Encoding::NAMES),
-            )),
+            other => {
+                Err(QuotaError::invalid("encoding", other, format!("unknown encoding \"{other}\""), format!("Use one of: {}.", Encoding::NAMES)))
+            }
         }
     }
 
@@ -63,8 +60,7 @@ mod tests {
     /// tests/tokens/generate_reference.py and committed in tests/tokens/reference.json.
     #[test]
     fn matches_the_reference_tokenizer() {
-        let reference: serde_json::Value =
-            serde_json::from_str(include_str!("../../tests/tokens/reference.json")).expect("reference.json parses");
+        let reference: serde_json::Value = serde_json::from_str(include_str!("../../tests/tokens/reference.json")).expect("reference.json parses");
         let cases = reference["cases"].as_array().expect("cases");
         assert!(cases.len() >= 10, "the reference set covers English, CJK, emoji, code and whitespace");
         for case in cases {

@@ -43,10 +43,7 @@ pub(super) static REPLACE_CHARGE: Stmt = Stmt {
         pg_sys::PgBuiltInOids::TIMESTAMPTZOID,
     ],
 };
-pub(super) static FORGET_CHARGES: Stmt = Stmt {
-    sql: "DELETE FROM quota.row_charges WHERE table_name = $1",
-    types: &[pg_sys::PgBuiltInOids::OIDOID],
-};
+pub(super) static FORGET_CHARGES: Stmt = Stmt { sql: "DELETE FROM quota.row_charges WHERE table_name = $1", types: &[pg_sys::PgBuiltInOids::OIDOID] };
 pub(super) static REKEY_CHARGES: Stmt = Stmt {
     sql: "UPDATE quota.row_charges SET row_key = $3 WHERE table_name = $1 AND row_key = $2",
     types: &[pg_sys::PgBuiltInOids::OIDOID, pg_sys::PgBuiltInOids::TEXTOID, pg_sys::PgBuiltInOids::TEXTOID],
@@ -203,4 +200,3 @@ pub(super) fn on_update(trigger: &PgTrigger<'_>, table: pg_sys::Oid) -> QResult<
     }
     Ok(())
 }
-

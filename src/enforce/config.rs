@@ -16,10 +16,8 @@ pub(super) static RELKIND: Stmt = Stmt {
     sql: "SELECT relkind::text, oid::regclass::text, relispartition FROM pg_catalog.pg_class WHERE oid = $1",
     types: &[pg_sys::PgBuiltInOids::OIDOID],
 };
-pub(super) static HAS_PRIMARY_KEY: Stmt = Stmt {
-    sql: "SELECT 1 FROM pg_catalog.pg_index WHERE indrelid = $1 AND indisprimary",
-    types: &[pg_sys::PgBuiltInOids::OIDOID],
-};
+pub(super) static HAS_PRIMARY_KEY: Stmt =
+    Stmt { sql: "SELECT 1 FROM pg_catalog.pg_index WHERE indrelid = $1 AND indisprimary", types: &[pg_sys::PgBuiltInOids::OIDOID] };
 pub(super) static UPSERT_RULE: Stmt = Stmt {
     sql: "INSERT INTO quota.enforcements AS e (table_name, metric, subject_column, amount, amount_column, tokens_of, encoding,
               refund_on_delete, subject_attnum, amount_attnum, tokens_attnum)
@@ -167,7 +165,10 @@ pub(super) fn may_change(c: &mut SpiClient<'_>, table: pg_sys::Oid, replaces: bo
     let (message, hint) = if replaces {
         (format!("only the owner of table {name} may change or remove its quotas"), format!("Run this as the owner of {name}."))
     } else {
-        (format!("permission denied to enforce quotas on table {name}"), format!("Run this as the owner of {name}, or GRANT TRIGGER ON {name} to this role."))
+        (
+            format!("permission denied to enforce quotas on table {name}"),
+            format!("Run this as the owner of {name}, or GRANT TRIGGER ON {name} to this role."),
+        )
     };
     Err(QuotaError::Forbidden { message, hint, object: name })
 }
@@ -254,7 +255,6 @@ pub fn enforce(
         Ok(())
     })
 }
-
 
 /// Remove the quota on `metric` from a table; the triggers go when no quota is left.
 /// Returns whether there was one. Only the table's owner may.

@@ -21,11 +21,11 @@ use std::collections::HashMap;
 use std::ffi::CStr;
 use std::rc::Rc;
 
-use crate::ops::{self, ConsumeRequest};
 use crate::domain::error::{non_empty, QuotaError};
+use crate::domain::tokens::Encoding;
+use crate::ops::{self, ConsumeRequest};
 use crate::pg::installed;
 use crate::storage::{self, Stmt};
-use crate::domain::tokens::Encoding;
 
 type QResult<T> = crate::domain::error::Result<T>;
 
@@ -96,7 +96,10 @@ pub fn fire(trigger: &PgTrigger<'_>) -> QResult<()> {
     if !event.fired_for_row() && !event.fired_by_truncate() {
         return Err(QuotaError::NotAvailable {
             feature: "quota.enforce_trigger",
-            message: format!("quota.enforce_trigger must fire FOR EACH ROW on INSERT, UPDATE and DELETE (trigger \"{}\")", crate::domain::error::quoted(&trigger.name().unwrap_or_default())),
+            message: format!(
+                "quota.enforce_trigger must fire FOR EACH ROW on INSERT, UPDATE and DELETE (trigger \"{}\")",
+                crate::domain::error::quoted(trigger.name().unwrap_or_default())
+            ),
             hint: "Drop this trigger: quota.enforce_on_insert creates the triggers a quota needs.".into(),
         });
     }

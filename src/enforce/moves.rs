@@ -97,4 +97,3 @@ pub(super) fn indicates_moved(tid: &pg_sys::ItemPointerData) -> bool {
 
 /// PostgreSQL's `MovedPartitionsOffsetNumber`.
 pub(super) const MOVED_PARTITIONS_OFFSET: u16 = 0xfffd;
-

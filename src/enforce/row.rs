@@ -101,7 +101,11 @@ impl Row {
 
 /// A column's current name, or the error that makes the quota fail closed.
 pub(super) fn current<'c>(rule: &Rule, column: &'c Column) -> QResult<&'c str> {
-    column.name.as_deref().ok_or_else(|| QuotaError::BrokenRule { table: rule.table.clone(), metric: rule.metric.clone(), column: column.stored.clone() })
+    column.name.as_deref().ok_or_else(|| QuotaError::BrokenRule {
+        table: rule.table.clone(),
+        metric: rule.metric.clone(),
+        column: column.stored.clone(),
+    })
 }
 
 /// What one row costs under one rule: (subject, amount).
@@ -131,7 +135,11 @@ pub(super) fn parse_amount(column: &str, value: &str) -> QResult<i64> {
             "Store a whole, non-negative amount in the column.",
         )
     };
-    let n: i64 = value.split_once('.').map_or(value, |(int, frac)| if frac.trim_end_matches('0').is_empty() { int } else { "x" }).parse().map_err(|_| bad("is not a whole number"))?;
+    let n: i64 = value
+        .split_once('.')
+        .map_or(value, |(int, frac)| if frac.trim_end_matches('0').is_empty() { int } else { "x" })
+        .parse()
+        .map_err(|_| bad("is not a whole number"))?;
     if n < 0 {
         return Err(bad("is negative"));
     }
@@ -149,4 +157,3 @@ mod tests {
         assert_eq!(super::parse_amount("c", "NaN").unwrap_err().sqlstate(), "22023");
     }
 }
-

@@ -34,10 +34,8 @@ pub(super) static TABLE_FACTS: Stmt = Stmt {
           FROM pg_catalog.pg_class c WHERE c.oid = $1",
     types: &[pg_sys::PgBuiltInOids::OIDOID],
 };
-pub(super) static PARTITION_ROOT: Stmt = Stmt {
-    sql: "SELECT coalesce(pg_catalog.pg_partition_root($1), $1::regclass)::oid",
-    types: &[pg_sys::PgBuiltInOids::OIDOID],
-};
+pub(super) static PARTITION_ROOT: Stmt =
+    Stmt { sql: "SELECT coalesce(pg_catalog.pg_partition_root($1), $1::regclass)::oid", types: &[pg_sys::PgBuiltInOids::OIDOID] };
 
 pub(super) fn load_rules(c: &mut SpiClient<'_>, root: pg_sys::Oid) -> TableRules {
     let by_number = installed::at_least(installed::ROW_CHARGES);
@@ -123,4 +121,3 @@ pub(super) fn rules_for(c: &mut SpiClient<'_>, table: pg_sys::Oid) -> Rc<TableRu
     }
     rules
 }
-

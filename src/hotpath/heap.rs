@@ -227,9 +227,8 @@ pub fn written_here(oid: Oid) -> bool {
 pub unsafe fn matches(slot: &Slot, atts: &[AttrNumber], keys: &[(Datum, u32)]) -> bool {
     atts.iter().zip(keys).all(|(att, (value, proc_))| {
         // SAFETY: the caller's guarantee; both datums are of that type and not NULL.
-        slot.datum(*att).is_some_and(|d| unsafe {
-            pg_sys::OidFunctionCall2Coll(Oid::from(*proc_), pg_sys::DEFAULT_COLLATION_OID, d, *value).value() != 0
-        })
+        slot.datum(*att)
+            .is_some_and(|d| unsafe { pg_sys::OidFunctionCall2Coll(Oid::from(*proc_), pg_sys::DEFAULT_COLLATION_OID, d, *value).value() != 0 })
     })
 }
 
@@ -266,11 +265,8 @@ unsafe fn insert_index_entries(rel: &Rel, slot: &Slot, indexes: &[Oid]) {
             for i in 0..n {
                 values[i] = pg_sys::slot_getattr(slot.0, (*info).ii_IndexAttrNumbers[i] as _, &mut nulls[i]);
             }
-            let check = if (*(*idx).rd_index).indisunique {
-                pg_sys::IndexUniqueCheck::UNIQUE_CHECK_YES
-            } else {
-                pg_sys::IndexUniqueCheck::UNIQUE_CHECK_NO
-            };
+            let check =
+                if (*(*idx).rd_index).indisunique { pg_sys::IndexUniqueCheck::UNIQUE_CHECK_YES } else { pg_sys::IndexUniqueCheck::UNIQUE_CHECK_NO };
             let mut tid = slot.tid();
             pg_sys::index_insert(idx, values.as_mut_ptr(), nulls.as_mut_ptr(), &mut tid, rel.0, check, false, info);
             pg_sys::index_close(idx, pg_sys::NoLock as _);

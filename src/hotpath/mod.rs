@@ -30,17 +30,17 @@ pub mod status;
 pub mod subject_cache;
 pub mod tables;
 
-use crate::pg::clock;
 use crate::domain::error::QuotaError;
 use crate::domain::limits::{Limit, Usage};
 use crate::domain::period::Window;
+use crate::domain::tenancy::Scope;
+use crate::pg::clock;
 use crate::storage::schema::{self, counters, LedgerKind, LedgerRow, SubjectRow};
 use crate::storage::Subject;
-use crate::domain::tenancy::Scope;
 use cache::{remembered, Cache, MAX_LIMITS, MAX_SUBJECTS};
 use heap::{Rel, Slot, Updated};
-pub use status::{served, Path};
 use status::note;
+pub use status::{served, Path};
 use subject_cache::Place;
 use tables::{Resolved, Tables};
 

@@ -101,7 +101,11 @@ pub fn tables() -> Result<Rc<Tables>, Aside> {
 pub fn said(why: &Aside) {
     let new = LOGGED.with(|l| l.borrow().as_ref() != Some(why));
     if new {
-        pgrx::log!("quota_ext: hot path steps aside: table {} fails the check \"{}\"; the general path serves quota_check and quota_consume", why.table, why.check);
+        pgrx::log!(
+            "quota_ext: hot path steps aside: table {} fails the check \"{}\"; the general path serves quota_check and quota_consume",
+            why.table,
+            why.check
+        );
         LOGGED.with(|l| *l.borrow_mut() = Some(why.clone()));
     }
 }
@@ -114,7 +118,12 @@ fn table(nsp: Oid, desc: &'static schema::StateTable) -> Result<Resolved, Aside>
         if oid == pg_sys::InvalidOid {
             return Err(aside(desc, "missing table"));
         }
-        let att = desc.columns.iter().map(|c| heap::attnum(oid, c.name, c.type_oid)).collect::<Option<Vec<_>>>().ok_or_else(|| aside(desc, "column changed"))?;
+        let att = desc
+            .columns
+            .iter()
+            .map(|c| heap::attnum(oid, c.name, c.type_oid))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| aside(desc, "column changed"))?;
         let rel = Rel::open(oid, pg_sys::AccessShareLock as _);
         if !rel.is_plain_table() {
             return Err(aside(desc, "not a plain table"));
@@ -133,7 +142,8 @@ fn resolve() -> Result<Tables, Aside> {
     if nsp == pg_sys::InvalidOid {
         return Err(aside(&SUBJECTS, "missing table"));
     }
-    let (subjects, limits, counters, ledger) = (table(nsp, &SUBJECTS)?, table(nsp, &PLAN_LIMITS)?, table(nsp, &COUNTERS)?, table(nsp, &USAGE_EVENTS)?);
+    let (subjects, limits, counters, ledger) =
+        (table(nsp, &SUBJECTS)?, table(nsp, &PLAN_LIMITS)?, table(nsp, &COUNTERS)?, table(nsp, &USAGE_EVENTS)?);
     // SAFETY: a catalog lookup of the ledger's identity sequence (missing_ok).
     let ledger_seq = unsafe { pg_sys::getIdentitySequence(ledger.oid, ledger.att[LEDGER_ID], true) };
     let (counters_rel, ledger_rel) = (Rel::open(counters.oid, pg_sys::AccessShareLock as _), Rel::open(ledger.oid, pg_sys::AccessShareLock as _));

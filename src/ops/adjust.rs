@@ -10,11 +10,11 @@ use super::idempotency;
 use super::subject::{resolve_limit, resolve_subject, Unknown};
 use super::window::WindowOp;
 use crate::domain::bonus;
-use crate::pg::clock;
 use crate::domain::decision::Decision;
 use crate::domain::error::{self, positive_amount, QuotaError, Result};
 use crate::domain::events;
 use crate::domain::limits::{self, Usage};
+use crate::pg::clock;
 use crate::pg::privilege;
 use crate::pg::stats;
 use crate::storage::{self, schema::LedgerKind};
@@ -156,6 +156,12 @@ pub fn apply_bonus(subject: &str, metric: &str, kind: &str, reference: Option<&s
         stats::bonus_applied(metric);
         op.emit(c, events::EventKind::BonusApplied, after, json!({"kind": kind, "amount": rule.amount}));
         op.append(c, LedgerKind::Bonus, rule.amount, 0, None, None);
-        Ok(BonusOutcome { applied: true, reason: bonus::APPLIED, amount: rule.amount, new_limit: after.effective_limit(&limit), bonuses_today: today + 1 })
+        Ok(BonusOutcome {
+            applied: true,
+            reason: bonus::APPLIED,
+            amount: rule.amount,
+            new_limit: after.effective_limit(&limit),
+            bonuses_today: today + 1,
+        })
     })
 }

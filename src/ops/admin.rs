@@ -4,12 +4,12 @@ use pgrx::pg_sys;
 use pgrx::spi::SpiClient;
 
 use super::args::{known_name, parse_enforcement, parse_period};
-use crate::domain::bonus::{ReferenceScope, BonusRule};
-use crate::pg::clock;
+use crate::domain::bonus::{BonusRule, ReferenceScope};
 use crate::domain::error::{self, positive_amount, QuotaError, Result};
-use crate::pg::installed;
 use crate::domain::limits::Limit;
 use crate::domain::period;
+use crate::pg::clock;
+use crate::pg::installed;
 use crate::storage;
 
 pub fn set_limit(plan: &str, metric: &str, period: &str, limit_value: i64, enforcement: &str, per_request_max: Option<i64>) -> Result<()> {
@@ -51,7 +51,12 @@ pub fn set_alerts(plan: &str, metric: &str, thresholds: Vec<Option<i32>>) -> Res
         if storage::set_alerts(c, plan, metric, t) {
             Ok(())
         } else {
-            Err(QuotaError::invalid("metric", metric, format!("plan \"{plan}\" has no limit on metric \"{metric}\""), "Create the limit first with quota.set_limit."))
+            Err(QuotaError::invalid(
+                "metric",
+                metric,
+                format!("plan \"{plan}\" has no limit on metric \"{metric}\""),
+                "Create the limit first with quota.set_limit.",
+            ))
         }
     })
 }
@@ -65,7 +70,12 @@ pub fn remove_limit(plan: &str, metric: &str) -> Result<bool> {
 fn existing_plan(c: &mut SpiClient<'_>, plan: &str) -> Result<Option<i32>> {
     known_name("plan", plan)?;
     storage::plan_bonus_cap(c, plan).ok_or_else(|| {
-        QuotaError::invalid("plan", plan, format!("unknown plan \"{plan}\""), "Create the plan first with quota.set_limit(plan, metric, period, limit).")
+        QuotaError::invalid(
+            "plan",
+            plan,
+            format!("unknown plan \"{plan}\""),
+            "Create the plan first with quota.set_limit(plan, metric, period, limit).",
+        )
     })
 }
 
@@ -103,7 +113,12 @@ pub fn assign_plan(
     }
     let scope = crate::pg::roles::scope()?;
     let tenant = scope.assignable(tenant).map_err(|why| {
-        QuotaError::invalid("tenant", tenant.unwrap_or(""), why, "Leave tenant NULL to use the session's quota.tenant, or run as quota_admin without quota.tenant.")
+        QuotaError::invalid(
+            "tenant",
+            tenant.unwrap_or(""),
+            why,
+            "Leave tenant NULL to use the session's quota.tenant, or run as quota_admin without quota.tenant.",
+        )
     })?;
     storage::volatile(|c| {
         existing_plan(c, plan)?;
@@ -187,4 +202,3 @@ pub fn unbind_tenant(role: &str, tenant: Option<&str>) -> Result<i32> {
     installed::requires(installed::BINDINGS, "quota.unbind_tenant")?;
     storage::volatile(|c| Ok(storage::unbind_tenant(c, role, tenant)))
 }
-

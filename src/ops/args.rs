@@ -5,9 +5,9 @@ use pgrx::pg_sys;
 use serde_json::Value;
 
 use crate::domain::error::{self, positive_amount, QuotaError, Result};
-use crate::pg::gucs;
 use crate::domain::limits::{Enforcement, Usage};
 use crate::domain::period::Period;
+use crate::pg::gucs;
 use crate::storage;
 
 /// A name argument within its bound (`error::name`), or one already stored: names
@@ -50,7 +50,12 @@ pub fn fits_counter(usage: Usage, amount: i64) -> Result<()> {
 /// Sort by metric (the lock order) and reject bad amounts and duplicate metrics.
 pub fn validate_items(items: &mut [(String, i64)]) -> Result<()> {
     if items.is_empty() {
-        return Err(QuotaError::invalid("amounts", "{}", "amounts must name at least one metric", "Pass an object such as {\"messages\": 1, \"tokens\": 350}."));
+        return Err(QuotaError::invalid(
+            "amounts",
+            "{}",
+            "amounts must name at least one metric",
+            "Pass an object such as {\"messages\": 1, \"tokens\": 350}.",
+        ));
     }
     for (metric, amount) in items.iter() {
         known_name("metric", metric)?;
@@ -65,7 +70,12 @@ pub fn validate_items(items: &mut [(String, i64)]) -> Result<()> {
 /// rounded.
 pub fn parse_amounts(text: &str) -> Result<Vec<(String, i64)>> {
     let bad = |why: &str| {
-        QuotaError::invalid("amounts", text, format!("amounts {why}"), "Pass a JSON object of metric to positive integer, such as {\"messages\": 1, \"tokens\": 350}.")
+        QuotaError::invalid(
+            "amounts",
+            text,
+            format!("amounts {why}"),
+            "Pass a JSON object of metric to positive integer, such as {\"messages\": 1, \"tokens\": 350}.",
+        )
     };
     let amounts: Value = serde_json::from_str(text).map_err(|_| bad("values must be integers"))?;
     let obj = amounts.as_object().ok_or_else(|| bad("must be a JSON object"))?;
@@ -73,11 +83,18 @@ pub fn parse_amounts(text: &str) -> Result<Vec<(String, i64)>> {
 }
 
 pub fn parse_period(period: &str) -> Result<Period> {
-    period.parse().map_err(|_| QuotaError::invalid("period", period, format!("unknown period \"{period}\""), format!("Use one of: {}.", Period::NAMES)))
+    period
+        .parse()
+        .map_err(|_| QuotaError::invalid("period", period, format!("unknown period \"{period}\""), format!("Use one of: {}.", Period::NAMES)))
 }
 
 pub fn parse_enforcement(enforcement: &str) -> Result<Enforcement> {
     enforcement.parse().map_err(|_| {
-        QuotaError::invalid("enforcement", enforcement, format!("unknown enforcement \"{enforcement}\""), format!("Use one of: {}.", Enforcement::NAMES))
+        QuotaError::invalid(
+            "enforcement",
+            enforcement,
+            format!("unknown enforcement \"{enforcement}\""),
+            format!("Use one of: {}.", Enforcement::NAMES),
+        )
     })
 }

@@ -6,12 +6,12 @@ use chrono::{DateTime, Utc};
 use super::args::{fits_counter, known_name};
 use super::subject::{resolve_limit, resolve_subject, Unknown};
 use super::window::WindowOp;
-use crate::pg::clock;
 use crate::domain::decision::Decision;
 use crate::domain::error::{QuotaError, Result};
-use crate::hotpath::{self, Path};
 use crate::domain::limits::{evaluate, Enforcement};
 use crate::domain::period::Period;
+use crate::hotpath::{self, Path};
+use crate::pg::clock;
 use crate::pg::privilege;
 use crate::pg::stats;
 use crate::storage;
@@ -22,7 +22,12 @@ pub fn check(subject: &str, items: &[(String, i64)]) -> Result<Vec<Decision>> {
     for (metric, amount) in items {
         known_name("metric", metric)?;
         if *amount < 0 {
-            return Err(QuotaError::invalid("amount", amount, format!("amount must not be negative, got {amount}"), "Pass 0 to read the state, or a positive amount to test a request."));
+            return Err(QuotaError::invalid(
+                "amount",
+                amount,
+                format!("amount must not be negative, got {amount}"),
+                "Pass 0 to read the state, or a positive amount to test a request.",
+            ));
         }
     }
     let now = clock::now();

@@ -1,7 +1,7 @@
 //! `quota.maintenance()`: sweep lapsed holds everywhere, one window per subtransaction.
 
-use crate::pg::clock;
 use crate::domain::error::{self, Result};
+use crate::pg::clock;
 use crate::storage;
 
 use super::window::WindowOp;

@@ -10,11 +10,11 @@ use super::args::{fits_counter, metadata_fits};
 use super::idempotency;
 use super::subject::{resolve_limit, resolve_subject, Unknown};
 use super::window::WindowOp;
-use crate::pg::clock;
 use crate::domain::decision::Decision;
 use crate::domain::error::{self, positive_amount, QuotaError, Result};
 use crate::domain::events;
 use crate::domain::limits::{self, evaluate, Limit, Usage};
+use crate::pg::clock;
 use crate::pg::stats;
 use crate::storage::{self, schema::LedgerKind, Subject};
 
@@ -43,7 +43,12 @@ fn positive_ttl(ttl: &pgrx::datum::Interval) -> Result<()> {
     if bounded && parts.iter().all(|p| *p >= 0) && parts.iter().any(|p| *p > 0) {
         Ok(())
     } else {
-        Err(QuotaError::invalid("ttl", "interval", "ttl must be a positive interval", "Pass how long the hold may last, such as '15 minutes' (at most ten years)."))
+        Err(QuotaError::invalid(
+            "ttl",
+            "interval",
+            "ttl must be a positive interval",
+            "Pass how long the hold may last, such as '15 minutes' (at most ten years).",
+        ))
     }
 }
 
@@ -145,7 +150,12 @@ fn lock_reservation(c: &mut SpiClient<'_>, id: pgrx::Uuid, now: DateTime<Utc>) -
 pub fn commit(id: pgrx::Uuid, actual: Option<i64>, metadata: Option<pg_sys::Datum>) -> Result<Decision> {
     metadata_fits(metadata)?;
     if let Some(a) = actual.filter(|a| *a < 0) {
-        return Err(QuotaError::invalid("actual_amount", a, "actual_amount must not be negative", "Pass the amount really used (0 or more), or NULL for the held amount."));
+        return Err(QuotaError::invalid(
+            "actual_amount",
+            a,
+            "actual_amount must not be negative",
+            "Pass the amount really used (0 or more), or NULL for the held amount.",
+        ));
     }
     storage::volatile(|c| {
         let now = clock::now();
@@ -156,7 +166,12 @@ pub fn commit(id: pgrx::Uuid, actual: Option<i64>, metadata: Option<pg_sys::Datu
                 return Ok(d.replayed());
             }
             "released" => {
-                return Err(QuotaError::invalid("reservation", id, format!("reservation {id} was released"), "Reserve again, or record the usage with quota.quota_consume."))
+                return Err(QuotaError::invalid(
+                    "reservation",
+                    id,
+                    format!("reservation {id} was released"),
+                    "Reserve again, or record the usage with quota.quota_consume.",
+                ))
             }
             _ => {}
         }
@@ -197,7 +212,12 @@ pub fn release(id: pgrx::Uuid, reason: Option<&str>) -> Result<bool> {
         match r.status.as_str() {
             "held" => {}
             "committed" => {
-                return Err(QuotaError::invalid("reservation", id, format!("reservation {id} was already committed"), "Give committed usage back with quota.quota_refund."))
+                return Err(QuotaError::invalid(
+                    "reservation",
+                    id,
+                    format!("reservation {id} was already committed"),
+                    "Give committed usage back with quota.quota_refund.",
+                ))
             }
             _ => return Ok(false),
         }

@@ -6,8 +6,8 @@ use pgrx::spi::SpiClient;
 
 use super::args::known_name;
 use crate::domain::error::{QuotaError, Result};
-use crate::pg::gucs;
 use crate::domain::limits::Limit;
+use crate::pg::gucs;
 use crate::storage::{self, Subject};
 
 /// Whether an operation may create an unknown subject on `quota.default_plan`.

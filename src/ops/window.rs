@@ -11,9 +11,9 @@ use serde_json::{json, Value};
 use crate::domain::decision::Decision;
 use crate::domain::error::Result;
 use crate::domain::events;
-use crate::pg::gucs;
 use crate::domain::limits::{evaluate, Enforcement, Limit, Usage};
 use crate::domain::period::Window;
+use crate::pg::gucs;
 use crate::storage::{self, schema::LedgerKind, schema::LedgerRow, Subject};
 
 pub struct WindowOp<'a> {
@@ -130,7 +130,14 @@ impl<'a> WindowOp<'a> {
     }
 
     /// The ledger row of a change of this window (both paths append it).
-    pub fn ledger_row<'r>(&'r self, kind: LedgerKind, amount: i64, overage: i64, key: Option<&'r str>, metadata: Option<pg_sys::Datum>) -> LedgerRow<'r> {
+    pub fn ledger_row<'r>(
+        &'r self,
+        kind: LedgerKind,
+        amount: i64,
+        overage: i64,
+        key: Option<&'r str>,
+        metadata: Option<pg_sys::Datum>,
+    ) -> LedgerRow<'r> {
         LedgerRow {
             subject: &self.subject.id,
             tenant: self.subject.tenant.as_deref(),

@@ -190,11 +190,7 @@ pub fn default_plan() -> Option<String> {
 
 /// Refuse a value that is not a timestamptz at SET time, with PostgreSQL's own parser.
 #[pg_guard]
-unsafe extern "C-unwind" fn check_clock_override(
-    newval: *mut *mut c_char,
-    _extra: *mut *mut c_void,
-    _source: pg_sys::GucSource::Type,
-) -> bool {
+unsafe extern "C-unwind" fn check_clock_override(newval: *mut *mut c_char, _extra: *mut *mut c_void, _source: pg_sys::GucSource::Type) -> bool {
     // SAFETY: PostgreSQL passes a valid pointer to the proposed value, for the call.
     let value = unsafe { *newval };
     // SAFETY: a non-NULL proposed value is a NUL-terminated string, so its first byte
@@ -212,8 +208,10 @@ unsafe extern "C-unwind" fn check_clock_override(
         // copies the static text into the current memory context, which outlives that.
         unsafe {
             pg_sys::GUC_check_errcode(pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE as i32);
-            pg_sys::GUC_check_errdetail_string =
-                pg_sys::pstrdup(c"quota.clock_override must be a timestamptz between the years 1 and 9999, such as '2026-03-08 01:59:00-05', or empty to use now().".as_ptr());
+            pg_sys::GUC_check_errdetail_string = pg_sys::pstrdup(
+                c"quota.clock_override must be a timestamptz between the years 1 and 9999, such as '2026-03-08 01:59:00-05', or empty to use now()."
+                    .as_ptr(),
+            );
         }
         false
     }

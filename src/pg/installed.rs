@@ -57,9 +57,13 @@ pub fn version() -> Option<Version> {
     let generation = super::invalidation::listen(forget);
     // A read-only statement: no transaction id is assigned (a hot standby has none to give).
     let text = Spi::connect(|c| {
-        c.select("SELECT extversion::text FROM pg_catalog.pg_extension WHERE extname = 'quota_ext'", Some(1), &[])
-            .ok()
-            .and_then(|t| if t.is_empty() { None } else { t.first().get::<String>(1).ok().flatten() })
+        c.select("SELECT extversion::text FROM pg_catalog.pg_extension WHERE extname = 'quota_ext'", Some(1), &[]).ok().and_then(|t| {
+            if t.is_empty() {
+                None
+            } else {
+                t.first().get::<String>(1).ok().flatten()
+            }
+        })
     });
     let v = text.as_deref().and_then(parse);
     if super::invalidation::unchanged_since(generation) {

@@ -65,7 +65,8 @@ pub fn listen_roles(listener: fn()) -> u64 {
     if !ROLES_REGISTERED.with(|r| r.replace(true)) {
         // SAFETY: registers callbacks that stay valid for the life of the backend.
         unsafe {
-            for cache in [pg_sys::SysCacheIdentifier::AUTHOID, pg_sys::SysCacheIdentifier::AUTHMEMMEMROLE, pg_sys::SysCacheIdentifier::AUTHMEMROLEMEM] {
+            for cache in [pg_sys::SysCacheIdentifier::AUTHOID, pg_sys::SysCacheIdentifier::AUTHMEMMEMROLE, pg_sys::SysCacheIdentifier::AUTHMEMROLEMEM]
+            {
                 pg_sys::CacheRegisterSyscacheCallback(cache as _, Some(on_roles), Datum::from(0usize));
             }
         }

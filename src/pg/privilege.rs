@@ -29,10 +29,7 @@ pub fn as_owner<R>(f: impl FnOnce() -> R) -> R {
     unsafe {
         let (mut user, mut context) = (pg_sys::InvalidOid, 0);
         pg_sys::GetUserIdAndSecContext(&mut user, &mut context);
-        pg_sys::SetUserIdAndSecContext(
-            owner,
-            context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
-        );
+        pg_sys::SetUserIdAndSecContext(owner, context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
         let nest = pg_sys::NewGUCNestLevel();
         pg_sys::set_config_option(
             c"search_path".as_ptr(),
@@ -61,10 +58,7 @@ fn owner() -> Option<pg_sys::Oid> {
         if nsp == pg_sys::InvalidOid {
             return None;
         }
-        let tuple = pg_sys::SearchSysCache1(
-            pg_sys::SysCacheIdentifier::NAMESPACEOID as _,
-            pg_sys::Datum::from(nsp),
-        );
+        let tuple = pg_sys::SearchSysCache1(pg_sys::SysCacheIdentifier::NAMESPACEOID as _, pg_sys::Datum::from(nsp));
         if tuple.is_null() {
             return None;
         }

@@ -131,9 +131,10 @@ fn compute(session_user: Oid, user: Oid) -> SessionRole {
     for b in bindings().iter() {
         // SAFETY: catalog lookups by oid. A superuser session user is a member of every
         // role but bound by none: what it does through SET ROLE counts as that role.
-        let member = b.roles().into_iter().any(|bound| unsafe {
-            pg_sys::is_member_of_role(user, bound) || pg_sys::is_member_of_role_nosuper(session_user, bound)
-        });
+        let member = b
+            .roles()
+            .into_iter()
+            .any(|bound| unsafe { pg_sys::is_member_of_role(user, bound) || pg_sys::is_member_of_role_nosuper(session_user, bound) });
         let tenant = &b.tenant;
         if member {
             let set = tenants.get_or_insert_with(Vec::new);
@@ -187,7 +188,8 @@ pub fn scope() -> crate::domain::error::Result<crate::domain::tenancy::Scope> {
     let role = session();
     // The binding first: a bound session learns nothing about tenants it may not name
     // (not even whether a long one is stored).
-    let scope = crate::domain::tenancy::Scope::decide(setting.as_deref(), role.admin, role.tenants.as_deref()).map_err(crate::domain::tenancy::not_bound)?;
+    let scope =
+        crate::domain::tenancy::Scope::decide(setting.as_deref(), role.admin, role.tenants.as_deref()).map_err(crate::domain::tenancy::not_bound)?;
     if let Some(t) = setting.as_deref() {
         // A tenant stored before the length bounds keeps working.
         if let Err(too_long) = crate::domain::error::name("quota.tenant", t) {

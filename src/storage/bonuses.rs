@@ -6,9 +6,9 @@ use pgrx::pg_sys::PgBuiltInOids as T;
 use pgrx::spi::SpiClient;
 
 use super::{first, run, ts, Stmt};
-use crate::domain::bonus::{ReferenceScope, BonusRule};
-use crate::pg::clock;
+use crate::domain::bonus::{BonusRule, ReferenceScope};
 use crate::domain::period::Window;
+use crate::pg::clock;
 
 static FIND_RULE: Stmt = Stmt {
     sql: "SELECT amount, reference_scope FROM quota.bonus_rules WHERE plan = $1 AND metric = $2 AND kind = $3",
@@ -19,19 +19,15 @@ static UPSERT_RULE: Stmt = Stmt {
           ON CONFLICT (plan, metric, kind) DO UPDATE SET amount = EXCLUDED.amount, reference_scope = EXCLUDED.reference_scope",
     types: &[T::TEXTOID, T::TEXTOID, T::TEXTOID, T::INT8OID, T::TEXTOID],
 };
-static COUNT_GRANTS: Stmt = Stmt {
-    sql: "SELECT count(*)::int4 FROM quota.bonus_grants WHERE subject = $1 AND local_day = $2",
-    types: &[T::TEXTOID, T::DATEOID],
-};
+static COUNT_GRANTS: Stmt =
+    Stmt { sql: "SELECT count(*)::int4 FROM quota.bonus_grants WHERE subject = $1 AND local_day = $2", types: &[T::TEXTOID, T::DATEOID] };
 static INSERT_GRANT: Stmt = Stmt {
     sql: "INSERT INTO quota.bonus_grants
               (subject, metric, kind, reference, reference_scope, amount, window_start, local_day, granted_at)
           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
           ON CONFLICT DO NOTHING
           RETURNING id",
-    types: &[
-        T::TEXTOID, T::TEXTOID, T::TEXTOID, T::TEXTOID, T::TEXTOID, T::INT8OID, T::TIMESTAMPTZOID, T::DATEOID, T::TIMESTAMPTZOID,
-    ],
+    types: &[T::TEXTOID, T::TEXTOID, T::TEXTOID, T::TEXTOID, T::TEXTOID, T::INT8OID, T::TIMESTAMPTZOID, T::DATEOID, T::TIMESTAMPTZOID],
 };
 
 pub fn rule(c: &mut SpiClient<'_>, plan: &str, metric: &str, kind: &str) -> Option<BonusRule> {
@@ -89,4 +85,3 @@ pub fn insert_grant(c: &mut SpiClient<'_>, g: &Grant<'_>) -> bool {
     );
     !table.is_empty()
 }
-

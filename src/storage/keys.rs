@@ -58,4 +58,3 @@ pub fn find_key(c: &mut SpiClient<'_>, subject: &str, key: &str) -> Option<(Stri
 pub fn save_key(c: &mut SpiClient<'_>, subject: &str, key: &str, operation: &str, response: &str, at: DateTime<Utc>) {
     run(c, &SAVE_KEY, &[subject.into(), key.into(), operation.into(), response.into(), ts(at)]);
 }
-

@@ -16,14 +16,9 @@ pub fn plan_bonus_cap(c: &mut SpiClient<'_>, plan: &str) -> Option<Option<i32>> 
     Some(first::<i32>(run(c, &FIND_PLAN, &[plan.into()]), 1))
 }
 
-static LIMIT_ONE: Stmt = Stmt {
-    sql: "SELECT {plan_limits} FROM quota.plan_limits WHERE plan = $1 AND metric = $2",
-    types: &[T::TEXTOID, T::TEXTOID],
-};
-static LIMIT_ALL: Stmt = Stmt {
-    sql: "SELECT {plan_limits} FROM quota.plan_limits WHERE plan = $1 ORDER BY metric",
-    types: &[T::TEXTOID],
-};
+static LIMIT_ONE: Stmt =
+    Stmt { sql: "SELECT {plan_limits} FROM quota.plan_limits WHERE plan = $1 AND metric = $2", types: &[T::TEXTOID, T::TEXTOID] };
+static LIMIT_ALL: Stmt = Stmt { sql: "SELECT {plan_limits} FROM quota.plan_limits WHERE plan = $1 ORDER BY metric", types: &[T::TEXTOID] };
 
 fn limits_from(table: SpiTupleTable<'_>) -> Result<Vec<(String, Limit)>> {
     table.map(|row| schema::limit(&SpiRow { row: &row })).collect()
@@ -37,10 +32,7 @@ pub fn all_limits(c: &mut SpiClient<'_>, plan: &str) -> Result<Vec<(String, Limi
     limits_from(run(c, &LIMIT_ALL, &[plan.into()]))
 }
 
-static UPSERT_PLAN: Stmt = Stmt {
-    sql: "INSERT INTO quota.plans (plan) VALUES ($1) ON CONFLICT (plan) DO NOTHING",
-    types: &[T::TEXTOID],
-};
+static UPSERT_PLAN: Stmt = Stmt { sql: "INSERT INTO quota.plans (plan) VALUES ($1) ON CONFLICT (plan) DO NOTHING", types: &[T::TEXTOID] };
 static UPSERT_LIMIT: Stmt = Stmt {
     sql: "INSERT INTO quota.plan_limits AS l (plan, metric, period, limit_value, enforcement, per_request_max)
           VALUES ($1, $2, $3, $4, $5, $6)
@@ -50,10 +42,8 @@ static UPSERT_LIMIT: Stmt = Stmt {
               updated_at = now()",
     types: &[T::TEXTOID, T::TEXTOID, T::TEXTOID, T::INT8OID, T::TEXTOID, T::INT8OID],
 };
-static DELETE_LIMIT: Stmt = Stmt {
-    sql: "DELETE FROM quota.plan_limits WHERE plan = $1 AND metric = $2 RETURNING true",
-    types: &[T::TEXTOID, T::TEXTOID],
-};
+static DELETE_LIMIT: Stmt =
+    Stmt { sql: "DELETE FROM quota.plan_limits WHERE plan = $1 AND metric = $2 RETURNING true", types: &[T::TEXTOID, T::TEXTOID] };
 static SET_ALERTS: Stmt = Stmt {
     sql: "UPDATE quota.plan_limits SET alert_thresholds = $3, updated_at = now() WHERE plan = $1 AND metric = $2 RETURNING true",
     types: &[T::TEXTOID, T::TEXTOID, T::INT4ARRAYOID],
@@ -64,10 +54,7 @@ pub fn set_alerts(c: &mut SpiClient<'_>, plan: &str, metric: &str, thresholds: V
     first::<bool>(run(c, &SET_ALERTS, &[plan.into(), metric.into(), thresholds.into()]), 1).unwrap_or(false)
 }
 
-static SET_BONUS_CAP: Stmt = Stmt {
-    sql: "UPDATE quota.plans SET bonus_cap_per_day = $2 WHERE plan = $1",
-    types: &[T::TEXTOID, T::INT4OID],
-};
+static SET_BONUS_CAP: Stmt = Stmt { sql: "UPDATE quota.plans SET bonus_cap_per_day = $2 WHERE plan = $1", types: &[T::TEXTOID, T::INT4OID] };
 
 pub fn ensure_plan(c: &mut SpiClient<'_>, plan: &str) {
     run(c, &UPSERT_PLAN, &[plan.into()]);
@@ -77,7 +64,14 @@ pub fn upsert_limit(c: &mut SpiClient<'_>, plan: &str, metric: &str, limit: &Lim
     run(
         c,
         &UPSERT_LIMIT,
-        &[plan.into(), metric.into(), limit.period.as_str().into(), limit.limit_value.into(), limit.enforcement.as_str().into(), limit.per_request_max.into()],
+        &[
+            plan.into(),
+            metric.into(),
+            limit.period.as_str().into(),
+            limit.limit_value.into(),
+            limit.enforcement.as_str().into(),
+            limit.per_request_max.into(),
+        ],
     );
 }
 
@@ -88,4 +82,3 @@ pub fn delete_limit(c: &mut SpiClient<'_>, plan: &str, metric: &str) -> bool {
 pub fn set_bonus_cap(c: &mut SpiClient<'_>, plan: &str, per_day: Option<i32>) {
     run(c, &SET_BONUS_CAP, &[plan.into(), per_day.into()]);
 }
-

@@ -7,8 +7,8 @@ use pgrx::spi::{SpiClient, SpiTupleTable};
 
 use super::windows::key_args;
 use super::{first, run, ts, RawJsonb, Stmt};
-use crate::pg::clock;
 use crate::domain::period::Window;
+use crate::pg::clock;
 
 #[derive(Clone, Debug)]
 pub struct Reservation {
@@ -24,10 +24,7 @@ static INSERT_RESERVATION: Stmt = Stmt {
     sql: "INSERT INTO quota.reservations (subject, metric, window_start, window_end, amount, expires_at, idempotency_key, metadata, created_at)
           VALUES ($1, $2, $3, $4, $5, $7 + $6, $8, $9, $7)
           RETURNING id, expires_at",
-    types: &[
-        T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID, T::TIMESTAMPTZOID, T::INT8OID, T::INTERVALOID, T::TIMESTAMPTZOID, T::TEXTOID,
-        T::JSONBOID,
-    ],
+    types: &[T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID, T::TIMESTAMPTZOID, T::INT8OID, T::INTERVALOID, T::TIMESTAMPTZOID, T::TEXTOID, T::JSONBOID],
 };
 static FIND_RESERVATION: Stmt = Stmt {
     sql: "SELECT id, subject, metric, window_start, window_end, amount, status, response::text
@@ -154,4 +151,3 @@ pub fn lapsed_windows(c: &mut SpiClient<'_>, now: DateTime<Utc>, limit: i64, ski
         })
         .collect()
 }
-

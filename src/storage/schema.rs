@@ -233,7 +233,12 @@ pub fn limit(row: &impl Row) -> Result<(String, Limit)> {
 pub fn usage(row: &impl Row) -> Result<Usage> {
     use counters::*;
     let t = &COUNTERS;
-    Ok(Usage { used: required(t, row, USED)?, bonus: required(t, row, BONUS)?, reserved: required(t, row, RESERVED)?, alerted: required(t, row, ALERTED)? })
+    Ok(Usage {
+        used: required(t, row, USED)?,
+        bonus: required(t, row, BONUS)?,
+        reserved: required(t, row, RESERVED)?,
+        alerted: required(t, row, ALERTED)?,
+    })
 }
 
 /// What a ledger row records.
@@ -305,10 +310,7 @@ mod tests {
 
     #[test]
     fn placeholders_name_the_described_columns_in_order() {
-        assert_eq!(
-            expand("SELECT {subjects} FROM quota.subjects"),
-            "SELECT subject, plan, tenant, cycle_anchor, time_zone FROM quota.subjects"
-        );
+        assert_eq!(expand("SELECT {subjects} FROM quota.subjects"), "SELECT subject, plan, tenant, cycle_anchor, time_zone FROM quota.subjects");
         assert_eq!(
             expand("INSERT INTO quota.usage_events ({usage_events:insert}) VALUES ({usage_events:values})"),
             "INSERT INTO quota.usage_events (subject, tenant, metric, window_start, kind, amount, overage, idempotency_key, metadata, created_at) \

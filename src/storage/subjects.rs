@@ -7,10 +7,10 @@ use pgrx::prelude::*;
 use pgrx::spi::{SpiClient, SpiTupleTable};
 
 use super::{first, run, schema, ts, SpiRow, Stmt};
-use crate::pg::clock;
 use crate::domain::error::Result;
 use crate::domain::period::{self, Period, Window};
 use crate::domain::tenancy::Scope;
+use crate::pg::clock;
 
 #[derive(Clone, Debug)]
 pub struct Subject {
@@ -32,14 +32,8 @@ impl Subject {
     }
 }
 
-static FIND_SUBJECT: Stmt = Stmt {
-    sql: "SELECT {subjects} FROM quota.subjects WHERE subject = $1",
-    types: &[T::TEXTOID],
-};
-static LOCK_SUBJECT: Stmt = Stmt {
-    sql: "SELECT {subjects} FROM quota.subjects WHERE subject = $1 FOR NO KEY UPDATE",
-    types: &[T::TEXTOID],
-};
+static FIND_SUBJECT: Stmt = Stmt { sql: "SELECT {subjects} FROM quota.subjects WHERE subject = $1", types: &[T::TEXTOID] };
+static LOCK_SUBJECT: Stmt = Stmt { sql: "SELECT {subjects} FROM quota.subjects WHERE subject = $1 FOR NO KEY UPDATE", types: &[T::TEXTOID] };
 
 impl Subject {
     /// A stored subject from its decoded row.
@@ -117,9 +111,7 @@ pub fn name_is_stored(argument: &str, value: &str) -> bool {
         "tenant" | "quota.tenant" => "SELECT true FROM quota.subjects WHERE tenant = $1 LIMIT 1",
         _ => return false,
     };
-    crate::pg::privilege::as_owner(|| {
-        Spi::connect(|c| c.select(sql, Some(1), &[value.into()]).map(|t| !t.is_empty()).unwrap_or(false))
-    })
+    crate::pg::privilege::as_owner(|| Spi::connect(|c| c.select(sql, Some(1), &[value.into()]).map(|t| !t.is_empty()).unwrap_or(false)))
 }
 
 // Tenant bindings ---------------------------------------------------------------------
@@ -159,4 +151,3 @@ pub fn bind_tenant(c: &mut SpiClient<'_>, role: &str, role_oid: pg_sys::Oid, ten
 pub fn unbind_tenant(c: &mut SpiClient<'_>, role: &str, tenant: Option<&str>) -> i32 {
     first::<i32>(run(c, &UNBIND_TENANT, &[role.into(), tenant.into()]), 1).unwrap_or(0)
 }
-

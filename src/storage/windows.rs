@@ -5,10 +5,10 @@ use pgrx::pg_sys::PgBuiltInOids as T;
 use pgrx::spi::{SpiClient, SpiTupleTable};
 
 use super::{run, schema, SpiRow, Stmt};
-use crate::pg::clock;
 use crate::domain::error::Result;
 use crate::domain::limits::Usage;
 use crate::domain::period::Window;
+use crate::pg::clock;
 
 static READ_WINDOW: Stmt = Stmt {
     sql: "SELECT {counters} FROM quota.counters WHERE subject = $1 AND metric = $2 AND window_start = $3",
@@ -59,4 +59,3 @@ pub fn write_window(c: &mut SpiClient<'_>, subject: &str, metric: &str, w: &Wind
     let [s, m, start] = key_args(subject, metric, w);
     run(c, &WRITE_WINDOW, &[s, m, start, u.used.into(), u.bonus.into(), u.reserved.into(), u.alerted.into()]);
 }
-

@@ -479,8 +479,7 @@ pub fn snapshot() -> Option<Vec<(String, Totals)>> {
     settle_prepared();
     let db = database();
     let table = TABLE.share();
-    let mut rows: Vec<(String, Totals)> =
-        table.slots.iter().filter(|s| s.database.load(Relaxed) == db).map(|s| (s.name(), s.read())).collect();
+    let mut rows: Vec<(String, Totals)> = table.slots.iter().filter(|s| s.database.load(Relaxed) == db).map(|s| (s.name(), s.read())).collect();
     rows.sort_by(|a, b| a.0.cmp(&b.0));
     Some(rows)
 }

@@ -86,4 +86,3 @@ pub(super) fn settle_prepared() {
         add_for(db, &metric, &t);
     }
 }
-

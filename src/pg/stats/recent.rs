@@ -110,4 +110,3 @@ pub fn recent() -> Option<Vec<RefusalRow>> {
         .collect();
     Some(rows)
 }
-
