@@ -346,7 +346,13 @@ def run_load(plans, stop=None):
     stop = stop or threading.Event()
     log = Log()
     logs = [Log() for _ in plans]
-    threads = [threading.Thread(target=lambda i=i: logs[i].merge(client(stop, plans[i]))) for i in range(len(plans))]
+    def run(i):
+        try:
+            logs[i].merge(client(stop, plans[i]))
+        except Exception as e:  # noqa: BLE001  the harness broke: a violation, never a silent pass
+            violation(f"load client {i} crashed: {type(e).__name__}: {e}")
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(plans))]
     for t in threads:
         t.start()
     return threads, logs, stop, log
@@ -1438,7 +1444,13 @@ def old_version_phase(version, plans):
     total = sum(len(p) for p in clients)
     done = threading.Event()
     admin_result = []
-    admin = threading.Thread(target=lambda: admin_result.append(old_admin(version, changes, progress, total, done)))
+    def run_admin():
+        try:
+            admin_result.append(old_admin(version, changes, progress, total, done))
+        except Exception as e:  # noqa: BLE001
+            violation(f"{label}: the admin thread crashed: {type(e).__name__}: {e}")
+
+    admin = threading.Thread(target=run_admin)
     started = time.monotonic()
     admin.start()
     logs = run_threads([lambda p=p: old_client(version, p, progress) for p in clients])
