@@ -8,6 +8,10 @@
 //! row-level security are not applied at this level: the caller decides what the session
 //! may see (`tenancy`). Functions whose soundness depends on such a precondition are
 //! `unsafe fn` and say so under `# Safety`.
+//!
+//! About 500 lines, on purpose: every call into PostgreSQL's table and index access
+//! methods is here, the code that differs between major versions, so that a port
+//! touches this one file.
 
 use pgrx::pg_sys::{self, AttrNumber, Datum, Oid, Relation};
 use pgrx::FromDatum;

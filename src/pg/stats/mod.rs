@@ -1,5 +1,7 @@
 //! `quota.stats`: running totals per metric in shared memory, for dashboards and scrapers
-//! (the seeds' `quota_consumed_total` and `quota_exceeded_total`).
+//! (the seeds' `quota_consumed_total` and `quota_exceeded_total`). Over 500 lines: the
+//! slot table, its allocation and the transaction callbacks that feed it are one locking
+//! protocol, kept in one file; the recent refusals and prepared transactions are apart.
 //!
 //! Why shared memory: a refusal raises QT429 and the caller's transaction usually rolls
 //! back, so no table could ever record it. The totals live in one fixed table of slots,
