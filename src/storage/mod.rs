@@ -116,6 +116,15 @@ thread_local! {
 
 /// Run `f` with an SPI connection whose statements each take a new snapshot.
 pub fn volatile<R>(f: impl FnOnce(&mut SpiClient<'_>) -> R) -> R {
+    // The innermost connection decides: a volatile one opened inside a stable one (none
+    // is today) writes as a volatile function's statements do.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            STABLE.with(|s| s.set(self.0));
+        }
+    }
+    let _restore = Restore(STABLE.with(|s| s.replace(false)));
     Spi::connect_mut(f)
 }
 

@@ -224,9 +224,20 @@ pub fn limit(row: &impl Row) -> Result<(String, Limit)> {
         limit_value: required(t, row, LIMIT_VALUE)?,
         enforcement: enforcement.parse::<Enforcement>().map_err(|_| corrupt(t, ENFORCEMENT, &enforcement))?,
         per_request_max: row.get(PER_REQUEST_MAX),
-        alerts: row.get::<Vec<i32>>(ALERT_THRESHOLDS).unwrap_or_default(),
+        alerts: alert_thresholds(row)?,
     };
     Ok((required(t, row, METRIC)?, limit))
+}
+
+/// The thresholds array: NOT NULL, and no NULL element (the CHECK constraint lets one
+/// through, a direct UPDATE can store it).
+fn alert_thresholds(row: &impl Row) -> Result<Vec<i32>> {
+    let t = &PLAN_LIMITS;
+    let values: Vec<Option<i32>> = required(t, row, plan_limits::ALERT_THRESHOLDS)?;
+    values.iter().copied().collect::<Option<Vec<i32>>>().ok_or_else(|| {
+        let text = values.iter().map(|v| v.map_or("NULL".to_string(), |v| v.to_string())).collect::<Vec<_>>().join(",");
+        corrupt(t, plan_limits::ALERT_THRESHOLDS, format!("{{{text}}}"))
+    })
 }
 
 /// Decode a counters row's usage.

@@ -27,7 +27,9 @@ SELECT metric, used FROM quota.quota_status('ct_general');
 RESET quota.hot_path;
 
 -- A corrupt period: XX001 on both paths (the CHECK constraint is dropped in a
--- transaction that rolls back).
+-- transaction that rolls back). The hot path decodes with the same functions and steps
+-- aside on a value it cannot decode, so the general path raises: the hot path serves
+-- none of these calls.
 CREATE FUNCTION pg_temp.sqlstate_of(q text) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN
     EXECUTE q;
@@ -36,11 +38,14 @@ EXCEPTION WHEN OTHERS THEN
     RETURN SQLSTATE;
 END
 $$;
+CREATE TEMP TABLE calls AS SELECT hot_calls, general_calls FROM quota.hot_path_status();
 BEGIN;
 ALTER TABLE quota.plan_limits DROP CONSTRAINT plan_limits_period_check;
 UPDATE quota.plan_limits SET period = 'fortnight' WHERE plan = 'CT';
 SELECT pg_temp.sqlstate_of($$SELECT quota.quota_check('ct_hot', 'messages')$$) AS hot_check,
        pg_temp.sqlstate_of($$SELECT quota.quota_consume('ct_hot', 'messages')$$) AS hot_consume;
+SELECT s.hot_calls - c.hot_calls AS served_hot, s.general_calls - c.general_calls AS served_general
+FROM quota.hot_path_status() s, calls c;
 SET LOCAL quota.hot_path = off;
 SELECT pg_temp.sqlstate_of($$SELECT quota.quota_check('ct_general', 'messages')$$) AS general_check,
        pg_temp.sqlstate_of($$SELECT quota.quota_consume('ct_general', 'messages')$$) AS general_consume,
@@ -55,6 +60,14 @@ SELECT quota.quota_check('ct_hot', 'messages');
 \set VERBOSITY default
 ROLLBACK;
 SELECT used FROM quota.quota_check('ct_hot', 'messages');  -- decoded again after the rollback
+-- A NULL among the alert thresholds (the CHECK constraint lets one through): XX001, not
+-- an internal error.
+BEGIN;
+UPDATE quota.plan_limits SET alert_thresholds = '{50,NULL}' WHERE plan = 'CT';
+SELECT pg_temp.sqlstate_of($$SELECT quota.quota_check('ct_hot', 'messages')$$) AS hot_check,
+       pg_temp.sqlstate_of($$SELECT quota.quota_consume('ct_hot', 'messages')$$) AS hot_consume,
+       pg_temp.sqlstate_of($$SELECT * FROM quota.quota_status('ct_hot')$$) AS status;
+ROLLBACK;
 
 -- In parallel mode (force_parallel_mode, or a parallel plan) the hot path reads with the
 -- statement's snapshot, as the general path does: PostgreSQL refuses a latest snapshot
