@@ -138,7 +138,7 @@ pub fn apply_bonus(subject: &str, metric: &str, kind: &str, reference: Option<&s
             let usage = op.read(c)?;
             Ok(BonusOutcome { applied: false, reason: reason.as_str(), amount: 0, new_limit: usage.effective_limit(&limit), bonuses_today: today })
         };
-        let rule = match bonus::decide(storage::rule(c, &s.plan, metric, kind), cap, today) {
+        let rule = match bonus::decide(storage::rule(c, &s.plan, metric, kind)?, cap, today) {
             Ok(rule) => rule,
             Err(refusal) => return not_applied(c, refusal),
         };

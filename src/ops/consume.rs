@@ -132,7 +132,7 @@ fn refuse(c: &mut SpiClient<'_>, err: QuotaError, items: &[(String, i64)], ops: 
 /// with holds goes the general way too, which expires lapsed holds first
 /// (`WindowOp::lock`), as `check_fast` does. Very large limits ("unlimited") stay on the
 /// hot path.
-fn plan(limit: &Limit, before: Usage, amount: i64) -> Option<hotpath::Write> {
+fn hot_write(limit: &Limit, before: Usage, amount: i64) -> Option<hotpath::Write> {
     if before.reserved > 0 || limit.per_request_max.is_some_and(|cap| amount > cap) {
         return None;
     }
@@ -149,7 +149,7 @@ fn plan(limit: &Limit, before: Usage, amount: i64) -> Option<hotpath::Write> {
 /// `hotpath::consume`); Ok(None): take the general path. The decisions are this
 /// module's: `hotpath` only reads and writes.
 fn consume_fast(subject: &str, items: &[(String, i64)], metadata: Option<pg_sys::Datum>, now: DateTime<Utc>) -> Result<Option<Vec<Decision>>> {
-    let decide = |found: &[hotpath::Found]| found.iter().zip(items).map(|(f, (_, amount))| plan(&f.limit, f.usage, *amount)).collect();
+    let decide = |found: &[hotpath::Found]| found.iter().zip(items).map(|(f, (_, amount))| hot_write(&f.limit, f.usage, *amount)).collect();
     let Ok(scope) = crate::pg::roles::scope() else { return Ok(None) };
     let Some(written) = hotpath::consume(subject, items, metadata, now, &scope, decide)? else { return Ok(None) };
     Ok(Some(written.iter().zip(items).map(|((f, after), (metric, amount))| consumed_fast(f, metric, *amount, *after, now)).collect()))

@@ -24,7 +24,7 @@ pub fn replay(c: &mut SpiClient<'_>, subject: &str, key: &str, operation: &str, 
     if operation == "reserve" {
         return Ok(Some(Vec::new()));
     }
-    let decisions: Vec<Decision> = serde_json::from_str(&response).expect("stored response is a decision list");
+    let decisions: Vec<Decision> = storage::stored_json("quota.idempotency_keys", "response", &response)?;
     let mut stored: Vec<&str> = decisions.iter().map(|d| d.metric.as_str()).collect();
     let mut asked = metrics.to_vec();
     stored.sort_unstable();

@@ -80,7 +80,7 @@ pub fn reserve(req: ReserveRequest<'_>) -> Result<Hold> {
         if let Some(key) = req.idempotency_key {
             if idempotency::replay(c, &s.id, key, "reserve", &[req.metric])?.is_some() {
                 let (_, response) = storage::find_key(c, &s.id, key).expect("the key was just found");
-                let mut hold: Hold = serde_json::from_str(&response).expect("stored response is a hold");
+                let mut hold: Hold = storage::stored_json("quota.idempotency_keys", "response", &response)?;
                 if hold.decision.metric != req.metric {
                     return Err(idempotency::reused(&s.id, key, format!("a request on {}", hold.decision.metric)));
                 }
@@ -133,13 +133,13 @@ struct Locked {
 
 /// Load a reservation with its subject and limit, and lock its window then itself.
 fn lock_reservation(c: &mut SpiClient<'_>, id: pgrx::Uuid, now: DateTime<Utc>) -> Result<Locked> {
-    let r = storage::find_reservation(c, id).ok_or_else(|| unknown_reservation(id))?;
+    let r = storage::find_reservation(c, id)?.ok_or_else(|| unknown_reservation(id))?;
     // A hold on another tenant's subject looks like no hold at all.
     let scope = crate::pg::roles::scope()?;
     let subject = storage::find_subject(c, &r.subject)?.filter(|s| scope.admits(s.tenant.as_deref())).ok_or_else(|| unknown_reservation(id))?;
     let limit = resolve_limit(c, &subject, &r.metric)?;
     let (usage, _) = WindowOp::of(&subject, &r.metric, &limit, r.window, now).lock(c)?;
-    let hold = storage::lock_reservation(c, id).ok_or_else(|| unknown_reservation(id))?;
+    let hold = storage::lock_reservation(c, id)?.ok_or_else(|| unknown_reservation(id))?;
     Ok(Locked { hold, subject, limit, usage })
 }
 
@@ -162,7 +162,7 @@ pub fn commit(id: pgrx::Uuid, actual: Option<i64>, metadata: Option<pg_sys::Datu
         let Locked { hold: r, subject: s, limit, usage } = lock_reservation(c, id, now)?;
         match r.status.as_str() {
             "committed" => {
-                let d: Decision = serde_json::from_str(r.response.as_deref().unwrap_or("null")).expect("stored decision");
+                let d: Decision = storage::stored_json("quota.reservations", "response", r.response.as_deref().unwrap_or("null"))?;
                 return Ok(d.replayed());
             }
             "released" => {

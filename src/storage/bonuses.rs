@@ -5,8 +5,9 @@ use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys::PgBuiltInOids as T;
 use pgrx::spi::SpiClient;
 
-use super::{first, run, ts, Stmt};
+use super::{corrupt, first, needed, run, ts, Stmt};
 use crate::domain::bonus::{BonusRule, ReferenceScope};
+use crate::domain::error::Result;
 use crate::domain::period::Window;
 use crate::pg::clock;
 
@@ -30,14 +31,11 @@ static INSERT_GRANT: Stmt = Stmt {
     types: &[T::TEXTOID, T::TEXTOID, T::TEXTOID, T::TEXTOID, T::TEXTOID, T::INT8OID, T::TIMESTAMPTZOID, T::DATEOID, T::TIMESTAMPTZOID],
 };
 
-pub fn rule(c: &mut SpiClient<'_>, plan: &str, metric: &str, kind: &str) -> Option<BonusRule> {
-    let table = run(c, &FIND_RULE, &[plan.into(), metric.into(), kind.into()]);
-    if table.is_empty() {
-        return None;
-    }
-    let row = table.first();
-    let scope: String = row.get(2).ok().flatten()?;
-    Some(BonusRule { amount: row.get(1).ok().flatten()?, scope: ReferenceScope::parse(&scope)? })
+pub fn rule(c: &mut SpiClient<'_>, plan: &str, metric: &str, kind: &str) -> Result<Option<BonusRule>> {
+    let Some(row) = run(c, &FIND_RULE, &[plan.into(), metric.into(), kind.into()]).next() else { return Ok(None) };
+    let scope: String = needed(&row, 2, "quota.bonus_rules", "reference_scope")?;
+    let scope = ReferenceScope::parse(&scope).ok_or_else(|| corrupt("quota.bonus_rules", "reference_scope", &scope))?;
+    Ok(Some(BonusRule { amount: needed(&row, 1, "quota.bonus_rules", "amount")?, scope }))
 }
 
 pub fn upsert_rule(c: &mut SpiClient<'_>, plan: &str, metric: &str, kind: &str, rule: BonusRule) {

@@ -250,6 +250,26 @@ impl schema::Row for SpiRow<'_, '_> {
     }
 }
 
+/// A value the extension stored that cannot be read back: XX001, as `schema` decodes.
+pub fn corrupt(table: &'static str, column: &'static str, value: impl ToString) -> crate::domain::error::QuotaError {
+    crate::domain::error::QuotaError::Corrupt { table, column, value: value.to_string() }
+}
+
+/// A JSON answer the extension stored (idempotency keys, settled reservations).
+pub fn stored_json<T: serde::de::DeserializeOwned>(table: &'static str, column: &'static str, text: &str) -> crate::domain::error::Result<T> {
+    serde_json::from_str(text).map_err(|_| corrupt(table, column, text))
+}
+
+/// A column of an SPI row that must not be NULL (1-based, as SPI numbers them).
+fn needed<T: FromDatum + IntoDatum>(
+    row: &pgrx::spi::SpiHeapTupleData<'_>,
+    col: usize,
+    table: &'static str,
+    column: &'static str,
+) -> crate::domain::error::Result<T> {
+    row.get::<T>(col).ok().flatten().ok_or_else(|| corrupt(table, column, "NULL"))
+}
+
 fn ts(t: DateTime<Utc>) -> DatumWithOid<'static> {
     clock::to_pg_tz(t).into()
 }

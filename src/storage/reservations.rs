@@ -6,7 +6,8 @@ use pgrx::prelude::*;
 use pgrx::spi::{SpiClient, SpiTupleTable};
 
 use super::windows::key_args;
-use super::{first, run, ts, RawJsonb, Stmt};
+use super::{first, needed, run, ts, RawJsonb, Stmt};
+use crate::domain::error::Result;
 use crate::domain::period::Window;
 use crate::pg::clock;
 
@@ -91,30 +92,28 @@ pub fn insert_reservation(c: &mut SpiClient<'_>, r: &NewReservation<'_>) -> (pgr
     (id, clock::from_pg(expires.into_inner()))
 }
 
-fn reservation_from(table: SpiTupleTable<'_>) -> Option<Reservation> {
-    if table.is_empty() {
-        return None;
-    }
-    let row = table.first();
-    let start = row.get::<TimestampWithTimeZone>(4).ok().flatten()?;
-    Some(Reservation {
-        subject: row.get(2).ok().flatten()?,
-        metric: row.get(3).ok().flatten()?,
+fn reservation_from(mut table: SpiTupleTable<'_>) -> Result<Option<Reservation>> {
+    let Some(row) = table.next() else { return Ok(None) };
+    const T: &str = "quota.reservations";
+    let start: TimestampWithTimeZone = needed(&row, 4, T, "window_start")?;
+    Ok(Some(Reservation {
+        subject: needed(&row, 2, T, "subject")?,
+        metric: needed(&row, 3, T, "metric")?,
         window: Window {
             start: if start.is_neg_infinity() { None } else { Some(clock::from_pg(start.into_inner())) },
             end: row.get::<TimestampWithTimeZone>(5).ok().flatten().map(|t| clock::from_pg(t.into_inner())),
         },
-        amount: row.get(6).ok().flatten()?,
-        status: row.get(7).ok().flatten()?,
+        amount: needed(&row, 6, T, "amount")?,
+        status: needed(&row, 7, T, "status")?,
         response: row.get(8).ok().flatten(),
-    })
+    }))
 }
 
-pub fn find_reservation(c: &mut SpiClient<'_>, id: pgrx::Uuid) -> Option<Reservation> {
+pub fn find_reservation(c: &mut SpiClient<'_>, id: pgrx::Uuid) -> Result<Option<Reservation>> {
     reservation_from(run(c, &FIND_RESERVATION, &[id.into()]))
 }
 
-pub fn lock_reservation(c: &mut SpiClient<'_>, id: pgrx::Uuid) -> Option<Reservation> {
+pub fn lock_reservation(c: &mut SpiClient<'_>, id: pgrx::Uuid) -> Result<Option<Reservation>> {
     reservation_from(run(c, &LOCK_RESERVATION, &[id.into()]))
 }
 

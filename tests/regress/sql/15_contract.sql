@@ -69,6 +69,19 @@ SELECT pg_temp.sqlstate_of($$SELECT quota.quota_check('ct_hot', 'messages')$$) A
        pg_temp.sqlstate_of($$SELECT * FROM quota.quota_status('ct_hot')$$) AS status;
 ROLLBACK;
 
+-- Stored answers and rules outside the described tables are decoded the same way: a
+-- corrupt idempotency answer or bonus reference scope is XX001, not a panic (XX000) or a
+-- rule silently missing.
+SELECT quota.quota_consume('ct_hot', 'messages', 1, 'ct-key-1') IS NOT NULL AS keyed;
+SELECT quota.set_bonus_rule('CT', 'messages', 'ct_bonus', 1, 'subject');
+BEGIN;
+UPDATE quota.idempotency_keys SET response = '{"not": "a decision list"}' WHERE idempotency_key = 'ct-key-1';
+ALTER TABLE quota.bonus_rules DROP CONSTRAINT bonus_rules_reference_scope_check;
+UPDATE quota.bonus_rules SET reference_scope = 'galaxy' WHERE plan = 'CT';
+SELECT pg_temp.sqlstate_of($$SELECT quota.quota_consume('ct_hot', 'messages', 1, 'ct-key-1')$$) AS replay,
+       pg_temp.sqlstate_of($$SELECT quota.apply_bonus('ct_hot', 'messages', 'ct_bonus', 'r1')$$) AS bonus;
+ROLLBACK;
+
 -- In parallel mode (force_parallel_mode, or a parallel plan) the hot path reads with the
 -- statement's snapshot, as the general path does: PostgreSQL refuses a latest snapshot
 -- there, which filling a cache would take.
