@@ -24,14 +24,14 @@ pub fn now_pg() -> pg_sys::TimestampTz {
         Some(text) => PARSED.with(|cache| {
             let mut cache = cache.borrow_mut();
             if let Some((s, v)) = cache.as_ref() {
-                if s.as_c_str() == text {
+                if *s == text {
                     return *v;
                 }
             }
             // The check hook already accepted this string, so it parses.
             // SAFETY: as above.
-            let v = parse_timestamptz(text).unwrap_or_else(|| unsafe { pg_sys::GetCurrentTransactionStartTimestamp() });
-            *cache = Some((text.to_owned(), v));
+            let v = parse_timestamptz(&text).unwrap_or_else(|| unsafe { pg_sys::GetCurrentTransactionStartTimestamp() });
+            *cache = Some((text, v));
             v
         }),
     }

@@ -159,14 +159,11 @@ fn define_subject_cache_size() {
     );
 }
 
-/// The raw setting, without copying it: `None` when unset or empty.
-///
-/// The `'static` lifetime is more than PostgreSQL promises: the string is freed when
-/// the setting next changes, which can happen within a statement (`set_config()`, a
-/// function's `SET` clause, a rollback to a savepoint). Use the value at once, before
-/// anything that could run SQL or change settings; every caller does (it copies,
-/// compares or parses it).
-pub fn raw_string(setting: &'static GucSetting<Option<CString>>) -> Option<&'static CStr> {
+/// The current value of a string setting, copied (None when unset or empty). A copy,
+/// because PostgreSQL frees the value when the setting next changes, which can happen
+/// within a statement (`set_config()`, a function's `SET` clause, a rollback to a
+/// savepoint).
+pub fn raw_string(setting: &'static GucSetting<Option<CString>>) -> Option<CString> {
     // SAFETY: `as_ptr` points at the setting's variable, the `char *` that PostgreSQL's
     // GUC machinery stores the current value in (registered by `init`); this backend's
     // only thread reads it.
@@ -175,13 +172,9 @@ pub fn raw_string(setting: &'static GucSetting<Option<CString>>) -> Option<&'sta
         return None;
     }
     // SAFETY: a non-NULL value is a NUL-terminated string owned by the GUC machinery,
-    // valid until the setting changes (see above).
+    // valid until the setting changes; it is copied here, before anything can change it.
     let s = unsafe { CStr::from_ptr(ptr) };
-    if s.is_empty() {
-        None
-    } else {
-        Some(s)
-    }
+    (!s.is_empty()).then(|| s.to_owned())
 }
 
 pub fn default_plan() -> Option<String> {
