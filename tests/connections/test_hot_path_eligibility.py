@@ -2,8 +2,9 @@
 
 The hot path writes quota.counters (an in-place update) and quota.usage_events (an
 append) itself, so it must step aside when either table has something the executor
-would do and it does not (src/hotpath/heap.rs `eligibility`, src/hotpath/mod.rs
-`resolve` and `ledger_fillable`; docs/hotpath.md "What takes the general path"). One
+would do and it does not (src/hotpath/heap.rs `updatable`, `insertable` and
+`others_default_to_null`, called by src/hotpath/tables.rs `resolve`; docs/hotpath.md
+"What takes the general path"). One
 test per check. Each, as the superuser, in one transaction:
 
   1. sets up a subject with a limit and its window row (one consume), then shows that a
