@@ -1,4 +1,4 @@
-"""The shared subject cache (src/subject_cache.rs) across real connections:
+"""The shared subject cache (src/hotpath/subject_cache.rs) across real connections:
 - a row one backend read serves another backend, and so does a window row's remembered TID;
 - a change committed by any connection (even one that never used the hot path) is seen
   by the next call of every connection, including one that is brand new;
