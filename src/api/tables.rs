@@ -12,6 +12,8 @@ use crate::pg::ereport::{raise, OrRaise};
 pub struct RegClass(pg_sys::Oid);
 
 impl FromDatum for RegClass {
+    // SAFETY: a regclass datum is an Oid by value; only its integer is read, never
+    // dereferenced, so any datum PostgreSQL passes is sound to convert.
     unsafe fn from_polymorphic_datum(datum: pg_sys::Datum, is_null: bool, _: pg_sys::Oid) -> Option<Self> {
         if is_null {
             None
@@ -31,6 +33,8 @@ impl IntoDatum for RegClass {
 // SAFETY: a regclass is an Oid passed by value (the SQL type this one translates to,
 // below): unboxing reads the datum's integer and never dereferences it, whatever it holds.
 unsafe impl<'fcx> pgrx::callconv::ArgAbi<'fcx> for RegClass {
+    // SAFETY: pgrx's wrapper calls this with this function's regclass argument, for a
+    // non-NULL one only; `from_polymorphic_datum` above reads it by value.
     unsafe fn unbox_arg_unchecked(arg: pgrx::callconv::Arg<'_, 'fcx>) -> Self {
         // SAFETY: the caller (pgrx's wrapper) passes a regclass argument; it calls this
         // only for a non-NULL one (Option<RegClass> arguments test for NULL first).

@@ -230,9 +230,12 @@ pub fn written_here(oid: Oid) -> bool {
 /// Each key's function is the equality of its attribute's type.
 pub unsafe fn matches(slot: &Slot, atts: &[AttrNumber], keys: &[(Datum, u32)]) -> bool {
     atts.iter().zip(keys).all(|(att, (value, proc_))| {
-        // SAFETY: the caller's guarantee; both datums are of that type and not NULL.
-        slot.datum(*att)
-            .is_some_and(|d| unsafe { pg_sys::OidFunctionCall2Coll(Oid::from(*proc_), pg_sys::DEFAULT_COLLATION_OID, d, *value).value() != 0 })
+        slot.datum(*att).is_some_and(|d| {
+            // SAFETY: the caller's guarantee (each function is its attribute's type's
+            // equality); both datums are of that type and not NULL.
+            let equal = unsafe { pg_sys::OidFunctionCall2Coll(Oid::from(*proc_), pg_sys::DEFAULT_COLLATION_OID, d, *value) };
+            equal.value() != 0
+        })
     })
 }
 
@@ -514,6 +517,8 @@ pub unsafe fn nextval(seq: Oid) -> i64 {
     unsafe { pg_sys::ffi::pg_guard_ffi_boundary(|| nextval_internal(seq, false)) }
 }
 
+// SAFETY: PostgreSQL's `nextval_internal` (commands/sequence.h), which pgrx does not bind,
+// declared with its C signature (Oid, bool) -> int64; called only through `nextval`.
 unsafe extern "C-unwind" {
     fn nextval_internal(relid: Oid, check_permissions: bool) -> i64;
 }

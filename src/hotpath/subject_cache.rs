@@ -101,6 +101,8 @@ pub fn init() {
 }
 
 #[pg_guard]
+// SAFETY: installed as shmem_request_hook by `init`; PostgreSQL calls it with no
+// arguments, once, in the postmaster (see the body).
 unsafe extern "C-unwind" fn request() {
     // SAFETY: PostgreSQL calls the request hook once, in the postmaster, after every
     // preloaded library's _PG_init (so PREV_REQUEST is no longer written); it is the one
@@ -116,6 +118,8 @@ unsafe extern "C-unwind" fn request() {
 }
 
 #[pg_guard]
+// SAFETY: installed as shmem_startup_hook by `init`; PostgreSQL calls it with no
+// arguments once shared memory exists (see the body).
 unsafe extern "C-unwind" fn startup() {
     // SAFETY: PostgreSQL calls the startup hook once shared memory exists (in the
     // postmaster; again in each child under EXEC_BACKEND), after `request` reserved
@@ -370,6 +374,9 @@ pub fn subjects_changed() {
 }
 
 #[pg_guard]
+// SAFETY: registered by `init` with a NULL argument, which is never read; PostgreSQL
+// calls it in this backend at each transaction event, and it touches only thread-locals
+// and the shared header's atomic generation.
 unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
     use pg_sys::XactEvent::*;
     match event {

@@ -183,6 +183,8 @@ pub fn default_plan() -> Option<String> {
 
 /// Refuse a value that is not a timestamptz at SET time, with PostgreSQL's own parser.
 #[pg_guard]
+// SAFETY: registered as the check hook of quota.clock_override; PostgreSQL calls it with a
+// valid pointer to the proposed value (see the body), and `extra` is never used.
 unsafe extern "C-unwind" fn check_clock_override(newval: *mut *mut c_char, _extra: *mut *mut c_void, _source: pg_sys::GucSource::Type) -> bool {
     // SAFETY: PostgreSQL passes a valid pointer to the proposed value, for the call.
     let value = unsafe { *newval };

@@ -32,9 +32,9 @@ pub fn init() {
     }
 }
 
+#[pgrx::pg_guard]
 // SAFETY: PostgreSQL calls the hook with the QueryDesc it is about to start, valid for
 // the call; #[pg_guard] turns a Rust panic into an ERROR at this boundary.
-#[pgrx::pg_guard]
 unsafe extern "C-unwind" fn executor_start(query: *mut pg_sys::QueryDesc, eflags: std::ffi::c_int) {
     // A parallel worker runs what its leader already checked.
     // SAFETY: reads a backend-global integer, set once at worker start.

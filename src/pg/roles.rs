@@ -129,12 +129,13 @@ fn compute(session_user: Oid, user: Oid) -> SessionRole {
     }
     let mut tenants: Option<Vec<String>> = None;
     for b in bindings().iter() {
-        // SAFETY: catalog lookups by oid. A superuser session user is a member of every
-        // role but bound by none: what it does through SET ROLE counts as that role.
-        let member = b
-            .roles()
-            .into_iter()
-            .any(|bound| unsafe { pg_sys::is_member_of_role(user, bound) || pg_sys::is_member_of_role_nosuper(session_user, bound) });
+        // A superuser session user is a member of every role but bound by none: what it
+        // does through SET ROLE counts as that role.
+        let member = b.roles().into_iter().any(|bound| {
+            // SAFETY: catalog lookups by role oid inside a transaction; an oid that names
+            // no role is simply not a membership.
+            unsafe { pg_sys::is_member_of_role(user, bound) || pg_sys::is_member_of_role_nosuper(session_user, bound) }
+        });
         let tenant = &b.tenant;
         if member {
             let set = tenants.get_or_insert_with(Vec::new);

@@ -48,6 +48,8 @@ pub use windows::*;
 pub struct RawJsonb(pub pg_sys::Datum);
 
 impl FromDatum for RawJsonb {
+    // SAFETY: the datum is kept as it is, not read through; its users read it within the
+    // call that received it (see the ArgAbi impl below).
     unsafe fn from_polymorphic_datum(datum: pg_sys::Datum, is_null: bool, _: pg_sys::Oid) -> Option<Self> {
         if is_null {
             None
@@ -68,6 +70,8 @@ impl IntoDatum for RawJsonb {
 // everything that reads it later (jsonb_out, toast_raw_datum_size, the inserts that store
 // it) runs within the same call, while the argument is valid.
 unsafe impl<'fcx> pgrx::callconv::ArgAbi<'fcx> for RawJsonb {
+    // SAFETY: pgrx's wrapper calls this with this function's jsonb argument, for a
+    // non-NULL one only; the datum is kept, not read.
     unsafe fn unbox_arg_unchecked(arg: pgrx::callconv::Arg<'_, 'fcx>) -> Self {
         // SAFETY: the caller (pgrx's wrapper) passes a jsonb argument, and calls this only
         // for a non-NULL one (Option<RawJsonb> arguments test for NULL first).

@@ -380,6 +380,9 @@ fn database_exists(db: i64) -> bool {
 }
 
 #[pg_guard]
+// SAFETY: registered by `init` with a NULL argument, never read; PostgreSQL calls it in
+// this backend at each transaction event; it touches this backend's pending totals and,
+// under their locks, the shared tables.
 unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
     match event {
         pg_sys::XactEvent::XACT_EVENT_COMMIT | pg_sys::XactEvent::XACT_EVENT_PREPARE => {
@@ -406,6 +409,8 @@ unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut s
 }
 
 #[pg_guard]
+// SAFETY: as `on_xact`, for subtransaction events: the ids are plain values, the
+// argument is never read.
 unsafe extern "C-unwind" fn on_subxact(
     event: pg_sys::SubXactEvent::Type,
     sub: pg_sys::SubTransactionId,
