@@ -1,5 +1,6 @@
 //! PostgreSQL glue that is neither an operation nor the hot path.
 
+pub mod catalog;
 pub mod clock;
 pub mod ereport;
 pub mod gucs;

@@ -9,7 +9,7 @@
 //! names, so they survive dump and restore; a name without a role binds nobody.
 
 use super::invalidation;
-use pgrx::pg_sys::{self, Datum, Oid};
+use pgrx::pg_sys::{self, Oid};
 use pgrx::spi::Spi;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -49,13 +49,8 @@ impl Binding {
         }
         let here = self.role_cluster.as_deref() == Some(this_cluster().as_str());
         if let Some(oid) = self.role_oid.filter(|oid| here && !out.contains(oid)) {
-            // SAFETY: a syscache lookup by oid.
-            unsafe {
-                let tuple = pg_sys::SearchSysCache1(pg_sys::SysCacheIdentifier::AUTHOID as _, Datum::from(oid));
-                if !tuple.is_null() {
-                    pg_sys::ReleaseSysCache(tuple);
-                    out.push(oid);
-                }
+            if super::catalog::has_row(pg_sys::SysCacheIdentifier::AUTHOID, oid) {
+                out.push(oid);
             }
         }
         out

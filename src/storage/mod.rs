@@ -100,15 +100,11 @@ pub struct Stmt {
     pub types: &'static [T],
 }
 
-/// A statement's plan, once per backend: as SPI's `prepare_mut` made it, and the raw
-/// plan for reading with the caller's snapshot (`stable`).
-struct Plans {
-    kept: Rc<OwnedPreparedStatement>,
-    raw: Option<pg_sys::SPIPlanPtr>,
-}
-
 thread_local! {
-    static PLANS: RefCell<HashMap<*const Stmt, Plans>> = RefCell::new(HashMap::new());
+    /// Each statement's plan, once per backend: as pgrx prepares it for `volatile`
+    /// connections, and as a raw SPI plan for `stable` reads (each made on first use).
+    static PLANS: RefCell<HashMap<*const Stmt, Rc<OwnedPreparedStatement>>> = RefCell::new(HashMap::new());
+    static RAW_PLANS: RefCell<HashMap<*const Stmt, pg_sys::SPIPlanPtr>> = RefCell::new(HashMap::new());
     static STABLE: Cell<bool> = const { Cell::new(false) };
     /// The cursors of a `stable` connection's reads, kept until the connection ends
     /// (their results borrow them).
@@ -154,20 +150,20 @@ pub fn stable<R>(f: impl FnOnce(&mut SpiClient<'_>) -> R) -> R {
 
 fn kept(client: &mut SpiClient<'_>, stmt: &'static Stmt) -> Rc<OwnedPreparedStatement> {
     let key = stmt as *const Stmt;
-    if let Some(plan) = PLANS.with(|p| p.borrow().get(&key).map(|p| p.kept.clone())) {
+    if let Some(plan) = PLANS.with(|p| p.borrow().get(&key).cloned()) {
         return plan;
     }
     let sql = schema::expand(stmt.sql);
     let types: Vec<PgOid> = stmt.types.iter().map(|t| PgOid::BuiltIn(*t)).collect();
     let prepared = client.prepare_mut(sql.as_str(), &types).unwrap_or_else(|e| unreachable!("prepare {sql}: {e}"));
     let plan = Rc::new(prepared.keep());
-    PLANS.with(|p| p.borrow_mut().insert(key, Plans { kept: plan.clone(), raw: None }));
+    PLANS.with(|p| p.borrow_mut().insert(key, plan.clone()));
     plan
 }
 
 fn raw(stmt: &'static Stmt) -> pg_sys::SPIPlanPtr {
     let key = stmt as *const Stmt;
-    if let Some(plan) = PLANS.with(|p| p.borrow().get(&key).and_then(|p| p.raw)) {
+    if let Some(plan) = RAW_PLANS.with(|p| p.borrow().get(&key).copied()) {
         return plan;
     }
     let sql = std::ffi::CString::new(schema::expand(stmt.sql)).expect("statements have no NUL");
@@ -180,11 +176,7 @@ fn raw(stmt: &'static Stmt) -> pg_sys::SPIPlanPtr {
         pg_sys::SPI_keepplan(plan);
         plan
     };
-    PLANS.with(|p| {
-        if let Some(entry) = p.borrow_mut().get_mut(&key) {
-            entry.raw = Some(plan);
-        }
-    });
+    RAW_PLANS.with(|p| p.borrow_mut().insert(key, plan));
     plan
 }
 
@@ -202,7 +194,6 @@ pub fn run<'c>(client: &mut SpiClient<'c>, stmt: &'static Stmt, args: &[DatumWit
 /// chooses before the transaction has an xid): through a read-only cursor, whose rows
 /// are then fetched with pgrx's own cursor API.
 fn read<'c>(client: &mut SpiClient<'c>, stmt: &'static Stmt, args: &[DatumWithOid<'_>]) -> SpiTupleTable<'c> {
-    kept(client, stmt);
     let plan = raw(stmt);
     let mut values: Vec<pg_sys::Datum> = args.iter().map(|a| a.datum().map_or(pg_sys::Datum::from(0usize), |d| d.sans_lifetime())).collect();
     let nulls: Vec<std::ffi::c_char> = args.iter().map(|a| if a.datum().is_some() { b' ' } else { b'n' } as std::ffi::c_char).collect();

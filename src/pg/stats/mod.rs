@@ -368,15 +368,7 @@ fn reclaim() {
 }
 
 fn database_exists(db: i64) -> bool {
-    // SAFETY: a syscache lookup by oid, inside a transaction.
-    unsafe {
-        let tuple = pg_sys::SearchSysCache1(pg_sys::SysCacheIdentifier::DATABASEOID as _, pg_sys::Datum::from(db as u32));
-        if tuple.is_null() {
-            return false;
-        }
-        pg_sys::ReleaseSysCache(tuple);
-        true
-    }
+    crate::pg::catalog::has_row(pg_sys::SysCacheIdentifier::DATABASEOID, pg_sys::Oid::from(db as u32))
 }
 
 #[pg_guard]
