@@ -116,26 +116,27 @@ thread_local! {
 
 /// Run `f` with an SPI connection whose statements each take a new snapshot.
 pub fn volatile<R>(f: impl FnOnce(&mut SpiClient<'_>) -> R) -> R {
-    // The innermost connection decides: a volatile one opened inside a stable one (none
-    // is today) writes as a volatile function's statements do.
-    struct Restore(bool);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            STABLE.with(|s| s.set(self.0));
-        }
-    }
-    let _restore = Restore(STABLE.with(|s| s.replace(false)));
-    Spi::connect_mut(f)
+    connect(false, f)
 }
 
 /// Run `f` with an SPI connection whose statements read with the calling statement's
 /// snapshot (and may not write: SPI refuses).
 pub fn stable<R>(f: impl FnOnce(&mut SpiClient<'_>) -> R) -> R {
-    struct Restore(bool, usize);
+    connect(true, f)
+}
+
+/// The innermost connection decides how its statements read (a volatile one opened
+/// inside a stable one writes as a volatile function's statements do). When it ends, the
+/// outer mode comes back and the cursors its reads kept are closed.
+fn connect<R>(stable: bool, f: impl FnOnce(&mut SpiClient<'_>) -> R) -> R {
+    struct Restore {
+        stable: bool,
+        cursors: usize,
+    }
     impl Drop for Restore {
         fn drop(&mut self) {
-            STABLE.with(|s| s.set(self.0));
-            let cursors: Vec<_> = CURSORS.with(|c| c.borrow_mut().drain(self.1..).collect());
+            STABLE.with(|s| s.set(self.stable));
+            let cursors: Vec<_> = CURSORS.with(|c| c.borrow_mut().drain(self.cursors..).collect());
             for cursor in cursors {
                 if std::thread::panicking() {
                     // The transaction's abort drops the portal.
@@ -144,7 +145,7 @@ pub fn stable<R>(f: impl FnOnce(&mut SpiClient<'_>) -> R) -> R {
             }
         }
     }
-    let _restore = Restore(STABLE.with(|s| s.replace(true)), CURSORS.with(|c| c.borrow().len()));
+    let _restore = Restore { stable: STABLE.with(|s| s.replace(stable)), cursors: CURSORS.with(|c| c.borrow().len()) };
     Spi::connect_mut(f)
 }
 
@@ -234,7 +235,7 @@ fn first<T: FromDatum + IntoDatum>(table: SpiTupleTable<'_>, col: usize) -> Opti
 }
 
 /// A row of an SPI result that selected a described table's columns (`{table}`), in
-/// order, at 1-based positions from `offset + 1`.
+/// order: description column `i` is SPI column `i + 1`.
 pub struct SpiRow<'r, 'c> {
     pub row: &'r pgrx::spi::SpiHeapTupleData<'c>,
 }

@@ -184,16 +184,13 @@ pub struct SubjectRow {
 }
 
 fn corrupt(table: &StateTable, col: usize, value: impl ToString) -> QuotaError {
-    QuotaError::Corrupt {
-        table: match table.name() {
-            "subjects" => "quota.subjects",
-            "plan_limits" => "quota.plan_limits",
-            "counters" => "quota.counters",
-            _ => "quota.usage_events",
-        },
-        column: table.columns[col].name.to_str().unwrap_or("?"),
-        value: value.to_string(),
-    }
+    let name = match table.name() {
+        "subjects" => "quota.subjects",
+        "plan_limits" => "quota.plan_limits",
+        "counters" => "quota.counters",
+        _ => "quota.usage_events",
+    };
+    super::corrupt(name, table.columns[col].name.to_str().unwrap_or("?"), value)
 }
 
 fn required<T: FromDatum + IntoDatum>(table: &StateTable, row: &impl Row, col: usize) -> Result<T> {
