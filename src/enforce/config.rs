@@ -153,7 +153,7 @@ pub(super) fn may_change(c: &mut SpiClient<'_>, table: pg_sys::Oid, replaces: bo
     let allowed = unsafe {
         let role = pg_sys::GetOuterUserId();
         if replaces {
-            pg_sys::pg_class_ownercheck(table, role)
+            crate::hotpath::heap::major::owns_table(table, role)
         } else {
             pg_sys::pg_class_aclcheck(table, role, pg_sys::ACL_TRIGGER as pg_sys::AclMode) == pg_sys::AclResult::ACLCHECK_OK
         }

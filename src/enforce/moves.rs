@@ -27,8 +27,7 @@ pub(super) struct Updating {
 }
 
 pub(super) fn local_transaction() -> pg_sys::LocalTransactionId {
-    // SAFETY: every backend has its PGPROC.
-    unsafe { (*pg_sys::MyProc).lxid }
+    crate::hotpath::heap::major::local_transaction_id()
 }
 
 /// Does this INSERT into a partition of `root` put back the row the last BEFORE UPDATE

@@ -60,7 +60,7 @@ impl Row {
         unsafe {
             let mut isnull = false;
             let datum = pg_sys::SPI_getbinval(self.tuple, self.desc, n, &mut isnull);
-            let attr = &*(*self.desc).attrs.as_ptr().add(n as usize - 1);
+            let attr = &*crate::hotpath::heap::major::attr(self.desc, n as usize - 1);
             (!isnull).then_some((datum, attr.atttypid, attr.attbyval, attr.attlen))
         }
     }

@@ -9,9 +9,12 @@
 //! may see (`tenancy`). Functions whose soundness depends on such a precondition are
 //! `unsafe fn` and say so under `# Safety`.
 //!
-//! About 500 lines, on purpose: every call into PostgreSQL's table and index access
-//! methods is here, the code that differs between major versions, so that a port
-//! touches this one file.
+//! About 600 lines, on purpose: every call into PostgreSQL's table and index access
+//! methods is here. What differs between PostgreSQL's major versions (15, 16, 18) is in
+//! one place, the module `major` at the end of this file: the only `#[cfg(feature =
+//! "pgNN")]` of the crate, including the few differences outside the hot path (table
+//! ownership, the local transaction id, the commit log's horizon, attribute access), so
+//! that a port touches this one module.
 
 use pgrx::pg_sys::{self, AttrNumber, Datum, Oid, Relation};
 use pgrx::FromDatum;
@@ -28,21 +31,37 @@ impl Rel {
         Rel(unsafe { pg_sys::table_open(oid, lockmode) })
     }
 
-    /// The relation, for PostgreSQL calls that take one.
-    pub fn raw(&self) -> Relation {
-        self.0
-    }
-
     /// An ordinary table (not partitioned, a view, foreign...).
     pub fn is_plain_table(&self) -> bool {
         // SAFETY: an open relation's rd_rel is valid while it is open.
         unsafe { (*(*self.0).rd_rel).relkind == pg_sys::RELKIND_RELATION as std::ffi::c_char }
     }
 
+    /// Whether it has a virtual generated column (PostgreSQL 18): its value is computed
+    /// when read, so a heap read gives NULL and the hot path must step aside.
+    pub fn has_virtual_generated(&self) -> bool {
+        // SAFETY: an open relation's descriptor (and its constraints, or NULL) are valid
+        // while it is open.
+        unsafe { major::has_virtual_generated((*self.0).rd_att) }
+    }
+
+    /// Its primary key's index, or InvalidOid (also for a deferrable primary key, as
+    /// PostgreSQL 15 and 16 answer).
+    pub fn primary_key(&self) -> Oid {
+        // SAFETY: an open relation; the index list is built if needed.
+        unsafe { major::primary_key_index(self.0) }
+    }
+
+    /// The identity sequence of column `att`, or InvalidOid.
+    pub fn identity_sequence(&self, att: AttrNumber) -> Oid {
+        // SAFETY: a catalog lookup for an open relation (missing_ok).
+        unsafe { major::identity_sequence(self.0, att) }
+    }
+
     /// Its storage's number (relfilenode).
     pub fn storage(&self) -> Oid {
         // SAFETY: as above.
-        unsafe { (*self.0).rd_node.relNode }
+        unsafe { major::relfilenumber(self.0) }
     }
 }
 
@@ -162,7 +181,7 @@ pub unsafe fn probe(rel: &Rel, index: Oid, snapshot: pg_sys::Snapshot, keys: &[(
             // Compare as the index orders (its collation), not as ScanKeyInit's default C.
             sk[i].sk_collation = *(*idx).rd_indcollation.add(i);
         }
-        let scan = pg_sys::index_beginscan(rel.0, idx, snapshot, keys.len() as _, 0);
+        let scan = major::index_beginscan(rel.0, idx, snapshot, keys.len() as _);
         pg_sys::index_rescan(scan, sk.as_mut_ptr(), keys.len() as _, std::ptr::null_mut(), 0);
         // index_getnext_slot, keeping the TID of the index entry: fetching replaces
         // xs_heaptid with the TID of the version found in the HOT chain.
@@ -319,20 +338,8 @@ pub unsafe fn update(rel: &Rel, old: &Slot, new: &Slot, latest: &Slot, indexes: 
         let mut otid = old.tid();
         let mut tmfd: pg_sys::TM_FailureData = std::mem::zeroed();
         let mut lockmode = pg_sys::LockTupleMode::LockTupleNoKeyExclusive;
-        let mut update_indexes = false;
         let snapshot = pg_sys::GetActiveSnapshot();
-        let result = pg_sys::table_tuple_update(
-            rel.0,
-            &mut otid,
-            new.0,
-            cid,
-            snapshot,
-            std::ptr::null_mut(),
-            true,
-            &mut tmfd,
-            &mut lockmode,
-            &mut update_indexes,
-        );
+        let (result, update_indexes) = major::table_tuple_update(rel.0, &mut otid, new.0, cid, snapshot, &mut tmfd, &mut lockmode);
         match result {
             pg_sys::TM_Result::TM_Ok => {
                 if update_indexes {
@@ -408,6 +415,9 @@ fn plain(rel: &Rel) -> Result<(), &'static str> {
         if !constr.is_null() && (*constr).has_generated_stored {
             return Err("generated column");
         }
+        if rel.has_virtual_generated() {
+            return Err("generated column");
+        }
         for oid in index_oids(rel) {
             let idx = pg_sys::index_open(oid, pg_sys::AccessShareLock as _);
             let info = pg_sys::BuildIndexInfo(idx);
@@ -479,7 +489,7 @@ pub fn others_default_to_null(rel: &Rel, att: &[AttrNumber]) -> bool {
     unsafe {
         let desc = (*rel.0).rd_att;
         (0..(*desc).natts as usize).all(|i| {
-            let a = &*(*desc).attrs.as_ptr().add(i);
+            let a = &*major::attr(desc, i);
             a.attisdropped || att.contains(&a.attnum) || (!a.attnotnull && !a.atthasdef)
         })
     }
@@ -521,4 +531,200 @@ pub unsafe fn nextval(seq: Oid) -> i64 {
 // declared with its C signature (Oid, bool) -> int64; called only through `nextval`.
 unsafe extern "C-unwind" {
     fn nextval_internal(relid: Oid, check_permissions: bool) -> i64;
+}
+
+/// Everything that differs between the PostgreSQL majors this crate builds for (the
+/// features `pg15`, `pg16` and `pg18`), and the PostgreSQL change behind each. Callers
+/// elsewhere in the crate use these functions instead of the differing `pg_sys` items.
+pub mod major {
+    use pgrx::pg_sys::{self, AttrNumber, Oid, Relation};
+
+    /// The index of `AddinShmemInitLock` in `MainLWLockArray`. The C macro that names it
+    /// is not in pgrx's bindings, so the number is read from each major's headers:
+    /// `storage/lwlocknames.h` of 15 and 16 (`#define AddinShmemInitLock
+    /// (&MainLWLockArray[21].lock)`, generated from `lwlocknames.txt`) and
+    /// `storage/lwlocklist.h` of 18 (`PG_LWLOCK(21, AddinShmemInit)`). A test checks it
+    /// against the server's own name for the lock (`GetLWLockIdentifier`).
+    #[cfg(feature = "pg15")]
+    pub const ADDIN_SHMEM_INIT_LOCK: usize = 21;
+    #[cfg(feature = "pg16")]
+    pub const ADDIN_SHMEM_INIT_LOCK: usize = 21;
+    #[cfg(feature = "pg18")]
+    pub const ADDIN_SHMEM_INIT_LOCK: usize = 21;
+
+    /// The relation's storage number. 16 renamed `RelFileNode` to `RelFileLocator`
+    /// (`rd_node.relNode` became `rd_locator.relNumber`, a `RelFileNumber`, still an Oid).
+    ///
+    /// # Safety
+    /// `rel` is open.
+    pub unsafe fn relfilenumber(rel: Relation) -> Oid {
+        // SAFETY: the caller's guarantee.
+        unsafe {
+            #[cfg(feature = "pg15")]
+            return (*rel).rd_node.relNode;
+            #[cfg(any(feature = "pg16", feature = "pg18"))]
+            return (*rel).rd_locator.relNumber;
+        }
+    }
+
+    /// `index_beginscan` without order-by keys. 18 added an `IndexScanInstrumentation *`
+    /// (NULL: no EXPLAIN ANALYZE counters to fill) before `nkeys`.
+    ///
+    /// # Safety
+    /// As `index_beginscan`: `heap` and `index` are open, `snapshot` valid for the scan.
+    pub unsafe fn index_beginscan(heap: Relation, index: Relation, snapshot: pg_sys::Snapshot, nkeys: i32) -> pg_sys::IndexScanDesc {
+        // SAFETY: the caller's guarantees.
+        unsafe {
+            #[cfg(any(feature = "pg15", feature = "pg16"))]
+            return pg_sys::index_beginscan(heap, index, snapshot, nkeys, 0);
+            #[cfg(feature = "pg18")]
+            return pg_sys::index_beginscan(heap, index, snapshot, std::ptr::null_mut(), nkeys, 0);
+        }
+    }
+
+    /// `table_tuple_update`, waiting, without a crosscheck snapshot; with whether the new
+    /// tuple needs entries in the (btree) indexes. 16 turned the `bool *update_indexes`
+    /// into a `TU_UpdateIndexes *` (None, All, or Summarizing: only BRIN-like indexes
+    /// need an entry, a HOT update otherwise). The callers allow btree indexes only, so
+    /// Summarizing needs no entry, as `ExecInsertIndexTuples(onlySummarizing)` would add
+    /// none to a btree.
+    ///
+    /// # Safety
+    /// As `table_tuple_update`.
+    pub unsafe fn table_tuple_update(
+        rel: Relation,
+        otid: &mut pg_sys::ItemPointerData,
+        slot: *mut pg_sys::TupleTableSlot,
+        cid: pg_sys::CommandId,
+        snapshot: pg_sys::Snapshot,
+        tmfd: &mut pg_sys::TM_FailureData,
+        lockmode: &mut pg_sys::LockTupleMode::Type,
+    ) -> (pg_sys::TM_Result::Type, bool) {
+        // SAFETY: the caller's guarantees.
+        unsafe {
+            #[cfg(feature = "pg15")]
+            {
+                let mut update_indexes = false;
+                let r = pg_sys::table_tuple_update(rel, otid, slot, cid, snapshot, std::ptr::null_mut(), true, tmfd, lockmode, &mut update_indexes);
+                (r, update_indexes)
+            }
+            #[cfg(any(feature = "pg16", feature = "pg18"))]
+            {
+                let mut update_indexes = pg_sys::TU_UpdateIndexes::TU_None;
+                let r = pg_sys::table_tuple_update(rel, otid, slot, cid, snapshot, std::ptr::null_mut(), true, tmfd, lockmode, &mut update_indexes);
+                (r, update_indexes == pg_sys::TU_UpdateIndexes::TU_All)
+            }
+        }
+    }
+
+    /// The `i`th (from 0) attribute of a tuple descriptor. 18 put an array of
+    /// `CompactAttribute` in `TupleDescData` (`compact_attrs`) with the full
+    /// `FormData_pg_attribute` array after it, reached with `TupleDescAttr` (pgrx binds
+    /// the static inline function through its C shim); 15 and 16 have the `attrs` array.
+    ///
+    /// # Safety
+    /// `desc` is a valid descriptor and `i < natts`.
+    pub unsafe fn attr(desc: pg_sys::TupleDesc, i: usize) -> *const pg_sys::FormData_pg_attribute {
+        // SAFETY: the caller's guarantees.
+        unsafe {
+            #[cfg(any(feature = "pg15", feature = "pg16"))]
+            return (*desc).attrs.as_ptr().add(i);
+            #[cfg(feature = "pg18")]
+            return pg_sys::TupleDescAttr(desc, i as _);
+        }
+    }
+
+    /// Whether a descriptor has a virtual generated column: 18 added them (the default
+    /// kind of generated column there) and `TupleConstr.has_generated_virtual`.
+    ///
+    /// # Safety
+    /// `desc` is a valid descriptor.
+    pub unsafe fn has_virtual_generated(desc: pg_sys::TupleDesc) -> bool {
+        #[cfg(any(feature = "pg15", feature = "pg16"))]
+        {
+            let _ = desc;
+            false
+        }
+        // SAFETY: the caller's guarantee; constr is NULL or valid.
+        #[cfg(feature = "pg18")]
+        unsafe {
+            let constr = (*desc).constr;
+            !constr.is_null() && (*constr).has_generated_virtual
+        }
+    }
+
+    /// The relation's primary-key index, InvalidOid without one or with a deferrable one.
+    /// 18 lets the relcache keep a deferrable primary key (`rd_ispkdeferrable`) and added
+    /// `deferrable_ok` to `RelationGetPrimaryKeyIndex`; false answers what 15 and 16 do.
+    ///
+    /// # Safety
+    /// `rel` is open.
+    pub unsafe fn primary_key_index(rel: Relation) -> Oid {
+        // SAFETY: the caller's guarantee.
+        unsafe {
+            #[cfg(any(feature = "pg15", feature = "pg16"))]
+            return pg_sys::RelationGetPrimaryKeyIndex(rel);
+            #[cfg(feature = "pg18")]
+            return pg_sys::RelationGetPrimaryKeyIndex(rel, false);
+        }
+    }
+
+    /// The identity sequence of a column (missing_ok). 17 made `getIdentitySequence`
+    /// take the `Relation` instead of its OID (so that a partition finds its parent's
+    /// sequence).
+    ///
+    /// # Safety
+    /// `rel` is open.
+    pub unsafe fn identity_sequence(rel: Relation, att: AttrNumber) -> Oid {
+        // SAFETY: the caller's guarantee.
+        unsafe {
+            #[cfg(any(feature = "pg15", feature = "pg16"))]
+            return pg_sys::getIdentitySequence((*rel).rd_id, att, true);
+            #[cfg(feature = "pg18")]
+            return pg_sys::getIdentitySequence(rel, att, true);
+        }
+    }
+
+    /// Whether `role` owns the relation `relid`. 16 replaced the per-class
+    /// `pg_class_ownercheck` with `object_ownercheck(classid, ...)`.
+    ///
+    /// # Safety
+    /// Inside a transaction (a syscache lookup; raises for a missing relation).
+    pub unsafe fn owns_table(relid: Oid, role: Oid) -> bool {
+        // SAFETY: the caller's guarantee.
+        unsafe {
+            #[cfg(feature = "pg15")]
+            return pg_sys::pg_class_ownercheck(relid, role);
+            #[cfg(any(feature = "pg16", feature = "pg18"))]
+            return pg_sys::object_ownercheck(pg_sys::RelationRelationId, relid, role);
+        }
+    }
+
+    /// This backend's local transaction id. 17 moved `PGPROC.lxid` into `PGPROC.vxid`
+    /// (`vxid.lxid`, beside the proc number).
+    pub fn local_transaction_id() -> pg_sys::LocalTransactionId {
+        // SAFETY: every backend has its PGPROC.
+        unsafe {
+            #[cfg(any(feature = "pg15", feature = "pg16"))]
+            return (*pg_sys::MyProc).lxid;
+            #[cfg(feature = "pg18")]
+            return (*pg_sys::MyProc).vxid.lxid;
+        }
+    }
+
+    /// The oldest transaction id the commit log still holds. 17 renamed
+    /// `ShmemVariableCache` (a `VariableCacheData *`) to `TransamVariables`.
+    ///
+    /// # Safety
+    /// In a backend (the variable points at shared memory set up at server start). Read
+    /// without XactTruncationLock, as the caller's comment explains.
+    pub unsafe fn oldest_clog_xid() -> pg_sys::TransactionId {
+        // SAFETY: the caller's guarantee.
+        unsafe {
+            #[cfg(any(feature = "pg15", feature = "pg16"))]
+            return (*pg_sys::ShmemVariableCache).oldestClogXid;
+            #[cfg(feature = "pg18")]
+            return (*pg_sys::TransamVariables).oldestClogXid;
+        }
+    }
 }

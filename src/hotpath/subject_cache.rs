@@ -151,12 +151,10 @@ unsafe extern "C-unwind" fn startup() {
     }
 }
 
-/// The index of `AddinShmemInitLock` in `MainLWLockArray`: PostgreSQL's
-/// `lwlocknames.txt` gives it number 21, and the C macro that names it is not in the
-/// bindings pgrx generates. It serialises `ShmemInitStruct` of add-ins at start-up, as
-/// C extensions take it. The number differs by major version only if lwlocknames.txt
-/// changes; a version port must check it.
-const ADDIN_SHMEM_INIT_LOCK: usize = 21;
+// The index of `AddinShmemInitLock` in `MainLWLockArray`, per major (`heap::major`,
+// where each major's header gives it). It serialises `ShmemInitStruct` of add-ins at
+// start-up, as C extensions take it.
+use super::heap::major::ADDIN_SHMEM_INIT_LOCK;
 
 fn table() -> Option<(&'static Header, &'static [Entry])> {
     let base = BASE.load(Acquire);

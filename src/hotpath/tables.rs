@@ -128,7 +128,10 @@ fn table(nsp: Oid, desc: &'static schema::StateTable) -> Result<Resolved, Aside>
         if !rel.is_plain_table() {
             return Err(aside(desc, "not a plain table"));
         }
-        let pkey = pg_sys::RelationGetPrimaryKeyIndex(rel.raw());
+        if rel.has_virtual_generated() {
+            return Err(aside(desc, "generated column"));
+        }
+        let pkey = rel.primary_key();
         if desc.key > 0 && (pkey == pg_sys::InvalidOid || !heap::index_keys_are(pkey, &att[..desc.key])) {
             return Err(aside(desc, "primary key changed"));
         }
@@ -144,9 +147,8 @@ fn resolve() -> Result<Tables, Aside> {
     }
     let (subjects, limits, counters, ledger) =
         (table(nsp, &SUBJECTS)?, table(nsp, &PLAN_LIMITS)?, table(nsp, &COUNTERS)?, table(nsp, &USAGE_EVENTS)?);
-    // SAFETY: a catalog lookup of the ledger's identity sequence (missing_ok).
-    let ledger_seq = unsafe { pg_sys::getIdentitySequence(ledger.oid, ledger.att[LEDGER_ID], true) };
     let (counters_rel, ledger_rel) = (Rel::open(counters.oid, pg_sys::AccessShareLock as _), Rel::open(ledger.oid, pg_sys::AccessShareLock as _));
+    let ledger_seq = ledger_rel.identity_sequence(ledger.att[LEDGER_ID]);
     let writes = (|| {
         heap::updatable(&counters_rel).map_err(|check| aside(&COUNTERS, check))?;
         heap::insertable(&ledger_rel).map_err(|check| aside(&USAGE_EVENTS, check))?;

@@ -51,14 +51,15 @@ pub(super) fn settle_prepared() {
         .into_iter()
         .filter_map(|(i, raw)| {
             let xid = pg_sys::TransactionId::from(raw);
-            // SAFETY: ShmemVariableCache points at shared memory set up at server start;
+            // SAFETY: the commit log's horizon (`oldest_clog_xid`: ShmemVariableCache, or
+            // TransamVariables from 17) is in shared memory set up at server start;
             // the commit-log and proc-array lookups take a transaction id assigned in this
             // cluster (parked at PREPARE). Ids older than the kept commit log count as
             // rolled back. oldestClogXid is read without XactTruncationLock: a truncation
             // right after the test makes TransactionIdDidCommit raise an ERROR (it cannot
             // read the removed segment), not read freed memory.
             unsafe {
-                if pg_sys::TransactionIdPrecedes(xid, (*pg_sys::ShmemVariableCache).oldestClogXid) {
+                if pg_sys::TransactionIdPrecedes(xid, crate::hotpath::heap::major::oldest_clog_xid()) {
                     Some((i, raw, false))
                 } else if pg_sys::TransactionIdIsInProgress(xid) {
                     None
