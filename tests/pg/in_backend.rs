@@ -49,3 +49,59 @@ fn ledger_is_append_only() {
     let r = std::panic::catch_unwind(|| Spi::run("UPDATE quota.usage_events SET amount = 0"));
     assert!(r.is_err() || r.unwrap().is_err(), "UPDATE on the ledger must fail");
 }
+
+/// The shared subject cache takes `AddinShmemInitLock` by its index in `MainLWLockArray`
+/// (`heap::major::ADDIN_SHMEM_INIT_LOCK`, read from each major's headers): the server
+/// names that lock AddinShmemInit.
+#[pg_test]
+fn addin_shmem_init_lock_index_is_this_majors() {
+    let index = crate::hotpath::heap::major::ADDIN_SHMEM_INIT_LOCK;
+    // SAFETY: GetLWLockIdentifier returns a static name for an individual LWLock's id.
+    let name = unsafe { std::ffi::CStr::from_ptr(pgrx::pg_sys::GetLWLockIdentifier(pgrx::pg_sys::PG_WAIT_LWLOCK, index as u16)) };
+    assert_eq!(name.to_str().unwrap(), "AddinShmemInit");
+}
+
+/// checks, consumes, and "table: failed check" if the hot path steps aside.
+fn hot_path_aside() -> (Option<bool>, Option<bool>, Option<String>) {
+    Spi::get_three::<bool, bool, String>("SELECT checks, consumes, table_name || ': ' || failed_check FROM quota.hot_path_status()").unwrap()
+}
+
+/// A consume takes the hot path on this major (the port keeps it on).
+#[pg_test]
+fn hot_path_serves_a_consume() {
+    setup_free_plan();
+    Spi::run("SELECT quota.quota_consume('u1', 'messages')").unwrap();
+    let before = Spi::get_one::<i64>("SELECT hot_calls FROM quota.hot_path_status()").unwrap().unwrap();
+    let used = Spi::get_one::<i64>("SELECT used FROM quota.quota_consume('u1', 'messages')").unwrap();
+    assert_eq!(used, Some(2));
+    let after = Spi::get_one::<i64>("SELECT hot_calls FROM quota.hot_path_status()").unwrap().unwrap();
+    assert_eq!(after, before + 1, "the second consume takes the hot path");
+    assert_eq!(hot_path_aside(), (Some(true), Some(true), None));
+}
+
+/// PostgreSQL 18's virtual generated columns are computed when read: a heap read gives
+/// NULL, so the hot path steps aside for a table with one, whether it reads or writes it.
+#[cfg(feature = "pg18")]
+#[pg_test]
+fn virtual_generated_column_steps_aside() {
+    setup_free_plan();
+    Spi::run("SELECT quota.quota_consume('u1', 'messages')").unwrap();
+    Spi::run("ALTER TABLE quota.counters ADD COLUMN elig_twice bigint GENERATED ALWAYS AS (used * 2) VIRTUAL").unwrap();
+    let used = Spi::get_one::<i64>("SELECT used FROM quota.quota_consume('u1', 'messages')").unwrap();
+    assert_eq!(used, Some(2));
+    let (_, consumes, aside) = hot_path_aside();
+    assert_eq!((consumes, aside.as_deref()), (Some(false), Some("quota.counters: generated column")));
+    let twice = Spi::get_one::<i64>("SELECT elig_twice FROM quota.counters WHERE subject = 'u1'").unwrap();
+    assert_eq!(twice, Some(4));
+}
+
+#[cfg(feature = "pg18")]
+#[pg_test]
+fn virtual_generated_column_on_a_read_table_steps_aside() {
+    setup_free_plan();
+    Spi::run("ALTER TABLE quota.subjects ADD COLUMN elig_v text GENERATED ALWAYS AS ('x') VIRTUAL").unwrap();
+    let (checks, consumes, aside) = hot_path_aside();
+    assert_eq!((checks, consumes, aside.as_deref()), (Some(false), Some(false), Some("quota.subjects: generated column")));
+    let used = Spi::get_one::<i64>("SELECT used FROM quota.quota_consume('u1', 'messages')").unwrap();
+    assert_eq!(used, Some(1));
+}
