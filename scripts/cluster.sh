@@ -1,10 +1,14 @@
-# Throwaway PostgreSQL 15 clusters for the demo, the SQL tests and benchmarks.
+# Throwaway PostgreSQL clusters for the demo, the SQL tests and benchmarks: PostgreSQL
+# $QUOTA_PG (15, the default, 16 or 18; scripts/pg_versions.sh says where each comes from).
 # Source this file. PostgreSQL refuses to run as root, so as root the server runs as the
 # "postgres" user; clusters live under $QUOTA_RUN (default /tmp/quota_ext), on loopback
 # and a private Unix socket directory.
 
 QUOTA_RUN="${QUOTA_RUN:-/tmp/quota_ext}"
-PGBIN="$(pg_config --bindir)"
+QUOTA_PG="${QUOTA_PG:-15}"
+. "$(dirname "${BASH_SOURCE[0]}")/pg_versions.sh"
+PG_CONFIG="$(pg_config_of "$QUOTA_PG")"
+PGBIN="$("$PG_CONFIG" --bindir)"
 
 as_pg() {
   if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
@@ -46,7 +50,8 @@ cluster_psql() {
   "$PGBIN/psql" -X -v ON_ERROR_STOP=1 -h "$QUOTA_RUN/$name" -p "$port" -U postgres "$@"
 }
 
-# Build and install the extension into the system PostgreSQL 15 (release unless
+# Build and install the extension into PostgreSQL $QUOTA_PG's directories (15: the system's;
+# 16, 18: the wheel's, under /opt/quota_ext) (release unless
 # QUOTA_PROFILE=debug), check the frozen install script of the current version, and copy
 # the released scripts (sql/released/) next to it.
 # QUOTA_REUSE_BUILD=1: no build when a library and this version's install script are
@@ -57,8 +62,8 @@ install_extension() {
   local sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="--sudo"
   local extdir libdir version
-  extdir="$(pg_config --sharedir)/extension"
-  libdir="$(pg_config --pkglibdir)"
+  extdir="$("$PG_CONFIG" --sharedir)/extension"
+  libdir="$("$PG_CONFIG" --pkglibdir)"
   version="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)"
   local installed="$libdir/quota_ext.so"
   if [ "${QUOTA_REUSE_BUILD:-0}" = 1 ] && [ -f "$installed" ] && [ -f "$extdir/quota_ext.control" ] \
@@ -69,7 +74,7 @@ install_extension() {
     fi
   else
     [ "${QUOTA_REUSE_BUILD:-0}" = 1 ] && echo "install_extension: nothing installed at version $version to reuse: building"
-    cargo pgrx install $flags $sudo --pg-config "$(command -v pg_config)" >/dev/null
+    cargo pgrx install $flags $sudo --pg-config "$PG_CONFIG" >/dev/null
   fi
   # The current version's install script, once released (frozen in sql/released/), must
   # be what the code generates: a change to the SQL needs the next version.

@@ -158,7 +158,14 @@ fi
 ./scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 . scripts/cluster.sh
-export QUOTA_RUN
+export QUOTA_RUN QUOTA_PG
+# One build directory per major, so that switching majors does not rebuild everything
+# (15 keeps target/).
+FEATURES=(--features pg_test)
+if [ "$QUOTA_PG" != 15 ]; then
+  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target/pg$QUOTA_PG}"
+  FEATURES=(--no-default-features --features "pg$QUOTA_PG,pg_test")
+fi
 PORT="${QUOTA_TEST_PORT:-55433}"
 # The other clusters the tests start, at fixed offsets from PORT unless set.
 export QUOTA_RELIABILITY_PORT="${QUOTA_RELIABILITY_PORT:-$((PORT + 3))}" \
@@ -166,7 +173,7 @@ export QUOTA_RELIABILITY_PORT="${QUOTA_RELIABILITY_PORT:-$((PORT + 3))}" \
        QUOTA_NOCACHE_PORT="${QUOTA_NOCACHE_PORT:-$((PORT + 5))}" \
        QUOTA_STANDBY_PORT="${QUOTA_STANDBY_PORT:-$((PORT + 6))}" \
        QUOTA_BT_PORT="${QUOTA_BT_PORT:-$((PORT + 58))}"
-PGXS_TEST="$(pg_config --pkglibdir)/pgxs/src/test"
+PGXS_TEST="$("$PG_CONFIG" --pkglibdir)/pgxs/src/test"
 OUT="$QUOTA_RUN/test-output"
 
 if wanted lint; then
@@ -178,7 +185,7 @@ if wanted lint; then
     echo "rustfmt: $(grep -c '^Diff in' "$QUOTA_RUN/rustfmt.diff") places to format in $(grep '^Diff in' "$QUOTA_RUN/rustfmt.diff" | sed 's/^Diff in \(.*\):[0-9]*:$/\1/' | sort -u | wc -l) files (all of it: $QUOTA_RUN/rustfmt.diff)"
     lint_failed+=" rustfmt"
   fi
-  cargo clippy --quiet --all-targets --features pg_test -- -D warnings || lint_failed+=" clippy"
+  cargo clippy --quiet --all-targets "${FEATURES[@]}" -- -D warnings || lint_failed+=" clippy"
   [ -z "$lint_failed" ] || { echo "lint failed:$lint_failed (cargo fmt formats; rustfmt.toml holds the style)" >&2; exit 1; }
 fi
 
@@ -195,9 +202,11 @@ fi
 
 if wanted pgtest; then
   step "4/8 in-backend tests: cargo pgrx test"
-  mkdir -p "$QUOTA_RUN/pgrx"; chown postgres "$QUOTA_RUN/pgrx" 2>/dev/null || true
+  # A data directory per major (pgrx initdb's it once; another major's would not start).
+  pgrx_dir="$QUOTA_RUN/pgrx"; [ "$QUOTA_PG" = 15 ] || pgrx_dir+="-$QUOTA_PG"
+  mkdir -p "$pgrx_dir"; chown postgres "$pgrx_dir" 2>/dev/null || true
   # shellcheck disable=SC2046  # zero or one filter
-  cargo pgrx test pg15 $(printf '%s' "${NAMES[pgtest]:-}") --runas postgres --pgdata "$QUOTA_RUN/pgrx/data"
+  cargo pgrx test "pg$QUOTA_PG" $(printf '%s' "${NAMES[pgtest]:-}") --runas postgres --pgdata "$pgrx_dir/data"
 fi
 
 if wanted regress || wanted isolation || wanted connections || wanted reliability; then
@@ -216,7 +225,8 @@ if wanted regress || wanted isolation || wanted connections; then
   cluster_start test "$PORT" "max_prepared_transactions = 10" "shared_preload_libraries = 'quota_ext'"
   trap 'cluster_stop test' EXIT
   rm -rf "$OUT"; mkdir -p "$OUT"; chmod 777 "$OUT"
-  HOSTOPTS=(--host="$QUOTA_RUN/test" --port="$PORT" --user=postgres)
+  # --bindir: a wheel's pg_regress has its build machine's psql path compiled in.
+  HOSTOPTS=(--host="$QUOTA_RUN/test" --port="$PORT" --user=postgres --bindir="$PGBIN")
 fi
 
 if wanted regress; then

@@ -84,11 +84,14 @@ ROLLBACK;
 
 -- In parallel mode (force_parallel_mode, or a parallel plan) the hot path reads with the
 -- statement's snapshot, as the general path does: PostgreSQL refuses a latest snapshot
--- there, which filling a cache would take.
+-- there, which filling a cache would take. PostgreSQL 16 renamed force_parallel_mode to
+-- debug_parallel_query.
+SELECT CASE WHEN current_setting('server_version_num')::int < 160000 THEN 'force_parallel_mode'
+            ELSE 'debug_parallel_query' END AS parallel_setting \gset
 SELECT quota.assign_plan('ct_parallel', 'CT');
 SELECT used FROM quota.quota_consume('ct_parallel', 'messages');
 UPDATE quota.plan_limits SET limit_value = limit_value WHERE plan = 'CT';  -- no cached limit
-SET force_parallel_mode = on;
+SET :parallel_setting = on;
 SELECT used FROM quota.quota_check('ct_parallel', 'messages');
 SELECT used FROM quota.quota_check('ct_general', 'messages');
-RESET force_parallel_mode;
+RESET :parallel_setting;
