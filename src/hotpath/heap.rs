@@ -12,7 +12,7 @@
 //! About 600 lines, on purpose: every call into PostgreSQL's table and index access
 //! methods is here. What differs between PostgreSQL's major versions (15, 16, 18) is in
 //! one place, the module `major` at the end of this file: the only `#[cfg(feature =
-//! "pgNN")]` of the crate, including the few differences outside the hot path (table
+//! "pgNN")]` of the library, including the few differences outside the hot path (table
 //! ownership, the local transaction id, the commit log's horizon, attribute access), so
 //! that a port touches this one module.
 
