@@ -165,6 +165,8 @@ FEATURES=(--features pg_test)
 if [ "$QUOTA_PG" != 15 ]; then
   export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target/pg$QUOTA_PG}"
   FEATURES=(--no-default-features --features "pg$QUOTA_PG,pg_test")
+  # The tests' own pg_config, pg_dump, initdb and pg_ctl calls find this major's.
+  export PATH="$PGBIN:$PATH"
 fi
 PORT="${QUOTA_TEST_PORT:-55433}"
 # The other clusters the tests start, at fixed offsets from PORT unless set.
