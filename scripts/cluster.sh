@@ -7,7 +7,8 @@
 QUOTA_RUN="${QUOTA_RUN:-/tmp/quota_ext}"
 QUOTA_PG="${QUOTA_PG:-15}"
 . "$(dirname "${BASH_SOURCE[0]}")/pg_versions.sh"
-PG_CONFIG="$(pg_config_of "$QUOTA_PG")"
+# QUOTA_PG_CONFIG: another installation of that major (the package test's staged copy).
+PG_CONFIG="${QUOTA_PG_CONFIG:-$(pg_config_of "$QUOTA_PG")}"
 PGBIN="$("$PG_CONFIG" --bindir)"
 
 as_pg() {
@@ -92,4 +93,16 @@ install_extension() {
   # script and copies only sql/quota_ext--A--B.sql (an upgrade script not released yet),
   # not sql/released/.
   ${sudo:+sudo} cp sql/released/quota_ext--*.sql "$extdir/"
+}
+
+# run_regress NAME PORT OUTDIR [TEST...]: pg_regress, tests/regress/, against cluster NAME
+# (every file when no TEST is given; 00_setup first).
+run_regress() {
+  local name="$1" port="$2" out="$3"; shift 3
+  local tests=("$@")
+  [ "${#tests[@]}" -gt 0 ] || mapfile -t tests < <(cd tests/regress/sql && ls -- *.sql | sed 's/\.sql$//' | sort)
+  # --bindir: a wheel's pg_regress has its build machine's psql path compiled in.
+  "$("$PG_CONFIG" --pkglibdir)/pgxs/src/test/regress/pg_regress" --host="$QUOTA_RUN/$name" --port="$port" --user=postgres \
+    --bindir="$PGBIN" --inputdir=tests/regress --outputdir="$out" --dbname=quota_regress "${tests[@]}" \
+    || { cat "$out/regression.diffs" 2>/dev/null | head -200; return 1; }
 }

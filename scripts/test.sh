@@ -234,8 +234,7 @@ fi
 if wanted regress; then
   step "5/8 SQL contract: pg_regress"
   # shellcheck disable=SC2086
-  "$PGXS_TEST/regress/pg_regress" "${HOSTOPTS[@]}" --inputdir=tests/regress --outputdir="$OUT/regress" \
-    --dbname=quota_regress $regress_tests || { cat "$OUT/regress/regression.diffs" 2>/dev/null | head -200; exit 1; }
+  run_regress test "$PORT" "$OUT/regress" $regress_tests
 fi
 
 if wanted isolation; then
