@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# Every test, from a fresh machine: formatting and lints, the frozen released scripts, pure
-# Rust logic, in-backend #[pg_test]s, the SQL contract (pg_regress), isolation specs
-# (pg_isolation_regress), real-connection tests and the reliability suite (stress, crash
-# recovery, bad input). .ci/run calls this script with no arguments (every step, in order).
+# Every test, from a fresh machine, on every PostgreSQL major quota_ext supports (15, 16, 18).
+# .ci/run calls this script with no arguments: every step below on 15, then the steps that
+# 16 and 18 run (lint, pgtest, regress, isolation, and the upgrade tests of connections),
+# then the packages of all three.
 #
-# Usage: ./scripts/test.sh [--reuse] [STEP [NAME...]]...
-#   steps, in the order they run:  lint released unit pgtest regress isolation connections reliability
-#   (`lib` is another name for `unit`). Several steps may be given; they run in this order.
+# Usage: [QUOTA_PG="15 16 18"] ./scripts/test.sh [--reuse] [STEP [NAME...]]...
+#   steps, in the order they run:  lint released unit pgtest regress isolation connections reliability package
+#   (`lib` is another name for `unit`). Several steps may be given; they run in this order,
+#   major by major, then `package` last.
 #
-#   ./scripts/test.sh released unit                   two steps
-#   ./scripts/test.sh regress 07_enforce 14_hot_path  regress files (00_setup always runs first)
-#   ./scripts/test.sh isolation hot_path              specs (tests/isolation/specs/*.spec)
+#   QUOTA_PG=18 ./scripts/test.sh                     one major: its default steps (below), then its package
+#   QUOTA_PG=15 ./scripts/test.sh released unit       two steps
+#   QUOTA_PG=15 ./scripts/test.sh regress 07_enforce 14_hot_path  regress files (00_setup always runs first)
+#   ./scripts/test.sh isolation hot_path              specs (tests/isolation/specs/*.spec), on 15, 16 and 18
 #   ./scripts/test.sh connections test_hardening.py   connection test files
 #   ./scripts/test.sh connections test_hardening.py:a3_,a5_   ... with the file's own name filters
 #   ./scripts/test.sh unit period                     cargo test --lib filters
@@ -18,17 +20,24 @@
 # A NAME is a file name with or without its directory and extension; one that names no
 # file exactly selects every file whose name contains it.
 #
+# Majors: QUOTA_PG (default "15 16 18") lists the majors to run, in order. With no STEP, 15
+# runs every step; 16 and 18 run lint (clippy), pgtest, regress, isolation and, of
+# connections, the upgrade tests (test_upgrade.py, test_versions.py). A STEP given runs on
+# every major listed, but `released` and `unit` (no server, no major) and rustfmt run once.
+# `reliability` needs amcheck, which 16's wheel lacks: on 16 it is refused.
+#
 # --reuse (or QUOTA_REUSE_BUILD=1): steps that need the installed extension (regress,
 # isolation, connections, reliability) use the library already installed in PostgreSQL's
 # directories, if there is one, instead of building and installing it first; the test
 # cluster is (re)started either way. Not with `pgtest` (which installs a test build).
 # QUOTA_ONLY=TEXT (older form): the regress, isolation and connections steps given no
 # NAME run only their files whose name contains TEXT.
-# docs/testing.md keeps the time budget of each step.
+# docs/testing.md keeps the time budget of each step, per major.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ALL_STEPS=(lint released unit pgtest regress isolation connections reliability)
+ALL_STEPS=(lint released unit pgtest regress isolation connections reliability package)
+N=${#ALL_STEPS[@]}
 usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0" >&2; exit 2; }
 
 # Arguments: a step name starts a step; the names after it are its files.
@@ -52,8 +61,9 @@ for arg in "$@"; do
     NAMES[$current]+="$arg"$'\n'
   fi
 done
-[ "${#STEPS[@]}" -eq 0 ] && STEPS=("${ALL_STEPS[@]}")
-for s in lint released reliability; do
+ALL_DEFAULT=0
+[ "${#STEPS[@]}" -eq 0 ] && { STEPS=("${ALL_STEPS[@]}"); ALL_DEFAULT=1; }
+for s in lint released reliability package; do
   [ -z "${NAMES[$s]:-}" ] || { echo "test.sh: the $s step takes no names (got: $(echo ${NAMES[$s]}))" >&2; exit 2; }
 done
 [ "$(printf '%s' "${NAMES[pgtest]:-}" | grep -c .)" -le 1 ] \
@@ -61,7 +71,20 @@ done
 
 wanted() { [[ " ${STEPS[*]} " == *" $1 "* ]]; }
 STARTED=$SECONDS
-step() { printf '\n== %s (at %ds)\n' "$*" "$((SECONDS - STARTED))"; }
+# step K TEXT: step K of N (its place in ALL_STEPS), on the major being run.
+step() {
+  local k="$1"; shift
+  printf '\n== %s%s (at %ds)\n' "${QUOTA_PG:+[pg$QUOTA_PG] }" "$k/$N $*" "$((SECONDS - STARTED))"
+}
+note() { printf '\n== %s (at %ds)\n' "$*" "$((SECONDS - STARTED))"; }
+
+# The majors to run, in order (scripts/pg_versions.sh lists those quota_ext supports).
+. scripts/pg_versions.sh
+MAJORS=(${QUOTA_PG:-$QUOTA_PG_MAJORS})
+for m in "${MAJORS[@]}"; do
+  [[ " $QUOTA_PG_MAJORS " == *" $m "* ]] || { echo "test.sh: QUOTA_PG: PostgreSQL $m is not supported (majors: $QUOTA_PG_MAJORS)" >&2; exit 2; }
+done
+unset QUOTA_PG
 
 # Tests are named after their files: tests_in DIR GLOB EXT lists DIR's files GLOB without EXT.
 tests_in() { (cd "$1" && ls -- $2) | sed "s/\\$3\$//" | sort; }
@@ -148,118 +171,173 @@ check_released() {
   return "$bad"
 }
 
+if wanted connections && [ -z "${NAMES[connections]:-}" ] && [ -z "${QUOTA_ONLY:-}" ]; then
+  # 16 and 18 run, of the connection tests, the upgrade chain from 0.1.0 (and its catalog
+  # against a fresh install) and the released versions' tests.
+  conn_tests_other="test_upgrade test_versions"
+else
+  conn_tests_other="${conn_tests:-}"
+fi
+
 if wanted released && [ "${STEPS[*]}" = released ]; then
-  step "2/8 released scripts unchanged (sql/released/SHA256SUMS)"
+  step 2 "released scripts unchanged (sql/released/SHA256SUMS)"
   check_released
-  step "all tests passed (released)"
+  note "all tests passed (released)"
   exit 0
 fi
 
 ./scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
-. scripts/cluster.sh
-export QUOTA_RUN QUOTA_PG
-# One build directory per major, so that switching majors does not rebuild everything
-# (15 keeps target/).
-FEATURES=(--features pg_test)
-if [ "$QUOTA_PG" != 15 ]; then
-  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target/pg$QUOTA_PG}"
-  FEATURES=(--no-default-features --features "pg$QUOTA_PG,pg_test")
-  # The tests' own pg_config, pg_dump, initdb and pg_ctl calls find this major's.
-  export PATH="$PGBIN:$PATH"
-fi
-PORT="${QUOTA_TEST_PORT:-55433}"
-# The other clusters the tests start, at fixed offsets from PORT unless set.
-export QUOTA_RELIABILITY_PORT="${QUOTA_RELIABILITY_PORT:-$((PORT + 3))}" \
-       QUOTA_NOPRELOAD_PORT="${QUOTA_NOPRELOAD_PORT:-$((PORT + 4))}" \
-       QUOTA_NOCACHE_PORT="${QUOTA_NOCACHE_PORT:-$((PORT + 5))}" \
-       QUOTA_STANDBY_PORT="${QUOTA_STANDBY_PORT:-$((PORT + 6))}" \
-       QUOTA_BT_PORT="${QUOTA_BT_PORT:-$((PORT + 58))}"
-PGXS_TEST="$("$PG_CONFIG" --pkglibdir)/pgxs/src/test"
-OUT="$QUOTA_RUN/test-output"
 
-if wanted lint; then
-  step "1/8 lint: cargo fmt --check; cargo clippy --all-targets --features pg_test -D warnings"
-  lint_failed=""
-  mkdir -p "$QUOTA_RUN"
-  if ! cargo fmt --check >"$QUOTA_RUN/rustfmt.diff" 2>&1; then
-    head -150 "$QUOTA_RUN/rustfmt.diff"
-    echo "rustfmt: $(grep -c '^Diff in' "$QUOTA_RUN/rustfmt.diff") places to format in $(grep '^Diff in' "$QUOTA_RUN/rustfmt.diff" | sed 's/^Diff in \(.*\):[0-9]*:$/\1/' | sort -u | wc -l) files (all of it: $QUOTA_RUN/rustfmt.diff)"
-    lint_failed+=" rustfmt"
-  fi
-  cargo clippy --quiet --all-targets "${FEATURES[@]}" -- -D warnings || lint_failed+=" clippy"
-  [ -z "$lint_failed" ] || { echo "lint failed:$lint_failed (cargo fmt formats; rustfmt.toml holds the style)" >&2; exit 1; }
-fi
-
-if wanted released; then
-  step "2/8 released scripts unchanged (sql/released/SHA256SUMS)"
-  check_released
-fi
-
-if wanted unit; then
-  step "3/8 pure logic: cargo test --lib (no server)"
-  mapfile -t unit_filters < <(printf '%s' "${NAMES[unit]:-}" | grep . || true)
-  cargo test --lib --quiet -- "${unit_filters[@]}"
-fi
-
-if wanted pgtest; then
-  step "4/8 in-backend tests: cargo pgrx test"
-  # A data directory per major (pgrx initdb's it once; another major's would not start).
-  pgrx_dir="$QUOTA_RUN/pgrx"; [ "$QUOTA_PG" = 15 ] || pgrx_dir+="-$QUOTA_PG"
-  mkdir -p "$pgrx_dir"; chown postgres "$pgrx_dir" 2>/dev/null || true
-  # shellcheck disable=SC2046  # zero or one filter
-  cargo pgrx test "pg$QUOTA_PG" $(printf '%s' "${NAMES[pgtest]:-}") --runas postgres --pgdata "$pgrx_dir/data"
-fi
-
-if wanted regress || wanted isolation || wanted connections || wanted reliability; then
-  if [ "$REUSE" = 1 ] && wanted pgtest; then
-    echo "test.sh: --reuse ignored: pgtest just installed its test build" >&2; REUSE=0
-  fi
-  if [ "$REUSE" = 1 ]; then
-    step "reusing the installed extension; starting a test cluster on port $PORT"
-  else
-    step "installing the extension and starting a test cluster on port $PORT"
-  fi
-  QUOTA_REUSE_BUILD="$REUSE" install_extension
-fi
-
-if wanted regress || wanted isolation || wanted connections; then
-  cluster_start test "$PORT" "max_prepared_transactions = 10" "shared_preload_libraries = 'quota_ext'"
-  trap 'cluster_stop test' EXIT
-  rm -rf "$OUT"; mkdir -p "$OUT"; chmod 777 "$OUT"
-  # --bindir: a wheel's pg_regress has its build machine's psql path compiled in.
-  HOSTOPTS=(--host="$QUOTA_RUN/test" --port="$PORT" --user=postgres --bindir="$PGBIN")
-fi
-
-if wanted regress; then
-  step "5/8 SQL contract: pg_regress"
-  # shellcheck disable=SC2086
-  run_regress test "$PORT" "$OUT/regress" $regress_tests
-fi
-
-if wanted isolation; then
-  step "6/8 concurrency: pg_isolation_regress"
-  cluster_psql test "$PORT" -d postgres -q -c "DROP DATABASE IF EXISTS quota_isolation" -c "CREATE DATABASE quota_isolation"
-  cluster_psql test "$PORT" -d quota_isolation -q -c "CREATE EXTENSION quota_ext"
-  # shellcheck disable=SC2086
-  "$PGXS_TEST/isolation/pg_isolation_regress" "${HOSTOPTS[@]}" --use-existing --dbname=quota_isolation \
-    --inputdir=tests/isolation --outputdir="$OUT/isolation" $specs \
-    || { cat "$OUT/isolation/output_iso/regression.diffs" "$OUT/isolation/regression.diffs" 2>/dev/null | head -200; exit 1; }
-fi
-
-if wanted connections; then
-  step "7/8 real connections: tests/connections"
-  for t in $conn_tests; do
-    filters=()
-    [ -z "${FILTERS[$t]:-}" ] || IFS=, read -r -a filters <<<"${FILTERS[$t]%,}"
-    echo "-- tests/connections/$t.py${filters[*]:+ ${filters[*]}} (at $((SECONDS - STARTED))s)"
-    QUOTA_HOST="$QUOTA_RUN/test" QUOTA_PORT="$PORT" /usr/bin/python3 "tests/connections/$t.py" "${filters[@]}"
+# run_major MAJOR FIRST: the steps of one major (in a subshell: its cluster, PATH and
+# target directory stay its own). FIRST is 1 for the first major run (rustfmt, released
+# and unit run there only).
+run_major() {
+  QUOTA_PG="$1"; local first="$2"
+  . scripts/cluster.sh
+  export QUOTA_RUN QUOTA_PG
+  local steps=() s
+  for s in "${STEPS[@]}"; do
+    case "$s" in
+      package) continue ;;  # last, for every major (below)
+      released|unit) [ "$first" = 1 ] || continue ;;
+    esac
+    if [ "$QUOTA_PG" != 15 ] && [ "$ALL_DEFAULT" = 1 ]; then
+      case "$s" in unit|reliability) continue ;; esac
+    fi
+    if [ "$QUOTA_PG" = 16 ] && [ "$s" = reliability ]; then
+      echo "test.sh: reliability cannot run on 16: the pgserver wheel has no amcheck (run it on 15 or 18)" >&2; exit 2
+    fi
+    steps+=("$s")
   done
+  STEPS=("${steps[@]}")
+  [ "${#STEPS[@]}" -gt 0 ] || return 0
+  [ "$QUOTA_PG" = 15 ] || conn_tests="$conn_tests_other"
+  note "[pg$QUOTA_PG] $("$PG_CONFIG" --version) ($PG_CONFIG): ${STEPS[*]}"
+
+  # One build directory per major, so that switching majors does not rebuild everything
+  # (15 keeps target/).
+  local FEATURES=(--features pg_test)
+  if [ "$QUOTA_PG" != 15 ]; then
+    export CARGO_TARGET_DIR="${QUOTA_TARGET_BASE:-$PWD/target}/pg$QUOTA_PG"
+    FEATURES=(--no-default-features --features "pg$QUOTA_PG,pg_test")
+    # The tests' own pg_config, pg_dump, initdb and pg_ctl calls find this major's.
+    export PATH="$PGBIN:$PATH"
+  fi
+  PORT="${QUOTA_TEST_PORT:-55433}"
+  # The other clusters the tests start, at fixed offsets from PORT unless set.
+  export QUOTA_RELIABILITY_PORT="${QUOTA_RELIABILITY_PORT:-$((PORT + 3))}" \
+         QUOTA_NOPRELOAD_PORT="${QUOTA_NOPRELOAD_PORT:-$((PORT + 4))}" \
+         QUOTA_NOCACHE_PORT="${QUOTA_NOCACHE_PORT:-$((PORT + 5))}" \
+         QUOTA_STANDBY_PORT="${QUOTA_STANDBY_PORT:-$((PORT + 6))}" \
+         QUOTA_BT_PORT="${QUOTA_BT_PORT:-$((PORT + 58))}"
+  PGXS_TEST="$("$PG_CONFIG" --pkglibdir)/pgxs/src/test"
+  OUT="$QUOTA_RUN/test-output"; [ "$QUOTA_PG" = 15 ] || OUT+="-$QUOTA_PG"
+
+  if wanted lint; then
+    if [ "$first" = 1 ]; then
+      step 1 "lint: cargo fmt --check; cargo clippy --all-targets ${FEATURES[*]} -D warnings"
+    else
+      step 1 "lint: cargo clippy --all-targets ${FEATURES[*]} -D warnings"
+    fi
+    local lint_failed=""
+    mkdir -p "$QUOTA_RUN"
+    if [ "$first" = 1 ] && ! cargo fmt --check >"$QUOTA_RUN/rustfmt.diff" 2>&1; then
+      head -150 "$QUOTA_RUN/rustfmt.diff"
+      echo "rustfmt: $(grep -c '^Diff in' "$QUOTA_RUN/rustfmt.diff") places to format in $(grep '^Diff in' "$QUOTA_RUN/rustfmt.diff" | sed 's/^Diff in \(.*\):[0-9]*:$/\1/' | sort -u | wc -l) files (all of it: $QUOTA_RUN/rustfmt.diff)"
+      lint_failed+=" rustfmt"
+    fi
+    cargo clippy --quiet --all-targets "${FEATURES[@]}" -- -D warnings || lint_failed+=" clippy"
+    [ -z "$lint_failed" ] || { echo "lint failed on $QUOTA_PG:$lint_failed (cargo fmt formats; rustfmt.toml holds the style)" >&2; exit 1; }
+  fi
+
+  if wanted released; then
+    step 2 "released scripts unchanged (sql/released/SHA256SUMS)"
+    check_released
+  fi
+
+  if wanted unit; then
+    step 3 "pure logic: cargo test --lib (no server; the same on every major)"
+    local unit_filters unit_features=()
+    mapfile -t unit_filters < <(printf '%s' "${NAMES[unit]:-}" | grep . || true)
+    [ "$QUOTA_PG" = 15 ] || unit_features=(--no-default-features --features "pg$QUOTA_PG")
+    cargo test --lib --quiet "${unit_features[@]}" -- "${unit_filters[@]}"
+  fi
+
+  if wanted pgtest; then
+    step 4 "in-backend tests: cargo pgrx test pg$QUOTA_PG"
+    # A data directory per major (pgrx initdb's it once; another major's would not start).
+    local pgrx_dir="$QUOTA_RUN/pgrx"; [ "$QUOTA_PG" = 15 ] || pgrx_dir+="-$QUOTA_PG"
+    mkdir -p "$pgrx_dir"; chown postgres "$pgrx_dir" 2>/dev/null || true
+    # shellcheck disable=SC2046  # zero or one filter
+    cargo pgrx test "pg$QUOTA_PG" $(printf '%s' "${NAMES[pgtest]:-}") --runas postgres --pgdata "$pgrx_dir/data"
+  fi
+
+  if wanted regress || wanted isolation || wanted connections || wanted reliability; then
+    local reuse="$REUSE"
+    if [ "$reuse" = 1 ] && wanted pgtest; then
+      echo "test.sh: --reuse ignored: pgtest just installed its test build" >&2; reuse=0
+    fi
+    if [ "$reuse" = 1 ]; then
+      note "${QUOTA_PG:+[pg$QUOTA_PG] }reusing the installed extension; starting a test cluster on port $PORT"
+    else
+      note "${QUOTA_PG:+[pg$QUOTA_PG] }installing the extension (release) and starting a test cluster on port $PORT"
+    fi
+    QUOTA_REUSE_BUILD="$reuse" install_extension
+  fi
+
+  if wanted regress || wanted isolation || wanted connections; then
+    cluster_start test "$PORT" "max_prepared_transactions = 10" "shared_preload_libraries = 'quota_ext'"
+    trap 'cluster_stop test' EXIT
+    rm -rf "$OUT"; mkdir -p "$OUT"; chmod 777 "$OUT"
+    # --bindir: a wheel's pg_regress has its build machine's psql path compiled in.
+    HOSTOPTS=(--host="$QUOTA_RUN/test" --port="$PORT" --user=postgres --bindir="$PGBIN")
+  fi
+
+  if wanted regress; then
+    step 5 "SQL contract: pg_regress"
+    # shellcheck disable=SC2086
+    run_regress test "$PORT" "$OUT/regress" $regress_tests
+  fi
+
+  if wanted isolation; then
+    step 6 "concurrency: pg_isolation_regress"
+    cluster_psql test "$PORT" -d postgres -q -c "DROP DATABASE IF EXISTS quota_isolation" -c "CREATE DATABASE quota_isolation"
+    cluster_psql test "$PORT" -d quota_isolation -q -c "CREATE EXTENSION quota_ext"
+    # shellcheck disable=SC2086
+    "$PGXS_TEST/isolation/pg_isolation_regress" "${HOSTOPTS[@]}" --use-existing --dbname=quota_isolation \
+      --inputdir=tests/isolation --outputdir="$OUT/isolation" $specs \
+      || { cat "$OUT/isolation/output_iso/regression.diffs" "$OUT/isolation/regression.diffs" 2>/dev/null | head -200; exit 1; }
+  fi
+
+  if wanted connections; then
+    step 7 "real connections: tests/connections ($(echo $conn_tests))"
+    local t filters
+    for t in $conn_tests; do
+      filters=()
+      [ -z "${FILTERS[$t]:-}" ] || IFS=, read -r -a filters <<<"${FILTERS[$t]%,}"
+      echo "-- tests/connections/$t.py${filters[*]:+ ${filters[*]}} (at $((SECONDS - STARTED))s)"
+      QUOTA_HOST="$QUOTA_RUN/test" QUOTA_PORT="$PORT" /usr/bin/python3 "tests/connections/$t.py" "${filters[@]}"
+    done
+  fi
+
+  if wanted reliability; then
+    step 8 "reliability: stress, kill -9 recovery, bad input (scripts/reliability.sh)"
+    ./scripts/reliability.sh
+  fi
+}
+
+first=1
+for m in "${MAJORS[@]}"; do
+  (run_major "$m" "$first")
+  first=0
+done
+
+if wanted package; then
+  QUOTA_PG=""
+  step 9 "packages: build (scripts/package.sh ${MAJORS[*]}), install, regress, remove (scripts/package_test.sh)"
+  ./scripts/package.sh "${MAJORS[@]}"
+  ./scripts/package_test.sh "${MAJORS[@]}"
 fi
 
-if wanted reliability; then
-  step "8/8 reliability: stress, kill -9 recovery, bad input (scripts/reliability.sh)"
-  ./scripts/reliability.sh
-fi
-
-step "all tests passed (${STEPS[*]})"
+note "all tests passed (${MAJORS[*]}: ${STEPS[*]})"
