@@ -10,9 +10,9 @@
 #   major by major, then `package` last.
 #
 #   QUOTA_PG=18 ./scripts/test.sh                     one major: its default steps (below), then its package
-#   QUOTA_PG=15 ./scripts/test.sh released unit       two steps
-#   QUOTA_PG=15 ./scripts/test.sh regress 07_enforce 14_hot_path  regress files (00_setup always runs first)
-#   ./scripts/test.sh isolation hot_path              specs (tests/isolation/specs/*.spec), on 15, 16 and 18
+#   ./scripts/test.sh released unit                   two steps (on 15)
+#   ./scripts/test.sh regress 07_enforce 14_hot_path  regress files (00_setup always runs first)
+#   QUOTA_PG="15 16 18" ./scripts/test.sh isolation hot_path   specs (tests/isolation/specs/*.spec), on each major
 #   ./scripts/test.sh connections test_hardening.py   connection test files
 #   ./scripts/test.sh connections test_hardening.py:a3_,a5_   ... with the file's own name filters
 #   ./scripts/test.sh unit period                     cargo test --lib filters
@@ -20,10 +20,11 @@
 # A NAME is a file name with or without its directory and extension; one that names no
 # file exactly selects every file whose name contains it.
 #
-# Majors: QUOTA_PG (default "15 16 18") lists the majors to run, in order. With no STEP, 15
-# runs every step; 16 and 18 run lint (clippy), pgtest, regress, isolation and, of
-# connections, the upgrade tests (test_upgrade.py, test_versions.py). A STEP given runs on
-# every major listed, but `released` and `unit` (no server, no major) and rustfmt run once.
+# Majors: QUOTA_PG lists the majors to run, in order: by default all of them ("15 16 18")
+# when no STEP is given, and 15 when steps are. With no STEP, 15 runs every step; 16 and
+# 18 run lint (clippy), pgtest, regress, isolation and, of connections, the upgrade tests
+# (test_upgrade.py, test_versions.py); then `package` for each. A STEP given runs on every
+# major listed, but `released` and `unit` (no server, no major) and rustfmt run once.
 # `reliability` needs amcheck, which 16's wheel lacks: on 16 it is refused.
 #
 # --reuse (or QUOTA_REUSE_BUILD=1): steps that need the installed extension (regress,
@@ -80,7 +81,7 @@ note() { printf '\n== %s (at %ds)\n' "$*" "$((SECONDS - STARTED))"; }
 
 # The majors to run, in order (scripts/pg_versions.sh lists those quota_ext supports).
 . scripts/pg_versions.sh
-MAJORS=(${QUOTA_PG:-$QUOTA_PG_MAJORS})
+if [ "$ALL_DEFAULT" = 1 ]; then MAJORS=(${QUOTA_PG:-$QUOTA_PG_MAJORS}); else MAJORS=(${QUOTA_PG:-15}); fi
 for m in "${MAJORS[@]}"; do
   [[ " $QUOTA_PG_MAJORS " == *" $m "* ]] || { echo "test.sh: QUOTA_PG: PostgreSQL $m is not supported (majors: $QUOTA_PG_MAJORS)" >&2; exit 2; }
 done
