@@ -108,7 +108,7 @@ Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: quota_ext
 
 Files: *
-Copyright: quota_ext authors
+Copyright: 2026 quota_ext authors
 License: PostgreSQL
 
 License: PostgreSQL
@@ -128,6 +128,17 @@ License: PostgreSQL
  AND QUOTA_EXT AUTHORS HAVE NO OBLIGATIONS TO PROVIDE MAINTENANCE, SUPPORT,
  UPDATES, ENHANCEMENTS, OR MODIFICATIONS.
 EOF
+  # A native package's changelog.gz is in Debian's format: one entry for this version,
+  # pointing at the project's own CHANGELOG.md, shipped beside it.
+  gzip -9n <CHANGELOG.md >"$root/usr/share/doc/$name/CHANGELOG.md.gz"
+  {
+    echo "$name ($VERSION) unstable; urgency=medium"
+    echo
+    echo "  * quota_ext $VERSION for PostgreSQL 15. What changed in each version:"
+    echo "    /usr/share/doc/$name/CHANGELOG.md.gz"
+    echo
+    echo " -- $MAINTAINER  $(LC_ALL=C date -R)"
+  } | gzip -9n >"$root/usr/share/doc/$name/changelog.gz"
   find "$root" -type d -exec chmod 0755 {} +
   find "$root" -type f -exec chmod 0644 {} +
   (cd "$root" && find usr -type f | sort | xargs md5sum) >"$root/DEBIAN/md5sums"

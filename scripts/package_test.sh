@@ -102,6 +102,7 @@ cleanup() {
   fi
   if [ -n "$BACKUP" ]; then restore_backups; fi
   if [ -n "$STAGE" ]; then rm -rf "$STAGE"; STAGE=""; fi
+  [ "$rc" -eq 0 ] || echo "package_test.sh: FAILED (exit $rc)" >&2
   exit "$rc"
 }
 trap cleanup EXIT

@@ -1,14 +1,14 @@
 #!/bin/sh
 # Installs quota_ext @VERSION@ for PostgreSQL @MAJOR@ into the PostgreSQL installation that
 # pg_config describes: lib/quota_ext.so into its --pkglibdir, extension/* into its
-# --sharedir/extension. (Template: scripts/package/install.sh; scripts/package.sh fills in
-# the version and the major.)
+# --sharedir/extension.
 #
 #   PG_CONFIG=/path/to/pg_config ./install.sh               install (default: pg_config in PATH)
 #   PG_CONFIG=/path/to/pg_config ./install.sh --uninstall   remove exactly the files it installs
 #
 # Run it as a user who may write to those directories (often root).
 set -eu
+# (Template: scripts/package/install.sh; scripts/package.sh fills in the version and the major.)
 
 MAJOR=@MAJOR@
 VERSION=@VERSION@
