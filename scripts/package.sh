@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
 # Builds quota_ext's binary packages, one per PostgreSQL major, into target/packages/:
-#   15:      postgresql-15-quota-ext_<version>_<arch>.deb (Debian 12's postgresql-15), and
-#            quota_ext-<version>-pg15-linux-<machine>.tar.gz
+#   15:      postgresql-15-quota-ext_<version>_<arch>.deb (Debian 12's postgresql-15)
 #   16, 18:  quota_ext-<version>-pg<NN>-linux-<machine>.tar.gz: lib/quota_ext.so,
 #            extension/ (control file, every install and upgrade script), install.sh, README.txt
 #
 # Usage: ./scripts/package.sh [MAJOR...]        (default: 15 16 18)
-#   ./scripts/package.sh 15                      the .deb (and the 15 tarball) only
+#   ./scripts/package.sh 15                      the .deb only
 #
 # Each major is built with `cargo pgrx package` (release; 15 in target/, 16 and 18 in
 # target/pg<NN>, with --no-default-features --features pg<NN>), against the pg_config that
@@ -191,7 +190,7 @@ tarball() {
 for major in "${MAJORS[@]}"; do
   started=$SECONDS
   build "$major"
-  [ "$major" != 15 ] || deb
-  tarball "$major"
+  # 15: the .deb (Debian 12's PostgreSQL 15). 16, 18: a tarball (no Debian server package).
+  if [ "$major" = 15 ]; then deb; else tarball "$major"; fi
   echo "package.sh: PostgreSQL $major packaged in $((SECONDS - started)) s"
 done

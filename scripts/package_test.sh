@@ -223,14 +223,27 @@ test_tarball() {
   local top; top="$STAGE/$(basename "$tarball" .tar.gz)"
   [ -x "$top/install.sh" ] || fail "$tarball has no executable $(basename "$top")/install.sh"
 
-  # install.sh refuses a pg_config of another major, and writes nothing.
-  local other; other="$(pg_config_of 15)"
-  if [ -x "$other" ]; then
-    local refused
-    if refused="$(PG_CONFIG="$other" "$top/install.sh" 2>&1)"; then fail "install.sh installed into $other: $refused"; fi
-    grep -q "for PostgreSQL $major, but" <<<"$refused" || fail "install.sh refused $other without saying why: $refused"
-    say "install.sh refuses another major's pg_config ($("$other" --version))"
-  fi
+  # install.sh refuses a pg_config of another major, and writes nothing. The other major
+  # is a stand-in pg_config whose directories are in the staging dir: were the check to
+  # regress, it would write there, not into a real installation.
+  local other_major=15; [ "$major" != 15 ] || other_major=16
+  local fake="$STAGE/other-major"
+  mkdir -p "$fake/lib" "$fake/share/extension"
+  cat >"$fake/pg_config" <<FAKE
+#!/bin/sh
+case "\$1" in
+  --version) echo "PostgreSQL $other_major.99" ;;
+  --pkglibdir) echo "$fake/lib" ;;
+  --sharedir) echo "$fake/share" ;;
+  *) echo "$fake" ;;
+esac
+FAKE
+  chmod 0755 "$fake/pg_config"
+  local refused
+  if refused="$(PG_CONFIG="$fake/pg_config" "$top/install.sh" 2>&1)"; then fail "install.sh installed into a PostgreSQL $other_major pg_config: $refused"; fi
+  grep -q "for PostgreSQL $major, but" <<<"$refused" || fail "install.sh refused PostgreSQL $other_major without saying why: $refused"
+  [ -z "$(find "$fake/lib" "$fake/share" -type f)" ] || fail "install.sh refused PostgreSQL $other_major but wrote: $(find "$fake/lib" "$fake/share" -type f | xargs)"
+  say "install.sh refuses another major's pg_config (PostgreSQL $other_major) and writes nothing"
 
   PG_CONFIG="$pgc" "$top/install.sh"
   local -a installed=("$libdir/quota_ext.so")

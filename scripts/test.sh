@@ -22,9 +22,11 @@
 #
 # Majors: QUOTA_PG lists the majors to run, in order: by default all of them ("15 16 18")
 # when no STEP is given, and 15 when steps are. With no STEP, 15 runs every step; 16 and
-# 18 run lint (clippy), pgtest, regress, isolation and, of connections, the upgrade tests
-# (test_upgrade.py, test_versions.py); then `package` for each. A STEP given runs on every
-# major listed, but `released` and `unit` (no server, no major) and rustfmt run once.
+# 18 run lint (clippy), pgtest, regress, isolation and, of connections, the upgrade and
+# hot path tests (test_upgrade, test_versions, test_hot_path; on 18 also
+# test_hot_path_eligibility); then `package` for each. A STEP given runs on every major
+# listed, in full, but `released`, `unit` (no server, no major) and rustfmt run once, on
+# the first major.
 # `reliability` needs amcheck, which 16's wheel lacks: on 16 it is refused.
 #
 # --reuse (or QUOTA_REUSE_BUILD=1): steps that need the installed extension (regress,
@@ -172,13 +174,10 @@ check_released() {
   return "$bad"
 }
 
-if wanted connections && [ -z "${NAMES[connections]:-}" ] && [ -z "${QUOTA_ONLY:-}" ]; then
-  # 16 and 18 run, of the connection tests, the upgrade chain from 0.1.0 (and its catalog
-  # against a fresh install) and the released versions' tests.
-  conn_tests_other="test_upgrade test_versions"
-else
-  conn_tests_other="${conn_tests:-}"
-fi
+# By default 16 and 18 run, of the connection tests, the upgrade chain from 0.1.0 (and its
+# catalog against a fresh install), the released versions' tests and the hot path's tests;
+# 18 also the eligibility tests (they need amcheck, which 16's wheel lacks).
+declare -A CONN_TESTS_OF=([16]="test_upgrade test_versions test_hot_path" [18]="test_upgrade test_versions test_hot_path test_hot_path_eligibility")
 
 if wanted released && [ "${STEPS[*]}" = released ]; then
   step 2 "released scripts unchanged (sql/released/SHA256SUMS)"
@@ -201,10 +200,10 @@ run_major() {
   for s in "${STEPS[@]}"; do
     case "$s" in
       package) continue ;;  # last, for every major (below)
-      released|unit) [ "$first" = 1 ] || continue ;;
+      released|unit) [ "$first" = 1 ] || continue ;;  # no server, no major: once
     esac
     if [ "$QUOTA_PG" != 15 ] && [ "$ALL_DEFAULT" = 1 ]; then
-      case "$s" in unit|reliability) continue ;; esac
+      case "$s" in reliability) continue ;; esac
     fi
     if [ "$QUOTA_PG" = 16 ] && [ "$s" = reliability ]; then
       echo "test.sh: reliability cannot run on 16: the pgserver wheel has no amcheck (run it on 15 or 18)" >&2; exit 2
@@ -213,7 +212,7 @@ run_major() {
   done
   STEPS=("${steps[@]}")
   [ "${#STEPS[@]}" -gt 0 ] || return 0
-  [ "$QUOTA_PG" = 15 ] || conn_tests="$conn_tests_other"
+  if [ "$QUOTA_PG" != 15 ] && [ "$ALL_DEFAULT" = 1 ]; then conn_tests="${CONN_TESTS_OF[$QUOTA_PG]}"; fi
   note "[pg$QUOTA_PG] $("$PG_CONFIG" --version) ($PG_CONFIG): ${STEPS[*]}"
 
   # One build directory per major, so that switching majors does not rebuild everything

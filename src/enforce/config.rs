@@ -5,10 +5,11 @@ use super::*;
 
 // Configuration ------------------------------------------------------------------------
 
-/// What a column is, from the catalog: its type category ('N' numeric, 'S' string...)
-/// and its number.
+/// What a column is, from the catalog: its type category ('N' numeric, 'S' string...),
+/// its number, and whether it is generated ('s' stored, 'v' virtual from PostgreSQL 18,
+/// '' not).
 pub(super) static COLUMN: Stmt = Stmt {
-    sql: "SELECT t.typcategory::text, a.attnum FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+    sql: "SELECT t.typcategory::text, a.attnum, a.attgenerated::text FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
           WHERE a.attrelid = $1 AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
     types: &[pg_sys::PgBuiltInOids::OIDOID, pg_sys::PgBuiltInOids::TEXTOID],
 };
@@ -88,7 +89,21 @@ pub(super) fn check_column(c: &mut SpiClient<'_>, table: pg_sys::Oid, argument: 
     let found = storage::run(c, &COLUMN, &[table.into(), column.into()]);
     let found = found.first();
     let (category, attnum) = (found.get::<String>(1).ok().flatten(), found.get::<i16>(2).ok().flatten());
+    let generated = found.get::<String>(3).ok().flatten().is_some_and(|g| !g.is_empty());
     match (category, attnum) {
+        // The charge runs in a BEFORE INSERT trigger, which sees NULL in a generated
+        // column (computed after BEFORE triggers; a virtual one, PostgreSQL 18's default
+        // kind, never stored): the row would be charged 0, or refused for a NULL subject.
+        // A column cannot become generated later (ALTER TABLE can only drop an expression).
+        (Some(_), Some(_)) if generated => Err(QuotaError::invalid(
+            argument,
+            column,
+            format!(
+                "column \"{}\" of table {table_name} is a generated column: the quota's trigger runs before it is computed",
+                crate::domain::error::quoted(column)
+            ),
+            "Name a column the INSERT fills, or compute the value in the application and insert it.",
+        )),
         (Some(cat), Some(_)) if !categories.is_empty() && !categories.contains(cat.as_str()) => Err(QuotaError::invalid(
             argument,
             column,

@@ -91,7 +91,15 @@ unsafe fn reads_quota_relations(query: *mut pg_sys::QueryDesc) -> bool {
         let rtable = PgList::<pg_sys::RangeTblEntry>::from_pg((*(*query).plannedstmt).rtable);
         let mut quota = None;
         for rte in rtable.iter_ptr() {
-            if (*rte).rtekind != pg_sys::RTEKind::RTE_RELATION {
+            // A table, or a view: from PostgreSQL 16 on a view stays in the planned range
+            // table only as a subquery that keeps the view's relid (15 also kept it as a
+            // relation). A view over functions alone (quota.stats) has nothing else.
+            let names_relation = match (*rte).rtekind {
+                pg_sys::RTEKind::RTE_RELATION => true,
+                pg_sys::RTEKind::RTE_SUBQUERY => (*rte).relid != pg_sys::InvalidOid,
+                _ => false,
+            };
+            if !names_relation {
                 continue;
             }
             let nsp = *quota.get_or_insert_with(|| pg_sys::get_namespace_oid(c"quota".as_ptr(), true));

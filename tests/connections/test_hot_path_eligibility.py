@@ -267,6 +267,13 @@ def hash_index():
                      ["CREATE INDEX elig_hash ON quota.counters USING hash (metric)"])
 
 
+def brin_index():
+    # A summarizing index: from PostgreSQL 16 an update may be HOT and still need its
+    # entries (TU_Summarizing), which the hot path does not write.
+    eligibility_case("brin index", "quota.counters", "not a btree index",
+                     ["CREATE INDEX elig_brin ON quota.counters USING brin (used)"])
+
+
 def exclusion_constraint():
     eligibility_case("exclusion constraint", "quota.counters", "exclusion constraint",
                      ["ALTER TABLE quota.counters ADD CONSTRAINT elig_excl "
@@ -412,6 +419,7 @@ TESTS = [
     expression_index,
     partial_index,
     hash_index,
+    brin_index,
     exclusion_constraint,
     deferrable_unique,
     ledger_column_with_default,

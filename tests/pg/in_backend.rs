@@ -105,3 +105,28 @@ fn virtual_generated_column_on_a_read_table_steps_aside() {
     let used = Spi::get_one::<i64>("SELECT used FROM quota.quota_consume('u1', 'messages')").unwrap();
     assert_eq!(used, Some(1));
 }
+
+/// 18's default generated column is virtual, never computed for triggers: a table quota
+/// naming one would charge NULL (0), so enforce_on_insert refuses it (regress 07_enforce
+/// covers stored ones on every major).
+#[cfg(feature = "pg18")]
+#[pg_test]
+fn enforce_refuses_a_virtual_generated_column() {
+    setup_free_plan();
+    Spi::run("CREATE TABLE gen_virtual (id serial PRIMARY KEY, user_id text, qty int, cost int GENERATED ALWAYS AS (qty * 2))").unwrap();
+    let kind = Spi::get_one::<String>("SELECT attgenerated::text FROM pg_attribute WHERE attrelid = 'gen_virtual'::regclass AND attname = 'cost'").unwrap();
+    assert_eq!(kind.as_deref(), Some("v"));
+    Spi::run(
+        "DO $$ BEGIN
+             PERFORM quota.enforce_on_insert('gen_virtual', subject_column => 'user_id', metric => 'messages', amount_column => 'cost');
+             RAISE EXCEPTION 'accepted';
+         EXCEPTION WHEN invalid_parameter_value THEN
+             PERFORM set_config('quota_test.refused', SQLERRM, true);
+         END $$",
+    )
+    .unwrap();
+    let refused = Spi::get_one::<String>("SELECT current_setting('quota_test.refused')").unwrap().unwrap_or_default();
+    assert!(refused.contains("is a generated column"), "{refused}");
+    let rules = Spi::get_one::<i64>("SELECT count(*) FROM quota.enforcements").unwrap();
+    assert_eq!(rules, Some(0));
+}

@@ -63,6 +63,15 @@ SELECT * FROM try($$ SELECT quota.enforce_on_insert('public.messages', subject_c
 SELECT * FROM try($$ SELECT quota.enforce_on_insert('public.messages', subject_column => 'user_id', metric => 'x', encoding => 'gpt2') $$);
 SELECT * FROM try($$ SELECT quota.enforce_on_insert('public.nosuch', subject_column => 'user_id', metric => 'x') $$);
 SELECT * FROM try($$ SELECT quota.enforce_on_insert('pg_class', subject_column => 'relname', metric => 'x') $$);
+-- A generated column is refused for every role: the BEFORE INSERT trigger would see NULL
+-- (PostgreSQL 18's virtual generated columns are never computed for triggers).
+CREATE TABLE public.gen_orders (id serial PRIMARY KEY, user_id text, qty int,
+    cost int GENERATED ALWAYS AS (qty * 2) STORED, who text GENERATED ALWAYS AS (upper(user_id)) STORED,
+    body text GENERATED ALWAYS AS (user_id || ' ordered') STORED);
+SELECT * FROM try($$ SELECT quota.enforce_on_insert('public.gen_orders', subject_column => 'user_id', metric => 'x', amount_column => 'cost') $$);
+SELECT * FROM try($$ SELECT quota.enforce_on_insert('public.gen_orders', subject_column => 'who', metric => 'x') $$);
+SELECT * FROM try($$ SELECT quota.enforce_on_insert('public.gen_orders', subject_column => 'user_id', metric => 'x', tokens_of => 'body') $$);
+DROP TABLE public.gen_orders;
 CREATE VIEW public.v AS SELECT 1 AS a;
 SELECT * FROM try($$ SELECT quota.enforce_on_insert('public.v', subject_column => 'a', metric => 'x') $$);
 SELECT count(*) AS rules FROM quota.enforcements;
