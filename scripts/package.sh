@@ -22,14 +22,7 @@ cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 . scripts/pg_versions.sh
 
-MAJORS=("$@")
-[ "${#MAJORS[@]}" -gt 0 ] || read -ra MAJORS <<<"$QUOTA_PG_MAJORS"
-for major in "${MAJORS[@]}"; do
-  case " $QUOTA_PG_MAJORS " in
-    *" $major "*) ;;
-    *) echo "package.sh: PostgreSQL '$major' is not a supported major ($QUOTA_PG_MAJORS)" >&2; exit 2 ;;
-  esac
-done
+select_majors package.sh "$@"
 
 # cargo_field NAME: a string field of Cargo.toml's [package] section.
 cargo_field() { sed -n '/^\[package\]/,/^\[/{s/^'"$1"' *= *"\(.*\)"$/\1/p}' Cargo.toml | head -1; }

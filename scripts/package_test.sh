@@ -32,14 +32,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 . scripts/pg_versions.sh
 
 [ "$(id -u)" -eq 0 ] || { echo "package_test.sh: run it as root (dpkg -i, and clusters run as postgres)" >&2; exit 1; }
-MAJORS=("$@")
-[ "${#MAJORS[@]}" -gt 0 ] || read -ra MAJORS <<<"$QUOTA_PG_MAJORS"
-for major in "${MAJORS[@]}"; do
-  case " $QUOTA_PG_MAJORS " in
-    *" $major "*) ;;
-    *) echo "package_test.sh: PostgreSQL '$major' is not a supported major ($QUOTA_PG_MAJORS)" >&2; exit 2 ;;
-  esac
-done
+select_majors package_test.sh "$@"
 
 VERSION="$(sed -n '/^\[package\]/,/^\[/{s/^version *= *"\(.*\)"$/\1/p}' Cargo.toml | head -1)"
 OUT=target/packages

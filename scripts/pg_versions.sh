@@ -32,3 +32,15 @@ _in_venv() {
   found=$(ls -d "$QUOTA_PG_PREFIX/pg$1"/lib/python3*/site-packages/"$2"/pginstall/bin/pg_config 2>/dev/null | head -1)
   echo "${found:-$QUOTA_PG_PREFIX/pg$1/lib/python3.11/site-packages/$2/pginstall/bin/pg_config}"
 }
+
+# select_majors CALLER [MAJOR...]: MAJORS=(the majors given, or every supported one); an
+# unsupported major ends the caller (exit 2).
+select_majors() {
+  local caller="$1" m; shift
+  MAJORS=("$@")
+  [ "${#MAJORS[@]}" -gt 0 ] || read -ra MAJORS <<<"$QUOTA_PG_MAJORS"
+  for m in "${MAJORS[@]}"; do
+    [[ " $QUOTA_PG_MAJORS " == *" $m "* ]] \
+      || { echo "$caller: PostgreSQL '$m' is not supported (majors: $QUOTA_PG_MAJORS)" >&2; exit 2; }
+  done
+}

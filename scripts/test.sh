@@ -83,10 +83,8 @@ note() { printf '\n== %s (at %ds)\n' "$*" "$((SECONDS - STARTED))"; }
 
 # The majors to run, in order (scripts/pg_versions.sh lists those quota_ext supports).
 . scripts/pg_versions.sh
-if [ "$ALL_DEFAULT" = 1 ]; then MAJORS=(${QUOTA_PG:-$QUOTA_PG_MAJORS}); else MAJORS=(${QUOTA_PG:-15}); fi
-for m in "${MAJORS[@]}"; do
-  [[ " $QUOTA_PG_MAJORS " == *" $m "* ]] || { echo "test.sh: QUOTA_PG: PostgreSQL $m is not supported (majors: $QUOTA_PG_MAJORS)" >&2; exit 2; }
-done
+# shellcheck disable=SC2086  # a list
+if [ "$ALL_DEFAULT" = 1 ]; then select_majors "test.sh: QUOTA_PG" ${QUOTA_PG:-}; else select_majors "test.sh: QUOTA_PG" ${QUOTA_PG:-15}; fi
 unset QUOTA_PG
 
 # Tests are named after their files: tests_in DIR GLOB EXT lists DIR's files GLOB without EXT.
