@@ -36,6 +36,9 @@ fn stats_totals() -> TableIterator<
         name!(bonuses_total, i64),
     ),
 > {
+    // The read guard's rule, for a call of the function itself: a role bound to tenants
+    // that names another tenant is refused (42501), as reading the view is.
+    crate::pg::roles::scope().or_raise();
     let rows = stats::snapshot().ok_or_else(|| not_preloaded("quota.stats")).or_raise();
     TableIterator::new(rows.into_iter().map(|(m, t)| (m, t.consumed, t.consumes, t.exceeded, t.soft_overages, t.checks, t.refunded, t.bonuses)))
 }

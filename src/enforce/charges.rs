@@ -79,6 +79,13 @@ pub(super) fn on_insert(trigger: &PgTrigger<'_>, table: pg_sys::Oid) -> QResult<
     if !t.refunds() || !installed::at_least(installed::ROW_CHARGES) {
         return Ok(());
     }
+    // A generated key column is NULL in a BEFORE trigger: the charge would have no key and
+    // no DELETE could refund it (enforce_on_insert refuses such a key; a partition may
+    // still have one).
+    if let Some(column) = t.key.iter().flatten().find(|c| row.generated(c)) {
+        let metric = t.rules.iter().find(|r| r.refund_on_delete).map_or("", |r| r.metric.as_str());
+        return Err(super::row::generated_column(&t.root_name, metric, column));
+    }
     let Some(key) = row.key(t.key.as_deref()) else { return Ok(()) };
     let now = crate::pg::clock::now();
     Spi::connect_mut(|c| {

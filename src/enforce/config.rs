@@ -19,6 +19,12 @@ pub(super) static RELKIND: Stmt = Stmt {
 };
 pub(super) static HAS_PRIMARY_KEY: Stmt =
     Stmt { sql: "SELECT 1 FROM pg_catalog.pg_index WHERE indrelid = $1 AND indisprimary", types: &[pg_sys::PgBuiltInOids::OIDOID] };
+/// The primary key's generated columns (NULL in a BEFORE INSERT trigger: no key to refund by).
+pub(super) static GENERATED_KEY_COLUMN: Stmt = Stmt {
+    sql: "SELECT a.attname::text FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+          WHERE i.indrelid = $1 AND i.indisprimary AND a.attgenerated <> '' ORDER BY a.attnum LIMIT 1",
+    types: &[pg_sys::PgBuiltInOids::OIDOID],
+};
 pub(super) static UPSERT_RULE: Stmt = Stmt {
     sql: "INSERT INTO quota.enforcements AS e (table_name, metric, subject_column, amount, amount_column, tokens_of, encoding,
               refund_on_delete, subject_attnum, amount_attnum, tokens_attnum)
@@ -242,6 +248,19 @@ pub fn enforce(
                 format!("refund_on_delete needs a primary key on {name}: it identifies what each row was charged"),
                 "Add a primary key to the table, or enforce without refund_on_delete.",
             ));
+        }
+        if refund_on_delete {
+            if let Some(column) = storage::run(c, &GENERATED_KEY_COLUMN, &[table.into()]).first().get::<String>(1).ok().flatten() {
+                return Err(QuotaError::invalid(
+                    "refund_on_delete",
+                    &name,
+                    format!(
+                        "refund_on_delete needs a primary key without generated columns on {name}: \"{}\" is computed after the quota's trigger runs",
+                        crate::domain::error::quoted(&column)
+                    ),
+                    "Use a primary key of plain columns (an identity or serial column will do), or enforce without refund_on_delete.",
+                ));
+            }
         }
         // The columns by name, and (0.4.0 on) by number as well.
         let mut args: Vec<pgrx::datum::DatumWithOid> = vec![

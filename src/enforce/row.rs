@@ -34,6 +34,16 @@ impl Row {
         (n > 0).then_some(n)
     }
 
+    /// Is the column generated in this row's relation? A BEFORE trigger sees NULL (or
+    /// what the INSERT supplied, on a partition whose column is generated where the root's
+    /// is not) instead of its value, computed after the trigger.
+    pub(super) fn generated(&self, column: &str) -> bool {
+        let Some(n) = self.attnum(column) else { return false };
+        // SAFETY: the descriptor belongs to the firing trigger's relation and `n` is one of
+        // its attributes (SPI_fnumber found it, > 0).
+        unsafe { (*crate::hotpath::heap::major::attr(self.desc, n as usize - 1)).attgenerated != 0 }
+    }
+
     /// A column rendered as text by its type's output function, so that any type can hold
     /// the subject (text, integer, uuid, inet...). `None` for NULL.
     pub(super) fn text(&self, column: &str) -> Option<String> {
@@ -99,6 +109,32 @@ impl Row {
     }
 }
 
+/// A column's current name, checked not to be generated where the row is stored, or the
+/// error that makes the quota fail closed. `enforce_on_insert` refuses generated columns,
+/// but PostgreSQL 15 attaches a partition whose column is generated where the root's is
+/// plain (16 refuses it), and a database before 0.4.0 follows a column by name.
+pub(super) fn readable<'c>(row: &Row, rule: &Rule, column: &'c Column) -> QResult<&'c str> {
+    let name = current(rule, column)?;
+    if row.generated(name) {
+        return Err(generated_column(&rule.table, &rule.metric, name));
+    }
+    Ok(name)
+}
+
+/// The error for a generated column a quota reads at trigger time.
+pub(super) fn generated_column(table: &str, metric: &str, column: &str) -> QuotaError {
+    QuotaError::NotAvailable {
+        feature: "quota.enforce_on_insert",
+        message: format!(
+            "the {metric} quota on table {table} reads column \"{}\", which is a generated column where this row is stored: rows are refused",
+            crate::domain::error::quoted(column)
+        ),
+        hint: "A quota's trigger runs before generated columns are computed. Make the column a plain one in that table or partition \
+               (ALTER TABLE ... ALTER COLUMN ... DROP EXPRESSION), or point the quota at a column the INSERT fills (quota.enforce_on_insert)."
+            .to_string(),
+    }
+}
+
 /// A column's current name, or the error that makes the quota fail closed.
 pub(super) fn current<'c>(rule: &Rule, column: &'c Column) -> QResult<&'c str> {
     column.name.as_deref().ok_or_else(|| QuotaError::BrokenRule {
@@ -110,12 +146,12 @@ pub(super) fn current<'c>(rule: &Rule, column: &'c Column) -> QResult<&'c str> {
 
 /// What one row costs under one rule: (subject, amount).
 pub(super) fn row_cost(row: &Row, rule: &Rule) -> QResult<(String, i64)> {
-    let subject = row.text(current(rule, &rule.subject)?).ok_or(QuotaError::Null { argument: "subject column" })?;
+    let subject = row.text(readable(row, rule, &rule.subject)?).ok_or(QuotaError::Null { argument: "subject column" })?;
     let amount = match &rule.cost {
         Cost::Constant(n) => *n,
-        Cost::Tokens(col, encoding) => row.text(current(rule, col)?).map(|text| encoding.count(&text) as i64).unwrap_or(0),
+        Cost::Tokens(col, encoding) => row.text(readable(row, rule, col)?).map(|text| encoding.count(&text) as i64).unwrap_or(0),
         Cost::Column(col) => {
-            let name = current(rule, col)?;
+            let name = readable(row, rule, col)?;
             match row.text(name) {
                 None => 0,
                 Some(v) => parse_amount(name, &v)?,

@@ -71,7 +71,9 @@ CREATE TABLE public.gen_orders (id serial PRIMARY KEY, user_id text, qty int,
 SELECT * FROM try($$ SELECT quota.enforce_on_insert('public.gen_orders', subject_column => 'user_id', metric => 'x', amount_column => 'cost') $$);
 SELECT * FROM try($$ SELECT quota.enforce_on_insert('public.gen_orders', subject_column => 'who', metric => 'x') $$);
 SELECT * FROM try($$ SELECT quota.enforce_on_insert('public.gen_orders', subject_column => 'user_id', metric => 'x', tokens_of => 'body') $$);
-DROP TABLE public.gen_orders;
+CREATE TABLE public.gen_keyed (qty int NOT NULL, user_id text, id int GENERATED ALWAYS AS (qty + 1000) STORED PRIMARY KEY);
+SELECT * FROM try($$ SELECT quota.enforce_on_insert('public.gen_keyed', subject_column => 'user_id', metric => 'x', refund_on_delete => true) $$);
+DROP TABLE public.gen_orders, public.gen_keyed;
 CREATE VIEW public.v AS SELECT 1 AS a;
 SELECT * FROM try($$ SELECT quota.enforce_on_insert('public.v', subject_column => 'a', metric => 'x') $$);
 SELECT count(*) AS rules FROM quota.enforcements;

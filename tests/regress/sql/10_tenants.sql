@@ -115,6 +115,7 @@ SET LOCAL quota.tenant = 'tn_acme';
 SELECT code FROM try($$ SELECT count(*) FROM quota.subjects $$);
 SELECT code FROM try($$ SELECT count(*) FROM quota.usage_overview $$);
 SELECT code FROM try($$ SELECT count(*) FROM quota.stats $$);
+SELECT code FROM try($$ SELECT count(*) FROM quota.stats_totals() $$);
 COMMIT;
 BEGIN;
 SET LOCAL quota.tenant = 'tn_globex';
