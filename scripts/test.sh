@@ -344,4 +344,4 @@ if wanted package; then
   ./scripts/package_test.sh "${MAJORS[@]}"
 fi
 
-note "all tests passed (${MAJORS[*]}: ${STEPS[*]})"
+note "all tests passed (PostgreSQL ${MAJORS[*]}; each major's steps are listed where it starts)"
