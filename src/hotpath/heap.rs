@@ -557,6 +557,8 @@ pub mod major {
     ///
     /// # Safety
     /// `rel` is open.
+    // SAFETY: unsafe only for its precondition: it reads one field of the open relation
+    // the caller passes, the field of this major's RelationData layout.
     pub unsafe fn relfilenumber(rel: Relation) -> Oid {
         // SAFETY: the caller's guarantee.
         unsafe {
@@ -572,6 +574,8 @@ pub mod major {
     ///
     /// # Safety
     /// As `index_beginscan`: `heap` and `index` are open, `snapshot` valid for the scan.
+    // SAFETY: unsafe only for its precondition: it forwards to this major's
+    // index_beginscan with its argument list (NULL instrumentation on 18, no order-by keys).
     pub unsafe fn index_beginscan(heap: Relation, index: Relation, snapshot: pg_sys::Snapshot, nkeys: i32) -> pg_sys::IndexScanDesc {
         // SAFETY: the caller's guarantees.
         unsafe {
@@ -591,6 +595,8 @@ pub mod major {
     ///
     /// # Safety
     /// As `table_tuple_update`.
+    // SAFETY: unsafe only for its precondition: it forwards to this major's
+    // table_tuple_update with an out-variable of the type that major writes to.
     pub unsafe fn table_tuple_update(
         rel: Relation,
         otid: &mut pg_sys::ItemPointerData,
@@ -624,6 +630,8 @@ pub mod major {
     ///
     /// # Safety
     /// `desc` is a valid descriptor and `i < natts`.
+    // SAFETY: unsafe only for its precondition: with a valid descriptor and i < natts the
+    // address is inside the descriptor's attribute array on every major.
     pub unsafe fn attr(desc: pg_sys::TupleDesc, i: usize) -> *const pg_sys::FormData_pg_attribute {
         // SAFETY: the caller's guarantees.
         unsafe {
@@ -639,14 +647,16 @@ pub mod major {
     ///
     /// # Safety
     /// `desc` is a valid descriptor.
+    // SAFETY: unsafe only for its precondition: it reads the valid descriptor's constr
+    // pointer and, when not NULL, one flag of it (18 only).
     pub unsafe fn has_virtual_generated(desc: pg_sys::TupleDesc) -> bool {
         #[cfg(any(feature = "pg15", feature = "pg16"))]
         {
             let _ = desc;
             false
         }
-        // SAFETY: the caller's guarantee; constr is NULL or valid.
         #[cfg(feature = "pg18")]
+        // SAFETY: the caller's guarantee; constr is NULL or valid.
         unsafe {
             let constr = (*desc).constr;
             !constr.is_null() && (*constr).has_generated_virtual
@@ -659,6 +669,8 @@ pub mod major {
     ///
     /// # Safety
     /// `rel` is open.
+    // SAFETY: unsafe only for its precondition: RelationGetPrimaryKeyIndex on an open
+    // relation, with 18's extra argument.
     pub unsafe fn primary_key_index(rel: Relation) -> Oid {
         // SAFETY: the caller's guarantee.
         unsafe {
@@ -675,6 +687,8 @@ pub mod major {
     ///
     /// # Safety
     /// `rel` is open.
+    // SAFETY: unsafe only for its precondition: a catalog lookup (missing_ok) for an
+    // open relation, passed as the OID or the Relation this major's getIdentitySequence takes.
     pub unsafe fn identity_sequence(rel: Relation, att: AttrNumber) -> Oid {
         // SAFETY: the caller's guarantee.
         unsafe {
@@ -690,6 +704,8 @@ pub mod major {
     ///
     /// # Safety
     /// Inside a transaction (a syscache lookup; raises for a missing relation).
+    // SAFETY: unsafe only for its precondition: a syscache lookup inside a transaction,
+    // through the ownership check this major has.
     pub unsafe fn owns_table(relid: Oid, role: Oid) -> bool {
         // SAFETY: the caller's guarantee.
         unsafe {
@@ -718,6 +734,8 @@ pub mod major {
     /// # Safety
     /// In a backend (the variable points at shared memory set up at server start). Read
     /// without XactTruncationLock, as the caller's comment explains.
+    // SAFETY: unsafe only for its precondition: one read of a shared-memory struct that
+    // exists in every backend, under this major's name for it.
     pub unsafe fn oldest_clog_xid() -> pg_sys::TransactionId {
         // SAFETY: the caller's guarantee.
         unsafe {
