@@ -106,6 +106,22 @@ fn virtual_generated_column_on_a_read_table_steps_aside() {
     assert_eq!(used, Some(1));
 }
 
+/// The message of the error `statement` (a PL/pgSQL statement) raises with `condition`,
+/// its work rolled back; the test fails if it raises nothing (or anything else).
+#[cfg(any(feature = "pg15", feature = "pg18"))] // the tests that use it
+fn refusal(statement: &str, condition: &str) -> String {
+    Spi::run(&format!(
+        "DO $$ BEGIN
+             {statement};
+             RAISE EXCEPTION 'accepted';
+         EXCEPTION WHEN {condition} THEN
+             PERFORM set_config('quota_test.refused', SQLERRM, true);
+         END $$"
+    ))
+    .unwrap();
+    Spi::get_one::<String>("SELECT current_setting('quota_test.refused')").unwrap().unwrap_or_default()
+}
+
 /// 18's default generated column is virtual, never computed for triggers: a table quota
 /// naming one would charge NULL (0), so enforce_on_insert refuses it (regress 07_enforce
 /// covers stored ones on every major).
@@ -116,16 +132,10 @@ fn enforce_refuses_a_virtual_generated_column() {
     Spi::run("CREATE TABLE gen_virtual (id serial PRIMARY KEY, user_id text, qty int, cost int GENERATED ALWAYS AS (qty * 2))").unwrap();
     let kind = Spi::get_one::<String>("SELECT attgenerated::text FROM pg_attribute WHERE attrelid = 'gen_virtual'::regclass AND attname = 'cost'").unwrap();
     assert_eq!(kind.as_deref(), Some("v"));
-    Spi::run(
-        "DO $$ BEGIN
-             PERFORM quota.enforce_on_insert('gen_virtual', subject_column => 'user_id', metric => 'messages', amount_column => 'cost');
-             RAISE EXCEPTION 'accepted';
-         EXCEPTION WHEN invalid_parameter_value THEN
-             PERFORM set_config('quota_test.refused', SQLERRM, true);
-         END $$",
-    )
-    .unwrap();
-    let refused = Spi::get_one::<String>("SELECT current_setting('quota_test.refused')").unwrap().unwrap_or_default();
+    let refused = refusal(
+        "PERFORM quota.enforce_on_insert('gen_virtual', subject_column => 'user_id', metric => 'messages', amount_column => 'cost')",
+        "invalid_parameter_value",
+    );
     assert!(refused.contains("is a generated column"), "{refused}");
     let rules = Spi::get_one::<i64>("SELECT count(*) FROM quota.enforcements").unwrap();
     assert_eq!(rules, Some(0));
@@ -142,16 +152,7 @@ fn enforce_refuses_rows_of_a_partition_with_a_generated_column() {
     Spi::run("SELECT quota.enforce_on_insert('gen_parted', subject_column => 'user_id', metric => 'messages', amount_column => 'cost')").unwrap();
     Spi::run("CREATE TABLE gen_part1 (id int, user_id text, qty int, cost int GENERATED ALWAYS AS (qty * 10) STORED)").unwrap();
     Spi::run("ALTER TABLE gen_parted ATTACH PARTITION gen_part1 FOR VALUES FROM (0) TO (100)").unwrap();
-    Spi::run(
-        "DO $$ BEGIN
-             INSERT INTO gen_parted (id, user_id, qty) VALUES (1, 'u1', 1);
-             RAISE EXCEPTION 'accepted';
-         EXCEPTION WHEN object_not_in_prerequisite_state THEN
-             PERFORM set_config('quota_test.refused', SQLERRM, true);
-         END $$",
-    )
-    .unwrap();
-    let refused = Spi::get_one::<String>("SELECT current_setting('quota_test.refused')").unwrap().unwrap_or_default();
+    let refused = refusal("INSERT INTO gen_parted (id, user_id, qty) VALUES (1, 'u1', 1)", "object_not_in_prerequisite_state");
     assert!(refused.contains("is a generated column where this row is stored"), "{refused}");
     let used = Spi::get_one::<i64>("SELECT coalesce(sum(used), 0)::bigint FROM quota.counters WHERE subject = 'u1'").unwrap();
     assert_eq!(used, Some(0));
