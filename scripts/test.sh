@@ -172,11 +172,13 @@ check_released() {
   return "$bad"
 }
 
-# By default 16 and 18 run every connection test but these: test_subject_cache (2 minutes
-# of server restarts; the shared cache's lock index and hooks have their #[pg_test] on
-# every major) and, on 16, test_hot_path_eligibility (it needs amcheck, which 16's wheel
-# lacks).
-declare -A CONN_SKIPPED_ON=([16]="test_subject_cache test_hot_path_eligibility" [18]="test_subject_cache")
+# By default 16 and 18 run every connection test but test_subject_cache (2 minutes of
+# server restarts; the shared cache's lock index and hooks have their #[pg_test] on every
+# major). 16 never runs test_hot_path_eligibility: it needs amcheck, which 16's wheel lacks.
+conn_skipped_on() {
+  [ "$1" = 15 ] || [ "$ALL_DEFAULT" != 1 ] || echo test_subject_cache
+  [ "$1" != 16 ] || echo test_hot_path_eligibility
+}
 
 if wanted released && [ "${STEPS[*]}" = released ]; then
   step 2 "released scripts unchanged (sql/released/SHA256SUMS)"
@@ -211,12 +213,11 @@ run_major() {
   done
   STEPS=("${steps[@]}")
   [ "${#STEPS[@]}" -gt 0 ] || return 0
-  if [ "$QUOTA_PG" != 15 ] && [ "$ALL_DEFAULT" = 1 ]; then
-    conn_tests=$(for t in $conn_tests; do [[ " ${CONN_SKIPPED_ON[$QUOTA_PG]} " == *" $t "* ]] || echo "$t"; done | xargs)
-  elif [ "$QUOTA_PG" = 16 ] && [[ " $conn_tests " == *" test_hot_path_eligibility "* ]]; then
+  local skipped; skipped=" $(conn_skipped_on "$QUOTA_PG" | xargs) "
+  if [ "$ALL_DEFAULT" != 1 ] && [ "$QUOTA_PG" = 16 ] && [[ " $conn_tests " == *" test_hot_path_eligibility "* ]]; then
     echo "test.sh: skipping test_hot_path_eligibility on 16: it needs amcheck, which the pgserver wheel lacks (run it on 15 or 18)" >&2
-    conn_tests=$(for t in $conn_tests; do [ "$t" = test_hot_path_eligibility ] || echo "$t"; done | xargs)
   fi
+  conn_tests=$(for t in $conn_tests; do [[ "$skipped" == *" $t "* ]] || echo "$t"; done | xargs)
   note "[pg$QUOTA_PG] $("$PG_CONFIG" --version) ($PG_CONFIG): ${STEPS[*]}"
 
   # One build directory per major, so that switching majors does not rebuild everything
