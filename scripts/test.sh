@@ -130,6 +130,7 @@ if wanted isolation; then
   specs=$(pick isolation tests/isolation/specs '*.spec' .spec | sort -u | xargs)
 fi
 declare -A FILTERS=()
+conn_tests=""
 if wanted connections; then
   # FILE:FILTER,FILTER runs FILE with those arguments (test_hardening.py a3_ a5_ runs the
   # tests whose name starts with one of them).

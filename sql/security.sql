@@ -11,7 +11,8 @@
 --
 -- Functions that touch the tables are SECURITY DEFINER with search_path pinned to
 -- pg_catalog, quota, pg_temp (PostgreSQL's "Writing SECURITY DEFINER Functions Safely"),
--- or do the same switch in Rust (quota_check, quota_consume, quota_try_consume): objects
+-- or do the same switch in Rust (quota_check, quota_consume, quota_try_consume and the
+-- _many forms): objects
 -- a caller plants in public or pg_temp are never found by them. Within them the
 -- tenant comes from quota.tenant and the session's role (src/domain/tenancy.rs, src/pg/roles.rs); the tables'
 -- policies apply the same rule (quota.tenant_visible) to direct reads.
@@ -50,7 +51,8 @@ DECLARE
     touches_no_table CONSTANT text[] := ARRAY['count_tokens', 'tenant_visible', 'quota_clock', 'stats_totals',
                                               'stats_reset', 'recent_refusals', 'used_change', 'refuse_ledger_change',
                                               'config_changed', 'hot_path_status'];
-    switch_themselves CONSTANT text[] := ARRAY['quota_check', 'quota_consume', 'quota_try_consume'];
+    switch_themselves CONSTANT text[] := ARRAY['quota_check', 'quota_consume', 'quota_try_consume',
+                                               'quota_consume_many', 'quota_try_consume_many'];
     f regprocedure;
 BEGIN
     FOR f IN SELECT p.oid FROM pg_catalog.pg_proc p
@@ -82,6 +84,7 @@ BEGIN
             -- the application
             ('quota_check', 'quota_app'), ('quota_status', 'quota_app'),
             ('quota_consume', 'quota_app'), ('quota_try_consume', 'quota_app'), ('quota_refund', 'quota_app'),
+            ('quota_consume_many', 'quota_app'), ('quota_try_consume_many', 'quota_app'),
             ('quota_reserve', 'quota_app'), ('quota_try_reserve', 'quota_app'),
             ('quota_commit', 'quota_app'), ('quota_release', 'quota_app'),
             ('count_tokens', 'quota_app'), ('ack_events', 'quota_app'), ('maintenance', 'quota_app'),

@@ -106,8 +106,11 @@ fn quota_consume(
     decision_row(fcinfo, consume(subject, one_item(metric, amount), idempotency_key, metadata, false).remove(0))
 }
 
-/// Several metrics, all or nothing: `quota_consume('u1', '{"messages": 1, "tokens": 350}')`.
-#[pg_extern(volatile, parallel_unsafe, name = "quota_consume")]
+/// Several metrics, all or nothing:
+/// `quota_consume_many('u1', '{"messages": 1, "tokens": 350}', 'request-17')`. A name of
+/// its own (0.6.0): as a `quota_consume` overload with the key and metadata, a driver's
+/// untyped `quota_consume($1, $2, $3)` could not be resolved (42725).
+#[pg_extern(volatile, parallel_unsafe)]
 fn quota_consume_many(
     subject: Option<&str>,
     amounts: Option<RawJsonb>,
@@ -132,7 +135,8 @@ fn quota_try_consume(
     decision_row(fcinfo, consume(subject, one_item(metric, amount), idempotency_key, metadata, true).remove(0))
 }
 
-#[pg_extern(volatile, parallel_unsafe, name = "quota_try_consume")]
+/// `quota_consume_many` that returns refusals instead of raising them.
+#[pg_extern(volatile, parallel_unsafe)]
 fn quota_try_consume_many(
     subject: Option<&str>,
     amounts: Option<RawJsonb>,
@@ -141,6 +145,28 @@ fn quota_try_consume_many(
     fcinfo: pg_sys::FunctionCallInfo,
 ) -> SetOfIterator<'static, composite_type!('static, "quota.decision")> {
     decision_rows(fcinfo, consume(subject, amounts_of(amounts), idempotency_key, metadata, true))
+}
+
+/// The short spelling `quota_consume(subject, amounts jsonb)`: exactly two arguments and
+/// no defaults, so that no untyped call of `quota_consume` can match it and another form
+/// at once (0.6.0).
+#[pg_extern(volatile, parallel_unsafe, name = "quota_consume")]
+fn quota_consume_amounts(
+    subject: Option<&str>,
+    amounts: Option<RawJsonb>,
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> SetOfIterator<'static, composite_type!('static, "quota.decision")> {
+    decision_rows(fcinfo, consume(subject, amounts_of(amounts), None, None, false))
+}
+
+/// `quota_try_consume(subject, amounts jsonb)`, as `quota_consume_amounts`.
+#[pg_extern(volatile, parallel_unsafe, name = "quota_try_consume")]
+fn quota_try_consume_amounts(
+    subject: Option<&str>,
+    amounts: Option<RawJsonb>,
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> SetOfIterator<'static, composite_type!('static, "quota.decision")> {
+    decision_rows(fcinfo, consume(subject, amounts_of(amounts), None, None, true))
 }
 
 // Refund, reset, bonus -----------------------------------------------------------------

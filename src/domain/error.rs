@@ -76,6 +76,10 @@ pub enum QuotaError {
     /// A stored value of quota's own state cannot be decoded (`storage::schema`). Both
     /// paths raise this instead of guessing a value.
     Corrupt { table: &'static str, column: &'static str, value: String },
+    /// An error of the consume a quota's trigger ran for a row inserted into `table`
+    /// (refusals and unknown subjects, see `on_table`): the same SQLSTATE, code and HINT;
+    /// the message and DETAIL also name the table and the trigger.
+    OnTable { table: String, trigger: String, error: Box<QuotaError> },
 }
 
 pub type Result<T> = std::result::Result<T, QuotaError>;
@@ -95,8 +99,22 @@ impl QuotaError {
         QuotaError::Invalid { argument, value: short, message, hint }
     }
 
+    /// The error a quota's trigger raises for a row of `table`: a refusal (QT429, QT413)
+    /// or an unknown subject (QT404) names the table and the trigger, so that the
+    /// application sees which of its inserts was refused. Other errors stay as they are
+    /// (those about the table name it already).
+    pub fn on_table(self, table: &str, trigger: &str) -> Self {
+        match self {
+            QuotaError::Exceeded(_) | QuotaError::OverRequestCap(_) | QuotaError::UnknownSubject { .. } => {
+                QuotaError::OnTable { table: table.to_string(), trigger: trigger.to_string(), error: Box::new(self) }
+            }
+            other => other,
+        }
+    }
+
     pub fn sqlstate(&self) -> &'static str {
         match self {
+            QuotaError::OnTable { error, .. } => error.sqlstate(),
             QuotaError::Exceeded(_) => QUOTA_EXCEEDED,
             QuotaError::OverRequestCap(_) => OVER_REQUEST_CAP,
             QuotaError::UnknownSubject { .. } => UNKNOWN_SUBJECT,
@@ -113,6 +131,7 @@ impl QuotaError {
     /// The short code in the DETAIL, stable for programs.
     pub fn code(&self) -> &'static str {
         match self {
+            QuotaError::OnTable { error, .. } => error.code(),
             QuotaError::Exceeded(_) => "quota_exceeded",
             QuotaError::OverRequestCap(_) => "per_request_cap_exceeded",
             QuotaError::UnknownSubject { .. } => "unknown_subject",
@@ -128,6 +147,9 @@ impl QuotaError {
 
     pub fn message(&self) -> String {
         match self {
+            QuotaError::OnTable { table, trigger, error } => {
+                format!("{} (row inserted into table {table}, trigger \"{}\")", error.message(), quoted(trigger))
+            }
             QuotaError::Exceeded(d) => format!(
                 "quota exceeded: subject \"{}\" has {} of {} {} left this {}, {} requested",
                 d.subject,
@@ -159,6 +181,12 @@ impl QuotaError {
     /// One JSON object, so that an application maps the error with a single parse.
     pub fn detail(&self) -> Value {
         match self {
+            QuotaError::OnTable { table, trigger, error } => {
+                let mut v = error.detail();
+                v["table"] = json!(table);
+                v["trigger"] = json!(quoted(trigger));
+                v
+            }
             QuotaError::Exceeded(d) | QuotaError::OverRequestCap(d) => {
                 let mut v = json!({
                     "code": self.code(),
@@ -199,6 +227,7 @@ impl QuotaError {
     /// A sentence a person can act on.
     pub fn hint(&self) -> String {
         match self {
+            QuotaError::OnTable { error, .. } => error.hint(),
             QuotaError::Exceeded(d) => match iso(d.reset_at) {
                 Some(at) => format!(
                     "The {} limit resets at {at}. Retry after that, apply a bonus (quota.apply_bonus) or move the subject to a larger plan (quota.assign_plan).",
@@ -352,6 +381,23 @@ mod tests {
         assert_eq!(e.detail()["per_request_max"], json!(100));
         assert_eq!(e.detail()["code"], json!("per_request_cap_exceeded"));
         assert!(e.hint().contains("at most 100 messages"));
+    }
+
+    #[test]
+    fn a_trigger_refusal_names_its_table_and_trigger() {
+        let plain = QuotaError::Exceeded(Box::new(refused(None, 3)));
+        let e = QuotaError::Exceeded(Box::new(refused(None, 3))).on_table("public.messages", "quota_enforce_insert");
+        assert_eq!((e.sqlstate(), e.code(), e.hint()), (plain.sqlstate(), plain.code(), plain.hint()));
+        assert_eq!(e.message(), format!("{} (row inserted into table public.messages, trigger \"quota_enforce_insert\")", plain.message()));
+        let mut detail = plain.detail();
+        detail["table"] = json!("public.messages");
+        detail["trigger"] = json!("quota_enforce_insert");
+        assert_eq!(e.detail(), detail);
+        let unknown = QuotaError::UnknownSubject { subject: "u".into() }.on_table("t", "x");
+        assert_eq!((unknown.sqlstate(), unknown.detail()["table"].clone()), ("QT404", json!("t")));
+        // Errors that are not about the row's quota stay as they are.
+        let other = QuotaError::Null { argument: "amount" }.on_table("t", "x");
+        assert!(matches!(other, QuotaError::Null { .. }));
     }
 
     #[test]

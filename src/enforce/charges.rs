@@ -71,7 +71,8 @@ pub(super) fn on_insert(trigger: &PgTrigger<'_>, table: pg_sys::Oid) -> QResult<
     }
     let mut decisions = Vec::new();
     for (subject, items) in by_subject {
-        decisions.extend(ops::consume(ConsumeRequest { subject: &subject, items, idempotency_key: None, metadata: None, no_raise: false })?);
+        let decided = ops::consume(ConsumeRequest { subject: &subject, items, idempotency_key: None, metadata: None, no_raise: false });
+        decisions.extend(decided.map_err(|e| e.on_table(&t.root_name, trigger.name().unwrap_or_default()))?);
     }
     if decisions.is_empty() {
         return Ok(());

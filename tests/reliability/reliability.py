@@ -264,7 +264,7 @@ def client(stop, plan):
                 kind = "consume"
                 amounts = {"a": 1, "b": step[3]}
                 effect = amounts
-                cur.execute("SELECT bool_and(allowed) FROM quota.quota_try_consume(%s, %s::jsonb, NULL, %s)",
+                cur.execute("SELECT bool_and(allowed) FROM quota.quota_try_consume_many(%s, %s::jsonb, NULL, %s)",
                             (subject, json.dumps(amounts), json.dumps({"op": op})))
                 if not cur.fetchone()[0]:
                     effect = {}
@@ -985,7 +985,7 @@ def tenant_call(cur, call, subject, op, tenant):
     elif call == "try_consume":
         cur.execute("SELECT used FROM quota.quota_try_consume(%s, 'calls', 1, NULL, %s)", (subject, meta))
     elif call == "try_consume_jsonb":
-        cur.execute("SELECT used FROM quota.quota_try_consume(%s, %s::jsonb, NULL, %s)",
+        cur.execute("SELECT used FROM quota.quota_try_consume_many(%s, %s::jsonb, NULL, %s)",
                     (subject, json.dumps({"calls": 1, "tokens": 1}), meta))
     elif call == "check":
         cur.execute("SELECT used FROM quota.quota_check(%s, 'calls')", (subject,))
@@ -1064,7 +1064,7 @@ def tenant_client(tenant, plan):
             elif kind == "multi":
                 s, op, calls, tokens = step[1:]
                 try:
-                    cur.execute("SELECT metric, used, limit_value FROM quota.quota_consume(%s, %s::jsonb, NULL, %s)",
+                    cur.execute("SELECT metric, used, limit_value FROM quota.quota_consume_many(%s, %s::jsonb, NULL, %s)",
                                 (s, json.dumps({"calls": calls, "tokens": tokens}), json.dumps({"op": op, "tenant": tenant})))
                     for metric, used, limit in cur.fetchall():
                         if used > limit:

@@ -38,7 +38,7 @@ BEGIN
         UNION ALL SELECT 13, format('SELECT row(d.*)::text FROM quota.quota_check(%L, ''images'') d', s)
         UNION ALL SELECT 14, format('SELECT row(d.*)::text FROM quota.quota_check(%L, ''nope'') d', s)  -- unknown metric
         -- several metrics at once: all windows locked, decided, then written
-        UNION ALL SELECT 15, format('SELECT string_agg(row(d.*)::text, '' '') FROM quota.quota_consume(%L, ''{"images": 1, "tokens": 2}''::jsonb, metadata => ''{"job": 8}'') d', s)
+        UNION ALL SELECT 15, format('SELECT string_agg(row(d.*)::text, '' '') FROM quota.quota_consume_many(%L, ''{"images": 1, "tokens": 2}''::jsonb, metadata => ''{"job": 8}'') d', s)
         UNION ALL SELECT 16, format('SELECT string_agg(row(d.*)::text, '' '') FROM quota.quota_consume(%L, ''{"images": 1, "messages": 1}''::jsonb) d', s)  -- images refused
         UNION ALL SELECT 17, format('SELECT string_agg(row(d.*)::text, '' '') FROM quota.quota_try_consume(%L, ''{"images": 1, "messages": 1}''::jsonb) d', s)
         UNION ALL SELECT 18, format('SELECT string_agg(row(d.*)::text, '' '') FROM quota.quota_consume(%L, ''{"messages": 1, "tokens": 1}''::jsonb) d', s)
