@@ -5,7 +5,7 @@
 # then the packages of all three.
 #
 # Usage: [QUOTA_PG="15 16 18"] ./scripts/test.sh [--reuse] [STEP [NAME...]]...
-#   steps, in the order they run:  lint released unit pgtest regress isolation connections reliability package
+#   steps, in the order they run:  lint released unit pgtest regress isolation connections clients reliability package
 #   (`lib` is another name for `unit`). Several steps may be given; they run in this order,
 #   major by major, then `package` last.
 #
@@ -17,6 +17,7 @@
 #   ./scripts/test.sh connections test_hardening.py:a3_,a5_   ... with the file's own name filters
 #   ./scripts/test.sh unit period                     cargo test --lib filters
 #   ./scripts/test.sh pgtest test_consume             one cargo pgrx test filter
+#   ./scripts/test.sh clients node drivers            parts of the clients step: drivers readme fastapi django node java prometheus
 # A NAME is a file name with or without its directory and extension; one that names no
 # file exactly selects every file whose name contains it.
 #
@@ -24,6 +25,7 @@
 # when no STEP is given, and 15 when steps are. With no STEP, 15 runs every step; 16 and
 # 18 run lint (clippy), pgtest, regress, isolation and connections (all but
 # test_subject_cache; on 16 also not test_hot_path_eligibility, which needs amcheck);
+# `clients` (drivers, examples, exporter) runs on 15 only by default.
 # then `package` for each. A STEP given runs on every major
 # listed, in full, but `released`, `unit` (no server, no major) and rustfmt run once, on
 # the first major.
@@ -39,7 +41,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ALL_STEPS=(lint released unit pgtest regress isolation connections reliability package)
+ALL_STEPS=(lint released unit pgtest regress isolation connections clients reliability package)
 N=${#ALL_STEPS[@]}
 usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0" >&2; exit 2; }
 
@@ -129,6 +131,19 @@ fi
 if wanted isolation; then
   specs=$(pick isolation tests/isolation/specs '*.spec' .spec | sort -u | xargs)
 fi
+# The clients step's parts: the drivers' ambiguity test, the README's snippets, then
+# each example (examples/NAME/test.sh).
+CLIENT_PARTS=(drivers readme fastapi django node java prometheus)
+client_parts=""
+if wanted clients; then
+  client_parts="${CLIENT_PARTS[*]}"
+  if [ -n "${NAMES[clients]:-}" ]; then
+    for name in ${NAMES[clients]}; do
+      [[ " ${CLIENT_PARTS[*]} " == *" $name "* ]] || { echo "test.sh: unknown part '$name' of clients (parts: ${CLIENT_PARTS[*]})" >&2; exit 2; }
+    done
+    client_parts=$(for p in "${CLIENT_PARTS[@]}"; do [[ " $(echo ${NAMES[clients]}) " != *" $p "* ]] || echo "$p"; done | xargs)
+  fi
+fi
 declare -A FILTERS=()
 conn_tests=""
 if wanted connections; then
@@ -205,7 +220,7 @@ run_major() {
       released|unit) [ "$first" = 1 ] || continue ;;  # no server, no major: once
     esac
     if [ "$QUOTA_PG" != 15 ] && [ "$ALL_DEFAULT" = 1 ]; then
-      case "$s" in reliability) continue ;; esac
+      case "$s" in reliability|clients) continue ;; esac
     fi
     if [ "$QUOTA_PG" = 16 ] && [ "$s" = reliability ]; then
       echo "test.sh: reliability cannot run on 16: the pgserver wheel has no amcheck (run it on 15 or 18)" >&2; exit 2
@@ -279,7 +294,7 @@ run_major() {
     cargo pgrx test "pg$QUOTA_PG" $(printf '%s' "${NAMES[pgtest]:-}") --runas postgres --pgdata "$pgrx_dir/data"
   fi
 
-  if wanted regress || wanted isolation || wanted connections || wanted reliability; then
+  if wanted regress || wanted isolation || wanted connections || wanted clients || wanted reliability; then
     local reuse="$REUSE"
     if [ "$reuse" = 1 ] && wanted pgtest; then
       echo "test.sh: --reuse ignored: pgtest just installed its test build" >&2; reuse=0
@@ -292,7 +307,7 @@ run_major() {
     QUOTA_REUSE_BUILD="$reuse" install_extension
   fi
 
-  if wanted regress || wanted isolation || wanted connections; then
+  if wanted regress || wanted isolation || wanted connections || wanted clients; then
     cluster_start test "$PORT" "max_prepared_transactions = 10" "shared_preload_libraries = 'quota_ext'"
     trap 'cluster_stop test' EXIT
     rm -rf "$OUT"; mkdir -p "$OUT"; chmod 777 "$OUT"
@@ -327,8 +342,21 @@ run_major() {
     done
   fi
 
+  if wanted clients; then
+    step 8 "clients: drivers' untyped calls, README snippets, examples/ ($(echo $client_parts))"
+    local part
+    for part in $client_parts; do
+      echo "-- $part (at $((SECONDS - STARTED))s)"
+      case "$part" in
+        drivers) PGHOST="$QUOTA_RUN/test" PGPORT="$PORT" tests/drivers/run.sh ;;
+        readme) /usr/bin/python3 tests/drivers/readme_snippets.py ;;
+        *) PGHOST="$QUOTA_RUN/test" PGPORT="$PORT" QUOTA_TCP_HOST=127.0.0.1 "examples/$part/test.sh" ;;
+      esac
+    done
+  fi
+
   if wanted reliability; then
-    step 8 "reliability: stress, kill -9 recovery, bad input (scripts/reliability.sh)"
+    step 9 "reliability: stress, kill -9 recovery, bad input (scripts/reliability.sh)"
     ./scripts/reliability.sh
   fi
 }
@@ -341,7 +369,7 @@ done
 
 if wanted package; then
   QUOTA_PG=""
-  step 9 "packages: build (scripts/package.sh ${MAJORS[*]}), install, regress, remove (scripts/package_test.sh)"
+  step 10 "packages: build (scripts/package.sh ${MAJORS[*]}), install, regress, remove (scripts/package_test.sh)"
   ./scripts/package.sh "${MAJORS[@]}"
   ./scripts/package_test.sh "${MAJORS[@]}"
 fi

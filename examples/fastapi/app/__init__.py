@@ -1,0 +1,1 @@
+"""quota_ext FastAPI example (seed 003)."""
