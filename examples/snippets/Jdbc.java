@@ -1,4 +1,4 @@
-// java -cp /usr/share/java/postgresql.jar Jdbc.java   (PGPORT, PGDATABASE, PGUSER; QUOTA_TCP_HOST)
+// java -cp /usr/share/java/postgresql.jar Jdbc.java   (QUOTA_TCP_HOST, PGPORT, PGDATABASE, PGUSER)
 import java.sql.*;
 import org.postgresql.util.PSQLException;
 
@@ -13,12 +13,12 @@ public class Jdbc {
                     rs.next();
                     System.out.println("consume " + i + ": used " + rs.getLong("used") + ", remaining " + rs.getLong("remaining"));
                 } catch (PSQLException e) {
-                    if (i != 3 || !"QT429".equals(e.getSQLState())) throw e;
-                    System.out.println("refused: " + e.getServerErrorMessage().getDetail());  // one JSON object
-                    return;
+                    if (i < 3 || !"QT429".equals(e.getSQLState())) throw e;
+                    System.out.println("QT429, DETAIL: " + e.getServerErrorMessage().getDetail());  // one JSON object
+                    return;  // exit 0: the third consume was refused
                 }
             }
         }
-        System.exit(1);  // the third consume was not refused
+        System.exit(1);
     }
 }
