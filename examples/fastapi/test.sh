@@ -7,7 +7,13 @@ cd "$(dirname "$0")"
 export PGUSER=postgres PYTHONDONTWRITEBYTECODE=1 PGOPTIONS="-c client_min_messages=warning"
 EXAMPLE_PORT="${EXAMPLE_PORT:-55711}"
 DB=example_fastapi SNIPPET_DB=example_snippets_fastapi APP_ROLE=example_fastapi_app
+# quota's clock is pinned in both databases (quota.clock_override, superuser-set), so that
+# every window, reset_at and Retry-After is known and a run across midnight changes nothing.
+# The tests compute their expectations from this instant (QUOTA_CLOCK).
+export QUOTA_CLOCK="2026-11-23 12:00:00+00"
 [ -x .venv/bin/python ] || { echo "test.sh: run ./setup.sh first" >&2; exit 1; }
+# No screenshot of an earlier run may survive a failed one.
+rm -f artifacts/status-page.png
 psql() { command psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 
 # 1. Databases, app role, tables and plans.
@@ -21,10 +27,13 @@ GRANT quota_app TO $APP_ROLE;
 SQL
 echo "ok: databases $DB and $SNIPPET_DB created, app role $APP_ROLE"
 psql -d "$DB" -f schema.sql >/dev/null
+# The app's sessions (the tests' admin connection sets the same instant itself).
+psql -d "$DB" -c "ALTER ROLE $APP_ROLE IN DATABASE $DB SET quota.clock_override = '$QUOTA_CLOCK'"
 psql -d "$SNIPPET_DB" >/dev/null <<SQL
 CREATE EXTENSION quota_ext;
 SELECT quota.set_limit('SNIPPET', 'messages', 'day', 2, 'hard');
 SELECT quota.assign_plan('snippet-user', 'SNIPPET');
+ALTER DATABASE $SNIPPET_DB SET quota.clock_override = '$QUOTA_CLOCK';
 SQL
 
 # 2. The app, as the app role, stopped on exit whatever happens.
@@ -35,17 +44,24 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
 export APP_URL="http://127.0.0.1:$EXAMPLE_PORT" APP_LOG="$WORK/app.log"
+if (exec 3<>"/dev/tcp/127.0.0.1/$EXAMPLE_PORT") 2>/dev/null; then
+  echo "test.sh: port $EXAMPLE_PORT is already in use (set EXAMPLE_PORT)" >&2; exit 1
+fi
 DATABASE_URL="postgresql+psycopg://$APP_ROLE@/$DB?host=$PGHOST&port=$PGPORT" \
   .venv/bin/python -m uvicorn app.main:app --host 127.0.0.1 --port "$EXAMPLE_PORT" >"$APP_LOG" 2>&1 &
 APP_PID=$!
+# /health answers the app's pid: the answer must come from the process started here.
+health=""
 for _ in $(seq 1 100); do
-  curl -sf -o /dev/null "$APP_URL/" && break
+  health="$(curl -sf "$APP_URL/health" 2>/dev/null)" && break
   kill -0 "$APP_PID" 2>/dev/null || { cat "$APP_LOG"; echo "test.sh: the app did not start" >&2; exit 1; }
   sleep 0.1
 done
-curl -sf -o /dev/null "$APP_URL/" || { cat "$APP_LOG"; echo "test.sh: the app does not answer on $APP_URL" >&2; exit 1; }
-echo "ok: app answers on $APP_URL"
+[ "$health" = "{\"status\":\"ok\",\"pid\":$APP_PID}" ] \
+  || { cat "$APP_LOG"; echo "test.sh: $APP_URL/health answered '$health', expected the app's pid $APP_PID" >&2; exit 1; }
+echo "ok: app (pid $APP_PID) answers on $APP_URL"
 
 # 3. API and page tests over real HTTP.
 export EXAMPLE_DB="$DB"

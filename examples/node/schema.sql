@@ -48,7 +48,17 @@ BEGIN
   END IF;
 END $$;
 GRANT quota_app TO example_node_gen, example_node_anon;
-GRANT quota_admin TO example_node_admin;                 -- quota_reset is a quota_admin function
+-- The admin connection only resets windows: EXECUTE on quota_reset, not the whole quota_admin
+-- role (revoked in case an older version of this file granted it to the cluster-wide role).
+DO $$
+BEGIN
+  IF EXISTS (SELECT FROM pg_auth_members WHERE roleid = 'quota_admin'::regrole
+             AND member = 'example_node_admin'::regrole) THEN
+    REVOKE quota_admin FROM example_node_admin;
+  END IF;
+END $$;
+GRANT USAGE ON SCHEMA quota TO example_node_admin;
+GRANT EXECUTE ON FUNCTION quota.quota_reset(text, text) TO example_node_admin;
 GRANT SELECT, INSERT ON generations TO example_node_gen;
 GRANT USAGE ON SEQUENCE generations_id_seq TO example_node_gen;
 GRANT SELECT, INSERT ON domain_events TO example_node_gen, example_node_anon;

@@ -17,6 +17,14 @@ SNIPPET_DB=example_snippets_node
 fail() { echo "FAILED: $*" >&2; exit 1; }
 [ -x node_modules/.bin/tsc ] || fail "node_modules missing: run examples/node/setup.sh first"
 
+# Refuse to start when a port is taken: the tests would talk to whatever listens there.
+[ "$GEN_PORT" != "$ANON_PORT" ] || fail "EXAMPLE_PORT and EXAMPLE_PORT_2 are both $GEN_PORT"
+for port in "$GEN_PORT" "$ANON_PORT"; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    fail "port $port is already in use on 127.0.0.1 (set EXAMPLE_PORT / EXAMPLE_PORT_2)"
+  fi
+done
+
 # The plans have daily UTC windows and the tests assert exact counts in one window: do not
 # start within a minute of UTC midnight.
 left=$(( 86400 - $(date -u +%s) % 86400 ))
@@ -54,31 +62,38 @@ admin_token="$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 PGDATABASE=$DB PGUSER=example_node_gen ADMIN_PGUSER=example_node_admin ADMIN_TOKEN=$admin_token \
   EXAMPLE_PORT=$GEN_PORT node dist/src/generation.js >"$logs/generation.log" 2>&1 &
 pids+=($!)
-PGDATABASE=$DB PGUSER=example_node_anon EXAMPLE_PORT_2=$ANON_PORT \
+# The anonymous app runs as if behind one proxy of ours (TRUSTED_PROXY_HOPS=1), so the tests
+# choose the client address with X-Forwarded-For (its rightmost entry).
+PGDATABASE=$DB PGUSER=example_node_anon EXAMPLE_PORT_2=$ANON_PORT TRUSTED_PROXY_HOPS=1 \
   node dist/src/anonymous.js >"$logs/anonymous.log" 2>&1 &
 pids+=($!)
 
-# Poll GET /health until each app answers (at most 15 s).
-healthy() {
+# Poll GET /health until each app answers (at most 15 s). /health answers the app's pid: the
+# answer must come from the process started above, not from another one on the same port.
+health() {
   local port=$1 answer
   exec 3<>"/dev/tcp/127.0.0.1/$port" || return 1
   printf 'GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
   answer="$(cat <&3)"; exec 3<&-
-  [[ "$answer" == *'"ok":true'* ]]
+  printf '%s' "${answer#*$'\r\n\r\n'}"
 }
 for i in 0 1; do
   port=$([ $i = 0 ] && echo "$GEN_PORT" || echo "$ANON_PORT")
+  pid=${pids[$i]}
+  answer=
   for _ in $(seq 150); do
-    kill -0 "${pids[$i]}" 2>/dev/null || fail "the app on port $port exited"
-    healthy "$port" 2>/dev/null && break
+    kill -0 "$pid" 2>/dev/null || fail "the app on port $port exited"
+    answer="$(health "$port" 2>/dev/null)" && [ -n "$answer" ] && break
     sleep 0.1
   done
-  healthy "$port" 2>/dev/null || fail "the app on port $port did not answer"
+  [ -n "$answer" ] || fail "the app on port $port did not answer"
+  [ "$answer" = "{\"ok\":true,\"pid\":$pid}" ] \
+    || fail "GET /health on port $port answered '$answer', expected the started app's pid $pid"
 done
 echo "✔ apps answer on 127.0.0.1:$GEN_PORT (generation) and 127.0.0.1:$ANON_PORT (anonymous)"
 
 GEN_URL="http://127.0.0.1:$GEN_PORT" ANON_URL="http://127.0.0.1:$ANON_PORT" ADMIN_TOKEN=$admin_token \
-  PGDATABASE=$DB APP_PGUSER=example_node_gen ANON_PGUSER=example_node_anon \
+  PGDATABASE=$DB APP_PGUSER=example_node_gen ANON_PGUSER=example_node_anon ADMIN_PGUSER=example_node_admin \
   node --test --test-reporter=spec dist/test/*.test.js || fail "node --test (see the failures above)"
 
 # The snippet, run from dist/ so that it finds this project's node_modules (pg).

@@ -148,7 +148,7 @@ impl QuotaError {
     pub fn message(&self) -> String {
         match self {
             QuotaError::OnTable { table, trigger, error } => {
-                format!("{} (row inserted into table {table}, trigger \"{}\")", error.message(), quoted(trigger))
+                format!("{} (row inserted into table {table}, trigger \"{}\")", error.message(), quoted(trigger).replace('"', "\"\""))
             }
             QuotaError::Exceeded(d) => format!(
                 "quota exceeded: subject \"{}\" has {} of {} {} left this {}, {} requested",
@@ -308,6 +308,17 @@ pub fn max_bytes(argument: &str) -> Option<usize> {
     }
 }
 
+/// The hint for a metric that is a JSON object: an untyped parameter or string literal
+/// (`quota_consume($1, $2)` from a driver) picks the single-metric `text` form, so amounts
+/// meant for the jsonb form arrive as a metric name.
+pub const JSON_METRIC_HINT: &str = "This metric is a JSON object: amounts for several metrics must be typed jsonb ($2::jsonb, or '...'::jsonb), else the call takes the single-metric form. Or call quota.quota_consume_many(subject, amounts, idempotency_key, metadata), whose amounts are always jsonb.";
+
+/// Whether a metric argument looks like amounts meant for the jsonb forms.
+pub fn looks_like_amounts(metric: &str) -> bool {
+    let m = metric.trim();
+    m.starts_with('{') && m.ends_with('}')
+}
+
 /// A name argument: non-empty and within its bound (`max_bytes`). A value already stored
 /// is never checked again, so names stored before the bounds existed keep working.
 pub fn name<'a>(argument: &'static str, value: &'a str) -> Result<&'a str> {
@@ -318,7 +329,11 @@ pub fn name<'a>(argument: &'static str, value: &'a str) -> Result<&'a str> {
             argument,
             value,
             format!("{argument} is {} bytes long, more than the {max} allowed: \"{}\"", value.len(), quoted(value)),
-            format!("Pass a {argument} of at most {max} bytes."),
+            if argument == "metric" && looks_like_amounts(value) {
+                JSON_METRIC_HINT.to_string()
+            } else {
+                format!("Pass a {argument} of at most {max} bytes.")
+            },
         ));
     }
     Ok(value)
@@ -398,6 +413,16 @@ mod tests {
         // Errors that are not about the row's quota stay as they are.
         let other = QuotaError::Null { argument: "amount" }.on_table("t", "x");
         assert!(matches!(other, QuotaError::Null { .. }));
+    }
+
+    #[test]
+    fn a_metric_that_is_json_gets_the_jsonb_hint() {
+        assert!(looks_like_amounts(" {\"messages\": 1} ") && !looks_like_amounts("messages") && !looks_like_amounts("{x"));
+        let long = format!("{{\"messages\": 1, \"tokens\": 2{}}}", " ".repeat(200));
+        let QuotaError::Invalid { hint, .. } = name("metric", &long).unwrap_err() else { panic!("not Invalid") };
+        assert_eq!(hint, JSON_METRIC_HINT);
+        let QuotaError::Invalid { hint, .. } = name("plan", &long).unwrap_err() else { panic!("not Invalid") };
+        assert_eq!(hint, "Pass a plan of at most 128 bytes.");
     }
 
     #[test]

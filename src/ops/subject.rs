@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use pgrx::spi::SpiClient;
 
 use super::args::known_name;
-use crate::domain::error::{QuotaError, Result};
+use crate::domain::error::{self, QuotaError, Result};
 use crate::domain::limits::Limit;
 use crate::pg::gucs;
 use crate::storage::{self, Subject};
@@ -57,14 +57,19 @@ pub fn resolve_limit(c: &mut SpiClient<'_>, subject: &Subject, metric: &str) -> 
 }
 
 fn unknown_metric(subject: &Subject, metric: &str) -> QuotaError {
-    QuotaError::invalid(
-        "metric",
-        metric,
-        format!("plan \"{}\" of subject \"{}\" has no limit on metric \"{metric}\"", subject.plan, subject.id),
+    let hint = if error::looks_like_amounts(metric) {
+        error::JSON_METRIC_HINT.to_string()
+    } else {
         format!(
             "Add one with quota.set_limit('{}', '{}', 'day', <limit>), or check the metric's spelling.",
             subject.plan.replace('\'', "''"),
             metric.replace('\'', "''")
-        ),
+        )
+    };
+    QuotaError::invalid(
+        "metric",
+        metric,
+        format!("plan \"{}\" of subject \"{}\" has no limit on metric \"{metric}\"", subject.plan, subject.id),
+        hint,
     )
 }

@@ -10,4 +10,5 @@ urlpatterns = [
     path("api/quota/requests/", views.usage_requests), # GET: the app's own request log
     path("api/products/", views.add_products),          # POST: tracked products (a table quota)
     path("api/products/<str:sku>/", views.remove_product),  # DELETE: gives the unit back
+    path("health/", views.health),                     # GET: liveness, with the process ids
 ]

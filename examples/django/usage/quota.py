@@ -63,6 +63,15 @@ def ledger(metric=None):
         return _rows(cur)
 
 
+def clock():
+    """quota_ext's time: now() (the transaction's start), or quota.clock_override when a test
+    pins it (superuser-set; the app's role cannot read the setting, but quota_clock() uses it).
+    Retry-After is counted from it, so that it agrees with the window that refused."""
+    with connection.cursor() as cur:
+        cur.execute("SELECT quota.quota_clock()")
+        return cur.fetchone()[0]
+
+
 def quota_error(exc):
     """(sqlstate, detail dict, hint) of a quota_ext error wrapped by Django, else None.
     Django wraps psycopg's error: the driver's one, with sqlstate and diag, is __cause__."""

@@ -6,7 +6,8 @@ every tenant, so quota.tenant is set per request transaction (see tenant_transac
 import json
 import logging
 import math
-from datetime import datetime, timezone
+import os
+from datetime import datetime
 from functools import wraps
 
 from django.db import DatabaseError, transaction
@@ -61,8 +62,10 @@ def error_response(sqlstate, detail, hint):
     for QT429. Also used for the other mapped errors (QT413, QT404, 22023, ...)."""
     resp = JsonResponse({"success": False, "error": detail, "hint": hint}, status=HTTP_STATUS[sqlstate])
     if sqlstate == "QT429" and detail.get("reset_at"):
+        # Seconds from quota's own clock (quota.quota_clock()), not the app server's. Called
+        # after the refusal was rolled back (to the savepoint, or the whole transaction).
         reset_at = datetime.fromisoformat(detail["reset_at"])
-        wait = (reset_at - datetime.now(timezone.utc)).total_seconds()
+        wait = (reset_at - quota.clock()).total_seconds()
         resp["Retry-After"] = str(max(1, math.ceil(wait)))
     # A lifetime limit (tracked_products, a gauge) never resets: reset_at is null and no
     # Retry-After is sent; only freeing units (deleting products) or a larger plan helps.
@@ -198,6 +201,12 @@ def check_quota(request, tenant, body):
         "current": d["used"],
         "limit": d["limit_value"] + d["bonus"],
     })
+
+
+@require_GET
+def health(request):
+    """For test.sh: under gunicorn, parent_pid is the master it started (pid is a worker)."""
+    return JsonResponse({"status": "ok", "pid": os.getpid(), "parent_pid": os.getppid()})
 
 
 @require_GET

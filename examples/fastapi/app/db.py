@@ -2,12 +2,19 @@
 import os
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, create_engine
+from sqlalchemy import ForeignKey, create_engine, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 # e.g. postgresql+psycopg://example_fastapi_app@/example_fastapi?host=/run/postgresql&port=5432
 engine = create_engine(os.environ["DATABASE_URL"], pool_size=10, max_overflow=10, pool_pre_ping=True)
 SessionLocal = sessionmaker(engine, expire_on_commit=False)
+
+
+def quota_clock() -> datetime:
+    """The instant quota_ext's windows use: now(), or quota.clock_override when a test pins it
+    (a superuser-only setting the app's role cannot read, but quota.quota_clock() applies)."""
+    with engine.connect() as conn:
+        return conn.scalar(text("SELECT quota.quota_clock()"))
 
 
 class Base(DeclarativeBase):

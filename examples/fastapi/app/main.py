@@ -3,6 +3,7 @@
 No auth in this example: the user id is the X-User-Id header."""
 import json
 import logging
+import os
 import re
 import uuid
 from pathlib import Path
@@ -14,7 +15,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
-from .db import Conversation, Message, SessionLocal
+from .db import Conversation, Message, SessionLocal, quota_clock
 from .quota_service import ApiError, get_quota_status, iso, quota_error
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -63,7 +64,7 @@ def current_user(x_user_id: str | None = Header(default=None, max_length=128)) -
 
 
 def raise_quota_error(exc: DBAPIError, request: Request, user_id: str):
-    err = quota_error(exc)
+    err = quota_error(exc, quota_clock)
     if err is None:
         raise exc
     rid = request.state.request_id
@@ -116,6 +117,12 @@ def billing_quota(request: Request, user_id: str = Depends(current_user)):
     except DBAPIError as exc:
         raise_quota_error(exc, request, user_id)
     return {"data": quota, "meta": {"request_id": request.state.request_id}}
+
+
+@app.get("/health", include_in_schema=False)
+def health():
+    # The pid lets test.sh check that it talks to the process it started.
+    return {"status": "ok", "pid": os.getpid()}
 
 
 @app.get("/", include_in_schema=False)

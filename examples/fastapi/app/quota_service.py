@@ -2,6 +2,7 @@
 quota_ext: the counting, the UTC day window and the atomic decrement happen in PostgreSQL."""
 import json
 import math
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import text
@@ -39,15 +40,18 @@ def get_quota_status(session: Session, user_id: str) -> dict:
     }
 
 
-def quota_error(exc: DBAPIError) -> ApiError | None:
-    """Maps quota_ext's refusals to the seed's stable error codes (None: not a quota error)."""
+def quota_error(exc: DBAPIError, clock: Callable[[], datetime]) -> ApiError | None:
+    """Maps quota_ext's refusals to the seed's stable error codes (None: not a quota error).
+    clock() gives quota_ext's own time (SELECT quota.quota_clock()), for Retry-After."""
     sqlstate = getattr(exc.orig, "sqlstate", None)  # no driver has a class for SQLSTATE class QT
     diag = getattr(exc.orig, "diag", None)
     detail = json.loads(diag.message_detail) if sqlstate in ("QT429", "QT404", "XX001") else {}
     if sqlstate == "QT429":
         # DETAIL: {"code":"quota_exceeded","limit":5,"used":5,"remaining":0,"reset_at":"...Z",...}
         reset_at = datetime.fromisoformat(detail["reset_at"].replace("Z", "+00:00"))
-        retry_after = max(1, math.ceil((reset_at - datetime.now(timezone.utc)).total_seconds()))
+        # Seconds from quota's clock, not the app server's: the same instant that chose the
+        # window (and exact when a test pins quota.clock_override).
+        retry_after = max(1, math.ceil((reset_at - clock()).total_seconds()))
         return ApiError(
             429, "quota_exceeded",
             f"Daily message limit reached ({detail['limit']} a day). Try again after {detail['reset_at']}.",

@@ -7,7 +7,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from conftest import APP_URL, count, send
+from conftest import APP_URL, RESET, count, send
 
 SCREENSHOT = Path(__file__).resolve().parent.parent / "artifacts" / "status-page.png"
 
@@ -57,6 +57,7 @@ def test_page_shows_quota_sends_and_refusal(browser, db, http, new_user):
     assert not browser.find_element(By.ID, "state-loading").is_displayed()
     expected = db_quota(db, user)
     assert (expected["limit"], expected["consumed"], expected["remaining"]) == ("5", "3", "2")
+    assert expected["reset"] == RESET.strftime("%Y-%m-%d %H:%M UTC")  # the pinned day's end
     assert numbers(browser) == expected
 
     send_from_page(browser, "Bonjour")

@@ -6,6 +6,7 @@ import type http from 'node:http';
 import {
   HttpError, type Json, inTransaction, installInt8Parser, makePool, readJson, secondsUntil, serve, stopOn,
 } from './common.js';
+import { clientAddress, parseTrustedHops } from './client-ip.js';
 
 installInt8Parser();
 const pool = makePool();                       // PGUSER: a quota_app role, + EXECUTE on apply_bonus(inet, ...)
@@ -13,15 +14,15 @@ const port = Number(process.env.EXAMPLE_PORT_2 ?? 55732);
 const METRIC = 'uses';
 const LIMIT_REASON = 'Daily limit exceeded';
 
-// The client's address: the first X-Forwarded-For hop (trust it only behind your own proxy),
-// else the socket's. It is NOT validated here: it goes to PostgreSQL as $1::inet, whose cast
-// rejects a malformed address with SQLSTATE 22P02 (-> HTTP 400). Without "::inet" the
-// parameter is untyped and the call resolves to the `subject text` form, which accepts any
-// string ("invalid-ip" would get its own quota) and does not normalise ("1.2.3.4/32").
+// The client's address (src/client-ip.ts): the socket's, or with TRUSTED_PROXY_HOPS=N the
+// Nth X-Forwarded-For entry from the right (never the leftmost: the client writes that one).
+// It is NOT validated here: it goes to PostgreSQL as $1::inet, whose cast rejects a malformed
+// address with SQLSTATE 22P02 (-> HTTP 400). Without "::inet" the parameter is untyped and the
+// call resolves to the `subject text` form, which accepts any string ("invalid-ip" would get
+// its own quota) and does not normalise ("1.2.3.4/32").
+const trustedHops = parseTrustedHops(process.env.TRUSTED_PROXY_HOPS);
 function clientIp(req: http.IncomingMessage): string {
-  const xff = req.headers['x-forwarded-for'];
-  if (typeof xff === 'string') return xff.split(',')[0].trim();
-  return req.socket.remoteAddress ?? '';
+  return clientAddress(req.socket.remoteAddress, req.headers['x-forwarded-for'], trustedHops);
 }
 
 // Maps a 22P02 on the address to the seed's "invalid IPv4" rejection.
@@ -86,7 +87,7 @@ async function bonus(ip: string, kind: string, body: Json) {
 }
 
 const server = serve('anonymous', port, async (req, url) => {
-  if (req.method === 'GET' && url.pathname === '/health') return { status: 200, body: { ok: true } };
+  if (req.method === 'GET' && url.pathname === '/health') return { status: 200, body: { ok: true, pid: process.pid } };
   const ip = clientIp(req);
   if (req.method === 'GET' && url.pathname === '/usage') return withIp(ip, () => check(ip));
   if (req.method === 'POST' && url.pathname === '/usage') return withIp(ip, () => use(ip));

@@ -9,7 +9,7 @@ import {
 
 installInt8Parser();
 const pool = makePool();                                      // PGUSER: a quota_app role
-const adminPool = makePool(process.env.ADMIN_PGUSER ?? 'example_node_admin'); // quota_admin
+const adminPool = makePool(process.env.ADMIN_PGUSER ?? 'example_node_admin'); // EXECUTE on quota_reset only
 const adminToken = process.env.ADMIN_TOKEN ?? '';
 const port = Number(process.env.EXAMPLE_PORT ?? 55731);
 
@@ -101,7 +101,7 @@ function isAdmin(header: string | string[] | undefined): boolean {
 
 const server = serve('generation', port, async (req, url) => {
   const path = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
-  if (req.method === 'GET' && url.pathname === '/health') return { status: 200, body: { ok: true } };
+  if (req.method === 'GET' && url.pathname === '/health') return { status: 200, body: { ok: true, pid: process.pid } };
 
   if (req.method === 'POST' && url.pathname === '/generations') {
     return { status: 201, body: await generate(await readJson(req)) };
@@ -119,7 +119,8 @@ const server = serve('generation', port, async (req, url) => {
     const { rows } = await pool.query('SELECT id, type, payload FROM domain_events WHERE subject = $1 ORDER BY id', [path[1]]);
     return { status: 200, body: { events: rows } };
   }
-  // POST /admin/users/:id/reset {metric?}: manual reset, on the quota_admin connection.
+  // POST /admin/users/:id/reset {metric?}: manual reset, on the admin connection (a role granted
+  // EXECUTE on quota.quota_reset, not the quota_admin role).
   if (req.method === 'POST' && path.length === 4 && path[0] === 'admin' && path[1] === 'users' && path[3] === 'reset') {
     if (!isAdmin(req.headers['x-admin-token'])) return { status: 403, body: { error: 'forbidden' } };
     const body = await readJson(req);

@@ -6,6 +6,8 @@ import { ANON, MIDNIGHT, call, retryAfterMatches } from './helpers.js';
 
 const IP = '203.0.113.7';
 const OTHER = '198.51.100.9';
+// test.sh runs the app with TRUSTED_PROXY_HOPS=1, as if behind one proxy of ours: the
+// rightmost X-Forwarded-For entry (the one that proxy appends) is the client's address.
 const as = (ip: string) => ({ headers: { 'X-Forwarded-For': ip } });
 
 test('a new IP can use: canUse true, reason null, remaining 5, resetTime next UTC midnight', async () => {
@@ -92,7 +94,7 @@ test('an unsupported bonus type is 400; a questionnaire without a reference is 4
 });
 
 test('the address is normalised by the inet cast: "203.0.113.7/32" and a proxy chain are the same IP', async () => {
-  for (const header of [`${IP}/32`, `${IP}, 10.0.0.1`]) {
+  for (const header of [`${IP}/32`, `10.0.0.1, ${IP}`, ` 198.18.0.1 ,${IP} `]) {
     const r = await call('GET', `${ANON}/usage`, as(header));
     assert.equal(r.status, 200);
     assert.equal(r.body.ip, IP);
@@ -108,4 +110,41 @@ test('a malformed IP is 400 invalid_ip with SQLSTATE 22P02 from PostgreSQL, and 
       assert.deepEqual(r.body, { error: 'invalid_ip', ip: bad, sqlstate: '22P02' });
     }
   }
+});
+
+test('X-Forwarded-For "10.0.0.1, 192.0.2.7": the counted subject is the rightmost, 192.0.2.7', async () => {
+  const r = await call('POST', `${ANON}/usage`, as('10.0.0.1, 192.0.2.7'));
+  assert.equal(r.status, 200);
+  assert.deepEqual(r.body, { ip: '192.0.2.7', canUse: true, reason: null, remaining: 4, resetTime: MIDNIGHT, used: 1, limit: 5 });
+  const forged = await call('GET', `${ANON}/usage`, as('10.0.0.1'));
+  assert.deepEqual([forged.body.ip, forged.body.used, forged.body.remaining], ['10.0.0.1', 0, 5]);
+  const events = await call('GET', `${ANON}/events`, as('192.0.2.7'));
+  assert.deepEqual(events.body.events, [{ type: 'UsageRecorded', payload: { newUsageCount: 1, remainingQuota: 4 } }]);
+});
+
+test('prepending forged entries gets no fresh quota: one subject, refused after 5 uses', async () => {
+  const remaining = [];
+  for (const forged of ['10.0.0.2', '10.0.0.3, 10.0.0.4', 'unknown', '8.8.8.8, 1.1.1.1, 10.0.0.5']) {
+    const r = await call('POST', `${ANON}/usage`, as(`${forged}, 192.0.2.7`));
+    assert.equal(r.status, 200, `forged ${forged}`);
+    assert.equal(r.body.ip, '192.0.2.7');
+    remaining.push(r.body.remaining);
+  }
+  assert.deepEqual(remaining, [3, 2, 1, 0]);
+  for (const forged of ['10.0.0.6', '10.0.0.7, 10.0.0.8']) {
+    const r = await call('POST', `${ANON}/usage`, as(`${forged}, 192.0.2.7`));
+    assert.equal(r.status, 429, `forged ${forged}`);
+    assert.deepEqual([r.body.ip, r.body.canUse, r.body.used, r.body.remaining], ['192.0.2.7', false, 5, 0]);
+  }
+  // the forged addresses were never counted
+  for (const forged of ['10.0.0.2', '10.0.0.6']) {
+    const r = await call('GET', `${ANON}/usage`, as(forged));
+    assert.deepEqual([r.body.ip, r.body.used], [forged, 0]);
+  }
+});
+
+test('without X-Forwarded-For the address is the socket\'s (127.0.0.1)', async () => {
+  const r = await call('GET', `${ANON}/usage`);
+  assert.equal(r.status, 200);
+  assert.deepEqual([r.body.ip, r.body.used, r.body.limit], ['127.0.0.1', 0, 5]);
 });

@@ -126,7 +126,7 @@ test('admin reset needs the admin token: 403 without it or with a wrong one', as
   assert.equal((await tokens('bob')).used, 8000);
 });
 
-test('admin reset (quota_reset on the quota_admin connection) empties the window', async () => {
+test('admin reset (quota_reset on the admin connection) empties the window', async () => {
   const r = await call('POST', `${GEN}/admin/users/bob/reset`, { headers: { 'X-Admin-Token': ADMIN_TOKEN } });
   assert.equal(r.status, 200);
   assert.deepEqual(r.body, { userId: 'bob', metric: null, windowsEmptied: 1 });
@@ -138,6 +138,21 @@ test('admin reset (quota_reset on the quota_admin connection) empties the window
   const g = await call('POST', `${GEN}/generations`, { body: { userId: 'bob', prompt: 'After reset', maxTokens: 3000, fakeTokens: 100 } });
   assert.equal(g.status, 201);
   assert.deepEqual(g.body.quota, { used: 100, remaining: 9900, resetAt: MIDNIGHT });
+});
+
+test('the admin role holds EXECUTE on quota_reset only: not quota_admin, no other admin function', async () => {
+  const db = await connect(process.env.ADMIN_PGUSER);
+  try {
+    const { rows: [m] } = await db.query(`SELECT pg_has_role('quota_admin', 'MEMBER') AS member,
+      has_function_privilege('quota.quota_reset(text, text)', 'EXECUTE') AS reset`);
+    assert.deepEqual(m, { member: false, reset: true });
+    await assert.rejects(db.query(`SELECT quota.set_limit('NOPE', 'tokens', 'day', 1)`),
+      (err: any) => err.code === '42501');
+    await assert.rejects(db.query(`SELECT * FROM quota.apply_bonus('bob', 'tokens', 'x', 'y')`),
+      (err: any) => err.code === '42501');
+  } finally {
+    await db.end();
+  }
 });
 
 test('an unknown user is 404 unknown_subject (QT404), for generation and status', async () => {

@@ -34,6 +34,10 @@ SELECT metric, allowed, used, reason FROM quota.quota_try_consume_many('drv-1', 
 -- The two-argument spelling stays.
 SELECT metric, allowed, reason FROM quota.quota_try_consume('drv-1', '{"calls": 1, "tokens": 1}'::jsonb) ORDER BY metric;
 
+-- Amounts passed untyped take the single-metric form: the metric is then a JSON object,
+-- and the HINT says to type them jsonb (or to call quota_consume_many).
+SELECT * FROM try($$ SELECT quota.quota_consume('drv-1', '{"calls": 1}') $$);
+
 -- The three- and four-argument jsonb spellings are gone (use quota_consume_many).
 SELECT * FROM try($$ SELECT quota.quota_consume('drv-1', '{"calls": 1}'::jsonb, 'key-9') $$);
 SELECT * FROM try($$ SELECT quota.quota_try_consume('drv-1', '{"calls": 1}'::jsonb, NULL, '{}'::jsonb) $$);
