@@ -7,5 +7,7 @@ pub mod error;
 pub mod events;
 pub mod limits;
 pub mod period;
+pub mod rate;
+pub mod rolling;
 pub mod tenancy;
 pub mod tokens;
