@@ -302,7 +302,7 @@ pub const QUOTED_BYTES: usize = 32;
 /// The longest value each name argument may have (None: not a bounded name).
 pub fn max_bytes(argument: &str) -> Option<usize> {
     match argument {
-        "subject" | "idempotency_key" => Some(MAX_ID_BYTES),
+        "subject" | "idempotency_key" | "key" => Some(MAX_ID_BYTES),
         "metric" | "plan" | "kind" | "reference" | "tenant" | "quota.tenant" | "role_name" => Some(MAX_NAME_BYTES),
         _ => None,
     }

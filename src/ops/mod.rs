@@ -16,6 +16,7 @@ pub mod idempotency;
 pub mod maintenance;
 pub mod reservations;
 pub mod subject;
+pub mod throttle;
 pub mod window;
 
 pub use adjust::{apply_bonus, refund, refund_charge, reset};
@@ -25,3 +26,4 @@ pub use check::{check, status};
 pub use consume::{consume, ConsumeRequest};
 pub use maintenance::maintenance;
 pub use reservations::{commit, release, reserve, Hold, ReserveRequest};
+pub use throttle::{throttle, ThrottleRequest};

@@ -33,6 +33,7 @@ pub mod plans;
 pub mod reservations;
 pub mod schema;
 pub mod subjects;
+pub mod throttles;
 pub mod windows;
 
 pub use bonuses::*;
@@ -42,6 +43,7 @@ pub use ledger::*;
 pub use plans::*;
 pub use reservations::*;
 pub use subjects::*;
+pub use throttles::*;
 pub use windows::*;
 
 /// A jsonb argument passed through untouched (metadata is stored exactly as given).
