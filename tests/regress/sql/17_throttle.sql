@@ -6,9 +6,9 @@ SELECT limited::int, "limit", remaining, coalesce(extract(epoch FROM retry_after
        extract(epoch FROM reset_after)::bigint AS reset_after
 FROM quota.throttle('user123', 15, 30, '60 seconds', 1);
 -- 15 more at the same instant pass; the 17th is refused, retry after one interval (2 s).
-SELECT count(*) FILTER (WHERE NOT limited) AS admitted FROM generate_series(1, 15), quota.throttle('user123', 15, 30, '60 seconds');
+SELECT count(*) FILTER (WHERE NOT limited) AS admitted FROM generate_series(1, 15) i, LATERAL quota.throttle('user123', 15, 30, '60 seconds', 1 + 0 * i) t;
 SELECT * FROM quota.throttle('user123', 15, 30, '60 seconds');
--- Two seconds later one unit is back.
+-- Two seconds later one unit is back, and the call after it is refused again.
 SET quota.clock_override = '2026-11-23 12:00:02+00';
 SELECT * FROM quota.throttle('user123', 15, 30, '60 seconds');
 SELECT * FROM quota.throttle('user123', 15, 30, '60 seconds');
