@@ -59,6 +59,11 @@ impl Rate {
         self.period_us / self.count
     }
 
+    /// `tau`, for a valid rate (`new` checked it fits).
+    pub fn tolerance_us(&self) -> i64 {
+        self.tolerance().unwrap_or(i64::MAX)
+    }
+
     /// `tau = T * (max_burst + 1)`; None on overflow.
     fn tolerance(&self) -> Option<i64> {
         self.emission_us().checked_mul(self.max_burst.checked_add(1)?)

@@ -36,12 +36,22 @@ fn period_us(p: &pgrx::datum::Interval) -> Result<i64> {
 pub fn throttle(req: ThrottleRequest<'_>) -> Result<Throttle> {
     error::name("key", req.key)?;
     if req.quantity < 0 {
-        return Err(QuotaError::invalid("quantity", req.quantity, format!("quantity must be at least 0, got {}", req.quantity), "Pass how many units this call takes (0 reads the state)."));
+        return Err(QuotaError::invalid(
+            "quantity",
+            req.quantity,
+            format!("quantity must be at least 0, got {}", req.quantity),
+            "Pass how many units this call takes (0 reads the state).",
+        ));
     }
     positive_amount("count", req.count)?;
     let period = period_us(&req.period)?;
     let rate = Rate::new(req.max_burst, req.count, period).map_err(|why| {
-        QuotaError::invalid("max_burst", req.max_burst, format!("invalid rate: {why}"), "Pass max_burst >= 0, count >= 1 and a period of at least count microseconds.")
+        QuotaError::invalid(
+            "max_burst",
+            req.max_burst,
+            format!("invalid rate: {why}"),
+            "Pass max_burst >= 0, count >= 1 and a period of at least count microseconds.",
+        )
     })?;
     let scope = roles::scope()?;
     if scope == Scope::Nothing {
@@ -54,22 +64,28 @@ pub fn throttle(req: ThrottleRequest<'_>) -> Result<Throttle> {
     let tenant = scope.creates_in().unwrap_or("").to_string();
     let now = clock::now_pg();
     let overflow = || QuotaError::invalid("quantity", req.quantity, "quantity is too large for this rate", "Pass a smaller quantity.");
+    let increment = req.quantity.checked_mul(rate.emission_us()).ok_or_else(overflow)?;
+    let decide = |tat: Option<i64>| rate.throttle(now, tat, req.quantity).ok_or_else(overflow);
     privilege::as_owner(|| {
-        storage::volatile(|c| loop {
-            let tat = storage::find_throttle(c, &tenant, req.key);
-            let answer = rate.throttle(now, tat, req.quantity).ok_or_else(overflow)?;
-            // A refusal, or a read (quantity 0), changes nothing.
-            if answer.limited || req.quantity == 0 {
-                return Ok(answer);
+        storage::volatile(|c| {
+            // A read, or a request larger than the whole bucket: nothing to write.
+            if req.quantity == 0 || increment > rate.tolerance_us() {
+                return decide(storage::read_throttle(c, &tenant, req.key));
             }
-            match tat {
-                Some(_) => storage::set_throttle(c, &tenant, req.key, answer.tat_us),
-                // Another transaction created the key meanwhile: read it again (locked,
-                // after that transaction ends).
-                None if !storage::create_throttle(c, &tenant, req.key, answer.tat_us) => continue,
-                None => {}
+            // The common case, admitted, is one statement; a refusal reads the row, which
+            // the refused upsert left locked, so it is the state that refused. (Were it
+            // gone, the bucket would be full: take again.)
+            loop {
+                match storage::take_throttle(c, &tenant, req.key, now, increment, rate.tolerance_us()) {
+                    Some(new_tat) => return decide(Some(new_tat - increment)),
+                    None => {
+                        let answer = decide(storage::read_throttle(c, &tenant, req.key))?;
+                        if answer.limited {
+                            return Ok(answer);
+                        }
+                    }
+                }
             }
-            return Ok(answer);
         })
     })
 }

@@ -1,52 +1,52 @@
 //! quota.throttles: one theoretical arrival time per (tenant, key) for `quota.throttle`.
 
 use pgrx::pg_sys::PgBuiltInOids as T;
-use pgrx::spi::SpiClient;
 use pgrx::prelude::TimestampWithTimeZone;
+use pgrx::spi::SpiClient;
 
 use super::{run, Stmt};
 
-static FIND: Stmt = Stmt {
-    sql: "SELECT tat FROM quota.throttles WHERE tenant = $1 AND key = $2 FOR UPDATE",
-    types: &[T::TEXTOID, T::TEXTOID],
-};
-static CREATE: Stmt = Stmt {
-    sql: "INSERT INTO quota.throttles (tenant, key, tat) VALUES ($1, $2, $3) ON CONFLICT (tenant, key) DO NOTHING RETURNING 1",
-    types: &[T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID],
-};
-static SET: Stmt = Stmt {
-    sql: "UPDATE quota.throttles SET tat = $3 WHERE tenant = $1 AND key = $2",
-    types: &[T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID],
+static READ: Stmt = Stmt { sql: "SELECT tat FROM quota.throttles WHERE tenant = $1 AND key = $2", types: &[T::TEXTOID, T::TEXTOID] };
+/// The admitted case in one statement: a new key gets `now + increment`; an existing one
+/// moves to `max(tat, now) + increment` only if that is at most `tolerance` ahead of now.
+/// A row comes back only when the request was admitted; a refused one leaves the row
+/// unchanged but locked (ON CONFLICT DO UPDATE locks the row its WHERE clause skips).
+static TAKE: Stmt = Stmt {
+    sql: "INSERT INTO quota.throttles AS t (tenant, key, tat) VALUES ($1, $2, $3 + $4)
+          ON CONFLICT (tenant, key) DO UPDATE SET tat = greatest(t.tat, $3) + $4
+          WHERE greatest(t.tat, $3) + $4 - $5 <= $3
+          RETURNING tat",
+    types: &[T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID, T::INTERVALOID, T::INTERVALOID],
 };
 static SWEEP: Stmt = Stmt {
     sql: "DELETE FROM quota.throttles WHERE ctid = ANY (ARRAY(SELECT ctid FROM quota.throttles WHERE tat <= $1 LIMIT 10000))",
     types: &[T::TIMESTAMPTZOID],
 };
 
-/// The key's state, locked until the transaction ends (None: no row).
-pub fn find_throttle(c: &mut SpiClient<'_>, tenant: &str, key: &str) -> Option<i64> {
-    let table = run(c, &FIND, &[tenant.into(), key.into()]);
+/// Delete up to 10,000 keys whose bucket is full again at `now` (their row says nothing
+/// a missing row does not); the number deleted.
+pub fn sweep_throttles(c: &mut SpiClient<'_>, now: i64) -> usize {
+    let now = TimestampWithTimeZone::try_from(now).unwrap_or_else(|_| TimestampWithTimeZone::positive_infinity());
+    run(c, &SWEEP, &[now.into()]).len()
+}
+
+/// The key's state without locking it (a read, or a request that can never be admitted).
+pub fn read_throttle(c: &mut SpiClient<'_>, tenant: &str, key: &str) -> Option<i64> {
+    let table = run(c, &READ, &[tenant.into(), key.into()]);
     if table.is_empty() {
         return None;
     }
     table.first().get::<TimestampWithTimeZone>(1).ok().flatten().map(|t| t.into_inner())
 }
 
-/// Create the key's row; false when another transaction created it first (then read it
-/// again: `find_throttle` waits for that transaction).
-pub fn create_throttle(c: &mut SpiClient<'_>, tenant: &str, key: &str, tat: i64) -> bool {
-    let tat = TimestampWithTimeZone::try_from(tat).unwrap_or_else(|_| TimestampWithTimeZone::positive_infinity());
-    !run(c, &CREATE, &[tenant.into(), key.into(), tat.into()]).is_empty()
-}
-
-pub fn set_throttle(c: &mut SpiClient<'_>, tenant: &str, key: &str, tat: i64) {
-    let tat = TimestampWithTimeZone::try_from(tat).unwrap_or_else(|_| TimestampWithTimeZone::positive_infinity());
-    run(c, &SET, &[tenant.into(), key.into(), tat.into()]);
-}
-
-/// Delete up to 10,000 keys whose bucket is full again at `now` (their row says nothing
-/// a missing row does not); the number deleted.
-pub fn sweep_throttles(c: &mut SpiClient<'_>, now: i64) -> usize {
-    let now = TimestampWithTimeZone::try_from(now).unwrap_or_else(|_| TimestampWithTimeZone::positive_infinity());
-    run(c, &SWEEP, &[now.into()]).len()
+/// Take `increment_us` if the key's bucket has room within `tolerance_us` of `now`: the new
+/// TAT when admitted, None when refused (the row, if any, is then locked).
+pub fn take_throttle(c: &mut SpiClient<'_>, tenant: &str, key: &str, now: i64, increment_us: i64, tolerance_us: i64) -> Option<i64> {
+    let at = |us: i64| TimestampWithTimeZone::try_from(us).unwrap_or_else(|_| TimestampWithTimeZone::positive_infinity());
+    let span = |us: i64| pgrx::datum::Interval::new(0, 0, us).unwrap_or_else(|e| unreachable!("a rate's spans fit an interval: {e:?}"));
+    let table = run(c, &TAKE, &[tenant.into(), key.into(), at(now).into(), span(increment_us).into(), span(tolerance_us).into()]);
+    if table.is_empty() {
+        return None;
+    }
+    table.first().get::<TimestampWithTimeZone>(1).ok().flatten().map(|t| t.into_inner())
 }
