@@ -12,7 +12,6 @@ CREATE TABLE quota.throttles (
     tat    timestamptz NOT NULL,
     PRIMARY KEY (tenant, key)
 ) WITH (fillfactor = 70);
-CREATE INDEX throttles_tat_idx ON quota.throttles (tat);
 SELECT pg_catalog.pg_extension_config_dump('quota.throttles', '');
 REVOKE ALL ON quota.throttles FROM PUBLIC;
 GRANT SELECT ON quota.throttles TO quota_reader, quota_app, quota_admin;

@@ -66,7 +66,7 @@ pub fn throttle(req: ThrottleRequest<'_>) -> Result<Throttle> {
     let overflow = || QuotaError::invalid("quantity", req.quantity, "quantity is too large for this rate", "Pass a smaller quantity.");
     let increment = req.quantity.checked_mul(rate.emission_us()).ok_or_else(overflow)?;
     let decide = |tat: Option<i64>| rate.throttle(now, tat, req.quantity).ok_or_else(overflow);
-    privilege::as_owner(|| {
+    privilege::as_owner_qualified(|| {
         storage::volatile(|c| {
             // A read, or a request larger than the whole bucket: nothing to write.
             if req.quantity == 0 || increment > rate.tolerance_us() {
@@ -95,16 +95,5 @@ pub fn throttle(req: ThrottleRequest<'_>) -> Result<Throttle> {
 /// bound. Returns how many were deleted.
 pub fn sweep() -> i64 {
     let now = clock::now_pg();
-    privilege::as_owner(|| {
-        storage::volatile(|c| {
-            let mut total = 0i64;
-            loop {
-                let n = storage::sweep_throttles(c, now);
-                total += n as i64;
-                if n < 10_000 {
-                    return total;
-                }
-            }
-        })
-    })
+    privilege::as_owner_qualified(|| storage::volatile(|c| storage::sweep_throttles(c, now) as i64))
 }

@@ -6,25 +6,28 @@ use pgrx::spi::SpiClient;
 
 use super::{run, Stmt};
 
-static READ: Stmt = Stmt { sql: "SELECT tat FROM quota.throttles WHERE tenant = $1 AND key = $2", types: &[T::TEXTOID, T::TEXTOID] };
+// Every statement here names its operators with their schema: `ops::throttle` runs them
+// as the owner without pinning search_path (`privilege::as_owner_qualified`).
+static READ: Stmt = Stmt {
+    sql: "SELECT tat FROM quota.throttles WHERE tenant OPERATOR(pg_catalog.=) $1 AND key OPERATOR(pg_catalog.=) $2",
+    types: &[T::TEXTOID, T::TEXTOID],
+};
 /// The admitted case in one statement: a new key gets `now + increment`; an existing one
 /// moves to `max(tat, now) + increment` only if that is at most `tolerance` ahead of now.
 /// A row comes back only when the request was admitted; a refused one leaves the row
 /// unchanged but locked (ON CONFLICT DO UPDATE locks the row its WHERE clause skips).
 static TAKE: Stmt = Stmt {
-    sql: "INSERT INTO quota.throttles AS t (tenant, key, tat) VALUES ($1, $2, $3 + $4)
-          ON CONFLICT (tenant, key) DO UPDATE SET tat = greatest(t.tat, $3) + $4
-          WHERE greatest(t.tat, $3) + $4 - $5 <= $3
+    sql: "INSERT INTO quota.throttles AS t (tenant, key, tat) VALUES ($1, $2, $3 OPERATOR(pg_catalog.+) $4)
+          ON CONFLICT (tenant, key) DO UPDATE SET tat = greatest(t.tat, $3) OPERATOR(pg_catalog.+) $4
+          WHERE greatest(t.tat, $3) OPERATOR(pg_catalog.+) $4 OPERATOR(pg_catalog.-) $5 OPERATOR(pg_catalog.<=) $3
           RETURNING tat",
     types: &[T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID, T::INTERVALOID, T::INTERVALOID],
 };
-static SWEEP: Stmt = Stmt {
-    sql: "DELETE FROM quota.throttles WHERE ctid = ANY (ARRAY(SELECT ctid FROM quota.throttles WHERE tat <= $1 LIMIT 10000))",
-    types: &[T::TIMESTAMPTZOID],
-};
+static SWEEP: Stmt = Stmt { sql: "DELETE FROM quota.throttles WHERE tat OPERATOR(pg_catalog.<=) $1", types: &[T::TIMESTAMPTZOID] };
 
-/// Delete up to 10,000 keys whose bucket is full again at `now` (their row says nothing
-/// a missing row does not); the number deleted.
+/// Delete the keys whose bucket is full again at `now` (their row says nothing a missing
+/// row does not), in one pass over the table (`tat` is not indexed, so that a call's
+/// update stays HOT); the number deleted.
 pub fn sweep_throttles(c: &mut SpiClient<'_>, now: i64) -> usize {
     let now = TimestampWithTimeZone::try_from(now).unwrap_or_else(|_| TimestampWithTimeZone::positive_infinity());
     run(c, &SWEEP, &[now.into()]).len()

@@ -1,6 +1,25 @@
 -- 0.7.0: quota.throttle, redis-cell's CL.THROTTLE on any key (GCRA).
 SET quota.clock_override = '2026-11-23 12:00:00+00';
 
+-- A hostile role's search_path cannot change what throttle's statements mean, even when
+-- this backend plans them under it (its first call): they run as the extension's owner,
+-- with every operator named with its schema. Evil '+' and '<=' would admit every call.
+CREATE ROLE regress_thr_hostile;
+GRANT quota_app TO regress_thr_hostile;
+CREATE SCHEMA regress_evil AUTHORIZATION regress_thr_hostile;
+SET ROLE regress_thr_hostile;
+CREATE FUNCTION regress_evil.plus(timestamptz, interval) RETURNS timestamptz LANGUAGE sql AS $$ SELECT '-infinity'::timestamptz $$;
+CREATE OPERATOR regress_evil.+ (LEFTARG = timestamptz, RIGHTARG = interval, FUNCTION = regress_evil.plus);
+CREATE FUNCTION regress_evil.le(timestamptz, timestamptz) RETURNS boolean LANGUAGE sql AS $$ SELECT true $$;
+CREATE OPERATOR regress_evil.<= (LEFTARG = timestamptz, RIGHTARG = timestamptz, FUNCTION = regress_evil.le);
+SET search_path = regress_evil, pg_catalog;
+SELECT limited, remaining FROM quota.throttle('hijack', 0, 1, '1 hour');
+SELECT limited, remaining FROM quota.throttle('hijack', 0, 1, '1 hour');
+RESET search_path;
+RESET ROLE;
+DROP SCHEMA regress_evil CASCADE;
+DROP ROLE regress_thr_hostile;
+
 -- redis-cell's published example: CL.THROTTLE user123 15 30 60 1 -> 0 16 15 -1 2.
 SELECT limited::int, "limit", remaining, coalesce(extract(epoch FROM retry_after)::bigint, -1) AS retry_after,
        extract(epoch FROM reset_after)::bigint AS reset_after
