@@ -6,6 +6,7 @@ pub mod decision;
 pub mod error;
 pub mod events;
 pub mod limits;
+pub mod multi;
 pub mod period;
 pub mod rate;
 pub mod rolling;
