@@ -11,6 +11,9 @@
 //! Instants and durations are microseconds (PostgreSQL's resolution). `T` is truncated to
 //! a whole microsecond, as redis-cell truncates it to a nanosecond.
 
+/// The largest `tau`, the burst's span: a thousand years (365,250 days).
+pub const MAX_TOLERANCE_US: i64 = 365_250 * 86_400_000_000;
+
 /// A rate: `count` units per `period_us`, with `max_burst` more at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rate {
@@ -39,19 +42,24 @@ pub struct Throttle {
 impl Rate {
     /// A valid rate: `max_burst >= 0`, `count >= 1`, and a period of at least `count`
     /// microseconds (an emission interval of at least 1 µs).
-    pub fn new(max_burst: i64, count: i64, period_us: i64) -> Result<Self, &'static str> {
+    /// Err: the argument at fault and why.
+    pub fn new(max_burst: i64, count: i64, period_us: i64) -> Result<Self, (&'static str, &'static str)> {
         if max_burst < 0 {
-            return Err("max_burst must be at least 0");
+            return Err(("max_burst", "max_burst must be at least 0"));
         }
         if count < 1 {
-            return Err("count must be at least 1");
+            return Err(("count", "count must be at least 1"));
         }
         if period_us < count {
-            return Err("period must be at least one microsecond per unit of count");
+            return Err(("count", "count must be at most one per microsecond of the period"));
         }
         let rate = Rate { max_burst, count, period_us };
-        rate.tolerance().ok_or("max_burst is too large for this rate")?;
-        Ok(rate)
+        // A TAT is at most `tau` ahead of the clock (at most year 9999): a thousand years
+        // more keeps every instant a valid timestamp.
+        match rate.tolerance() {
+            Some(tau) if tau <= MAX_TOLERANCE_US => Ok(rate),
+            _ => Err(("max_burst", "(max_burst + 1) * period / count must be at most 1000 years")),
+        }
     }
 
     /// The emission interval `T`.
@@ -97,9 +105,10 @@ impl Rate {
     }
 }
 
-/// Whole seconds, truncated, as redis-cell reports durations (`-1` for none).
+/// Whole seconds as redis-cell reports durations: a partial second rounds up, so that a
+/// caller never retries too early (`-1` for none).
 pub fn redis_seconds(us: Option<i64>) -> i64 {
-    us.map_or(-1, |us| us / 1_000_000)
+    us.map_or(-1, |us| us / 1_000_000 + i64::from(us % 1_000_000 > 0))
 }
 
 #[cfg(test)]
@@ -159,6 +168,17 @@ mod tests {
         assert_eq!((refused.limited, refused.remaining, refused.reset_after_us), (true, 3, 0));
     }
 
+    /// 5 per 7 s: an interval of 1.4 s, which redis-cell reports as 2 (rounded up).
+    #[test]
+    fn partial_seconds_round_up() {
+        let rate = Rate::new(0, 5, 7 * S).unwrap();
+        let t = rate.throttle(0, None, 1).unwrap();
+        assert_eq!((t.reset_after_us, redis_seconds(Some(t.reset_after_us))), (1_400_000, 2));
+        let refused = rate.throttle(0, Some(t.tat_us), 1).unwrap();
+        assert_eq!((refused.retry_after_us, redis_seconds(refused.retry_after_us)), (Some(1_400_000), 2));
+        assert_eq!(redis_seconds(Some(2 * S)), 2);
+    }
+
     #[test]
     fn zero_quantity_reads_without_taking() {
         let rate = Rate::new(1, 1, S).unwrap();
@@ -173,6 +193,9 @@ mod tests {
         assert!(Rate::new(0, 0, S).is_err());
         assert!(Rate::new(0, 10, 9).is_err());
         assert!(Rate::new(i64::MAX, 1, S).is_err());
+        assert_eq!(Rate::new(365_250 * 86_400, 1, S).map(|_| ()), Err(("max_burst", "(max_burst + 1) * period / count must be at most 1000 years")));
+        assert!(Rate::new(365_250 * 86_400 - 1, 1, S).is_ok());
+        assert_eq!(Rate::new(0, 10, 9).map(|_| ()).unwrap_err().0, "count");
         let rate = Rate::new(0, 1, S).unwrap();
         assert_eq!(rate.throttle(0, None, i64::MAX), None);
         assert_eq!(rate.throttle(i64::MAX - 1, None, 1), None);

@@ -63,13 +63,16 @@ pub struct Open {
 }
 
 /// The window a call at `now_us` falls in, given the subject's last window (`last`):
-/// - still open (`now < end`): that window;
+/// - not closed yet (`now < end`, even if it opened after `now`): that window;
 /// - none, or closed: `None` for a call that does not count usage (check, status, a
 ///   refused consume, a refund: they never open one); a counting call opens
 ///   `[now, now + length)`.
 pub fn current(last: Option<Open>, now_us: i64, length: Length, counting: bool) -> Option<Open> {
     match last {
-        Some(w) if now_us >= w.start_us && now_us < w.end_us => Some(w),
+        // A window that opened after `now` is open too: the quota clock is the
+        // transaction's start, so a transaction that began before another opened the
+        // window must use that window, never open a second one over it.
+        Some(w) if now_us < w.end_us => Some(w),
         _ if counting => Some(Open { start_us: now_us, end_us: now_us.saturating_add(length.0.saturating_mul(1_000_000)) }),
         _ => None,
     }
@@ -123,6 +126,15 @@ mod tests {
         assert_eq!(current(Some(w), 15 * H, five, false), None, "closed at its end: a check sees none");
         let next = current(Some(w), 16 * H + 7, five, true).unwrap();
         assert_eq!(next, Open { start_us: 16 * H + 7, end_us: 21 * H + 7 }, "the next opens at the first use after");
+    }
+
+    /// Two first uses racing: a transaction that started before the other opened the
+    /// window (its clock is earlier than the window's start) joins that window.
+    #[test]
+    fn an_earlier_clock_joins_the_window_opened_after_it() {
+        let five = Length::parse("5 hours").unwrap();
+        let opened = Open { start_us: 10 * H + 500_000, end_us: 15 * H + 500_000 };
+        assert_eq!(current(Some(opened), 10 * H, five, true), Some(opened));
     }
 
     /// First-use windows are lengths of real time: across a DST change a 5-hour window is

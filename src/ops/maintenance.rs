@@ -11,8 +11,19 @@ use super::window::WindowOp;
 /// swept in a subtransaction: one that fails is logged at WARNING and left for the next
 /// run, and the sweep goes on with the rest.
 pub fn maintenance() -> Result<i64> {
-    // Throttle keys whose bucket is full again (0.7.0): not counted in the result.
-    super::throttle::sweep();
+    let expired = expire_holds()?;
+    // Throttle keys whose bucket is full again (0.7.0; not counted in the result), in a
+    // subtransaction like each window above: a failure is a WARNING, and the holds stay
+    // expired.
+    if crate::pg::installed::at_least(crate::pg::installed::THROTTLES) {
+        if let Err(why) = crate::pg::subtransaction::run(super::throttle::sweep) {
+            pgrx::warning!("quota.maintenance: could not delete full throttle buckets: {why}; left for the next run");
+        }
+    }
+    Ok(expired)
+}
+
+fn expire_holds() -> Result<i64> {
     storage::volatile(|c| {
         let now = clock::now();
         let mut expired = 0;

@@ -26,7 +26,7 @@ fn period_us(p: &pgrx::datum::Interval) -> Result<i64> {
         Some(us) if p.months() == 0 && us > 0 && us <= MAX_PERIOD_US => Ok(us),
         _ => Err(QuotaError::invalid(
             "period",
-            "interval",
+            format!("{} months {} days {} microseconds", p.months(), p.days(), p.micros()),
             "period must be a positive interval of days, hours, minutes or seconds (no months or years), at most 3660 days",
             "Pass the rate's period, such as '1 minute' or '1 day'.",
         )),
@@ -45,12 +45,13 @@ pub fn throttle(req: ThrottleRequest<'_>) -> Result<Throttle> {
     }
     positive_amount("count", req.count)?;
     let period = period_us(&req.period)?;
-    let rate = Rate::new(req.max_burst, req.count, period).map_err(|why| {
+    let rate = Rate::new(req.max_burst, req.count, period).map_err(|(argument, why)| {
+        let value = if argument == "count" { req.count } else { req.max_burst };
         QuotaError::invalid(
-            "max_burst",
-            req.max_burst,
+            argument,
+            value,
             format!("invalid rate: {why}"),
-            "Pass max_burst >= 0, count >= 1 and a period of at least count microseconds.",
+            "Pass max_burst >= 0, count >= 1, at most one per microsecond of the period, and a burst of at most 1000 years of the rate.",
         )
     })?;
     let scope = roles::scope()?;
@@ -75,7 +76,7 @@ pub fn throttle(req: ThrottleRequest<'_>) -> Result<Throttle> {
             // The common case, admitted, is one statement; a refusal reads the row, which
             // the refused upsert left locked, so it is the state that refused. (Were it
             // gone, the bucket would be full: take again.)
-            loop {
+            for _ in 0..3 {
                 match storage::take_throttle(c, &tenant, req.key, now, increment, rate.tolerance_us()) {
                     Some(new_tat) => return decide(Some(new_tat - increment)),
                     None => {
@@ -86,6 +87,8 @@ pub fn throttle(req: ThrottleRequest<'_>) -> Result<Throttle> {
                     }
                 }
             }
+            // The statement and the arithmetic disagreed three times: not expected.
+            Err(QuotaError::Conflict { subject: error::quoted(req.key).into_owned(), metric: "throttle".into() })
         })
     })
 }

@@ -27,6 +27,8 @@ pub type Version = (u32, u32, u32);
 /// numbers of enforced tables, and the id-only notification payload.
 pub const BINDINGS: Version = (0, 4, 0);
 pub const ROW_CHARGES: Version = (0, 4, 0);
+/// `quota.throttles` (quota.throttle), swept by maintenance.
+pub const THROTTLES: Version = (0, 7, 0);
 
 thread_local! {
     /// The installed version as last read; `Some(None)`: the extension is not installed.

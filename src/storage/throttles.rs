@@ -23,11 +23,19 @@ static TAKE: Stmt = Stmt {
           RETURNING tat",
     types: &[T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID, T::INTERVALOID, T::INTERVALOID],
 };
-static SWEEP: Stmt = Stmt { sql: "DELETE FROM quota.throttles WHERE tat OPERATOR(pg_catalog.<=) $1", types: &[T::TIMESTAMPTZOID] };
+static SWEEP: Stmt = Stmt {
+    sql: "DELETE FROM quota.throttles t
+          USING (SELECT ctid AS row FROM quota.throttles WHERE tat OPERATOR(pg_catalog.<=) $1 FOR UPDATE SKIP LOCKED) s
+          WHERE t.ctid OPERATOR(pg_catalog.=) s.row",
+    types: &[T::TIMESTAMPTZOID],
+};
 
 /// Delete the keys whose bucket is full again at `now` (their row says nothing a missing
 /// row does not), in one pass over the table (`tat` is not indexed, so that a call's
-/// update stays HOT); the number deleted.
+/// update stays HOT), joined rather than gathered into an array (memory stays within
+/// work_mem). Rows another transaction holds are skipped, never waited for: a sweep cannot
+/// deadlock with, or block, an application's calls (a later sweep deletes them).
+/// The number deleted.
 pub fn sweep_throttles(c: &mut SpiClient<'_>, now: i64) -> usize {
     let now = TimestampWithTimeZone::try_from(now).unwrap_or_else(|_| TimestampWithTimeZone::positive_infinity());
     run(c, &SWEEP, &[now.into()]).len()

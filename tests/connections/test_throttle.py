@@ -71,5 +71,38 @@ cur.execute("SELECT count(*) FROM quota.throttles WHERE key LIKE 'ip:%'")
 check(cur.fetchone()[0] == 0, "12 s later every bucket is full again: all 20,000 rows deleted")
 cur.execute("SELECT count(*) FROM quota.throttles WHERE key = 'hot-key'")
 check(cur.fetchone()[0] == 1, "a key still in use stays")
+print("maintenance() never waits for a key an application transaction holds (no deadlock)")
+cur.execute("RESET quota.clock_override")
+cur.execute("SELECT count(*) FROM quota.throttle('dl-x', 0, 1, '1 second') x, quota.throttle('dl-y', 0, 1, '1 second') y")
+cur.execute("SELECT pg_sleep(1.1)")  # both buckets full again
+app = connect()
+with app.cursor() as c:
+    c.execute("SELECT limited FROM quota.throttle('dl-x', 0, 1, '1 hour')")  # holds dl-x until COMMIT
+    sweeper = connect(autocommit=True)
+    with sweeper.cursor() as s:
+        s.execute("SET lock_timeout = '2s'")
+        s.execute("SELECT quota.maintenance()")  # would wait on dl-x (and time out) if it locked it
+        s.execute("SELECT key FROM quota.throttles WHERE key LIKE 'dl-%' ORDER BY 1")
+        left = [r[0] for r in s.fetchall()]
+    check(left == ["dl-x"], f"it deleted dl-y and skipped the held dl-x (left: {left})")
+    c.execute("SELECT limited FROM quota.throttle('dl-y', 0, 1, '1 hour')")
+    check(c.fetchone() == (False,), "the application's next key is not blocked by the sweep")
+app.commit()
+app.close()
+sweeper.close()
+
+print("maintenance() on a database still at 0.6.0 (no quota.throttles)")
+old_db = connect("postgres", autocommit=True)
+with old_db.cursor() as c:
+    c.execute("DROP DATABASE IF EXISTS quota_thr_old")
+    c.execute("CREATE DATABASE quota_thr_old")
+old_db.close()
+old_db = connect("quota_thr_old", autocommit=True)
+with old_db.cursor() as c:
+    c.execute("CREATE EXTENSION quota_ext VERSION '0.6.0'")
+    c.execute("SELECT quota.maintenance()")
+    check(c.fetchone() == (0,), "it answers as 0.6.0 did (no error about quota.throttles)")
+    check(not [n for n in old_db.notices if "WARNING" in n], f"and warns of nothing ({old_db.notices})")
+old_db.close()
 admin.close()
 finish()

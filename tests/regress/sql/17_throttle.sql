@@ -20,10 +20,13 @@ RESET ROLE;
 DROP SCHEMA regress_evil CASCADE;
 DROP ROLE regress_thr_hostile;
 
--- redis-cell's published example: CL.THROTTLE user123 15 30 60 1 -> 0 16 15 -1 2.
-SELECT limited::int, "limit", remaining, coalesce(extract(epoch FROM retry_after)::bigint, -1) AS retry_after,
-       extract(epoch FROM reset_after)::bigint AS reset_after
+-- redis-cell's published example: CL.THROTTLE user123 15 30 60 1 -> 0 16 15 -1 2
+-- (redis-cell's whole seconds round a partial second up).
+SELECT limited::int, "limit", remaining, coalesce(ceil(extract(epoch FROM retry_after))::bigint, -1) AS retry_after,
+       ceil(extract(epoch FROM reset_after))::bigint AS reset_after
 FROM quota.throttle('user123', 15, 30, '60 seconds', 1);
+-- 5 per 7 seconds: 1.4 s, which redis-cell reports as 2.
+SELECT reset_after, ceil(extract(epoch FROM reset_after))::bigint AS redis_seconds FROM quota.throttle('partial', 0, 5, '7 seconds');
 -- 15 more at the same instant pass; the 17th is refused, retry after one interval (2 s).
 SELECT count(*) FILTER (WHERE NOT limited) AS admitted FROM generate_series(1, 15) i, LATERAL quota.throttle('user123', 15, 30, '60 seconds', 1 + 0 * i) t;
 SELECT * FROM quota.throttle('user123', 15, 30, '60 seconds');
@@ -47,10 +50,11 @@ SELECT code, message FROM try($$ SELECT * FROM quota.throttle('k', -1, 1, '1 min
 SELECT code, message FROM try($$ SELECT * FROM quota.throttle('k', 0, 0, '1 minute') $$);
 SELECT code, message FROM try($$ SELECT * FROM quota.throttle('k', 0, 1, '1 month') $$);
 SELECT code, message FROM try($$ SELECT * FROM quota.throttle('k', 0, 1, '-1 minute') $$);
-SELECT code, message FROM try($$ SELECT * FROM quota.throttle('k', 0, 100, '1 microsecond') $$);
+SELECT code, message, detail FROM try($$ SELECT * FROM quota.throttle('k', 0, 100, '1 microsecond') $$);
 SELECT code, message FROM try($$ SELECT * FROM quota.throttle('k', 0, 1, '1 minute', -1) $$);
 SELECT code, message FROM try($$ SELECT * FROM quota.throttle('k', 9223372036854775807, 1, '1 minute') $$);
 SELECT code, message FROM try($$ SELECT * FROM quota.throttle('k', 0, 1, '1 minute', 9223372036854775807) $$);
+SELECT code, message, detail FROM try($$ SELECT * FROM quota.throttle('k', 29000, 1, '3660 days') $$);
 SELECT code, message FROM try($$ SELECT * FROM quota.throttle('', 0, 1, '1 minute') $$);
 SELECT code, left(message, 60) AS message FROM try($$ SELECT * FROM quota.throttle(repeat('k', 600), 0, 1, '1 minute') $$);
 SELECT code, message FROM try($$ SELECT * FROM quota.throttle(NULL, 0, 1, '1 minute') $$);
