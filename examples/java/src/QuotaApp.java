@@ -115,14 +115,17 @@ public final class QuotaApp {
             System.err.println("quota refusal: " + e.getMessage());
             send(ex, QuotaExceededException.HTTP_TOO_MANY_REQUESTS, e.body());
         } catch (QuotaService.RequestException e) {
-            Map<String, Object> body = error(e.status, "DATABASE_" + e.sqlState, e.getMessage());
+            // A 4xx is the caller's mistake and says which; a 5xx's text stays in the log.
+            boolean internal = e.status >= 500;
+            if (internal) System.err.println("database error " + e.sqlState + ": " + e.getMessage());
+            Map<String, Object> body = error(e.status, "DATABASE_" + e.sqlState, internal ? "internal error (see the server log)" : e.getMessage());
             body.put("sqlstate", e.sqlState);
             send(ex, e.status, body);
         } catch (IllegalArgumentException e) {
             send(ex, 400, error(400, "BAD_REQUEST", e.getMessage()));
         } catch (RuntimeException e) {
             e.printStackTrace();
-            send(ex, 500, error(500, "INTERNAL", String.valueOf(e)));
+            send(ex, 500, error(500, "INTERNAL", "internal error (see the server log)"));
         }
     }
 
