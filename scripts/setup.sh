@@ -71,11 +71,10 @@ fi
 # The clients step (scripts/test.sh): the drivers' ambiguity clients (asyncpg, node-postgres,
 # tokio-postgres) and each example's own dependencies, pinned (a virtualenv or npm ci in
 # its folder). Each script is idempotent and quick once done.
-# examples/node/setup.sh first: it installs node and npm when missing.
+# tests/drivers last: its node-postgres client needs the node and npm that
+# examples/node/setup.sh installs when missing.
 cd "$(dirname "$0")/.."
-for s in examples/node/setup.sh examples/*/setup.sh tests/drivers/setup.sh; do
-  [ "$s" != examples/node/setup.sh ] || [ -z "${node_done:-}" ] || continue
+for s in examples/*/setup.sh tests/drivers/setup.sh; do
   "./$s" >/dev/null || { echo "setup: $s failed" >&2; exit 1; }
-  [ "$s" != examples/node/setup.sh ] || node_done=1
 done
 echo "setup: ok (cargo-pgrx $(cargo pgrx --version | awk '{print $2}'), $(${PG_CONFIG} --version), $("$(pg_config_of 16)" --version), $("$(pg_config_of 18)" --version))"

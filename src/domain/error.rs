@@ -419,10 +419,10 @@ mod tests {
     fn a_metric_that_is_json_gets_the_jsonb_hint() {
         assert!(looks_like_amounts(" {\"messages\": 1} ") && !looks_like_amounts("messages") && !looks_like_amounts("{x"));
         let long = format!("{{\"messages\": 1, \"tokens\": 2{}}}", " ".repeat(200));
-        let QuotaError::Invalid { hint, .. } = name("metric", &long).unwrap_err() else { panic!("not Invalid") };
-        assert_eq!(hint, JSON_METRIC_HINT);
-        let QuotaError::Invalid { hint, .. } = name("plan", &long).unwrap_err() else { panic!("not Invalid") };
-        assert_eq!(hint, "Pass a plan of at most 128 bytes.");
+        let metric = name("metric", &long).unwrap_err();
+        assert_eq!((metric.sqlstate(), metric.hint()), ("22023", JSON_METRIC_HINT.to_string()));
+        let plan = name("plan", &long).unwrap_err();
+        assert_eq!((plan.sqlstate(), plan.hint()), ("22023", "Pass a plan of at most 128 bytes.".to_string()));
     }
 
     #[test]
