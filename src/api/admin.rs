@@ -28,10 +28,18 @@ fn set_limit(
     .or_raise()
 }
 
-/// Remove the limit of `plan` on `metric`. Returns whether there was one.
-#[pg_extern(volatile, parallel_unsafe)]
+/// Remove the limit of `plan` on `metric` for `period`, or every limit of the metric when
+/// `period` is NULL. Returns whether there was any.
+#[pg_extern(volatile, parallel_unsafe, name = "remove_limit")]
+fn remove_limit_v2(plan: Option<&str>, metric: Option<&str>, period: default!(Option<&str>, "NULL")) -> bool {
+    ops::remove_limit(required("plan", plan).or_raise(), required("metric", metric).or_raise(), period).or_raise()
+}
+
+/// `remove_limit(plan, metric)` as released scripts before 0.7.0 bind it (C symbol
+/// `remove_limit_wrapper`, two arguments).
+#[pg_extern(volatile, parallel_unsafe, sql = false)]
 fn remove_limit(plan: Option<&str>, metric: Option<&str>) -> bool {
-    ops::remove_limit(required("plan", plan).or_raise(), required("metric", metric).or_raise()).or_raise()
+    ops::remove_limit(required("plan", plan).or_raise(), required("metric", metric).or_raise(), None).or_raise()
 }
 
 /// Put a subject on a plan (creating it if needed). A NULL keeps the subject's current

@@ -36,10 +36,27 @@ pub struct Decision {
     /// Not part of the SQL type: the limit's per-request cap, if any.
     #[serde(default)]
     pub per_request_max: Option<i64>,
-    /// Not part of the SQL type: where the window starts (None for lifetime), set by the
-    /// consumes that record what they charged (`enforce`'s row charges).
+    /// Not part of the SQL type: every limit of the metric that refused this request
+    /// (period, limit, used, remaining, reset_at), for the QT429 DETAIL. Empty when
+    /// allowed.
+    #[serde(default)]
+    pub refused: Vec<RefusedLimit>,
+    /// Not part of the SQL type: each window a consume charged, (period, window start;
+    /// None for lifetime), for the consumes that record what they charged (`enforce`'s
+    /// row charges).
     #[serde(skip)]
-    pub window_start: Option<DateTime<Utc>>,
+    pub windows: Vec<(&'static str, Option<DateTime<Utc>>)>,
+}
+
+/// One limit that refused a request, as the QT429 DETAIL lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedLimit {
+    pub period: String,
+    /// The effective limit (plan limit plus bonus).
+    pub limit: i64,
+    pub used: i64,
+    pub remaining: i64,
+    pub reset_at: Option<DateTime<Utc>>,
 }
 
 impl Decision {
@@ -73,7 +90,8 @@ impl Decision {
             reserved: shown.reserved,
             overage: verdict.overage,
             per_request_max: limit.per_request_max,
-            window_start: None,
+            refused: Vec::new(),
+            windows: Vec::new(),
         }
     }
 

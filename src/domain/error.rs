@@ -201,6 +201,9 @@ impl QuotaError {
                     "period": d.period,
                     "enforcement": d.enforcement,
                     "reserved": d.reserved,
+                    "refused": d.refused.iter().map(|r| json!({
+                        "period": r.period, "limit": r.limit, "used": r.used, "remaining": r.remaining, "reset_at": iso(r.reset_at),
+                    })).collect::<Vec<_>>(),
                 });
                 if let QuotaError::OverRequestCap(_) = self {
                     v["per_request_max"] = json!(d.per_request_max);
@@ -368,13 +371,17 @@ mod tests {
 
     #[test]
     fn exceeded_payload() {
-        let e = QuotaError::Exceeded(Box::new(refused(None, 3)));
+        let mut d = refused(None, 3);
+        let month = crate::domain::decision::RefusedLimit { period: "month".into(), limit: 100, used: 99, remaining: 1, reset_at: None };
+        d.refused = vec![month];
+        let e = QuotaError::Exceeded(Box::new(d));
         assert_eq!(e.sqlstate(), "QT429");
         assert_eq!(
             e.detail(),
             json!({"code":"quota_exceeded","subject":"user-1","metric":"messages","limit":7,"used":5,
                    "requested":3,"remaining":2,"reset_at":"2026-11-24T00:00:00Z","bonus":2,
-                   "period":"day","enforcement":"hard","reserved":0})
+                   "period":"day","enforcement":"hard","reserved":0,
+                   "refused":[{"period":"month","limit":100,"used":99,"remaining":1,"reset_at":null}]})
         );
         assert_eq!(e.message(), "quota exceeded: subject \"user-1\" has 2 of 7 messages left this day, 3 requested");
         assert!(e.hint().contains("2026-11-24T00:00:00Z"), "{}", e.hint());

@@ -35,8 +35,9 @@ pub use crate::storage::schema::SubjectRow;
 const DATA: usize = 120;
 const WORDS: usize = DATA / 8;
 const WAYS: usize = 4;
-/// Window rows whose TIDs an entry remembers (by metric).
-const HINTS: usize = 2;
+/// Window rows whose TIDs an entry remembers (by metric and period: a metric's windows
+/// take adjacent slots).
+const HINTS: usize = 4;
 
 /// One cached row: [generation, storage | db << 32, anchor, lengths] and the bytes; then,
 /// outside the seqlock, hints: [window start, TID | metric tag << 48] of window rows.
@@ -313,14 +314,31 @@ fn write(e: &Entry, g: Generation, owner: u64, id: &str, row: &SubjectRow) -> bo
 }
 
 // Window hints ------------------------------------------------------------------------
-// The TID of the subject's current window row for a metric: the hot path fetches the row
+// The TID of the subject's current window row for a metric's limit (metric and period;
+// `rank` is the limit's place among the metric's, so that a metric's windows take
+// adjacent slots and do not evict each other): the hot path fetches the row
 // there instead of descending the primary key, and checks that the row it finds there is
 // visible and has the window's key, as a probe would have found it. A hint is only a
 // guess (the row may have moved, the entry changed hands): anything else found there,
 // or nothing, means a probe.
 
-fn tag(metric: &str) -> u64 {
-    fnv1a([metric.as_bytes()]) & 0xffff
+fn tag(metric: &str, period: &str) -> u64 {
+    fnv1a([metric.as_bytes(), &[0], period.as_bytes()]) & 0xffff
+}
+
+fn slot(metric: &str, rank: usize) -> usize {
+    (fnv1a([metric.as_bytes()]) as usize).wrapping_add(rank) % HINTS
+}
+
+/// Which window row a hint is for.
+#[derive(Clone, Copy)]
+pub struct HintKey<'a> {
+    pub metric: &'a str,
+    pub period: &'a str,
+    /// The limit's place among the metric's limits.
+    pub rank: usize,
+    /// The window's start (PostgreSQL microseconds).
+    pub start: i64,
 }
 
 /// A TID and a metric's tag in one word (offset 0, never a real TID, means none).
@@ -341,27 +359,25 @@ fn unpack(word: u64, tag: u64) -> Option<pg_sys::ItemPointerData> {
     Some(tid)
 }
 
-/// The remembered TID of the window row starting at `start` for `metric`.
-pub fn hint(at: Place, metric: &str, start: i64) -> Option<pg_sys::ItemPointerData> {
+/// The remembered TID of the window row `k`.
+pub fn hint(at: Place, k: HintKey<'_>) -> Option<pg_sys::ItemPointerData> {
     let (_, entries) = table()?;
-    let tag = tag(metric);
-    let h = &entries.get(at.0)?.hints[tag as usize % HINTS];
+    let h = &entries.get(at.0)?.hints[slot(k.metric, k.rank)];
     let (window, word) = (h[0].load(Relaxed), h[1].load(Relaxed));
-    if window != start as u64 {
+    if window != k.start as u64 {
         return None;
     }
-    unpack(word, tag)
+    unpack(word, tag(k.metric, k.period))
 }
 
-/// Remember where the window row starting at `start` for `metric` is (its root TID).
-pub fn set_hint(at: Place, metric: &str, start: i64, tid: pg_sys::ItemPointerData) {
+/// Remember where the window row `k` is (its root TID).
+pub fn set_hint(at: Place, k: HintKey<'_>, tid: pg_sys::ItemPointerData) {
     let Some((_, entries)) = table() else { return };
     let Some(e) = entries.get(at.0) else { return };
-    let tag = tag(metric);
-    let h = &e.hints[tag as usize % HINTS];
+    let h = &e.hints[slot(k.metric, k.rank)];
     h[1].store(0, Relaxed);
-    h[0].store(start as u64, Relaxed);
-    h[1].store(pack(tid, tag), Relaxed);
+    h[0].store(k.start as u64, Relaxed);
+    h[1].store(pack(tid, tag(k.metric, k.period)), Relaxed);
 }
 
 /// From the trigger on quota.subjects: this transaction changed subjects.
@@ -495,10 +511,22 @@ mod tests {
         tid.ip_blkid.bi_hi = 3;
         tid.ip_blkid.bi_lo = 0xfffe;
         tid.ip_posid = 17;
-        let word = pack(tid, tag("messages"));
-        let back = unpack(word, tag("messages")).expect("same tag");
+        let word = pack(tid, tag("messages", "day"));
+        let back = unpack(word, tag("messages", "day")).expect("same tag");
         assert_eq!((back.ip_blkid.bi_hi, back.ip_blkid.bi_lo, back.ip_posid), (3, 0xfffe, 17));
-        assert!(unpack(word, tag("messages") ^ 1).is_none(), "another metric's tag");
+        assert!(unpack(word, tag("messages", "day") ^ 1).is_none(), "another metric's tag");
+        assert_ne!(tag("tokens", "day"), tag("tokens", "month"), "a metric's windows have their own tags");
         assert!(unpack(0, 0).is_none(), "an empty hint");
+    }
+
+    #[test]
+    fn a_metrics_windows_take_adjacent_slots() {
+        for metric in ["messages", "tokens", "requests"] {
+            let slots: Vec<usize> = (0..HINTS).map(|rank| slot(metric, rank)).collect();
+            let mut distinct = slots.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            assert_eq!(distinct.len(), HINTS, "{metric}: {slots:?}");
+        }
     }
 }

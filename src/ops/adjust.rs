@@ -7,7 +7,8 @@ use serde_json::json;
 
 use super::args::overflow;
 use super::idempotency;
-use super::subject::{resolve_limit, resolve_subject, Unknown};
+use super::metric::MetricOp;
+use super::subject::{resolve_limits, resolve_subject, Unknown};
 use super::window::WindowOp;
 use crate::domain::bonus;
 use crate::domain::decision::Decision;
@@ -19,7 +20,8 @@ use crate::pg::privilege;
 use crate::pg::stats;
 use crate::storage::{self, schema::LedgerKind};
 
-/// Give usage back in the current window; never below zero.
+/// Give usage back in every current window of the metric (usage is counted in each of
+/// them); never below zero in any. The answer is the binding limit's.
 pub fn refund(subject: &str, metric: &str, amount: i64, key: Option<&str>) -> Result<Decision> {
     positive_amount("amount", amount)?;
     if let Some(key) = key {
@@ -28,16 +30,28 @@ pub fn refund(subject: &str, metric: &str, amount: i64, key: Option<&str>) -> Re
     storage::volatile(|c| {
         let now = clock::now();
         let s = resolve_subject(c, subject, Unknown::Create, now)?;
-        let limit = resolve_limit(c, &s, metric)?;
+        let limits = resolve_limits(c, &s, metric)?;
         if let Some(key) = key {
             if let Some(mut replay) = idempotency::replay(c, &s.id, key, "refund", &[metric])? {
                 return Ok(replay.remove(0));
             }
         }
-        let op = WindowOp::current(&s, metric, &limit, now);
-        let (usage, _) = op.lock(c)?;
-        let after = give_back(c, &op, usage, amount, key);
-        let d = Decision { requested: amount, ..op.decision(after, 0, false) };
+        let op = MetricOp::current(&s, metric, &limits, now);
+        let usages = op.lock(c)?;
+        let mut given = 0;
+        let afters: Vec<Usage> = op
+            .windows
+            .iter()
+            .zip(&usages)
+            .map(|(w, u)| {
+                let after = give_back(c, w, *u, amount, key);
+                given = given.max(u.used - after.used);
+                after
+            })
+            .collect();
+        stats::refunded(metric, given);
+        let o = op.decide(&afters, 0);
+        let d = Decision { requested: amount, ..op.decision(&afters, 0, &o, false) };
         if let Some(key) = key {
             idempotency::save(c, &s.id, key, "refund", &[&d], now);
         }
@@ -49,25 +63,27 @@ pub fn refund(subject: &str, metric: &str, amount: i64, key: Option<&str>) -> Re
 /// and announcements; returns the usage after.
 fn give_back(c: &mut SpiClient<'_>, op: &WindowOp, usage: Usage, amount: i64, key: Option<&str>) -> Usage {
     let (used, given) = limits::refund(usage.used, amount);
-    stats::refunded(op.metric, given);
     let after = Usage { used, ..usage };
     op.write(c, usage, after, None);
     op.append(c, LedgerKind::Refund, given, 0, key, None);
     after
 }
 
-/// Give back what a row's insert was charged (`enforce`'s row charges): `amount` to the
-/// window it was charged in, if that window is still the subject's current one, never
-/// more than the window's usage. A subject that is gone, out of the session's scope or no
-/// longer limited on the metric gets nothing back. Returns what was given back.
-pub fn refund_charge(subject: &str, metric: &str, window_start: Option<DateTime<Utc>>, amount: i64) -> Result<i64> {
+/// Give back what a row's insert was charged in one window (`enforce`'s row charges, one
+/// per window charged): `amount` to that window, if it is still the subject's current
+/// one of that period, never more than the window's usage. A subject that is gone, out
+/// of the session's scope or no longer limited on the metric for that period gets
+/// nothing back. Returns what was given back.
+pub fn refund_charge(subject: &str, metric: &str, period: &str, window_start: Option<DateTime<Utc>>, amount: i64) -> Result<i64> {
     let scope = crate::pg::roles::scope()?;
     privilege::as_owner(|| {
         storage::volatile(|c| {
             let now = clock::now();
             let Some(s) = storage::find_subject(c, subject)?.filter(|s| scope.admits(s.tenant.as_deref())) else { return Ok(0) };
-            let Some(limit) = storage::limit(c, &s.plan, metric)? else { return Ok(0) };
-            let op = WindowOp::current(&s, metric, &limit, now);
+            let limits = storage::limits(c, &s.plan, metric)?;
+            // A charge made before limits v2 has no period: the metric's one limit then.
+            let Some(limit) = limits.iter().find(|l| l.period.as_str() == period || (period.is_empty() && limits.len() == 1)) else { return Ok(0) };
+            let op = WindowOp::current(&s, metric, limit, now);
             if op.window.start != window_start || amount <= 0 {
                 return Ok(0);
             }
@@ -76,19 +92,21 @@ pub fn refund_charge(subject: &str, metric: &str, window_start: Option<DateTime<
             if usage.used == 0 {
                 return Ok(0);
             }
-            Ok(usage.used - give_back(c, &op, usage, amount, None).used)
+            let given = usage.used - give_back(c, &op, usage, amount, None).used;
+            stats::refunded(metric, given);
+            Ok(given)
         })
     })
 }
 
-/// Empty the current window of one metric, or of every metric of the subject's plan.
-/// Returns how many windows had usage and were emptied. Bonuses stay.
+/// Empty the current windows of one metric (every limit of it), or of every metric of the
+/// subject's plan. Returns how many windows had usage and were emptied. Bonuses stay.
 pub fn reset(subject: &str, metric: Option<&str>) -> Result<i32> {
     storage::volatile(|c| {
         let now = clock::now();
         let s = resolve_subject(c, subject, Unknown::Evaluate, now)?;
         let limits = match metric {
-            Some(m) => vec![(m.to_string(), resolve_limit(c, &s, m)?)],
+            Some(m) => resolve_limits(c, &s, m)?.into_iter().map(|l| (m.to_string(), l)).collect(),
             None => storage::all_limits(c, &s.plan)?,
         };
         if !s.stored {
@@ -129,14 +147,19 @@ pub fn apply_bonus(subject: &str, metric: &str, kind: &str, reference: Option<&s
         resolve_subject(c, subject, Unknown::Create, now)?;
         // The subject row lock serialises this subject's bonuses, so the daily cap is exact.
         let s = storage::lock_subject(c, subject)?.expect("subject exists");
-        let limit = resolve_limit(c, &s, metric)?;
-        let op = WindowOp::current(&s, metric, &limit, now);
+        let limits = resolve_limits(c, &s, metric)?;
+        let op = MetricOp::current(&s, metric, &limits, now);
         let day = s.local_day(now);
         let today = storage::grants_on(c, &s.id, day);
         let cap = storage::plan_bonus_cap(c, &s.plan).flatten();
+        // The limit the answer reports: the binding one.
+        let new_limit = |usages: &[Usage]| {
+            let o = op.decide(usages, 0);
+            usages[o.binding].effective_limit(op.windows[o.binding].limit)
+        };
         let not_applied = |c: &mut SpiClient<'_>, reason: bonus::Refusal| -> Result<BonusOutcome> {
-            let usage = op.read(c)?;
-            Ok(BonusOutcome { applied: false, reason: reason.as_str(), amount: 0, new_limit: usage.effective_limit(&limit), bonuses_today: today })
+            let usages = op.read(c)?;
+            Ok(BonusOutcome { applied: false, reason: reason.as_str(), amount: 0, new_limit: new_limit(&usages), bonuses_today: today })
         };
         let rule = match bonus::decide(storage::rule(c, &s.plan, metric, kind)?, cap, today) {
             Ok(rule) => rule,
@@ -145,23 +168,25 @@ pub fn apply_bonus(subject: &str, metric: &str, kind: &str, reference: Option<&s
         if bonus::needs_reference(rule.scope) && reference.is_none() {
             return Err(QuotaError::Null { argument: "reference" });
         }
-        let grant = storage::Grant { subject: &s.id, metric, kind, reference, rule, window: &op.window, day, at: now };
+        let grant = storage::Grant { subject: &s.id, metric, kind, reference, rule, window: &op.windows[0].window, day, at: now };
         if !storage::insert_grant(c, &grant) {
             return not_applied(c, bonus::Refusal::ReferenceAlreadyUsed);
         }
-        let (usage, _) = op.lock(c)?;
-        let bonus = usage.bonus.checked_add(rule.amount).ok_or_else(|| overflow(rule.amount))?;
-        let after = Usage { bonus, ..usage };
-        op.store(c, after);
+        // A bonus raises every current window of the metric: a day-only bonus would be
+        // worth nothing while the month binds (README, "Bonuses").
+        let usages = op.lock(c)?;
+        let mut afters = Vec::with_capacity(usages.len());
+        for (w, u) in op.windows.iter().zip(&usages) {
+            let bonus = u.bonus.checked_add(rule.amount).ok_or_else(|| overflow(rule.amount))?;
+            afters.push((w, Usage { bonus, ..*u }));
+        }
+        for (w, after) in &afters {
+            w.store(c, *after);
+            w.emit(c, events::EventKind::BonusApplied, *after, json!({"kind": kind, "amount": rule.amount}));
+            w.append(c, LedgerKind::Bonus, rule.amount, 0, None, None);
+        }
         stats::bonus_applied(metric);
-        op.emit(c, events::EventKind::BonusApplied, after, json!({"kind": kind, "amount": rule.amount}));
-        op.append(c, LedgerKind::Bonus, rule.amount, 0, None, None);
-        Ok(BonusOutcome {
-            applied: true,
-            reason: bonus::APPLIED,
-            amount: rule.amount,
-            new_limit: after.effective_limit(&limit),
-            bonuses_today: today + 1,
-        })
+        let afters: Vec<Usage> = afters.into_iter().map(|(_, a)| a).collect();
+        Ok(BonusOutcome { applied: true, reason: bonus::APPLIED, amount: rule.amount, new_limit: new_limit(&afters), bonuses_today: today + 1 })
     })
 }

@@ -22,16 +22,54 @@ pub fn set_limit(plan: &str, metric: &str, period: &str, limit_value: i64, enfor
     if let Some(cap) = per_request_max {
         positive_amount("per_request_max", cap)?;
     }
-    storage::volatile(|c| {
+    let notice = storage::volatile(|c| {
         storage::ensure_plan(c, plan);
+        let before = storage::limits(c, plan, metric)?;
         storage::upsert_limit(c, plan, metric, &limit);
-        Ok(())
-    })
+        let after = storage::limits(c, plan, metric)?;
+        Ok(windows_notice(plan, metric, &limit, &before, &after))
+    })?;
+    if let Some(text) = notice {
+        pgrx::notice!("{text}");
+    }
+    Ok(())
+}
+
+/// What an admin should hear when a set_limit gave a metric another window (so that one
+/// who meant to change 'day' to 'month' sees it), or changed the per-request cap of the
+/// metric's other windows.
+fn windows_notice(plan: &str, metric: &str, limit: &Limit, before: &[Limit], after: &[Limit]) -> Option<String> {
+    let others: Vec<&Limit> = before.iter().filter(|l| l.period != limit.period).collect();
+    if others.is_empty() {
+        return None;
+    }
+    let periods = after.iter().map(|l| l.period.as_str()).collect::<Vec<_>>().join(", ");
+    let (plan_q, metric_q) = (error::quoted(plan), error::quoted(metric));
+    let mut text = if before.iter().any(|l| l.period == limit.period) {
+        String::new()
+    } else {
+        format!(
+            "metric \"{metric_q}\" of plan \"{plan_q}\" now has {} limits: {periods}; a consume must fit all of them (to replace a window instead, remove the old one with quota.remove_limit(plan, metric, period))",
+            after.len()
+        )
+    };
+    if others.iter().any(|l| l.per_request_max != limit.per_request_max) {
+        let cap = limit.per_request_max.map_or("none".to_string(), |c| c.to_string());
+        if !text.is_empty() {
+            text.push_str("; ");
+        }
+        text.push_str(&format!("the per-request cap of metric \"{metric_q}\" belongs to the metric: it is now {cap} for every window ({periods})"));
+    }
+    (!text.is_empty()).then_some(text)
 }
 
 /// Thresholds (percent of the effective limit) at which threshold events fire.
-pub fn set_alerts(plan: &str, metric: &str, thresholds: Vec<Option<i32>>) -> Result<()> {
+/// `period` None: every window of the metric.
+pub fn set_alerts(plan: &str, metric: &str, thresholds: Vec<Option<i32>>, period: Option<&str>) -> Result<()> {
     known_name("metric", metric)?;
+    if let Some(p) = period {
+        parse_period(p)?;
+    }
     let mut t = Vec::with_capacity(thresholds.len());
     for v in thresholds {
         match v {
@@ -48,23 +86,29 @@ pub fn set_alerts(plan: &str, metric: &str, thresholds: Vec<Option<i32>>) -> Res
     }
     storage::volatile(|c| {
         existing_plan(c, plan)?;
-        if storage::set_alerts(c, plan, metric, t) {
+        if storage::set_alerts(c, plan, metric, t, period) {
             Ok(())
         } else {
+            let window = period.map_or(String::new(), |p| format!(" per {p}"));
             Err(QuotaError::invalid(
                 "metric",
                 metric,
-                format!("plan \"{plan}\" has no limit on metric \"{metric}\""),
-                "Create the limit first with quota.set_limit.",
+                format!("plan \"{plan}\" has no limit on metric \"{metric}\"{window}"),
+                "Create the limit first with quota.set_limit (quota.plan_limits lists the plan's limits).",
             ))
         }
     })
 }
 
-pub fn remove_limit(plan: &str, metric: &str) -> Result<bool> {
+/// Remove the metric's limit for `period`, or every limit of the metric (None). Returns
+/// whether there was any.
+pub fn remove_limit(plan: &str, metric: &str, period: Option<&str>) -> Result<bool> {
     known_name("plan", plan)?;
     known_name("metric", metric)?;
-    storage::volatile(|c| Ok(storage::delete_limit(c, plan, metric)))
+    if let Some(p) = period {
+        parse_period(p)?;
+    }
+    storage::volatile(|c| Ok(!storage::delete_limit(c, plan, metric, period).is_empty()))
 }
 
 fn existing_plan(c: &mut SpiClient<'_>, plan: &str) -> Result<Option<i32>> {

@@ -34,11 +34,12 @@ fn expire_holds() -> Result<i64> {
                 return Ok(expired);
             }
             let mut progressed = false;
-            for (subject, metric, w) in batch {
+            for storage::Lapsed { subject, metric, period, window } in batch {
                 let swept = crate::pg::subtransaction::run(|| -> Result<usize> {
                     let Some(s) = storage::find_subject(c, &subject)? else { return Ok(0) };
-                    let Some(limit) = storage::limit(c, &s.plan, &metric)? else { return Ok(0) };
-                    Ok(WindowOp::of(&s, &metric, &limit, w, now).lock(c)?.1)
+                    // A period the plan no longer limits still has its holds expired.
+                    let limit = super::reservations::hold_limit(&storage::limits(c, &s.plan, &metric)?, period.as_deref().unwrap_or(""));
+                    Ok(WindowOp::of(&s, &metric, &limit, window, now).lock(c)?.1)
                 })
                 .and_then(|r| r.map_err(|e| e.message()));
                 match swept {

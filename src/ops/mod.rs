@@ -4,7 +4,7 @@
 //! Rust.
 //!
 //! Concurrency: every change to a window happens under that window's row lock
-//! (`WindowOp::lock`), taken in metric order, inside the caller's transaction. Usage that
+//! (`WindowOp::lock`), taken in (metric, period) order, inside the caller's transaction. Usage that
 //! rolls back is never counted, and two sessions can never both take the last unit.
 
 pub mod adjust;
@@ -14,6 +14,7 @@ pub mod check;
 pub mod consume;
 pub mod idempotency;
 pub mod maintenance;
+pub mod metric;
 pub mod reservations;
 pub mod subject;
 pub mod throttle;

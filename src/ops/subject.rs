@@ -51,9 +51,14 @@ pub fn resolve_subject(c: &mut SpiClient<'_>, id: &str, unknown: Unknown, now: D
     Ok(Subject { id: id.to_string(), plan, tenant, anchor: now, tz: chrono_tz::Tz::UTC, stored: false })
 }
 
-pub fn resolve_limit(c: &mut SpiClient<'_>, subject: &Subject, metric: &str) -> Result<Limit> {
+/// Every limit of the subject's plan on the metric, in period order (at least one).
+pub fn resolve_limits(c: &mut SpiClient<'_>, subject: &Subject, metric: &str) -> Result<Vec<Limit>> {
     known_name("metric", metric)?;
-    storage::limit(c, &subject.plan, metric)?.ok_or_else(|| unknown_metric(subject, metric))
+    let limits = storage::limits(c, &subject.plan, metric)?;
+    if limits.is_empty() {
+        return Err(unknown_metric(subject, metric));
+    }
+    Ok(limits)
 }
 
 fn unknown_metric(subject: &Subject, metric: &str) -> QuotaError {

@@ -1,20 +1,20 @@
-//! One subject's window for one metric, the unit every operation changes: read it, lock
-//! it (expiring lapsed holds), write its new usage, record the change in the ledger and
-//! announce what it crossed. Operations build a `WindowOp` instead of threading the
-//! subject, metric, limit, window and clock through each call.
+//! One subject's window of one limit (metric and period), the unit every operation
+//! changes: read it, lock it (expiring lapsed holds), write its new usage, record the
+//! change in the ledger and announce what it crossed. Operations build a `WindowOp`
+//! instead of threading the subject, metric, limit, window and clock through each call;
+//! `ops::metric` groups the windows of all of a metric's limits.
 
 use chrono::{DateTime, Utc};
 use pgrx::pg_sys;
 use pgrx::spi::SpiClient;
 use serde_json::{json, Value};
 
-use crate::domain::decision::Decision;
 use crate::domain::error::Result;
 use crate::domain::events;
-use crate::domain::limits::{evaluate, Enforcement, Limit, Usage};
+use crate::domain::limits::{Enforcement, Limit, Usage};
 use crate::domain::period::Window;
 use crate::pg::gucs;
-use crate::storage::{self, schema::LedgerKind, schema::LedgerRow, Subject};
+use crate::storage::{self, schema::LedgerKind, schema::LedgerRow, Subject, WindowKey};
 
 pub struct WindowOp<'a> {
     pub subject: &'a Subject,
@@ -33,7 +33,13 @@ pub struct Announced {
 
 impl Announced {
     pub fn anything(&self) -> bool {
-        !self.crossed.is_empty() || self.over || gucs::notify_every_consume()
+        self.crossed_or_over() || gucs::notify_every_consume()
+    }
+
+    /// A threshold crossed or a soft limit gone over (what is announced whatever the
+    /// settings).
+    pub fn crossed_or_over(&self) -> bool {
+        !self.crossed.is_empty() || self.over
     }
 }
 
@@ -60,18 +66,17 @@ impl<'a> WindowOp<'a> {
         WindowOp { subject, metric, limit, window, now }
     }
 
-    /// The answer for `requested` against `usage` (usage before the request).
-    pub fn decision(&self, usage: Usage, requested: i64, applied: bool) -> Decision {
-        let verdict = evaluate(self.limit, usage, requested);
-        Decision::new(&self.subject.id, self.metric, self.limit, usage, requested, self.window.end, &verdict, applied)
+    /// The window row's key.
+    pub fn key(&self) -> WindowKey<'_> {
+        WindowKey { subject: &self.subject.id, metric: self.metric, period: self.limit.period.as_str(), window: &self.window }
     }
 
     /// The usage for a read-only answer: holds that have lapsed no longer count, even
     /// before anything has marked them expired.
     pub fn read(&self, c: &mut SpiClient<'_>) -> Result<Usage> {
-        let mut u = storage::read_window(c, &self.subject.id, self.metric, &self.window)?;
+        let mut u = storage::read_window(c, &self.key())?;
         if u.reserved > 0 {
-            u.reserved -= storage::expired_held(c, &self.subject.id, self.metric, &self.window, self.now).min(u.reserved);
+            u.reserved -= storage::expired_held(c, &self.key(), self.now).min(u.reserved);
         }
         Ok(u)
     }
@@ -80,11 +85,11 @@ impl<'a> WindowOp<'a> {
     /// (ledger rows and reservation_expired events), so they stop counting against the
     /// limit. Returns the usage and how many holds expired.
     pub fn lock(&self, c: &mut SpiClient<'_>) -> Result<(Usage, usize)> {
-        let mut u = storage::lock_window(c, &self.subject.id, self.metric, &self.window)?;
+        let mut u = storage::lock_window(c, &self.key())?;
         if u.reserved == 0 {
             return Ok((u, 0));
         }
-        let lapsed = storage::expire_held(c, &self.subject.id, self.metric, &self.window, self.now);
+        let lapsed = storage::expire_held(c, &self.key(), self.now);
         for (id, amount) in &lapsed {
             u.reserved -= (*amount).min(u.reserved);
             self.append(c, LedgerKind::Expire, *amount, 0, None, None);
@@ -98,7 +103,7 @@ impl<'a> WindowOp<'a> {
 
     /// Write the window's usage as it is (no announcement).
     pub fn store(&self, c: &mut SpiClient<'_>, usage: Usage) {
-        storage::write_window(c, &self.subject.id, self.metric, &self.window, usage);
+        storage::write_window(c, &self.key(), usage);
     }
 
     /// Write the new usage and announce what the change crossed; with `consumed`
@@ -142,6 +147,7 @@ impl<'a> WindowOp<'a> {
             subject: &self.subject.id,
             tenant: self.subject.tenant.as_deref(),
             metric: self.metric,
+            period: self.limit.period.as_str(),
             window_start: self.window.start,
             kind,
             amount,
@@ -161,6 +167,7 @@ impl<'a> WindowOp<'a> {
             kind,
             subject: self.subject.id.clone(),
             metric: self.metric.to_string(),
+            period: self.limit.period.as_str(),
             window_start: self.window.start,
             used: u.used,
             limit: u.effective_limit(self.limit),

@@ -29,6 +29,11 @@ pub const BINDINGS: Version = (0, 4, 0);
 pub const ROW_CHARGES: Version = (0, 4, 0);
 /// `quota.throttles` (quota.throttle), swept by maintenance.
 pub const THROTTLES: Version = (0, 7, 0);
+/// Several limits per metric: `plan_limits` keyed by (plan, metric, period), and the
+/// limit's `period` in counters, the ledger, summaries, reservations and row charges.
+/// Older databases keep one limit per metric (`storage::schema::expand` gives their
+/// statements the older form).
+pub const LIMITS_V2: Version = (0, 7, 0);
 
 thread_local! {
     /// The installed version as last read; `Some(None)`: the extension is not installed.

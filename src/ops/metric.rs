@@ -1,0 +1,98 @@
+//! All of a metric's limits at once: "20,000 tokens a day and 300,000 a month". A
+//! `MetricOp` holds one `WindowOp` per limit, in period order (the lock order every path
+//! uses), and turns `domain::multi`'s decision over them into one `Decision` per metric:
+//! the binding limit's when allowed, the named refusing limit's (with every refusing
+//! limit listed) when refused.
+
+use chrono::{DateTime, Utc};
+use pgrx::pg_sys;
+use pgrx::spi::SpiClient;
+
+use super::window::WindowOp;
+use crate::domain::decision::{Decision, RefusedLimit};
+use crate::domain::error::Result;
+use crate::domain::limits::{Limit, Usage};
+use crate::domain::multi::{self, Outcome};
+use crate::storage::{schema::LedgerKind, Subject};
+
+pub struct MetricOp<'a> {
+    pub metric: &'a str,
+    /// One per limit, in period order.
+    pub windows: Vec<WindowOp<'a>>,
+}
+
+impl<'a> MetricOp<'a> {
+    /// The subject's current windows of every limit in `limits` (the metric's, in period
+    /// order: `storage::limits` gives them so).
+    pub fn current(subject: &'a Subject, metric: &'a str, limits: &'a [Limit], now: DateTime<Utc>) -> Self {
+        MetricOp { metric, windows: limits.iter().map(|l| WindowOp::current(subject, metric, l, now)).collect() }
+    }
+
+    /// The metric's per-request cap (`set_limit` keeps it equal on every window; the
+    /// smallest counts if a direct write made them differ).
+    pub fn cap(&self) -> Option<i64> {
+        self.windows.iter().filter_map(|w| w.limit.per_request_max).min()
+    }
+
+    /// Every window's usage without locking (see `WindowOp::read`).
+    pub fn read(&self, c: &mut SpiClient<'_>) -> Result<Vec<Usage>> {
+        self.windows.iter().map(|w| w.read(c)).collect()
+    }
+
+    /// Lock every window, in period order (see `WindowOp::lock`).
+    pub fn lock(&self, c: &mut SpiClient<'_>) -> Result<Vec<Usage>> {
+        self.windows.iter().map(|w| Ok(w.lock(c)?.0)).collect()
+    }
+
+    /// The decision over every window for `amount` more.
+    pub fn decide(&self, usages: &[Usage], amount: i64) -> Outcome {
+        let ws: Vec<multi::Window> =
+            self.windows.iter().zip(usages).map(|(w, u)| multi::Window { limit: w.limit, usage: *u, reset_at: w.window.end }).collect();
+        multi::decide(&ws, amount)
+    }
+
+    /// The answer: the binding window's decision when allowed (usage after the request
+    /// when `applied`), else the named refusing window's, listing every refusing limit.
+    pub fn decision(&self, usages: &[Usage], amount: i64, o: &Outcome, applied: bool) -> Decision {
+        let i = if o.allowed { o.binding } else { o.named.unwrap_or(o.binding) };
+        let w = &self.windows[i];
+        let verdict = &o.verdicts[i];
+        let mut d = Decision::new(&w.subject.id, self.metric, w.limit, usages[i], amount, w.window.end, verdict, applied && o.allowed);
+        d.overage = o.verdicts.iter().map(|v| v.overage).max().unwrap_or(0);
+        d.refused = o
+            .refused_by
+            .iter()
+            .map(|&r| {
+                let (w, u) = (&self.windows[r], usages[r]);
+                RefusedLimit {
+                    period: w.limit.period.as_str().to_string(),
+                    limit: u.effective_limit(w.limit),
+                    used: u.used,
+                    remaining: u.remaining(w.limit),
+                    reset_at: w.window.end,
+                }
+            })
+            .collect();
+        if applied && o.allowed {
+            d.windows = self.windows.iter().map(|w| (w.limit.period.as_str(), w.window.start)).collect();
+        }
+        d
+    }
+
+    /// A read-only answer for `amount` (check, and the other metrics of a refused request).
+    pub fn answer(&self, c: &mut SpiClient<'_>, amount: i64) -> Result<Decision> {
+        let usages = self.read(c)?;
+        let o = self.decide(&usages, amount);
+        Ok(self.decision(&usages, amount, &o, false))
+    }
+
+    /// Write an admitted consume of `amount` into every window (usage, announcements and
+    /// one ledger row each, with that window's overage).
+    pub fn consume(&self, c: &mut SpiClient<'_>, usages: &[Usage], amount: i64, o: &Outcome, key: Option<&str>, metadata: Option<pg_sys::Datum>) {
+        for (i, ((w, u), v)) in self.windows.iter().zip(usages).zip(&o.verdicts).enumerate() {
+            // quota.notify_every_consume announces the consume once, on the binding window.
+            w.write(c, *u, Usage { used: v.used_after, ..*u }, (i == o.binding).then_some(amount));
+            w.append(c, LedgerKind::Consume, amount, v.overage, key, metadata);
+        }
+    }
+}
