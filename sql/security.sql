@@ -91,6 +91,7 @@ BEGIN
             -- administration
             ('quota_reset', 'quota_admin'), ('apply_bonus', 'quota_admin'), ('assign_plan', 'quota_admin'),
             ('set_limit', 'quota_admin'), ('remove_limit', 'quota_admin'), ('set_alerts', 'quota_admin'),
+            ('set_override', 'quota_admin'), ('remove_override', 'quota_admin'),
             ('set_bonus_rule', 'quota_admin'), ('set_bonus_cap', 'quota_admin'),
             ('enforce_on_insert', 'quota_admin'), ('enforce_off', 'quota_admin'),
             ('compact_ledger', 'quota_admin'), ('stats_reset', 'quota_admin'),
@@ -147,6 +148,10 @@ CREATE POLICY tenant_scope ON quota.bonus_grants
 ALTER TABLE quota.row_charges ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_scope ON quota.row_charges
     USING (EXISTS (SELECT 1 FROM quota.subjects s WHERE s.subject = row_charges.subject));
+
+ALTER TABLE quota.subject_overrides ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_scope ON quota.subject_overrides
+    USING (EXISTS (SELECT 1 FROM quota.subjects s WHERE s.subject = subject_overrides.subject));
 
 -- Throttle keys: '' is the keys of sessions without a tenant.
 ALTER TABLE quota.throttles ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;

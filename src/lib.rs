@@ -38,6 +38,7 @@ extension_sql_file!("../sql/tenants.sql", name = "tenants", requires = ["schema"
 extension_sql_file!("../sql/views.sql", name = "views", requires = ["ledger", quota_clock, recent_refusals, stats_totals]);
 extension_sql_file!("../sql/overloads.sql", name = "overloads", requires = ["views"]);
 extension_sql_file!("../sql/throttle.sql", name = "throttle", requires = ["schema"]);
+extension_sql_file!("../sql/overrides.sql", name = "overrides", requires = ["schema", config_changed]);
 extension_sql_file!("../sql/security.sql", name = "security", finalize);
 
 #[pg_guard]

@@ -42,6 +42,36 @@ fn remove_limit(plan: Option<&str>, metric: Option<&str>) -> bool {
     ops::remove_limit(required("plan", plan).or_raise(), required("metric", metric).or_raise(), None).or_raise()
 }
 
+/// Give one subject its own limit on one metric and window: `max` replaces the plan's
+/// limit value, `add` adds to it; a window the plan does not limit is added. It stops
+/// counting at `expires_at` (NULL: never). Tenant-scoped through the subject.
+#[pg_extern(volatile, parallel_unsafe)]
+fn set_override(
+    subject: Option<&str>,
+    metric: Option<&str>,
+    period: Option<&str>,
+    value: Option<i64>,
+    mode: default!(Option<&str>, "'max'"),
+    expires_at: default!(Option<TimestampWithTimeZone>, "NULL"),
+) {
+    ops::set_override(
+        required("subject", subject).or_raise(),
+        required("metric", metric).or_raise(),
+        required("period", period).or_raise(),
+        required("value", value).or_raise(),
+        required("mode", mode).or_raise(),
+        expires_at.map(|t| crate::pg::clock::from_pg(t.into_inner())),
+    )
+    .or_raise()
+}
+
+/// Remove a subject's override of a metric for `period`, or all of the metric's (NULL).
+/// Returns whether there was any.
+#[pg_extern(volatile, parallel_unsafe)]
+fn remove_override(subject: Option<&str>, metric: Option<&str>, period: default!(Option<&str>, "NULL")) -> bool {
+    ops::remove_override(required("subject", subject).or_raise(), required("metric", metric).or_raise(), period).or_raise()
+}
+
 /// Put a subject on a plan (creating it if needed). A NULL keeps the subject's current
 /// value; a new subject defaults to the quota clock's now and UTC.
 #[pg_extern(volatile, parallel_unsafe)]

@@ -125,11 +125,11 @@ pub fn iso(t: Option<DateTime<Utc>>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::limits::{evaluate, Enforcement};
+    use crate::domain::limits::{evaluate, Enforcement, Source};
     use crate::domain::period::Period;
 
     fn limit() -> Limit {
-        Limit { period: Period::Day, limit_value: 5, enforcement: Enforcement::Hard, per_request_max: None, alerts: vec![] }
+        Limit { period: Period::Day, limit_value: 5, enforcement: Enforcement::Hard, per_request_max: None, alerts: vec![], source: Source::Plan }
     }
 
     #[test]

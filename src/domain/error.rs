@@ -358,12 +358,12 @@ pub fn quoted(value: &str) -> std::borrow::Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::limits::{evaluate, Enforcement, Limit, Usage};
+    use crate::domain::limits::{evaluate, Enforcement, Limit, Source, Usage};
     use crate::domain::period::Period;
     use chrono::{DateTime, Utc};
 
     fn refused(cap: Option<i64>, requested: i64) -> Decision {
-        let limit = Limit { period: Period::Day, limit_value: 5, enforcement: Enforcement::Hard, per_request_max: cap, alerts: vec![] };
+        let limit = Limit { period: Period::Day, limit_value: 5, enforcement: Enforcement::Hard, per_request_max: cap, alerts: vec![], source: Source::Plan };
         let usage = Usage::new(5, 2);
         let reset = DateTime::parse_from_rfc3339("2026-11-24T00:00:00Z").unwrap().with_timezone(&Utc);
         Decision::new("user-1", "messages", &limit, usage, requested, Some(reset), &evaluate(&limit, usage, requested), false)

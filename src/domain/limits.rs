@@ -45,7 +45,7 @@ impl fmt::Display for Enforcement {
     }
 }
 
-/// One plan limit on one metric.
+/// One limit on one metric: a plan's, or a subject's override of it (`overrides`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limit {
     pub period: Period,
@@ -54,6 +54,24 @@ pub struct Limit {
     pub per_request_max: Option<i64>,
     /// Percentages of the limit at which a threshold event fires (once per window each).
     pub alerts: Vec<i32>,
+    pub source: Source,
+}
+
+/// Where a subject's limit comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    Plan,
+    /// The subject's override (`domain::overrides`).
+    Override,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Plan => "plan",
+            Source::Override => "override",
+        }
+    }
 }
 
 /// What a window holds right now.
@@ -168,7 +186,7 @@ mod tests {
     use super::*;
 
     fn lim(value: i64, enforcement: Enforcement, cap: Option<i64>) -> Limit {
-        Limit { period: Period::Day, limit_value: value, enforcement, per_request_max: cap, alerts: vec![] }
+        Limit { period: Period::Day, limit_value: value, enforcement, per_request_max: cap, alerts: vec![], source: Source::Plan }
     }
     fn usage(used: i64, bonus: i64) -> Usage {
         Usage::new(used, bonus)

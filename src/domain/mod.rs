@@ -7,6 +7,7 @@ pub mod error;
 pub mod events;
 pub mod limits;
 pub mod multi;
+pub mod overrides;
 pub mod period;
 pub mod rate;
 pub mod rolling;

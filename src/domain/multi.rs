@@ -86,11 +86,12 @@ pub fn decide(windows: &[Window<'_>], amount: i64) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::limits::Source;
     use crate::domain::period::Period;
     use chrono::TimeZone;
 
     fn limit(period: Period, value: i64, enforcement: Enforcement, cap: Option<i64>) -> Limit {
-        Limit { period, limit_value: value, enforcement, per_request_max: cap, alerts: vec![] }
+        Limit { period, limit_value: value, enforcement, per_request_max: cap, alerts: vec![], source: Source::Plan }
     }
 
     fn at(day: u32) -> Option<DateTime<Utc>> {

@@ -196,6 +196,28 @@ fn read_limits(t: &Tables, snapshot: pg_sys::Snapshot, plan: &str, metric: &str)
     (decoded && !limits.is_empty()).then_some(limits)
 }
 
+/// Does the subject have an override of the metric (in force or not)? Its limits are
+/// then the general path's to work out (`domain::overrides`).
+fn overridden(t: &Tables, snapshot: pg_sys::Snapshot, id: &str, metric: &str) -> bool {
+    let rel = Rel::open(t.overrides.oid, pg_sys::AccessShareLock as _);
+    let slot = Slot::new(&rel);
+    let keys = [(text(id), pg_sys::F_TEXTEQ), (text(metric), pg_sys::F_TEXTEQ)];
+    let mut any = false;
+    // SAFETY: subject_overrides' primary key is (subject text, metric text, period text),
+    // as `tables` checked, and `keys` are its first two columns; `slot` is the table's and
+    // `snapshot` the call's.
+    unsafe {
+        heap::scan(&rel, t.overrides.pkey, snapshot, &keys, &slot, |_| {
+            any = true;
+            false
+        })
+    };
+    if any {
+        note(format_args!("hot path: the subject has an override of the metric"));
+    }
+    any
+}
+
 fn window_keys(id: &str, metric: &str, period: &str, w: &Window) -> [(Datum, u32); 4] {
     let start = clock::window_key(w.start).into_datum().expect("timestamptz datum");
     [(text(id), pg_sys::F_TEXTEQ), (text(metric), pg_sys::F_TEXTEQ), (text(period), pg_sys::F_TEXTEQ), (start, pg_sys::F_TIMESTAMPTZ_EQ)]
@@ -255,6 +277,9 @@ fn find_all(
     let mut rows = Vec::with_capacity(metrics.len());
     for (item, metric) in metrics.iter().enumerate() {
         let limits = limits_of(t, snapshot, cache, &subject.plan, metric)?;
+        if overridden(t, snapshot, &subject.id, metric) {
+            return None;
+        }
         let mut windows = Vec::with_capacity(limits.len());
         for (rank, limit) in limits.into_iter().enumerate() {
             let window = subject.window(limit.period, now);
@@ -282,6 +307,9 @@ pub fn check(id: &str, metric: &str, now: DateTime<Utc>, scope: &Scope) -> Optio
     let snapshot = unsafe { pg_sys::GetActiveSnapshot() };
     let (subject, place) = subject_of(&t, snapshot, cache, id, scope)?;
     let limits = limits_of(&t, snapshot, cache, &subject.plan, metric)?;
+    if overridden(&t, snapshot, id, metric) {
+        return None;
+    }
     let rel = Rel::open(t.counters.oid, pg_sys::AccessShareLock as _);
     let slot = Slot::new(&rel);
     let mut windows = Vec::with_capacity(limits.len());

@@ -8,7 +8,7 @@ use serde_json::json;
 use super::args::overflow;
 use super::idempotency;
 use super::metric::MetricOp;
-use super::subject::{resolve_limits, resolve_subject, Unknown};
+use super::subject::{all_subject_limits, resolve_limits, resolve_subject, subject_limits, Unknown};
 use super::window::WindowOp;
 use crate::domain::bonus;
 use crate::domain::decision::Decision;
@@ -30,7 +30,7 @@ pub fn refund(subject: &str, metric: &str, amount: i64, key: Option<&str>) -> Re
     storage::volatile(|c| {
         let now = clock::now();
         let s = resolve_subject(c, subject, Unknown::Create, now)?;
-        let limits = resolve_limits(c, &s, metric)?;
+        let limits = resolve_limits(c, &s, metric, now)?;
         if let Some(key) = key {
             if let Some(mut replay) = idempotency::replay(c, &s.id, key, "refund", &[metric])? {
                 return Ok(replay.remove(0));
@@ -80,7 +80,7 @@ pub fn refund_charge(subject: &str, metric: &str, period: &str, window_start: Op
         storage::volatile(|c| {
             let now = clock::now();
             let Some(s) = storage::find_subject(c, subject)?.filter(|s| scope.admits(s.tenant.as_deref())) else { return Ok(0) };
-            let limits = storage::limits(c, &s.plan, metric)?;
+            let limits = subject_limits(c, &s, metric, now)?;
             // A charge made before limits v2 has no period: the metric's one limit then.
             let Some(limit) = limits.iter().find(|l| l.period.as_str() == period || (period.is_empty() && limits.len() == 1)) else { return Ok(0) };
             let op = WindowOp::current(&s, metric, limit, now);
@@ -106,8 +106,8 @@ pub fn reset(subject: &str, metric: Option<&str>) -> Result<i32> {
         let now = clock::now();
         let s = resolve_subject(c, subject, Unknown::Evaluate, now)?;
         let limits = match metric {
-            Some(m) => resolve_limits(c, &s, m)?.into_iter().map(|l| (m.to_string(), l)).collect(),
-            None => storage::all_limits(c, &s.plan)?,
+            Some(m) => resolve_limits(c, &s, m, now)?.into_iter().map(|l| (m.to_string(), l)).collect(),
+            None => all_subject_limits(c, &s, now)?,
         };
         if !s.stored {
             return Ok(0);
@@ -147,7 +147,7 @@ pub fn apply_bonus(subject: &str, metric: &str, kind: &str, reference: Option<&s
         resolve_subject(c, subject, Unknown::Create, now)?;
         // The subject row lock serialises this subject's bonuses, so the daily cap is exact.
         let s = storage::lock_subject(c, subject)?.expect("subject exists");
-        let limits = resolve_limits(c, &s, metric)?;
+        let limits = resolve_limits(c, &s, metric, now)?;
         let op = MetricOp::current(&s, metric, &limits, now);
         let day = s.local_day(now);
         let today = storage::grants_on(c, &s.id, day);

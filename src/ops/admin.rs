@@ -6,7 +6,7 @@ use pgrx::spi::SpiClient;
 use super::args::{known_name, parse_enforcement, parse_period};
 use crate::domain::bonus::{BonusRule, ReferenceScope};
 use crate::domain::error::{self, positive_amount, QuotaError, Result};
-use crate::domain::limits::Limit;
+use crate::domain::limits::{Limit, Source};
 use crate::domain::period;
 use crate::pg::clock;
 use crate::pg::installed;
@@ -15,7 +15,7 @@ use crate::storage;
 pub fn set_limit(plan: &str, metric: &str, period: &str, limit_value: i64, enforcement: &str, per_request_max: Option<i64>) -> Result<()> {
     known_name("plan", plan)?;
     known_name("metric", metric)?;
-    let limit = Limit { period: parse_period(period)?, limit_value, enforcement: parse_enforcement(enforcement)?, per_request_max, alerts: vec![] };
+    let limit = Limit { period: parse_period(period)?, limit_value, enforcement: parse_enforcement(enforcement)?, per_request_max, alerts: vec![], source: Source::Plan };
     if limit_value < 0 {
         return Err(QuotaError::invalid("limit_value", limit_value, "limit_value must not be negative", "Pass 0 or more; 0 blocks every request."));
     }

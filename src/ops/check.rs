@@ -5,11 +5,11 @@ use chrono::{DateTime, Utc};
 
 use super::args::{fits_counter, known_name};
 use super::metric::MetricOp;
-use super::subject::{resolve_limits, resolve_subject, Unknown};
+use super::subject::{all_subject_limits, resolve_limits, resolve_subject, Unknown};
 use super::window::WindowOp;
 use crate::domain::decision::Decision;
 use crate::domain::error::{QuotaError, Result};
-use crate::domain::limits::Enforcement;
+use crate::domain::limits::{Enforcement, Source};
 use crate::domain::period::Period;
 use crate::hotpath::{self, Path};
 use crate::pg::clock;
@@ -45,7 +45,7 @@ pub fn check(subject: &str, items: &[(String, i64)]) -> Result<Vec<Decision>> {
             items
                 .iter()
                 .map(|(metric, amount)| {
-                    let limits = resolve_limits(c, &s, metric)?;
+                    let limits = resolve_limits(c, &s, metric, now)?;
                     let op = MetricOp::current(&s, metric, &limits, now);
                     let usages = op.read(c)?;
                     for u in &usages {
@@ -87,13 +87,14 @@ pub struct StatusRow {
     pub reset_at: Option<DateTime<Utc>>,
     pub enforcement: Enforcement,
     pub reserved: i64,
+    pub source: Source,
 }
 
 pub fn status(subject: &str) -> Result<Vec<StatusRow>> {
     storage::stable(|c| {
         let now = clock::now();
         let s = resolve_subject(c, subject, Unknown::Evaluate, now)?;
-        storage::all_limits(c, &s.plan)?
+        all_subject_limits(c, &s, now)?
             .into_iter()
             .map(|(metric, limit)| {
                 let op = WindowOp::current(&s, &metric, &limit, now);
@@ -107,6 +108,7 @@ pub fn status(subject: &str) -> Result<Vec<StatusRow>> {
                     reset_at: op.window.end,
                     enforcement: limit.enforcement,
                     reserved: usage.reserved,
+                    source: limit.source,
                     metric: metric.clone(),
                 })
             })

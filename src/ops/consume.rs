@@ -62,7 +62,7 @@ fn consume_general(
     now: DateTime<Utc>,
 ) -> Result<Vec<Decision>> {
     let s = resolve_subject(c, subject, Unknown::Create, now)?;
-    let limits = items.iter().map(|(m, _)| resolve_limits(c, &s, m)).collect::<Result<Vec<_>>>()?;
+    let limits = items.iter().map(|(m, _)| resolve_limits(c, &s, m, now)).collect::<Result<Vec<_>>>()?;
 
     // An earlier call with the same key answers again (see `idempotency::replay`).
     if let Some(key) = key {

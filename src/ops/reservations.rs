@@ -14,7 +14,7 @@ use super::window::WindowOp;
 use crate::domain::decision::Decision;
 use crate::domain::error::{self, positive_amount, QuotaError, Result};
 use crate::domain::events;
-use crate::domain::limits::{self, Enforcement, Limit, Usage};
+use crate::domain::limits::{self, Enforcement, Limit, Source, Usage};
 use crate::domain::period::Period;
 use crate::pg::clock;
 use crate::pg::stats;
@@ -65,7 +65,7 @@ pub fn reserve(req: ReserveRequest<'_>) -> Result<Hold> {
     storage::volatile(|c| {
         let now = clock::now();
         let s = resolve_subject(c, req.subject, Unknown::Create, now)?;
-        let limits = resolve_limits(c, &s, req.metric)?;
+        let limits = resolve_limits(c, &s, req.metric, now)?;
         let op = MetricOp::current(&s, req.metric, &limits, now);
         let refused = |err: QuotaError| {
             if let QuotaError::Exceeded(d) | QuotaError::OverRequestCap(d) = &err {
@@ -156,6 +156,7 @@ pub(super) fn hold_limit(limits: &[Limit], period: &str) -> Limit {
             enforcement: Enforcement::Soft,
             per_request_max: None,
             alerts: Vec::new(),
+            source: Source::Plan,
         },
     }
 }
@@ -166,7 +167,7 @@ fn lock_reservation(c: &mut SpiClient<'_>, id: pgrx::Uuid, now: DateTime<Utc>) -
     // A hold on another tenant's subject looks like no hold at all.
     let scope = crate::pg::roles::scope()?;
     let subject = storage::find_subject(c, &r.subject)?.filter(|s| scope.admits(s.tenant.as_deref())).ok_or_else(|| unknown_reservation(id))?;
-    let plan_limits = resolve_limits(c, &subject, &r.metric)?;
+    let plan_limits = resolve_limits(c, &subject, &r.metric, now)?;
     let limits: Vec<Limit> = r.windows.iter().map(|(period, _)| hold_limit(&plan_limits, period)).collect();
     let usages = r
         .windows

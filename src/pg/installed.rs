@@ -34,6 +34,8 @@ pub const THROTTLES: Version = (0, 7, 0);
 /// Older databases keep one limit per metric (`storage::schema::expand` gives their
 /// statements the older form).
 pub const LIMITS_V2: Version = (0, 7, 0);
+/// `quota.subject_overrides` (quota.set_override).
+pub const OVERRIDES: Version = (0, 7, 0);
 
 thread_local! {
     /// The installed version as last read; `Some(None)`: the extension is not installed.

@@ -18,7 +18,7 @@ use pgrx::pg_sys::{self, Datum, Oid};
 use pgrx::{FromDatum, IntoDatum};
 
 use crate::domain::error::{QuotaError, Result};
-use crate::domain::limits::{Enforcement, Limit, Usage};
+use crate::domain::limits::{Enforcement, Limit, Source, Usage};
 use crate::domain::period::{self, Period};
 use crate::pg::installed::{self, LIMITS_V2};
 
@@ -142,6 +142,15 @@ pub static USAGE_EVENTS: StateTable = StateTable {
 };
 /// Column position of the ledger's identity.
 pub const LEDGER_ID: usize = 0;
+
+/// Subjects' own limits (0.7.0). The hot path only asks whether a subject has any for a
+/// metric (and then steps aside); the general path reads them (`storage::overrides`).
+pub static SUBJECT_OVERRIDES: StateTable = StateTable {
+    name: c"subject_overrides",
+    columns: &[col(c"subject", TEXT), col(c"metric", TEXT), col(c"period", TEXT)],
+    key: 3,
+    generated: 0,
+};
 
 pub static TABLES: [&StateTable; 4] = [&SUBJECTS, &PLAN_LIMITS, &COUNTERS, &USAGE_EVENTS];
 
@@ -280,6 +289,7 @@ pub fn limit(row: &impl Row) -> Result<(String, Limit)> {
         enforcement: enforcement.parse::<Enforcement>().map_err(|_| corrupt(t, ENFORCEMENT, &enforcement))?,
         per_request_max: row.get(PER_REQUEST_MAX),
         alerts: alert_thresholds(row)?,
+        source: Source::Plan,
     };
     Ok((required(t, row, METRIC)?, limit))
 }
