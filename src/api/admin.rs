@@ -42,6 +42,22 @@ fn remove_limit(plan: Option<&str>, metric: Option<&str>) -> bool {
     ops::remove_limit(required("plan", plan).or_raise(), required("metric", metric).or_raise(), None).or_raise()
 }
 
+/// A rate limit on `metric` in `plan`: `count` units per `per`, up to `burst` more at once
+/// (GCRA, as redis-cell's CL.THROTTLE). It is one more limit of the metric, named
+/// 'per <length>', and a consume must fit it as every other; refused: QT429, code
+/// rate_limited, with retry_after. Replaces the plan's rate limit of the same length.
+#[pg_extern(volatile, parallel_unsafe)]
+fn set_rate_limit(plan: Option<&str>, metric: Option<&str>, count: Option<i64>, per: Option<pgrx::datum::Interval>, burst: default!(Option<i64>, 0)) {
+    ops::set_rate_limit(
+        required("plan", plan).or_raise(),
+        required("metric", metric).or_raise(),
+        required("count", count).or_raise(),
+        required("per", per).or_raise(),
+        required("burst", burst).or_raise(),
+    )
+    .or_raise()
+}
+
 /// Give one subject its own limit on one metric and window: `max` replaces the plan's
 /// limit value, `add` adds to it; a window the plan does not limit is added. It stops
 /// counting at `expires_at` (NULL: never). Tenant-scoped through the subject.

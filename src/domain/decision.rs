@@ -36,6 +36,10 @@ pub struct Decision {
     /// Not part of the SQL type: the limit's per-request cap, if any.
     #[serde(default)]
     pub per_request_max: Option<i64>,
+    /// When a request refused by a rate limit may be retried (microseconds): part of the
+    /// SQL type from 0.7.0 (`retry_after interval`, NULL otherwise).
+    #[serde(default)]
+    pub retry_after: Option<i64>,
     /// Not part of the SQL type: every limit of the metric that refused this request
     /// (period, limit, used, remaining, reset_at), for the QT429 DETAIL. Empty when
     /// allowed.
@@ -45,7 +49,7 @@ pub struct Decision {
     /// None for lifetime), for the consumes that record what they charged (`enforce`'s
     /// row charges).
     #[serde(skip)]
-    pub windows: Vec<(&'static str, Option<DateTime<Utc>>)>,
+    pub windows: Vec<(String, Option<DateTime<Utc>>)>,
 }
 
 /// One limit that refused a request, as the QT429 DETAIL lists it.
@@ -90,6 +94,7 @@ impl Decision {
             reserved: shown.reserved,
             overage: verdict.overage,
             per_request_max: limit.per_request_max,
+            retry_after: None,
             refused: Vec::new(),
             windows: Vec::new(),
         }
@@ -129,7 +134,7 @@ mod tests {
     use crate::domain::period::Period;
 
     fn limit() -> Limit {
-        Limit { period: Period::Day, limit_value: 5, enforcement: Enforcement::Hard, per_request_max: None, alerts: vec![], source: Source::Plan }
+        Limit { period: Period::Day, limit_value: 5, enforcement: Enforcement::Hard, per_request_max: None, alerts: vec![], source: Source::Plan, burst: 0 }
     }
 
     #[test]

@@ -132,6 +132,7 @@ impl QuotaError {
     pub fn code(&self) -> &'static str {
         match self {
             QuotaError::OnTable { error, .. } => error.code(),
+            QuotaError::Exceeded(d) if d.reason == "rate_limited" => "rate_limited",
             QuotaError::Exceeded(_) => "quota_exceeded",
             QuotaError::OverRequestCap(_) => "per_request_cap_exceeded",
             QuotaError::UnknownSubject { .. } => "unknown_subject",
@@ -150,6 +151,10 @@ impl QuotaError {
             QuotaError::OnTable { table, trigger, error } => {
                 format!("{} (row inserted into table {table}, trigger \"{}\")", error.message(), quoted(trigger).replace('"', "\"\""))
             }
+            QuotaError::Exceeded(d) if d.reason == "rate_limited" => format!(
+                "rate limited: subject \"{}\" may take {} more {} now ({} at once, {}), {} requested",
+                d.subject, d.remaining, d.metric, d.limit_value, d.period, d.requested
+            ),
             QuotaError::Exceeded(d) => format!(
                 "quota exceeded: subject \"{}\" has {} of {} {} left this {}, {} requested",
                 d.subject,
@@ -208,6 +213,10 @@ impl QuotaError {
                 if let QuotaError::OverRequestCap(_) = self {
                     v["per_request_max"] = json!(d.per_request_max);
                 }
+                if let Some(us) = d.retry_after {
+                    // Seconds, as Retry-After wants them (fractional; round up to retry).
+                    v["retry_after"] = json!(us as f64 / 1e6);
+                }
                 v
             }
             QuotaError::UnknownSubject { subject } => json!({"code": self.code(), "subject": subject}),
@@ -231,6 +240,17 @@ impl QuotaError {
     pub fn hint(&self) -> String {
         match self {
             QuotaError::OnTable { error, .. } => error.hint(),
+            QuotaError::Exceeded(d) if d.reason == "rate_limited" => match d.retry_after {
+                Some(us) => format!(
+                    "Retry after {:.3} seconds (retry_after in DETAIL): the {} rate limit lets requests through at its pace.",
+                    us as f64 / 1e6,
+                    d.period
+                ),
+                None => format!(
+                    "This request is larger than the {} rate limit ever admits at once ({}): split it, or raise the burst with quota.set_rate_limit.",
+                    d.period, d.limit_value
+                ),
+            },
             QuotaError::Exceeded(d) => match iso(d.reset_at) {
                 Some(at) => format!(
                     "The {} limit resets at {at}. Retry after that, apply a bonus (quota.apply_bonus) or move the subject to a larger plan (quota.assign_plan).",
@@ -363,7 +383,7 @@ mod tests {
     use chrono::{DateTime, Utc};
 
     fn refused(cap: Option<i64>, requested: i64) -> Decision {
-        let limit = Limit { period: Period::Day, limit_value: 5, enforcement: Enforcement::Hard, per_request_max: cap, alerts: vec![], source: Source::Plan };
+        let limit = Limit { period: Period::Day, limit_value: 5, enforcement: Enforcement::Hard, per_request_max: cap, alerts: vec![], source: Source::Plan, burst: 0 };
         let usage = Usage::new(5, 2);
         let reset = DateTime::parse_from_rfc3339("2026-11-24T00:00:00Z").unwrap().with_timezone(&Utc);
         Decision::new("user-1", "messages", &limit, usage, requested, Some(reset), &evaluate(&limit, usage, requested), false)

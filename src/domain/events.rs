@@ -45,7 +45,7 @@ pub struct Event {
     pub metric: String,
     /// The limit's period: which of the metric's windows (a day and a month window may
     /// both start on the 1st).
-    pub period: &'static str,
+    pub period: String,
     pub window_start: Option<DateTime<Utc>>,
     pub used: i64,
     pub limit: i64,
@@ -127,7 +127,7 @@ mod tests {
             kind: EventKind::ThresholdCrossed,
             subject: "u".into(),
             metric: "m".into(),
-            period: "lifetime",
+            period: "lifetime".into(),
             window_start: None,
             used: 8,
             limit: 10,

@@ -55,6 +55,9 @@ pub struct Limit {
     /// Percentages of the limit at which a threshold event fires (once per window each).
     pub alerts: Vec<i32>,
     pub source: Source,
+    /// A rate limit's burst (`Period::Rate`): how many units more than one may go at once
+    /// (redis-cell's `max_burst`). 0 for every other period.
+    pub burst: i64,
 }
 
 /// Where a subject's limit comes from.
@@ -117,6 +120,8 @@ pub enum Reason {
     PerRequestCapExceeded,
     /// The idempotency key was seen before; this is the first decision, replayed.
     IdempotentReplay,
+    /// Faster than a rate limit allows (`Period::Rate`): refused until `retry_after`.
+    RateLimited,
 }
 
 impl Reason {
@@ -127,10 +132,11 @@ impl Reason {
             Reason::QuotaExceeded => "quota_exceeded",
             Reason::PerRequestCapExceeded => "per_request_cap_exceeded",
             Reason::IdempotentReplay => "idempotent_replay",
+            Reason::RateLimited => "rate_limited",
         }
     }
     pub fn parse(s: &str) -> Option<Reason> {
-        [Reason::Ok, Reason::SoftLimitExceeded, Reason::QuotaExceeded, Reason::PerRequestCapExceeded, Reason::IdempotentReplay]
+        [Reason::Ok, Reason::SoftLimitExceeded, Reason::QuotaExceeded, Reason::PerRequestCapExceeded, Reason::IdempotentReplay, Reason::RateLimited]
             .into_iter()
             .find(|r| r.as_str() == s)
     }
@@ -186,7 +192,7 @@ mod tests {
     use super::*;
 
     fn lim(value: i64, enforcement: Enforcement, cap: Option<i64>) -> Limit {
-        Limit { period: Period::Day, limit_value: value, enforcement, per_request_max: cap, alerts: vec![], source: Source::Plan }
+        Limit { period: Period::Day, limit_value: value, enforcement, per_request_max: cap, alerts: vec![], source: Source::Plan, burst: 0 }
     }
     fn usage(used: i64, bonus: i64) -> Usage {
         Usage::new(used, bonus)

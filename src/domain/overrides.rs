@@ -88,7 +88,7 @@ pub fn apply(plan: Vec<Limit>, overrides: &[Override], now: DateTime<Utc>) -> Ve
                 enforcement: Enforcement::Hard,
                 per_request_max: cap,
                 alerts: Vec::new(),
-                source: Source::Override,
+                source: Source::Override, burst: 0,
             }),
         }
     }
@@ -102,7 +102,7 @@ mod tests {
     use chrono::TimeZone;
 
     fn plan(period: Period, value: i64) -> Limit {
-        Limit { period, limit_value: value, enforcement: Enforcement::Soft, per_request_max: Some(50), alerts: vec![80], source: Source::Plan }
+        Limit { period, limit_value: value, enforcement: Enforcement::Soft, per_request_max: Some(50), alerts: vec![80], source: Source::Plan, burst: 0 }
     }
 
     fn at(h: u32) -> DateTime<Utc> {

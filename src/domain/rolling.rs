@@ -17,6 +17,11 @@ impl Length {
         self.0
     }
 
+    /// A length of whole seconds, between 1 second and `MAX_SECONDS`.
+    pub fn from_seconds(seconds: i64) -> Option<Length> {
+        (1..=MAX_SECONDS).contains(&seconds).then_some(Length(seconds))
+    }
+
     /// Parse `<n> <unit>` (unit: second(s), sec, s, minute(s), min, m, hour(s), hr, h; the
     /// space is optional). Err: the reason, for a 22023 message.
     pub fn parse(text: &str) -> Result<Length, String> {

@@ -94,7 +94,7 @@ pub(super) fn on_insert(trigger: &PgTrigger<'_>, table: pg_sys::Oid) -> QResult<
     let now = crate::pg::clock::now();
     Spi::connect_mut(|c| {
         let charged = decisions.iter().filter(|d| t.rules.iter().any(|r| r.refund_on_delete && r.metric == d.metric));
-        for (d, (period, start)) in charged.flat_map(|d| d.windows.iter().map(move |w| (d, *w))) {
+        for (d, (period, start)) in charged.flat_map(|d| d.windows.iter().map(move |(p, s)| (d, (p.as_str(), *s)))) {
             let args = [
                 t.root.into(),
                 key.as_str().into(),

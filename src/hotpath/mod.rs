@@ -196,6 +196,16 @@ fn read_limits(t: &Tables, snapshot: pg_sys::Snapshot, plan: &str, metric: &str)
     (decoded && !limits.is_empty()).then_some(limits)
 }
 
+/// Day, week, month, billing cycle and lifetime limits only: a first-use window or a rate
+/// limit needs the general path's reads (its window, or its pace, is state).
+fn calendar_only(limits: &[Limit]) -> bool {
+    let all = limits.iter().all(|l| l.period.is_calendar());
+    if !all {
+        note(format_args!("hot path: the metric has a first-use window or a rate limit"));
+    }
+    all
+}
+
 /// Does the subject have an override of the metric (in force or not)? Its limits are
 /// then the general path's to work out (`domain::overrides`).
 fn overridden(t: &Tables, snapshot: pg_sys::Snapshot, id: &str, metric: &str) -> bool {
@@ -277,7 +287,7 @@ fn find_all(
     let mut rows = Vec::with_capacity(metrics.len());
     for (item, metric) in metrics.iter().enumerate() {
         let limits = limits_of(t, snapshot, cache, &subject.plan, metric)?;
-        if overridden(t, snapshot, &subject.id, metric) {
+        if !calendar_only(&limits) || overridden(t, snapshot, &subject.id, metric) {
             return None;
         }
         let mut windows = Vec::with_capacity(limits.len());
@@ -307,7 +317,7 @@ pub fn check(id: &str, metric: &str, now: DateTime<Utc>, scope: &Scope) -> Optio
     let snapshot = unsafe { pg_sys::GetActiveSnapshot() };
     let (subject, place) = subject_of(&t, snapshot, cache, id, scope)?;
     let limits = limits_of(&t, snapshot, cache, &subject.plan, metric)?;
-    if overridden(&t, snapshot, id, metric) {
+    if !calendar_only(&limits) || overridden(&t, snapshot, id, metric) {
         return None;
     }
     let rel = Rel::open(t.counters.oid, pg_sys::AccessShareLock as _);

@@ -36,7 +36,7 @@ pub fn refund(subject: &str, metric: &str, amount: i64, key: Option<&str>) -> Re
                 return Ok(replay.remove(0));
             }
         }
-        let op = MetricOp::current(&s, metric, &limits, now);
+        let mut op = MetricOp::current(c, &s, metric, &limits, now, false)?;
         let usages = op.lock(c)?;
         let mut given = 0;
         let afters: Vec<Usage> = op
@@ -83,11 +83,11 @@ pub fn refund_charge(subject: &str, metric: &str, period: &str, window_start: Op
             let limits = subject_limits(c, &s, metric, now)?;
             // A charge made before limits v2 has no period: the metric's one limit then.
             let Some(limit) = limits.iter().find(|l| l.period.as_str() == period || (period.is_empty() && limits.len() == 1)) else { return Ok(0) };
-            let op = WindowOp::current(&s, metric, limit, now);
-            if op.window.start != window_start || amount <= 0 {
+            let op = WindowOp::current(c, &s, metric, limit, now, false)?;
+            if op.closed || op.window.start != window_start || amount <= 0 {
                 return Ok(0);
             }
-            let (usage, _) = op.lock(c)?;
+            let (usage, _, _) = op.lock(c)?;
             // Nothing to give back writes nothing (no ledger row of 0).
             if usage.used == 0 {
                 return Ok(0);
@@ -114,8 +114,8 @@ pub fn reset(subject: &str, metric: Option<&str>) -> Result<i32> {
         }
         let mut emptied = 0;
         for (metric, limit) in &limits {
-            let op = WindowOp::current(&s, metric, limit, now);
-            let (usage, _) = op.lock(c)?;
+            let op = WindowOp::current(c, &s, metric, limit, now, false)?;
+            let (usage, _, _) = op.lock(c)?;
             if usage.used == 0 {
                 continue;
             }
@@ -148,29 +148,24 @@ pub fn apply_bonus(subject: &str, metric: &str, kind: &str, reference: Option<&s
         // The subject row lock serialises this subject's bonuses, so the daily cap is exact.
         let s = storage::lock_subject(c, subject)?.expect("subject exists");
         let limits = resolve_limits(c, &s, metric, now)?;
-        let op = MetricOp::current(&s, metric, &limits, now);
+        let mut op = MetricOp::current(c, &s, metric, &limits, now, false)?;
         let day = s.local_day(now);
         let today = storage::grants_on(c, &s.id, day);
         let cap = storage::plan_bonus_cap(c, &s.plan).flatten();
-        // The limit the answer reports: the binding one.
-        let new_limit = |usages: &[Usage]| {
-            let o = op.decide(usages, 0);
-            usages[o.binding].effective_limit(op.windows[o.binding].limit)
-        };
-        let not_applied = |c: &mut SpiClient<'_>, reason: bonus::Refusal| -> Result<BonusOutcome> {
+        let not_applied = |c: &mut SpiClient<'_>, op: &MetricOp, reason: bonus::Refusal| -> Result<BonusOutcome> {
             let usages = op.read(c)?;
-            Ok(BonusOutcome { applied: false, reason: reason.as_str(), amount: 0, new_limit: new_limit(&usages), bonuses_today: today })
+            Ok(BonusOutcome { applied: false, reason: reason.as_str(), amount: 0, new_limit: binding_limit(op, &usages), bonuses_today: today })
         };
         let rule = match bonus::decide(storage::rule(c, &s.plan, metric, kind)?, cap, today) {
             Ok(rule) => rule,
-            Err(refusal) => return not_applied(c, refusal),
+            Err(refusal) => return not_applied(c, &op, refusal),
         };
         if bonus::needs_reference(rule.scope) && reference.is_none() {
             return Err(QuotaError::Null { argument: "reference" });
         }
         let grant = storage::Grant { subject: &s.id, metric, kind, reference, rule, window: &op.windows[0].window, day, at: now };
         if !storage::insert_grant(c, &grant) {
-            return not_applied(c, bonus::Refusal::ReferenceAlreadyUsed);
+            return not_applied(c, &op, bonus::Refusal::ReferenceAlreadyUsed);
         }
         // A bonus raises every current window of the metric: a day-only bonus would be
         // worth nothing while the month binds (README, "Bonuses").
@@ -187,6 +182,12 @@ pub fn apply_bonus(subject: &str, metric: &str, kind: &str, reference: Option<&s
         }
         stats::bonus_applied(metric);
         let afters: Vec<Usage> = afters.into_iter().map(|(_, a)| a).collect();
-        Ok(BonusOutcome { applied: true, reason: bonus::APPLIED, amount: rule.amount, new_limit: new_limit(&afters), bonuses_today: today + 1 })
+        Ok(BonusOutcome { applied: true, reason: bonus::APPLIED, amount: rule.amount, new_limit: binding_limit(&op, &afters), bonuses_today: today + 1 })
     })
+}
+
+/// The limit a bonus answer reports: the binding one's effective limit.
+fn binding_limit(op: &MetricOp, usages: &[Usage]) -> i64 {
+    let o = op.decide(usages, 0);
+    usages[o.binding].effective_limit(op.windows[o.binding].limit)
 }

@@ -3,10 +3,10 @@
 use pgrx::pg_sys;
 use pgrx::spi::SpiClient;
 
-use super::args::{known_name, parse_enforcement, parse_period};
+use super::args::{known_name, parse_enforcement, parse_period, parse_window};
 use crate::domain::bonus::{BonusRule, ReferenceScope};
 use crate::domain::error::{self, positive_amount, QuotaError, Result};
-use crate::domain::limits::{Limit, Source};
+use crate::domain::limits::{Enforcement, Limit, Source};
 use crate::domain::period;
 use crate::pg::clock;
 use crate::pg::installed;
@@ -15,13 +15,48 @@ use crate::storage;
 pub fn set_limit(plan: &str, metric: &str, period: &str, limit_value: i64, enforcement: &str, per_request_max: Option<i64>) -> Result<()> {
     known_name("plan", plan)?;
     known_name("metric", metric)?;
-    let limit = Limit { period: parse_period(period)?, limit_value, enforcement: parse_enforcement(enforcement)?, per_request_max, alerts: vec![], source: Source::Plan };
+    let limit = Limit { period: parse_window(period)?, limit_value, enforcement: parse_enforcement(enforcement)?, per_request_max, alerts: vec![], source: Source::Plan, burst: 0 };
     if limit_value < 0 {
         return Err(QuotaError::invalid("limit_value", limit_value, "limit_value must not be negative", "Pass 0 or more; 0 blocks every request."));
     }
     if let Some(cap) = per_request_max {
         positive_amount("per_request_max", cap)?;
     }
+    upsert_limit(plan, metric, limit)
+}
+
+/// A rate limit: `count` units per `per`, `burst` more at once (GCRA, redis-cell's
+/// `CL.THROTTLE` semantics), one more limit of the metric. The period is named
+/// 'per <length>' ('per 1 minute'). Hard: a consume faster than the rate is refused
+/// (QT429, code rate_limited, with retry_after).
+pub fn set_rate_limit(plan: &str, metric: &str, count: i64, per: pgrx::datum::Interval, burst: i64) -> Result<()> {
+    known_name("plan", plan)?;
+    known_name("metric", metric)?;
+    let bad_per = || {
+        QuotaError::invalid(
+            "per",
+            "interval",
+            "per must be a whole number of seconds, from 1 second to 8784 hours",
+            "Pass how long the count is for, such as '1 minute' or '1 hour' (no months).",
+        )
+    };
+    if per.months() != 0 || per.micros() % 1_000_000 != 0 {
+        return Err(bad_per());
+    }
+    let seconds = (per.days() as i64).checked_mul(86_400).and_then(|d| d.checked_add(per.micros() / 1_000_000)).ok_or_else(bad_per)?;
+    let length = crate::domain::rolling::Length::from_seconds(seconds).ok_or_else(bad_per)?;
+    if let Err((argument, why)) = crate::domain::rate::Rate::new(burst, count, seconds * 1_000_000) {
+        let (argument, value) = if argument == "count" { ("count", count) } else { ("burst", burst) };
+        return Err(QuotaError::invalid(argument, value, why.replace("max_burst", "burst"), "Pass a count of at least 1 and a burst of 0 or more."));
+    }
+    let period = parse_period(&format!("per {}", length.canonical()))?;
+    let cap = storage::volatile(|c| Ok(storage::limits(c, plan, metric)?.iter().filter_map(|l| l.per_request_max).min()))?;
+    let limit = Limit { period, limit_value: count, enforcement: Enforcement::Hard, per_request_max: cap, alerts: vec![], source: Source::Plan, burst };
+    upsert_limit(plan, metric, limit)
+}
+
+/// Add or replace the (plan, metric, period) limit, with the NOTICE of `windows_notice`.
+fn upsert_limit(plan: &str, metric: &str, limit: Limit) -> Result<()> {
     let notice = storage::volatile(|c| {
         storage::ensure_plan(c, plan);
         let before = storage::limits(c, plan, metric)?;

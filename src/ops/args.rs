@@ -83,9 +83,20 @@ pub fn parse_amounts(text: &str) -> Result<Vec<(String, i64)>> {
 }
 
 pub fn parse_period(period: &str) -> Result<Period> {
-    period
-        .parse()
-        .map_err(|_| QuotaError::invalid("period", period, format!("unknown period \"{period}\""), format!("Use one of: {}.", Period::NAMES)))
+    Period::parse(period).map_err(|why| QuotaError::invalid("period", period, why, format!("Use one of: {}.", Period::NAMES)))
+}
+
+/// A calendar or first-use period (rate limits are set with quota.set_rate_limit).
+pub fn parse_window(period: &str) -> Result<Period> {
+    match parse_period(period)? {
+        Period::Rate(_) => Err(QuotaError::invalid(
+            "period",
+            period,
+            format!("\"{period}\" is a rate"),
+            "Set a rate limit with quota.set_rate_limit(plan, metric, count, per, burst).",
+        )),
+        p => Ok(p),
+    }
 }
 
 pub fn parse_enforcement(enforcement: &str) -> Result<Enforcement> {

@@ -46,7 +46,7 @@ pub fn check(subject: &str, items: &[(String, i64)]) -> Result<Vec<Decision>> {
                 .iter()
                 .map(|(metric, amount)| {
                     let limits = resolve_limits(c, &s, metric, now)?;
-                    let op = MetricOp::current(&s, metric, &limits, now);
+                    let op = MetricOp::current(c, &s, metric, &limits, now, false)?;
                     let usages = op.read(c)?;
                     for u in &usages {
                         fits_counter(*u, *amount)?;
@@ -97,7 +97,7 @@ pub fn status(subject: &str) -> Result<Vec<StatusRow>> {
         all_subject_limits(c, &s, now)?
             .into_iter()
             .map(|(metric, limit)| {
-                let op = WindowOp::current(&s, &metric, &limit, now);
+                let op = WindowOp::current(c, &s, &metric, &limit, now, false)?;
                 let usage = op.read(c)?;
                 Ok(StatusRow {
                     period: limit.period,

@@ -71,7 +71,8 @@ fn consume_general(
             return Ok(replay);
         }
     }
-    let ops: Vec<MetricOp> = items.iter().zip(&limits).map(|((metric, _), limits)| MetricOp::current(&s, metric, limits, now)).collect();
+    let mut ops: Vec<MetricOp> =
+        items.iter().zip(&limits).map(|((metric, _), limits)| MetricOp::current(c, &s, metric, limits, now, true)).collect::<Result<_>>()?;
 
     // The per-request cap needs no lock: refuse before touching any row.
     for ((_, amount), op) in items.iter().zip(&ops) {
@@ -83,7 +84,7 @@ fn consume_general(
 
     // Lock every window, in (metric, period) order (items are sorted, and each metric's
     // windows are in period order), then decide.
-    let usages = ops.iter().map(|op| op.lock(c)).collect::<Result<Vec<Vec<Usage>>>>()?;
+    let usages = ops.iter_mut().map(|op| op.lock(c)).collect::<Result<Vec<Vec<Usage>>>>()?;
     let mut decided = Vec::with_capacity(items.len());
     for (((_, amount), op), usages) in items.iter().zip(&ops).zip(&usages) {
         for u in usages {
@@ -117,6 +118,8 @@ fn refuse(c: &mut SpiClient<'_>, err: QuotaError, items: &[(String, i64)], ops: 
         QuotaError::Exceeded(d) | QuotaError::OverRequestCap(d) if no_raise => *d,
         other => return Err(other),
     };
+    // Answered, not raised: nothing rolls back, so the windows opened here close again.
+    ops.iter().for_each(|op| op.discard_opened(c));
     items
         .iter()
         .zip(ops)
@@ -139,7 +142,7 @@ fn hot_write(f: &hotpath::Found, amount: i64) -> Option<hotpath::Write> {
     if f.windows.iter().any(|w| w.usage.reserved > 0 || w.limit.per_request_max.is_some_and(|cap| amount > cap)) {
         return None;
     }
-    let ws: Vec<multi::Window> = f.windows.iter().map(|w| multi::Window { limit: &w.limit, usage: w.usage, reset_at: w.window.end }).collect();
+    let ws: Vec<multi::Window> = f.windows.iter().map(|w| multi::Window { limit: &w.limit, usage: w.usage, reset_at: w.window.end, rate: None }).collect();
     let o = multi::decide(&ws, amount);
     if !o.allowed {
         return None;
@@ -159,6 +162,8 @@ fn hot_write(f: &hotpath::Found, amount: i64) -> Option<hotpath::Write> {
 /// module's: `hotpath` only reads and writes.
 fn consume_fast(subject: &str, items: &[(String, i64)], metadata: Option<pg_sys::Datum>, now: DateTime<Utc>) -> Result<Option<Vec<Decision>>> {
     let decide = |found: &[hotpath::Found]| found.iter().zip(items).map(|(f, (_, amount))| hot_write(f, *amount)).collect();
+    // Calendar limits only (`hotpath::find_all`): first-use windows and rate limits need
+    // the general path's reads.
     let Ok(scope) = crate::pg::roles::scope() else { return Ok(None) };
     let Some(written) = hotpath::consume(subject, items, metadata, now, &scope, decide)? else { return Ok(None) };
     Ok(Some(written.iter().zip(items).map(|((f, after), (metric, amount))| consumed_fast(f, metric, *amount, after, now)).collect()))

@@ -12,7 +12,9 @@ use super::window::WindowOp;
 use crate::domain::decision::{Decision, RefusedLimit};
 use crate::domain::error::Result;
 use crate::domain::limits::{Limit, Usage};
-use crate::domain::multi::{self, Outcome};
+use crate::domain::multi::{self, Outcome, Pace};
+use crate::domain::period::Period;
+use crate::domain::rate::Rate;
 use crate::storage::{schema::LedgerKind, Subject};
 
 pub struct MetricOp<'a> {
@@ -23,9 +25,11 @@ pub struct MetricOp<'a> {
 
 impl<'a> MetricOp<'a> {
     /// The subject's current windows of every limit in `limits` (the metric's, in period
-    /// order: `storage::limits` gives them so).
-    pub fn current(subject: &'a Subject, metric: &'a str, limits: &'a [Limit], now: DateTime<Utc>) -> Self {
-        MetricOp { metric, windows: limits.iter().map(|l| WindowOp::current(subject, metric, l, now)).collect() }
+    /// order: `storage::limits` gives them so). `counting`: this call counts usage (a
+    /// consume or a reserve), and so opens first-use windows (`WindowOp::current`).
+    pub fn current(c: &mut SpiClient<'_>, subject: &'a Subject, metric: &'a str, limits: &'a [Limit], now: DateTime<Utc>, counting: bool) -> Result<Self> {
+        let windows = limits.iter().map(|l| WindowOp::current(c, subject, metric, l, now, counting)).collect::<Result<_>>()?;
+        Ok(MetricOp { metric, windows })
     }
 
     /// The metric's per-request cap (`set_limit` keeps it equal on every window; the
@@ -39,16 +43,36 @@ impl<'a> MetricOp<'a> {
         self.windows.iter().map(|w| w.read(c)).collect()
     }
 
-    /// Lock every window, in period order (see `WindowOp::lock`).
-    pub fn lock(&self, c: &mut SpiClient<'_>) -> Result<Vec<Usage>> {
-        self.windows.iter().map(|w| Ok(w.lock(c)?.0)).collect()
+    /// Lock every window, in period order (see `WindowOp::lock`). A first-use window
+    /// another call opened first is that call's: its close is taken from the row.
+    pub fn lock(&mut self, c: &mut SpiClient<'_>) -> Result<Vec<Usage>> {
+        let mut usages = Vec::with_capacity(self.windows.len());
+        for w in &mut self.windows {
+            let (u, _, end) = w.lock(c)?;
+            if matches!(w.limit.period, Period::FirstUse(_)) && !w.closed {
+                w.window.end = end;
+            }
+            usages.push(u);
+        }
+        Ok(usages)
     }
 
     /// The decision over every window for `amount` more.
     pub fn decide(&self, usages: &[Usage], amount: i64) -> Outcome {
-        let ws: Vec<multi::Window> =
-            self.windows.iter().zip(usages).map(|(w, u)| multi::Window { limit: w.limit, usage: *u, reset_at: w.window.end }).collect();
+        let now_us = self.windows.first().map_or(0, |w| w.now.timestamp_micros());
+        let ws: Vec<multi::Window> = self
+            .windows
+            .iter()
+            .zip(usages)
+            .map(|(w, u)| multi::Window { limit: w.limit, usage: *u, reset_at: w.window.end, rate: pace(w, now_us) })
+            .collect();
         multi::decide(&ws, amount)
+    }
+
+    /// After a refusal that does not roll back: the first-use windows this call opened
+    /// are closed again (only counting calls that went through open one).
+    pub fn discard_opened(&self, c: &mut SpiClient<'_>) {
+        self.windows.iter().for_each(|w| w.discard_opened(c));
     }
 
     /// The answer: the binding window's decision when allowed (usage after the request
@@ -57,24 +81,43 @@ impl<'a> MetricOp<'a> {
         let i = if o.allowed { o.binding } else { o.named.unwrap_or(o.binding) };
         let w = &self.windows[i];
         let verdict = &o.verdicts[i];
-        let mut d = Decision::new(&w.subject.id, self.metric, w.limit, usages[i], amount, w.window.end, verdict, applied && o.allowed);
+        let mut d = Decision::new(&w.subject.id, self.metric, w.limit, usages[i], amount, o.resets[i], verdict, applied && o.allowed);
+        if let Some(t) = &o.throttles[i] {
+            // A rate limit answers as redis-cell does: the burst capacity, what of it is
+            // left now, and when it is full again.
+            d.limit_value = t.limit;
+            d.bonus = 0;
+            d.remaining = t.remaining;
+            d.used = t.limit - t.remaining.min(t.limit);
+            d.reset_at = DateTime::from_timestamp_micros(w.now.timestamp_micros().saturating_add(t.reset_after_us));
+            d.retry_after = t.retry_after_us.filter(|_| !o.allowed);
+        }
         d.overage = o.verdicts.iter().map(|v| v.overage).max().unwrap_or(0);
         d.refused = o
             .refused_by
             .iter()
             .map(|&r| {
                 let (w, u) = (&self.windows[r], usages[r]);
-                RefusedLimit {
-                    period: w.limit.period.as_str().to_string(),
-                    limit: u.effective_limit(w.limit),
-                    used: u.used,
-                    remaining: u.remaining(w.limit),
-                    reset_at: w.window.end,
+                match &o.throttles[r] {
+                    Some(t) => RefusedLimit {
+                        period: w.limit.period.as_str().to_string(),
+                        limit: t.limit,
+                        used: t.limit - t.remaining.min(t.limit),
+                        remaining: t.remaining,
+                        reset_at: o.resets[r],
+                    },
+                    None => RefusedLimit {
+                        period: w.limit.period.as_str().to_string(),
+                        limit: u.effective_limit(w.limit),
+                        used: u.used,
+                        remaining: u.remaining(w.limit),
+                        reset_at: w.window.end,
+                    },
                 }
             })
             .collect();
         if applied && o.allowed {
-            d.windows = self.windows.iter().map(|w| (w.limit.period.as_str(), w.window.start)).collect();
+            d.windows = self.windows.iter().map(|w| (w.limit.period.as_str().to_string(), w.window.start)).collect();
         }
         d
     }
@@ -90,9 +133,20 @@ impl<'a> MetricOp<'a> {
     /// one ledger row each, with that window's overage).
     pub fn consume(&self, c: &mut SpiClient<'_>, usages: &[Usage], amount: i64, o: &Outcome, key: Option<&str>, metadata: Option<pg_sys::Datum>) {
         for (i, ((w, u), v)) in self.windows.iter().zip(usages).zip(&o.verdicts).enumerate() {
+            if let Some(t) = &o.throttles[i] {
+                w.tat.set(DateTime::from_timestamp_micros(t.tat_us));
+            }
             // quota.notify_every_consume announces the consume once, on the binding window.
             w.write(c, *u, Usage { used: v.used_after, ..*u }, (i == o.binding).then_some(amount));
             w.append(c, LedgerKind::Consume, amount, v.overage, key, metadata);
         }
     }
+}
+
+/// A rate limit's pace for a decision at `now_us` (None for other windows, and for a rate
+/// whose numbers are out of range: it then decides as a count).
+fn pace(w: &WindowOp<'_>, now_us: i64) -> Option<Pace> {
+    let Period::Rate(span) = w.limit.period else { return None };
+    let rate = Rate::new(w.limit.burst, w.limit.limit_value, span.length().seconds().saturating_mul(1_000_000)).ok()?;
+    Some(Pace { rate, tat_us: w.tat.get().map(|t| t.timestamp_micros()), now_us })
 }

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::args::{known_name, parse_period};
+use super::args::{known_name, parse_period, parse_window};
 use crate::domain::error::{QuotaError, Result};
 use crate::domain::overrides::{Mode, Override};
 use crate::pg::clock;
@@ -20,7 +20,7 @@ fn subject_in_scope(c: &mut pgrx::spi::SpiClient<'_>, id: &str) -> Result<Subjec
 pub fn set_override(subject: &str, metric: &str, period: &str, value: i64, mode: &str, expires_at: Option<DateTime<Utc>>) -> Result<()> {
     installed::requires(installed::OVERRIDES, "quota.set_override")?;
     known_name("metric", metric)?;
-    let period = parse_period(period)?;
+    let period = parse_window(period)?;
     if value < 0 {
         return Err(QuotaError::invalid("value", value, "value must not be negative", "Pass 0 or more; with mode 'max', 0 blocks every request."));
     }

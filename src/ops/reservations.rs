@@ -66,7 +66,7 @@ pub fn reserve(req: ReserveRequest<'_>) -> Result<Hold> {
         let now = clock::now();
         let s = resolve_subject(c, req.subject, Unknown::Create, now)?;
         let limits = resolve_limits(c, &s, req.metric, now)?;
-        let op = MetricOp::current(&s, req.metric, &limits, now);
+        let mut op = MetricOp::current(c, &s, req.metric, &limits, now, true)?;
         let refused = |err: QuotaError| {
             if let QuotaError::Exceeded(d) | QuotaError::OverRequestCap(d) = &err {
                 stats::refused(d, s.tenant.as_deref());
@@ -97,11 +97,21 @@ pub fn reserve(req: ReserveRequest<'_>) -> Result<Hold> {
         }
         let outcome = op.decide(&usages, req.amount);
         if !outcome.allowed {
+            if req.no_raise {
+                op.discard_opened(c);
+            }
             return refused(QuotaError::Exceeded(Box::new(op.decision(&usages, req.amount, &outcome, false))));
         }
         let mut held: Option<(pgrx::Uuid, DateTime<Utc>)> = None;
         let mut afters = Vec::with_capacity(usages.len());
-        for (w, u) in op.windows.iter().zip(&usages) {
+        for ((w, u), t) in op.windows.iter().zip(&usages).zip(&outcome.throttles) {
+            // A rate limit is taken when the hold is made (commit and release leave it).
+            if let Some(t) = t {
+                w.tat.set(DateTime::from_timestamp_micros(t.tat_us));
+                w.store(c, *u);
+                afters.push(*u);
+                continue;
+            }
             let after = Usage { reserved: u.reserved + req.amount, ..*u };
             w.store(c, after);
             let new = storage::NewReservation {
@@ -156,7 +166,7 @@ pub(super) fn hold_limit(limits: &[Limit], period: &str) -> Limit {
             enforcement: Enforcement::Soft,
             per_request_max: None,
             alerts: Vec::new(),
-            source: Source::Plan,
+            source: Source::Plan, burst: 0,
         },
     }
 }

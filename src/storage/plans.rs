@@ -40,13 +40,13 @@ pub fn all_limits(c: &mut SpiClient<'_>, plan: &str) -> Result<Vec<(String, Limi
 static UPSERT_PLAN: Stmt = Stmt { sql: "INSERT INTO quota.plans (plan) VALUES ($1) ON CONFLICT (plan) DO NOTHING", types: &[T::TEXTOID] };
 // Before limits v2 the key is (plan, metric), and set_limit changes the period.
 static UPSERT_LIMIT: Stmt = Stmt {
-    sql: "INSERT INTO quota.plan_limits AS l (plan, metric, period, limit_value, enforcement, per_request_max)
-          VALUES ($1, $2, $3, $4, $5, $6)
+    sql: "INSERT INTO quota.plan_limits AS l (plan, metric, period, limit_value, enforcement, per_request_max{v2:, burst})
+          VALUES ($1, $2, $3, $4, $5, $6{v2:, $7})
           ON CONFLICT (plan, metric{v2:, period}) DO UPDATE SET
               {v1:period = EXCLUDED.period, }limit_value = EXCLUDED.limit_value,
               enforcement = EXCLUDED.enforcement, per_request_max = EXCLUDED.per_request_max,
-              updated_at = now()",
-    types: &[T::TEXTOID, T::TEXTOID, T::TEXTOID, T::INT8OID, T::TEXTOID, T::INT8OID],
+              {v2:burst = EXCLUDED.burst, }updated_at = now()",
+    types: &[T::TEXTOID, T::TEXTOID, T::TEXTOID, T::INT8OID, T::TEXTOID, T::INT8OID, T::INT8OID],
 };
 /// The per-request cap belongs to the metric: every window of it has the same.
 static SET_REQUEST_CAP: Stmt = Stmt {
@@ -89,6 +89,7 @@ pub fn upsert_limit(c: &mut SpiClient<'_>, plan: &str, metric: &str, limit: &Lim
             limit.limit_value.into(),
             limit.enforcement.as_str().into(),
             limit.per_request_max.into(),
+            matches!(limit.period, crate::domain::period::Period::Rate(_)).then_some(limit.burst).into(),
         ],
     );
     run(c, &SET_REQUEST_CAP, &[plan.into(), metric.into(), limit.per_request_max.into()]);

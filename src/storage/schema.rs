@@ -82,6 +82,7 @@ pub static PLAN_LIMITS: StateTable = StateTable {
         col(c"enforcement", TEXT),
         col(c"per_request_max", INT8),
         col(c"alert_thresholds", INT4ARRAY),
+        added(LIMITS_V2, c"burst", INT8),
     ],
     key: 3,
     generated: 0,
@@ -94,6 +95,7 @@ pub mod plan_limits {
     pub const ENFORCEMENT: usize = 4;
     pub const PER_REQUEST_MAX: usize = 5;
     pub const ALERT_THRESHOLDS: usize = 6;
+    pub const BURST: usize = 7;
 }
 
 pub static COUNTERS: StateTable = StateTable {
@@ -290,6 +292,7 @@ pub fn limit(row: &impl Row) -> Result<(String, Limit)> {
         per_request_max: row.get(PER_REQUEST_MAX),
         alerts: alert_thresholds(row)?,
         source: Source::Plan,
+        burst: row.get(BURST).unwrap_or(0),
     };
     Ok((required(t, row, METRIC)?, limit))
 }
