@@ -57,7 +57,10 @@ LOG_LIMIT = int(os.environ.get("QUOTA_LOG_LIMIT_MB", "100")) * 1000 * 1000
 SEED = int(os.environ.get("QUOTA_SEED") or random.SystemRandom().randrange(1, 1 << 31))
 CLOCK_AT = "2026-11-23 12:00:00+00"
 CLOCK = f"SET quota.clock_override = '{CLOCK_AT}'"
-LIMITS = {"a": 40, "b": 400}      # hard, per day
+# metric: {period: limit}, all hard. "b" has two limits (limits v2): every consume, hold,
+# reset and commit of b takes both its windows. The clock stands still in these phases,
+# so the month (300) binds before the day (400); both are checked.
+LIMITS = {"a": {"day": 40}, "b": {"day": 400, "month": 300}}
 HOT = [f"hot{i}" for i in range(3)]
 COLD = [f"cold{i}" for i in range(200)]
 MB = 1000 * 1000
@@ -107,8 +110,9 @@ def setup():
     c.execute("CREATE EXTENSION quota_ext")
     c.execute("CREATE EXTENSION amcheck")
     c.execute(CLOCK)
-    for metric, limit in LIMITS.items():
-        c.execute("SELECT quota.set_limit('REL', %s, 'day', %s)", (metric, limit))
+    for metric, limits in LIMITS.items():
+        for period, limit in limits.items():
+            c.execute("SELECT quota.set_limit('REL', %s, %s, %s)", (metric, period, limit))
     c.execute("SELECT quota.set_bonus_rule('REL', 'a', 'questionnaire', 5)")
     c.execute("SELECT quota.set_bonus_cap('REL', 3)")
     for s in HOT + COLD:
@@ -368,21 +372,32 @@ def join_load(threads, logs, log):
 
 # Invariants -----------------------------------------------------------------------------
 
+def has_period(c):
+    """Whether the database's tables carry the limit's period (0.7.0 on; before, one limit
+    per metric and no period column)."""
+    c.execute("""SELECT EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'quota.counters'::regclass
+                                  AND attname = 'period' AND NOT attisdropped)""")
+    return c.fetchone()[0]
+
+
 def counters_match_ledger(c, label):
     """Every window's counter equals its ledger: the events, plus what compaction
-    summarised. Computed here independently of the extension's own quota.ledger_check,
-    which must agree."""
-    c.execute("""
+    summarised, per window (subject, metric, period, window_start): a day and a month
+    window of one metric are two windows, even when both start at the same instant.
+    Computed here independently of the extension's own quota.ledger_check, which must
+    agree. (A database still before 0.7.0 has no period: one limit per metric there.)"""
+    key = "subject, metric, period, window_start" if has_period(c) else "subject, metric, window_start"
+    c.execute(f"""
         SELECT count(*) FROM quota.counters k
         LEFT JOIN (
-            SELECT subject, metric, window_start,
+            SELECT {key},
                    sum(CASE kind WHEN 'consume' THEN amount WHEN 'commit' THEN amount
                                  WHEN 'refund' THEN -amount WHEN 'reset' THEN -amount ELSE 0 END) AS used,
                    coalesce(sum(amount) FILTER (WHERE kind = 'bonus'), 0) AS bonus
-            FROM (SELECT subject, metric, window_start, kind, amount FROM quota.usage_events
+            FROM (SELECT {key}, kind, amount FROM quota.usage_events
                   UNION ALL
-                  SELECT subject, metric, window_start, kind, amount FROM quota.usage_summaries) flows
-            GROUP BY 1, 2, 3) l USING (subject, metric, window_start)
+                  SELECT {key}, kind, amount FROM quota.usage_summaries) flows
+            GROUP BY {key}) l USING ({key})
         WHERE k.used <> coalesce(l.used, 0) OR k.bonus <> coalesce(l.bonus, 0)""")
     bad = c.fetchone()[0]
     if bad:
@@ -390,6 +405,41 @@ def counters_match_ledger(c, label):
     c.execute("SELECT count(*) FROM quota.ledger_check")
     if c.fetchone()[0] != bad:
         violation(f"{label}: quota.ledger_check disagrees with the independent check")
+
+
+def hard_limits_held(c, label, hard):
+    """No hard limit was ever exceeded. hard: {(metric, period): limit} (the plan's hard
+    limits, unchanged while the phase ran). Replays each window (subject, metric, period,
+    window_start) of those limits in id order (within a window rows are written under its
+    row lock, so id order is commit order): used never below 0 nor above the limit plus
+    the window's bonus so far. Then the state now: no window of a hard limit holds more
+    than its limit and bonus, holds included (used + reserved)."""
+    c.execute("""SELECT subject, metric, period, window_start, kind, amount FROM quota.usage_events
+                 WHERE metric = ANY(%s) ORDER BY subject, metric, period, window_start, id""",
+              (sorted({m for m, _ in hard}),))
+    state = {}
+    for subject, metric, period, ws, kind, amount in c:
+        limit = hard.get((metric, period))
+        if limit is None:
+            continue
+        used, bonus = state.get((subject, metric, period, ws), (0, 0))
+        if kind in ("consume", "commit"):
+            used += amount
+        elif kind in ("refund", "reset"):
+            used -= amount
+        elif kind == "bonus":
+            bonus += amount
+        if used < 0 or used > limit + bonus:
+            violation(f"{label}: {subject}/{metric} ({period}, window {ws}) reached {used} over limit {limit}+{bonus}")
+        state[(subject, metric, period, ws)] = (used, bonus)
+    c.execute("""
+        SELECT k.subject, k.metric, k.period, k.window_start, k.used, k.reserved, k.bonus, l.limit_value
+        FROM quota.counters k JOIN quota.subjects s USING (subject)
+        JOIN quota.plan_limits l ON l.plan = s.plan AND l.metric = k.metric AND l.period = k.period
+        WHERE l.enforcement = 'hard' AND k.used + k.reserved > l.limit_value + k.bonus""")
+    for subject, metric, period, ws, used, reserved, bonus, limit in c.fetchall():
+        violation(f"{label}: {subject}/{metric} ({period}, window {ws}) has {used} used + {reserved} reserved over "
+                  f"limit {limit}+{bonus}")
 
 
 def check_invariants(log, label, per_op=True):
@@ -400,15 +450,23 @@ def check_invariants(log, label, per_op=True):
     if not per_op:
         conn.close()
         return
-    # 2. The ledger agrees with the client log, op by op.
-    c.execute("""SELECT metadata->>'op', metric, amount FROM quota.usage_events
+    # 2. The ledger agrees with the client log, op by op: an op counts once in each window
+    #    of its metric (one ledger row per limit, each of the same amount).
+    c.execute("""SELECT metadata->>'op', metric, period, amount FROM quota.usage_events
                  WHERE kind IN ('consume', 'commit') AND metadata ? 'op'""")
+    rows = {}
+    for op, metric, period, amount in c.fetchall():
+        per = rows.setdefault(op, {}).setdefault(metric, {})
+        if period in per:
+            violation(f"{label}: op {op} counted twice on {metric} ({period})")
+        per[period] = amount
     ledger = {}
-    for op, metric, amount in c.fetchall():
-        ledger.setdefault(op, {})
-        if metric in ledger[op]:
-            violation(f"{label}: op {op} counted twice on {metric}")
-        ledger[op][metric] = amount
+    for op, metrics in rows.items():
+        for metric, per in metrics.items():
+            if set(per) != set(LIMITS.get(metric, {})) or len(set(per.values())) != 1:
+                violation(f"{label}: op {op} is in the ledger of {metric} as {per}: one row of one amount for each "
+                          f"of its limits {sorted(LIMITS.get(metric, {}))} expected")
+            ledger.setdefault(op, {})[metric] = max(per.values())
     for op, (kind, _subject, effect) in log.committed.items():
         if kind in ("consume", "keyed", "reserve") and ledger.get(op, {}) != effect:
             violation(f"{label}: acknowledged op {op} has ledger {ledger.get(op)} but the client saw {effect}")
@@ -419,36 +477,31 @@ def check_invariants(log, label, per_op=True):
     for op in ledger:
         if op not in known:
             violation(f"{label}: ledger row for an op the client never sent ({op})")
-    # 3. Idempotent retries counted exactly once.
-    c.execute("""SELECT idempotency_key, count(*) FROM quota.usage_events
-                 WHERE kind = 'consume' AND idempotency_key IS NOT NULL GROUP BY 1 HAVING count(*) > 1""")
-    for key, n in c.fetchall():
-        violation(f"{label}: idempotency key {key} counted {n} times")
-    # Holds: every window's reserved equals its held reservations.
+    # 3. Idempotent retries counted exactly once (in each window of the metric).
+    c.execute("""SELECT idempotency_key, metric, period, count(*) FROM quota.usage_events
+                 WHERE kind = 'consume' AND idempotency_key IS NOT NULL GROUP BY 1, 2, 3 HAVING count(*) > 1""")
+    for key, metric, period, n in c.fetchall():
+        violation(f"{label}: idempotency key {key} counted {n} times on {metric} ({period})")
+    # Holds: every window's reserved equals its held reservations (a hold has one row per
+    # window of its metric, all with the hold's id).
     c.execute("""
         SELECT count(*) FROM quota.counters k
         WHERE k.reserved <> (SELECT coalesce(sum(amount), 0) FROM quota.reservations r
-                             WHERE r.subject = k.subject AND r.metric = k.metric
+                             WHERE r.subject = k.subject AND r.metric = k.metric AND r.period = k.period
                                AND r.window_start = k.window_start AND r.status = 'held')""")
     bad = c.fetchone()[0]
     if bad:
         violation(f"{label}: {bad} windows whose reserved differs from their held reservations")
-    # 4. No hard limit was ever exceeded: replay each window in id order (within a window
-    # rows are written under its row lock, so id order is commit order).
-    c.execute("""SELECT subject, metric, window_start, kind, amount FROM quota.usage_events
-                 WHERE metric IN ('a', 'b') ORDER BY subject, metric, window_start, id""")
-    state = {}
-    for subject, metric, ws, kind, amount in c:
-        used, bonus = state.get((subject, metric, ws), (0, 0))
-        if kind in ("consume", "commit"):
-            used += amount
-        elif kind in ("refund", "reset"):
-            used -= amount
-        elif kind == "bonus":
-            bonus += amount
-        if used < 0 or used > LIMITS[metric] + bonus:
-            violation(f"{label}: {subject}/{metric} reached {used} over limit {LIMITS[metric]}+{bonus}")
-        state[(subject, metric, ws)] = (used, bonus)
+    c.execute("""
+        SELECT count(*) FROM (SELECT id FROM quota.reservations GROUP BY id
+                              HAVING count(*) <> count(DISTINCT period) OR count(DISTINCT status) > 1
+                                  OR count(DISTINCT amount) > 1) x""")
+    bad = c.fetchone()[0]
+    if bad:
+        violation(f"{label}: {bad} reservations whose rows (one per window) disagree on status or amount, "
+                  "or repeat a period")
+    # 4. No hard limit was ever exceeded.
+    hard_limits_held(c, label, {(m, p): limit for m, limits in LIMITS.items() for p, limit in limits.items()})
     # 5. Index integrity.
     c.execute("""SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
                  JOIN pg_am a ON a.oid = c.relam
@@ -600,6 +653,8 @@ def show_plans(phase, plans):
 # row's inserting user exactly once.
 
 PART_DB = "relpart"
+# One limit (per day) on the metric: the checks below add up a subject's counters and
+# ledger rows over its windows, which a second limit of the metric would count twice.
 PART_METRIC = "rows"
 PART_LIMIT = 6
 PART_SUBJECTS = [f"pu{i}" for i in range(6)]
@@ -836,18 +891,19 @@ def partition_phase(plans):
             violation(f"{label}: {s} has {charges[s]} row charges for {expected[s]} live rows it was charged for")
     # The ledger: one consume per committed insert, one refund per committed delete, for the
     # inserting user; replayed in id order, no user ever went past the limit.
-    c.execute("""SELECT subject, window_start, kind, amount FROM quota.usage_events WHERE metric = %s
-                 ORDER BY subject, window_start, id""", (PART_METRIC,))
+    c.execute("""SELECT subject, period, window_start, kind, amount FROM quota.usage_events WHERE metric = %s
+                 ORDER BY subject, period, window_start, id""", (PART_METRIC,))
     flows = Counter()
     state = {}
-    for s, ws, kind, amount in c.fetchall():
+    for s, period, ws, kind, amount in c.fetchall():
         flows[(s, kind)] += amount
-        if amount != 1 or kind not in ("consume", "refund"):
-            violation(f"{label}: ledger row {kind} {amount} for {s} (only consumes and refunds of 1 expected)")
-        used = state.get((s, ws), 0) + (amount if kind == "consume" else -amount)
+        if amount != 1 or kind not in ("consume", "refund") or period != "day":
+            violation(f"{label}: ledger row {kind} {amount} ({period}) for {s} (only consumes and refunds of 1 in "
+                      "the day window expected)")
+        used = state.get((s, period, ws), 0) + (amount if kind == "consume" else -amount)
         if not 0 <= used <= PART_LIMIT:
             violation(f"{label}: the ledger of {s} reaches {used} (limit {PART_LIMIT})")
-        state[(s, ws)] = used
+        state[(s, period, ws)] = used
     ins_by, del_by = Counter(inserted.values()), Counter(inserted[t] for t in deleted if t in inserted)
     for s in PART_SUBJECTS:
         if (flows[(s, "consume")], flows[(s, "refund")]) != (ins_by[s], del_by[s]):
@@ -890,6 +946,8 @@ def partition_phase(plans):
 TENANTS = {"acme": "rel_acme", "globex": "rel_globex"}
 TENANT_SUBJECTS = {t: [f"{t}-{i}" for i in range(3)] for t in TENANTS}
 UNTENANTED = "free-0"
+# One limit (per day) per metric: the counters are summed per subject and metric below,
+# and each op is expected once per metric in the ledger.
 TENANT_LIMITS = {"calls": 30, "tokens": 300}
 TENANT_CLIENTS = 4  # per tenant
 TENANT_OPS = OPS_PER_CLIENT
@@ -1489,12 +1547,14 @@ def old_version_phase(version, plans):
     #    with the used it returned; nothing else is.
     conn = connect(old_db(version), autocommit=True)
     c = cursor(conn)
-    c.execute("""SELECT subject, window_start, kind, amount, coalesce(metadata->>'op', idempotency_key)
-                 FROM quota.usage_events WHERE metric = 'calls' ORDER BY subject, window_start, id""")
+    # (After the update to 0.7.0 every row has the period of its window, 'day'.)
+    period = "period" if has_period(c) else "'day'"
+    c.execute(f"""SELECT subject, {period}, window_start, kind, amount, coalesce(metadata->>'op', idempotency_key)
+                  FROM quota.usage_events WHERE metric = 'calls' ORDER BY 1, 2, 3, id""")
     running, seen = {}, set()
-    for s, ws, kind, amount, op in c.fetchall():
-        used = running.get((s, ws), 0) + (amount if kind == "consume" else -amount if kind == "refund" else 0)
-        running[(s, ws)] = used
+    for s, period, ws, kind, amount, op in c.fetchall():
+        used = running.get((s, period, ws), 0) + (amount if kind == "consume" else -amount if kind == "refund" else 0)
+        running[(s, period, ws)] = used
         if op in seen:
             violation(f"{label}: op {op} is in the ledger twice")
         seen.add(op)
@@ -1549,16 +1609,28 @@ DIFF_COMPARE_EVERY = 250
 DIFF_PAIRS = 3
 DIFF_SIDES = ("on", "off")
 DIFF_SUBJECTS = {"on": [f"diffhot-{i}" for i in range(DIFF_PAIRS)], "off": [f"diffgen-{i}" for i in range(DIFF_PAIRS)]}
-# metric: (period, limit, enforcement, per-request cap, alert thresholds)
+# metric: its limits, each (period, limit, enforcement, per-request cap, alert thresholds).
+# A metric may have several (limits v2): a consume must fit every hard one, all or nothing.
+# The per-request cap belongs to the metric (set_limit sets it on every window): the same
+# on each of a metric's limits. The clock moves ~12 days over the run (ticks), across a
+# month's end, so day windows come and go under a month and a week that stay.
 DIFF_METRICS = {
-    "a": ("day", 40, "hard", None, [50, 90]),
-    "b": ("day", 60, "soft", None, [80, 100, 150]),
-    "c": ("day", 30, "hard", 6, []),
-    "m": ("month", 500, "hard", None, [75]),
-    "w": ("week", 120, "soft", 20, [100]),
-    "k": ("billing_cycle", 300, "hard", None, [50]),
-    "l": ("lifetime", 900, "soft", 40, []),
+    "a": [("day", 40, "hard", None, [50, 90])],
+    "b": [("day", 60, "soft", None, [80, 100, 150])],
+    "c": [("day", 30, "hard", 6, [])],
+    "m": [("month", 500, "hard", None, [75])],
+    "w": [("week", 120, "soft", 20, [100])],
+    "k": [("billing_cycle", 300, "hard", None, [50])],
+    "l": [("lifetime", 900, "soft", 40, [])],
+    # A day and a month, both hard: the day binds within a day, the month over a few.
+    "d": [("day", 8, "hard", None, [80]), ("month", 16, "hard", None, [50, 90])],
+    # A hard day and a soft week (its overage recorded while the day still lets through).
+    "e": [("day", 6, "hard", 5, [100]), ("week", 15, "soft", 5, [100, 150])],
+    # Three: a hard day and month, a soft week (lock order day, month, week).
+    "f": [("day", 10, "hard", None, []), ("month", 30, "hard", None, [90]), ("week", 20, "soft", None, [80])],
 }
+# Bonus rules are set on these metrics; a bonus raises every current window of its metric.
+DIFF_BONUS_METRICS = ["a", "d"]
 # Each pair's (tenant, cycle anchor, time zone): windows in a half-hour zone, a cycle
 # anchored at a month's end, and the ledger's tenant column all go through both paths.
 DIFF_SUBJECT_SETUP = [(None, None, None), ("diff-tenant", None, None), (None, "2026-10-31 20:00:00+00", "Asia/Kolkata")]
@@ -1572,12 +1644,14 @@ DIFF_STAMPS = ("occurred_at", "created_at", "settled_at")
 
 def diff_setup():
     conn, c = fresh_database(DIFF_DB)
-    for metric, (period, limit, enforcement, cap, alerts) in DIFF_METRICS.items():
-        c.execute("SELECT quota.set_limit('DIFF', %s, %s, %s, %s, %s)", (metric, period, limit, enforcement, cap))
-        if alerts:
-            c.execute("SELECT quota.set_alerts('DIFF', %s, %s)", (metric, alerts))
-    for kind, (amount, scope) in DIFF_BONUSES.items():
-        c.execute("SELECT quota.set_bonus_rule('DIFF', 'a', %s, %s, %s)", (kind, amount, scope))
+    for metric, limits in DIFF_METRICS.items():
+        for period, limit, enforcement, cap, alerts in limits:
+            c.execute("SELECT quota.set_limit('DIFF', %s, %s, %s, %s, %s)", (metric, period, limit, enforcement, cap))
+            if alerts:
+                c.execute("SELECT quota.set_alerts('DIFF', %s, %s, %s)", (metric, alerts, period))
+    for metric in DIFF_BONUS_METRICS:
+        for kind, (amount, scope) in DIFF_BONUSES.items():
+            c.execute("SELECT quota.set_bonus_rule('DIFF', %s, %s, %s, %s)", (metric, kind, amount, scope))
     c.execute("SELECT quota.set_bonus_cap('DIFF', 4)")
     for subjects in DIFF_SUBJECTS.values():
         for s, (tenant, anchor, zone) in zip(subjects, DIFF_SUBJECT_SETUP):
@@ -1641,7 +1715,8 @@ def diff_plan(seed, ops):
             step = ("reset", p, rnd.choice(metrics + [None]))
         elif roll < 0.795:
             kind = rnd.choice(["questionnaire", "questionnaire", "login", "survey"])
-            step = ("bonus", p, kind, f"ref-{rnd.randint(0, 30)}" if kind == "questionnaire" else None)
+            step = ("bonus", p, rnd.choice(DIFF_BONUS_METRICS), kind,
+                    f"ref-{rnd.randint(0, 30)}" if kind == "questionnaire" else None)
         elif roll < 0.845:
             step = ("reserve", p, rnd.choice(metrics), amount(), rnd.random() < 0.5,
                     rnd.choice(["15 minutes", "15 minutes", "6 hours", "2 days"]))
@@ -1772,7 +1847,7 @@ class DiffSide:
         elif kind == "reset":
             r = self.call("SELECT quota.quota_reset(%s::text, %s::text)", (s, step[2]))
         elif kind == "bonus":
-            r = self.call("SELECT * FROM quota.apply_bonus(%s::text, 'a', %s::text, %s::text)", (s, step[2], step[3]))
+            r = self.call("SELECT * FROM quota.apply_bonus(%s::text, %s::text, %s::text, %s::text)", (s,) + tuple(step[2:]))
         elif kind == "reserve":
             metric, amount, try_form, ttl = step[2:]
             fn = "quota_try_reserve" if try_form else "quota_reserve"
@@ -1795,7 +1870,7 @@ class DiffSide:
         elif kind == "notify":
             r = self.call("SELECT set_config('quota.notify_every_consume', %s, false)", (step[2],))
         elif kind == "status":
-            r = self.call("SELECT * FROM quota.quota_status(%s::text) ORDER BY metric", (s,))
+            r = self.call("SELECT * FROM quota.quota_status(%s::text) ORDER BY metric, period", (s,))
         elif kind == "unknown":
             if step[2] == "consume":
                 r = self.call("SELECT * FROM quota.quota_consume(%s::text, 'nosuchmetric', 1)", (s,))
@@ -1835,14 +1910,14 @@ class DiffSide:
 # the query's order; those in DIFF_SORTED sorted after normalisation, their order being
 # that of random ids).
 DIFF_TABLES = {
-    "counters": "SELECT subject, metric, window_start, window_end, used, bonus, reserved, alerted FROM quota.counters "
-                "WHERE subject = ANY(%s) ORDER BY subject, metric, window_start",
-    "ledger": "SELECT subject, tenant, metric, window_start, kind, amount, overage, idempotency_key, metadata "
+    "counters": "SELECT subject, metric, period, window_start, window_end, used, bonus, reserved, alerted "
+                "FROM quota.counters WHERE subject = ANY(%s) ORDER BY subject, metric, period, window_start",
+    "ledger": "SELECT subject, tenant, metric, period, window_start, kind, amount, overage, idempotency_key, metadata "
               "FROM quota.usage_events WHERE subject = ANY(%s) ORDER BY subject, id",
     "events": "SELECT subject, type, metric, payload, acknowledged_at FROM quota.events WHERE subject = ANY(%s) "
               "ORDER BY subject, id",
-    "reservations": "SELECT subject, id, metric, window_start, window_end, amount, status, expires_at, actual_amount, "
-                    "idempotency_key, metadata, response FROM quota.reservations WHERE subject = ANY(%s)",
+    "reservations": "SELECT subject, id, metric, period, window_start, window_end, amount, status, expires_at, "
+                    "actual_amount, idempotency_key, metadata, response FROM quota.reservations WHERE subject = ANY(%s)",
     "idempotency keys": "SELECT subject, idempotency_key, operation, response FROM quota.idempotency_keys "
                         "WHERE subject = ANY(%s) ORDER BY subject, idempotency_key",
     "bonus grants": "SELECT subject, metric, kind, reference, reference_scope, amount, window_start, local_day "
@@ -1899,6 +1974,11 @@ def differential_phase(plan):
             compared += diff_tables(c, sides, f"after step {n}", report)
     if differences[0] > DIFF_REPORTED:
         violation(f"differential: ... {differences[0]} differences in all")
+    # Both sides keep the ledger invariant per window (subject, metric, period,
+    # window_start), and no hard limit of any window was ever exceeded.
+    counters_match_ledger(c, "differential")
+    hard_limits_held(c, "differential", {(m, p): limit for m, limits in DIFF_METRICS.items()
+                                         for p, limit, enforcement, _cap, _alerts in limits if enforcement == "hard"})
     # The hot path must really have served the 'on' side, and never the 'off' side.
     (on_enabled, on_hot, on_general), (off_enabled, off_hot, off_general) = (side.status() for side in sides)
     share = on_hot / max(1, on_hot + on_general)
