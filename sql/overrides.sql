@@ -6,7 +6,8 @@
 CREATE TABLE quota.subject_overrides (
     subject    text NOT NULL REFERENCES quota.subjects ON DELETE CASCADE ON UPDATE CASCADE,
     metric     text NOT NULL CHECK (metric <> ''),
-    period     text NOT NULL CHECK (period IN ('day', 'week', 'month', 'billing_cycle', 'lifetime')),
+    period     text NOT NULL CHECK (period IN ('day', 'week', 'month', 'billing_cycle', 'lifetime')
+                                    OR period ~ '^[1-9][0-9]* (second|minute|hour)s?$'),
     mode       text NOT NULL CHECK (mode IN ('max', 'add')),
     value      bigint NOT NULL CHECK (value >= 0),
     expires_at timestamptz,

@@ -40,10 +40,6 @@ pub(crate) fn composite(
             oid
         };
         let desc = PgTupleDesc::from_pg(pg_sys::lookup_rowtype_tupdesc(oid, -1));
-        // A type of an older version may lack attributes appended since (0.7.0's
-        // quota.decision.retry_after): they are left out.
-        let mut values = values;
-        values.truncate(desc.len());
         PgHeapTuple::from_datums(desc, values).unwrap_or_else(|e| unreachable!("{name}: {e}"))
     }
 }
@@ -63,7 +59,6 @@ pub(crate) fn decision_row(fcinfo: pg_sys::FunctionCallInfo, d: Decision) -> Dec
         d.enforcement.into_datum(),
         d.reason.into_datum(),
         d.reserved.into_datum(),
-        d.retry_after.map(|us| pgrx::datum::Interval::from_micros(us)).into_datum(),
     ];
     composite(fcinfo, "quota.decision", values)
 }

@@ -23,7 +23,8 @@ pub struct Decision {
     /// `limit_value + bonus - used`, never negative.
     pub remaining: i64,
     pub requested: i64,
-    /// When the window ends; `None` for lifetime limits.
+    /// When the window ends; `None` for lifetime limits. For a rate limit: when it is back
+    /// to full, or, when it refused, when the request may be retried.
     pub reset_at: Option<DateTime<Utc>>,
     pub enforcement: String,
     pub reason: String,
@@ -36,8 +37,9 @@ pub struct Decision {
     /// Not part of the SQL type: the limit's per-request cap, if any.
     #[serde(default)]
     pub per_request_max: Option<i64>,
-    /// When a request refused by a rate limit may be retried (microseconds): part of the
-    /// SQL type from 0.7.0 (`retry_after interval`, NULL otherwise).
+    /// Not part of the SQL type: when a request refused by a rate limit may be retried
+    /// (microseconds from now), for the QT429 DETAIL. The decision's `reset_at` is then
+    /// that instant.
     #[serde(default)]
     pub retry_after: Option<i64>,
     /// Not part of the SQL type: every limit of the metric that refused this request

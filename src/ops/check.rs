@@ -97,19 +97,25 @@ pub fn status(subject: &str) -> Result<Vec<StatusRow>> {
         all_subject_limits(c, &s, now)?
             .into_iter()
             .map(|(metric, limit)| {
-                let op = WindowOp::current(c, &s, &metric, &limit, now, false)?;
-                let usage = op.read(c)?;
+                let limits = [limit];
+                let op = MetricOp::current(c, &s, &metric, &limits, now, false)?;
+                let usages = op.read(c)?;
+                // One limit alone: its own state, as a check of 0 answers it (a rate limit
+                // as redis-cell does: its burst capacity and what is left of it now).
+                let o = op.decide(&usages, 0);
+                let d = op.decision(&usages, 0, &o, false);
+                let [limit] = limits;
                 Ok(StatusRow {
                     period: limit.period,
-                    limit_value: limit.limit_value,
-                    bonus: usage.bonus,
-                    used: usage.used,
-                    remaining: usage.remaining(&limit),
-                    reset_at: op.window.end,
+                    limit_value: d.limit_value,
+                    bonus: d.bonus,
+                    used: d.used,
+                    remaining: d.remaining,
+                    reset_at: d.reset_at,
                     enforcement: limit.enforcement,
-                    reserved: usage.reserved,
+                    reserved: d.reserved,
                     source: limit.source,
-                    metric: metric.clone(),
+                    metric,
                 })
             })
             .collect()

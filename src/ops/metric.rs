@@ -89,7 +89,8 @@ impl<'a> MetricOp<'a> {
             d.bonus = 0;
             d.remaining = t.remaining;
             d.used = t.limit - t.remaining.min(t.limit);
-            d.reset_at = DateTime::from_timestamp_micros(w.now.timestamp_micros().saturating_add(t.reset_after_us));
+            // Back to full when admitted; when to retry when refused (`multi::reset_of`).
+            d.reset_at = o.resets[i];
             d.retry_after = t.retry_after_us.filter(|_| !o.allowed);
         }
         d.overage = o.verdicts.iter().map(|v| v.overage).max().unwrap_or(0);

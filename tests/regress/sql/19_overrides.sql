@@ -54,7 +54,8 @@ SELECT metric, period, limit_value, source FROM quota.quota_status('ov1') ORDER 
 -- Bad input: 22023 with the argument named; an unknown subject is QT404.
 SELECT code, message, detail FROM try($$ SELECT quota.set_override('ov1', 'messages', 'day', -1) $$);
 SELECT code, message, detail FROM try($$ SELECT quota.set_override('ov1', 'messages', 'day', 5, 'double') $$);
-SELECT code, message FROM try($$ SELECT quota.set_override('ov1', 'messages', '5 hours', 5) $$);
+SELECT code, message FROM try($$ SELECT quota.set_override('ov1', 'messages', '1 day', 5) $$);
+SELECT code, message FROM try($$ SELECT quota.set_override('ov1', 'messages', 'per 1 minute', 5) $$);
 SELECT code, message FROM try($$ SELECT quota.set_override('nobody', 'messages', 'day', 5) $$);
 SELECT code FROM try($$ SELECT quota.set_override(NULL, 'messages', 'day', 5) $$);
 
