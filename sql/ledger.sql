@@ -32,7 +32,9 @@ SELECT pg_catalog.pg_extension_config_dump('quota.usage_summaries', '');
 CREATE FUNCTION quota.used_change(kind text, amount bigint) RETURNS bigint
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN CASE kind WHEN 'consume' THEN amount WHEN 'commit' THEN amount
-                 WHEN 'refund' THEN -amount WHEN 'reset' THEN -amount ELSE 0 END;
+                 WHEN 'refund' THEN -amount WHEN 'reset' THEN -amount
+                 -- A scheduled plan change that keeps the share used (0.7.0).
+                 WHEN 'carry_up' THEN amount WHEN 'carry_down' THEN -amount ELSE 0 END;
 
 -- Every window whose counter differs from what the summaries plus the remaining events
 -- prove. Empty when all is well; the reliability suite asserts that.

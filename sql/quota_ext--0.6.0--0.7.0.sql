@@ -453,7 +453,7 @@ VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'remove_override_wrapper';
 
--- quota_status gains source (plan or override): a new C symbol, the old one stays for
+-- quota_status gains source (plan or override) and the scheduled plan change: a new C symbol, the old one stays for
 -- 0.6.0 databases. The inet form follows.
 DROP FUNCTION quota.quota_status(inet);
 DROP FUNCTION quota.quota_status(text);
@@ -469,14 +469,17 @@ CREATE FUNCTION quota."quota_status"(
 	"reset_at" timestamp with time zone,  /* Option < TimestampWithTimeZone > */
 	"enforcement" TEXT,  /* String */
 	"reserved" bigint,  /* i64 */
-	"source" TEXT  /* String */
+	"source" TEXT,  /* String */
+	"next_plan" TEXT,  /* Option < String > */
+	"next_plan_at" timestamp with time zone  /* Option < TimestampWithTimeZone > */
 )
 STABLE PARALLEL RESTRICTED
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'quota_status_v2_wrapper';
 CREATE FUNCTION quota.quota_status(subject inet)
 RETURNS TABLE (metric text, period text, limit_value bigint, bonus bigint, used bigint,
-               remaining bigint, reset_at timestamptz, enforcement text, reserved bigint, source text)
+               remaining bigint, reset_at timestamptz, enforcement text, reserved bigint, source text,
+               next_plan text, next_plan_at timestamptz)
 LANGUAGE sql STABLE PARALLEL RESTRICTED
 AS $$ SELECT * FROM quota.quota_status(pg_catalog.host($1)) $$;
 
@@ -492,6 +495,54 @@ ALTER FUNCTION quota.quota_status(inet) SECURITY DEFINER SET search_path = pg_ca
 GRANT EXECUTE ON FUNCTION quota.set_rate_limit(text, text, bigint, interval, bigint),
     quota.set_override(text, text, text, bigint, text, timestamptz), quota.remove_override(text, text, text) TO quota_admin;
 GRANT EXECUTE ON FUNCTION quota.quota_status(text), quota.quota_status(inet) TO quota_app;
+
+-- Scheduled plan changes -------------------------------------------------------------------
+ALTER TABLE quota.subjects ADD COLUMN next_plan text REFERENCES quota.plans ON UPDATE CASCADE,
+    ADD COLUMN next_plan_at timestamptz,
+    ADD COLUMN carry text CHECK (carry IN ('usage', 'percent')),
+    ADD CONSTRAINT subjects_next_plan_check
+        CHECK ((next_plan IS NULL) = (next_plan_at IS NULL) AND (next_plan IS NULL) = (carry IS NULL));
+CREATE OR REPLACE FUNCTION quota.used_change(kind text, amount bigint) RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE kind WHEN 'consume' THEN amount WHEN 'commit' THEN amount
+                 WHEN 'refund' THEN -amount WHEN 'reset' THEN -amount
+                 -- A scheduled plan change that keeps the share used (0.7.0).
+                 WHEN 'carry_up' THEN amount WHEN 'carry_down' THEN -amount ELSE 0 END;
+
+-- assign_plan takes effective_at and carry (a new C symbol; the old one stays for 0.6.0
+-- databases); cancel_plan_change.
+DROP FUNCTION quota.assign_plan(inet, text, text, timestamptz, text);
+DROP FUNCTION quota.assign_plan(text, text, text, timestamptz, text);
+CREATE FUNCTION quota."assign_plan"(
+	"subject" TEXT, /* Option < & str > */
+	"plan" TEXT, /* Option < & str > */
+	"tenant" TEXT DEFAULT NULL, /* Option < & str > */
+	"cycle_anchor" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
+	"time_zone" TEXT DEFAULT NULL, /* Option < & str > */
+	"effective_at" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
+	"carry" TEXT DEFAULT 'usage' /* Option < & str > */
+) RETURNS void
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'assign_plan_v2_wrapper';
+CREATE FUNCTION quota.assign_plan(subject inet, plan text, tenant text DEFAULT NULL,
+                                  cycle_anchor timestamptz DEFAULT NULL, time_zone text DEFAULT NULL,
+                                  effective_at timestamptz DEFAULT NULL, carry text DEFAULT 'usage')
+RETURNS void LANGUAGE sql VOLATILE
+AS $$ SELECT quota.assign_plan(pg_catalog.host($1), $2, $3, $4, $5, $6, $7) $$;
+CREATE FUNCTION quota."cancel_plan_change"(
+	"subject" TEXT /* Option < & str > */
+) RETURNS bool /* bool */
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'cancel_plan_change_wrapper';
+REVOKE ALL ON FUNCTION quota.assign_plan(text, text, text, timestamptz, text, timestamptz, text),
+    quota.assign_plan(inet, text, text, timestamptz, text, timestamptz, text), quota.cancel_plan_change(text) FROM PUBLIC;
+ALTER FUNCTION quota.assign_plan(text, text, text, timestamptz, text, timestamptz, text) SECURITY DEFINER SET search_path = pg_catalog, quota, pg_temp;
+ALTER FUNCTION quota.assign_plan(inet, text, text, timestamptz, text, timestamptz, text) SECURITY DEFINER SET search_path = pg_catalog, quota, pg_temp;
+ALTER FUNCTION quota.cancel_plan_change(text) SECURITY DEFINER SET search_path = pg_catalog, quota, pg_temp;
+GRANT EXECUTE ON FUNCTION quota.assign_plan(text, text, text, timestamptz, text, timestamptz, text),
+    quota.assign_plan(inet, text, text, timestamptz, text, timestamptz, text), quota.cancel_plan_change(text) TO quota_admin;
 
 -- Drop what every backend cached before this version --------------------------------------
 UPDATE quota.subjects SET plan = plan WHERE false;

@@ -44,7 +44,16 @@ CREATE TABLE quota.subjects (
     cycle_anchor timestamptz NOT NULL,
     -- IANA name; day, week and month boundaries follow it.
     time_zone    text NOT NULL DEFAULT 'UTC',
-    created_at   timestamptz NOT NULL DEFAULT now()
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    -- A scheduled plan change (0.7.0): next_plan takes over at next_plan_at. Until the
+    -- first call that writes after that instant stores it, every call computes it; carry
+    -- says how the usage of a window the change falls in carries over ('usage' as it
+    -- is, 'percent' the same share of the new limit, rounded down).
+    next_plan    text REFERENCES quota.plans ON UPDATE CASCADE,
+    next_plan_at timestamptz,
+    carry        text CHECK (carry IN ('usage', 'percent')),
+    CONSTRAINT subjects_next_plan_check
+        CHECK ((next_plan IS NULL) = (next_plan_at IS NULL) AND (next_plan IS NULL) = (carry IS NULL))
 );
 CREATE INDEX subjects_plan_idx ON quota.subjects (plan);
 CREATE INDEX subjects_tenant_idx ON quota.subjects (tenant) WHERE tenant IS NOT NULL;

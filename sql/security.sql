@@ -91,7 +91,7 @@ BEGIN
             -- administration
             ('quota_reset', 'quota_admin'), ('apply_bonus', 'quota_admin'), ('assign_plan', 'quota_admin'),
             ('set_limit', 'quota_admin'), ('remove_limit', 'quota_admin'), ('set_alerts', 'quota_admin'),
-            ('set_override', 'quota_admin'), ('remove_override', 'quota_admin'), ('set_rate_limit', 'quota_admin'),
+            ('set_override', 'quota_admin'), ('remove_override', 'quota_admin'), ('set_rate_limit', 'quota_admin'), ('cancel_plan_change', 'quota_admin'),
             ('set_bonus_rule', 'quota_admin'), ('set_bonus_cap', 'quota_admin'),
             ('enforce_on_insert', 'quota_admin'), ('enforce_off', 'quota_admin'),
             ('compact_ledger', 'quota_admin'), ('stats_reset', 'quota_admin'),

@@ -89,14 +89,20 @@ fn remove_override(subject: Option<&str>, metric: Option<&str>, period: default!
 }
 
 /// Put a subject on a plan (creating it if needed). A NULL keeps the subject's current
-/// value; a new subject defaults to the quota clock's now and UTC.
-#[pg_extern(volatile, parallel_unsafe)]
-fn assign_plan(
+/// value; a new subject defaults to the quota clock's now and UTC. With `effective_at` in
+/// the future the change is scheduled: the subject keeps its plan until then (see
+/// quota.cancel_plan_change). `carry` says how the usage of a window the change falls in
+/// carries over: 'usage' as it is, 'percent' the same share of the new limit.
+#[pg_extern(volatile, parallel_unsafe, name = "assign_plan")]
+#[allow(clippy::too_many_arguments)]
+fn assign_plan_v2(
     subject: Option<&str>,
     plan: Option<&str>,
     tenant: default!(Option<&str>, "NULL"),
     cycle_anchor: default!(Option<TimestampWithTimeZone>, "NULL"),
     time_zone: default!(Option<&str>, "NULL"),
+    effective_at: default!(Option<TimestampWithTimeZone>, "NULL"),
+    carry: default!(Option<&str>, "'usage'"),
 ) {
     ops::assign_plan(
         required("subject", subject).or_raise(),
@@ -104,8 +110,29 @@ fn assign_plan(
         tenant,
         cycle_anchor.map(|t| t.into_inner()),
         time_zone,
+        ops::Effect { at: effective_at.map(|t| crate::pg::clock::from_pg(t.into_inner())), carry: required("carry", carry).or_raise() },
     )
     .or_raise()
+}
+
+/// `assign_plan(subject, plan, tenant, cycle_anchor, time_zone)` as released scripts
+/// before 0.7.0 bind it (C symbol `assign_plan_wrapper`, five arguments).
+#[pg_extern(volatile, parallel_unsafe, sql = false)]
+fn assign_plan(
+    subject: Option<&str>,
+    plan: Option<&str>,
+    tenant: Option<&str>,
+    cycle_anchor: Option<TimestampWithTimeZone>,
+    time_zone: Option<&str>,
+) {
+    assign_plan_v2(subject, plan, tenant, cycle_anchor, time_zone, None, Some("usage"))
+}
+
+/// Cancel a subject's scheduled plan change. Returns whether there was one (a change
+/// whose instant has come is in force, and is not cancelled).
+#[pg_extern(volatile, parallel_unsafe)]
+fn cancel_plan_change(subject: Option<&str>) -> bool {
+    ops::cancel_plan_change(required("subject", subject).or_raise()).or_raise()
 }
 
 /// A bonus of `amount` for `kind` on `metric` in `plan`. The reference scope defaults to

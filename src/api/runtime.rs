@@ -34,7 +34,7 @@ fn quota_check_many(
 }
 
 /// One row per limit of the subject: its plan's, with its overrides applied (`source`
-/// says which).
+/// says which), and its scheduled plan change, if any, on every row.
 #[pg_extern(stable, parallel_restricted, name = "quota_status")]
 // pgrx reads the column names from the name!(...) in the signature: no alias possible.
 #[allow(clippy::type_complexity)]
@@ -53,6 +53,8 @@ fn quota_status_v2(
         name!(enforcement, String),
         name!(reserved, i64),
         name!(source, String),
+        name!(next_plan, Option<String>),
+        name!(next_plan_at, Option<TimestampWithTimeZone>),
     ),
 > {
     let rows = ops::status(required("subject", subject).or_raise()).or_raise();
@@ -68,6 +70,8 @@ fn quota_status_v2(
             r.enforcement.as_str().to_string(),
             r.reserved,
             r.source.as_str().to_string(),
+            r.next.as_ref().map(|n| n.plan.clone()),
+            r.next.as_ref().map(|n| clock::to_pg_tz(n.at)),
         )
     }))
 }
@@ -92,7 +96,7 @@ fn quota_status(
         name!(reserved, i64),
     ),
 > {
-    TableIterator::new(quota_status_v2(subject).map(|(m, p, l, b, u, r, at, e, res, _)| (m, p, l, b, u, r, at, e, res)))
+    TableIterator::new(quota_status_v2(subject).map(|(m, p, l, b, u, r, at, e, res, ..)| (m, p, l, b, u, r, at, e, res)))
 }
 
 // Consume ------------------------------------------------------------------------------

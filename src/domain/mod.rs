@@ -11,5 +11,6 @@ pub mod overrides;
 pub mod period;
 pub mod rate;
 pub mod rolling;
+pub mod schedule;
 pub mod tenancy;
 pub mod tokens;

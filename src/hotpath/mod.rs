@@ -129,6 +129,11 @@ fn subject_of(t: &Tables, snapshot: pg_sys::Snapshot, cache: Cache, id: &str, sc
     if !scope.admits(row.tenant.as_deref()) {
         return None;
     }
+    // A scheduled plan change whose instant has come is the general path's to store.
+    if row.next.as_ref().is_some_and(|n| n.at <= clock::to_pg(clock::now())) {
+        note(format_args!("hot path: a scheduled plan change is due"));
+        return None;
+    }
     Some((Subject::stored(id, row), place))
 }
 

@@ -29,7 +29,8 @@ use std::cell::Cell;
 use std::sync::atomic::{fence, AtomicPtr, AtomicU64, Ordering::*};
 
 use crate::domain::error::QuotaError;
-pub use crate::storage::schema::SubjectRow;
+use crate::domain::schedule::Carry;
+pub use crate::storage::schema::{PlanChange, SubjectRow};
 
 /// Bytes of subject, plan, tenant and zone an entry holds.
 const DATA: usize = 120;
@@ -48,6 +49,8 @@ struct Entry {
     owner: AtomicU64,
     anchor: AtomicU64,
     lengths: AtomicU64,
+    /// A scheduled plan change's instant (when `lengths` says there is one).
+    next_at: AtomicU64,
     data: [AtomicU64; WORDS],
     hints: [[AtomicU64; 2]; HINTS],
 }
@@ -215,9 +218,17 @@ fn bucket(entries: &[Entry], storage: Oid, id: &str) -> usize {
     (fnv1a([&db[..], &storage.to_u32().to_le_bytes()[..], id.as_bytes()]) % buckets as u64) as usize * WAYS
 }
 
-/// Lengths of subject, plan, tenant (with 1 << 32 when there is one) and zone.
-fn lengths(id: usize, plan: usize, tenant: Option<usize>, zone: usize) -> u64 {
-    id as u64 | (plan as u64) << 8 | (tenant.unwrap_or(0) as u64) << 16 | (zone as u64) << 24 | (tenant.is_some() as u64) << 32
+/// Lengths of subject, plan, tenant (with 1 << 32 when there is one), zone and a scheduled
+/// next plan (with 1 << 33 when there is one, and 1 << 34 when it carries the percentage).
+fn lengths(id: usize, plan: usize, tenant: Option<usize>, zone: usize, next: Option<(usize, bool)>) -> u64 {
+    id as u64
+        | (plan as u64) << 8
+        | (tenant.unwrap_or(0) as u64) << 16
+        | (zone as u64) << 24
+        | (tenant.is_some() as u64) << 32
+        | (next.is_some() as u64) << 33
+        | (next.is_some_and(|(_, percent)| percent) as u64) << 34
+        | (next.map_or(0, |(len, _)| len) as u64) << 40
 }
 
 /// The subject's row, if an entry of generation `g` holds it.
@@ -238,8 +249,8 @@ fn read(e: &Entry, g: Generation, owner: u64, id: &str) -> Option<SubjectRow> {
     }
     let lengths = e.lengths.load(Relaxed);
     let len = |shift: u32| ((lengths >> shift) & 0xff) as usize;
-    let (id_len, plan_len, tenant_len, zone_len) = (len(0), len(8), len(16), len(24));
-    let total = id_len + plan_len + tenant_len + zone_len;
+    let (id_len, plan_len, tenant_len, zone_len, next_len) = (len(0), len(8), len(16), len(24), len(40));
+    let total = id_len + plan_len + tenant_len + zone_len + next_len;
     if id_len != id.len() || total > DATA {
         return None;
     }
@@ -248,6 +259,7 @@ fn read(e: &Entry, g: Generation, owner: u64, id: &str) -> Option<SubjectRow> {
         *w = cell.load(Relaxed);
     }
     let anchor = e.anchor.load(Relaxed) as i64;
+    let next_at = e.next_at.load(Relaxed) as i64;
     fence(Acquire);
     if e.seq.load(Relaxed) != seq {
         return None;
@@ -260,13 +272,19 @@ fn read(e: &Entry, g: Generation, owner: u64, id: &str) -> Option<SubjectRow> {
     let plan = text(id_len, plan_len)?;
     let tenant = if (lengths >> 32) & 1 == 1 { Some(text(id_len + plan_len, tenant_len)?) } else { None };
     let tz = crate::domain::period::parse_zone(&text(id_len + plan_len + tenant_len, zone_len)?)?;
-    Some(SubjectRow { plan, tenant, anchor, tz })
+    let next = if (lengths >> 33) & 1 == 1 {
+        let carry = if (lengths >> 34) & 1 == 1 { Carry::Percent } else { Carry::Usage };
+        Some(PlanChange { plan: text(id_len + plan_len + tenant_len + zone_len, next_len)?, at: next_at, carry })
+    } else {
+        None
+    };
+    Some(SubjectRow { plan, tenant, anchor, tz, next })
 }
 
 /// Keep `row` (read with a snapshot taken after `g` was read) for the subject.
 pub fn put(g: Generation, storage: Oid, id: &str, row: &SubjectRow) -> Option<Place> {
     let (header, entries) = table()?;
-    let size = id.len() + row.plan.len() + row.tenant.as_deref().map_or(0, str::len) + row.tz.name().len();
+    let size = id.len() + row.plan.len() + row.tenant.as_deref().map_or(0, str::len) + row.tz.name().len() + row.next.as_ref().map_or(0, |n| n.plan.len());
     if entries.is_empty() || size > DATA {
         return None;
     }
@@ -289,7 +307,8 @@ pub fn put(g: Generation, storage: Oid, id: &str, row: &SubjectRow) -> Option<Pl
 fn write(e: &Entry, g: Generation, owner: u64, id: &str, row: &SubjectRow) -> bool {
     let zone = row.tz.name();
     let tenant = row.tenant.as_deref();
-    let parts = [id, &row.plan, tenant.unwrap_or(""), zone];
+    let next = row.next.as_ref();
+    let parts = [id, &row.plan, tenant.unwrap_or(""), zone, next.map_or("", |n| n.plan.as_str())];
     let seq = e.seq.load(Relaxed);
     if seq & 1 == 1 || e.seq.compare_exchange(seq, seq + 1, Acquire, Relaxed).is_err() {
         return false;
@@ -305,7 +324,8 @@ fn write(e: &Entry, g: Generation, owner: u64, id: &str, row: &SubjectRow) -> bo
         cell.store(u64::from_le_bytes(chunk.try_into().expect("8 bytes")), Relaxed);
     }
     e.anchor.store(row.anchor as u64, Relaxed);
-    e.lengths.store(lengths(id.len(), row.plan.len(), tenant.map(str::len), zone.len()), Relaxed);
+    e.lengths.store(lengths(id.len(), row.plan.len(), tenant.map(str::len), zone.len(), next.map(|n| (n.plan.len(), n.carry == Carry::Percent))), Relaxed);
+    e.next_at.store(next.map_or(0, |n| n.at) as u64, Relaxed);
     e.owner.store(owner, Relaxed);
     e.generation.store(g.0, Relaxed);
     e.hints.iter().for_each(|h| h[1].store(0, Relaxed));
@@ -423,7 +443,7 @@ mod tests {
     }
 
     fn row(plan: &str, tenant: Option<&str>, anchor: i64, zone: chrono_tz::Tz) -> SubjectRow {
-        SubjectRow { plan: plan.into(), tenant: tenant.map(str::to_string), anchor, tz: zone }
+        SubjectRow { plan: plan.into(), tenant: tenant.map(str::to_string), anchor, tz: zone, next: None }
     }
 
     #[test]
@@ -450,6 +470,13 @@ mod tests {
         let empty = row("free", Some(""), -1, chrono_tz::UTC);
         assert!(write(&e, Generation(3), 7, "u1", &empty));
         assert_eq!(read(&e, Generation(3), 7, "u1"), Some(empty));
+        // A scheduled plan change travels with the row.
+        let scheduled = SubjectRow { next: Some(PlanChange { plan: "team".into(), at: 123_456, carry: Carry::Percent }), ..r.clone() };
+        assert!(write(&e, Generation(3), 7, "u1", &scheduled));
+        assert_eq!(read(&e, Generation(3), 7, "u1"), Some(scheduled));
+        let usage = SubjectRow { next: Some(PlanChange { plan: "t".into(), at: -5, carry: Carry::Usage }), ..r };
+        assert!(write(&e, Generation(3), 7, "u1", &usage));
+        assert_eq!(read(&e, Generation(3), 7, "u1"), Some(usage));
     }
 
     #[test]

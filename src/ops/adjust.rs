@@ -80,6 +80,7 @@ pub fn refund_charge(subject: &str, metric: &str, period: &str, window_start: Op
         storage::volatile(|c| {
             let now = clock::now();
             let Some(s) = storage::find_subject(c, subject)?.filter(|s| scope.admits(s.tenant.as_deref())) else { return Ok(0) };
+            let s = super::schedule::store_due(c, s, now)?;
             let limits = subject_limits(c, &s, metric, now)?;
             // A charge made before limits v2 has no period: the metric's one limit then.
             let Some(limit) = limits.iter().find(|l| l.period.as_str() == period || (period.is_empty() && limits.len() == 1)) else { return Ok(0) };
@@ -105,6 +106,8 @@ pub fn reset(subject: &str, metric: Option<&str>) -> Result<i32> {
     storage::volatile(|c| {
         let now = clock::now();
         let s = resolve_subject(c, subject, Unknown::Evaluate, now)?;
+        // A reset writes: a scheduled change that is due is stored first.
+        let s = if s.stored { super::schedule::store_due(c, s, now)? } else { s };
         let limits = match metric {
             Some(m) => resolve_limits(c, &s, m, now)?.into_iter().map(|l| (m.to_string(), l)).collect(),
             None => all_subject_limits(c, &s, now)?,
@@ -147,6 +150,7 @@ pub fn apply_bonus(subject: &str, metric: &str, kind: &str, reference: Option<&s
         resolve_subject(c, subject, Unknown::Create, now)?;
         // The subject row lock serialises this subject's bonuses, so the daily cap is exact.
         let s = storage::lock_subject(c, subject)?.expect("subject exists");
+        let s = super::schedule::store_due(c, s, now)?;
         let limits = resolve_limits(c, &s, metric, now)?;
         let mut op = MetricOp::current(c, &s, metric, &limits, now, false)?;
         let day = s.local_day(now);

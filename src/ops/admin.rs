@@ -7,6 +7,8 @@ use super::args::{known_name, parse_enforcement, parse_period, parse_window};
 use crate::domain::bonus::{BonusRule, ReferenceScope};
 use crate::domain::error::{self, positive_amount, QuotaError, Result};
 use crate::domain::limits::{Enforcement, Limit, Source};
+use crate::domain::schedule::Carry;
+use chrono::{DateTime, Utc};
 use crate::domain::period;
 use crate::pg::clock;
 use crate::pg::installed;
@@ -158,14 +160,43 @@ fn existing_plan(c: &mut SpiClient<'_>, plan: &str) -> Result<Option<i32>> {
     })
 }
 
+/// When and how a plan assignment takes effect: at once (`at` None, or not in the
+/// future), or at `at` (a scheduled change); `carry` says how the usage of a window the
+/// change falls in carries over.
+pub struct Effect<'a> {
+    pub at: Option<DateTime<Utc>>,
+    pub carry: &'a str,
+}
+
 pub fn assign_plan(
     subject: &str,
     plan: &str,
     tenant: Option<&str>,
     cycle_anchor: Option<pg_sys::TimestampTz>,
     time_zone: Option<&str>,
+    effect: Effect<'_>,
 ) -> Result<()> {
     known_name("subject", subject)?;
+    let carry = effect.carry.parse::<Carry>().map_err(|_| {
+        QuotaError::invalid(
+            "carry",
+            effect.carry,
+            format!("unknown carry \"{}\"", effect.carry),
+            format!("Use one of: {} (usage keeps a window's usage, percent its share of the limit).", Carry::NAMES),
+        )
+    })?;
+    let now = clock::now();
+    if let Some(at) = effect.at.filter(|at| *at > now) {
+        if tenant.is_some() || cycle_anchor.is_some() || time_zone.is_some() {
+            return Err(QuotaError::invalid(
+                "effective_at",
+                at.to_rfc3339(),
+                "a scheduled change changes the plan only",
+                "Change tenant, cycle_anchor or time_zone with a separate quota.assign_plan call (without effective_at).",
+            ));
+        }
+        return schedule_plan(subject, plan, storage::NextPlan { plan: plan.to_string(), at, carry });
+    }
     if let Some(zone) = time_zone {
         if period::parse_zone(zone).is_none() {
             return Err(QuotaError::invalid(
@@ -201,12 +232,46 @@ pub fn assign_plan(
     })?;
     storage::volatile(|c| {
         existing_plan(c, plan)?;
+        let before = storage::find_subject(c, subject)?.filter(|s| scope.admits(s.tenant.as_deref())).map(|s| s.in_force(now));
         // The upsert itself refuses a row of another tenant (a concurrent creator).
         let assignment = storage::Assignment { id: subject, plan, tenant: tenant.as_deref(), anchor, zone: time_zone };
-        if !storage::upsert_subject(c, &assignment, clock::now(), &scope) {
+        if !storage::upsert_subject(c, &assignment, now, &scope) {
             return Err(QuotaError::UnknownSubject { subject: subject.to_string() });
         }
+        if let Some(before) = before.filter(|b| carry == Carry::Percent && b.plan != plan) {
+            let after = storage::Subject { plan: plan.to_string(), next: None, carried_from: None, ..before.clone() };
+            super::schedule::carry_percent(c, &before, &after, now, now)?;
+        }
         Ok(())
+    })
+}
+
+/// Schedule a plan change of a stored subject in the session's scope (replacing any
+/// scheduled before).
+fn schedule_plan(subject: &str, plan: &str, next: storage::NextPlan) -> Result<()> {
+    let scope = crate::pg::roles::scope()?;
+    storage::volatile(|c| {
+        existing_plan(c, plan)?;
+        let s = storage::lock_subject(c, subject)?.filter(|s| scope.admits(s.tenant.as_deref()));
+        let s = s.ok_or_else(|| QuotaError::UnknownSubject { subject: subject.to_string() })?;
+        // A change stored before this one is in force first.
+        let s = super::schedule::store_due(c, s, clock::now())?;
+        storage::schedule_plan(c, &s.id, &next);
+        Ok(())
+    })
+}
+
+/// Cancel a subject's scheduled plan change; whether there was one.
+pub fn cancel_plan_change(subject: &str) -> Result<bool> {
+    known_name("subject", subject)?;
+    installed::requires(installed::LIMITS_V2, "quota.cancel_plan_change")?;
+    let scope = crate::pg::roles::scope()?;
+    storage::volatile(|c| {
+        let s = storage::lock_subject(c, subject)?.filter(|s| scope.admits(s.tenant.as_deref()));
+        let s = s.ok_or_else(|| QuotaError::UnknownSubject { subject: subject.to_string() })?;
+        // A change whose instant has come is in force already: it cannot be cancelled.
+        let s = super::schedule::store_due(c, s, clock::now())?;
+        Ok(storage::cancel_plan_change(c, &s.id))
     })
 }
 

@@ -88,6 +88,8 @@ pub struct StatusRow {
     pub enforcement: Enforcement,
     pub reserved: i64,
     pub source: Source,
+    /// The subject's scheduled plan change, if any (the same on every row).
+    pub next: Option<storage::NextPlan>,
 }
 
 pub fn status(subject: &str) -> Result<Vec<StatusRow>> {
@@ -115,6 +117,7 @@ pub fn status(subject: &str) -> Result<Vec<StatusRow>> {
                     enforcement: limit.enforcement,
                     reserved: d.reserved,
                     source: limit.source,
+                    next: s.next.clone(),
                     metric,
                 })
             })

@@ -37,6 +37,7 @@ fn expire_holds() -> Result<i64> {
             for storage::Lapsed { subject, metric, period, window } in batch {
                 let swept = crate::pg::subtransaction::run(|| -> Result<usize> {
                     let Some(s) = storage::find_subject(c, &subject)? else { return Ok(0) };
+                    let s = s.in_force(now);
                     // A period the plan no longer limits still has its holds expired.
                     let limit = super::reservations::hold_limit(&storage::limits(c, &s.plan, &metric)?, period.as_deref().unwrap_or(""));
                     Ok(WindowOp::of(&s, &metric, &limit, window, now).lock(c)?.1)

@@ -17,6 +17,7 @@ pub mod maintenance;
 pub mod metric;
 pub mod overrides;
 pub mod reservations;
+pub mod schedule;
 pub mod subject;
 pub mod throttle;
 pub mod window;

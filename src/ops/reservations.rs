@@ -177,6 +177,7 @@ fn lock_reservation(c: &mut SpiClient<'_>, id: pgrx::Uuid, now: DateTime<Utc>) -
     // A hold on another tenant's subject looks like no hold at all.
     let scope = crate::pg::roles::scope()?;
     let subject = storage::find_subject(c, &r.subject)?.filter(|s| scope.admits(s.tenant.as_deref())).ok_or_else(|| unknown_reservation(id))?;
+    let subject = super::schedule::store_due(c, subject, now)?;
     let plan_limits = resolve_limits(c, &subject, &r.metric, now)?;
     let limits: Vec<Limit> = r.windows.iter().map(|(period, _)| hold_limit(&plan_limits, period)).collect();
     let usages = r

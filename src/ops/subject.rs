@@ -30,7 +30,11 @@ pub fn resolve_subject(c: &mut SpiClient<'_>, id: &str, unknown: Unknown, now: D
         if !scope.admits(s.tenant.as_deref()) {
             return Err(unknown_subject());
         }
-        return Ok(s);
+        // The plan in force: a call that writes stores a scheduled change that is due.
+        return match unknown {
+            Unknown::Create => super::schedule::store_due(c, s, now),
+            Unknown::Evaluate => Ok(s.in_force(now)),
+        };
     }
     let Some(plan) = gucs::default_plan().filter(|_| scope.may_create()) else {
         return Err(unknown_subject());
@@ -50,7 +54,7 @@ pub fn resolve_subject(c: &mut SpiClient<'_>, id: &str, unknown: Unknown, now: D
         return storage::find_subject(c, id)?.filter(|s| scope.admits(s.tenant.as_deref())).ok_or_else(unknown_subject);
     }
     let tenant = scope.creates_in().map(str::to_string);
-    Ok(Subject { id: id.to_string(), plan, tenant, anchor: now, tz: chrono_tz::Tz::UTC, stored: false })
+    Ok(Subject { id: id.to_string(), plan, tenant, anchor: now, tz: chrono_tz::Tz::UTC, stored: false, next: None, carried_from: None })
 }
 
 /// Every limit of the subject on the metric, in period order (at least one): its plan's,

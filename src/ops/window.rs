@@ -116,8 +116,9 @@ impl<'a> WindowOp<'a> {
         if self.closed {
             return Ok(Usage::default());
         }
-        let (mut u, end) = storage::read_window(c, &self.key())?;
+        let (u, end) = storage::read_window(c, &self.key())?;
         self.keep_tat(end);
+        let mut u = super::schedule::carried_usage(c, self.subject, self.metric, self.limit, &self.window, u, self.now)?;
         if u.reserved > 0 {
             u.reserved -= storage::expired_held(c, &self.key(), self.now).min(u.reserved);
         }

@@ -20,6 +20,7 @@ use pgrx::{FromDatum, IntoDatum};
 use crate::domain::error::{QuotaError, Result};
 use crate::domain::limits::{Enforcement, Limit, Source, Usage};
 use crate::domain::period::{self, Period};
+use crate::domain::schedule::Carry;
 use crate::pg::installed::{self, LIMITS_V2};
 
 /// One column: its name and type, and the version that added it (a database created
@@ -60,7 +61,16 @@ const INT4ARRAY: Oid = pg_sys::INT4ARRAYOID;
 
 pub static SUBJECTS: StateTable = StateTable {
     name: c"subjects",
-    columns: &[col(c"subject", TEXT), col(c"plan", TEXT), col(c"tenant", TEXT), col(c"cycle_anchor", TSTZ), col(c"time_zone", TEXT)],
+    columns: &[
+        col(c"subject", TEXT),
+        col(c"plan", TEXT),
+        col(c"tenant", TEXT),
+        col(c"cycle_anchor", TSTZ),
+        col(c"time_zone", TEXT),
+        added(LIMITS_V2, c"next_plan", TEXT),
+        added(LIMITS_V2, c"next_plan_at", TSTZ),
+        added(LIMITS_V2, c"carry", TEXT),
+    ],
     key: 1,
     generated: 0,
 };
@@ -70,6 +80,9 @@ pub mod subjects {
     pub const TENANT: usize = 2;
     pub const CYCLE_ANCHOR: usize = 3;
     pub const TIME_ZONE: usize = 4;
+    pub const NEXT_PLAN: usize = 5;
+    pub const NEXT_PLAN_AT: usize = 6;
+    pub const CARRY: usize = 7;
 }
 
 pub static PLAN_LIMITS: StateTable = StateTable {
@@ -250,6 +263,17 @@ pub struct SubjectRow {
     /// The cycle anchor, in PostgreSQL's microseconds since 2000-01-01.
     pub anchor: i64,
     pub tz: Tz,
+    /// A scheduled plan change not yet stored.
+    pub next: Option<PlanChange>,
+}
+
+/// A scheduled plan change (`domain::schedule`): `plan` from `at` (PostgreSQL
+/// microseconds) on, with the usage of the window it falls in carried over as `carry`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlanChange {
+    pub plan: String,
+    pub at: i64,
+    pub carry: Carry,
 }
 
 fn corrupt(table: &StateTable, col: usize, value: impl ToString) -> QuotaError {
@@ -276,6 +300,17 @@ pub fn subject(row: &impl Row) -> Result<SubjectRow> {
         tenant: row.get(TENANT),
         anchor: required::<TimestampWithTimeZone>(t, row, CYCLE_ANCHOR)?.into_inner(),
         tz: period::parse_zone(&zone).ok_or_else(|| corrupt(t, TIME_ZONE, &zone))?,
+        next: match row.get::<String>(NEXT_PLAN) {
+            None => None,
+            Some(plan) => {
+                let carry: String = required(t, row, CARRY)?;
+                Some(PlanChange {
+                    plan,
+                    at: required::<TimestampWithTimeZone>(t, row, NEXT_PLAN_AT)?.into_inner(),
+                    carry: carry.parse::<Carry>().map_err(|_| corrupt(t, CARRY, &carry))?,
+                })
+            }
+        },
     })
 }
 
@@ -331,6 +366,10 @@ pub enum LedgerKind {
     Commit,
     Release,
     Expire,
+    /// A scheduled plan change that keeps the share used raised the window's usage.
+    CarryUp,
+    /// ... or lowered it.
+    CarryDown,
 }
 
 impl LedgerKind {
@@ -344,6 +383,8 @@ impl LedgerKind {
             LedgerKind::Commit => "commit",
             LedgerKind::Release => "release",
             LedgerKind::Expire => "expire",
+            LedgerKind::CarryUp => "carry_up",
+            LedgerKind::CarryDown => "carry_down",
         }
     }
 }

@@ -112,3 +112,22 @@ pub fn last_window(c: &mut SpiClient<'_>, subject: &str, metric: &str, period: &
 pub fn discard_window(c: &mut SpiClient<'_>, k: &WindowKey<'_>) {
     run(c, &DISCARD_WINDOW, &key_args(k));
 }
+
+/// Every window row of the subject that contains `at` (a scheduled change's instant),
+/// locked in (metric, period) order: (metric, period, window).
+static WINDOWS_AT: Stmt = Stmt {
+    sql: "SELECT metric, {v2:period}{v1:NULL::text}, window_start, window_end FROM quota.counters
+          WHERE subject = $1 AND window_start <= $2 AND (window_end IS NULL OR window_end > $2)
+          ORDER BY metric, {v2:period, }window_start FOR UPDATE",
+    types: &[T::TEXTOID, T::TIMESTAMPTZOID],
+};
+
+pub fn windows_at(c: &mut SpiClient<'_>, subject: &str, at: DateTime<Utc>) -> Vec<(String, String, Window)> {
+    run(c, &WINDOWS_AT, &[subject.into(), clock::to_pg_tz(at).into()])
+        .filter_map(|row| {
+            let start = row.get::<TimestampWithTimeZone>(3).ok().flatten()?;
+            let window = Window { start: clock::window_start(start), end: row.get::<TimestampWithTimeZone>(4).ok().flatten().map(from_pg_tz) };
+            Some((row.get(1).ok().flatten()?, row.get::<String>(2).ok().flatten().unwrap_or_default(), window))
+        })
+        .collect()
+}
