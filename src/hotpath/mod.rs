@@ -32,7 +32,7 @@ pub mod tables;
 
 use crate::domain::error::QuotaError;
 use crate::domain::limits::{Limit, Usage};
-use crate::domain::period::Window;
+use crate::domain::period::{Period, Window};
 use crate::domain::tenancy::Scope;
 use crate::pg::clock;
 use crate::storage::schema::{self, counters, LedgerKind, LedgerRow, SubjectRow};
@@ -58,13 +58,17 @@ pub struct FoundWindow {
     pub limit: Limit,
     pub window: Window,
     pub usage: Usage,
+    /// A rate limit's state, its row's window_end (the theoretical arrival time).
+    pub tat: Option<DateTime<Utc>>,
 }
 
 /// What the operation decided for a consume of one metric: per window (in the order
-/// found), the usage afterwards and the part of the amount over that limit.
+/// found), the usage afterwards, the part of the amount over that limit, and a rate
+/// limit's new state.
 pub struct Write {
     pub after: Vec<Usage>,
     pub overage: Vec<i64>,
+    pub tat: Vec<Option<DateTime<Utc>>>,
 }
 
 /// A heap row of a described table, read through the table's resolved attributes.
@@ -201,14 +205,22 @@ fn read_limits(t: &Tables, snapshot: pg_sys::Snapshot, plan: &str, metric: &str)
     (decoded && !limits.is_empty()).then_some(limits)
 }
 
-/// Day, week, month, billing cycle and lifetime limits only: a first-use window or a rate
-/// limit needs the general path's reads (its window, or its pace, is state).
-fn calendar_only(limits: &[Limit]) -> bool {
-    let all = limits.iter().all(|l| l.period.is_calendar());
+/// Calendar limits (day, week, month, billing cycle, lifetime) and rate limits, whose
+/// rows the clock alone finds; a first-use window's row is state the general path reads.
+fn hot_periods(limits: &[Limit]) -> bool {
+    let all = limits.iter().all(|l| !matches!(l.period, Period::FirstUse(_)));
     if !all {
-        note(format_args!("hot path: the metric has a first-use window or a rate limit"));
+        note(format_args!("hot path: the metric has a window that opens at first use"));
     }
     all
+}
+
+/// The window row a limit counts in now: a calendar window, or a rate limit's one row.
+fn window_of(subject: &Subject, limit: &Limit, now: DateTime<Utc>) -> Window {
+    match limit.period {
+        Period::Rate(_) => Window { start: None, end: None },
+        p => subject.window(p, now),
+    }
 }
 
 /// Does the subject have an override of the metric (in force or not)? Its limits are
@@ -261,8 +273,10 @@ fn find_window(t: &Tables, rel: &Rel, snapshot: pg_sys::Snapshot, place: Option<
     true
 }
 
-fn usage_of(t: &Tables, slot: &Slot) -> Option<Usage> {
-    schema::usage(&SlotRow { slot, table: &t.counters }).ok()
+/// A counters row's usage and window_end (a rate limit's state).
+fn state_of(t: &Tables, slot: &Slot) -> Option<(Usage, Option<DateTime<Utc>>)> {
+    let row = SlotRow { slot, table: &t.counters };
+    Some((schema::usage(&row).ok()?, schema::window_end(&row)))
 }
 
 /// One window row of a consume or check: which metric (index into the items) and limit
@@ -292,12 +306,12 @@ fn find_all(
     let mut rows = Vec::with_capacity(metrics.len());
     for (item, metric) in metrics.iter().enumerate() {
         let limits = limits_of(t, snapshot, cache, &subject.plan, metric)?;
-        if !calendar_only(&limits) || overridden(t, snapshot, &subject.id, metric) {
+        if !hot_periods(&limits) || overridden(t, snapshot, &subject.id, metric) {
             return None;
         }
         let mut windows = Vec::with_capacity(limits.len());
         for (rank, limit) in limits.into_iter().enumerate() {
-            let window = subject.window(limit.period, now);
+            let window = window_of(subject, &limit, now);
             let keys = window_keys(&subject.id, metric, limit.period.as_str(), &window);
             let hint = HintKey { metric, period: limit.period.as_str(), rank, start: keys[3].0.value() as i64 };
             let row = Slot::new(rel);
@@ -305,7 +319,7 @@ fn find_all(
                 return None;
             }
             rows.push(RowRef { item, window: rank, keys, row });
-            windows.push(FoundWindow { limit, window, usage: Usage::default() });
+            windows.push(FoundWindow { limit, window, usage: Usage::default(), tat: None });
         }
         found.push(Found { subject: subject.clone(), windows });
     }
@@ -322,27 +336,33 @@ pub fn check(id: &str, metric: &str, now: DateTime<Utc>, scope: &Scope) -> Optio
     let snapshot = unsafe { pg_sys::GetActiveSnapshot() };
     let (subject, place) = subject_of(&t, snapshot, cache, id, scope)?;
     let limits = limits_of(&t, snapshot, cache, &subject.plan, metric)?;
-    if !calendar_only(&limits) || overridden(&t, snapshot, id, metric) {
+    if !hot_periods(&limits) || overridden(&t, snapshot, id, metric) {
         return None;
     }
     let rel = Rel::open(t.counters.oid, pg_sys::AccessShareLock as _);
     let slot = Slot::new(&rel);
     let mut windows = Vec::with_capacity(limits.len());
     for (rank, limit) in limits.into_iter().enumerate() {
-        let window = subject.window(limit.period, now);
+        let window = window_of(&subject, &limit, now);
         let keys = window_keys(id, metric, limit.period.as_str(), &window);
         let hint = HintKey { metric, period: limit.period.as_str(), rank, start: keys[3].0.value() as i64 };
-        let usage = if find_window(&t, &rel, snapshot, place, hint, &keys, &slot) { usage_of(&t, &slot)? } else { Usage::default() };
-        windows.push(FoundWindow { limit, window, usage });
+        let (usage, tat) = if find_window(&t, &rel, snapshot, place, hint, &keys, &slot) { state_of(&t, &slot)? } else { (Usage::default(), None) };
+        windows.push(FoundWindow { limit, window, usage, tat });
     }
     Some(Found { subject, windows })
 }
 
-/// The new counter values (usage and alerted), over the row in `from`.
-fn write_usage(t: &Tables, new: &Slot, from: &Slot, after: Usage) {
+/// The new counter values (usage and alerted, and a rate limit's new state), over the row
+/// in `from`.
+fn write_usage(t: &Tables, new: &Slot, from: &Slot, after: Usage, tat: Option<DateTime<Utc>>) {
     let a = &t.counters.att;
-    // SAFETY: both slots are the counters'; used is int8 and alerted int4, as described.
-    unsafe { new.store(Some(from), &[(a[counters::USED], Some(Datum::from(after.used))), (a[counters::ALERTED], Some(Datum::from(after.alerted)))]) };
+    let mut values = vec![(a[counters::USED], Some(Datum::from(after.used))), (a[counters::ALERTED], Some(Datum::from(after.alerted)))];
+    if let Some(tat) = tat {
+        values.push((a[counters::WINDOW_END], Some(Datum::from(clock::to_pg(tat)))));
+    }
+    // SAFETY: both slots are the counters'; used is int8, alerted int4 and window_end
+    // timestamptz, as described.
+    unsafe { new.store(Some(from), &values) };
 }
 
 /// The common consume: find every window row of every metric (each limit of a metric has
@@ -390,15 +410,17 @@ pub fn consume(
             return Ok(None);
         }
         r.row = newest;
-        let Some(u) = usage_of(&t, &r.row) else { return Ok(None) };
+        let Some((u, tat)) = state_of(&t, &r.row) else { return Ok(None) };
         found[r.item].windows[r.window].usage = u;
+        found[r.item].windows[r.window].tat = tat;
     }
     let new = Slot::new(&rel);
     let plans = loop {
-        let Some(u) = usage_of(&t, &last.row) else { return Ok(None) };
+        let Some((u, tat)) = state_of(&t, &last.row) else { return Ok(None) };
         found[last.item].windows[last.window].usage = u;
+        found[last.item].windows[last.window].tat = tat;
         let Some(plans) = decide(&found) else { return Ok(None) };
-        write_usage(&t, &new, &last.row, plans[last.item].after[last.window]);
+        write_usage(&t, &new, &last.row, plans[last.item].after[last.window], plans[last.item].tat[last.window]);
         let newest = Slot::new(&rel);
         // SAFETY: the counters are `updatable` (`writing`), `last.row` was read from them,
         // and only non-key columns changed.
@@ -411,7 +433,7 @@ pub fn consume(
     };
     for r in locked.iter() {
         let new = Slot::new(&rel);
-        write_usage(&t, &new, &r.row, plans[r.item].after[r.window]);
+        write_usage(&t, &new, &r.row, plans[r.item].after[r.window], plans[r.item].tat[r.window]);
         // SAFETY: the counters are `updatable` (`writing`), `r.row` was read and locked
         // from them, and only non-key columns changed.
         if !matches!(unsafe { heap::update(&rel, &r.row, &new, &Slot::new(&rel), &t.counters_indexes) }, Updated::Done) {

@@ -70,6 +70,7 @@ fn check_fast(subject: &str, metric: &str, amount: i64, now: DateTime<Utc>) -> O
         return None;
     }
     let op = MetricOp { metric, windows: f.windows.iter().map(|w| WindowOp::of(&f.subject, metric, &w.limit, w.window, now)).collect() };
+    op.windows.iter().zip(&f.windows).for_each(|(op, w)| op.tat.set(w.tat));
     let usages: Vec<_> = f.windows.iter().map(|w| w.usage).collect();
     let o = op.decide(&usages, amount);
     hotpath::served(Path::Hot, "quota_check");

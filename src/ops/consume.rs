@@ -8,7 +8,7 @@ use pgrx::spi::SpiClient;
 
 use super::args::{fits_counter, known_name, metadata_fits, validate_items};
 use super::idempotency;
-use super::metric::MetricOp;
+use super::metric::{pace_of, MetricOp};
 use super::subject::{resolve_limits, resolve_subject, Unknown};
 use super::window::{announce, WindowOp};
 use crate::domain::decision::Decision;
@@ -138,21 +138,27 @@ fn refuse(c: &mut SpiClient<'_>, err: QuotaError, items: &[(String, i64)], ops: 
 /// path's full answer is needed. A window with holds goes the general way too, which
 /// expires lapsed holds first (`WindowOp::lock`), as `check_fast` does. Very large limits
 /// ("unlimited") stay on the hot path.
-fn hot_write(f: &hotpath::Found, amount: i64) -> Option<hotpath::Write> {
+fn hot_write(f: &hotpath::Found, amount: i64, now: DateTime<Utc>) -> Option<hotpath::Write> {
     if f.windows.iter().any(|w| w.usage.reserved > 0 || w.limit.per_request_max.is_some_and(|cap| amount > cap)) {
         return None;
     }
-    let ws: Vec<multi::Window> = f.windows.iter().map(|w| multi::Window { limit: &w.limit, usage: w.usage, reset_at: w.window.end, rate: None }).collect();
+    let now_us = now.timestamp_micros();
+    let ws: Vec<multi::Window> = f
+        .windows
+        .iter()
+        .map(|w| multi::Window { limit: &w.limit, usage: w.usage, reset_at: w.window.end, rate: pace_of(&w.limit, w.tat, now_us) })
+        .collect();
     let o = multi::decide(&ws, amount);
     if !o.allowed {
         return None;
     }
-    let mut write = hotpath::Write { after: Vec::with_capacity(ws.len()), overage: Vec::with_capacity(ws.len()) };
-    for (w, v) in f.windows.iter().zip(&o.verdicts) {
+    let mut write = hotpath::Write { after: Vec::with_capacity(ws.len()), overage: Vec::with_capacity(ws.len()), tat: Vec::with_capacity(ws.len()) };
+    for ((w, v), t) in f.windows.iter().zip(&o.verdicts).zip(&o.throttles) {
         let mut after = Usage { used: v.used_after, ..w.usage };
         announce(w.usage, &mut after, &w.limit);
         write.after.push(after);
         write.overage.push(v.overage);
+        write.tat.push(t.and_then(|t| DateTime::from_timestamp_micros(t.tat_us)));
     }
     Some(write)
 }
@@ -161,9 +167,9 @@ fn hot_write(f: &hotpath::Found, amount: i64) -> Option<hotpath::Write> {
 /// `hotpath::consume`); Ok(None): take the general path. The decisions are this
 /// module's: `hotpath` only reads and writes.
 fn consume_fast(subject: &str, items: &[(String, i64)], metadata: Option<pg_sys::Datum>, now: DateTime<Utc>) -> Result<Option<Vec<Decision>>> {
-    let decide = |found: &[hotpath::Found]| found.iter().zip(items).map(|(f, (_, amount))| hot_write(f, *amount)).collect();
-    // Calendar limits only (`hotpath::find_all`): first-use windows and rate limits need
-    // the general path's reads.
+    let decide = |found: &[hotpath::Found]| found.iter().zip(items).map(|(f, (_, amount))| hot_write(f, *amount, now)).collect();
+    // Calendar and rate limits only (`hotpath::find_all`): a first-use window needs the
+    // general path's reads.
     let Ok(scope) = crate::pg::roles::scope() else { return Ok(None) };
     let Some(written) = hotpath::consume(subject, items, metadata, now, &scope, decide)? else { return Ok(None) };
     Ok(Some(written.iter().zip(items).map(|((f, after), (metric, amount))| consumed_fast(f, metric, *amount, after, now)).collect()))
@@ -173,6 +179,7 @@ fn consume_fast(subject: &str, items: &[(String, i64)], metadata: Option<pg_sys:
 /// general path's `MetricOp` gives).
 fn consumed_fast(f: &hotpath::Found, metric: &str, amount: i64, after: &[Usage], now: DateTime<Utc>) -> Decision {
     let op = MetricOp { metric, windows: f.windows.iter().map(|w| WindowOp::of(&f.subject, metric, &w.limit, w.window, now)).collect() };
+    op.windows.iter().zip(&f.windows).for_each(|(op, w)| op.tat.set(w.tat));
     let before: Vec<Usage> = f.windows.iter().map(|w| w.usage).collect();
     let o = op.decide(&before, amount);
     for (i, ((w, b), a)) in op.windows.iter().zip(&before).zip(after).enumerate() {

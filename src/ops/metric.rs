@@ -144,10 +144,14 @@ impl<'a> MetricOp<'a> {
     }
 }
 
-/// A rate limit's pace for a decision at `now_us` (None for other windows, and for a rate
-/// whose numbers are out of range: it then decides as a count).
 fn pace(w: &WindowOp<'_>, now_us: i64) -> Option<Pace> {
-    let Period::Rate(span) = w.limit.period else { return None };
-    let rate = Rate::new(w.limit.burst, w.limit.limit_value, span.length().seconds().saturating_mul(1_000_000)).ok()?;
-    Some(Pace { rate, tat_us: w.tat.get().map(|t| t.timestamp_micros()), now_us })
+    pace_of(w.limit, w.tat.get(), now_us)
+}
+
+/// A rate limit's pace for a decision at `now_us`, from its state `tat` (None for other
+/// limits, and for a rate whose numbers are out of range: it then decides as a count).
+pub fn pace_of(limit: &Limit, tat: Option<DateTime<Utc>>, now_us: i64) -> Option<Pace> {
+    let Period::Rate(span) = limit.period else { return None };
+    let rate = Rate::new(limit.burst, limit.limit_value, span.length().seconds().saturating_mul(1_000_000)).ok()?;
+    Some(Pace { rate, tat_us: tat.map(|t| t.timestamp_micros()), now_us })
 }

@@ -122,6 +122,8 @@ pub static COUNTERS: StateTable = StateTable {
         col(c"bonus", INT8),
         col(c"reserved", INT8),
         col(c"alerted", INT4),
+        // A window's close; a rate limit's theoretical arrival time (its state).
+        col(c"window_end", TSTZ),
     ],
     key: 4,
     generated: 0,
@@ -132,6 +134,7 @@ pub mod counters {
     pub const BONUS: usize = 5;
     pub const RESERVED: usize = 6;
     pub const ALERTED: usize = 7;
+    pub const WINDOW_END: usize = 8;
 }
 
 /// The ledger. Any column not described here must be nullable without a default (the
@@ -341,6 +344,11 @@ fn alert_thresholds(row: &impl Row) -> Result<Vec<i32>> {
         let text = values.iter().map(|v| v.map_or("NULL".to_string(), |v| v.to_string())).collect::<Vec<_>>().join(",");
         corrupt(t, plan_limits::ALERT_THRESHOLDS, format!("{{{text}}}"))
     })
+}
+
+/// A counters row's window_end (NULL for a lifetime window, or a rate limit never used).
+pub fn window_end(row: &impl Row) -> Option<chrono::DateTime<chrono::Utc>> {
+    row.get::<TimestampWithTimeZone>(counters::WINDOW_END).map(|t| crate::pg::clock::from_pg(t.into_inner()))
 }
 
 /// Decode a counters row's usage.

@@ -17,11 +17,11 @@ use crate::domain::period::Window;
 use crate::pg::clock;
 
 static READ_WINDOW: Stmt = Stmt {
-    sql: "SELECT {counters}, window_end FROM quota.counters WHERE subject = $1 AND metric = $2 AND window_start = $3{v2: AND period = $4}",
+    sql: "SELECT {counters} FROM quota.counters WHERE subject = $1 AND metric = $2 AND window_start = $3{v2: AND period = $4}",
     types: &[T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID, T::TEXTOID],
 };
 static LOCK_WINDOW: Stmt = Stmt {
-    sql: "SELECT {counters}, window_end FROM quota.counters WHERE subject = $1 AND metric = $2 AND window_start = $3{v2: AND period = $4} FOR UPDATE",
+    sql: "SELECT {counters} FROM quota.counters WHERE subject = $1 AND metric = $2 AND window_start = $3{v2: AND period = $4} FOR UPDATE",
     types: &[T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID, T::TEXTOID],
 };
 static CREATE_WINDOW: Stmt = Stmt {
@@ -48,13 +48,15 @@ static DISCARD_WINDOW: Stmt = Stmt {
     types: &[T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID, T::TEXTOID],
 };
 
-/// A row's usage and its window_end (the column after the described ones).
+/// A row's usage and its window_end.
 fn usage_from(table: SpiTupleTable<'_>) -> Result<Option<(Usage, Option<DateTime<Utc>>)>> {
-    let end = schema::COUNTERS.columns.len() + 1;
     table
         .into_iter()
         .next()
-        .map(|row| Ok((schema::usage(&SpiRow { row: &row })?, row.get::<TimestampWithTimeZone>(end).ok().flatten().map(from_pg_tz))))
+        .map(|row| {
+            let r = SpiRow { row: &row };
+            Ok((schema::usage(&r)?, schema::window_end(&r)))
+        })
         .transpose()
 }
 

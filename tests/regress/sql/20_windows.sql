@@ -69,3 +69,45 @@ SELECT code, message FROM try($$ SELECT quota.set_rate_limit('RL', 'requests', 1
 SELECT code, message FROM try($$ SELECT quota.set_rate_limit('RL', 'requests', 10, '1 minute', -1) $$);
 SELECT code, message FROM try($$ SELECT quota.set_limit('RL', 'requests', 'per 1 minute', 10) $$);
 SELECT count(*) AS mismatches FROM quota.ledger_check;
+
+-- The hot path takes a metric with a calendar limit and a rate limit, and gives the
+-- general path's answers, rows and events.
+SELECT quota.set_limit('RH', 'calls', 'day', 9);
+SELECT quota.set_rate_limit('RH', 'calls', 1, '10 seconds', 2);
+SELECT quota.assign_plan('rh_on', 'RH');
+SELECT quota.assign_plan('rh_off', 'RH');
+CREATE TEMP TABLE rh_answers (hot boolean, step int, answer text);
+CREATE FUNCTION pg_temp.rh(hot boolean) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    s text := CASE WHEN hot THEN 'rh_on' ELSE 'rh_off' END;
+    n int := 0;
+    a text;
+    t text;
+BEGIN
+    PERFORM set_config('quota.hot_path', hot::text, true);
+    FOREACH t IN ARRAY ARRAY['20:00:00', '20:00:00', '20:00:01', '20:00:02', '20:00:02', '20:00:09', '20:00:15', '20:00:40', '20:00:40', '20:00:40', '20:00:41']
+    LOOP
+        PERFORM set_config('quota.clock_override', '2026-11-23 ' || t || '+00', true);
+        BEGIN
+            SELECT row(d.*)::text INTO a FROM quota.quota_consume(s, 'calls') d;
+            INSERT INTO rh_answers VALUES (hot, n, replace(a, s, 'S'));
+        EXCEPTION WHEN OTHERS THEN
+            INSERT INTO rh_answers VALUES (hot, n, SQLSTATE || ' ' || replace(SQLERRM, s, 'S'));
+        END;
+        n := n + 1;
+    END LOOP;
+END $$;
+SELECT hot_calls AS h0 FROM quota.hot_path_status() \gset
+SELECT pg_temp.rh(true);
+SELECT hot_calls - :h0 > 0 AS hot_path_served_some FROM quota.hot_path_status();
+SELECT pg_temp.rh(false);
+SELECT step, answer FROM rh_answers WHERE hot ORDER BY step;
+SELECT a.step, a.answer AS hot_on, b.answer AS hot_off
+FROM rh_answers a JOIN rh_answers b USING (step) WHERE a.hot AND NOT b.hot AND a.answer IS DISTINCT FROM b.answer;
+SELECT (SELECT array_agg(row(metric, period, window_start, window_end, used, bonus, reserved, alerted)::text ORDER BY period)
+        FROM quota.counters WHERE subject = 'rh_on')
+     = (SELECT array_agg(row(metric, period, window_start, window_end, used, bonus, reserved, alerted)::text ORDER BY period)
+        FROM quota.counters WHERE subject = 'rh_off') AS counters_equal,
+       (SELECT array_agg(row(metric, period, window_start, kind, amount, overage, created_at)::text ORDER BY id) FROM quota.usage_events WHERE subject = 'rh_on')
+     = (SELECT array_agg(row(metric, period, window_start, kind, amount, overage, created_at)::text ORDER BY id) FROM quota.usage_events WHERE subject = 'rh_off') AS ledger_equal;
+SELECT count(*) AS mismatches FROM quota.ledger_check;
