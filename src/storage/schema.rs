@@ -441,7 +441,14 @@ mod tests {
 
     #[test]
     fn placeholders_name_the_described_columns_in_order() {
-        assert_eq!(expand("SELECT {subjects} FROM quota.subjects", true), "SELECT subject, plan, tenant, cycle_anchor, time_zone FROM quota.subjects");
+        assert_eq!(
+            expand("SELECT {subjects} FROM quota.subjects", true),
+            "SELECT subject, plan, tenant, cycle_anchor, time_zone, next_plan, next_plan_at, carry FROM quota.subjects"
+        );
+        assert_eq!(
+            expand("SELECT {subjects} FROM quota.subjects", false),
+            "SELECT subject, plan, tenant, cycle_anchor, time_zone, NULL::text AS next_plan, NULL::timestamptz AS next_plan_at, NULL::text AS carry FROM quota.subjects"
+        );
         assert_eq!(
             expand("INSERT INTO quota.usage_events ({usage_events:insert}) VALUES ({usage_events:values})", true),
             "INSERT INTO quota.usage_events (subject, tenant, metric, period, window_start, kind, amount, overage, idempotency_key, metadata, created_at) \
@@ -460,7 +467,7 @@ mod tests {
         );
         assert_eq!(
             expand("SELECT {counters} FROM quota.counters WHERE metric = $2{v2: AND period = $3}", false),
-            "SELECT subject, metric, NULL::text AS period, window_start, used, bonus, reserved, alerted FROM quota.counters WHERE metric = $2"
+            "SELECT subject, metric, NULL::text AS period, window_start, used, bonus, reserved, alerted, window_end FROM quota.counters WHERE metric = $2"
         );
         assert_eq!(
             expand("ON CONFLICT (plan, metric{v2:, period}) DO UPDATE SET {v1:period = EXCLUDED.period, }x = 1", true),
