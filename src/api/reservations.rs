@@ -122,13 +122,8 @@ fn maintenance() -> i64 {
 /// the metric's limit of `period`, or every limit of the metric when it is NULL.
 #[pg_extern(volatile, parallel_unsafe, name = "set_alerts")]
 fn set_alerts_v2(plan: Option<&str>, metric: Option<&str>, thresholds: Option<Vec<Option<i32>>>, period: default!(Option<&str>, "NULL")) {
-    ops::set_alerts(
-        required("plan", plan).or_raise(),
-        required("metric", metric).or_raise(),
-        required("thresholds", thresholds).or_raise(),
-        period,
-    )
-    .or_raise()
+    ops::set_alerts(required("plan", plan).or_raise(), required("metric", metric).or_raise(), required("thresholds", thresholds).or_raise(), period)
+        .or_raise()
 }
 
 /// `set_alerts(plan, metric, thresholds)` as released scripts before 0.7.0 bind it (C

@@ -136,7 +136,15 @@ mod tests {
     use crate::domain::period::Period;
 
     fn limit() -> Limit {
-        Limit { period: Period::Day, limit_value: 5, enforcement: Enforcement::Hard, per_request_max: None, alerts: vec![], source: Source::Plan, burst: 0 }
+        Limit {
+            period: Period::Day,
+            limit_value: 5,
+            enforcement: Enforcement::Hard,
+            per_request_max: None,
+            alerts: vec![],
+            source: Source::Plan,
+            burst: 0,
+        }
     }
 
     #[test]

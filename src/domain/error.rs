@@ -383,7 +383,15 @@ mod tests {
     use chrono::{DateTime, Utc};
 
     fn refused(cap: Option<i64>, requested: i64) -> Decision {
-        let limit = Limit { period: Period::Day, limit_value: 5, enforcement: Enforcement::Hard, per_request_max: cap, alerts: vec![], source: Source::Plan, burst: 0 };
+        let limit = Limit {
+            period: Period::Day,
+            limit_value: 5,
+            enforcement: Enforcement::Hard,
+            per_request_max: cap,
+            alerts: vec![],
+            source: Source::Plan,
+            burst: 0,
+        };
         let usage = Usage::new(5, 2);
         let reset = DateTime::parse_from_rfc3339("2026-11-24T00:00:00Z").unwrap().with_timezone(&Utc);
         Decision::new("user-1", "messages", &limit, usage, requested, Some(reset), &evaluate(&limit, usage, requested), false)

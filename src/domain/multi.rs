@@ -128,10 +128,11 @@ pub fn decide(windows: &[Window<'_>], amount: i64) -> Outcome {
             })
         })
         .unwrap_or(0);
-    let named =
-        refused_by.iter().copied().find(|&i| verdicts[i].reason == Reason::PerRequestCapExceeded).or_else(|| {
-            refused_by.iter().copied().reduce(|best, i| if resets_later(resets[i], resets[best]) { i } else { best })
-        });
+    let named = refused_by
+        .iter()
+        .copied()
+        .find(|&i| verdicts[i].reason == Reason::PerRequestCapExceeded)
+        .or_else(|| refused_by.iter().copied().reduce(|best, i| if resets_later(resets[i], resets[best]) { i } else { best }));
     Outcome { allowed: refused_by.is_empty(), verdicts, binding, refused_by, named, throttles, resets }
 }
 
@@ -139,8 +140,8 @@ pub fn decide(windows: &[Window<'_>], amount: i64) -> Outcome {
 mod tests {
     use super::*;
     use crate::domain::limits::Source;
-    use crate::domain::rate::Rate;
     use crate::domain::period::Period;
+    use crate::domain::rate::Rate;
     use chrono::TimeZone;
 
     fn limit(period: Period, value: i64, enforcement: Enforcement, cap: Option<i64>) -> Limit {
@@ -156,7 +157,10 @@ mod tests {
     fn fits_both_or_neither() {
         let (day, month) = (limit(Period::Day, 20_000, Enforcement::Hard, None), limit(Period::Month, 300_000, Enforcement::Hard, None));
         let ws = |d: i64, m: i64| {
-            vec![Window { limit: &day, usage: Usage::new(d, 0), reset_at: at(1), rate: None }, Window { limit: &month, usage: Usage::new(m, 0), reset_at: None, rate: None }]
+            vec![
+                Window { limit: &day, usage: Usage::new(d, 0), reset_at: at(1), rate: None },
+                Window { limit: &month, usage: Usage::new(m, 0), reset_at: None, rate: None },
+            ]
         };
         let o = decide(&ws(1_000, 10_000), 500);
         assert!(o.allowed && o.refused_by.is_empty() && o.named.is_none());
@@ -172,8 +176,10 @@ mod tests {
     #[test]
     fn a_refusal_names_the_limit_that_resets_last() {
         let (day, week) = (limit(Period::Day, 10, Enforcement::Hard, None), limit(Period::Week, 50, Enforcement::Hard, None));
-        let ws =
-            [Window { limit: &day, usage: Usage::new(10, 0), reset_at: at(1), rate: None }, Window { limit: &week, usage: Usage::new(50, 0), reset_at: at(7), rate: None }];
+        let ws = [
+            Window { limit: &day, usage: Usage::new(10, 0), reset_at: at(1), rate: None },
+            Window { limit: &week, usage: Usage::new(50, 0), reset_at: at(7), rate: None },
+        ];
         let o = decide(&ws, 1);
         assert_eq!((o.refused_by.clone(), o.named), (vec![0, 1], Some(1)), "both refuse; retrying after the day's reset would still be refused");
         let lifetime = limit(Period::Lifetime, 100, Enforcement::Hard, None);
@@ -187,8 +193,10 @@ mod tests {
     #[test]
     fn the_per_request_cap_is_named_first() {
         let (day, month) = (limit(Period::Day, 10, Enforcement::Hard, None), limit(Period::Month, 1_000, Enforcement::Hard, Some(5)));
-        let ws =
-            [Window { limit: &day, usage: Usage::new(10, 0), reset_at: at(1), rate: None }, Window { limit: &month, usage: Usage::new(0, 0), reset_at: at(31), rate: None }];
+        let ws = [
+            Window { limit: &day, usage: Usage::new(10, 0), reset_at: at(1), rate: None },
+            Window { limit: &month, usage: Usage::new(0, 0), reset_at: at(31), rate: None },
+        ];
         let o = decide(&ws, 6);
         assert_eq!(o.named, Some(1));
         assert_eq!(o.verdicts[1].reason, Reason::PerRequestCapExceeded);
@@ -197,13 +205,17 @@ mod tests {
     #[test]
     fn ties_bind_on_the_later_reset_and_soft_limits_never_refuse() {
         let (day, month) = (limit(Period::Day, 100, Enforcement::Hard, None), limit(Period::Month, 100, Enforcement::Hard, None));
-        let ws =
-            [Window { limit: &day, usage: Usage::new(40, 0), reset_at: at(1), rate: None }, Window { limit: &month, usage: Usage::new(40, 0), reset_at: at(31), rate: None }];
+        let ws = [
+            Window { limit: &day, usage: Usage::new(40, 0), reset_at: at(1), rate: None },
+            Window { limit: &month, usage: Usage::new(40, 0), reset_at: at(31), rate: None },
+        ];
         assert_eq!(decide(&ws, 10).binding, 1, "50 left in both: the month resets last");
         let soft = limit(Period::Day, 5, Enforcement::Soft, None);
         let hard = limit(Period::Month, 1_000, Enforcement::Hard, None);
-        let ws =
-            [Window { limit: &soft, usage: Usage::new(5, 0), reset_at: at(1), rate: None }, Window { limit: &hard, usage: Usage::new(0, 0), reset_at: at(31), rate: None }];
+        let ws = [
+            Window { limit: &soft, usage: Usage::new(5, 0), reset_at: at(1), rate: None },
+            Window { limit: &hard, usage: Usage::new(0, 0), reset_at: at(31), rate: None },
+        ];
         let o = decide(&ws, 3);
         assert!(o.allowed);
         assert_eq!((o.verdicts[0].reason, o.verdicts[0].overage), (Reason::SoftLimitExceeded, 3));
@@ -216,7 +228,10 @@ mod tests {
     fn bonuses_and_holds_count_per_window() {
         let (day, month) = (limit(Period::Day, 10, Enforcement::Hard, None), limit(Period::Month, 100, Enforcement::Hard, None));
         let day_usage = Usage { used: 10, bonus: 5, reserved: 3, alerted: 0 };
-        let ws = [Window { limit: &day, usage: day_usage, reset_at: at(1), rate: None }, Window { limit: &month, usage: Usage::new(10, 0), reset_at: at(31), rate: None }];
+        let ws = [
+            Window { limit: &day, usage: day_usage, reset_at: at(1), rate: None },
+            Window { limit: &month, usage: Usage::new(10, 0), reset_at: at(31), rate: None },
+        ];
         assert!(decide(&ws, 2).allowed, "15 effective, 13 taken: 2 fit");
         assert_eq!(decide(&ws, 3).refused_by, vec![0]);
     }

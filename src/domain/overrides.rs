@@ -88,7 +88,8 @@ pub fn apply(plan: Vec<Limit>, overrides: &[Override], now: DateTime<Utc>) -> Ve
                 enforcement: Enforcement::Hard,
                 per_request_max: cap,
                 alerts: Vec::new(),
-                source: Source::Override, burst: 0,
+                source: Source::Override,
+                burst: 0,
             }),
         }
     }
@@ -102,7 +103,15 @@ mod tests {
     use chrono::TimeZone;
 
     fn plan(period: Period, value: i64) -> Limit {
-        Limit { period, limit_value: value, enforcement: Enforcement::Soft, per_request_max: Some(50), alerts: vec![80], source: Source::Plan, burst: 0 }
+        Limit {
+            period,
+            limit_value: value,
+            enforcement: Enforcement::Soft,
+            per_request_max: Some(50),
+            alerts: vec![80],
+            source: Source::Plan,
+            burst: 0,
+        }
     }
 
     fn at(h: u32) -> DateTime<Utc> {
@@ -113,7 +122,10 @@ mod tests {
     fn max_replaces_add_adds_and_both_keep_the_plans_other_settings() {
         let o = |mode, value| Override { period: Period::Day, mode, value, expires_at: None };
         let got = apply(vec![plan(Period::Day, 100)], &[o(Mode::Max, 500)], at(0));
-        assert_eq!((got[0].limit_value, got[0].source, got[0].enforcement, got[0].per_request_max), (500, Source::Override, Enforcement::Soft, Some(50)));
+        assert_eq!(
+            (got[0].limit_value, got[0].source, got[0].enforcement, got[0].per_request_max),
+            (500, Source::Override, Enforcement::Soft, Some(50))
+        );
         let got = apply(vec![plan(Period::Day, 100)], &[o(Mode::Add, 30)], at(0));
         assert_eq!(got[0].limit_value, 130);
         assert_eq!(got[0].alerts, vec![80], "the plan's alerts stay");
@@ -125,7 +137,10 @@ mod tests {
         let got = apply(vec![plan(Period::Day, 100), plan(Period::Month, 3000)], &[o], at(0));
         let periods: Vec<&str> = got.iter().map(|l| l.period.as_str()).collect();
         assert_eq!(periods, ["day", "month", "week"]);
-        assert_eq!((got[2].limit_value, got[2].enforcement, got[2].per_request_max, got[2].source), (700, Enforcement::Hard, Some(50), Source::Override));
+        assert_eq!(
+            (got[2].limit_value, got[2].enforcement, got[2].per_request_max, got[2].source),
+            (700, Enforcement::Hard, Some(50), Source::Override)
+        );
         assert_eq!(got[0].source, Source::Plan);
         assert_eq!(apply(vec![], &[Override { period: Period::Day, mode: Mode::Max, value: 5, expires_at: None }], at(0)).len(), 1);
     }

@@ -344,7 +344,9 @@ mod tests {
 
     #[test]
     fn first_use_and_rate_periods_have_one_spelling() {
-        for (text, stored) in [("5 hours", "5 hours"), ("300 min", "5 hours"), ("per minute", "per 1 minute"), ("per 90 s", "per 90 seconds"), ("day", "day")] {
+        for (text, stored) in
+            [("5 hours", "5 hours"), ("300 min", "5 hours"), ("per minute", "per 1 minute"), ("per 90 s", "per 90 seconds"), ("day", "day")]
+        {
             let p = Period::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
             assert_eq!(p.as_str(), stored);
             assert_eq!(stored.parse::<Period>(), Ok(p), "{stored} reads back");

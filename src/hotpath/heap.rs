@@ -219,10 +219,8 @@ pub unsafe fn scan(
                 }
                 entry = Some(*tid);
             }
-            if pg_sys::index_fetch_heap(scan, slot.0) {
-                if !each(entry.expect("a heap fetch follows an index entry")) {
-                    break;
-                }
+            if pg_sys::index_fetch_heap(scan, slot.0) && !each(entry.expect("a heap fetch follows an index entry")) {
+                break;
             }
         }
         pg_sys::index_endscan(scan);

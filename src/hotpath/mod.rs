@@ -253,7 +253,15 @@ fn window_keys(id: &str, metric: &str, period: &str, w: &Window) -> [(Datum, u32
 /// The window's counter row (primary key `keys`, from `window_keys`) into `slot`, if it
 /// exists: where the shared cache says it is, or else by the primary key (and the cache
 /// then remembers where).
-fn find_window(t: &Tables, rel: &Rel, snapshot: pg_sys::Snapshot, place: Option<Place>, hint: HintKey<'_>, keys: &[(Datum, u32); 4], slot: &Slot) -> bool {
+fn find_window(
+    t: &Tables,
+    rel: &Rel,
+    snapshot: pg_sys::Snapshot,
+    place: Option<Place>,
+    hint: HintKey<'_>,
+    keys: &[(Datum, u32); 4],
+    slot: &Slot,
+) -> bool {
     let key_atts = &t.counters.att[..schema::COUNTERS.key];
     if let Some(tid) = place.and_then(|p| subject_cache::hint(p, hint)) {
         // SAFETY: `slot` is the counters' and `snapshot` active; the key functions are
@@ -365,6 +373,9 @@ fn write_usage(t: &Tables, new: &Slot, from: &Slot, after: Usage, tat: Option<Da
     unsafe { new.store(Some(from), &values) };
 }
 
+/// A metric's windows as found (usage before) and the usage written to each.
+pub type Written = (Found, Vec<Usage>);
+
 /// The common consume: find every window row of every metric (each limit of a metric has
 /// its own), let `decide` judge them all, write the new usage and the ledger rows.
 /// Returns, per metric, what was found (usage before) and the usage written per window;
@@ -386,7 +397,7 @@ pub fn consume(
     now: DateTime<Utc>,
     scope: &Scope,
     decide: impl Fn(&[Found]) -> Option<Vec<Write>>,
-) -> Result<Option<Vec<(Found, Vec<Usage>)>>, QuotaError> {
+) -> Result<Option<Vec<Written>>, QuotaError> {
     let Some((cache, t, _fresh)) = writing() else { return Ok(None) };
     // SAFETY: the snapshot `writing` just pushed.
     let snapshot = unsafe { pg_sys::GetActiveSnapshot() };

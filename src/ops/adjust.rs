@@ -186,7 +186,13 @@ pub fn apply_bonus(subject: &str, metric: &str, kind: &str, reference: Option<&s
         }
         stats::bonus_applied(metric);
         let afters: Vec<Usage> = afters.into_iter().map(|(_, a)| a).collect();
-        Ok(BonusOutcome { applied: true, reason: bonus::APPLIED, amount: rule.amount, new_limit: binding_limit(&op, &afters), bonuses_today: today + 1 })
+        Ok(BonusOutcome {
+            applied: true,
+            reason: bonus::APPLIED,
+            amount: rule.amount,
+            new_limit: binding_limit(&op, &afters),
+            bonuses_today: today + 1,
+        })
     })
 }
 

@@ -7,17 +7,25 @@ use super::args::{known_name, parse_enforcement, parse_period, parse_window};
 use crate::domain::bonus::{BonusRule, ReferenceScope};
 use crate::domain::error::{self, positive_amount, QuotaError, Result};
 use crate::domain::limits::{Enforcement, Limit, Source};
-use crate::domain::schedule::Carry;
-use chrono::{DateTime, Utc};
 use crate::domain::period;
+use crate::domain::schedule::Carry;
 use crate::pg::clock;
 use crate::pg::installed;
 use crate::storage;
+use chrono::{DateTime, Utc};
 
 pub fn set_limit(plan: &str, metric: &str, period: &str, limit_value: i64, enforcement: &str, per_request_max: Option<i64>) -> Result<()> {
     known_name("plan", plan)?;
     known_name("metric", metric)?;
-    let limit = Limit { period: parse_window(period)?, limit_value, enforcement: parse_enforcement(enforcement)?, per_request_max, alerts: vec![], source: Source::Plan, burst: 0 };
+    let limit = Limit {
+        period: parse_window(period)?,
+        limit_value,
+        enforcement: parse_enforcement(enforcement)?,
+        per_request_max,
+        alerts: vec![],
+        source: Source::Plan,
+        burst: 0,
+    };
     if limit_value < 0 {
         return Err(QuotaError::invalid("limit_value", limit_value, "limit_value must not be negative", "Pass 0 or more; 0 blocks every request."));
     }
@@ -53,7 +61,8 @@ pub fn set_rate_limit(plan: &str, metric: &str, count: i64, per: pgrx::datum::In
     }
     let period = parse_period(&format!("per {}", length.canonical()))?;
     let cap = storage::volatile(|c| Ok(storage::limits(c, plan, metric)?.iter().filter_map(|l| l.per_request_max).min()))?;
-    let limit = Limit { period, limit_value: count, enforcement: Enforcement::Hard, per_request_max: cap, alerts: vec![], source: Source::Plan, burst };
+    let limit =
+        Limit { period, limit_value: count, enforcement: Enforcement::Hard, per_request_max: cap, alerts: vec![], source: Source::Plan, burst };
     upsert_limit(plan, metric, limit)
 }
 

@@ -27,7 +27,14 @@ impl<'a> MetricOp<'a> {
     /// The subject's current windows of every limit in `limits` (the metric's, in period
     /// order: `storage::limits` gives them so). `counting`: this call counts usage (a
     /// consume or a reserve), and so opens first-use windows (`WindowOp::current`).
-    pub fn current(c: &mut SpiClient<'_>, subject: &'a Subject, metric: &'a str, limits: &'a [Limit], now: DateTime<Utc>, counting: bool) -> Result<Self> {
+    pub fn current(
+        c: &mut SpiClient<'_>,
+        subject: &'a Subject,
+        metric: &'a str,
+        limits: &'a [Limit],
+        now: DateTime<Utc>,
+        counting: bool,
+    ) -> Result<Self> {
         let windows = limits.iter().map(|l| WindowOp::current(c, subject, metric, l, now, counting)).collect::<Result<_>>()?;
         Ok(MetricOp { metric, windows })
     }

@@ -25,7 +25,12 @@ pub fn set_override(subject: &str, metric: &str, period: &str, value: i64, mode:
         return Err(QuotaError::invalid("value", value, "value must not be negative", "Pass 0 or more; with mode 'max', 0 blocks every request."));
     }
     let mode = mode.parse::<Mode>().map_err(|_| {
-        QuotaError::invalid("mode", mode, format!("unknown override mode \"{mode}\""), format!("Use one of: {} (max replaces the plan's limit, add adds to it).", Mode::NAMES))
+        QuotaError::invalid(
+            "mode",
+            mode,
+            format!("unknown override mode \"{mode}\""),
+            format!("Use one of: {} (max replaces the plan's limit, add adds to it).", Mode::NAMES),
+        )
     })?;
     let now = clock::now();
     if expires_at.is_some_and(|at| at <= now) {

@@ -166,7 +166,8 @@ pub(super) fn hold_limit(limits: &[Limit], period: &str) -> Limit {
             enforcement: Enforcement::Soft,
             per_request_max: None,
             alerts: Vec::new(),
-            source: Source::Plan, burst: 0,
+            source: Source::Plan,
+            burst: 0,
         },
     }
 }

@@ -21,7 +21,7 @@ use crate::storage::{self, schema::LedgerKind, Subject};
 /// not applied twice). A 'percent' change carries the usage of every window that the
 /// change falls in, with a ledger row each, before anything else writes to it.
 pub fn store_due(c: &mut SpiClient<'_>, s: Subject, now: DateTime<Utc>) -> Result<Subject> {
-    if !s.next.as_ref().is_some_and(|n| n.at <= now) {
+    if s.next.as_ref().is_none_or(|n| n.at > now) {
         return Ok(s);
     }
     let unknown = || QuotaError::UnknownSubject { subject: s.id.clone() };
@@ -56,7 +56,14 @@ pub(super) fn carry_percent(c: &mut SpiClient<'_>, before: &Subject, after: &Sub
 
 /// The limit of (metric, period) under the old plan and under the new one, when both
 /// have it (a rate limit's usage is a pace: never carried).
-fn limits_around(c: &mut SpiClient<'_>, before: &Subject, after: &Subject, metric: &str, period: &str, now: DateTime<Utc>) -> Result<Option<(Limit, Limit)>> {
+fn limits_around(
+    c: &mut SpiClient<'_>,
+    before: &Subject,
+    after: &Subject,
+    metric: &str,
+    period: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<(Limit, Limit)>> {
     let find = |limits: Vec<Limit>| limits.into_iter().find(|l| l.period.as_str() == period && !matches!(l.period, Period::Rate(_)));
     let old = find(subject_limits(c, before, metric, now)?);
     let new = find(subject_limits(c, after, metric, now)?);
@@ -65,7 +72,15 @@ fn limits_around(c: &mut SpiClient<'_>, before: &Subject, after: &Subject, metri
 
 /// For a read before the change is stored: the window's usage as the first writer will
 /// store it (`carried_from`: a 'percent' change in force, not yet stored).
-pub fn carried_usage(c: &mut SpiClient<'_>, s: &Subject, metric: &str, limit: &Limit, window: &Window, usage: Usage, now: DateTime<Utc>) -> Result<Usage> {
+pub fn carried_usage(
+    c: &mut SpiClient<'_>,
+    s: &Subject,
+    metric: &str,
+    limit: &Limit,
+    window: &Window,
+    usage: Usage,
+    now: DateTime<Utc>,
+) -> Result<Usage> {
     let Some((old_plan, at)) = &s.carried_from else { return Ok(usage) };
     let contains = window.start.is_none_or(|start| start <= *at) && window.end.is_none_or(|end| end > *at);
     if !contains || matches!(limit.period, Period::Rate(_)) {

@@ -8,8 +8,8 @@ use super::args::known_name;
 use crate::domain::error::{self, QuotaError, Result};
 use crate::domain::limits::Limit;
 use crate::domain::overrides;
-use crate::pg::installed;
 use crate::pg::gucs;
+use crate::pg::installed;
 use crate::storage::{self, Subject};
 
 /// Whether an operation may create an unknown subject on `quota.default_plan`.

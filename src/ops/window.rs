@@ -14,9 +14,9 @@ use crate::domain::events;
 use crate::domain::limits::{Enforcement, Limit, Usage};
 use crate::domain::period::{Period, Window};
 use crate::pg::clock;
-use std::cell::Cell;
 use crate::pg::gucs;
 use crate::storage::{self, schema::LedgerKind, schema::LedgerRow, Subject, WindowKey};
+use std::cell::Cell;
 
 pub struct WindowOp<'a> {
     pub subject: &'a Subject,
@@ -75,7 +75,14 @@ impl<'a> WindowOp<'a> {
     /// The subject's current window of `limit`'s period. A first-use window is read from
     /// the table: the open one, or, for a call that counts usage (`counting`: consume,
     /// reserve), the one it opens now; else none (`closed`).
-    pub fn current(c: &mut SpiClient<'_>, subject: &'a Subject, metric: &'a str, limit: &'a Limit, now: DateTime<Utc>, counting: bool) -> Result<Self> {
+    pub fn current(
+        c: &mut SpiClient<'_>,
+        subject: &'a Subject,
+        metric: &'a str,
+        limit: &'a Limit,
+        now: DateTime<Utc>,
+        counting: bool,
+    ) -> Result<Self> {
         let (window, closed) = match limit.period {
             Period::FirstUse(span) => {
                 let last = if subject.stored { storage::last_window(c, &subject.id, metric, limit.period.as_str()) } else { None };
@@ -86,7 +93,9 @@ impl<'a> WindowOp<'a> {
                         // The next window's key is the last one's close: two first uses
                         // racing to open it meet on the same row.
                         let key = match last {
-                            Some((key, end)) => Some(end.ok_or_else(|| storage::corrupt("quota.counters", "window_end", format!("NULL (window {key})")))?),
+                            Some((key, end)) => {
+                                Some(end.ok_or_else(|| storage::corrupt("quota.counters", "window_end", format!("NULL (window {key})")))?)
+                            }
                             None => None,
                         };
                         let end = counting.then(|| now + chrono::Duration::seconds(span.length().seconds()));

@@ -63,7 +63,15 @@ pub fn upsert_override(c: &mut SpiClient<'_>, subject: &str, metric: &str, o: &O
     run(
         c,
         &UPSERT_OVERRIDE,
-        &[subject.into(), metric.into(), o.period.as_str().into(), o.mode.as_str().into(), o.value.into(), o.expires_at.map(clock::to_pg_tz).into(), ts(at)],
+        &[
+            subject.into(),
+            metric.into(),
+            o.period.as_str().into(),
+            o.mode.as_str().into(),
+            o.value.into(),
+            o.expires_at.map(clock::to_pg_tz).into(),
+            ts(at),
+        ],
     );
 }
 

@@ -16,12 +16,9 @@ pub fn plan_bonus_cap(c: &mut SpiClient<'_>, plan: &str) -> Option<Option<i32>> 
     Some(first::<i32>(run(c, &FIND_PLAN, &[plan.into()]), 1))
 }
 
-static LIMITS_OF: Stmt = Stmt {
-    sql: "SELECT {plan_limits} FROM quota.plan_limits WHERE plan = $1 AND metric = $2 ORDER BY period",
-    types: &[T::TEXTOID, T::TEXTOID],
-};
-static LIMIT_ALL: Stmt =
-    Stmt { sql: "SELECT {plan_limits} FROM quota.plan_limits WHERE plan = $1 ORDER BY metric, period", types: &[T::TEXTOID] };
+static LIMITS_OF: Stmt =
+    Stmt { sql: "SELECT {plan_limits} FROM quota.plan_limits WHERE plan = $1 AND metric = $2 ORDER BY period", types: &[T::TEXTOID, T::TEXTOID] };
+static LIMIT_ALL: Stmt = Stmt { sql: "SELECT {plan_limits} FROM quota.plan_limits WHERE plan = $1 ORDER BY metric, period", types: &[T::TEXTOID] };
 
 fn limits_from(table: SpiTupleTable<'_>) -> Result<Vec<(String, Limit)>> {
     table.map(|row| schema::limit(&SpiRow { row: &row })).collect()

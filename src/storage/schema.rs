@@ -163,12 +163,8 @@ pub const LEDGER_ID: usize = 0;
 
 /// Subjects' own limits (0.7.0). The hot path only asks whether a subject has any for a
 /// metric (and then steps aside); the general path reads them (`storage::overrides`).
-pub static SUBJECT_OVERRIDES: StateTable = StateTable {
-    name: c"subject_overrides",
-    columns: &[col(c"subject", TEXT), col(c"metric", TEXT), col(c"period", TEXT)],
-    key: 3,
-    generated: 0,
-};
+pub static SUBJECT_OVERRIDES: StateTable =
+    StateTable { name: c"subject_overrides", columns: &[col(c"subject", TEXT), col(c"metric", TEXT), col(c"period", TEXT)], key: 3, generated: 0 };
 
 pub static TABLES: [&StateTable; 4] = [&SUBJECTS, &PLAN_LIMITS, &COUNTERS, &USAGE_EVENTS];
 
@@ -213,7 +209,10 @@ pub fn expand(sql: &str, v2: bool) -> String {
             .map(|c| if v2 || c.since < LIMITS_V2 { name_of(c).to_string() } else { format!("NULL::{} AS {}", type_name(c.type_oid), name_of(c)) })
             .collect::<Vec<_>>()
             .join(", ");
-        out = out.replace(&format!("{{{name}:insert}}"), &insert).replace(&format!("{{{name}:values}}"), &values).replace(&format!("{{{name}}}"), &select);
+        out = out
+            .replace(&format!("{{{name}:insert}}"), &insert)
+            .replace(&format!("{{{name}:values}}"), &values)
+            .replace(&format!("{{{name}}}"), &select);
     }
     out
 }
@@ -473,7 +472,10 @@ mod tests {
             expand("ON CONFLICT (plan, metric{v2:, period}) DO UPDATE SET {v1:period = EXCLUDED.period, }x = 1", true),
             "ON CONFLICT (plan, metric, period) DO UPDATE SET x = 1"
         );
-        assert_eq!(expand("ON CONFLICT (plan, metric{v2:, period}) DO UPDATE SET {v1:period = EXCLUDED.period, }x = 1", false), "ON CONFLICT (plan, metric) DO UPDATE SET period = EXCLUDED.period, x = 1");
+        assert_eq!(
+            expand("ON CONFLICT (plan, metric{v2:, period}) DO UPDATE SET {v1:period = EXCLUDED.period, }x = 1", false),
+            "ON CONFLICT (plan, metric) DO UPDATE SET period = EXCLUDED.period, x = 1"
+        );
         assert_eq!(expand("SELECT '{verbatim}'", true), "SELECT '{verbatim}'", "other braces are left alone");
     }
 
