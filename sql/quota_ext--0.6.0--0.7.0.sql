@@ -1,4 +1,4 @@
--- quota_ext 0.6.0 -> 0.7.0: limits v2 (in progress on branch limits-v2).
+-- quota_ext 0.6.0 -> 0.7.0: limits v2.
 -- - quota.throttle(key, max_burst, count, period, quantity): GCRA rate limits on keys with
 --   no plan, with redis-cell's CL.THROTTLE semantics; state in quota.throttles.
 -- - Several limits per metric: a limit is (plan, metric, period), so a plan may limit
@@ -6,13 +6,22 @@
 --   (plan, metric, period); quota.counters, quota.usage_events, quota.usage_summaries,
 --   quota.reservations (one row per hold and window) and quota.row_charges gain a last
 --   column period (text NOT NULL, the limit's period name) and keys that include it.
---   The views ledger_check, usage_overview, top_consumers and subject_ledger gain a
---   period column after metric (SELECT * readers see one more column).
+--   The views ledger_check, top_consumers and subject_ledger gain a period column after
+--   metric (SELECT * readers see one more column); usage_overview (which showed the plan's
+--   period) joins on it, and gains source. usage_overview and top_consumers apply
+--   overrides and leave out rate limits.
 -- - quota.set_limit(plan, metric, period, ...) adds or replaces the limit of that period
 --   (in 0.6.0 it replaced the metric's limit, whatever its period).
 -- - quota.remove_limit(plan, metric, period DEFAULT NULL) and
 --   quota.set_alerts(plan, metric, thresholds, period DEFAULT NULL): NULL means every
 --   period of the metric (the 0.6.0 behaviour).
+-- - Windows that open at first use (a period such as '5 hours') and rate limits in plans
+--   (quota.set_rate_limit: period 'per 1 minute', GCRA; plan_limits gains burst).
+-- - Overrides per subject: quota.subject_overrides, quota.set_override, remove_override.
+-- - Scheduled plan changes: subjects gain next_plan, next_plan_at and carry;
+--   quota.assign_plan gains effective_at and carry; quota.cancel_plan_change; the ledger
+--   kinds carry_up and carry_down (quota.used_change).
+-- - quota.quota_status gains source, next_plan and next_plan_at.
 -- - Existing rows get the period they were counted under: a counter's is derived from its
 --   window (see below); ledger, summary, hold and row-charge rows take their counter's.
 --
@@ -381,19 +390,27 @@ WHERE (l.plan IS NOT NULL OR o.subject IS NOT NULL)
 CREATE VIEW quota.top_consumers WITH (security_invoker = true) AS
 SELECT c.metric,
        c.period,
-       NULLIF(c.window_start, '-infinity') AS window_start,
+       -- A first-use window ('5 hours') opened its length before its close (its key is
+       -- the close of the one before).
+       CASE WHEN c.period ~ '^[0-9]' THEN c.window_end - c.period::interval
+            ELSE NULLIF(c.window_start, '-infinity') END AS window_start,
        c.window_end,
        (c.window_start <= quota.quota_clock() AND (c.window_end IS NULL OR c.window_end > quota.quota_clock())) AS current,
        rank() OVER (PARTITION BY c.metric, c.period, c.window_start ORDER BY c.used DESC) AS rank,
        c.subject,
        s.tenant,
        c.used,
-       l.limit_value + c.bonus AS effective_limit,
-       round(100.0 * c.used / NULLIF(l.limit_value + c.bonus, 0), 1) AS percent
+       x.limit_value + c.bonus AS effective_limit,
+       round(100.0 * c.used / NULLIF(x.limit_value + c.bonus, 0), 1) AS percent
 FROM quota.counters c
 JOIN quota.subjects s ON s.subject = c.subject
 LEFT JOIN quota.plan_limits l ON l.plan = s.plan AND l.metric = c.metric AND l.period = c.period
-WHERE c.used > 0;
+LEFT JOIN quota.subject_overrides o ON o.subject = c.subject AND o.metric = c.metric AND o.period = c.period
+      AND (o.expires_at IS NULL OR o.expires_at > quota.quota_clock())
+CROSS JOIN LATERAL (SELECT CASE o.mode WHEN 'max' THEN o.value WHEN 'add' THEN coalesce(l.limit_value, 0) + o.value
+                                       ELSE l.limit_value END AS limit_value) x
+-- A rate limit's row holds a pace, not a window's usage.
+WHERE c.used > 0 AND c.period NOT LIKE 'per %';
 
 CREATE VIEW quota.subject_ledger WITH (security_invoker = true) AS
 SELECT e.id,

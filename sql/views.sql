@@ -41,19 +41,27 @@ WHERE (l.plan IS NOT NULL OR o.subject IS NOT NULL)
 CREATE VIEW quota.top_consumers WITH (security_invoker = true) AS
 SELECT c.metric,
        c.period,
-       NULLIF(c.window_start, '-infinity') AS window_start,
+       -- A first-use window ('5 hours') opened its length before its close (its key is
+       -- the close of the one before).
+       CASE WHEN c.period ~ '^[0-9]' THEN c.window_end - c.period::interval
+            ELSE NULLIF(c.window_start, '-infinity') END AS window_start,
        c.window_end,
        (c.window_start <= quota.quota_clock() AND (c.window_end IS NULL OR c.window_end > quota.quota_clock())) AS current,
        rank() OVER (PARTITION BY c.metric, c.period, c.window_start ORDER BY c.used DESC) AS rank,
        c.subject,
        s.tenant,
        c.used,
-       l.limit_value + c.bonus AS effective_limit,
-       round(100.0 * c.used / NULLIF(l.limit_value + c.bonus, 0), 1) AS percent
+       x.limit_value + c.bonus AS effective_limit,
+       round(100.0 * c.used / NULLIF(x.limit_value + c.bonus, 0), 1) AS percent
 FROM quota.counters c
 JOIN quota.subjects s ON s.subject = c.subject
 LEFT JOIN quota.plan_limits l ON l.plan = s.plan AND l.metric = c.metric AND l.period = c.period
-WHERE c.used > 0;
+LEFT JOIN quota.subject_overrides o ON o.subject = c.subject AND o.metric = c.metric AND o.period = c.period
+      AND (o.expires_at IS NULL OR o.expires_at > quota.quota_clock())
+CROSS JOIN LATERAL (SELECT CASE o.mode WHEN 'max' THEN o.value WHEN 'add' THEN coalesce(l.limit_value, 0) + o.value
+                                       ELSE l.limit_value END AS limit_value) x
+-- A rate limit's row holds a pace, not a window's usage.
+WHERE c.used > 0 AND c.period NOT LIKE 'per %';
 
 -- Who was refused (QT429/QT413, also in transactions that rolled back; needs
 -- shared_preload_libraries) or went past a soft limit, since the start of today in the

@@ -1,6 +1,6 @@
 //! Windows that open at first use (limits v2): a length in seconds, minutes or hours
 //! ('5 hours', '90 minutes'). The window opens at the first call that counts usage
-//! (consume, reserve, commit) and closes exactly that long later; the next opens at the
+//! (consume, reserve) and closes exactly that long later; the next opens at the
 //! first such call after it closed. Day, week and month stay calendar periods
 //! (`period::Period`): a length in days, weeks, months or years is refused, so that
 //! '1 day' cannot be taken for 'day'. Pure Rust, no PostgreSQL.

@@ -2,7 +2,7 @@
 //! plan, tenant, cycle anchor and zone here instead of probing `quota.subjects`.
 //!
 //! A table in shared memory, reserved at server start (`shared_preload_libraries`), of
-//! `quota.subject_cache_size` entries of 192 bytes, four per bucket. Each entry is a
+//! `quota.subject_cache_size` entries of 232 bytes, four per bucket. Each entry is a
 //! seqlock: a writer makes its sequence number odd while it writes; a reader copies the
 //! entry and keeps the copy only if the number was even and unchanged. Nobody waits: a
 //! busy entry is a miss. Rows too long for an entry (`DATA` bytes of subject, plan,

@@ -113,9 +113,9 @@ fn windows_notice(plan: &str, metric: &str, limit: &Limit, before: &[Limit], aft
 /// `period` None: every window of the metric.
 pub fn set_alerts(plan: &str, metric: &str, thresholds: Vec<Option<i32>>, period: Option<&str>) -> Result<()> {
     known_name("metric", metric)?;
-    if let Some(p) = period {
-        parse_period(p)?;
-    }
+    // The stored spelling ('300 min' is stored as '5 hours').
+    let period = period.map(parse_period).transpose()?.map(|p| p.as_str().to_string());
+    let period = period.as_deref();
     let mut t = Vec::with_capacity(thresholds.len());
     for v in thresholds {
         match v {
@@ -151,9 +151,8 @@ pub fn set_alerts(plan: &str, metric: &str, thresholds: Vec<Option<i32>>, period
 pub fn remove_limit(plan: &str, metric: &str, period: Option<&str>) -> Result<bool> {
     known_name("plan", plan)?;
     known_name("metric", metric)?;
-    if let Some(p) = period {
-        parse_period(p)?;
-    }
+    let period = period.map(parse_period).transpose()?.map(|p| p.as_str().to_string());
+    let period = period.as_deref();
     storage::volatile(|c| Ok(!storage::delete_limit(c, plan, metric, period).is_empty()))
 }
 

@@ -53,9 +53,8 @@ pub fn set_override(subject: &str, metric: &str, period: &str, value: i64, mode:
 pub fn remove_override(subject: &str, metric: &str, period: Option<&str>) -> Result<bool> {
     installed::requires(installed::OVERRIDES, "quota.remove_override")?;
     known_name("metric", metric)?;
-    if let Some(p) = period {
-        parse_period(p)?;
-    }
+    let period = period.map(parse_period).transpose()?.map(|p| p.as_str().to_string());
+    let period = period.as_deref();
     storage::volatile(|c| {
         let s = subject_in_scope(c, subject)?;
         Ok(storage::delete_override(c, &s.id, metric, period))

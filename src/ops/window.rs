@@ -245,13 +245,22 @@ impl<'a> WindowOp<'a> {
         storage::emit(c, &self.event(kind, usage, extra));
     }
 
+    /// When the window began, as events report it: a first-use window's key is the close
+    /// of the one before, so it began its length before its own close.
+    fn opened(&self) -> Option<DateTime<Utc>> {
+        match (self.limit.period, self.window.end) {
+            (Period::FirstUse(span), Some(end)) => Some(end - chrono::Duration::seconds(span.length().seconds())),
+            _ => self.window.start,
+        }
+    }
+
     fn event(&self, kind: events::EventKind, u: Usage, extra: Value) -> events::Event {
         events::Event {
             kind,
             subject: self.subject.id.clone(),
             metric: self.metric.to_string(),
             period: self.limit.period.as_str().to_string(),
-            window_start: self.window.start,
+            window_start: self.opened(),
             used: u.used,
             limit: u.effective_limit(self.limit),
             threshold: None,

@@ -36,6 +36,10 @@ SELECT metric, period, window_start, reset_at, used FROM quota.usage_overview WH
 
 -- Two first uses racing open one window: see tests/isolation/specs/first_use.spec.
 
+-- A period is found whatever its spelling ('300 min' is the stored '5 hours').
+SELECT quota.set_alerts('FU', 'tokens', ARRAY[50], '300 min');
+SELECT period, alert_thresholds FROM quota.plan_limits WHERE plan = 'FU' ORDER BY period;
+
 -- Days, weeks and months are calendar periods: '1 day' is refused with a hint.
 SELECT code, message, hint FROM try($$ SELECT quota.set_limit('FU', 'tokens', '1 day', 5) $$);
 SELECT code, message FROM try($$ SELECT quota.set_limit('FU', 'tokens', '0 hours', 5) $$);
