@@ -13,7 +13,7 @@ use crate::domain::decision::{Decision, RefusedLimit};
 use crate::domain::error::Result;
 use crate::domain::limits::{Limit, Usage};
 use crate::domain::multi::{self, Outcome, Pace};
-use crate::domain::period::Period;
+use crate::domain::period::{Period, Window};
 use crate::domain::rate::Rate;
 use crate::storage::{schema::LedgerKind, Subject};
 
@@ -55,8 +55,16 @@ impl<'a> MetricOp<'a> {
     pub fn lock(&mut self, c: &mut SpiClient<'_>) -> Result<Vec<Usage>> {
         let mut usages = Vec::with_capacity(self.windows.len());
         for w in &mut self.windows {
-            let (u, _, end) = w.lock(c)?;
-            if matches!(w.limit.period, Period::FirstUse(_)) && !w.closed {
+            let (mut u, _, mut end) = w.lock(c)?;
+            if let (Period::FirstUse(span), false) = (w.limit.period, w.closed) {
+                // Another call opened this window first: its close is the row's. If that is
+                // already past by this call's clock (a transaction that began long after,
+                // or waited that long), the window is over for this call: it opens the next
+                // one, keyed by that close.
+                while let Some(close) = end.filter(|close| *close <= w.now) {
+                    w.window = Window { start: Some(close), end: Some(w.now + chrono::Duration::seconds(span.length().seconds())) };
+                    (u, _, end) = w.lock(c)?;
+                }
                 w.window.end = end;
             }
             usages.push(u);
