@@ -86,6 +86,13 @@ ALTER TABLE quota.plan_limits DROP CONSTRAINT plan_limits_period_check,
                OR period ~ '^(per )?[1-9][0-9]* (second|minute|hour)s?$'),
     ADD COLUMN burst bigint CHECK (burst >= 0);
 
+-- Scheduled plan changes: the subject's next plan (the views below read it).
+ALTER TABLE quota.subjects ADD COLUMN next_plan text REFERENCES quota.plans ON UPDATE CASCADE,
+    ADD COLUMN next_plan_at timestamptz,
+    ADD COLUMN carry text CHECK (carry IN ('usage', 'percent')),
+    ADD CONSTRAINT subjects_next_plan_check
+        CHECK ((next_plan IS NULL) = (next_plan_at IS NULL) AND (next_plan IS NULL) = (carry IS NULL));
+
 -- Overrides per subject (as sql/overrides.sql) ---------------------------------------------
 CREATE TABLE quota.subject_overrides (
     subject    text NOT NULL REFERENCES quota.subjects ON DELETE CASCADE ON UPDATE CASCADE,
@@ -357,7 +364,7 @@ WHERE (coalesce(c.used, 0) <> coalesce(p.used, 0) OR coalesce(c.bonus, 0) <> coa
 CREATE VIEW quota.usage_overview WITH (security_invoker = true) AS
 SELECT c.subject,
        s.tenant,
-       s.plan,
+       CASE WHEN s.next_plan_at <= quota.quota_clock() THEN s.next_plan ELSE s.plan END AS plan,
        c.metric,
        c.period,
        c.used,
@@ -376,7 +383,10 @@ SELECT c.subject,
        CASE WHEN o.subject IS NULL THEN 'plan' ELSE 'override' END AS source
 FROM quota.counters c
 JOIN quota.subjects s ON s.subject = c.subject
-LEFT JOIN quota.plan_limits l ON l.plan = s.plan AND l.metric = c.metric AND l.period = c.period
+-- The plan in force: a scheduled change whose instant has come counts before a call
+-- stores it (a 'percent' carry shows once a call has written it).
+LEFT JOIN quota.plan_limits l ON l.plan = CASE WHEN s.next_plan_at <= quota.quota_clock() THEN s.next_plan ELSE s.plan END
+      AND l.metric = c.metric AND l.period = c.period
 LEFT JOIN quota.subject_overrides o ON o.subject = c.subject AND o.metric = c.metric AND o.period = c.period
       AND (o.expires_at IS NULL OR o.expires_at > quota.quota_clock())
 CROSS JOIN LATERAL (SELECT CASE o.mode WHEN 'max' THEN o.value WHEN 'add' THEN coalesce(l.limit_value, 0) + o.value
@@ -396,7 +406,11 @@ SELECT c.metric,
             ELSE NULLIF(c.window_start, '-infinity') END AS window_start,
        c.window_end,
        (c.window_start <= quota.quota_clock() AND (c.window_end IS NULL OR c.window_end > quota.quota_clock())) AS current,
-       rank() OVER (PARTITION BY c.metric, c.period, c.window_start ORDER BY c.used DESC) AS rank,
+       -- First-use windows are each subject's own: ranked together, the open ones apart.
+       rank() OVER (PARTITION BY c.metric, c.period,
+                    CASE WHEN c.period ~ '^[0-9]' THEN NULL ELSE c.window_start END,
+                    c.period ~ '^[0-9]' AND c.window_end > quota.quota_clock()
+                    ORDER BY c.used DESC) AS rank,
        c.subject,
        s.tenant,
        c.used,
@@ -404,7 +418,10 @@ SELECT c.metric,
        round(100.0 * c.used / NULLIF(x.limit_value + c.bonus, 0), 1) AS percent
 FROM quota.counters c
 JOIN quota.subjects s ON s.subject = c.subject
-LEFT JOIN quota.plan_limits l ON l.plan = s.plan AND l.metric = c.metric AND l.period = c.period
+-- The plan in force: a scheduled change whose instant has come counts before a call
+-- stores it (a 'percent' carry shows once a call has written it).
+LEFT JOIN quota.plan_limits l ON l.plan = CASE WHEN s.next_plan_at <= quota.quota_clock() THEN s.next_plan ELSE s.plan END
+      AND l.metric = c.metric AND l.period = c.period
 LEFT JOIN quota.subject_overrides o ON o.subject = c.subject AND o.metric = c.metric AND o.period = c.period
       AND (o.expires_at IS NULL OR o.expires_at > quota.quota_clock())
 CROSS JOIN LATERAL (SELECT CASE o.mode WHEN 'max' THEN o.value WHEN 'add' THEN coalesce(l.limit_value, 0) + o.value
@@ -514,11 +531,6 @@ GRANT EXECUTE ON FUNCTION quota.set_rate_limit(text, text, bigint, interval, big
 GRANT EXECUTE ON FUNCTION quota.quota_status(text), quota.quota_status(inet) TO quota_app;
 
 -- Scheduled plan changes -------------------------------------------------------------------
-ALTER TABLE quota.subjects ADD COLUMN next_plan text REFERENCES quota.plans ON UPDATE CASCADE,
-    ADD COLUMN next_plan_at timestamptz,
-    ADD COLUMN carry text CHECK (carry IN ('usage', 'percent')),
-    ADD CONSTRAINT subjects_next_plan_check
-        CHECK ((next_plan IS NULL) = (next_plan_at IS NULL) AND (next_plan IS NULL) = (carry IS NULL));
 CREATE OR REPLACE FUNCTION quota.used_change(kind text, amount bigint) RETURNS bigint
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN CASE kind WHEN 'consume' THEN amount WHEN 'commit' THEN amount

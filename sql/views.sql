@@ -6,7 +6,7 @@
 CREATE VIEW quota.usage_overview WITH (security_invoker = true) AS
 SELECT c.subject,
        s.tenant,
-       s.plan,
+       CASE WHEN s.next_plan_at <= quota.quota_clock() THEN s.next_plan ELSE s.plan END AS plan,
        c.metric,
        c.period,
        c.used,
@@ -25,7 +25,10 @@ SELECT c.subject,
        CASE WHEN o.subject IS NULL THEN 'plan' ELSE 'override' END AS source
 FROM quota.counters c
 JOIN quota.subjects s ON s.subject = c.subject
-LEFT JOIN quota.plan_limits l ON l.plan = s.plan AND l.metric = c.metric AND l.period = c.period
+-- The plan in force: a scheduled change whose instant has come counts before a call
+-- stores it (a 'percent' carry shows once a call has written it).
+LEFT JOIN quota.plan_limits l ON l.plan = CASE WHEN s.next_plan_at <= quota.quota_clock() THEN s.next_plan ELSE s.plan END
+      AND l.metric = c.metric AND l.period = c.period
 LEFT JOIN quota.subject_overrides o ON o.subject = c.subject AND o.metric = c.metric AND o.period = c.period
       AND (o.expires_at IS NULL OR o.expires_at > quota.quota_clock())
 CROSS JOIN LATERAL (SELECT CASE o.mode WHEN 'max' THEN o.value WHEN 'add' THEN coalesce(l.limit_value, 0) + o.value
@@ -47,7 +50,11 @@ SELECT c.metric,
             ELSE NULLIF(c.window_start, '-infinity') END AS window_start,
        c.window_end,
        (c.window_start <= quota.quota_clock() AND (c.window_end IS NULL OR c.window_end > quota.quota_clock())) AS current,
-       rank() OVER (PARTITION BY c.metric, c.period, c.window_start ORDER BY c.used DESC) AS rank,
+       -- First-use windows are each subject's own: ranked together, the open ones apart.
+       rank() OVER (PARTITION BY c.metric, c.period,
+                    CASE WHEN c.period ~ '^[0-9]' THEN NULL ELSE c.window_start END,
+                    c.period ~ '^[0-9]' AND c.window_end > quota.quota_clock()
+                    ORDER BY c.used DESC) AS rank,
        c.subject,
        s.tenant,
        c.used,
@@ -55,7 +62,10 @@ SELECT c.metric,
        round(100.0 * c.used / NULLIF(x.limit_value + c.bonus, 0), 1) AS percent
 FROM quota.counters c
 JOIN quota.subjects s ON s.subject = c.subject
-LEFT JOIN quota.plan_limits l ON l.plan = s.plan AND l.metric = c.metric AND l.period = c.period
+-- The plan in force: a scheduled change whose instant has come counts before a call
+-- stores it (a 'percent' carry shows once a call has written it).
+LEFT JOIN quota.plan_limits l ON l.plan = CASE WHEN s.next_plan_at <= quota.quota_clock() THEN s.next_plan ELSE s.plan END
+      AND l.metric = c.metric AND l.period = c.period
 LEFT JOIN quota.subject_overrides o ON o.subject = c.subject AND o.metric = c.metric AND o.period = c.period
       AND (o.expires_at IS NULL OR o.expires_at > quota.quota_clock())
 CROSS JOIN LATERAL (SELECT CASE o.mode WHEN 'max' THEN o.value WHEN 'add' THEN coalesce(l.limit_value, 0) + o.value

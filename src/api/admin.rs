@@ -76,7 +76,7 @@ fn set_override(
         required("period", period).or_raise(),
         required("value", value).or_raise(),
         required("mode", mode).or_raise(),
-        expires_at.map(|t| crate::pg::clock::from_pg(t.into_inner())),
+        expires_at.map(|t| ops::args::instant("expires_at", t.into_inner())).transpose().or_raise(),
     )
     .or_raise()
 }
@@ -110,7 +110,10 @@ fn assign_plan_v2(
         tenant,
         cycle_anchor.map(|t| t.into_inner()),
         time_zone,
-        ops::Effect { at: effective_at.map(|t| crate::pg::clock::from_pg(t.into_inner())), carry: required("carry", carry).or_raise() },
+        ops::Effect {
+            at: effective_at.map(|t| ops::args::instant("effective_at", t.into_inner())).transpose().or_raise(),
+            carry: required("carry", carry).or_raise(),
+        },
     )
     .or_raise()
 }

@@ -33,15 +33,19 @@ pub struct Pace {
     pub rate: Rate,
     pub tat_us: Option<i64>,
     pub now_us: i64,
+    /// What to take from the rate when it is not the request's amount: a commit takes
+    /// only what goes beyond its hold (the hold took its amount when it was made).
+    pub quantity: Option<i64>,
 }
 
-/// A rate limit's verdict: GCRA admits `amount` or not; usage counts every unit admitted.
+/// A rate limit's verdict: GCRA admits the quantity or not; usage counts the amount.
 fn paced(limit: &Limit, pace: &Pace, usage: Usage, amount: i64) -> (Verdict, Option<Throttle>) {
     let refused = |reason| Verdict { allowed: false, reason, used_after: usage.used, overage: 0 };
     if limit.per_request_max.is_some_and(|cap| amount > cap) {
         return (refused(Reason::PerRequestCapExceeded), None);
     }
-    let (Some(t), Some(used_after)) = (pace.rate.throttle(pace.now_us, pace.tat_us, amount), usage.used.checked_add(amount)) else {
+    let quantity = pace.quantity.unwrap_or(amount);
+    let (Some(t), Some(used_after)) = (pace.rate.throttle(pace.now_us, pace.tat_us, quantity), usage.used.checked_add(amount)) else {
         return (refused(Reason::QuotaExceeded), None);
     };
     let v = if t.limited { refused(Reason::RateLimited) } else { Verdict { allowed: true, reason: Reason::Ok, used_after, overage: 0 } };
@@ -242,7 +246,7 @@ mod tests {
         let day = limit(Period::Day, 100, Enforcement::Hard, None);
         let rate = Limit { burst: 4, ..limit(Period::parse("per 1 minute").unwrap(), 10, Enforcement::Hard, None) };
         let now_us = 1_800_000_000_000_000;
-        let pace = |tat_us| Some(Pace { rate: Rate::new(4, 10, 60_000_000).unwrap(), tat_us, now_us });
+        let pace = |tat_us| Some(Pace { rate: Rate::new(4, 10, 60_000_000).unwrap(), tat_us, now_us, quantity: None });
         let ws = |tat_us| {
             vec![
                 Window { limit: &day, usage: Usage::new(10, 0), reset_at: at(1), rate: None },

@@ -93,7 +93,7 @@ impl Period {
         if t.starts_with(|c: char| c.is_ascii_digit()) {
             return Length::parse(t).map(|l| Period::FirstUse(Span::new(l, "")));
         }
-        Err(format!("unknown period \"{text}\""))
+        Err(format!("unknown period \"{}\"", super::error::quoted(text)))
     }
 }
 

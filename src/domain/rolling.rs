@@ -25,12 +25,14 @@ impl Length {
     /// Parse `<n> <unit>` (unit: second(s), sec, s, minute(s), min, m, hour(s), hr, h; the
     /// space is optional). Err: the reason, for a 22023 message.
     pub fn parse(text: &str) -> Result<Length, String> {
+        // Messages quote a short prefix of what was given.
+        let shown = super::error::quoted(text);
         let t = text.trim().to_ascii_lowercase();
         let digits = t.chars().take_while(|c| c.is_ascii_digit()).count();
         let (number, unit) = t.split_at(digits);
         let unit = unit.trim();
         if number.is_empty() {
-            return Err(format!("a window length is a whole number of seconds, minutes or hours, such as '5 hours' (got \"{text}\")"));
+            return Err(format!("a window length is a whole number of seconds, minutes or hours, such as '5 hours' (got \"{shown}\")"));
         }
         let scale = match unit {
             "s" | "sec" | "secs" | "second" | "seconds" => 1,
@@ -38,15 +40,16 @@ impl Length {
             "h" | "hr" | "hrs" | "hour" | "hours" => 3600,
             "d" | "day" | "days" | "w" | "week" | "weeks" | "mon" | "month" | "months" | "y" | "year" | "years" => {
                 return Err(format!(
-                    "a window that opens at first use is given in seconds, minutes or hours, not \"{unit}\": \
-                     use 'day', 'week' or 'month' for a calendar window, or hours ('24 hours') for a window of that length"
+                    "a window that opens at first use is given in seconds, minutes or hours, not \"{}\": \
+                     use 'day', 'week' or 'month' for a calendar window, or hours ('24 hours') for a window of that length",
+                    super::error::quoted(unit)
                 ))
             }
-            _ => return Err(format!("unknown unit \"{unit}\" in window length \"{text}\" (seconds, minutes or hours)")),
+            _ => return Err(format!("unknown unit \"{}\" in window length \"{shown}\" (seconds, minutes or hours)", super::error::quoted(unit))),
         };
-        let n: i64 = number.parse().map_err(|_| format!("window length \"{text}\" is too long"))?;
+        let n: i64 = number.parse().map_err(|_| format!("window length \"{shown}\" is too long"))?;
         let seconds = n.checked_mul(scale).filter(|s| (1..=MAX_SECONDS).contains(s));
-        seconds.map(Length).ok_or_else(|| format!("a window length must be between 1 second and {} hours (got \"{text}\")", MAX_SECONDS / 3600))
+        seconds.map(Length).ok_or_else(|| format!("a window length must be between 1 second and {} hours (got \"{shown}\")", MAX_SECONDS / 3600))
     }
 
     /// The one spelling stored and shown: the largest unit that divides the length.

@@ -15,6 +15,7 @@ use crate::domain::decision::Decision;
 use crate::domain::error::{self, positive_amount, QuotaError, Result};
 use crate::domain::events;
 use crate::domain::limits::{self, Usage};
+use crate::domain::period::Period;
 use crate::pg::clock;
 use crate::pg::privilege;
 use crate::pg::stats;
@@ -167,6 +168,12 @@ pub fn apply_bonus(subject: &str, metric: &str, kind: &str, reference: Option<&s
         if bonus::needs_reference(rule.scope) && reference.is_none() {
             return Err(QuotaError::Null { argument: "reference" });
         }
+        // A bonus raises the metric's windows that count now: not a first-use window
+        // that is not open, nor a rate limit (a pace has no count to raise).
+        let raises = |w: &WindowOp| !w.closed && !matches!(w.limit.period, Period::Rate(_));
+        if !op.windows.iter().any(raises) {
+            return not_applied(c, &op, bonus::Refusal::NoOpenWindow);
+        }
         let grant = storage::Grant { subject: &s.id, metric, kind, reference, rule, window: &op.windows[0].window, day, at: now };
         if !storage::insert_grant(c, &grant) {
             return not_applied(c, &op, bonus::Refusal::ReferenceAlreadyUsed);
@@ -176,10 +183,10 @@ pub fn apply_bonus(subject: &str, metric: &str, kind: &str, reference: Option<&s
         let usages = op.lock(c)?;
         let mut afters = Vec::with_capacity(usages.len());
         for (w, u) in op.windows.iter().zip(&usages) {
-            let bonus = u.bonus.checked_add(rule.amount).ok_or_else(|| overflow(rule.amount))?;
+            let bonus = if raises(w) { u.bonus.checked_add(rule.amount).ok_or_else(|| overflow(rule.amount))? } else { u.bonus };
             afters.push((w, Usage { bonus, ..*u }));
         }
-        for (w, after) in &afters {
+        for (w, after) in afters.iter().filter(|(w, _)| raises(w)) {
             w.store(c, *after);
             w.emit(c, events::EventKind::BonusApplied, *after, json!({"kind": kind, "amount": rule.amount}));
             w.append(c, LedgerKind::Bonus, rule.amount, 0, None, None);

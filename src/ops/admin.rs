@@ -32,6 +32,9 @@ pub fn set_limit(plan: &str, metric: &str, period: &str, limit_value: i64, enfor
     if let Some(cap) = per_request_max {
         positive_amount("per_request_max", cap)?;
     }
+    if !limit.period.is_calendar() {
+        installed::requires(installed::LIMITS_V2, "a window that opens at first use")?;
+    }
     upsert_limit(plan, metric, limit)
 }
 
@@ -40,6 +43,7 @@ pub fn set_limit(plan: &str, metric: &str, period: &str, limit_value: i64, enfor
 /// 'per <length>' ('per 1 minute'). Hard: a consume faster than the rate is refused
 /// (QT429, code rate_limited, with retry_after).
 pub fn set_rate_limit(plan: &str, metric: &str, count: i64, per: pgrx::datum::Interval, burst: i64) -> Result<()> {
+    installed::requires(installed::LIMITS_V2, "quota.set_rate_limit")?;
     known_name("plan", plan)?;
     known_name("metric", metric)?;
     let bad_per = || {
@@ -73,7 +77,8 @@ fn upsert_limit(plan: &str, metric: &str, limit: Limit) -> Result<()> {
         let before = storage::limits(c, plan, metric)?;
         storage::upsert_limit(c, plan, metric, &limit);
         let after = storage::limits(c, plan, metric)?;
-        Ok(windows_notice(plan, metric, &limit, &before, &after))
+        // Before limits v2, set_limit replaces the metric's one limit: nothing to say.
+        Ok(installed::at_least(installed::LIMITS_V2).then(|| windows_notice(plan, metric, &limit, &before, &after)).flatten())
     })?;
     if let Some(text) = notice {
         pgrx::notice!("{text}");
@@ -194,6 +199,9 @@ pub fn assign_plan(
         )
     })?;
     let now = clock::now();
+    if effect.at.is_some() || carry == Carry::Percent {
+        installed::requires(installed::LIMITS_V2, "a scheduled or carried plan change")?;
+    }
     if let Some(at) = effect.at.filter(|at| *at > now) {
         if tenant.is_some() || cycle_anchor.is_some() || time_zone.is_some() {
             return Err(QuotaError::invalid(
@@ -240,7 +248,12 @@ pub fn assign_plan(
     })?;
     storage::volatile(|c| {
         existing_plan(c, plan)?;
-        let before = storage::find_subject(c, subject)?.filter(|s| scope.admits(s.tenant.as_deref())).map(|s| s.in_force(now));
+        // A scheduled change that is due is stored first (with its carry), so that this
+        // assignment starts from the usage readers see.
+        let before = match storage::find_subject(c, subject)?.filter(|s| scope.admits(s.tenant.as_deref())) {
+            Some(s) => Some(super::schedule::store_due(c, s, now)?),
+            None => None,
+        };
         // The upsert itself refuses a row of another tenant (a concurrent creator).
         let assignment = storage::Assignment { id: subject, plan, tenant: tenant.as_deref(), anchor, zone: time_zone };
         if !storage::upsert_subject(c, &assignment, now, &scope) {

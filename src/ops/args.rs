@@ -92,7 +92,7 @@ pub fn parse_window(period: &str) -> Result<Period> {
         Period::Rate(_) => Err(QuotaError::invalid(
             "period",
             period,
-            format!("\"{period}\" is a rate"),
+            format!("\"{}\" is a rate", crate::domain::error::quoted(period)),
             "Set a rate limit with quota.set_rate_limit(plan, metric, count, per, burst).",
         )),
         p => Ok(p),
@@ -108,4 +108,18 @@ pub fn parse_enforcement(enforcement: &str) -> Result<Enforcement> {
             format!("Use one of: {}.", Enforcement::NAMES),
         )
     })
+}
+
+/// A timestamp argument as an instant: finite, between the years 1 and 9999 (infinity
+/// would otherwise read as "never").
+pub fn instant(argument: &'static str, t: pgrx::pg_sys::TimestampTz) -> Result<chrono::DateTime<chrono::Utc>> {
+    if !crate::pg::clock::in_range(t) {
+        return Err(QuotaError::invalid(
+            argument,
+            "out of range",
+            format!("{argument} must be a finite timestamp between the years 1 and 9999"),
+            format!("Pass {argument} as a time such as '2027-01-01 00:00+00', or NULL."),
+        ));
+    }
+    Ok(crate::pg::clock::from_pg(t))
 }

@@ -74,12 +74,21 @@ impl<'a> MetricOp<'a> {
 
     /// The decision over every window for `amount` more.
     pub fn decide(&self, usages: &[Usage], amount: i64) -> Outcome {
+        self.decide_paced(usages, amount, None)
+    }
+
+    /// The decision for `amount` more, taking `rate_quantity` (when given) from the rate
+    /// limits instead of the amount.
+    pub fn decide_paced(&self, usages: &[Usage], amount: i64, rate_quantity: Option<i64>) -> Outcome {
         let now_us = self.windows.first().map_or(0, |w| w.now.timestamp_micros());
         let ws: Vec<multi::Window> = self
             .windows
             .iter()
             .zip(usages)
-            .map(|(w, u)| multi::Window { limit: w.limit, usage: *u, reset_at: w.window.end, rate: pace(w, now_us) })
+            .map(|(w, u)| {
+                let rate = pace(w, now_us).map(|p| Pace { quantity: rate_quantity, ..p });
+                multi::Window { limit: w.limit, usage: *u, reset_at: w.window.end, rate }
+            })
             .collect();
         multi::decide(&ws, amount)
     }
@@ -168,5 +177,5 @@ fn pace(w: &WindowOp<'_>, now_us: i64) -> Option<Pace> {
 pub fn pace_of(limit: &Limit, tat: Option<DateTime<Utc>>, now_us: i64) -> Option<Pace> {
     let Period::Rate(span) = limit.period else { return None };
     let rate = Rate::new(limit.burst, limit.limit_value, span.length().seconds().saturating_mul(1_000_000)).ok()?;
-    Some(Pace { rate, tat_us: tat.map(|t| t.timestamp_micros()), now_us })
+    Some(Pace { rate, tat_us: tat.map(|t| t.timestamp_micros()), now_us, quantity: None })
 }

@@ -105,12 +105,10 @@ pub fn reserve(req: ReserveRequest<'_>) -> Result<Hold> {
         let mut held: Option<(pgrx::Uuid, DateTime<Utc>)> = None;
         let mut afters = Vec::with_capacity(usages.len());
         for ((w, u), t) in op.windows.iter().zip(&usages).zip(&outcome.throttles) {
-            // A rate limit is taken when the hold is made (commit and release leave it).
+            // A rate limit is taken when the hold is made: a commit takes from it only
+            // what goes beyond the hold, and a release gives nothing back.
             if let Some(t) = t {
                 w.tat.set(DateTime::from_timestamp_micros(t.tat_us));
-                w.store(c, *u);
-                afters.push(*u);
-                continue;
             }
             let after = Usage { reserved: u.reserved + req.amount, ..*u };
             w.store(c, after);
@@ -128,7 +126,7 @@ pub fn reserve(req: ReserveRequest<'_>) -> Result<Hold> {
             w.append(c, LedgerKind::Reserve, req.amount, 0, req.idempotency_key, req.metadata);
             afters.push(after);
         }
-        let (id, expires_at) = held.expect("a metric has at least one limit");
+        let Some((id, expires_at)) = held else { unreachable!("resolve_limits gives at least one limit") };
         let d = op.decision(&afters, req.amount, &outcome, false);
         let hold = Hold { id: Some(id.to_string()), expires_at: Some(expires_at), decision: d };
         if let Some(key) = req.idempotency_key {
@@ -151,6 +149,8 @@ struct Locked {
     /// capped when made).
     limits: Vec<Limit>,
     usages: Vec<Usage>,
+    /// A rate limit's state (window_end) as locked, per window.
+    tats: Vec<Option<DateTime<Utc>>>,
 }
 
 /// The limit of a hold's window: the plan's limit on the metric for that period (on a
@@ -181,19 +181,22 @@ fn lock_reservation(c: &mut SpiClient<'_>, id: pgrx::Uuid, now: DateTime<Utc>) -
     let subject = super::schedule::store_due(c, subject, now)?;
     let plan_limits = resolve_limits(c, &subject, &r.metric, now)?;
     let limits: Vec<Limit> = r.windows.iter().map(|(period, _)| hold_limit(&plan_limits, period)).collect();
-    let usages = r
-        .windows
-        .iter()
-        .zip(&limits)
-        .map(|((_, w), l)| Ok(WindowOp::of(&subject, &r.metric, l, *w, now).lock(c)?.0))
-        .collect::<Result<Vec<Usage>>>()?;
+    let (mut usages, mut tats) = (Vec::with_capacity(limits.len()), Vec::with_capacity(limits.len()));
+    for ((_, w), l) in r.windows.iter().zip(&limits) {
+        let (u, _, end) = WindowOp::of(&subject, &r.metric, l, *w, now).lock(c)?;
+        usages.push(u);
+        tats.push(end.filter(|_| matches!(l.period, Period::Rate(_))));
+    }
     let hold = storage::lock_reservation(c, id)?.ok_or_else(|| unknown_reservation(id))?;
-    Ok(Locked { hold, subject, limits, usages })
+    Ok(Locked { hold, subject, limits, usages, tats })
 }
 
 /// The hold's windows as one operation.
-fn hold_op<'a>(r: &'a storage::Reservation, s: &'a Subject, limits: &'a [Limit], now: DateTime<Utc>) -> MetricOp<'a> {
-    MetricOp { metric: &r.metric, windows: r.windows.iter().zip(limits).map(|((_, w), l)| WindowOp::of(s, &r.metric, l, *w, now)).collect() }
+/// The hold's windows as one operation, with each rate limit's state as locked.
+fn hold_op<'a>(r: &'a storage::Reservation, s: &'a Subject, limits: &'a [Limit], tats: &[Option<DateTime<Utc>>], now: DateTime<Utc>) -> MetricOp<'a> {
+    let windows: Vec<WindowOp> = r.windows.iter().zip(limits).map(|((_, w), l)| WindowOp::of(s, &r.metric, l, *w, now)).collect();
+    windows.iter().zip(tats).for_each(|(w, t)| w.tat.set(*t));
+    MetricOp { metric: &r.metric, windows }
 }
 
 /// Settle a hold: usage becomes `actual` (default: the held amount) and the rest of the
@@ -212,7 +215,7 @@ pub fn commit(id: pgrx::Uuid, actual: Option<i64>, metadata: Option<pg_sys::Datu
     }
     storage::volatile(|c| {
         let now = clock::now();
-        let Locked { hold: r, subject: s, limits, usages } = lock_reservation(c, id, now)?;
+        let Locked { hold: r, subject: s, limits, usages, tats } = lock_reservation(c, id, now)?;
         match r.status.as_str() {
             "committed" => {
                 let d: Decision = storage::stored_json("quota.reservations", "response", r.response.as_deref().unwrap_or("null"))?;
@@ -228,7 +231,7 @@ pub fn commit(id: pgrx::Uuid, actual: Option<i64>, metadata: Option<pg_sys::Datu
             }
             _ => {}
         }
-        let op = hold_op(&r, &s, &limits, now);
+        let op = hold_op(&r, &s, &limits, &tats, now);
         // An expired hold no longer counts: the whole actual amount must then fit.
         let held = if r.status == "held" { r.amount } else { 0 };
         let actual = actual.unwrap_or(r.amount);
@@ -236,7 +239,8 @@ pub fn commit(id: pgrx::Uuid, actual: Option<i64>, metadata: Option<pg_sys::Datu
         for b in &bases {
             fits_counter(*b, actual)?;
         }
-        let mut outcome = op.decide(&bases, actual);
+        // A rate limit took the hold's amount when it was made: only what goes beyond it.
+        let mut outcome = op.decide_paced(&bases, actual, Some((actual - r.amount).max(0)));
         if actual <= held {
             // Within the hold: it was admitted when made.
             for (v, b) in outcome.verdicts.iter_mut().zip(&bases) {
@@ -254,7 +258,10 @@ pub fn commit(id: pgrx::Uuid, actual: Option<i64>, metadata: Option<pg_sys::Datu
         let d = op.decision(&bases, actual, &outcome, true);
         stats::consumed(&r.metric, actual, d.overage > 0);
         let mut binding_after = usages[outcome.binding];
-        for (((w, u), b), v) in op.windows.iter().zip(&usages).zip(&bases).zip(&outcome.verdicts) {
+        for ((((w, u), b), v), t) in op.windows.iter().zip(&usages).zip(&bases).zip(&outcome.verdicts).zip(&outcome.throttles) {
+            if let Some(t) = t.filter(|t| !t.limited) {
+                w.tat.set(DateTime::from_timestamp_micros(t.tat_us));
+            }
             let after = Usage { used: v.used_after, ..*b };
             w.write(c, *u, after, None);
             w.append(c, LedgerKind::Commit, actual, v.overage, None, metadata);
@@ -278,7 +285,7 @@ pub fn commit(id: pgrx::Uuid, actual: Option<i64>, metadata: Option<pg_sys::Datu
 pub fn release(id: pgrx::Uuid, reason: Option<&str>) -> Result<bool> {
     storage::volatile(|c| {
         let now = clock::now();
-        let Locked { hold: r, subject: s, limits, usages } = lock_reservation(c, id, now)?;
+        let Locked { hold: r, subject: s, limits, usages, tats } = lock_reservation(c, id, now)?;
         match r.status.as_str() {
             "held" => {}
             "committed" => {
@@ -291,7 +298,7 @@ pub fn release(id: pgrx::Uuid, reason: Option<&str>) -> Result<bool> {
             }
             _ => return Ok(false),
         }
-        for (w, u) in hold_op(&r, &s, &limits, now).windows.iter().zip(&usages) {
+        for (w, u) in hold_op(&r, &s, &limits, &tats, now).windows.iter().zip(&usages) {
             w.store(c, Usage { reserved: u.reserved - r.amount.min(u.reserved), ..*u });
             w.append(c, LedgerKind::Release, r.amount, 0, None, None);
         }

@@ -13,11 +13,12 @@ use crate::domain::period::Period;
 use crate::pg::clock;
 
 static OVERRIDES_OF: Stmt = Stmt {
-    sql: "SELECT metric, period, mode, value, expires_at FROM quota.subject_overrides WHERE subject = $1 AND metric = $2 ORDER BY period",
+    sql:
+        "SELECT metric, period, mode, value, expires_at FROM quota.subject_overrides WHERE subject = $1 AND metric = $2 ORDER BY period COLLATE \"C\"",
     types: &[T::TEXTOID, T::TEXTOID],
 };
 static ALL_OVERRIDES: Stmt = Stmt {
-    sql: "SELECT metric, period, mode, value, expires_at FROM quota.subject_overrides WHERE subject = $1 ORDER BY metric, period",
+    sql: "SELECT metric, period, mode, value, expires_at FROM quota.subject_overrides WHERE subject = $1 ORDER BY metric COLLATE \"C\", period COLLATE \"C\"",
     types: &[T::TEXTOID],
 };
 static UPSERT_OVERRIDE: Stmt = Stmt {

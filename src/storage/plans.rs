@@ -16,15 +16,21 @@ pub fn plan_bonus_cap(c: &mut SpiClient<'_>, plan: &str) -> Option<Option<i32>> 
     Some(first::<i32>(run(c, &FIND_PLAN, &[plan.into()]), 1))
 }
 
-static LIMITS_OF: Stmt =
-    Stmt { sql: "SELECT {plan_limits} FROM quota.plan_limits WHERE plan = $1 AND metric = $2 ORDER BY period", types: &[T::TEXTOID, T::TEXTOID] };
-static LIMIT_ALL: Stmt = Stmt { sql: "SELECT {plan_limits} FROM quota.plan_limits WHERE plan = $1 ORDER BY metric, period", types: &[T::TEXTOID] };
+static LIMITS_OF: Stmt = Stmt {
+    sql: "SELECT {plan_limits} FROM quota.plan_limits WHERE plan = $1 AND metric = $2 ORDER BY period COLLATE \"C\"",
+    types: &[T::TEXTOID, T::TEXTOID],
+};
+static LIMIT_ALL: Stmt = Stmt {
+    sql: "SELECT {plan_limits} FROM quota.plan_limits WHERE plan = $1 ORDER BY metric COLLATE \"C\", period COLLATE \"C\"",
+    types: &[T::TEXTOID],
+};
 
 fn limits_from(table: SpiTupleTable<'_>) -> Result<Vec<(String, Limit)>> {
     table.map(|row| schema::limit(&SpiRow { row: &row })).collect()
 }
 
-/// Every limit of the plan on the metric, in period order (the lock order); empty if none.
+/// Every limit of the plan on the metric, in period order (the lock order: byte order,
+/// whatever the database's collation, as Rust sorts); empty if none.
 pub fn limits(c: &mut SpiClient<'_>, plan: &str, metric: &str) -> Result<Vec<Limit>> {
     Ok(limits_from(run(c, &LIMITS_OF, &[plan.into(), metric.into()]))?.into_iter().map(|(_, l)| l).collect())
 }

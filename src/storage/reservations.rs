@@ -44,12 +44,12 @@ static INSERT_RESERVATION: Stmt = Stmt {
 };
 static FIND_RESERVATION: Stmt = Stmt {
     sql: "SELECT id, subject, metric, window_start, window_end, amount, status, response::text, {v2:period}{v1:NULL::text}
-          FROM quota.reservations WHERE id = $1 ORDER BY {v2:period}{v1:id}",
+          FROM quota.reservations WHERE id = $1 ORDER BY {v2:period COLLATE \"C\"}{v1:id}",
     types: &[T::UUIDOID],
 };
 static LOCK_RESERVATION: Stmt = Stmt {
     sql: "SELECT id, subject, metric, window_start, window_end, amount, status, response::text, {v2:period}{v1:NULL::text}
-          FROM quota.reservations WHERE id = $1 ORDER BY {v2:period}{v1:id} FOR UPDATE",
+          FROM quota.reservations WHERE id = $1 ORDER BY {v2:period COLLATE \"C\"}{v1:id} FOR UPDATE",
     types: &[T::UUIDOID],
 };
 static SETTLE_RESERVATION: Stmt = Stmt {
@@ -68,7 +68,9 @@ static EXPIRED_HELD: Stmt = Stmt {
     types: &[T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID, T::TIMESTAMPTZOID, T::TEXTOID],
 };
 static LAPSED_WINDOWS: Stmt = Stmt {
-    sql: "SELECT DISTINCT subject, metric, window_start, window_end, {v2:period}{v1:NULL::text AS period} FROM quota.reservations
+    // Byte order (COLLATE "C"), as every path locks: maintenance keeps its locks to the end.
+    sql: "SELECT DISTINCT subject, metric COLLATE \"C\" AS metric, window_start, window_end,
+                 {v2:period COLLATE \"C\" AS period}{v1:NULL::text AS period} FROM quota.reservations
           WHERE status = 'held' AND expires_at <= $1 ORDER BY subject, metric, period, window_start LIMIT $2 OFFSET $3",
     types: &[T::TIMESTAMPTZOID, T::INT8OID, T::INT8OID],
 };

@@ -120,7 +120,7 @@ pub fn discard_window(c: &mut SpiClient<'_>, k: &WindowKey<'_>) {
 static WINDOWS_AT: Stmt = Stmt {
     sql: "SELECT metric, {v2:period}{v1:NULL::text}, window_start, window_end FROM quota.counters
           WHERE subject = $1 AND window_start <= $2 AND (window_end IS NULL OR window_end > $2)
-          ORDER BY metric, {v2:period, }window_start FOR UPDATE",
+          ORDER BY metric COLLATE \"C\", {v2:period COLLATE \"C\", }window_start FOR UPDATE",
     types: &[T::TEXTOID, T::TIMESTAMPTZOID],
 };
 

@@ -115,3 +115,36 @@ SELECT (SELECT array_agg(row(metric, period, window_start, window_end, used, bon
        (SELECT array_agg(row(metric, period, window_start, kind, amount, overage, created_at)::text ORDER BY id) FROM quota.usage_events WHERE subject = 'rh_on')
      = (SELECT array_agg(row(metric, period, window_start, kind, amount, overage, created_at)::text ORDER BY id) FROM quota.usage_events WHERE subject = 'rh_off') AS ledger_equal;
 SELECT count(*) AS mismatches FROM quota.ledger_check;
+
+-- Reservations on a rate limit: the hold takes its amount from the rate when made; a
+-- commit beyond the hold must fit the rate too (a hold is no way around it).
+SELECT quota.set_rate_limit('R2', 'req', 1, '1 hour', 0);
+SELECT quota.set_limit('R2', 'req', 'day', 100000);
+SELECT quota.assign_plan('r3', 'R2');
+SELECT reservation AS r3_hold FROM quota.quota_reserve('r3', 'req', 1, '1 hour') \gset
+SELECT code, detail::jsonb ->> 'code' AS why, detail::jsonb -> 'period' AS named FROM try(format('SELECT quota.quota_commit(%L, 5000)', :'r3_hold'));
+SELECT allowed, used FROM quota.quota_commit(:'r3_hold', 1);
+SELECT code, detail::jsonb ->> 'code' AS why FROM try($$ SELECT quota.quota_reserve('r3', 'req', 1, '1 hour') $$);
+-- A metric limited only by a rate can be reserved, committed and released.
+SELECT quota.set_rate_limit('R1', 'req', 10, '1 minute', 5);
+SELECT quota.assign_plan('r1', 'R1');
+SELECT reservation AS r1_hold FROM quota.quota_reserve('r1', 'req', 2, '1 hour') \gset
+SELECT allowed, period, used FROM quota.quota_commit(:'r1_hold', 2);
+SELECT quota.quota_release((SELECT reservation FROM quota.quota_reserve('r1', 'req', 1, '1 hour'))) AS released;
+SELECT period, used, reserved FROM quota.counters WHERE subject = 'r1';
+SELECT count(*) AS mismatches FROM quota.ledger_check;
+
+-- A bonus raises open windows only: on a metric whose only window is a first-use one
+-- that is not open, it is not applied (and its reference stays unused).
+SELECT quota.set_limit('FB', 'tok', '5 hours', 100);
+SELECT quota.set_bonus_rule('FB', 'tok', 'payment', 50);
+SELECT quota.assign_plan('fb1', 'FB');
+SELECT applied, reason, new_limit FROM quota.apply_bonus('fb1', 'tok', 'payment', 'pay_123');
+SELECT quota.quota_consume('fb1', 'tok', 1) IS NOT NULL AS opened;
+SELECT applied, reason, new_limit FROM quota.apply_bonus('fb1', 'tok', 'payment', 'pay_123');
+
+-- Timestamps out of range are refused, not read as "never".
+SELECT code, message FROM try($$ SELECT quota.set_override('fb1', 'tok', '5 hours', 5, expires_at => '-infinity') $$);
+SELECT code, message FROM try($$ SELECT quota.assign_plan('fb1', 'FB', effective_at => 'infinity') $$);
+-- Messages quote a short prefix of what was given.
+SELECT code, length(message) < 200 AS short FROM try(format('SELECT quota.set_limit(%L, %L, %L, 5)', 'FU', 'tokens', repeat('9', 5000) || ' fortnights'));

@@ -76,3 +76,22 @@ SELECT code FROM try($$ SELECT quota.cancel_plan_change('nobody') $$);
 SET ROLE quota_app;
 SELECT code FROM try($$ SELECT quota.cancel_plan_change('sc1') $$);
 RESET ROLE;
+
+-- An assignment in force now, after a 'percent' change came due but was not stored yet,
+-- starts from the carried usage (8 of 10 became 800 of 1000, then 8 of 10 again).
+SET quota.clock_override = '2026-11-23 12:00:00+00';
+SELECT quota.set_limit('PA', 'm', 'month', 10);
+SELECT quota.set_limit('PB', 'm', 'month', 1000);
+SELECT quota.assign_plan('s5', 'PA');
+SELECT used FROM quota.quota_consume('s5', 'm', 8);
+SELECT quota.assign_plan('s5', 'PB', effective_at => '2026-11-23 13:00+00', carry => 'percent');
+SET quota.clock_override = '2026-11-23 14:00:00+00';
+SELECT used, limit_value FROM quota.quota_check('s5', 'm');
+SELECT quota.assign_plan('s5', 'PA', carry => 'percent');
+SELECT used, limit_value FROM quota.quota_check('s5', 'm');
+SELECT kind, amount FROM quota.usage_events WHERE subject = 's5' ORDER BY id;
+SELECT count(*) AS mismatches FROM quota.ledger_check;
+-- The admin views read the plan in force too.
+SELECT quota.assign_plan('s5', 'PB', effective_at => '2026-11-23 15:00+00');
+SET quota.clock_override = '2026-11-23 16:00:00+00';
+SELECT plan, limit_value FROM quota.usage_overview WHERE subject = 's5';
