@@ -113,6 +113,8 @@ impl<'a> MetricOp<'a> {
             d.bonus = 0;
             d.remaining = t.remaining;
             d.used = t.limit - t.remaining.min(t.limit);
+            // Holds took their amount from the pace when they were made: it is in `used`.
+            d.reserved = 0;
             // Back to full when admitted; when to retry when refused (`multi::reset_of`).
             d.reset_at = o.resets[i];
             d.retry_after = t.retry_after_us.filter(|_| !o.allowed);
