@@ -23,11 +23,12 @@ CREATE TABLE quota.enforcements (
 );
 SELECT pg_catalog.pg_extension_config_dump('quota.enforcements', '');
 
--- What each row's insert was charged, per metric, for quotas with refund_on_delete: a
--- DELETE refunds exactly this (to this subject, in this window if it is still the
--- current one), whatever the row holds by then. Keyed by the partition root and the
--- row's primary key (the SHA-256 of the key columns' stored bytes). A key's first charge
--- is kept: an INSERT that does not insert (ON CONFLICT) never replaces it.
+-- What each row's insert was charged, per metric and period (one row per window charged),
+-- for quotas with refund_on_delete: a DELETE refunds exactly this (to this subject, in
+-- this window if it is still the current one), whatever the row holds by then. Keyed by
+-- the partition root and the row's primary key (the SHA-256 of the key columns' stored
+-- bytes). A key's first charge is kept: an INSERT that does not insert (ON CONFLICT)
+-- never replaces it.
 CREATE TABLE quota.row_charges (
     table_name   regclass NOT NULL,
     row_key      text NOT NULL,
@@ -36,7 +37,8 @@ CREATE TABLE quota.row_charges (
     window_start timestamptz NOT NULL,   -- '-infinity' for lifetime limits
     amount       bigint NOT NULL,
     charged_at   timestamptz NOT NULL,
-    PRIMARY KEY (table_name, row_key, metric)
+    period       text NOT NULL,
+    PRIMARY KEY (table_name, row_key, metric, period)
 );
 CREATE INDEX row_charges_subject_idx ON quota.row_charges (subject);
 SELECT pg_catalog.pg_extension_config_dump('quota.row_charges', '');

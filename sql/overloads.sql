@@ -26,11 +26,13 @@ AS $$ SELECT quota.apply_bonus(pg_catalog.host($1), $2, $3, $4) $$;
 
 CREATE FUNCTION quota.quota_status(subject inet)
 RETURNS TABLE (metric text, period text, limit_value bigint, bonus bigint, used bigint,
-               remaining bigint, reset_at timestamptz, enforcement text, reserved bigint)
+               remaining bigint, reset_at timestamptz, enforcement text, reserved bigint, source text,
+               next_plan text, next_plan_at timestamptz)
 LANGUAGE sql STABLE PARALLEL RESTRICTED
 AS $$ SELECT * FROM quota.quota_status(pg_catalog.host($1)) $$;
 
 CREATE FUNCTION quota.assign_plan(subject inet, plan text, tenant text DEFAULT NULL,
-                                  cycle_anchor timestamptz DEFAULT NULL, time_zone text DEFAULT NULL)
+                                  cycle_anchor timestamptz DEFAULT NULL, time_zone text DEFAULT NULL,
+                                  effective_at timestamptz DEFAULT NULL, carry text DEFAULT 'usage')
 RETURNS void LANGUAGE sql VOLATILE
-AS $$ SELECT quota.assign_plan(pg_catalog.host($1), $2, $3, $4, $5) $$;
+AS $$ SELECT quota.assign_plan(pg_catalog.host($1), $2, $3, $4, $5, $6, $7) $$;

@@ -12,12 +12,16 @@ CREATE TABLE quota.plans (
     created_at        timestamptz NOT NULL DEFAULT now()
 );
 
--- One limit per plan and metric. For two periods on the same quantity (tokens per day
--- and per month), use two metrics and consume both with the jsonb form.
+-- Limits: one per plan, metric and period. A metric may have several (tokens per day and
+-- per month); a consume must fit every hard one.
 CREATE TABLE quota.plan_limits (
     plan            text NOT NULL REFERENCES quota.plans ON DELETE CASCADE,
     metric          text NOT NULL CHECK (metric <> ''),
-    period          text NOT NULL CHECK (period IN ('day', 'week', 'month', 'billing_cycle', 'lifetime')),
+    -- A calendar period, a first-use window ('5 hours') or a rate ('per 1 minute'),
+    -- in the one spelling quota_ext stores (src/domain/period.rs).
+    period          text NOT NULL CONSTRAINT plan_limits_period_check
+                    CHECK (period IN ('day', 'week', 'month', 'billing_cycle', 'lifetime')
+                           OR period ~ '^(per )?[1-9][0-9]* (second|minute|hour)s?$'),
     limit_value     bigint NOT NULL CHECK (limit_value >= 0),
     enforcement     text NOT NULL DEFAULT 'hard' CHECK (enforcement IN ('hard', 'soft')),
     per_request_max bigint CHECK (per_request_max >= 1),
@@ -25,7 +29,9 @@ CREATE TABLE quota.plan_limits (
     alert_thresholds integer[] NOT NULL DEFAULT '{}'
                      CHECK (0 < ALL (alert_thresholds) AND 1000 >= ALL (alert_thresholds)),
     updated_at      timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (plan, metric)
+    -- A rate limit's burst (period 'per ...'); NULL for every other period.
+    burst           bigint CHECK (burst >= 0),
+    PRIMARY KEY (plan, metric, period)
 );
 
 -- Subjects: a user id, tenant id, API key or IP address ---------------------------------
@@ -38,12 +44,25 @@ CREATE TABLE quota.subjects (
     cycle_anchor timestamptz NOT NULL,
     -- IANA name; day, week and month boundaries follow it.
     time_zone    text NOT NULL DEFAULT 'UTC',
-    created_at   timestamptz NOT NULL DEFAULT now()
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    -- A scheduled plan change (0.7.0): next_plan takes over at next_plan_at. Until the
+    -- first call that writes after that instant stores it, every call computes it; carry
+    -- says how the usage of a window the change falls in carries over ('usage' as it
+    -- is, 'percent' the same share of the new limit, rounded down).
+    next_plan    text REFERENCES quota.plans ON UPDATE CASCADE,
+    next_plan_at timestamptz,
+    carry        text CHECK (carry IN ('usage', 'percent')),
+    CONSTRAINT subjects_next_plan_check
+        CHECK ((next_plan IS NULL) = (next_plan_at IS NULL) AND (next_plan IS NULL) = (carry IS NULL))
 );
 CREATE INDEX subjects_plan_idx ON quota.subjects (plan);
 CREATE INDEX subjects_tenant_idx ON quota.subjects (tenant) WHERE tenant IS NOT NULL;
 
--- Counters: one row per subject, metric and window --------------------------------------
+-- Counters: one row per subject, metric, period and window -------------------------------
+-- A metric with a day and a month limit has two rows, even when both windows start at
+-- the same instant. period is the limit's (plan_limits.period); it is the last column
+-- because the 0.6.0 -> 0.7.0 upgrade appended it (the same holds for every table below
+-- that has it).
 -- A new window starts by itself at its boundary (a new row), so no reset job is needed.
 -- Only the primary key is indexed and it never changes, so counter updates are HOT.
 -- The hot tables (counters, usage_events) carry no CHECK constraints: PostgreSQL
@@ -62,11 +81,13 @@ CREATE TABLE quota.counters (
     reserved     bigint NOT NULL DEFAULT 0,
     -- The highest alert threshold (percent of the limit) already announced in the window.
     alerted      integer NOT NULL DEFAULT 0,
-    PRIMARY KEY (subject, metric, window_start)
+    period       text NOT NULL,
+    PRIMARY KEY (subject, metric, period, window_start)
 ) WITH (fillfactor = 70);
 
 -- The ledger: append-only -------------------------------------------------------------
--- amount is always >= 0; kind gives its direction. For every window:
+-- amount is always >= 0; kind gives its direction. For every window (subject, metric,
+-- period, window_start):
 --   used  = sum(consume) + sum(commit) - sum(refund) - sum(reset)
 --   bonus = sum(bonus)
 -- reserve / release / expire rows record holds; they do not change used.
@@ -84,9 +105,10 @@ CREATE TABLE quota.usage_events (
     overage         bigint NOT NULL DEFAULT 0,
     idempotency_key text,
     metadata        jsonb,
-    created_at      timestamptz NOT NULL
+    created_at      timestamptz NOT NULL,
+    period          text NOT NULL
 );
-CREATE INDEX usage_events_window_idx ON quota.usage_events (subject, metric, window_start);
+CREATE INDEX usage_events_window_idx ON quota.usage_events (subject, metric, period, window_start);
 
 -- Its guard (append-only) and retention are in sql/ledger.sql and src/api/ledger.rs.
 
@@ -103,9 +125,10 @@ CREATE TABLE quota.idempotency_keys (
 );
 
 -- Reservations: holds for long generations (reserve, then commit or release) -----------
+-- A hold lies in every window of its metric: one row per hold and window (period).
 
 CREATE TABLE quota.reservations (
-    id              uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    id              uuid NOT NULL DEFAULT gen_random_uuid(),
     subject         text NOT NULL,
     metric          text NOT NULL,
     window_start    timestamptz NOT NULL,
@@ -118,9 +141,11 @@ CREATE TABLE quota.reservations (
     metadata        jsonb,
     response        jsonb,
     created_at      timestamptz NOT NULL,
-    settled_at      timestamptz
+    settled_at      timestamptz,
+    period          text NOT NULL,
+    PRIMARY KEY (id, period)
 );
-CREATE INDEX reservations_held_idx ON quota.reservations (subject, metric, window_start, expires_at)
+CREATE INDEX reservations_held_idx ON quota.reservations (subject, metric, period, window_start, expires_at)
     WHERE status = 'held';
 CREATE INDEX reservations_expiry_idx ON quota.reservations (expires_at) WHERE status = 'held';
 

@@ -11,8 +11,8 @@
 --
 -- Functions that touch the tables are SECURITY DEFINER with search_path pinned to
 -- pg_catalog, quota, pg_temp (PostgreSQL's "Writing SECURITY DEFINER Functions Safely"),
--- or do the same switch in Rust (quota_check, quota_consume, quota_try_consume and the
--- _many forms): objects
+-- or do the same switch in Rust (quota_check, quota_consume, quota_try_consume, the
+-- _many forms and throttle): objects
 -- a caller plants in public or pg_temp are never found by them. Within them the
 -- tenant comes from quota.tenant and the session's role (src/domain/tenancy.rs, src/pg/roles.rs); the tables'
 -- policies apply the same rule (quota.tenant_visible) to direct reads.
@@ -52,7 +52,7 @@ DECLARE
                                               'stats_reset', 'recent_refusals', 'used_change', 'refuse_ledger_change',
                                               'config_changed', 'hot_path_status'];
     switch_themselves CONSTANT text[] := ARRAY['quota_check', 'quota_consume', 'quota_try_consume',
-                                               'quota_consume_many', 'quota_try_consume_many'];
+                                               'quota_consume_many', 'quota_try_consume_many', 'throttle'];
     f regprocedure;
 BEGIN
     FOR f IN SELECT p.oid FROM pg_catalog.pg_proc p
@@ -84,13 +84,14 @@ BEGIN
             -- the application
             ('quota_check', 'quota_app'), ('quota_status', 'quota_app'),
             ('quota_consume', 'quota_app'), ('quota_try_consume', 'quota_app'), ('quota_refund', 'quota_app'),
-            ('quota_consume_many', 'quota_app'), ('quota_try_consume_many', 'quota_app'),
+            ('quota_consume_many', 'quota_app'), ('quota_try_consume_many', 'quota_app'), ('throttle', 'quota_app'),
             ('quota_reserve', 'quota_app'), ('quota_try_reserve', 'quota_app'),
             ('quota_commit', 'quota_app'), ('quota_release', 'quota_app'),
             ('count_tokens', 'quota_app'), ('ack_events', 'quota_app'), ('maintenance', 'quota_app'),
             -- administration
             ('quota_reset', 'quota_admin'), ('apply_bonus', 'quota_admin'), ('assign_plan', 'quota_admin'),
             ('set_limit', 'quota_admin'), ('remove_limit', 'quota_admin'), ('set_alerts', 'quota_admin'),
+            ('set_override', 'quota_admin'), ('remove_override', 'quota_admin'), ('set_rate_limit', 'quota_admin'), ('cancel_plan_change', 'quota_admin'),
             ('set_bonus_rule', 'quota_admin'), ('set_bonus_cap', 'quota_admin'),
             ('enforce_on_insert', 'quota_admin'), ('enforce_off', 'quota_admin'),
             ('compact_ledger', 'quota_admin'), ('stats_reset', 'quota_admin'),
@@ -147,6 +148,14 @@ CREATE POLICY tenant_scope ON quota.bonus_grants
 ALTER TABLE quota.row_charges ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_scope ON quota.row_charges
     USING (EXISTS (SELECT 1 FROM quota.subjects s WHERE s.subject = row_charges.subject));
+
+ALTER TABLE quota.subject_overrides ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_scope ON quota.subject_overrides
+    USING (EXISTS (SELECT 1 FROM quota.subjects s WHERE s.subject = subject_overrides.subject));
+
+-- Throttle keys: '' is the keys of sessions without a tenant.
+ALTER TABLE quota.throttles ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_scope ON quota.throttles USING (quota.tenant_visible(NULLIF(tenant, '')));
 
 ALTER TABLE quota.events ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_scope ON quota.events

@@ -6,42 +6,72 @@
 CREATE VIEW quota.usage_overview WITH (security_invoker = true) AS
 SELECT c.subject,
        s.tenant,
-       s.plan,
+       CASE WHEN s.next_plan_at <= quota.quota_clock() THEN s.next_plan ELSE s.plan END AS plan,
        c.metric,
-       l.period,
+       c.period,
        c.used,
        c.reserved,
-       l.limit_value,
+       x.limit_value,
        c.bonus,
-       l.limit_value + c.bonus AS effective_limit,
-       GREATEST(0, l.limit_value + c.bonus - c.used - c.reserved) AS remaining,
-       round(100.0 * (c.used + c.reserved) / NULLIF(l.limit_value + c.bonus, 0), 1) AS percent,
-       l.enforcement,
-       NULLIF(c.window_start, '-infinity') AS window_start,
-       c.window_end AS reset_at
+       x.limit_value + c.bonus AS effective_limit,
+       GREATEST(0, x.limit_value + c.bonus - c.used - c.reserved) AS remaining,
+       round(100.0 * (c.used + c.reserved) / NULLIF(x.limit_value + c.bonus, 0), 1) AS percent,
+       coalesce(l.enforcement, 'hard') AS enforcement,
+       -- A first-use window ('5 hours') is keyed by the close of the one before: it
+       -- opened its length before its close.
+       CASE WHEN c.period ~ '^[0-9]' THEN c.window_end - c.period::interval
+            ELSE NULLIF(c.window_start, '-infinity') END AS window_start,
+       c.window_end AS reset_at,
+       CASE WHEN o.subject IS NULL THEN 'plan' ELSE 'override' END AS source
 FROM quota.counters c
 JOIN quota.subjects s ON s.subject = c.subject
-JOIN quota.plan_limits l ON l.plan = s.plan AND l.metric = c.metric
-WHERE c.window_start <= quota.quota_clock()
+-- The plan in force: a scheduled change whose instant has come counts before a call
+-- stores it (a 'percent' carry shows once a call has written it).
+LEFT JOIN quota.plan_limits l ON l.plan = CASE WHEN s.next_plan_at <= quota.quota_clock() THEN s.next_plan ELSE s.plan END
+      AND l.metric = c.metric AND l.period = c.period
+LEFT JOIN quota.subject_overrides o ON o.subject = c.subject AND o.metric = c.metric AND o.period = c.period
+      AND (o.expires_at IS NULL OR o.expires_at > quota.quota_clock())
+CROSS JOIN LATERAL (SELECT CASE o.mode WHEN 'max' THEN o.value WHEN 'add' THEN coalesce(l.limit_value, 0) + o.value
+                                       ELSE l.limit_value END AS limit_value) x
+WHERE (l.plan IS NOT NULL OR o.subject IS NOT NULL)
+  -- A rate limit's row holds its pace, not a window's usage: quota_status shows it.
+  AND c.period NOT LIKE 'per %'
+  AND c.window_start <= quota.quota_clock()
   AND (c.window_end IS NULL OR c.window_end > quota.quota_clock());
 
--- Consumers ranked per metric and window (rank 1 = largest use). Past windows too:
+-- Consumers ranked per metric, period and window (rank 1 = largest use). Past windows too:
 --   SELECT * FROM quota.top_consumers WHERE current AND rank <= 10;
 CREATE VIEW quota.top_consumers WITH (security_invoker = true) AS
 SELECT c.metric,
-       NULLIF(c.window_start, '-infinity') AS window_start,
+       c.period,
+       -- A first-use window ('5 hours') opened its length before its close (its key is
+       -- the close of the one before).
+       CASE WHEN c.period ~ '^[0-9]' THEN c.window_end - c.period::interval
+            ELSE NULLIF(c.window_start, '-infinity') END AS window_start,
        c.window_end,
        (c.window_start <= quota.quota_clock() AND (c.window_end IS NULL OR c.window_end > quota.quota_clock())) AS current,
-       rank() OVER (PARTITION BY c.metric, c.window_start ORDER BY c.used DESC) AS rank,
+       -- First-use windows are each subject's own: ranked together, the open ones apart.
+       rank() OVER (PARTITION BY c.metric, c.period,
+                    CASE WHEN c.period ~ '^[0-9]' THEN NULL ELSE c.window_start END,
+                    c.period ~ '^[0-9]' AND c.window_end > quota.quota_clock()
+                    ORDER BY c.used DESC) AS rank,
        c.subject,
        s.tenant,
        c.used,
-       l.limit_value + c.bonus AS effective_limit,
-       round(100.0 * c.used / NULLIF(l.limit_value + c.bonus, 0), 1) AS percent
+       x.limit_value + c.bonus AS effective_limit,
+       round(100.0 * c.used / NULLIF(x.limit_value + c.bonus, 0), 1) AS percent
 FROM quota.counters c
 JOIN quota.subjects s ON s.subject = c.subject
-LEFT JOIN quota.plan_limits l ON l.plan = s.plan AND l.metric = c.metric
-WHERE c.used > 0;
+-- The plan in force: a scheduled change whose instant has come counts before a call
+-- stores it (a 'percent' carry shows once a call has written it).
+LEFT JOIN quota.plan_limits l ON l.plan = CASE WHEN s.next_plan_at <= quota.quota_clock() THEN s.next_plan ELSE s.plan END
+      AND l.metric = c.metric AND l.period = c.period
+LEFT JOIN quota.subject_overrides o ON o.subject = c.subject AND o.metric = c.metric AND o.period = c.period
+      AND (o.expires_at IS NULL OR o.expires_at > quota.quota_clock())
+CROSS JOIN LATERAL (SELECT CASE o.mode WHEN 'max' THEN o.value WHEN 'add' THEN coalesce(l.limit_value, 0) + o.value
+                                       ELSE l.limit_value END AS limit_value) x
+-- A rate limit's row holds a pace, not a window's usage.
+WHERE c.used > 0 AND c.period NOT LIKE 'per %';
 
 -- Who was refused (QT429/QT413, also in transactions that rolled back; needs
 -- shared_preload_libraries) or went past a soft limit, since the start of today in the
@@ -66,15 +96,17 @@ SELECT e.id,
        e.subject,
        e.tenant,
        e.metric,
+       e.period,
        NULLIF(e.window_start, '-infinity') AS window_start,
        e.kind,
        e.amount,
        quota.used_change(e.kind, e.amount) AS used_change,
        coalesce((SELECT sum(quota.used_change(m.kind, m.amount))
                  FROM quota.usage_summaries m
-                 WHERE m.subject = e.subject AND m.metric = e.metric AND m.window_start = e.window_start), 0)
+                 WHERE m.subject = e.subject AND m.metric = e.metric AND m.period = e.period
+                   AND m.window_start = e.window_start), 0)
        + sum(quota.used_change(e.kind, e.amount))
-             OVER (PARTITION BY e.subject, e.metric, e.window_start ORDER BY e.id) AS used_after,
+             OVER (PARTITION BY e.subject, e.metric, e.period, e.window_start ORDER BY e.id) AS used_after,
        e.overage,
        e.idempotency_key,
        e.metadata

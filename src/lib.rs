@@ -35,8 +35,10 @@ extension_sql_file!("../sql/events.sql", name = "events", requires = ["schema", 
 extension_sql_file!("../sql/ledger.sql", name = "ledger", requires = ["schema", refuse_ledger_change]);
 extension_sql_file!("../sql/hotpath.sql", name = "hotpath", requires = ["schema", "enforce", config_changed]);
 extension_sql_file!("../sql/tenants.sql", name = "tenants", requires = ["schema", "enforce", config_changed]);
-extension_sql_file!("../sql/views.sql", name = "views", requires = ["ledger", quota_clock, recent_refusals, stats_totals]);
+extension_sql_file!("../sql/views.sql", name = "views", requires = ["ledger", "overrides", quota_clock, recent_refusals, stats_totals]);
 extension_sql_file!("../sql/overloads.sql", name = "overloads", requires = ["views"]);
+extension_sql_file!("../sql/throttle.sql", name = "throttle", requires = ["schema"]);
+extension_sql_file!("../sql/overrides.sql", name = "overrides", requires = ["schema", config_changed]);
 extension_sql_file!("../sql/security.sql", name = "security", finalize);
 
 #[pg_guard]

@@ -68,17 +68,17 @@ fn refuse_ledger_change<'a>(trigger: &'a PgTrigger<'a>) -> std::result::Result<O
 static COMPACT: Stmt = Stmt {
     sql: "WITH gone AS (
               DELETE FROM quota.usage_events WHERE created_at < $1
-              RETURNING subject, tenant, metric, window_start, kind, amount, overage, created_at
+              RETURNING subject, tenant, metric, {v2:period}{v1:NULL::text AS period}, window_start, kind, amount, overage, created_at
           ), sums AS (
-              SELECT subject, metric, window_start, kind, max(tenant) AS tenant, sum(amount)::bigint AS amount,
+              SELECT subject, metric, period, window_start, kind, max(tenant) AS tenant, sum(amount)::bigint AS amount,
                      sum(overage)::bigint AS overage, count(*) AS events, min(created_at) AS first_at,
                      max(created_at) AS last_at
-              FROM gone GROUP BY subject, metric, window_start, kind
+              FROM gone GROUP BY subject, metric, period, window_start, kind
           ), merged AS (
               INSERT INTO quota.usage_summaries AS s
-                  (subject, tenant, metric, window_start, kind, amount, overage, events, first_at, last_at)
-              SELECT subject, tenant, metric, window_start, kind, amount, overage, events, first_at, last_at FROM sums
-              ON CONFLICT (subject, metric, window_start, kind) DO UPDATE SET
+                  (subject, tenant, metric, window_start, kind, amount, overage, events, first_at, last_at{v2:, period})
+              SELECT subject, tenant, metric, window_start, kind, amount, overage, events, first_at, last_at{v2:, period} FROM sums
+              ON CONFLICT (subject, metric, {v2:period, }window_start, kind) DO UPDATE SET
                   tenant = coalesce(EXCLUDED.tenant, s.tenant),
                   amount = s.amount + EXCLUDED.amount,
                   overage = s.overage + EXCLUDED.overage,

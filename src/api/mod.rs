@@ -90,3 +90,4 @@ mod monitor;
 mod reservations;
 mod runtime;
 mod tables;
+mod throttle;

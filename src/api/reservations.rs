@@ -118,9 +118,18 @@ fn maintenance() -> i64 {
     ops::maintenance().or_raise()
 }
 
-/// Alert thresholds for a limit, in percent of the effective limit: `ARRAY[80, 100]`.
-#[pg_extern(volatile, parallel_unsafe)]
+/// Alert thresholds for a limit, in percent of the effective limit: `ARRAY[80, 100]`; for
+/// the metric's limit of `period`, or every limit of the metric when it is NULL.
+#[pg_extern(volatile, parallel_unsafe, name = "set_alerts")]
+fn set_alerts_v2(plan: Option<&str>, metric: Option<&str>, thresholds: Option<Vec<Option<i32>>>, period: default!(Option<&str>, "NULL")) {
+    ops::set_alerts(required("plan", plan).or_raise(), required("metric", metric).or_raise(), required("thresholds", thresholds).or_raise(), period)
+        .or_raise()
+}
+
+/// `set_alerts(plan, metric, thresholds)` as released scripts before 0.7.0 bind it (C
+/// symbol `set_alerts_wrapper`, three arguments).
+#[pg_extern(volatile, parallel_unsafe, sql = false)]
 fn set_alerts(plan: Option<&str>, metric: Option<&str>, thresholds: Option<Vec<Option<i32>>>) {
-    ops::set_alerts(required("plan", plan).or_raise(), required("metric", metric).or_raise(), required("thresholds", thresholds).or_raise())
+    ops::set_alerts(required("plan", plan).or_raise(), required("metric", metric).or_raise(), required("thresholds", thresholds).or_raise(), None)
         .or_raise()
 }

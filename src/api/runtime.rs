@@ -33,9 +33,52 @@ fn quota_check_many(
     decision_rows(fcinfo, ops::check(required("subject", subject).or_raise(), &items).or_raise())
 }
 
-/// One row per limit of the subject's plan.
-#[pg_extern(stable, parallel_restricted)]
+/// One row per limit of the subject: its plan's, with its overrides applied (`source`
+/// says which), and its scheduled plan change, if any, on every row.
+#[pg_extern(stable, parallel_restricted, name = "quota_status")]
 // pgrx reads the column names from the name!(...) in the signature: no alias possible.
+#[allow(clippy::type_complexity)]
+fn quota_status_v2(
+    subject: Option<&str>,
+) -> TableIterator<
+    'static,
+    (
+        name!(metric, String),
+        name!(period, String),
+        name!(limit_value, i64),
+        name!(bonus, i64),
+        name!(used, i64),
+        name!(remaining, i64),
+        name!(reset_at, Option<TimestampWithTimeZone>),
+        name!(enforcement, String),
+        name!(reserved, i64),
+        name!(source, String),
+        name!(next_plan, Option<String>),
+        name!(next_plan_at, Option<TimestampWithTimeZone>),
+    ),
+> {
+    let rows = ops::status(required("subject", subject).or_raise()).or_raise();
+    TableIterator::new(rows.into_iter().map(|r| {
+        (
+            r.metric,
+            r.period.as_str().to_string(),
+            r.limit_value,
+            r.bonus,
+            r.used,
+            r.remaining,
+            r.reset_at.map(clock::to_pg_tz),
+            r.enforcement.as_str().to_string(),
+            r.reserved,
+            r.source.as_str().to_string(),
+            r.next.as_ref().map(|n| n.plan.clone()),
+            r.next.as_ref().map(|n| clock::to_pg_tz(n.at)),
+        )
+    }))
+}
+
+/// `quota_status(subject)` as released scripts before 0.7.0 bind it (C symbol
+/// `quota_status_wrapper`, nine columns).
+#[pg_extern(stable, parallel_restricted, sql = false)]
 #[allow(clippy::type_complexity)]
 fn quota_status(
     subject: Option<&str>,
@@ -53,20 +96,7 @@ fn quota_status(
         name!(reserved, i64),
     ),
 > {
-    let rows = ops::status(required("subject", subject).or_raise()).or_raise();
-    TableIterator::new(rows.into_iter().map(|r| {
-        (
-            r.metric,
-            r.period.as_str().to_string(),
-            r.limit_value,
-            r.bonus,
-            r.used,
-            r.remaining,
-            r.reset_at.map(clock::to_pg_tz),
-            r.enforcement.as_str().to_string(),
-            r.reserved,
-        )
-    }))
+    TableIterator::new(quota_status_v2(subject).map(|(m, p, l, b, u, r, at, e, res, ..)| (m, p, l, b, u, r, at, e, res)))
 }
 
 // Consume ------------------------------------------------------------------------------

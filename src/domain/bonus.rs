@@ -56,6 +56,9 @@ pub enum Refusal {
     DailyCapReached,
     /// The reference was already rewarded (globally or for this subject, per the scope).
     ReferenceAlreadyUsed,
+    /// The metric has no window a bonus can raise now: only windows that open at first use
+    /// and are not open, or rate limits.
+    NoOpenWindow,
 }
 
 impl Refusal {
@@ -64,6 +67,7 @@ impl Refusal {
             Refusal::NoRule => "no_rule",
             Refusal::DailyCapReached => "daily_cap_reached",
             Refusal::ReferenceAlreadyUsed => "reference_already_used",
+            Refusal::NoOpenWindow => "no_open_window",
         }
     }
 }

@@ -23,7 +23,8 @@ pub struct Decision {
     /// `limit_value + bonus - used`, never negative.
     pub remaining: i64,
     pub requested: i64,
-    /// When the window ends; `None` for lifetime limits.
+    /// When the window ends; `None` for lifetime limits. For a rate limit: when it is back
+    /// to full, or, when it refused, when the request may be retried.
     pub reset_at: Option<DateTime<Utc>>,
     pub enforcement: String,
     pub reason: String,
@@ -36,10 +37,32 @@ pub struct Decision {
     /// Not part of the SQL type: the limit's per-request cap, if any.
     #[serde(default)]
     pub per_request_max: Option<i64>,
-    /// Not part of the SQL type: where the window starts (None for lifetime), set by the
-    /// consumes that record what they charged (`enforce`'s row charges).
+    /// Not part of the SQL type: when a request refused by a rate limit may be retried
+    /// (microseconds from now), for the QT429 DETAIL. The decision's `reset_at` is then
+    /// that instant.
+    #[serde(default)]
+    pub retry_after: Option<i64>,
+    /// Not part of the SQL type: every limit of the metric that refused this request
+    /// (period, limit, used, remaining, reset_at), for the QT429 DETAIL. Empty when
+    /// allowed.
+    #[serde(default)]
+    pub refused: Vec<RefusedLimit>,
+    /// Not part of the SQL type: each window a consume charged, (period, window start;
+    /// None for lifetime), for the consumes that record what they charged (`enforce`'s
+    /// row charges).
     #[serde(skip)]
-    pub window_start: Option<DateTime<Utc>>,
+    pub windows: Vec<(String, Option<DateTime<Utc>>)>,
+}
+
+/// One limit that refused a request, as the QT429 DETAIL lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedLimit {
+    pub period: String,
+    /// The effective limit (plan limit plus bonus).
+    pub limit: i64,
+    pub used: i64,
+    pub remaining: i64,
+    pub reset_at: Option<DateTime<Utc>>,
 }
 
 impl Decision {
@@ -73,7 +96,9 @@ impl Decision {
             reserved: shown.reserved,
             overage: verdict.overage,
             per_request_max: limit.per_request_max,
-            window_start: None,
+            retry_after: None,
+            refused: Vec::new(),
+            windows: Vec::new(),
         }
     }
 
@@ -107,11 +132,19 @@ pub fn iso(t: Option<DateTime<Utc>>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::limits::{evaluate, Enforcement};
+    use crate::domain::limits::{evaluate, Enforcement, Source};
     use crate::domain::period::Period;
 
     fn limit() -> Limit {
-        Limit { period: Period::Day, limit_value: 5, enforcement: Enforcement::Hard, per_request_max: None, alerts: vec![] }
+        Limit {
+            period: Period::Day,
+            limit_value: 5,
+            enforcement: Enforcement::Hard,
+            per_request_max: None,
+            alerts: vec![],
+            source: Source::Plan,
+            burst: 0,
+        }
     }
 
     #[test]

@@ -132,6 +132,7 @@ impl QuotaError {
     pub fn code(&self) -> &'static str {
         match self {
             QuotaError::OnTable { error, .. } => error.code(),
+            QuotaError::Exceeded(d) if d.reason == "rate_limited" => "rate_limited",
             QuotaError::Exceeded(_) => "quota_exceeded",
             QuotaError::OverRequestCap(_) => "per_request_cap_exceeded",
             QuotaError::UnknownSubject { .. } => "unknown_subject",
@@ -150,6 +151,10 @@ impl QuotaError {
             QuotaError::OnTable { table, trigger, error } => {
                 format!("{} (row inserted into table {table}, trigger \"{}\")", error.message(), quoted(trigger).replace('"', "\"\""))
             }
+            QuotaError::Exceeded(d) if d.reason == "rate_limited" => format!(
+                "rate limited: subject \"{}\" may take {} more {} now ({} at once, {}), {} requested",
+                d.subject, d.remaining, d.metric, d.limit_value, d.period, d.requested
+            ),
             QuotaError::Exceeded(d) => format!(
                 "quota exceeded: subject \"{}\" has {} of {} {} left this {}, {} requested",
                 d.subject,
@@ -201,9 +206,16 @@ impl QuotaError {
                     "period": d.period,
                     "enforcement": d.enforcement,
                     "reserved": d.reserved,
+                    "refused": d.refused.iter().map(|r| json!({
+                        "period": r.period, "limit": r.limit, "used": r.used, "remaining": r.remaining, "reset_at": iso(r.reset_at),
+                    })).collect::<Vec<_>>(),
                 });
                 if let QuotaError::OverRequestCap(_) = self {
                     v["per_request_max"] = json!(d.per_request_max);
+                }
+                if let Some(us) = d.retry_after {
+                    // Seconds, as Retry-After wants them (fractional; round up to retry).
+                    v["retry_after"] = json!(us as f64 / 1e6);
                 }
                 v
             }
@@ -228,6 +240,17 @@ impl QuotaError {
     pub fn hint(&self) -> String {
         match self {
             QuotaError::OnTable { error, .. } => error.hint(),
+            QuotaError::Exceeded(d) if d.reason == "rate_limited" => match d.retry_after {
+                Some(us) => format!(
+                    "Retry after {:.3} seconds (retry_after in DETAIL): the {} rate limit lets requests through at its pace.",
+                    us as f64 / 1e6,
+                    d.period
+                ),
+                None => format!(
+                    "This request is larger than the {} rate limit ever admits at once ({}): split it, or raise the burst with quota.set_rate_limit.",
+                    d.period, d.limit_value
+                ),
+            },
             QuotaError::Exceeded(d) => match iso(d.reset_at) {
                 Some(at) => format!(
                     "The {} limit resets at {at}. Retry after that, apply a bonus (quota.apply_bonus) or move the subject to a larger plan (quota.assign_plan).",
@@ -302,7 +325,7 @@ pub const QUOTED_BYTES: usize = 32;
 /// The longest value each name argument may have (None: not a bounded name).
 pub fn max_bytes(argument: &str) -> Option<usize> {
     match argument {
-        "subject" | "idempotency_key" => Some(MAX_ID_BYTES),
+        "subject" | "idempotency_key" | "key" => Some(MAX_ID_BYTES),
         "metric" | "plan" | "kind" | "reference" | "tenant" | "quota.tenant" | "role_name" => Some(MAX_NAME_BYTES),
         _ => None,
     }
@@ -355,12 +378,20 @@ pub fn quoted(value: &str) -> std::borrow::Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::limits::{evaluate, Enforcement, Limit, Usage};
+    use crate::domain::limits::{evaluate, Enforcement, Limit, Source, Usage};
     use crate::domain::period::Period;
     use chrono::{DateTime, Utc};
 
     fn refused(cap: Option<i64>, requested: i64) -> Decision {
-        let limit = Limit { period: Period::Day, limit_value: 5, enforcement: Enforcement::Hard, per_request_max: cap, alerts: vec![] };
+        let limit = Limit {
+            period: Period::Day,
+            limit_value: 5,
+            enforcement: Enforcement::Hard,
+            per_request_max: cap,
+            alerts: vec![],
+            source: Source::Plan,
+            burst: 0,
+        };
         let usage = Usage::new(5, 2);
         let reset = DateTime::parse_from_rfc3339("2026-11-24T00:00:00Z").unwrap().with_timezone(&Utc);
         Decision::new("user-1", "messages", &limit, usage, requested, Some(reset), &evaluate(&limit, usage, requested), false)
@@ -368,13 +399,17 @@ mod tests {
 
     #[test]
     fn exceeded_payload() {
-        let e = QuotaError::Exceeded(Box::new(refused(None, 3)));
+        let mut d = refused(None, 3);
+        let month = crate::domain::decision::RefusedLimit { period: "month".into(), limit: 100, used: 99, remaining: 1, reset_at: None };
+        d.refused = vec![month];
+        let e = QuotaError::Exceeded(Box::new(d));
         assert_eq!(e.sqlstate(), "QT429");
         assert_eq!(
             e.detail(),
             json!({"code":"quota_exceeded","subject":"user-1","metric":"messages","limit":7,"used":5,
                    "requested":3,"remaining":2,"reset_at":"2026-11-24T00:00:00Z","bonus":2,
-                   "period":"day","enforcement":"hard","reserved":0})
+                   "period":"day","enforcement":"hard","reserved":0,
+                   "refused":[{"period":"month","limit":100,"used":99,"remaining":1,"reset_at":null}]})
         );
         assert_eq!(e.message(), "quota exceeded: subject \"user-1\" has 2 of 7 messages left this day, 3 requested");
         assert!(e.hint().contains("2026-11-24T00:00:00Z"), "{}", e.hint());

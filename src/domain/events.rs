@@ -43,6 +43,9 @@ pub struct Event {
     pub kind: EventKind,
     pub subject: String,
     pub metric: String,
+    /// The limit's period: which of the metric's windows (a day and a month window may
+    /// both start on the 1st).
+    pub period: String,
     pub window_start: Option<DateTime<Utc>>,
     pub used: i64,
     pub limit: i64,
@@ -58,6 +61,7 @@ impl Event {
             "type": self.kind.as_str(),
             "subject": self.subject,
             "metric": self.metric,
+            "period": self.period,
             "window": iso(self.window_start),
             "used": self.used,
             "limit": self.limit,
@@ -123,6 +127,7 @@ mod tests {
             kind: EventKind::ThresholdCrossed,
             subject: "u".into(),
             metric: "m".into(),
+            period: "lifetime".into(),
             window_start: None,
             used: 8,
             limit: 10,
@@ -132,7 +137,7 @@ mod tests {
         };
         assert_eq!(
             e.payload(),
-            json!({"type":"threshold_crossed","subject":"u","metric":"m","window":null,"used":8,"limit":10,
+            json!({"type":"threshold_crossed","subject":"u","metric":"m","period":"lifetime","window":null,"used":8,"limit":10,
                    "threshold":80,"occurred_at":"2026-11-23T12:00:00Z","reservation":"r1"})
         );
     }

@@ -45,7 +45,7 @@ impl fmt::Display for Enforcement {
     }
 }
 
-/// One plan limit on one metric.
+/// One limit on one metric: a plan's, or a subject's override of it (`overrides`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limit {
     pub period: Period,
@@ -54,6 +54,27 @@ pub struct Limit {
     pub per_request_max: Option<i64>,
     /// Percentages of the limit at which a threshold event fires (once per window each).
     pub alerts: Vec<i32>,
+    pub source: Source,
+    /// A rate limit's burst (`Period::Rate`): how many units more than one may go at once
+    /// (redis-cell's `max_burst`). 0 for every other period.
+    pub burst: i64,
+}
+
+/// Where a subject's limit comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    Plan,
+    /// The subject's override (`domain::overrides`).
+    Override,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Plan => "plan",
+            Source::Override => "override",
+        }
+    }
 }
 
 /// What a window holds right now.
@@ -99,6 +120,8 @@ pub enum Reason {
     PerRequestCapExceeded,
     /// The idempotency key was seen before; this is the first decision, replayed.
     IdempotentReplay,
+    /// Faster than a rate limit allows (`Period::Rate`): refused until `retry_after`.
+    RateLimited,
 }
 
 impl Reason {
@@ -109,10 +132,11 @@ impl Reason {
             Reason::QuotaExceeded => "quota_exceeded",
             Reason::PerRequestCapExceeded => "per_request_cap_exceeded",
             Reason::IdempotentReplay => "idempotent_replay",
+            Reason::RateLimited => "rate_limited",
         }
     }
     pub fn parse(s: &str) -> Option<Reason> {
-        [Reason::Ok, Reason::SoftLimitExceeded, Reason::QuotaExceeded, Reason::PerRequestCapExceeded, Reason::IdempotentReplay]
+        [Reason::Ok, Reason::SoftLimitExceeded, Reason::QuotaExceeded, Reason::PerRequestCapExceeded, Reason::IdempotentReplay, Reason::RateLimited]
             .into_iter()
             .find(|r| r.as_str() == s)
     }
@@ -168,7 +192,7 @@ mod tests {
     use super::*;
 
     fn lim(value: i64, enforcement: Enforcement, cap: Option<i64>) -> Limit {
-        Limit { period: Period::Day, limit_value: value, enforcement, per_request_max: cap, alerts: vec![] }
+        Limit { period: Period::Day, limit_value: value, enforcement, per_request_max: cap, alerts: vec![], source: Source::Plan, burst: 0 }
     }
     fn usage(used: i64, bonus: i64) -> Usage {
         Usage::new(used, bonus)

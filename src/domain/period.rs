@@ -10,6 +10,8 @@ use chrono_tz::Tz;
 use std::fmt;
 use std::str::FromStr;
 
+use super::rolling::Length;
+
 /// The kinds of period a limit can have.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Period {
@@ -22,24 +24,82 @@ pub enum Period {
     BillingCycle,
     /// Never resets (gauges such as tracked_products).
     Lifetime,
+    /// A window that opens at the subject's first use and lasts this long ('5 hours'):
+    /// `rolling`.
+    FirstUse(Span),
+    /// A rate limit, the limit's count per this long ('per 1 minute'), paced by GCRA:
+    /// `rate`.
+    Rate(Span),
+}
+
+/// A length with its canonical spelling kept inline ('5 hours', 'per 1 minute'), so that a
+/// `Period` stays `Copy` and lends its name as a `&str`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    length: Length,
+    name: [u8; SPAN_NAME],
+    len: u8,
+}
+
+/// Room for the longest name: "per 31622400 seconds".
+const SPAN_NAME: usize = 24;
+
+impl Span {
+    fn new(length: Length, prefix: &str) -> Span {
+        let text = format!("{prefix}{}", length.canonical());
+        let mut name = [0u8; SPAN_NAME];
+        name[..text.len()].copy_from_slice(text.as_bytes());
+        Span { length, name, len: text.len() as u8 }
+    }
+    pub fn length(&self) -> Length {
+        self.length
+    }
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.name[..self.len as usize]).expect("an ASCII name")
+    }
 }
 
 impl Period {
-    pub const NAMES: &'static str = "day, week, month, billing_cycle, lifetime";
+    pub const NAMES: &'static str = "day, week, month, billing_cycle, lifetime, a length that opens at first use ('5 hours'), or a rate ('per 1 minute', with quota.set_rate_limit)";
 
-    pub fn as_str(self) -> &'static str {
+    pub fn as_str(&self) -> &str {
         match self {
             Period::Day => "day",
             Period::Week => "week",
             Period::Month => "month",
             Period::BillingCycle => "billing_cycle",
             Period::Lifetime => "lifetime",
+            Period::FirstUse(s) | Period::Rate(s) => s.as_str(),
         }
+    }
+
+    /// Day, week, month, billing cycle or lifetime: a window that the clock and the
+    /// subject's zone alone determine.
+    pub fn is_calendar(&self) -> bool {
+        !matches!(self, Period::FirstUse(_) | Period::Rate(_))
+    }
+
+    /// Parse a period as `set_limit` takes it; Err: why, for a 22023 message.
+    pub fn parse(text: &str) -> Result<Period, String> {
+        if let Ok(p) = text.parse::<Period>() {
+            return Ok(p);
+        }
+        let t = text.trim();
+        if let Some(rest) = t.strip_prefix("per ") {
+            let rest = rest.trim();
+            let rest = if rest.starts_with(|c: char| c.is_ascii_digit()) { rest.to_string() } else { format!("1 {rest}") };
+            return Length::parse(&rest).map(|l| Period::Rate(Span::new(l, "per ")));
+        }
+        if t.starts_with(|c: char| c.is_ascii_digit()) {
+            return Length::parse(t).map(|l| Period::FirstUse(Span::new(l, "")));
+        }
+        Err(format!("unknown period \"{}\"", super::error::quoted(text)))
     }
 }
 
 impl FromStr for Period {
     type Err = ();
+    /// The stored (canonical) spellings only; `parse` takes what a caller writes.
     fn from_str(s: &str) -> Result<Self, ()> {
         match s {
             "day" => Ok(Period::Day),
@@ -47,7 +107,13 @@ impl FromStr for Period {
             "month" => Ok(Period::Month),
             "billing_cycle" => Ok(Period::BillingCycle),
             "lifetime" => Ok(Period::Lifetime),
-            _ => Err(()),
+            other => {
+                let rate = other.strip_prefix("per ");
+                let length = Length::parse(rate.unwrap_or(other)).map_err(|_| ())?;
+                let p = if rate.is_some() { Period::Rate(Span::new(length, "per ")) } else { Period::FirstUse(Span::new(length, "")) };
+                // Only the canonical spelling names a stored period.
+                (p.as_str() == other).then_some(p).ok_or(())
+            }
         }
     }
 }
@@ -86,6 +152,7 @@ pub fn window_for(period: Period, now: DateTime<Utc>, tz: Tz, anchor: DateTime<U
             (first, add_months(first, 1, 1))
         }
         Period::BillingCycle => return billing_window(now, tz, anchor),
+        Period::FirstUse(_) | Period::Rate(_) => unreachable!("only calendar periods have a window the clock determines"),
     };
     let midnight = NaiveTime::MIN;
     Window { start: Some(local_to_utc(tz, start.and_time(midnight))), end: Some(local_to_utc(tz, end.and_time(midnight))) }
@@ -273,5 +340,24 @@ mod tests {
         assert!(parse_zone("Mars/Olympus").is_none());
         assert_eq!(days_in_month(2028, 2), 29);
         assert_eq!(days_in_month(2100, 2), 28);
+    }
+
+    #[test]
+    fn first_use_and_rate_periods_have_one_spelling() {
+        for (text, stored) in
+            [("5 hours", "5 hours"), ("300 min", "5 hours"), ("per minute", "per 1 minute"), ("per 90 s", "per 90 seconds"), ("day", "day")]
+        {
+            let p = Period::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(p.as_str(), stored);
+            assert_eq!(stored.parse::<Period>(), Ok(p), "{stored} reads back");
+        }
+        assert!(matches!(Period::parse("5 hours"), Ok(Period::FirstUse(_))));
+        assert!(matches!(Period::parse("per 1 minute"), Ok(Period::Rate(_))));
+        assert!(!Period::parse("per 1 minute").unwrap().is_calendar());
+        assert!("300 min".parse::<Period>().is_err(), "only the canonical spelling is a stored period");
+        assert!(Period::parse("1 day").unwrap_err().contains("'day'"));
+        assert!(Period::parse("fortnight").is_err());
+        let longest = Period::parse("per 31622399 seconds").unwrap();
+        assert_eq!(longest.as_str(), "per 31622399 seconds");
     }
 }

@@ -4,14 +4,15 @@
 use super::*;
 
 // Row charges ----------------------------------------------------------------------------
-// What each row's insert was charged (subject, window, amount per metric), keyed by the
-// table's partition root and the row's primary key: a DELETE refunds exactly that, to
-// that subject, whatever the row holds by then.
+// What each row's insert was charged (subject, window, amount per metric and period: one
+// charge per window of the metric), keyed by the table's partition root and the row's
+// primary key: a DELETE refunds exactly that, to that subject, whatever the row holds by
+// then. The period's parameter is the last (before limits v2 there is none).
 
 pub(super) static RECORD_CHARGE: Stmt = Stmt {
-    sql: "INSERT INTO quota.row_charges AS r (table_name, row_key, metric, subject, window_start, amount, charged_at)
-          VALUES ($1, $2, $3, $4, $5, $6, $7)
-          ON CONFLICT (table_name, row_key, metric) DO NOTHING
+    sql: "INSERT INTO quota.row_charges AS r (table_name, row_key, metric, subject, window_start, amount, charged_at{v2:, period})
+          VALUES ($1, $2, $3, $4, $5, $6, $7{v2:, $8})
+          ON CONFLICT (table_name, row_key, metric{v2:, period}) DO NOTHING
           RETURNING true",
     types: &[
         pg_sys::PgBuiltInOids::OIDOID,
@@ -21,18 +22,19 @@ pub(super) static RECORD_CHARGE: Stmt = Stmt {
         pg_sys::PgBuiltInOids::TIMESTAMPTZOID,
         pg_sys::PgBuiltInOids::INT8OID,
         pg_sys::PgBuiltInOids::TIMESTAMPTZOID,
+        pg_sys::PgBuiltInOids::TEXTOID,
     ],
 };
 pub(super) static TAKE_CHARGES: Stmt = Stmt {
     sql: "DELETE FROM quota.row_charges WHERE table_name = $1 AND row_key = $2
-          RETURNING metric, subject, window_start, amount",
+          RETURNING metric, subject, window_start, amount, {v2:period}{v1:''::text}",
     types: &[pg_sys::PgBuiltInOids::OIDOID, pg_sys::PgBuiltInOids::TEXTOID],
 };
 /// Replace a charge left by a row that is gone without a DELETE (a partition truncated,
 /// detached or dropped): see `on_insert`.
 pub(super) static REPLACE_CHARGE: Stmt = Stmt {
     sql: "UPDATE quota.row_charges SET subject = $4, window_start = $5, amount = $6, charged_at = $7
-          WHERE table_name = $1 AND row_key = $2 AND metric = $3",
+          WHERE table_name = $1 AND row_key = $2 AND metric = $3{v2: AND period = $8}",
     types: &[
         pg_sys::PgBuiltInOids::OIDOID,
         pg_sys::PgBuiltInOids::TEXTOID,
@@ -41,6 +43,7 @@ pub(super) static REPLACE_CHARGE: Stmt = Stmt {
         pg_sys::PgBuiltInOids::TIMESTAMPTZOID,
         pg_sys::PgBuiltInOids::INT8OID,
         pg_sys::PgBuiltInOids::TIMESTAMPTZOID,
+        pg_sys::PgBuiltInOids::TEXTOID,
     ],
 };
 pub(super) static FORGET_CHARGES: Stmt = Stmt { sql: "DELETE FROM quota.row_charges WHERE table_name = $1", types: &[pg_sys::PgBuiltInOids::OIDOID] };
@@ -90,15 +93,17 @@ pub(super) fn on_insert(trigger: &PgTrigger<'_>, table: pg_sys::Oid) -> QResult<
     let Some(key) = row.key(t.key.as_deref()) else { return Ok(()) };
     let now = crate::pg::clock::now();
     Spi::connect_mut(|c| {
-        for d in decisions.iter().filter(|d| t.rules.iter().any(|r| r.refund_on_delete && r.metric == d.metric)) {
+        let charged = decisions.iter().filter(|d| t.rules.iter().any(|r| r.refund_on_delete && r.metric == d.metric));
+        for (d, (period, start)) in charged.flat_map(|d| d.windows.iter().map(move |(p, s)| (d, (p.as_str(), *s)))) {
             let args = [
                 t.root.into(),
                 key.as_str().into(),
                 d.metric.as_str().into(),
                 d.subject.as_str().into(),
-                crate::pg::clock::window_key(d.window_start).into(),
+                crate::pg::clock::window_key(start).into(),
                 d.requested.into(),
                 crate::pg::clock::to_pg_tz(now).into(),
+                period.into(),
             ];
             if storage::run(c, &RECORD_CHARGE, &args).is_empty() && !row_with_key_exists(c, &t, &row) {
                 // The key's charge belongs to no row (it went without a DELETE): this
@@ -143,16 +148,23 @@ pub(super) fn on_delete(trigger: &PgTrigger<'_>, table: pg_sys::Oid) -> QResult<
         return legacy_refund(&t, &row);
     }
     let Some(key) = row.key(t.key.as_deref()) else { return Ok(()) };
-    let charges: Vec<(String, String, Option<TimestampWithTimeZone>, i64)> = Spi::connect_mut(|c| {
+    type Charge = (String, String, Option<TimestampWithTimeZone>, i64, String);
+    let charges: Vec<Charge> = Spi::connect_mut(|c| {
         storage::run(c, &TAKE_CHARGES, &[t.root.into(), key.as_str().into()])
             .filter_map(|r| {
-                Some((r.get::<String>(1).ok()??, r.get::<String>(2).ok()??, r.get::<TimestampWithTimeZone>(3).ok()?, r.get::<i64>(4).ok()??))
+                Some((
+                    r.get::<String>(1).ok()??,
+                    r.get::<String>(2).ok()??,
+                    r.get::<TimestampWithTimeZone>(3).ok()?,
+                    r.get::<i64>(4).ok()??,
+                    r.get::<String>(5).ok()??,
+                ))
             })
             .collect()
     });
-    for (metric, subject, start, amount) in charges {
+    for (metric, subject, start, amount, period) in charges {
         let start = start.filter(|s| s.is_finite()).map(|s| crate::pg::clock::from_pg(s.into_inner()));
-        ops::refund_charge(&subject, &metric, start, amount)?;
+        ops::refund_charge(&subject, &metric, &period, start, amount)?;
     }
     Ok(())
 }

@@ -24,10 +24,10 @@ use crate::storage::schema::SubjectRow;
 #[derive(Default)]
 pub struct Config {
     pub subjects: HashMap<String, SubjectRow>,
-    /// (plan, metric) -> its limit. Only limits that exist are kept: a metric the plan
-    /// does not limit is an error on the general path, and caching every misspelling
-    /// would let callers fill memory.
-    pub limits: HashMap<(String, String), Limit>,
+    /// (plan, metric) -> its limits, in period order (at least one). Only limits that
+    /// exist are kept: a metric the plan does not limit is an error on the general path,
+    /// and caching every misspelling would let callers fill memory.
+    pub limits: HashMap<(String, String), Vec<Limit>>,
 }
 
 /// Bound on cached subjects per backend (about 1 MB); the cache starts over when full.

@@ -168,14 +168,39 @@ impl Drop for Slot {
 ///
 /// # Safety
 /// `index` is a btree index of `rel` whose leading columns have the types of `keys`, each
-/// key's function is the equality of that type, at most 3 keys, `slot` is `rel`'s and
+/// key's function is the equality of that type, at most 4 keys, `slot` is `rel`'s and
 /// `snapshot` is valid for the call: registered or active, or `GetLatestSnapshot`'s,
 /// taken just before (no other snapshot is taken during the probe).
 pub unsafe fn probe(rel: &Rel, index: Oid, snapshot: pg_sys::Snapshot, keys: &[(Datum, u32)], slot: &Slot) -> Option<pg_sys::ItemPointerData> {
+    let mut found = None;
+    // SAFETY: the caller's guarantees.
+    unsafe {
+        scan(rel, index, snapshot, keys, slot, |tid| {
+            found = Some(tid);
+            false
+        })
+    };
+    found
+}
+
+/// Every visible row whose leading index columns equal `keys` (a prefix of a unique
+/// index), in index order: `each` is called with the row in `slot` and its index entry's
+/// TID, and returns whether to go on.
+///
+/// # Safety
+/// As `probe`.
+pub unsafe fn scan(
+    rel: &Rel,
+    index: Oid,
+    snapshot: pg_sys::Snapshot,
+    keys: &[(Datum, u32)],
+    slot: &Slot,
+    mut each: impl FnMut(pg_sys::ItemPointerData) -> bool,
+) {
     // SAFETY: the caller's guarantees; the scan is begun and ended here.
     unsafe {
         let idx = pg_sys::index_open(index, pg_sys::AccessShareLock as _);
-        let mut sk: [pg_sys::ScanKeyData; 3] = std::mem::zeroed();
+        let mut sk: [pg_sys::ScanKeyData; 4] = std::mem::zeroed();
         for (i, (value, proc_)) in keys.iter().enumerate() {
             pg_sys::ScanKeyInit(&mut sk[i], (i + 1) as _, pg_sys::BTEqualStrategyNumber as _, Oid::from(*proc_), *value);
             // Compare as the index orders (its collation), not as ScanKeyInit's default C.
@@ -185,23 +210,21 @@ pub unsafe fn probe(rel: &Rel, index: Oid, snapshot: pg_sys::Snapshot, keys: &[(
         pg_sys::index_rescan(scan, sk.as_mut_ptr(), keys.len() as _, std::ptr::null_mut(), 0);
         // index_getnext_slot, keeping the TID of the index entry: fetching replaces
         // xs_heaptid with the TID of the version found in the HOT chain.
-        let mut found = None;
+        let mut entry = None;
         loop {
             if !(*scan).xs_heap_continue {
                 let tid = pg_sys::index_getnext_tid(scan, pg_sys::ScanDirection::ForwardScanDirection);
                 if tid.is_null() {
                     break;
                 }
-                found = Some(*tid);
+                entry = Some(*tid);
             }
-            if pg_sys::index_fetch_heap(scan, slot.0) {
+            if pg_sys::index_fetch_heap(scan, slot.0) && !each(entry.expect("a heap fetch follows an index entry")) {
                 break;
             }
-            found = None;
         }
         pg_sys::index_endscan(scan);
         pg_sys::index_close(idx, pg_sys::NoLock as _);
-        found
     }
 }
 

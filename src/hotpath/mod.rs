@@ -32,7 +32,7 @@ pub mod tables;
 
 use crate::domain::error::QuotaError;
 use crate::domain::limits::{Limit, Usage};
-use crate::domain::period::Window;
+use crate::domain::period::{Period, Window};
 use crate::domain::tenancy::Scope;
 use crate::pg::clock;
 use crate::storage::schema::{self, counters, LedgerKind, LedgerRow, SubjectRow};
@@ -41,23 +41,34 @@ use cache::{remembered, Cache, MAX_LIMITS, MAX_SUBJECTS};
 use heap::{Rel, Slot, Updated};
 use status::note;
 pub use status::{served, Path};
-use subject_cache::Place;
+use subject_cache::{HintKey, Place};
 use tables::{Resolved, Tables};
 
-/// What a probe found: the subject, its limit on the metric, the current window and the
-/// window's usage (zero when it has no row yet).
+/// What the probes found for one metric: the subject, and each of its plan's limits on
+/// the metric (in period order) with its current window and usage.
 pub struct Found {
     pub subject: Subject,
+    pub windows: Vec<FoundWindow>,
+}
+
+/// One limit of the metric, its current window and the window's usage (zero when it has
+/// no row yet).
+#[derive(Clone)]
+pub struct FoundWindow {
     pub limit: Limit,
     pub window: Window,
     pub usage: Usage,
+    /// A rate limit's state, its row's window_end (the theoretical arrival time).
+    pub tat: Option<DateTime<Utc>>,
 }
 
-/// What the operation decided for a consume: the window's usage afterwards and the part
-/// of the amount over the limit. `None`: take the general path.
+/// What the operation decided for a consume of one metric: per window (in the order
+/// found), the usage afterwards, the part of the amount over that limit, and a rate
+/// limit's new state.
 pub struct Write {
-    pub after: Usage,
-    pub overage: i64,
+    pub after: Vec<Usage>,
+    pub overage: Vec<i64>,
+    pub tat: Vec<Option<DateTime<Utc>>>,
 }
 
 /// A heap row of a described table, read through the table's resolved attributes.
@@ -122,18 +133,24 @@ fn subject_of(t: &Tables, snapshot: pg_sys::Snapshot, cache: Cache, id: &str, sc
     if !scope.admits(row.tenant.as_deref()) {
         return None;
     }
+    // A scheduled plan change whose instant has come is the general path's to store.
+    if row.next.as_ref().is_some_and(|n| n.at <= clock::to_pg(clock::now())) {
+        note(format_args!("hot path: a scheduled plan change is due"));
+        return None;
+    }
     Some((Subject::stored(id, row), place))
 }
 
-/// The limit of `plan` on `metric`, if it has one: cached, or else read with `snapshot`.
-fn limit_of(t: &Tables, snapshot: pg_sys::Snapshot, cache: Cache, plan: &str, metric: &str) -> Option<Limit> {
+/// The limits of `plan` on `metric`, in period order, if it has any: cached, or else
+/// read with `snapshot` (all of them under that one snapshot, never a mix).
+fn limits_of(t: &Tables, snapshot: pg_sys::Snapshot, cache: Cache, plan: &str, metric: &str) -> Option<Vec<Limit>> {
     if let Cache::None = cache {
-        return read_limit(t, snapshot, plan, metric);
+        return read_limits(t, snapshot, plan, metric);
     }
     let key = (plan.to_string(), metric.to_string());
     remembered(
         |c| c.limits.get(&key).cloned(),
-        || read_limit(t, latest(), plan, metric),
+        || read_limits(t, latest(), plan, metric),
         |c, l| {
             if c.limits.len() >= MAX_LIMITS {
                 c.limits.clear();
@@ -165,28 +182,88 @@ fn read_subject(t: &Tables, snapshot: pg_sys::Snapshot, id: &str) -> Option<Subj
     schema::subject(&SlotRow { slot: &slot, table: &t.subjects }).ok()
 }
 
-fn read_limit(t: &Tables, snapshot: pg_sys::Snapshot, plan: &str, metric: &str) -> Option<Limit> {
+fn read_limits(t: &Tables, snapshot: pg_sys::Snapshot, plan: &str, metric: &str) -> Option<Vec<Limit>> {
     let rel = Rel::open(t.limits.oid, pg_sys::AccessShareLock as _);
     let slot = Slot::new(&rel);
     let keys = [(text(plan), pg_sys::F_TEXTEQ), (text(metric), pg_sys::F_TEXTEQ)];
-    // SAFETY: plan_limits' primary key is (plan text, metric text), as `tables` checked;
-    // `slot` and `snapshot` as in `read_subject`.
-    unsafe { heap::probe(&rel, t.limits.pkey, snapshot, &keys, &slot)? };
-    schema::limit(&SlotRow { slot: &slot, table: &t.limits }).ok().map(|(_, l)| l)
+    let mut limits = Vec::new();
+    let mut decoded = true;
+    // SAFETY: plan_limits' primary key is (plan text, metric text, period text), as
+    // `tables` checked, and `keys` are its first two columns; `slot` and `snapshot` as in
+    // `read_subject`.
+    unsafe {
+        heap::scan(&rel, t.limits.pkey, snapshot, &keys, &slot, |_| {
+            match schema::limit(&SlotRow { slot: &slot, table: &t.limits }) {
+                Ok((_, l)) => limits.push(l),
+                Err(_) => decoded = false,
+            }
+            decoded
+        })
+    };
+    // The index orders periods as text in its collation; the lock order is by name.
+    limits.sort_by(|a, b| a.period.as_str().cmp(b.period.as_str()));
+    (decoded && !limits.is_empty()).then_some(limits)
 }
 
-fn window_keys(id: &str, metric: &str, w: &Window) -> [(Datum, u32); 3] {
+/// Calendar limits (day, week, month, billing cycle, lifetime) and rate limits, whose
+/// rows the clock alone finds; a first-use window's row is state the general path reads.
+fn hot_periods(limits: &[Limit]) -> bool {
+    let all = limits.iter().all(|l| !matches!(l.period, Period::FirstUse(_)));
+    if !all {
+        note(format_args!("hot path: the metric has a window that opens at first use"));
+    }
+    all
+}
+
+/// The window row a limit counts in now: a calendar window, or a rate limit's one row.
+fn window_of(subject: &Subject, limit: &Limit, now: DateTime<Utc>) -> Window {
+    match limit.period {
+        Period::Rate(_) => Window { start: None, end: None },
+        p => subject.window(p, now),
+    }
+}
+
+/// Does the subject have an override of the metric (in force or not)? Its limits are
+/// then the general path's to work out (`domain::overrides`).
+fn overridden(t: &Tables, snapshot: pg_sys::Snapshot, id: &str, metric: &str) -> bool {
+    let rel = Rel::open(t.overrides.oid, pg_sys::AccessShareLock as _);
+    let slot = Slot::new(&rel);
+    let keys = [(text(id), pg_sys::F_TEXTEQ), (text(metric), pg_sys::F_TEXTEQ)];
+    let mut any = false;
+    // SAFETY: subject_overrides' primary key is (subject text, metric text, period text),
+    // as `tables` checked, and `keys` are its first two columns; `slot` is the table's and
+    // `snapshot` the call's.
+    unsafe {
+        heap::scan(&rel, t.overrides.pkey, snapshot, &keys, &slot, |_| {
+            any = true;
+            false
+        })
+    };
+    if any {
+        note(format_args!("hot path: the subject has an override of the metric"));
+    }
+    any
+}
+
+fn window_keys(id: &str, metric: &str, period: &str, w: &Window) -> [(Datum, u32); 4] {
     let start = clock::window_key(w.start).into_datum().expect("timestamptz datum");
-    [(text(id), pg_sys::F_TEXTEQ), (text(metric), pg_sys::F_TEXTEQ), (start, pg_sys::F_TIMESTAMPTZ_EQ)]
+    [(text(id), pg_sys::F_TEXTEQ), (text(metric), pg_sys::F_TEXTEQ), (text(period), pg_sys::F_TEXTEQ), (start, pg_sys::F_TIMESTAMPTZ_EQ)]
 }
 
 /// The window's counter row (primary key `keys`, from `window_keys`) into `slot`, if it
 /// exists: where the shared cache says it is, or else by the primary key (and the cache
 /// then remembers where).
-fn find_window(t: &Tables, rel: &Rel, snapshot: pg_sys::Snapshot, place: Option<Place>, metric: &str, keys: &[(Datum, u32); 3], slot: &Slot) -> bool {
-    let start = keys[2].0.value() as i64;
+fn find_window(
+    t: &Tables,
+    rel: &Rel,
+    snapshot: pg_sys::Snapshot,
+    place: Option<Place>,
+    hint: HintKey<'_>,
+    keys: &[(Datum, u32); 4],
+    slot: &Slot,
+) -> bool {
     let key_atts = &t.counters.att[..schema::COUNTERS.key];
-    if let Some(tid) = place.and_then(|p| subject_cache::hint(p, metric, start)) {
+    if let Some(tid) = place.and_then(|p| subject_cache::hint(p, hint)) {
         // SAFETY: `slot` is the counters' and `snapshot` active; the key functions are
         // the equalities of the key columns' types, as `tables` checked.
         if unsafe { heap::fetch(rel, tid, snapshot, slot) && heap::matches(slot, key_atts, keys) } {
@@ -194,22 +271,71 @@ fn find_window(t: &Tables, rel: &Rel, snapshot: pg_sys::Snapshot, place: Option<
             return true;
         }
     }
-    // SAFETY: the counters' primary key is (subject text, metric text, window_start
-    // timestamptz), as `tables` checked, and `keys` has those types; `slot` and `snapshot`
-    // as above.
+    // SAFETY: the counters' primary key is (subject text, metric text, period text,
+    // window_start timestamptz), as `tables` checked, and `keys` has those types; `slot`
+    // and `snapshot` as above.
     let Some(root) = (unsafe { heap::probe(rel, t.counters.pkey, snapshot, keys, slot) }) else { return false };
     if let Some(p) = place {
-        subject_cache::set_hint(p, metric, start, root);
+        subject_cache::set_hint(p, hint, root);
     }
     true
 }
 
-fn usage_of(t: &Tables, slot: &Slot) -> Option<Usage> {
-    schema::usage(&SlotRow { slot, table: &t.counters }).ok()
+/// A counters row's usage and window_end (a rate limit's state).
+fn state_of(t: &Tables, slot: &Slot) -> Option<(Usage, Option<DateTime<Utc>>)> {
+    let row = SlotRow { slot, table: &t.counters };
+    Some((schema::usage(&row).ok()?, schema::window_end(&row)))
 }
 
-/// The common check: the state of the subject's window for `metric`, read with the
-/// calling statement's snapshot. Writes nothing.
+/// One window row of a consume or check: which metric (index into the items) and limit
+/// (index into that metric's windows), its key, and the row as read.
+struct RowRef {
+    item: usize,
+    window: usize,
+    keys: [(Datum, u32); 4],
+    row: Slot,
+}
+
+/// Every limit of each metric with its current window, and each window's row (None when
+/// one is missing: the general path creates it). Rows are in (metric, period) order, the
+/// lock order, when `items` are in metric order.
+#[allow(clippy::too_many_arguments)]
+fn find_all(
+    t: &Tables,
+    rel: &Rel,
+    snapshot: pg_sys::Snapshot,
+    cache: Cache,
+    subject: &Subject,
+    place: Option<Place>,
+    metrics: &[&str],
+    now: DateTime<Utc>,
+) -> Option<(Vec<Found>, Vec<RowRef>)> {
+    let mut found = Vec::with_capacity(metrics.len());
+    let mut rows = Vec::with_capacity(metrics.len());
+    for (item, metric) in metrics.iter().enumerate() {
+        let limits = limits_of(t, snapshot, cache, &subject.plan, metric)?;
+        if !hot_periods(&limits) || overridden(t, snapshot, &subject.id, metric) {
+            return None;
+        }
+        let mut windows = Vec::with_capacity(limits.len());
+        for (rank, limit) in limits.into_iter().enumerate() {
+            let window = window_of(subject, &limit, now);
+            let keys = window_keys(&subject.id, metric, limit.period.as_str(), &window);
+            let hint = HintKey { metric, period: limit.period.as_str(), rank, start: keys[3].0.value() as i64 };
+            let row = Slot::new(rel);
+            if !find_window(t, rel, snapshot, place, hint, &keys, &row) {
+                return None;
+            }
+            rows.push(RowRef { item, window: rank, keys, row });
+            windows.push(FoundWindow { limit, window, usage: Usage::default(), tat: None });
+        }
+        found.push(Found { subject: subject.clone(), windows });
+    }
+    Some((found, rows))
+}
+
+/// The common check: the state of the subject's windows for `metric`, read with the
+/// calling statement's snapshot. Writes nothing. A window without a row reads as empty.
 pub fn check(id: &str, metric: &str, now: DateTime<Utc>, scope: &Scope) -> Option<Found> {
     let cache = Cache::for_this_call();
     let t = usable()?;
@@ -217,37 +343,53 @@ pub fn check(id: &str, metric: &str, now: DateTime<Utc>, scope: &Scope) -> Optio
     // SAFETY: a function runs with its statement's snapshot active.
     let snapshot = unsafe { pg_sys::GetActiveSnapshot() };
     let (subject, place) = subject_of(&t, snapshot, cache, id, scope)?;
-    let limit = limit_of(&t, snapshot, cache, &subject.plan, metric)?;
-    let window = subject.window(limit.period, now);
+    let limits = limits_of(&t, snapshot, cache, &subject.plan, metric)?;
+    if !hot_periods(&limits) || overridden(&t, snapshot, id, metric) {
+        return None;
+    }
     let rel = Rel::open(t.counters.oid, pg_sys::AccessShareLock as _);
     let slot = Slot::new(&rel);
-    let usage = if find_window(&t, &rel, snapshot, place, metric, &window_keys(id, metric, &window), &slot) {
-        usage_of(&t, &slot)?
-    } else {
-        Usage::default()
-    };
-    Some(Found { subject, limit, window, usage })
+    let mut windows = Vec::with_capacity(limits.len());
+    for (rank, limit) in limits.into_iter().enumerate() {
+        let window = window_of(&subject, &limit, now);
+        let keys = window_keys(id, metric, limit.period.as_str(), &window);
+        let hint = HintKey { metric, period: limit.period.as_str(), rank, start: keys[3].0.value() as i64 };
+        let (usage, tat) = if find_window(&t, &rel, snapshot, place, hint, &keys, &slot) { state_of(&t, &slot)? } else { (Usage::default(), None) };
+        windows.push(FoundWindow { limit, window, usage, tat });
+    }
+    Some(Found { subject, windows })
 }
 
-/// The new counter values (usage and alerted), over the row in `from`.
-fn write_usage(t: &Tables, new: &Slot, from: &Slot, after: Usage) {
+/// The new counter values (usage and alerted, and a rate limit's new state), over the row
+/// in `from`.
+fn write_usage(t: &Tables, new: &Slot, from: &Slot, after: Usage, tat: Option<DateTime<Utc>>) {
     let a = &t.counters.att;
-    // SAFETY: both slots are the counters'; used is int8 and alerted int4, as described.
-    unsafe { new.store(Some(from), &[(a[counters::USED], Some(Datum::from(after.used))), (a[counters::ALERTED], Some(Datum::from(after.alerted)))]) };
+    let mut values = vec![(a[counters::USED], Some(Datum::from(after.used))), (a[counters::ALERTED], Some(Datum::from(after.alerted)))];
+    if let Some(tat) = tat {
+        values.push((a[counters::WINDOW_END], Some(Datum::from(clock::to_pg(tat)))));
+    }
+    // SAFETY: both slots are the counters'; used is int8, alerted int4 and window_end
+    // timestamptz, as described.
+    unsafe { new.store(Some(from), &values) };
 }
 
-/// The common consume: find each window's row, let `decide` judge them all, write the
-/// new usage and the ledger rows. Returns, per metric, what was found (usage before)
-/// and the usage written; Ok(None): take the general path.
+/// A metric's windows as found (usage before) and the usage written to each.
+pub type Written = (Found, Vec<Usage>);
+
+/// The common consume: find every window row of every metric (each limit of a metric has
+/// its own), let `decide` judge them all, write the new usage and the ledger rows.
+/// Returns, per metric, what was found (usage before) and the usage written per window;
+/// Ok(None): take the general path.
 ///
-/// One metric: the row is updated directly, and `decide` may run again on a newer row
-/// version when a concurrent transaction changed it first. Several (`items` in metric
-/// order, the lock order): every window row is locked first, as the general path's
-/// `SELECT ... FOR UPDATE` does, then decided, and only then is anything written, so a
-/// refusal or a missing row leaves nothing written here but row locks, which the
-/// general path then takes anyway. Once some rows are written the general path can no
-/// longer take over: a row that then cannot be written (not expected: it is locked) is
-/// a `Conflict`, and the transaction must be retried.
+/// Rows are taken in (metric, period) order, the general path's lock order. Every row
+/// but the last is locked first, as the general path's `SELECT ... FOR UPDATE` does;
+/// the last is decided and updated directly, and decided again on its newest version
+/// when a concurrent transaction changed it first (UPDATE's EvalPlanQual). Only once the
+/// last row is written are the locked ones written, so a refusal or a missing row
+/// leaves nothing written here but row locks, which the general path then takes anyway.
+/// With one metric and one limit this is a single update. A locked row that then cannot
+/// be written (not expected: it is locked) is a `Conflict`, and the transaction must be
+/// retried.
 pub fn consume(
     id: &str,
     items: &[(String, i64)],
@@ -255,125 +397,78 @@ pub fn consume(
     now: DateTime<Utc>,
     scope: &Scope,
     decide: impl Fn(&[Found]) -> Option<Vec<Write>>,
-) -> Result<Option<Vec<(Found, Usage)>>, QuotaError> {
+) -> Result<Option<Vec<Written>>, QuotaError> {
     let Some((cache, t, _fresh)) = writing() else { return Ok(None) };
     // SAFETY: the snapshot `writing` just pushed.
     let snapshot = unsafe { pg_sys::GetActiveSnapshot() };
     let rel = Rel::open(t.counters.oid, pg_sys::RowExclusiveLock as _);
-    if let [(metric, amount)] = items {
-        let Some((found, after, overage)) = consume_one(&t, &rel, snapshot, cache, id, metric, scope, now, |f| decide(f))? else { return Ok(None) };
-        append(&t, &found, metric, *amount, overage, metadata, now);
-        return Ok(Some(vec![(found, after)]));
+    let Some((subject, place)) = subject_of(&t, snapshot, cache, id, scope) else { return Ok(None) };
+    let metrics: Vec<&str> = items.iter().map(|(m, _)| m.as_str()).collect();
+    let Some((mut found, mut rows)) = find_all(&t, &rel, snapshot, cache, &subject, place, &metrics, now) else { return Ok(None) };
+    let key_atts = &t.counters.att[..schema::COUNTERS.key];
+    let Some((last, locked)) = rows.split_last_mut() else { return Ok(None) };
+    for r in locked.iter_mut() {
+        let newest = Slot::new(&rel);
+        // SAFETY: both slots are the counters' and `r.row` holds the row just found; READ
+        // COMMITTED (`writing`).
+        if !unsafe { heap::lock(&rel, &r.row, &newest) } {
+            return Ok(None);
+        }
+        // The newest version may carry another key (a subject renamed meanwhile).
+        // SAFETY: `newest` holds the version just locked; the key functions as in
+        // `find_window`.
+        if !unsafe { heap::matches(&newest, key_atts, &r.keys) } {
+            return Ok(None);
+        }
+        r.row = newest;
+        let Some((u, tat)) = state_of(&t, &r.row) else { return Ok(None) };
+        found[r.item].windows[r.window].usage = u;
+        found[r.item].windows[r.window].tat = tat;
     }
-    let Some((found, rows)) = lock_windows(&t, &rel, snapshot, cache, id, items, now, scope) else { return Ok(None) };
-    let Some(plans) = decide(&found) else { return Ok(None) };
-    for (((metric, _), row), plan) in items.iter().zip(&rows).zip(&plans) {
+    let new = Slot::new(&rel);
+    let plans = loop {
+        let Some((u, tat)) = state_of(&t, &last.row) else { return Ok(None) };
+        found[last.item].windows[last.window].usage = u;
+        found[last.item].windows[last.window].tat = tat;
+        let Some(plans) = decide(&found) else { return Ok(None) };
+        write_usage(&t, &new, &last.row, plans[last.item].after[last.window], plans[last.item].tat[last.window]);
+        let newest = Slot::new(&rel);
+        // SAFETY: the counters are `updatable` (`writing`), `last.row` was read from them,
+        // and only non-key columns changed.
+        match unsafe { heap::update(&rel, &last.row, &new, &newest, &t.counters_indexes) } {
+            Updated::Done => break plans,
+            // SAFETY: as in `find_window`.
+            Updated::Moved if unsafe { heap::matches(&newest, key_atts, &last.keys) } => last.row = newest,
+            Updated::Moved | Updated::Gone => return Ok(None),
+        }
+    };
+    for r in locked.iter() {
         let new = Slot::new(&rel);
-        write_usage(&t, &new, row, plan.after);
-        // SAFETY: the counters are `updatable` (`writing`), `row` was read and locked
+        write_usage(&t, &new, &r.row, plans[r.item].after[r.window], plans[r.item].tat[r.window]);
+        // SAFETY: the counters are `updatable` (`writing`), `r.row` was read and locked
         // from them, and only non-key columns changed.
-        if !matches!(unsafe { heap::update(&rel, row, &new, &Slot::new(&rel), &t.counters_indexes) }, Updated::Done) {
-            return Err(QuotaError::Conflict { subject: id.to_string(), metric: metric.clone() });
+        if !matches!(unsafe { heap::update(&rel, &r.row, &new, &Slot::new(&rel), &t.counters_indexes) }, Updated::Done) {
+            return Err(QuotaError::Conflict { subject: id.to_string(), metric: items[r.item].0.clone() });
         }
     }
-    for (((metric, amount), f), plan) in items.iter().zip(&found).zip(&plans) {
-        append(&t, f, metric, *amount, plan.overage, metadata, now);
+    let ledger = Rel::open(t.ledger.oid, pg_sys::RowExclusiveLock as _);
+    for r in &rows {
+        let (metric, amount) = &items[r.item];
+        append(&t, &ledger, &found[r.item], r.window, metric, *amount, plans[r.item].overage[r.window], metadata, now);
     }
     Ok(Some(found.into_iter().zip(plans).map(|(f, p)| (f, p.after)).collect()))
 }
 
-/// One window: found, decided and updated (re-decided on its newest version when a
-/// concurrent transaction changed it first). Returns what was found, the usage written
-/// and the overage.
+/// Append a consume of one window to the ledger: the same row the general path appends.
 #[allow(clippy::too_many_arguments)]
-fn consume_one(
-    t: &Tables,
-    rel: &Rel,
-    snapshot: pg_sys::Snapshot,
-    cache: Cache,
-    id: &str,
-    metric: &str,
-    scope: &Scope,
-    now: DateTime<Utc>,
-    decide: impl Fn(&[Found]) -> Option<Vec<Write>>,
-) -> Result<Option<(Found, Usage, i64)>, QuotaError> {
-    let Some((subject, place)) = subject_of(t, snapshot, cache, id, scope) else { return Ok(None) };
-    let Some(limit) = limit_of(t, snapshot, cache, &subject.plan, metric) else { return Ok(None) };
-    let window = subject.window(limit.period, now);
-    let keys = window_keys(id, metric, &window);
-    let mut read = Slot::new(rel);
-    if !find_window(t, rel, snapshot, place, metric, &keys, &read) {
-        return Ok(None);
-    }
-    let new = Slot::new(rel);
-    let mut found = Found { subject, limit, window, usage: Usage::default() };
-    loop {
-        let Some(before) = usage_of(t, &read) else { return Ok(None) };
-        found.usage = before;
-        let Some(plan) = decide(std::slice::from_ref(&found)).and_then(|mut p| p.pop()) else { return Ok(None) };
-        write_usage(t, &new, &read, plan.after);
-        let latest = Slot::new(rel);
-        // SAFETY: the counters are `updatable` (`writing`), `read` was read from them, and
-        // only non-key columns changed.
-        match unsafe { heap::update(rel, &read, &new, &latest, &t.counters_indexes) } {
-            Updated::Done => return Ok(Some((found, plan.after, plan.overage))),
-            // The newest version may carry another key (a subject renamed meanwhile).
-            // SAFETY: as in `find_window`.
-            Updated::Moved if unsafe { heap::matches(&latest, &t.counters.att[..schema::COUNTERS.key], &keys) } => read = latest,
-            Updated::Moved | Updated::Gone => return Ok(None),
-        }
-    }
-}
-
-/// Every window row of `items` found and locked, in order, with what it holds; None if
-/// one is missing, out of scope, or gone.
-#[allow(clippy::too_many_arguments)]
-fn lock_windows(
-    t: &Tables,
-    rel: &Rel,
-    snapshot: pg_sys::Snapshot,
-    cache: Cache,
-    id: &str,
-    items: &[(String, i64)],
-    now: DateTime<Utc>,
-    scope: &Scope,
-) -> Option<(Vec<Found>, Vec<Slot>)> {
-    let (subject, place) = subject_of(t, snapshot, cache, id, scope)?;
-    let mut found = Vec::with_capacity(items.len());
-    let mut rows = Vec::with_capacity(items.len());
-    for (metric, _) in items {
-        let limit = limit_of(t, snapshot, cache, &subject.plan, metric)?;
-        let window = subject.window(limit.period, now);
-        let keys = window_keys(id, metric, &window);
-        let read = Slot::new(rel);
-        let locked = Slot::new(rel);
-        if !find_window(t, rel, snapshot, place, metric, &keys, &read) {
-            return None;
-        }
-        // SAFETY: both slots are the counters' and `read` holds the row just found; READ
-        // COMMITTED (`writing`).
-        if !unsafe { heap::lock(rel, &read, &locked) } {
-            return None;
-        }
-        // The newest version may carry another key (a subject renamed meanwhile).
-        // SAFETY: `locked` holds the version just locked; the key functions as in
-        // `find_window`.
-        if !unsafe { heap::matches(&locked, &t.counters.att[..schema::COUNTERS.key], &keys) } {
-            return None;
-        }
-        found.push(Found { usage: usage_of(t, &locked)?, subject: subject.clone(), limit, window });
-        rows.push(locked);
-    }
-    Some((found, rows))
-}
-
-/// Append a consume to the ledger: the same row the general path appends.
-fn append(t: &Tables, f: &Found, metric: &str, amount: i64, overage: i64, metadata: Option<Datum>, now: DateTime<Utc>) {
+fn append(t: &Tables, ledger: &Rel, f: &Found, window: usize, metric: &str, amount: i64, overage: i64, metadata: Option<Datum>, now: DateTime<Utc>) {
+    let w = &f.windows[window];
     let row = LedgerRow {
         subject: &f.subject.id,
         tenant: f.subject.tenant.as_deref(),
         metric,
-        window_start: f.window.start,
+        period: w.limit.period.as_str(),
+        window_start: w.window.start,
         kind: LedgerKind::Consume,
         amount,
         overage,
@@ -381,8 +476,7 @@ fn append(t: &Tables, f: &Found, metric: &str, amount: i64, overage: i64, metada
         metadata,
         created_at: now,
     };
-    let ledger = Rel::open(t.ledger.oid, pg_sys::RowExclusiveLock as _);
-    let slot = Slot::new(&ledger);
+    let slot = Slot::new(ledger);
     let e = &t.ledger.att;
     // SAFETY: the ledger's identity sequence, under the owner switch of the caller.
     let id = unsafe { heap::nextval(t.ledger_seq) };
@@ -392,7 +486,7 @@ fn append(t: &Tables, f: &Found, metric: &str, amount: i64, overage: i64, metada
     // of its type (`LedgerRow::values`), and every other column defaults to NULL.
     unsafe {
         slot.store(None, &values);
-        heap::insert(&ledger, &slot, &t.ledger_indexes);
+        heap::insert(ledger, &slot, &t.ledger_indexes);
     }
 }
 

@@ -2,7 +2,7 @@
 //! plan, tenant, cycle anchor and zone here instead of probing `quota.subjects`.
 //!
 //! A table in shared memory, reserved at server start (`shared_preload_libraries`), of
-//! `quota.subject_cache_size` entries of 192 bytes, four per bucket. Each entry is a
+//! `quota.subject_cache_size` entries of 232 bytes, four per bucket. Each entry is a
 //! seqlock: a writer makes its sequence number odd while it writes; a reader copies the
 //! entry and keeps the copy only if the number was even and unchanged. Nobody waits: a
 //! busy entry is a miss. Rows too long for an entry (`DATA` bytes of subject, plan,
@@ -29,14 +29,16 @@ use std::cell::Cell;
 use std::sync::atomic::{fence, AtomicPtr, AtomicU64, Ordering::*};
 
 use crate::domain::error::QuotaError;
-pub use crate::storage::schema::SubjectRow;
+use crate::domain::schedule::Carry;
+pub use crate::storage::schema::{PlanChange, SubjectRow};
 
 /// Bytes of subject, plan, tenant and zone an entry holds.
 const DATA: usize = 120;
 const WORDS: usize = DATA / 8;
 const WAYS: usize = 4;
-/// Window rows whose TIDs an entry remembers (by metric).
-const HINTS: usize = 2;
+/// Window rows whose TIDs an entry remembers (by metric and period: a metric's windows
+/// take adjacent slots).
+const HINTS: usize = 4;
 
 /// One cached row: [generation, storage | db << 32, anchor, lengths] and the bytes; then,
 /// outside the seqlock, hints: [window start, TID | metric tag << 48] of window rows.
@@ -47,6 +49,8 @@ struct Entry {
     owner: AtomicU64,
     anchor: AtomicU64,
     lengths: AtomicU64,
+    /// A scheduled plan change's instant (when `lengths` says there is one).
+    next_at: AtomicU64,
     data: [AtomicU64; WORDS],
     hints: [[AtomicU64; 2]; HINTS],
 }
@@ -214,9 +218,17 @@ fn bucket(entries: &[Entry], storage: Oid, id: &str) -> usize {
     (fnv1a([&db[..], &storage.to_u32().to_le_bytes()[..], id.as_bytes()]) % buckets as u64) as usize * WAYS
 }
 
-/// Lengths of subject, plan, tenant (with 1 << 32 when there is one) and zone.
-fn lengths(id: usize, plan: usize, tenant: Option<usize>, zone: usize) -> u64 {
-    id as u64 | (plan as u64) << 8 | (tenant.unwrap_or(0) as u64) << 16 | (zone as u64) << 24 | (tenant.is_some() as u64) << 32
+/// Lengths of subject, plan, tenant (with 1 << 32 when there is one), zone and a scheduled
+/// next plan (with 1 << 33 when there is one, and 1 << 34 when it carries the percentage).
+fn lengths(id: usize, plan: usize, tenant: Option<usize>, zone: usize, next: Option<(usize, bool)>) -> u64 {
+    id as u64
+        | (plan as u64) << 8
+        | (tenant.unwrap_or(0) as u64) << 16
+        | (zone as u64) << 24
+        | (tenant.is_some() as u64) << 32
+        | (next.is_some() as u64) << 33
+        | (next.is_some_and(|(_, percent)| percent) as u64) << 34
+        | (next.map_or(0, |(len, _)| len) as u64) << 40
 }
 
 /// The subject's row, if an entry of generation `g` holds it.
@@ -237,8 +249,8 @@ fn read(e: &Entry, g: Generation, owner: u64, id: &str) -> Option<SubjectRow> {
     }
     let lengths = e.lengths.load(Relaxed);
     let len = |shift: u32| ((lengths >> shift) & 0xff) as usize;
-    let (id_len, plan_len, tenant_len, zone_len) = (len(0), len(8), len(16), len(24));
-    let total = id_len + plan_len + tenant_len + zone_len;
+    let (id_len, plan_len, tenant_len, zone_len, next_len) = (len(0), len(8), len(16), len(24), len(40));
+    let total = id_len + plan_len + tenant_len + zone_len + next_len;
     if id_len != id.len() || total > DATA {
         return None;
     }
@@ -247,6 +259,7 @@ fn read(e: &Entry, g: Generation, owner: u64, id: &str) -> Option<SubjectRow> {
         *w = cell.load(Relaxed);
     }
     let anchor = e.anchor.load(Relaxed) as i64;
+    let next_at = e.next_at.load(Relaxed) as i64;
     fence(Acquire);
     if e.seq.load(Relaxed) != seq {
         return None;
@@ -259,13 +272,20 @@ fn read(e: &Entry, g: Generation, owner: u64, id: &str) -> Option<SubjectRow> {
     let plan = text(id_len, plan_len)?;
     let tenant = if (lengths >> 32) & 1 == 1 { Some(text(id_len + plan_len, tenant_len)?) } else { None };
     let tz = crate::domain::period::parse_zone(&text(id_len + plan_len + tenant_len, zone_len)?)?;
-    Some(SubjectRow { plan, tenant, anchor, tz })
+    let next = if (lengths >> 33) & 1 == 1 {
+        let carry = if (lengths >> 34) & 1 == 1 { Carry::Percent } else { Carry::Usage };
+        Some(PlanChange { plan: text(id_len + plan_len + tenant_len + zone_len, next_len)?, at: next_at, carry })
+    } else {
+        None
+    };
+    Some(SubjectRow { plan, tenant, anchor, tz, next })
 }
 
 /// Keep `row` (read with a snapshot taken after `g` was read) for the subject.
 pub fn put(g: Generation, storage: Oid, id: &str, row: &SubjectRow) -> Option<Place> {
     let (header, entries) = table()?;
-    let size = id.len() + row.plan.len() + row.tenant.as_deref().map_or(0, str::len) + row.tz.name().len();
+    let size =
+        id.len() + row.plan.len() + row.tenant.as_deref().map_or(0, str::len) + row.tz.name().len() + row.next.as_ref().map_or(0, |n| n.plan.len());
     if entries.is_empty() || size > DATA {
         return None;
     }
@@ -288,7 +308,8 @@ pub fn put(g: Generation, storage: Oid, id: &str, row: &SubjectRow) -> Option<Pl
 fn write(e: &Entry, g: Generation, owner: u64, id: &str, row: &SubjectRow) -> bool {
     let zone = row.tz.name();
     let tenant = row.tenant.as_deref();
-    let parts = [id, &row.plan, tenant.unwrap_or(""), zone];
+    let next = row.next.as_ref();
+    let parts = [id, &row.plan, tenant.unwrap_or(""), zone, next.map_or("", |n| n.plan.as_str())];
     let seq = e.seq.load(Relaxed);
     if seq & 1 == 1 || e.seq.compare_exchange(seq, seq + 1, Acquire, Relaxed).is_err() {
         return false;
@@ -304,7 +325,9 @@ fn write(e: &Entry, g: Generation, owner: u64, id: &str, row: &SubjectRow) -> bo
         cell.store(u64::from_le_bytes(chunk.try_into().expect("8 bytes")), Relaxed);
     }
     e.anchor.store(row.anchor as u64, Relaxed);
-    e.lengths.store(lengths(id.len(), row.plan.len(), tenant.map(str::len), zone.len()), Relaxed);
+    e.lengths
+        .store(lengths(id.len(), row.plan.len(), tenant.map(str::len), zone.len(), next.map(|n| (n.plan.len(), n.carry == Carry::Percent))), Relaxed);
+    e.next_at.store(next.map_or(0, |n| n.at) as u64, Relaxed);
     e.owner.store(owner, Relaxed);
     e.generation.store(g.0, Relaxed);
     e.hints.iter().for_each(|h| h[1].store(0, Relaxed));
@@ -313,14 +336,31 @@ fn write(e: &Entry, g: Generation, owner: u64, id: &str, row: &SubjectRow) -> bo
 }
 
 // Window hints ------------------------------------------------------------------------
-// The TID of the subject's current window row for a metric: the hot path fetches the row
+// The TID of the subject's current window row for a metric's limit (metric and period;
+// `rank` is the limit's place among the metric's, so that a metric's windows take
+// adjacent slots and do not evict each other): the hot path fetches the row
 // there instead of descending the primary key, and checks that the row it finds there is
 // visible and has the window's key, as a probe would have found it. A hint is only a
 // guess (the row may have moved, the entry changed hands): anything else found there,
 // or nothing, means a probe.
 
-fn tag(metric: &str) -> u64 {
-    fnv1a([metric.as_bytes()]) & 0xffff
+fn tag(metric: &str, period: &str) -> u64 {
+    fnv1a([metric.as_bytes(), &[0], period.as_bytes()]) & 0xffff
+}
+
+fn slot(metric: &str, rank: usize) -> usize {
+    (fnv1a([metric.as_bytes()]) as usize).wrapping_add(rank) % HINTS
+}
+
+/// Which window row a hint is for.
+#[derive(Clone, Copy)]
+pub struct HintKey<'a> {
+    pub metric: &'a str,
+    pub period: &'a str,
+    /// The limit's place among the metric's limits.
+    pub rank: usize,
+    /// The window's start (PostgreSQL microseconds).
+    pub start: i64,
 }
 
 /// A TID and a metric's tag in one word (offset 0, never a real TID, means none).
@@ -341,27 +381,25 @@ fn unpack(word: u64, tag: u64) -> Option<pg_sys::ItemPointerData> {
     Some(tid)
 }
 
-/// The remembered TID of the window row starting at `start` for `metric`.
-pub fn hint(at: Place, metric: &str, start: i64) -> Option<pg_sys::ItemPointerData> {
+/// The remembered TID of the window row `k`.
+pub fn hint(at: Place, k: HintKey<'_>) -> Option<pg_sys::ItemPointerData> {
     let (_, entries) = table()?;
-    let tag = tag(metric);
-    let h = &entries.get(at.0)?.hints[tag as usize % HINTS];
+    let h = &entries.get(at.0)?.hints[slot(k.metric, k.rank)];
     let (window, word) = (h[0].load(Relaxed), h[1].load(Relaxed));
-    if window != start as u64 {
+    if window != k.start as u64 {
         return None;
     }
-    unpack(word, tag)
+    unpack(word, tag(k.metric, k.period))
 }
 
-/// Remember where the window row starting at `start` for `metric` is (its root TID).
-pub fn set_hint(at: Place, metric: &str, start: i64, tid: pg_sys::ItemPointerData) {
+/// Remember where the window row `k` is (its root TID).
+pub fn set_hint(at: Place, k: HintKey<'_>, tid: pg_sys::ItemPointerData) {
     let Some((_, entries)) = table() else { return };
     let Some(e) = entries.get(at.0) else { return };
-    let tag = tag(metric);
-    let h = &e.hints[tag as usize % HINTS];
+    let h = &e.hints[slot(k.metric, k.rank)];
     h[1].store(0, Relaxed);
-    h[0].store(start as u64, Relaxed);
-    h[1].store(pack(tid, tag), Relaxed);
+    h[0].store(k.start as u64, Relaxed);
+    h[1].store(pack(tid, tag(k.metric, k.period)), Relaxed);
 }
 
 /// From the trigger on quota.subjects: this transaction changed subjects.
@@ -407,7 +445,7 @@ mod tests {
     }
 
     fn row(plan: &str, tenant: Option<&str>, anchor: i64, zone: chrono_tz::Tz) -> SubjectRow {
-        SubjectRow { plan: plan.into(), tenant: tenant.map(str::to_string), anchor, tz: zone }
+        SubjectRow { plan: plan.into(), tenant: tenant.map(str::to_string), anchor, tz: zone, next: None }
     }
 
     #[test]
@@ -434,6 +472,13 @@ mod tests {
         let empty = row("free", Some(""), -1, chrono_tz::UTC);
         assert!(write(&e, Generation(3), 7, "u1", &empty));
         assert_eq!(read(&e, Generation(3), 7, "u1"), Some(empty));
+        // A scheduled plan change travels with the row.
+        let scheduled = SubjectRow { next: Some(PlanChange { plan: "team".into(), at: 123_456, carry: Carry::Percent }), ..r.clone() };
+        assert!(write(&e, Generation(3), 7, "u1", &scheduled));
+        assert_eq!(read(&e, Generation(3), 7, "u1"), Some(scheduled));
+        let usage = SubjectRow { next: Some(PlanChange { plan: "t".into(), at: -5, carry: Carry::Usage }), ..r };
+        assert!(write(&e, Generation(3), 7, "u1", &usage));
+        assert_eq!(read(&e, Generation(3), 7, "u1"), Some(usage));
     }
 
     #[test]
@@ -495,10 +540,22 @@ mod tests {
         tid.ip_blkid.bi_hi = 3;
         tid.ip_blkid.bi_lo = 0xfffe;
         tid.ip_posid = 17;
-        let word = pack(tid, tag("messages"));
-        let back = unpack(word, tag("messages")).expect("same tag");
+        let word = pack(tid, tag("messages", "day"));
+        let back = unpack(word, tag("messages", "day")).expect("same tag");
         assert_eq!((back.ip_blkid.bi_hi, back.ip_blkid.bi_lo, back.ip_posid), (3, 0xfffe, 17));
-        assert!(unpack(word, tag("messages") ^ 1).is_none(), "another metric's tag");
+        assert!(unpack(word, tag("messages", "day") ^ 1).is_none(), "another metric's tag");
+        assert_ne!(tag("tokens", "day"), tag("tokens", "month"), "a metric's windows have their own tags");
         assert!(unpack(0, 0).is_none(), "an empty hint");
+    }
+
+    #[test]
+    fn a_metrics_windows_take_adjacent_slots() {
+        for metric in ["messages", "tokens", "requests"] {
+            let slots: Vec<usize> = (0..HINTS).map(|rank| slot(metric, rank)).collect();
+            let mut distinct = slots.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            assert_eq!(distinct.len(), HINTS, "{metric}: {slots:?}");
+        }
     }
 }

@@ -16,7 +16,7 @@ use std::rc::Rc;
 
 use super::cache;
 use super::heap::{self, Rel};
-use crate::storage::schema::{self, COUNTERS, LEDGER_ID, PLAN_LIMITS, SUBJECTS, USAGE_EVENTS};
+use crate::storage::schema::{self, COUNTERS, LEDGER_ID, PLAN_LIMITS, SUBJECTS, SUBJECT_OVERRIDES, USAGE_EVENTS};
 
 /// A table, its primary-key index and the attribute number of each described column
 /// (`att[i]` for `schema` column `i`).
@@ -36,6 +36,7 @@ pub struct Tables {
     pub limits: Resolved,
     pub counters: Resolved,
     pub ledger: Resolved,
+    pub overrides: Resolved,
     pub ledger_seq: Oid,
     pub counters_indexes: Vec<Oid>,
     pub ledger_indexes: Vec<Oid>,
@@ -44,8 +45,8 @@ pub struct Tables {
 }
 
 impl Tables {
-    pub fn oids(&self) -> [Oid; 4] {
-        [self.subjects.oid, self.limits.oid, self.counters.oid, self.ledger.oid]
+    pub fn oids(&self) -> [Oid; 5] {
+        [self.subjects.oid, self.limits.oid, self.counters.oid, self.ledger.oid, self.overrides.oid]
     }
 }
 
@@ -145,8 +146,8 @@ fn resolve() -> Result<Tables, Aside> {
     if nsp == pg_sys::InvalidOid {
         return Err(aside(&SUBJECTS, "missing table"));
     }
-    let (subjects, limits, counters, ledger) =
-        (table(nsp, &SUBJECTS)?, table(nsp, &PLAN_LIMITS)?, table(nsp, &COUNTERS)?, table(nsp, &USAGE_EVENTS)?);
+    let (subjects, limits, counters, ledger, overrides) =
+        (table(nsp, &SUBJECTS)?, table(nsp, &PLAN_LIMITS)?, table(nsp, &COUNTERS)?, table(nsp, &USAGE_EVENTS)?, table(nsp, &SUBJECT_OVERRIDES)?);
     let (counters_rel, ledger_rel) = (Rel::open(counters.oid, pg_sys::AccessShareLock as _), Rel::open(ledger.oid, pg_sys::AccessShareLock as _));
     let ledger_seq = ledger_rel.identity_sequence(ledger.att[LEDGER_ID]);
     let writes = (|| {
@@ -167,6 +168,7 @@ fn resolve() -> Result<Tables, Aside> {
         limits,
         counters,
         ledger,
+        overrides,
         ledger_seq,
         writes,
     })

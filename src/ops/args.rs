@@ -83,9 +83,20 @@ pub fn parse_amounts(text: &str) -> Result<Vec<(String, i64)>> {
 }
 
 pub fn parse_period(period: &str) -> Result<Period> {
-    period
-        .parse()
-        .map_err(|_| QuotaError::invalid("period", period, format!("unknown period \"{period}\""), format!("Use one of: {}.", Period::NAMES)))
+    Period::parse(period).map_err(|why| QuotaError::invalid("period", period, why, format!("Use one of: {}.", Period::NAMES)))
+}
+
+/// A calendar or first-use period (rate limits are set with quota.set_rate_limit).
+pub fn parse_window(period: &str) -> Result<Period> {
+    match parse_period(period)? {
+        Period::Rate(_) => Err(QuotaError::invalid(
+            "period",
+            period,
+            format!("\"{}\" is a rate", crate::domain::error::quoted(period)),
+            "Set a rate limit with quota.set_rate_limit(plan, metric, count, per, burst).",
+        )),
+        p => Ok(p),
+    }
 }
 
 pub fn parse_enforcement(enforcement: &str) -> Result<Enforcement> {
@@ -97,4 +108,18 @@ pub fn parse_enforcement(enforcement: &str) -> Result<Enforcement> {
             format!("Use one of: {}.", Enforcement::NAMES),
         )
     })
+}
+
+/// A timestamp argument as an instant: finite, between the years 1 and 9999 (infinity
+/// would otherwise read as "never").
+pub fn instant(argument: &'static str, t: pgrx::pg_sys::TimestampTz) -> Result<chrono::DateTime<chrono::Utc>> {
+    if !crate::pg::clock::in_range(t) {
+        return Err(QuotaError::invalid(
+            argument,
+            "out of range",
+            format!("{argument} must be a finite timestamp between the years 1 and 9999"),
+            format!("Pass {argument} as a time such as '2027-01-01 00:00+00', or NULL."),
+        ));
+    }
+    Ok(crate::pg::clock::from_pg(t))
 }

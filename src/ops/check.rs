@@ -4,11 +4,12 @@
 use chrono::{DateTime, Utc};
 
 use super::args::{fits_counter, known_name};
-use super::subject::{resolve_limit, resolve_subject, Unknown};
+use super::metric::MetricOp;
+use super::subject::{all_subject_limits, resolve_limits, resolve_subject, Unknown};
 use super::window::WindowOp;
 use crate::domain::decision::Decision;
 use crate::domain::error::{QuotaError, Result};
-use crate::domain::limits::{evaluate, Enforcement};
+use crate::domain::limits::{Enforcement, Source};
 use crate::domain::period::Period;
 use crate::hotpath::{self, Path};
 use crate::pg::clock;
@@ -44,11 +45,14 @@ pub fn check(subject: &str, items: &[(String, i64)]) -> Result<Vec<Decision>> {
             items
                 .iter()
                 .map(|(metric, amount)| {
-                    let limit = resolve_limit(c, &s, metric)?;
-                    let op = WindowOp::current(&s, metric, &limit, now);
-                    let usage = op.read(c)?;
-                    fits_counter(usage, *amount)?;
-                    Ok(op.decision(usage, *amount, false))
+                    let limits = resolve_limits(c, &s, metric, now)?;
+                    let op = MetricOp::current(c, &s, metric, &limits, now, false)?;
+                    let usages = op.read(c)?;
+                    for u in &usages {
+                        fits_counter(*u, *amount)?;
+                    }
+                    let o = op.decide(&usages, *amount);
+                    Ok(op.decision(&usages, *amount, &o, false))
                 })
                 .collect::<Result<Vec<_>>>()
         })
@@ -62,12 +66,15 @@ pub fn check(subject: &str, items: &[(String, i64)]) -> Result<Vec<Decision>> {
 fn check_fast(subject: &str, metric: &str, amount: i64, now: DateTime<Utc>) -> Option<Decision> {
     let scope = crate::pg::roles::scope().ok()?;
     let f = hotpath::check(subject, metric, now, &scope)?;
-    if f.usage.reserved > 0 || f.usage.used.checked_add(amount).is_none() {
+    if f.windows.iter().any(|w| w.usage.reserved > 0 || w.usage.used.checked_add(amount).is_none()) {
         return None;
     }
-    let verdict = evaluate(&f.limit, f.usage, amount);
+    let op = MetricOp { metric, windows: f.windows.iter().map(|w| WindowOp::of(&f.subject, metric, &w.limit, w.window, now)).collect() };
+    op.windows.iter().zip(&f.windows).for_each(|(op, w)| op.tat.set(w.tat));
+    let usages: Vec<_> = f.windows.iter().map(|w| w.usage).collect();
+    let o = op.decide(&usages, amount);
     hotpath::served(Path::Hot, "quota_check");
-    Some(Decision::new(&f.subject.id, metric, &f.limit, f.usage, amount, f.window.end, &verdict, false))
+    Some(op.decision(&usages, amount, &o, false))
 }
 
 /// One row of `quota_status`.
@@ -81,27 +88,38 @@ pub struct StatusRow {
     pub reset_at: Option<DateTime<Utc>>,
     pub enforcement: Enforcement,
     pub reserved: i64,
+    pub source: Source,
+    /// The subject's scheduled plan change, if any (the same on every row).
+    pub next: Option<storage::NextPlan>,
 }
 
 pub fn status(subject: &str) -> Result<Vec<StatusRow>> {
     storage::stable(|c| {
         let now = clock::now();
         let s = resolve_subject(c, subject, Unknown::Evaluate, now)?;
-        storage::all_limits(c, &s.plan)?
+        all_subject_limits(c, &s, now)?
             .into_iter()
             .map(|(metric, limit)| {
-                let op = WindowOp::current(&s, &metric, &limit, now);
-                let usage = op.read(c)?;
+                let limits = [limit];
+                let op = MetricOp::current(c, &s, &metric, &limits, now, false)?;
+                let usages = op.read(c)?;
+                // One limit alone: its own state, as a check of 0 answers it (a rate limit
+                // as redis-cell does: its burst capacity and what is left of it now).
+                let o = op.decide(&usages, 0);
+                let d = op.decision(&usages, 0, &o, false);
+                let [limit] = limits;
                 Ok(StatusRow {
                     period: limit.period,
-                    limit_value: limit.limit_value,
-                    bonus: usage.bonus,
-                    used: usage.used,
-                    remaining: usage.remaining(&limit),
-                    reset_at: op.window.end,
+                    limit_value: d.limit_value,
+                    bonus: d.bonus,
+                    used: d.used,
+                    remaining: d.remaining,
+                    reset_at: d.reset_at,
                     enforcement: limit.enforcement,
-                    reserved: usage.reserved,
-                    metric: metric.clone(),
+                    reserved: d.reserved,
+                    source: limit.source,
+                    next: s.next.clone(),
+                    metric,
                 })
             })
             .collect()

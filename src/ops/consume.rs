@@ -8,16 +8,18 @@ use pgrx::spi::SpiClient;
 
 use super::args::{fits_counter, known_name, metadata_fits, validate_items};
 use super::idempotency;
-use super::subject::{resolve_limit, resolve_subject, Unknown};
+use super::metric::{pace_of, MetricOp};
+use super::subject::{resolve_limits, resolve_subject, Unknown};
 use super::window::{announce, WindowOp};
 use crate::domain::decision::Decision;
 use crate::domain::error::{self, QuotaError, Result};
-use crate::domain::limits::{evaluate, Limit, Usage};
+use crate::domain::limits::Usage;
+use crate::domain::multi;
 use crate::hotpath::{self, Path};
 use crate::pg::clock;
 use crate::pg::privilege;
 use crate::pg::stats;
-use crate::storage::{self, schema::LedgerKind, Subject};
+use crate::storage::{self, Subject};
 
 /// What to consume: (metric, amount) pairs, applied all or nothing.
 pub struct ConsumeRequest<'a> {
@@ -60,7 +62,7 @@ fn consume_general(
     now: DateTime<Utc>,
 ) -> Result<Vec<Decision>> {
     let s = resolve_subject(c, subject, Unknown::Create, now)?;
-    let limits = items.iter().map(|(m, _)| resolve_limit(c, &s, m)).collect::<Result<Vec<_>>>()?;
+    let limits = items.iter().map(|(m, _)| resolve_limits(c, &s, m, now)).collect::<Result<Vec<_>>>()?;
 
     // An earlier call with the same key answers again (see `idempotency::replay`).
     if let Some(key) = key {
@@ -69,36 +71,38 @@ fn consume_general(
             return Ok(replay);
         }
     }
-    let ops: Vec<WindowOp> = items.iter().zip(&limits).map(|((metric, _), limit)| WindowOp::current(&s, metric, limit, now)).collect();
+    let mut ops: Vec<MetricOp> =
+        items.iter().zip(&limits).map(|((metric, _), limits)| MetricOp::current(c, &s, metric, limits, now, true)).collect::<Result<_>>()?;
 
     // The per-request cap needs no lock: refuse before touching any row.
     for ((_, amount), op) in items.iter().zip(&ops) {
-        if op.limit.per_request_max.is_some_and(|cap| *amount > cap) {
-            let refused = op.decision(op.read(c)?, *amount, false);
+        if op.cap().is_some_and(|cap| *amount > cap) {
+            let refused = op.answer(c, *amount)?;
             return refuse(c, QuotaError::OverRequestCap(Box::new(refused)), items, &ops, &s, no_raise);
         }
     }
 
-    // Lock every window, in metric order (items are sorted), then decide.
-    let usages = ops.iter().map(|op| Ok(op.lock(c)?.0)).collect::<Result<Vec<Usage>>>()?;
+    // Lock every window, in (metric, period) order (items are sorted, and each metric's
+    // windows are in period order), then decide.
+    let usages = ops.iter_mut().map(|op| op.lock(c)).collect::<Result<Vec<Vec<Usage>>>>()?;
     let mut decided = Vec::with_capacity(items.len());
-    for (((_, amount), op), usage) in items.iter().zip(&ops).zip(&usages) {
-        fits_counter(*usage, *amount)?;
-        let verdict = evaluate(op.limit, *usage, *amount);
-        if !verdict.allowed {
-            let refused = op.decision(*usage, *amount, false);
+    for (((_, amount), op), usages) in items.iter().zip(&ops).zip(&usages) {
+        for u in usages {
+            fits_counter(*u, *amount)?;
+        }
+        let outcome = op.decide(usages, *amount);
+        if !outcome.allowed {
+            let refused = op.decision(usages, *amount, &outcome, false);
             return refuse(c, QuotaError::Exceeded(Box::new(refused)), items, &ops, &s, no_raise);
         }
-        let d = Decision { window_start: op.window.start, ..op.decision(*usage, *amount, true) };
-        decided.push((verdict, d));
+        decided.push((op.decision(usages, *amount, &outcome, true), outcome));
     }
 
-    for ((op, usage), (verdict, d)) in ops.iter().zip(&usages).zip(&decided) {
-        stats::consumed(&d.metric, d.requested, verdict.overage > 0);
-        op.write(c, *usage, Usage { used: verdict.used_after, ..*usage }, Some(d.requested));
-        op.append(c, LedgerKind::Consume, d.requested, verdict.overage, key, metadata);
+    for ((op, usages), (d, outcome)) in ops.iter().zip(&usages).zip(&decided) {
+        stats::consumed(&d.metric, d.requested, d.overage > 0);
+        op.consume(c, usages, d.requested, outcome, key, metadata);
     }
-    let decisions: Vec<Decision> = decided.into_iter().map(|(_, d)| d).collect();
+    let decisions: Vec<Decision> = decided.into_iter().map(|(d, _)| d).collect();
     if let Some(key) = key {
         idempotency::save(c, &s.id, key, "consume", &decisions, now);
     }
@@ -106,7 +110,7 @@ fn consume_general(
 }
 
 /// A refusal: raise it, or (no_raise) answer with every metric marked not allowed.
-fn refuse(c: &mut SpiClient<'_>, err: QuotaError, items: &[(String, i64)], ops: &[WindowOp], s: &Subject, no_raise: bool) -> Result<Vec<Decision>> {
+fn refuse(c: &mut SpiClient<'_>, err: QuotaError, items: &[(String, i64)], ops: &[MetricOp], s: &Subject, no_raise: bool) -> Result<Vec<Decision>> {
     if let QuotaError::Exceeded(d) | QuotaError::OverRequestCap(d) = &err {
         stats::refused(d, s.tenant.as_deref());
     }
@@ -114,6 +118,8 @@ fn refuse(c: &mut SpiClient<'_>, err: QuotaError, items: &[(String, i64)], ops: 
         QuotaError::Exceeded(d) | QuotaError::OverRequestCap(d) if no_raise => *d,
         other => return Err(other),
     };
+    // Answered, not raised: nothing rolls back, so the windows opened here close again.
+    ops.iter().for_each(|op| op.discard_opened(c));
     items
         .iter()
         .zip(ops)
@@ -121,49 +127,70 @@ fn refuse(c: &mut SpiClient<'_>, err: QuotaError, items: &[(String, i64)], ops: 
             if *metric == refused.metric {
                 return Ok(refused.clone());
             }
-            Ok(op.decision(op.read(c)?, *amount, false).blocked_by_other_metric())
+            Ok(op.answer(c, *amount)?.blocked_by_other_metric())
         })
         .collect()
 }
 
-/// What the hot path may write for `amount` more on a window: the usage afterwards and
-/// the overage. None (caps, refusals, a counter that would overflow: `evaluate` refuses
-/// those with checked arithmetic): the general path's full answer is needed. A window
-/// with holds goes the general way too, which expires lapsed holds first
-/// (`WindowOp::lock`), as `check_fast` does. Very large limits ("unlimited") stay on the
-/// hot path.
-fn hot_write(limit: &Limit, before: Usage, amount: i64) -> Option<hotpath::Write> {
-    if before.reserved > 0 || limit.per_request_max.is_some_and(|cap| amount > cap) {
+/// What the hot path may write for `amount` more on a metric's windows: each window's
+/// usage afterwards and overage. None (the cap, a refusal by any hard limit, a counter
+/// that would overflow: `evaluate` refuses those with checked arithmetic): the general
+/// path's full answer is needed. A window with holds goes the general way too, which
+/// expires lapsed holds first (`WindowOp::lock`), as `check_fast` does. Very large limits
+/// ("unlimited") stay on the hot path.
+fn hot_write(f: &hotpath::Found, amount: i64, now: DateTime<Utc>) -> Option<hotpath::Write> {
+    if f.windows.iter().any(|w| w.usage.reserved > 0 || w.limit.per_request_max.is_some_and(|cap| amount > cap)) {
         return None;
     }
-    let verdict = evaluate(limit, before, amount);
-    if !verdict.allowed {
+    let now_us = now.timestamp_micros();
+    let ws: Vec<multi::Window> = f
+        .windows
+        .iter()
+        .map(|w| multi::Window { limit: &w.limit, usage: w.usage, reset_at: w.window.end, rate: pace_of(&w.limit, w.tat, now_us) })
+        .collect();
+    let o = multi::decide(&ws, amount);
+    if !o.allowed {
         return None;
     }
-    let mut after = Usage { used: verdict.used_after, ..before };
-    announce(before, &mut after, limit);
-    Some(hotpath::Write { after, overage: verdict.overage })
+    let mut write = hotpath::Write { after: Vec::with_capacity(ws.len()), overage: Vec::with_capacity(ws.len()), tat: Vec::with_capacity(ws.len()) };
+    for ((w, v), t) in f.windows.iter().zip(&o.verdicts).zip(&o.throttles) {
+        let mut after = Usage { used: v.used_after, ..w.usage };
+        announce(w.usage, &mut after, &w.limit);
+        write.after.push(after);
+        write.overage.push(v.overage);
+        write.tat.push(t.and_then(|t| DateTime::from_timestamp_micros(t.tat_us)));
+    }
+    Some(write)
 }
 
-/// The common consume without SPI: every window locked, decided, then written (see
+/// The common consume without SPI: every window found, decided, then written (see
 /// `hotpath::consume`); Ok(None): take the general path. The decisions are this
 /// module's: `hotpath` only reads and writes.
 fn consume_fast(subject: &str, items: &[(String, i64)], metadata: Option<pg_sys::Datum>, now: DateTime<Utc>) -> Result<Option<Vec<Decision>>> {
-    let decide = |found: &[hotpath::Found]| found.iter().zip(items).map(|(f, (_, amount))| hot_write(&f.limit, f.usage, *amount)).collect();
+    let decide = |found: &[hotpath::Found]| found.iter().zip(items).map(|(f, (_, amount))| hot_write(f, *amount, now)).collect();
+    // Calendar and rate limits only (`hotpath::find_all`): a first-use window needs the
+    // general path's reads.
     let Ok(scope) = crate::pg::roles::scope() else { return Ok(None) };
     let Some(written) = hotpath::consume(subject, items, metadata, now, &scope, decide)? else { return Ok(None) };
-    Ok(Some(written.iter().zip(items).map(|((f, after), (metric, amount))| consumed_fast(f, metric, *amount, *after, now)).collect()))
+    Ok(Some(written.iter().zip(items).map(|((f, after), (metric, amount))| consumed_fast(f, metric, *amount, after, now)).collect()))
 }
 
-/// After the hot path wrote a consume: its events, stats and decision.
-fn consumed_fast(f: &hotpath::Found, metric: &str, amount: i64, mut after: Usage, now: DateTime<Utc>) -> Decision {
-    let before = f.usage;
-    let verdict = evaluate(&f.limit, before, amount);
-    let op = WindowOp::of(&f.subject, metric, &f.limit, f.window, now);
-    let announced = announce(before, &mut after, &f.limit);
-    if announced.anything() {
-        privilege::as_owner(|| storage::volatile(|c| op.emit_announced(c, after, &announced, Some(amount))));
+/// After the hot path wrote a consume: its events, stats and decision (the same the
+/// general path's `MetricOp` gives).
+fn consumed_fast(f: &hotpath::Found, metric: &str, amount: i64, after: &[Usage], now: DateTime<Utc>) -> Decision {
+    let op = MetricOp { metric, windows: f.windows.iter().map(|w| WindowOp::of(&f.subject, metric, &w.limit, w.window, now)).collect() };
+    op.windows.iter().zip(&f.windows).for_each(|(op, w)| op.tat.set(w.tat));
+    let before: Vec<Usage> = f.windows.iter().map(|w| w.usage).collect();
+    let o = op.decide(&before, amount);
+    for (i, ((w, b), a)) in op.windows.iter().zip(&before).zip(after).enumerate() {
+        let mut after = *a;
+        let announced = announce(*b, &mut after, w.limit);
+        let consumed = (i == o.binding).then_some(amount);
+        if announced.anything() && (consumed.is_some() || announced.crossed_or_over()) {
+            privilege::as_owner(|| storage::volatile(|c| w.emit_announced(c, after, &announced, consumed)));
+        }
     }
-    stats::consumed(metric, amount, verdict.overage > 0);
-    Decision { window_start: f.window.start, ..op.decision(before, amount, true) }
+    let d = op.decision(&before, amount, &o, true);
+    stats::consumed(metric, amount, d.overage > 0);
+    d
 }

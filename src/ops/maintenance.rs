@@ -11,6 +11,19 @@ use super::window::WindowOp;
 /// swept in a subtransaction: one that fails is logged at WARNING and left for the next
 /// run, and the sweep goes on with the rest.
 pub fn maintenance() -> Result<i64> {
+    let expired = expire_holds()?;
+    // Throttle keys whose bucket is full again (0.7.0; not counted in the result), in a
+    // subtransaction like each window above: a failure is a WARNING, and the holds stay
+    // expired.
+    if crate::pg::installed::at_least(crate::pg::installed::THROTTLES) {
+        if let Err(why) = crate::pg::subtransaction::run(super::throttle::sweep) {
+            pgrx::warning!("quota.maintenance: could not delete full throttle buckets: {why}; left for the next run");
+        }
+    }
+    Ok(expired)
+}
+
+fn expire_holds() -> Result<i64> {
     storage::volatile(|c| {
         let now = clock::now();
         let mut expired = 0;
@@ -21,11 +34,13 @@ pub fn maintenance() -> Result<i64> {
                 return Ok(expired);
             }
             let mut progressed = false;
-            for (subject, metric, w) in batch {
+            for storage::Lapsed { subject, metric, period, window } in batch {
                 let swept = crate::pg::subtransaction::run(|| -> Result<usize> {
                     let Some(s) = storage::find_subject(c, &subject)? else { return Ok(0) };
-                    let Some(limit) = storage::limit(c, &s.plan, &metric)? else { return Ok(0) };
-                    Ok(WindowOp::of(&s, &metric, &limit, w, now).lock(c)?.1)
+                    let s = s.in_force(now);
+                    // A period the plan no longer limits still has its holds expired.
+                    let limit = super::reservations::hold_limit(&storage::limits(c, &s.plan, &metric)?, period.as_deref().unwrap_or(""));
+                    Ok(WindowOp::of(&s, &metric, &limit, window, now).lock(c)?.1)
                 })
                 .and_then(|r| r.map_err(|e| e.message()));
                 match swept {

@@ -4,7 +4,7 @@
 //! Rust.
 //!
 //! Concurrency: every change to a window happens under that window's row lock
-//! (`WindowOp::lock`), taken in metric order, inside the caller's transaction. Usage that
+//! (`WindowOp::lock`), taken in (metric, period) order, inside the caller's transaction. Usage that
 //! rolls back is never counted, and two sessions can never both take the last unit.
 
 pub mod adjust;
@@ -14,8 +14,12 @@ pub mod check;
 pub mod consume;
 pub mod idempotency;
 pub mod maintenance;
+pub mod metric;
+pub mod overrides;
 pub mod reservations;
+pub mod schedule;
 pub mod subject;
+pub mod throttle;
 pub mod window;
 
 pub use adjust::{apply_bonus, refund, refund_charge, reset};
@@ -24,4 +28,6 @@ pub use args::parse_amounts;
 pub use check::{check, status};
 pub use consume::{consume, ConsumeRequest};
 pub use maintenance::maintenance;
+pub use overrides::{remove_override, set_override};
 pub use reservations::{commit, release, reserve, Hold, ReserveRequest};
+pub use throttle::{throttle, ThrottleRequest};

@@ -1,4 +1,4 @@
-//! Reservations: `quota_reserve` holds an amount against the limit until
+//! Reservations: `quota_reserve` holds an amount against every limit of the metric until
 //! `quota_commit` settles it, `quota_release` cancels it, or it expires.
 
 use chrono::{DateTime, Utc};
@@ -8,12 +8,14 @@ use serde_json::json;
 
 use super::args::{fits_counter, metadata_fits};
 use super::idempotency;
-use super::subject::{resolve_limit, resolve_subject, Unknown};
+use super::metric::MetricOp;
+use super::subject::{resolve_limits, resolve_subject, Unknown};
 use super::window::WindowOp;
 use crate::domain::decision::Decision;
 use crate::domain::error::{self, positive_amount, QuotaError, Result};
 use crate::domain::events;
-use crate::domain::limits::{self, evaluate, Limit, Usage};
+use crate::domain::limits::{self, Enforcement, Limit, Source, Usage};
+use crate::domain::period::Period;
 use crate::pg::clock;
 use crate::pg::stats;
 use crate::storage::{self, schema::LedgerKind, Subject};
@@ -63,8 +65,8 @@ pub fn reserve(req: ReserveRequest<'_>) -> Result<Hold> {
     storage::volatile(|c| {
         let now = clock::now();
         let s = resolve_subject(c, req.subject, Unknown::Create, now)?;
-        let limit = resolve_limit(c, &s, req.metric)?;
-        let op = WindowOp::current(&s, req.metric, &limit, now);
+        let limits = resolve_limits(c, &s, req.metric, now)?;
+        let mut op = MetricOp::current(c, &s, req.metric, &limits, now, true)?;
         let refused = |err: QuotaError| {
             if let QuotaError::Exceeded(d) | QuotaError::OverRequestCap(d) = &err {
                 stats::refused(d, s.tenant.as_deref());
@@ -74,8 +76,8 @@ pub fn reserve(req: ReserveRequest<'_>) -> Result<Hold> {
                 (_, err) => Err(err),
             }
         };
-        if limit.per_request_max.is_some_and(|cap| req.amount > cap) {
-            return refused(QuotaError::OverRequestCap(Box::new(op.decision(op.read(c)?, req.amount, false))));
+        if op.cap().is_some_and(|cap| req.amount > cap) {
+            return refused(QuotaError::OverRequestCap(Box::new(op.answer(c, req.amount)?)));
         }
         if let Some(key) = req.idempotency_key {
             if idempotency::replay(c, &s.id, key, "reserve", &[req.metric])?.is_some() {
@@ -88,29 +90,44 @@ pub fn reserve(req: ReserveRequest<'_>) -> Result<Hold> {
                 return Ok(hold);
             }
         }
-        let (usage, _) = op.lock(c)?;
-        fits_counter(usage, req.amount)?;
-        let verdict = evaluate(&limit, usage, req.amount);
-        if !verdict.allowed {
-            return refused(QuotaError::Exceeded(Box::new(op.decision(usage, req.amount, false))));
+        // The hold must fit every hard limit of the metric, and lies in each window.
+        let usages = op.lock(c)?;
+        for u in &usages {
+            fits_counter(*u, req.amount)?;
         }
-        let after = Usage { reserved: usage.reserved + req.amount, ..usage };
-        op.store(c, after);
-        let new = storage::NewReservation {
-            subject: &s.id,
-            metric: req.metric,
-            window: &op.window,
-            amount: req.amount,
-            ttl: req.ttl,
-            idempotency_key: req.idempotency_key,
-            metadata: req.metadata,
-            at: now,
-        };
-        let (id, expires_at) = storage::insert_reservation(c, &new);
-        op.append(c, LedgerKind::Reserve, req.amount, 0, req.idempotency_key, req.metadata);
-        let mut d = op.decision(after, req.amount, false);
-        d.allowed = true;
-        d.reason = verdict.reason.as_str().to_string();
+        let outcome = op.decide(&usages, req.amount);
+        if !outcome.allowed {
+            if req.no_raise {
+                op.discard_opened(c);
+            }
+            return refused(QuotaError::Exceeded(Box::new(op.decision(&usages, req.amount, &outcome, false))));
+        }
+        let mut held: Option<(pgrx::Uuid, DateTime<Utc>)> = None;
+        let mut afters = Vec::with_capacity(usages.len());
+        for ((w, u), t) in op.windows.iter().zip(&usages).zip(&outcome.throttles) {
+            // A rate limit is taken when the hold is made: a commit takes from it only
+            // what goes beyond the hold, and a release gives nothing back.
+            if let Some(t) = t {
+                w.tat.set(DateTime::from_timestamp_micros(t.tat_us));
+            }
+            let after = Usage { reserved: u.reserved + req.amount, ..*u };
+            w.store(c, after);
+            let new = storage::NewReservation {
+                key: w.key(),
+                id: held.map(|(id, _)| id),
+                amount: req.amount,
+                ttl: req.ttl,
+                idempotency_key: req.idempotency_key,
+                metadata: req.metadata,
+                at: now,
+            };
+            let row = storage::insert_reservation(c, &new);
+            held.get_or_insert(row);
+            w.append(c, LedgerKind::Reserve, req.amount, 0, req.idempotency_key, req.metadata);
+            afters.push(after);
+        }
+        let Some((id, expires_at)) = held else { unreachable!("resolve_limits gives at least one limit") };
+        let d = op.decision(&afters, req.amount, &outcome, false);
         let hold = Hold { id: Some(id.to_string()), expires_at: Some(expires_at), decision: d };
         if let Some(key) = req.idempotency_key {
             idempotency::save(c, &s.id, key, "reserve", &hold, now);
@@ -123,24 +140,63 @@ fn unknown_reservation(id: pgrx::Uuid) -> QuotaError {
     QuotaError::invalid("reservation", id, format!("unknown reservation {id}"), "Pass the id that quota.quota_reserve returned.")
 }
 
-/// A reservation locked with its window (the window first, then the hold).
+/// A reservation locked with its windows (the windows first, in period order, then the
+/// hold's rows).
 struct Locked {
     hold: storage::Reservation,
     subject: Subject,
-    limit: Limit,
-    usage: Usage,
+    /// The limit of each of the hold's windows, without its per-request cap (a hold was
+    /// capped when made).
+    limits: Vec<Limit>,
+    usages: Vec<Usage>,
+    /// A rate limit's state (window_end) as locked, per window.
+    tats: Vec<Option<DateTime<Utc>>>,
 }
 
-/// Load a reservation with its subject and limit, and lock its window then itself.
+/// The limit of a hold's window: the plan's limit on the metric for that period (on a
+/// database before limits v2, whose rows have no period, the metric's one limit). A
+/// period the plan no longer limits still has its hold settled, against no limit.
+pub(super) fn hold_limit(limits: &[Limit], period: &str) -> Limit {
+    let found = if period.is_empty() { limits.first() } else { limits.iter().find(|l| l.period.as_str() == period) };
+    match found {
+        Some(l) => Limit { per_request_max: None, ..l.clone() },
+        None => Limit {
+            period: period.parse().unwrap_or(Period::Lifetime),
+            limit_value: i64::MAX,
+            enforcement: Enforcement::Soft,
+            per_request_max: None,
+            alerts: Vec::new(),
+            source: Source::Plan,
+            burst: 0,
+        },
+    }
+}
+
+/// Load a reservation with its subject and limits, and lock its windows then itself.
 fn lock_reservation(c: &mut SpiClient<'_>, id: pgrx::Uuid, now: DateTime<Utc>) -> Result<Locked> {
     let r = storage::find_reservation(c, id)?.ok_or_else(|| unknown_reservation(id))?;
     // A hold on another tenant's subject looks like no hold at all.
     let scope = crate::pg::roles::scope()?;
     let subject = storage::find_subject(c, &r.subject)?.filter(|s| scope.admits(s.tenant.as_deref())).ok_or_else(|| unknown_reservation(id))?;
-    let limit = resolve_limit(c, &subject, &r.metric)?;
-    let (usage, _) = WindowOp::of(&subject, &r.metric, &limit, r.window, now).lock(c)?;
+    let subject = super::schedule::store_due(c, subject, now)?;
+    let plan_limits = resolve_limits(c, &subject, &r.metric, now)?;
+    let limits: Vec<Limit> = r.windows.iter().map(|(period, _)| hold_limit(&plan_limits, period)).collect();
+    let (mut usages, mut tats) = (Vec::with_capacity(limits.len()), Vec::with_capacity(limits.len()));
+    for ((_, w), l) in r.windows.iter().zip(&limits) {
+        let (u, _, end) = WindowOp::of(&subject, &r.metric, l, *w, now).lock(c)?;
+        usages.push(u);
+        tats.push(end.filter(|_| matches!(l.period, Period::Rate(_))));
+    }
     let hold = storage::lock_reservation(c, id)?.ok_or_else(|| unknown_reservation(id))?;
-    Ok(Locked { hold, subject, limit, usage })
+    Ok(Locked { hold, subject, limits, usages, tats })
+}
+
+/// The hold's windows as one operation.
+/// The hold's windows as one operation, with each rate limit's state as locked.
+fn hold_op<'a>(r: &'a storage::Reservation, s: &'a Subject, limits: &'a [Limit], tats: &[Option<DateTime<Utc>>], now: DateTime<Utc>) -> MetricOp<'a> {
+    let windows: Vec<WindowOp> = r.windows.iter().zip(limits).map(|((_, w), l)| WindowOp::of(s, &r.metric, l, *w, now)).collect();
+    windows.iter().zip(tats).for_each(|(w, t)| w.tat.set(*t));
+    MetricOp { metric: &r.metric, windows }
 }
 
 /// Settle a hold: usage becomes `actual` (default: the held amount) and the rest of the
@@ -159,7 +215,7 @@ pub fn commit(id: pgrx::Uuid, actual: Option<i64>, metadata: Option<pg_sys::Datu
     }
     storage::volatile(|c| {
         let now = clock::now();
-        let Locked { hold: r, subject: s, limit, usage } = lock_reservation(c, id, now)?;
+        let Locked { hold: r, subject: s, limits, usages, tats } = lock_reservation(c, id, now)?;
         match r.status.as_str() {
             "committed" => {
                 let d: Decision = storage::stored_json("quota.reservations", "response", r.response.as_deref().unwrap_or("null"))?;
@@ -175,30 +231,51 @@ pub fn commit(id: pgrx::Uuid, actual: Option<i64>, metadata: Option<pg_sys::Datu
             }
             _ => {}
         }
-        let op = WindowOp::of(&s, &r.metric, &limit, r.window, now);
+        let op = hold_op(&r, &s, &limits, &tats, now);
         // An expired hold no longer counts: the whole actual amount must then fit.
         let held = if r.status == "held" { r.amount } else { 0 };
         let actual = actual.unwrap_or(r.amount);
-        let base = Usage { reserved: usage.reserved - held.min(usage.reserved), ..usage };
-        fits_counter(base, actual)?;
-        let no_cap = Limit { per_request_max: None, ..limit.clone() };
-        let verdict = if actual <= held {
-            limits::Verdict { allowed: true, reason: limits::Reason::Ok, used_after: base.used + actual, overage: 0 }
-        } else {
-            evaluate(&no_cap, base, actual)
-        };
-        if !verdict.allowed {
-            let refused = Decision::new(&s.id, &r.metric, &limit, base, actual, r.window.end, &verdict, false);
+        let bases: Vec<Usage> = usages.iter().map(|u| Usage { reserved: u.reserved - held.min(u.reserved), ..*u }).collect();
+        for b in &bases {
+            fits_counter(*b, actual)?;
+        }
+        // A rate limit took the hold's amount when it was made: only what goes beyond it.
+        let mut outcome = op.decide_paced(&bases, actual, Some((actual - r.amount).max(0)));
+        if actual <= held {
+            // Within the hold: it was admitted when made.
+            for (v, b) in outcome.verdicts.iter_mut().zip(&bases) {
+                *v = limits::Verdict { allowed: true, reason: limits::Reason::Ok, used_after: b.used + actual, overage: 0 };
+            }
+            outcome.allowed = true;
+            outcome.refused_by.clear();
+            outcome.named = None;
+        }
+        if !outcome.allowed {
+            let refused = op.decision(&bases, actual, &outcome, false);
             stats::refused(&refused, s.tenant.as_deref());
             return Err(QuotaError::Exceeded(Box::new(refused)));
         }
-        stats::consumed(&r.metric, actual, verdict.overage > 0);
-        let after = Usage { used: verdict.used_after, ..base };
-        op.write(c, usage, after, None);
-        op.append(c, LedgerKind::Commit, actual, verdict.overage, None, metadata);
-        let d = Decision::new(&s.id, &r.metric, &limit, base, actual, r.window.end, &verdict, true);
+        let d = op.decision(&bases, actual, &outcome, true);
+        stats::consumed(&r.metric, actual, d.overage > 0);
+        let mut binding_after = usages[outcome.binding];
+        for ((((w, u), b), v), t) in op.windows.iter().zip(&usages).zip(&bases).zip(&outcome.verdicts).zip(&outcome.throttles) {
+            if let Some(t) = t.filter(|t| !t.limited) {
+                w.tat.set(DateTime::from_timestamp_micros(t.tat_us));
+            }
+            let after = Usage { used: v.used_after, ..*b };
+            w.write(c, *u, after, None);
+            w.append(c, LedgerKind::Commit, actual, v.overage, None, metadata);
+            if std::ptr::eq(w, &op.windows[outcome.binding]) {
+                binding_after = after;
+            }
+        }
         storage::settle_reservation(c, id, "committed", Some(actual), Some(&serde_json::to_string(&d).expect("decision serialises")), now);
-        op.emit(c, events::EventKind::ReservationCommitted, after, json!({"reservation": id.to_string(), "amount": actual, "held": r.amount}));
+        op.windows[outcome.binding].emit(
+            c,
+            events::EventKind::ReservationCommitted,
+            binding_after,
+            json!({"reservation": id.to_string(), "amount": actual, "held": r.amount}),
+        );
         Ok(d)
     })
 }
@@ -208,7 +285,7 @@ pub fn commit(id: pgrx::Uuid, actual: Option<i64>, metadata: Option<pg_sys::Datu
 pub fn release(id: pgrx::Uuid, reason: Option<&str>) -> Result<bool> {
     storage::volatile(|c| {
         let now = clock::now();
-        let Locked { hold: r, subject: s, limit, usage } = lock_reservation(c, id, now)?;
+        let Locked { hold: r, subject: s, limits, usages, tats } = lock_reservation(c, id, now)?;
         match r.status.as_str() {
             "held" => {}
             "committed" => {
@@ -221,9 +298,10 @@ pub fn release(id: pgrx::Uuid, reason: Option<&str>) -> Result<bool> {
             }
             _ => return Ok(false),
         }
-        let op = WindowOp::of(&s, &r.metric, &limit, r.window, now);
-        op.store(c, Usage { reserved: usage.reserved - r.amount.min(usage.reserved), ..usage });
-        op.append(c, LedgerKind::Release, r.amount, 0, None, None);
+        for (w, u) in hold_op(&r, &s, &limits, &tats, now).windows.iter().zip(&usages) {
+            w.store(c, Usage { reserved: u.reserved - r.amount.min(u.reserved), ..*u });
+            w.append(c, LedgerKind::Release, r.amount, 0, None, None);
+        }
         storage::settle_reservation(c, id, "released", None, Some(&json!({ "reason": reason }).to_string()), now);
         Ok(true)
     })

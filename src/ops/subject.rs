@@ -7,7 +7,9 @@ use pgrx::spi::SpiClient;
 use super::args::known_name;
 use crate::domain::error::{self, QuotaError, Result};
 use crate::domain::limits::Limit;
+use crate::domain::overrides;
 use crate::pg::gucs;
+use crate::pg::installed;
 use crate::storage::{self, Subject};
 
 /// Whether an operation may create an unknown subject on `quota.default_plan`.
@@ -28,7 +30,11 @@ pub fn resolve_subject(c: &mut SpiClient<'_>, id: &str, unknown: Unknown, now: D
         if !scope.admits(s.tenant.as_deref()) {
             return Err(unknown_subject());
         }
-        return Ok(s);
+        // The plan in force: a call that writes stores a scheduled change that is due.
+        return match unknown {
+            Unknown::Create => super::schedule::store_due(c, s, now),
+            Unknown::Evaluate => Ok(s.in_force(now)),
+        };
     }
     let Some(plan) = gucs::default_plan().filter(|_| scope.may_create()) else {
         return Err(unknown_subject());
@@ -48,12 +54,48 @@ pub fn resolve_subject(c: &mut SpiClient<'_>, id: &str, unknown: Unknown, now: D
         return storage::find_subject(c, id)?.filter(|s| scope.admits(s.tenant.as_deref())).ok_or_else(unknown_subject);
     }
     let tenant = scope.creates_in().map(str::to_string);
-    Ok(Subject { id: id.to_string(), plan, tenant, anchor: now, tz: chrono_tz::Tz::UTC, stored: false })
+    Ok(Subject { id: id.to_string(), plan, tenant, anchor: now, tz: chrono_tz::Tz::UTC, stored: false, next: None, carried_from: None })
 }
 
-pub fn resolve_limit(c: &mut SpiClient<'_>, subject: &Subject, metric: &str) -> Result<Limit> {
+/// Every limit of the subject on the metric, in period order (at least one): its plan's,
+/// with its overrides in force at `now` applied (`domain::overrides`).
+pub fn resolve_limits(c: &mut SpiClient<'_>, subject: &Subject, metric: &str, now: DateTime<Utc>) -> Result<Vec<Limit>> {
     known_name("metric", metric)?;
-    storage::limit(c, &subject.plan, metric)?.ok_or_else(|| unknown_metric(subject, metric))
+    let limits = subject_limits(c, subject, metric, now)?;
+    if limits.is_empty() {
+        return Err(unknown_metric(subject, metric));
+    }
+    Ok(limits)
+}
+
+/// The subject's limits on the metric (plan and overrides); empty if it has none.
+pub fn subject_limits(c: &mut SpiClient<'_>, subject: &Subject, metric: &str, now: DateTime<Utc>) -> Result<Vec<Limit>> {
+    let plan = storage::limits(c, &subject.plan, metric)?;
+    if !subject.stored || !installed::at_least(installed::OVERRIDES) {
+        return Ok(plan);
+    }
+    Ok(overrides::apply(plan, &storage::overrides(c, &subject.id, metric)?, now))
+}
+
+/// Every limit of the subject, (metric, limit) by metric and period: its plan's, with its
+/// overrides applied (a metric only an override limits included).
+pub fn all_subject_limits(c: &mut SpiClient<'_>, subject: &Subject, now: DateTime<Utc>) -> Result<Vec<(String, Limit)>> {
+    let plan = storage::all_limits(c, &subject.plan)?;
+    if !subject.stored || !installed::at_least(installed::OVERRIDES) {
+        return Ok(plan);
+    }
+    let overridden = storage::all_overrides(c, &subject.id)?;
+    let mut metrics: Vec<String> = plan.iter().map(|(m, _)| m.clone()).chain(overridden.iter().map(|(m, _)| m.clone())).collect();
+    metrics.dedup();
+    metrics.sort();
+    metrics.dedup();
+    let mut out = Vec::new();
+    for m in metrics {
+        let of_plan = plan.iter().filter(|(pm, _)| *pm == m).map(|(_, l)| l.clone()).collect();
+        let of_subject: Vec<_> = overridden.iter().filter(|(om, _)| *om == m).map(|(_, o)| o.clone()).collect();
+        out.extend(overrides::apply(of_plan, &of_subject, now).into_iter().map(|l| (m.clone(), l)));
+    }
+    Ok(out)
 }
 
 fn unknown_metric(subject: &Subject, metric: &str) -> QuotaError {

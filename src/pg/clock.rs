@@ -83,6 +83,11 @@ pub fn to_pg_tz(t: DateTime<Utc>) -> TimestampWithTimeZone {
 }
 
 /// Window starts are stored with '-infinity' for lifetime windows.
+/// A window_start as stored back: '-infinity' is None.
+pub fn window_start(key: TimestampWithTimeZone) -> Option<DateTime<Utc>> {
+    (!key.is_neg_infinity()).then(|| from_pg(key.into_inner()))
+}
+
 pub fn window_key(start: Option<DateTime<Utc>>) -> TimestampWithTimeZone {
     match start {
         Some(t) => to_pg_tz(t),

@@ -149,7 +149,7 @@ pub fn init() {
 fn define_subject_cache_size() {
     GucRegistry::define_int_guc(
         c"quota.subject_cache_size",
-        c"Subjects whose rows the hot path keeps in shared memory (192 bytes each).",
+        c"Subjects whose rows the hot path keeps in shared memory (232 bytes each).",
         c"Reserved at server start when quota_ext is in shared_preload_libraries: the hot path then finds a subject's plan, tenant, cycle anchor and zone there instead of reading quota.subjects. Size it above the number of active subjects. 0 turns the cache off.",
         &SUBJECT_CACHE_SIZE,
         0,

@@ -15,7 +15,8 @@
 //! statement that fires one (see `sql/quota_ext--0.3.0--0.4.0.sql`), so other backends
 //! see the new version from their next call.
 
-use pgrx::spi::Spi;
+use pgrx::pg_sys;
+use pgrx::FromDatum;
 use std::cell::Cell;
 
 use crate::domain::error::QuotaError;
@@ -27,6 +28,15 @@ pub type Version = (u32, u32, u32);
 /// numbers of enforced tables, and the id-only notification payload.
 pub const BINDINGS: Version = (0, 4, 0);
 pub const ROW_CHARGES: Version = (0, 4, 0);
+/// `quota.throttles` (quota.throttle), swept by maintenance.
+pub const THROTTLES: Version = (0, 7, 0);
+/// Several limits per metric: `plan_limits` keyed by (plan, metric, period), and the
+/// limit's `period` in counters, the ledger, summaries, reservations and row charges.
+/// Older databases keep one limit per metric (`storage::schema::expand` gives their
+/// statements the older form).
+pub const LIMITS_V2: Version = (0, 7, 0);
+/// `quota.subject_overrides` (quota.set_override).
+pub const OVERRIDES: Version = (0, 7, 0);
 
 thread_local! {
     /// The installed version as last read; `Some(None)`: the extension is not installed.
@@ -55,21 +65,49 @@ pub fn version() -> Option<Version> {
         return v;
     }
     let generation = super::invalidation::listen(forget);
-    // A read-only statement: no transaction id is assigned (a hot standby has none to give).
-    let text = Spi::connect(|c| {
-        c.select("SELECT extversion::text FROM pg_catalog.pg_extension WHERE extname = 'quota_ext'", Some(1), &[]).ok().and_then(|t| {
-            if t.is_empty() {
-                None
-            } else {
-                t.first().get::<String>(1).ok().flatten()
-            }
-        })
-    });
+    let text = catalog_version();
     let v = text.as_deref().and_then(parse);
     if super::invalidation::unchanged_since(generation) {
         CACHED.with(|c| c.set(Some(v)));
     }
     v
+}
+
+/// `pg_extension.extversion` of quota_ext, read as PostgreSQL reads its catalogs (with the
+/// catalog snapshot, which follows committed DDL), not with the calling statement's
+/// snapshot: a call whose statement began before an ALTER EXTENSION UPDATE committed, and
+/// then waited on its locks, must take the statements of the version now in place, as the
+/// tables now are. It reads without SQL, so it assigns no transaction id and works in
+/// parallel mode and on a hot standby.
+fn catalog_version() -> Option<String> {
+    // SAFETY: inside a transaction; pg_extension and its name index are opened, scanned
+    // with the catalog snapshot (NULL) and closed here; the key is the name equality on
+    // extname with a C string, as PostgreSQL's get_extension_oid does. The tuple and its
+    // descriptor are valid until the scan ends, and extversion (text) is copied out
+    // before that.
+    unsafe {
+        let rel = pg_sys::table_open(pg_sys::ExtensionRelationId, pg_sys::AccessShareLock as _);
+        let mut key: pg_sys::ScanKeyData = std::mem::zeroed();
+        pg_sys::ScanKeyInit(
+            &mut key,
+            pg_sys::Anum_pg_extension_extname as _,
+            pg_sys::BTEqualStrategyNumber as _,
+            pg_sys::Oid::from(pg_sys::F_NAMEEQ),
+            pg_sys::Datum::from(c"quota_ext".as_ptr()),
+        );
+        let scan = pg_sys::systable_beginscan(rel, pg_sys::Oid::from(pg_sys::ExtensionNameIndexId), true, std::ptr::null_mut(), 1, &mut key);
+        let tuple = pg_sys::systable_getnext(scan);
+        let version = (!tuple.is_null())
+            .then(|| {
+                let mut isnull = false;
+                let datum = pg_sys::heap_getattr(tuple, pg_sys::Anum_pg_extension_extversion as _, (*rel).rd_att, &mut isnull);
+                (!isnull).then(|| String::from_datum(datum, false)).flatten()
+            })
+            .flatten();
+        pg_sys::systable_endscan(scan);
+        pg_sys::table_close(rel, pg_sys::AccessShareLock as _);
+        version
+    }
 }
 
 /// Is this database at this library's version (every object and trigger in place)?

@@ -48,6 +48,26 @@ pub fn as_owner<R>(f: impl FnOnce() -> R) -> R {
     }
 }
 
+/// Run `f` as the owner of schema quota, leaving search_path as it is: for statements that
+/// name every table, function and operator with its schema (`OPERATOR(pg_catalog.+)`), so
+/// that no search_path can change what they mean, even when they are planned (once per
+/// backend) under a caller's. Cheaper than `as_owner`, which opens a GUC nest level.
+pub fn as_owner_qualified<R>(f: impl FnOnce() -> R) -> R {
+    let Some(owner) = owner() else {
+        return f();
+    };
+    // SAFETY: as in `as_owner`, without the setting: the role and security context are
+    // restored afterwards, or by the (sub)transaction abort that ends any unwinding.
+    unsafe {
+        let (mut user, mut context) = (pg_sys::InvalidOid, 0);
+        pg_sys::GetUserIdAndSecContext(&mut user, &mut context);
+        pg_sys::SetUserIdAndSecContext(owner, context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
+        let result = f();
+        pg_sys::SetUserIdAndSecContext(user, context);
+        result
+    }
+}
+
 /// The owner of schema quota (the role that created the extension).
 fn owner() -> Option<pg_sys::Oid> {
     // SAFETY: catalog lookups inside a transaction: by name (missing_ok, InvalidOid when

@@ -9,7 +9,19 @@ use super::{run, schema::LedgerRow, Stmt};
 
 static APPEND: Stmt = Stmt {
     sql: "INSERT INTO quota.usage_events ({usage_events:insert}) VALUES ({usage_events:values})",
-    types: &[T::TEXTOID, T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID, T::TEXTOID, T::INT8OID, T::INT8OID, T::TEXTOID, T::JSONBOID, T::TIMESTAMPTZOID],
+    types: &[
+        T::TEXTOID,
+        T::TEXTOID,
+        T::TEXTOID,
+        T::TEXTOID,
+        T::TIMESTAMPTZOID,
+        T::TEXTOID,
+        T::INT8OID,
+        T::INT8OID,
+        T::TEXTOID,
+        T::JSONBOID,
+        T::TIMESTAMPTZOID,
+    ],
 };
 
 pub fn append(c: &mut SpiClient<'_>, row: &LedgerRow<'_>) {

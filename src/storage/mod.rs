@@ -29,19 +29,23 @@ pub mod bonuses;
 pub mod events;
 pub mod keys;
 pub mod ledger;
+pub mod overrides;
 pub mod plans;
 pub mod reservations;
 pub mod schema;
 pub mod subjects;
+pub mod throttles;
 pub mod windows;
 
 pub use bonuses::*;
 pub use events::*;
 pub use keys::*;
 pub use ledger::*;
+pub use overrides::*;
 pub use plans::*;
 pub use reservations::*;
 pub use subjects::*;
+pub use throttles::*;
 pub use windows::*;
 
 /// A jsonb argument passed through untouched (metadata is stored exactly as given).
@@ -103,8 +107,9 @@ pub struct Stmt {
 thread_local! {
     /// Each statement's plan, once per backend: as pgrx prepares it for `volatile`
     /// connections, and as a raw SPI plan for `stable` reads (each made on first use).
-    static PLANS: RefCell<HashMap<*const Stmt, Rc<OwnedPreparedStatement>>> = RefCell::new(HashMap::new());
-    static RAW_PLANS: RefCell<HashMap<*const Stmt, pg_sys::SPIPlanPtr>> = RefCell::new(HashMap::new());
+    /// Keyed by the statement and the form `schema::expand` gave it (limits v2 or older).
+    static PLANS: RefCell<HashMap<(*const Stmt, bool), Rc<OwnedPreparedStatement>>> = RefCell::new(HashMap::new());
+    static RAW_PLANS: RefCell<HashMap<(*const Stmt, bool), pg_sys::SPIPlanPtr>> = RefCell::new(HashMap::new());
     static STABLE: Cell<bool> = const { Cell::new(false) };
     /// The cursors of a `stable` connection's reads, kept until the connection ends
     /// (their results borrow them).
@@ -149,12 +154,17 @@ fn connect<R>(stable: bool, f: impl FnOnce(&mut SpiClient<'_>) -> R) -> R {
     Spi::connect_mut(f)
 }
 
+/// Which form of the statements this database takes (see `schema::expand`).
+fn v2() -> bool {
+    crate::pg::installed::at_least(crate::pg::installed::LIMITS_V2)
+}
+
 fn kept(client: &mut SpiClient<'_>, stmt: &'static Stmt) -> Rc<OwnedPreparedStatement> {
-    let key = stmt as *const Stmt;
+    let key = (stmt as *const Stmt, v2());
     if let Some(plan) = PLANS.with(|p| p.borrow().get(&key).cloned()) {
         return plan;
     }
-    let sql = schema::expand(stmt.sql);
+    let sql = schema::expand(stmt.sql, key.1);
     let types: Vec<PgOid> = stmt.types.iter().map(|t| PgOid::BuiltIn(*t)).collect();
     let prepared = client.prepare_mut(sql.as_str(), &types).unwrap_or_else(|e| unreachable!("prepare {sql}: {e}"));
     let plan = Rc::new(prepared.keep());
@@ -163,11 +173,11 @@ fn kept(client: &mut SpiClient<'_>, stmt: &'static Stmt) -> Rc<OwnedPreparedStat
 }
 
 fn raw(stmt: &'static Stmt) -> pg_sys::SPIPlanPtr {
-    let key = stmt as *const Stmt;
+    let key = (stmt as *const Stmt, v2());
     if let Some(plan) = RAW_PLANS.with(|p| p.borrow().get(&key).copied()) {
         return plan;
     }
-    let sql = std::ffi::CString::new(schema::expand(stmt.sql)).expect("statements have no NUL");
+    let sql = std::ffi::CString::new(schema::expand(stmt.sql, key.1)).expect("statements have no NUL");
     let mut types: Vec<pg_sys::Oid> = stmt.types.iter().map(|t| pg_sys::Oid::from(*t as u32)).collect();
     // SAFETY: inside an SPI connection (every caller holds a client); SPI_prepare raises
     // on a bad statement, and SPI_keepplan moves the plan out of the connection's memory.

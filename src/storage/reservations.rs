@@ -1,11 +1,13 @@
-//! quota.reservations: holds against a limit.
+//! quota.reservations: holds against a metric's limits. A hold lies in every window of
+//! the metric: one row per (hold, period), sharing the hold's id, so that each window's
+//! lock expires its own rows.
 
 use chrono::{DateTime, Utc};
 use pgrx::pg_sys::{self, PgBuiltInOids as T};
 use pgrx::prelude::*;
 use pgrx::spi::{SpiClient, SpiTupleTable};
 
-use super::windows::key_args;
+use super::windows::{key_args, WindowKey};
 use super::{first, needed, run, ts, RawJsonb, Stmt};
 use crate::domain::error::Result;
 use crate::domain::period::Window;
@@ -15,26 +17,39 @@ use crate::pg::clock;
 pub struct Reservation {
     pub subject: String,
     pub metric: String,
-    pub window: Window,
+    /// (period, window) of each row of the hold, in period order.
+    pub windows: Vec<(String, Window)>,
     pub amount: i64,
     pub status: String,
     pub response: Option<String>,
 }
 
 static INSERT_RESERVATION: Stmt = Stmt {
-    sql: "INSERT INTO quota.reservations (subject, metric, window_start, window_end, amount, expires_at, idempotency_key, metadata, created_at)
-          VALUES ($1, $2, $3, $4, $5, $7 + $6, $8, $9, $7)
+    sql: "INSERT INTO quota.reservations (id, subject, metric, window_start, window_end, amount, expires_at, idempotency_key, metadata, created_at{v2:, period})
+          VALUES (coalesce($10, gen_random_uuid()), $1, $2, $3, $4, $5, $7 + $6, $8, $9, $7{v2:, $11})
           RETURNING id, expires_at",
-    types: &[T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID, T::TIMESTAMPTZOID, T::INT8OID, T::INTERVALOID, T::TIMESTAMPTZOID, T::TEXTOID, T::JSONBOID],
+    types: &[
+        T::TEXTOID,
+        T::TEXTOID,
+        T::TIMESTAMPTZOID,
+        T::TIMESTAMPTZOID,
+        T::INT8OID,
+        T::INTERVALOID,
+        T::TIMESTAMPTZOID,
+        T::TEXTOID,
+        T::JSONBOID,
+        T::UUIDOID,
+        T::TEXTOID,
+    ],
 };
 static FIND_RESERVATION: Stmt = Stmt {
-    sql: "SELECT id, subject, metric, window_start, window_end, amount, status, response::text
-          FROM quota.reservations WHERE id = $1",
+    sql: "SELECT id, subject, metric, window_start, window_end, amount, status, response::text, {v2:period}{v1:NULL::text}
+          FROM quota.reservations WHERE id = $1 ORDER BY {v2:period COLLATE \"C\"}{v1:id}",
     types: &[T::UUIDOID],
 };
 static LOCK_RESERVATION: Stmt = Stmt {
-    sql: "SELECT id, subject, metric, window_start, window_end, amount, status, response::text
-          FROM quota.reservations WHERE id = $1 FOR UPDATE",
+    sql: "SELECT id, subject, metric, window_start, window_end, amount, status, response::text, {v2:period}{v1:NULL::text}
+          FROM quota.reservations WHERE id = $1 ORDER BY {v2:period COLLATE \"C\"}{v1:id} FOR UPDATE",
     types: &[T::UUIDOID],
 };
 static SETTLE_RESERVATION: Stmt = Stmt {
@@ -43,25 +58,27 @@ static SETTLE_RESERVATION: Stmt = Stmt {
 };
 static EXPIRE_HELD: Stmt = Stmt {
     sql: "UPDATE quota.reservations SET status = 'expired', settled_at = $5
-          WHERE subject = $1 AND metric = $2 AND window_start = $3 AND status = 'held' AND expires_at <= $4
+          WHERE subject = $1 AND metric = $2 AND window_start = $3{v2: AND period = $6} AND status = 'held' AND expires_at <= $4
           RETURNING id, amount",
-    types: &[T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID, T::TIMESTAMPTZOID, T::TIMESTAMPTZOID],
+    types: &[T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID, T::TIMESTAMPTZOID, T::TIMESTAMPTZOID, T::TEXTOID],
 };
 static EXPIRED_HELD: Stmt = Stmt {
     sql: "SELECT coalesce(sum(amount), 0)::int8 FROM quota.reservations
-          WHERE subject = $1 AND metric = $2 AND window_start = $3 AND status = 'held' AND expires_at <= $4",
-    types: &[T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID, T::TIMESTAMPTZOID],
+          WHERE subject = $1 AND metric = $2 AND window_start = $3{v2: AND period = $5} AND status = 'held' AND expires_at <= $4",
+    types: &[T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID, T::TIMESTAMPTZOID, T::TEXTOID],
 };
 static LAPSED_WINDOWS: Stmt = Stmt {
-    sql: "SELECT DISTINCT subject, metric, window_start, window_end FROM quota.reservations
-          WHERE status = 'held' AND expires_at <= $1 ORDER BY subject, metric, window_start LIMIT $2 OFFSET $3",
+    // Byte order (COLLATE "C"), as every path locks: maintenance keeps its locks to the end.
+    sql: "SELECT DISTINCT subject, metric COLLATE \"C\" AS metric, window_start, window_end,
+                 {v2:period COLLATE \"C\" AS period}{v1:NULL::text AS period} FROM quota.reservations
+          WHERE status = 'held' AND expires_at <= $1 ORDER BY subject, metric, period, window_start LIMIT $2 OFFSET $3",
     types: &[T::TIMESTAMPTZOID, T::INT8OID, T::INT8OID],
 };
 
 pub struct NewReservation<'a> {
-    pub subject: &'a str,
-    pub metric: &'a str,
-    pub window: &'a Window,
+    pub key: WindowKey<'a>,
+    /// The hold's id when this is a further window of it.
+    pub id: Option<pgrx::Uuid>,
     pub amount: i64,
     pub ttl: pgrx::datum::Interval,
     pub idempotency_key: Option<&'a str>,
@@ -75,15 +92,17 @@ pub fn insert_reservation(c: &mut SpiClient<'_>, r: &NewReservation<'_>) -> (pgr
         c,
         &INSERT_RESERVATION,
         &[
-            r.subject.into(),
-            r.metric.into(),
-            clock::window_key(r.window.start).into(),
-            r.window.end.map(clock::to_pg_tz).into(),
+            r.key.subject.into(),
+            r.key.metric.into(),
+            clock::window_key(r.key.window.start).into(),
+            r.key.window.end.map(clock::to_pg_tz).into(),
             r.amount.into(),
             r.ttl.into(),
             ts(r.at),
             r.idempotency_key.into(),
             r.metadata.map(RawJsonb).into(),
+            r.id.into(),
+            r.key.period.into(),
         ],
     );
     let row = t.first();
@@ -92,21 +111,35 @@ pub fn insert_reservation(c: &mut SpiClient<'_>, r: &NewReservation<'_>) -> (pgr
     (id, clock::from_pg(expires.into_inner()))
 }
 
-fn reservation_from(mut table: SpiTupleTable<'_>) -> Result<Option<Reservation>> {
-    let Some(row) = table.next() else { return Ok(None) };
+fn window_of(start: TimestampWithTimeZone, end: Option<TimestampWithTimeZone>) -> Window {
+    Window {
+        start: if start.is_neg_infinity() { None } else { Some(clock::from_pg(start.into_inner())) },
+        end: end.map(|t| clock::from_pg(t.into_inner())),
+    }
+}
+
+/// The hold's rows, one per window (an older database's hold has one, with no period).
+fn reservation_from(table: SpiTupleTable<'_>) -> Result<Option<Reservation>> {
     const T: &str = "quota.reservations";
-    let start: TimestampWithTimeZone = needed(&row, 4, T, "window_start")?;
-    Ok(Some(Reservation {
-        subject: needed(&row, 2, T, "subject")?,
-        metric: needed(&row, 3, T, "metric")?,
-        window: Window {
-            start: if start.is_neg_infinity() { None } else { Some(clock::from_pg(start.into_inner())) },
-            end: row.get::<TimestampWithTimeZone>(5).ok().flatten().map(|t| clock::from_pg(t.into_inner())),
-        },
-        amount: needed(&row, 6, T, "amount")?,
-        status: needed(&row, 7, T, "status")?,
-        response: row.get(8).ok().flatten(),
-    }))
+    let mut found: Option<Reservation> = None;
+    for row in table {
+        let window = window_of(needed(&row, 4, T, "window_start")?, row.get::<TimestampWithTimeZone>(5).ok().flatten());
+        let period: String = row.get(9).ok().flatten().unwrap_or_default();
+        match &mut found {
+            Some(r) => r.windows.push((period, window)),
+            None => {
+                found = Some(Reservation {
+                    subject: needed(&row, 2, T, "subject")?,
+                    metric: needed(&row, 3, T, "metric")?,
+                    windows: vec![(period, window)],
+                    amount: needed(&row, 6, T, "amount")?,
+                    status: needed(&row, 7, T, "status")?,
+                    response: row.get(8).ok().flatten(),
+                })
+            }
+        }
+    }
+    Ok(found)
 }
 
 pub fn find_reservation(c: &mut SpiClient<'_>, id: pgrx::Uuid) -> Result<Option<Reservation>> {
@@ -123,30 +156,34 @@ pub fn settle_reservation(c: &mut SpiClient<'_>, id: pgrx::Uuid, status: &str, a
 
 /// Mark the window's lapsed holds expired (the caller holds the window lock); returns
 /// (id, amount) of each.
-pub fn expire_held(c: &mut SpiClient<'_>, subject: &str, metric: &str, w: &Window, now: DateTime<Utc>) -> Vec<(pgrx::Uuid, i64)> {
-    let [s, m, start] = key_args(subject, metric, w);
-    run(c, &EXPIRE_HELD, &[s, m, start, ts(now), ts(now)])
+pub fn expire_held(c: &mut SpiClient<'_>, k: &WindowKey<'_>, now: DateTime<Utc>) -> Vec<(pgrx::Uuid, i64)> {
+    let [s, m, start, p] = key_args(k);
+    run(c, &EXPIRE_HELD, &[s, m, start, ts(now), ts(now), p])
         .filter_map(|row| Some((row.get::<pgrx::Uuid>(1).ok().flatten()?, row.get::<i64>(2).ok().flatten()?)))
         .collect()
 }
 
 /// How much of the window's `reserved` has lapsed but is not yet marked (read-only paths).
-pub fn expired_held(c: &mut SpiClient<'_>, subject: &str, metric: &str, w: &Window, now: DateTime<Utc>) -> i64 {
-    let [s, m, start] = key_args(subject, metric, w);
-    first::<i64>(run(c, &EXPIRED_HELD, &[s, m, start, ts(now)]), 1).unwrap_or(0)
+pub fn expired_held(c: &mut SpiClient<'_>, k: &WindowKey<'_>, now: DateTime<Utc>) -> i64 {
+    let [s, m, start, p] = key_args(k);
+    first::<i64>(run(c, &EXPIRED_HELD, &[s, m, start, ts(now), p]), 1).unwrap_or(0)
 }
 
 /// Windows with lapsed holds, at most `limit` of them after skipping `skip` (those a
-/// sweep failed on): (subject, metric, window).
-pub fn lapsed_windows(c: &mut SpiClient<'_>, now: DateTime<Utc>, limit: i64, skip: i64) -> Vec<(String, String, Window)> {
+/// sweep failed on).
+pub fn lapsed_windows(c: &mut SpiClient<'_>, now: DateTime<Utc>, limit: i64, skip: i64) -> Vec<Lapsed> {
     run(c, &LAPSED_WINDOWS, &[ts(now), limit.into(), skip.into()])
         .filter_map(|row| {
-            let start = row.get::<TimestampWithTimeZone>(3).ok().flatten()?;
-            let window = Window {
-                start: if start.is_neg_infinity() { None } else { Some(clock::from_pg(start.into_inner())) },
-                end: row.get::<TimestampWithTimeZone>(4).ok().flatten().map(|t| clock::from_pg(t.into_inner())),
-            };
-            Some((row.get(1).ok().flatten()?, row.get(2).ok().flatten()?, window))
+            let window = window_of(row.get::<TimestampWithTimeZone>(3).ok().flatten()?, row.get::<TimestampWithTimeZone>(4).ok().flatten());
+            Some(Lapsed { subject: row.get(1).ok().flatten()?, metric: row.get(2).ok().flatten()?, period: row.get(5).ok().flatten(), window })
         })
         .collect()
+}
+
+/// A window with lapsed holds; `period` is None on a database before limits v2.
+pub struct Lapsed {
+    pub subject: String,
+    pub metric: String,
+    pub period: Option<String>,
+    pub window: Window,
 }

@@ -18,13 +18,17 @@ use pgrx::pg_sys::{self, Datum, Oid};
 use pgrx::{FromDatum, IntoDatum};
 
 use crate::domain::error::{QuotaError, Result};
-use crate::domain::limits::{Enforcement, Limit, Usage};
+use crate::domain::limits::{Enforcement, Limit, Source, Usage};
 use crate::domain::period::{self, Period};
+use crate::domain::schedule::Carry;
+use crate::pg::installed::{self, LIMITS_V2};
 
-/// One column: its name and type.
+/// One column: its name and type, and the version that added it (a database created
+/// before has no such column: `expand` leaves it out there, see `Version`).
 pub struct Column {
     pub name: &'static std::ffi::CStr,
     pub type_oid: Oid,
+    pub since: installed::Version,
 }
 
 /// One state table of schema quota.
@@ -40,7 +44,12 @@ pub struct StateTable {
 }
 
 const fn col(name: &'static std::ffi::CStr, type_oid: Oid) -> Column {
-    Column { name, type_oid }
+    Column { name, type_oid, since: (0, 1, 0) }
+}
+
+/// A column that `since` added.
+const fn added(since: installed::Version, name: &'static std::ffi::CStr, type_oid: Oid) -> Column {
+    Column { name, type_oid, since }
 }
 
 const TEXT: Oid = pg_sys::TEXTOID;
@@ -52,7 +61,16 @@ const INT4ARRAY: Oid = pg_sys::INT4ARRAYOID;
 
 pub static SUBJECTS: StateTable = StateTable {
     name: c"subjects",
-    columns: &[col(c"subject", TEXT), col(c"plan", TEXT), col(c"tenant", TEXT), col(c"cycle_anchor", TSTZ), col(c"time_zone", TEXT)],
+    columns: &[
+        col(c"subject", TEXT),
+        col(c"plan", TEXT),
+        col(c"tenant", TEXT),
+        col(c"cycle_anchor", TSTZ),
+        col(c"time_zone", TEXT),
+        added(LIMITS_V2, c"next_plan", TEXT),
+        added(LIMITS_V2, c"next_plan_at", TSTZ),
+        added(LIMITS_V2, c"carry", TEXT),
+    ],
     key: 1,
     generated: 0,
 };
@@ -62,6 +80,9 @@ pub mod subjects {
     pub const TENANT: usize = 2;
     pub const CYCLE_ANCHOR: usize = 3;
     pub const TIME_ZONE: usize = 4;
+    pub const NEXT_PLAN: usize = 5;
+    pub const NEXT_PLAN_AT: usize = 6;
+    pub const CARRY: usize = 7;
 }
 
 pub static PLAN_LIMITS: StateTable = StateTable {
@@ -74,8 +95,9 @@ pub static PLAN_LIMITS: StateTable = StateTable {
         col(c"enforcement", TEXT),
         col(c"per_request_max", INT8),
         col(c"alert_thresholds", INT4ARRAY),
+        added(LIMITS_V2, c"burst", INT8),
     ],
-    key: 2,
+    key: 3,
     generated: 0,
 };
 /// Column positions of `PLAN_LIMITS`.
@@ -86,6 +108,7 @@ pub mod plan_limits {
     pub const ENFORCEMENT: usize = 4;
     pub const PER_REQUEST_MAX: usize = 5;
     pub const ALERT_THRESHOLDS: usize = 6;
+    pub const BURST: usize = 7;
 }
 
 pub static COUNTERS: StateTable = StateTable {
@@ -93,21 +116,25 @@ pub static COUNTERS: StateTable = StateTable {
     columns: &[
         col(c"subject", TEXT),
         col(c"metric", TEXT),
+        added(LIMITS_V2, c"period", TEXT),
         col(c"window_start", TSTZ),
         col(c"used", INT8),
         col(c"bonus", INT8),
         col(c"reserved", INT8),
         col(c"alerted", INT4),
+        // A window's close; a rate limit's theoretical arrival time (its state).
+        col(c"window_end", TSTZ),
     ],
-    key: 3,
+    key: 4,
     generated: 0,
 };
 /// Column positions of `COUNTERS`.
 pub mod counters {
-    pub const USED: usize = 3;
-    pub const BONUS: usize = 4;
-    pub const RESERVED: usize = 5;
-    pub const ALERTED: usize = 6;
+    pub const USED: usize = 4;
+    pub const BONUS: usize = 5;
+    pub const RESERVED: usize = 6;
+    pub const ALERTED: usize = 7;
+    pub const WINDOW_END: usize = 8;
 }
 
 /// The ledger. Any column not described here must be nullable without a default (the
@@ -119,6 +146,7 @@ pub static USAGE_EVENTS: StateTable = StateTable {
         col(c"subject", TEXT),
         col(c"tenant", TEXT),
         col(c"metric", TEXT),
+        added(LIMITS_V2, c"period", TEXT),
         col(c"window_start", TSTZ),
         col(c"kind", TEXT),
         col(c"amount", INT8),
@@ -133,6 +161,11 @@ pub static USAGE_EVENTS: StateTable = StateTable {
 /// Column position of the ledger's identity.
 pub const LEDGER_ID: usize = 0;
 
+/// Subjects' own limits (0.7.0). The hot path only asks whether a subject has any for a
+/// metric (and then steps aside); the general path reads them (`storage::overrides`).
+pub static SUBJECT_OVERRIDES: StateTable =
+    StateTable { name: c"subject_overrides", columns: &[col(c"subject", TEXT), col(c"metric", TEXT), col(c"period", TEXT)], key: 3, generated: 0 };
+
 pub static TABLES: [&StateTable; 4] = [&SUBJECTS, &PLAN_LIMITS, &COUNTERS, &USAGE_EVENTS];
 
 impl StateTable {
@@ -145,24 +178,75 @@ impl StateTable {
         format!("quota.{}", self.name())
     }
 
-    fn names(&self, from: usize) -> String {
-        self.columns[from..].iter().map(|c| c.name.to_str().expect("column names are ASCII")).collect::<Vec<_>>().join(", ")
+    /// The columns from `from` on that a database at `v2` (or not) has.
+    fn present(&self, from: usize, v2: bool) -> impl Iterator<Item = (usize, &Column)> {
+        self.columns.iter().enumerate().skip(from).filter(move |(_, c)| v2 || c.since < LIMITS_V2)
     }
 }
 
-/// Fill a statement's placeholders: `{subjects}` (every described column of the table,
-/// in order, for a SELECT list), `{usage_events:insert}` (the columns an INSERT gives,
-/// without the generated ones) and `{usage_events:values}` (`$1, $2, ...` for them).
-pub fn expand(sql: &str) -> String {
-    let mut out = sql.to_string();
+fn name_of(c: &Column) -> &'static str {
+    c.name.to_str().expect("column names are ASCII")
+}
+
+/// Fill a statement's placeholders, for a database whose SQL objects have limits v2
+/// (`v2`, from `installed::LIMITS_V2` on) or an older one:
+/// - `{subjects}`: every described column of the table, in order, for a SELECT list; on
+///   an older database a column it lacks reads as a NULL of its type, so positions hold;
+/// - `{usage_events:insert}`: the columns an INSERT gives (without the generated ones and
+///   those the database lacks), and `{usage_events:values}`: their parameters (`$1, ...`,
+///   numbered over every given column, so a lacking column's parameter goes unused);
+/// - `{v2:TEXT}` is TEXT on a v2 database and nothing on an older one, `{v1:TEXT}` the
+///   reverse (TEXT holds no brace).
+pub fn expand(sql: &str, v2: bool) -> String {
+    let mut out = versioned(sql, v2);
     for t in TABLES {
         let name = t.name();
-        let given = t.columns.len() - t.generated;
+        let insert = t.present(t.generated, v2).map(|(_, c)| name_of(c)).collect::<Vec<_>>().join(", ");
+        let values = t.present(t.generated, v2).map(|(i, _)| format!("${}", i + 1 - t.generated)).collect::<Vec<_>>().join(", ");
+        let select = t
+            .columns
+            .iter()
+            .map(|c| if v2 || c.since < LIMITS_V2 { name_of(c).to_string() } else { format!("NULL::{} AS {}", type_name(c.type_oid), name_of(c)) })
+            .collect::<Vec<_>>()
+            .join(", ");
         out = out
-            .replace(&format!("{{{name}:insert}}"), &t.names(t.generated))
-            .replace(&format!("{{{name}:values}}"), &(1..=given).map(|i| format!("${i}")).collect::<Vec<_>>().join(", "))
-            .replace(&format!("{{{name}}}"), &t.names(0));
+            .replace(&format!("{{{name}:insert}}"), &insert)
+            .replace(&format!("{{{name}:values}}"), &values)
+            .replace(&format!("{{{name}}}"), &select);
     }
+    out
+}
+
+fn type_name(oid: Oid) -> &'static str {
+    match oid {
+        TEXT => "text",
+        INT8 => "bigint",
+        INT4 => "integer",
+        TSTZ => "timestamptz",
+        JSONB => "jsonb",
+        _ => "integer[]",
+    }
+}
+
+/// Keep `{v2:...}` or `{v1:...}` sections for `v2`, drop the others.
+fn versioned(sql: &str, v2: bool) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut rest = sql;
+    while let Some(at) = rest.find("{v") {
+        let tail = &rest[at..];
+        let Some(which) = tail.strip_prefix("{v2:").map(|t| (true, t)).or_else(|| tail.strip_prefix("{v1:").map(|t| (false, t))) else {
+            out.push_str(&rest[..at + 2]);
+            rest = &rest[at + 2..];
+            continue;
+        };
+        let end = which.1.find('}').expect("a {v1:/v2: section is closed");
+        out.push_str(&rest[..at]);
+        if which.0 == v2 {
+            out.push_str(&which.1[..end]);
+        }
+        rest = &which.1[end + 1..];
+    }
+    out.push_str(rest);
     out
 }
 
@@ -181,6 +265,17 @@ pub struct SubjectRow {
     /// The cycle anchor, in PostgreSQL's microseconds since 2000-01-01.
     pub anchor: i64,
     pub tz: Tz,
+    /// A scheduled plan change not yet stored.
+    pub next: Option<PlanChange>,
+}
+
+/// A scheduled plan change (`domain::schedule`): `plan` from `at` (PostgreSQL
+/// microseconds) on, with the usage of the window it falls in carried over as `carry`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlanChange {
+    pub plan: String,
+    pub at: i64,
+    pub carry: Carry,
 }
 
 fn corrupt(table: &StateTable, col: usize, value: impl ToString) -> QuotaError {
@@ -207,6 +302,17 @@ pub fn subject(row: &impl Row) -> Result<SubjectRow> {
         tenant: row.get(TENANT),
         anchor: required::<TimestampWithTimeZone>(t, row, CYCLE_ANCHOR)?.into_inner(),
         tz: period::parse_zone(&zone).ok_or_else(|| corrupt(t, TIME_ZONE, &zone))?,
+        next: match row.get::<String>(NEXT_PLAN) {
+            None => None,
+            Some(plan) => {
+                let carry: String = required(t, row, CARRY)?;
+                Some(PlanChange {
+                    plan,
+                    at: required::<TimestampWithTimeZone>(t, row, NEXT_PLAN_AT)?.into_inner(),
+                    carry: carry.parse::<Carry>().map_err(|_| corrupt(t, CARRY, &carry))?,
+                })
+            }
+        },
     })
 }
 
@@ -222,6 +328,8 @@ pub fn limit(row: &impl Row) -> Result<(String, Limit)> {
         enforcement: enforcement.parse::<Enforcement>().map_err(|_| corrupt(t, ENFORCEMENT, &enforcement))?,
         per_request_max: row.get(PER_REQUEST_MAX),
         alerts: alert_thresholds(row)?,
+        source: Source::Plan,
+        burst: row.get(BURST).unwrap_or(0),
     };
     Ok((required(t, row, METRIC)?, limit))
 }
@@ -235,6 +343,11 @@ fn alert_thresholds(row: &impl Row) -> Result<Vec<i32>> {
         let text = values.iter().map(|v| v.map_or("NULL".to_string(), |v| v.to_string())).collect::<Vec<_>>().join(",");
         corrupt(t, plan_limits::ALERT_THRESHOLDS, format!("{{{text}}}"))
     })
+}
+
+/// A counters row's window_end (NULL for a lifetime window, or a rate limit never used).
+pub fn window_end(row: &impl Row) -> Option<chrono::DateTime<chrono::Utc>> {
+    row.get::<TimestampWithTimeZone>(counters::WINDOW_END).map(|t| crate::pg::clock::from_pg(t.into_inner()))
 }
 
 /// Decode a counters row's usage.
@@ -260,6 +373,10 @@ pub enum LedgerKind {
     Commit,
     Release,
     Expire,
+    /// A scheduled plan change that keeps the share used raised the window's usage.
+    CarryUp,
+    /// ... or lowered it.
+    CarryDown,
 }
 
 impl LedgerKind {
@@ -273,6 +390,8 @@ impl LedgerKind {
             LedgerKind::Commit => "commit",
             LedgerKind::Release => "release",
             LedgerKind::Expire => "expire",
+            LedgerKind::CarryUp => "carry_up",
+            LedgerKind::CarryDown => "carry_down",
         }
     }
 }
@@ -282,6 +401,8 @@ pub struct LedgerRow<'a> {
     pub subject: &'a str,
     pub tenant: Option<&'a str>,
     pub metric: &'a str,
+    /// The limit's period: which of the metric's windows this row changes.
+    pub period: &'a str,
     pub window_start: Option<chrono::DateTime<chrono::Utc>>,
     pub kind: LedgerKind,
     pub amount: i64,
@@ -294,20 +415,21 @@ pub struct LedgerRow<'a> {
 impl LedgerRow<'_> {
     /// The values of every `USAGE_EVENTS` column after the generated ones, in order
     /// (palloc'd in the current memory context).
-    pub fn values(&self) -> [(Option<Datum>, Oid); 10] {
+    pub fn values(&self) -> [(Option<Datum>, Oid); 11] {
         let text = |s: &str| s.into_datum();
         let t = |i: usize| USAGE_EVENTS.columns[i].type_oid;
         [
             (text(self.subject), t(1)),
             (self.tenant.and_then(text), t(2)),
             (text(self.metric), t(3)),
-            (crate::pg::clock::window_key(self.window_start).into_datum(), t(4)),
-            (text(self.kind.as_str()), t(5)),
-            (Some(Datum::from(self.amount)), t(6)),
-            (Some(Datum::from(self.overage)), t(7)),
-            (self.idempotency_key.and_then(text), t(8)),
-            (self.metadata, t(9)),
-            (Some(Datum::from(crate::pg::clock::to_pg(self.created_at))), t(10)),
+            (text(self.period), t(4)),
+            (crate::pg::clock::window_key(self.window_start).into_datum(), t(5)),
+            (text(self.kind.as_str()), t(6)),
+            (Some(Datum::from(self.amount)), t(7)),
+            (Some(Datum::from(self.overage)), t(8)),
+            (self.idempotency_key.and_then(text), t(9)),
+            (self.metadata, t(10)),
+            (Some(Datum::from(crate::pg::clock::to_pg(self.created_at))), t(11)),
         ]
     }
 }
@@ -318,20 +440,51 @@ mod tests {
 
     #[test]
     fn placeholders_name_the_described_columns_in_order() {
-        assert_eq!(expand("SELECT {subjects} FROM quota.subjects"), "SELECT subject, plan, tenant, cycle_anchor, time_zone FROM quota.subjects");
         assert_eq!(
-            expand("INSERT INTO quota.usage_events ({usage_events:insert}) VALUES ({usage_events:values})"),
-            "INSERT INTO quota.usage_events (subject, tenant, metric, window_start, kind, amount, overage, idempotency_key, metadata, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            expand("SELECT {subjects} FROM quota.subjects", true),
+            "SELECT subject, plan, tenant, cycle_anchor, time_zone, next_plan, next_plan_at, carry FROM quota.subjects"
         );
-        assert_eq!(USAGE_EVENTS.columns.len() - USAGE_EVENTS.generated, 10, "LedgerRow::values gives one value per column");
+        assert_eq!(
+            expand("SELECT {subjects} FROM quota.subjects", false),
+            "SELECT subject, plan, tenant, cycle_anchor, time_zone, NULL::text AS next_plan, NULL::timestamptz AS next_plan_at, NULL::text AS carry FROM quota.subjects"
+        );
+        assert_eq!(
+            expand("INSERT INTO quota.usage_events ({usage_events:insert}) VALUES ({usage_events:values})", true),
+            "INSERT INTO quota.usage_events (subject, tenant, metric, period, window_start, kind, amount, overage, idempotency_key, metadata, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        );
+        assert_eq!(USAGE_EVENTS.columns.len() - USAGE_EVENTS.generated, 11, "LedgerRow::values gives one value per column");
+    }
+
+    #[test]
+    fn an_older_database_gets_the_statements_of_its_version() {
+        assert_eq!(
+            expand("INSERT INTO quota.usage_events ({usage_events:insert}) VALUES ({usage_events:values})", false),
+            "INSERT INTO quota.usage_events (subject, tenant, metric, window_start, kind, amount, overage, idempotency_key, metadata, created_at) \
+             VALUES ($1, $2, $3, $5, $6, $7, $8, $9, $10, $11)",
+            "the period's parameter ($4) goes unused"
+        );
+        assert_eq!(
+            expand("SELECT {counters} FROM quota.counters WHERE metric = $2{v2: AND period = $3}", false),
+            "SELECT subject, metric, NULL::text AS period, window_start, used, bonus, reserved, alerted, window_end FROM quota.counters WHERE metric = $2"
+        );
+        assert_eq!(
+            expand("ON CONFLICT (plan, metric{v2:, period}) DO UPDATE SET {v1:period = EXCLUDED.period, }x = 1", true),
+            "ON CONFLICT (plan, metric, period) DO UPDATE SET x = 1"
+        );
+        assert_eq!(
+            expand("ON CONFLICT (plan, metric{v2:, period}) DO UPDATE SET {v1:period = EXCLUDED.period, }x = 1", false),
+            "ON CONFLICT (plan, metric) DO UPDATE SET period = EXCLUDED.period, x = 1"
+        );
+        assert_eq!(expand("SELECT '{verbatim}'", true), "SELECT '{verbatim}'", "other braces are left alone");
     }
 
     #[test]
     fn keys_lead_each_description() {
         assert_eq!(SUBJECTS.columns[0].name, c"subject");
-        assert_eq!([PLAN_LIMITS.columns[0].name, PLAN_LIMITS.columns[1].name], [c"plan", c"metric"]);
-        assert_eq!([COUNTERS.columns[0].name, COUNTERS.columns[1].name, COUNTERS.columns[2].name], [c"subject", c"metric", c"window_start"]);
+        assert_eq!([PLAN_LIMITS.columns[0].name, PLAN_LIMITS.columns[1].name, PLAN_LIMITS.columns[2].name], [c"plan", c"metric", c"period"]);
+        let key: Vec<_> = COUNTERS.columns[..COUNTERS.key].iter().map(|c| c.name).collect();
+        assert_eq!(key, [c"subject", c"metric", c"period", c"window_start"]);
         assert_eq!(USAGE_EVENTS.columns[LEDGER_ID].name, c"id");
     }
 

@@ -9,21 +9,51 @@ use pgrx::spi::{SpiClient, SpiTupleTable};
 use super::{first, run, schema, ts, SpiRow, Stmt};
 use crate::domain::error::Result;
 use crate::domain::period::{self, Period, Window};
+use crate::domain::schedule::Carry;
 use crate::domain::tenancy::Scope;
 use crate::pg::clock;
 
 #[derive(Clone, Debug)]
 pub struct Subject {
     pub id: String,
+    /// The plan in force (see `in_force`).
     pub plan: String,
     pub tenant: Option<String>,
     pub anchor: DateTime<Utc>,
     pub tz: Tz,
     /// False for a subject evaluated on the default plan without being stored.
     pub stored: bool,
+    /// A scheduled plan change not yet in force.
+    pub next: Option<NextPlan>,
+    /// A change in force but not yet stored whose window usage carries the percentage:
+    /// the plan it replaced and when. Reads scale that window's usage as the first
+    /// writer will store it (`ops::schedule`).
+    pub carried_from: Option<(String, DateTime<Utc>)>,
+}
+
+/// A scheduled plan change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NextPlan {
+    pub plan: String,
+    pub at: DateTime<Utc>,
+    pub carry: Carry,
 }
 
 impl Subject {
+    /// The subject as of `now`: a scheduled change whose instant has come is in force
+    /// (computed, whether stored yet or not).
+    pub fn in_force(mut self, now: DateTime<Utc>) -> Subject {
+        if let Some(next) = self.next.take() {
+            if next.at <= now {
+                let old = std::mem::replace(&mut self.plan, next.plan);
+                self.carried_from = (next.carry == Carry::Percent).then_some((old, next.at));
+            } else {
+                self.next = Some(next);
+            }
+        }
+        self
+    }
+
     pub fn window(&self, period: Period, now: DateTime<Utc>) -> Window {
         period::window_for(period, now, self.tz, self.anchor)
     }
@@ -38,7 +68,16 @@ static LOCK_SUBJECT: Stmt = Stmt { sql: "SELECT {subjects} FROM quota.subjects W
 impl Subject {
     /// A stored subject from its decoded row.
     pub fn stored(id: &str, row: schema::SubjectRow) -> Subject {
-        Subject { id: id.to_string(), plan: row.plan, tenant: row.tenant, anchor: clock::from_pg(row.anchor), tz: row.tz, stored: true }
+        Subject {
+            id: id.to_string(),
+            plan: row.plan,
+            tenant: row.tenant,
+            anchor: clock::from_pg(row.anchor),
+            tz: row.tz,
+            stored: true,
+            next: row.next.map(|n| NextPlan { plan: n.plan, at: clock::from_pg(n.at), carry: n.carry }),
+            carried_from: None,
+        }
     }
 }
 
@@ -66,11 +105,13 @@ pub fn insert_subject(c: &mut SpiClient<'_>, id: &str, plan: &str, tenant: Optio
     run(c, &INSERT_SUBJECT, &[id.into(), plan.into(), ts(anchor), tenant.into()]);
 }
 
+// An assignment in force now also cancels a scheduled change.
 static UPSERT_SUBJECT: Stmt = Stmt {
     sql: "INSERT INTO quota.subjects AS s (subject, plan, tenant, cycle_anchor, time_zone)
           VALUES ($1, $2, $3, coalesce($4, $6), coalesce($5, 'UTC'))
           ON CONFLICT (subject) DO UPDATE SET
-              plan = EXCLUDED.plan,
+              plan = EXCLUDED.plan,{v2:
+              next_plan = NULL, next_plan_at = NULL, carry = NULL,}
               tenant = coalesce($3, s.tenant),
               cycle_anchor = coalesce($4, s.cycle_anchor),
               time_zone = coalesce($5, s.time_zone)
@@ -92,6 +133,36 @@ pub struct Assignment<'a> {
 pub fn upsert_subject(c: &mut SpiClient<'_>, a: &Assignment<'_>, now: DateTime<Utc>, scope: &Scope) -> bool {
     let args = [a.id.into(), a.plan.into(), a.tenant.into(), a.anchor.map(clock::to_pg_tz).into(), a.zone.into(), ts(now), scope.params().0.into()];
     !run(c, &UPSERT_SUBJECT, &args).is_empty()
+}
+
+static SCHEDULE_PLAN: Stmt = Stmt {
+    sql: "UPDATE quota.subjects SET next_plan = $2, next_plan_at = $3, carry = $4 WHERE subject = $1",
+    types: &[T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID, T::TEXTOID],
+};
+static CANCEL_CHANGE: Stmt = Stmt {
+    sql: "UPDATE quota.subjects SET next_plan = NULL, next_plan_at = NULL, carry = NULL
+          WHERE subject = $1 AND next_plan IS NOT NULL RETURNING true",
+    types: &[T::TEXTOID],
+};
+static STORE_CHANGE: Stmt = Stmt {
+    sql: "UPDATE quota.subjects SET plan = next_plan, next_plan = NULL, next_plan_at = NULL, carry = NULL
+          WHERE subject = $1 AND next_plan_at <= $2",
+    types: &[T::TEXTOID, T::TIMESTAMPTZOID],
+};
+
+/// Schedule (or replace the schedule of) a plan change of a stored subject.
+pub fn schedule_plan(c: &mut SpiClient<'_>, id: &str, next: &NextPlan) {
+    run(c, &SCHEDULE_PLAN, &[id.into(), next.plan.as_str().into(), ts(next.at), next.carry.as_str().into()]);
+}
+
+/// Cancel a subject's scheduled change; whether there was one.
+pub fn cancel_plan_change(c: &mut SpiClient<'_>, id: &str) -> bool {
+    first::<bool>(run(c, &CANCEL_CHANGE, &[id.into()]), 1).unwrap_or(false)
+}
+
+/// Store a scheduled change whose instant has come (the subject's row is locked).
+pub fn store_plan_change(c: &mut SpiClient<'_>, id: &str, now: DateTime<Utc>) {
+    run(c, &STORE_CHANGE, &[id.into(), ts(now)]);
 }
 
 static DELETE_SUBJECT: Stmt = Stmt { sql: "DELETE FROM quota.subjects WHERE subject = $1 RETURNING true", types: &[T::TEXTOID] };

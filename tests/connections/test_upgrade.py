@@ -1,6 +1,11 @@
 """In-place upgrade: 0.1.0 with data, ALTER EXTENSION quota_ext UPDATE (through every
 upgrade script to the default version), then the data and the behaviour must survive, and
-the upgraded catalog must equal a fresh install of the default version."""
+the upgraded catalog must equal a fresh install of the default version.
+
+0.7.0 appends a period column to the counters, the ledger and the holds: each existing row
+must get the period it was counted under, also when that is no longer its subject's plan's
+(carol, in Tokyo, moved from a weekly to a daily calls limit)."""
+import datetime
 import difflib
 
 import psycopg2
@@ -18,8 +23,14 @@ for sql in [
     "SELECT quota.set_limit('FREE', 'messages', 'day', 5)",
     "SELECT quota.set_limit('FREE', 'tokens', 'month', 10000)",
     "SELECT quota.set_bonus_rule('FREE', 'messages', 'questionnaire', 2, 'subject')",
+    "SELECT quota.set_limit('TEAM', 'calls', 'week', 100)",
+    "SELECT quota.set_limit('TEAM', 'credits', 'billing_cycle', 1000)",
+    "SELECT quota.set_limit('SOLO', 'calls', 'day', 10)",
+    "SELECT quota.set_limit('SOLO', 'credits', 'billing_cycle', 1000)",
     "SELECT quota.assign_plan('alice', 'FREE', tenant => 'acme')",
     "SELECT quota.assign_plan('bob', 'FREE')",
+    # 12:00 in Tokyo on the 10th: cycles start on the 10th at 03:00 UTC.
+    "SELECT quota.assign_plan('carol', 'TEAM', cycle_anchor => '2026-01-10 03:00:00+00', time_zone => 'Asia/Tokyo')",
     "SELECT quota.quota_consume('alice', 'messages', 4)",
     "SELECT quota.quota_consume('bob', '{\"messages\": 2, \"tokens\": 300}'::jsonb)",
     "SELECT quota.quota_refund('bob', 'tokens', 100)",
@@ -27,6 +38,10 @@ for sql in [
     "CREATE TABLE public.messages (id bigserial PRIMARY KEY, user_id text NOT NULL)",
     "SELECT quota.enforce_on_insert('public.messages', subject_column => 'user_id', metric => 'messages')",
     "INSERT INTO public.messages (user_id) VALUES ('bob')",
+    "SELECT quota.quota_consume('carol', '{\"calls\": 2, \"credits\": 5}'::jsonb)",
+    # calls per day from now on; the week's window stays a week's
+    "SELECT quota.assign_plan('carol', 'SOLO')",
+    "SELECT quota.quota_consume('carol', 'calls', 1)",
 ]:
     cur.execute(sql)
 cur.execute("SELECT reservation FROM quota.quota_reserve('alice', 'tokens', 1000, '1 hour')")
@@ -42,6 +57,30 @@ def state(conn):
     return out
 
 
+# 0.7.0 appends period (the limit's) to these; a row's window says which it is. At the
+# clock above (Friday 2026-11-20 09:00 UTC, 18:00 in Tokyo):
+PERIOD_TABLES = ("quota.counters", "quota.usage_events", "quota.reservations", "quota.usage_summaries",
+                 "quota.row_charges")
+# 0.7.0 also appends columns whose value in an existing row is fixed: plan_limits.burst
+# (rate limits only), the subjects' scheduled plan change (next_plan, next_plan_at, carry:
+# none scheduled), and quota_status's source (every old limit is the plan's), next_plan and
+# next_plan_at.
+APPENDED = {
+    "quota.plan_limits": (None,),
+    "quota.subjects": (None, None, None),
+    "status alice": ("plan", None, None),
+    "status bob": ("plan", None, None),
+}
+EXPECTED_PERIOD = {
+    ("alice", "messages", "2026-11-20 00:00:00+00"): "day",
+    ("alice", "tokens", "2026-11-01 00:00:00+00"): "month",
+    ("bob", "messages", "2026-11-20 00:00:00+00"): "day",
+    ("bob", "tokens", "2026-11-01 00:00:00+00"): "month",
+    ("carol", "calls", "2026-11-15 15:00:00+00"): "week",            # Monday 00:00 in Tokyo
+    ("carol", "calls", "2026-11-19 15:00:00+00"): "day",             # the 20th in Tokyo
+    ("carol", "credits", "2026-11-10 03:00:00+00"): "billing_cycle",
+}
+
 before = state(old)
 cur.execute("SELECT default_version FROM pg_available_extensions WHERE name = 'quota_ext'")
 default_version = cur.fetchone()[0]
@@ -51,11 +90,34 @@ check(cur.fetchone()[0] == default_version, f"the extension is at {default_versi
 after = state(old)
 for name in sorted(before):
     got = after.get(name)
+    want = before[name]
     if name == "quota.enforcements" and got is not None:
         # 0.4.0 adds the columns' numbers after the existing columns.
-        got = [row[:len(before[name][0])] for row in got] if before[name] else got
-    check(before[name] == got, f"{name} is unchanged by the upgrade")
+        got = [row[:len(want[0])] for row in got] if want else got
+    if name in PERIOD_TABLES and got is not None:
+        # 0.7.0 appends period (checked below). Rows are ordered by their text, which
+        # the new column may reorder: compare them in one order.
+        got = sorted((row[:-1] for row in got), key=repr)
+        want = sorted(want, key=repr)
+    appended = ""
+    if name in APPENDED and got is not None:
+        tail = APPENDED[name]
+        wrong = [row for row in got if tuple(row[len(row) - len(tail):]) != tail]
+        check(not wrong, f"{name}: the columns 0.7.0 appends are {tail} in every old row" + (f" (not in {wrong})" if wrong else ""))
+        got = sorted((tuple(row[:len(row) - len(tail)]) for row in got), key=repr)
+        want = sorted((tuple(row) for row in want), key=repr)
+        appended = f" (but for the {len(tail)} appended column{'s' if len(tail) > 1 else ''})"
+    check(want == got, f"{name} is unchanged by the upgrade" + (" (but for period)" if name in PERIOD_TABLES else appended))
 check(after.get("quota.usage_summaries") == [], "the new summaries table exists and is empty")
+for table in ("quota.counters", "quota.usage_events", "quota.reservations"):
+    cur.execute(f"SELECT DISTINCT subject, metric, window_start, period FROM {table}")
+    got = {(s, m, w.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S+00")): p for s, m, w, p in cur.fetchall()}
+    wrong = sorted(f"{' '.join(k)}: {p}" for k, p in got.items() if EXPECTED_PERIOD.get(k) != p)
+    missing = sorted(set(EXPECTED_PERIOD) - set(got)) if table == "quota.counters" else []
+    check(got and not wrong and not missing, f"{table}: each row's period is its window's"
+          + (f" (wrong: {wrong}; no such counter: {missing})" if wrong or missing else ""))
+cur.execute("SELECT count(*) FROM quota.ledger_check")
+check(cur.fetchone()[0] == 0, "quota.ledger_check is empty after the upgrade (the ledger's periods are its counters')")
 check(all(r[-3] is not None for r in after.get("quota.enforcements", [])) and after.get("quota.enforcements"),
       "0.4.0: each enforced column's number is filled in from its name")
 
@@ -84,7 +146,7 @@ check(cur.fetchone()[0] == 0, "quota.ledger_check is empty after compaction")
 cur.execute("SET quota.clock_override = '2026-11-20 09:00:00+00'")
 cur.execute("SET ROLE quota_app")
 cur.execute("SELECT subject FROM quota.subjects ORDER BY 1")
-check(cur.fetchall() == [("bob",)], "row-level security now scopes old rows (quota_app sees untenanted bob only)")
+check(cur.fetchall() == [("bob",), ("carol",)], "row-level security now scopes old rows (quota_app sees the untenanted bob and carol, not acme's alice)")
 cur.execute("RESET ROLE")
 
 print(f"the upgraded catalog equals a fresh {default_version}")
@@ -105,7 +167,10 @@ CATALOG = {
                            || ' rls=' || c.relrowsecurity || '/' || c.relforcerowsecurity
                            || ' opts=' || coalesce(c.reloptions::text, '-')
                     FROM pg_class c WHERE c.relnamespace = 'quota'::regnamespace""",
+    # position: among the columns not dropped (0.7.0's period must be last in both)
     "columns": """SELECT c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+                         || ' position=' || (SELECT count(*) FROM pg_attribute b WHERE b.attrelid = a.attrelid
+                                             AND b.attnum > 0 AND b.attnum <= a.attnum AND NOT b.attisdropped)
                          || ' notnull=' || a.attnotnull || ' default=' || coalesce(pg_get_expr(d.adbin, d.adrelid), '-')
                          || ' identity=' || a.attidentity::text
                   FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid

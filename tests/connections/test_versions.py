@@ -114,7 +114,16 @@ def a4_released_scripts_are_frozen():
 
 check(RELEASED[:3] == ["0.1.0", "0.2.0", "0.3.0"], f"the released install scripts are frozen: {RELEASED}")
 a4_released_scripts_are_frozen()
-for v in RELEASED[:-1] if len(RELEASED) > 3 else RELEASED:
+# Every released version older than the library's own (the default version): on a
+# release branch the newest released one is the library's, and has nothing to update to.
+_conn = connect("postgres", autocommit=True)
+with _conn.cursor() as _cur:
+    _cur.execute("SELECT default_version FROM pg_available_extensions WHERE name = 'quota_ext'")
+    DEFAULT = _cur.fetchone()[0]
+_conn.close()
+OLDER = [v for v in RELEASED if tuple(map(int, v.split("."))) < tuple(map(int, DEFAULT.split(".")))]
+check(OLDER and OLDER[-1] in RELEASED[-2:], f"every released version before {DEFAULT} is served: {OLDER}")
+for v in OLDER:
     a4_old_version_sees_plan_and_limit_changes(v)
 a4_library_keeps_released_symbols()
 finish()

@@ -13,8 +13,10 @@ then a digest of every client's operation plan, and ends with one summary line:
                invariant_violations=N server_log=X.XMB peak_rss=NMB seed=N
 
 Everything random is drawn from the seed before it runs: each client's operations (per
-phase: random.Random(f"{seed}-{phase}-{client}")), the admin's plan and limit changes of
-the old-version phase and when each happens (as a share of the clients' operations done),
+phase: random.Random(f"{seed}-{phase}-{client}")), the admin's overrides and plan changes
+(scheduled, cancelled, immediate) of the stress, crash and retention phases and its plan
+and limit changes of the old-version phase, and when each happens (as a share of the
+clients' operations done),
 the kill delays, the differential phase's steps (QUOTA_DIFF_OPS of them), and the fixed
 number of property-test calls (QUOTA_PROPERTY_CALLS).
 QUOTA_SEED=N replays the same plans (the digests printed at the start are the same); only
@@ -57,14 +59,38 @@ LOG_LIMIT = int(os.environ.get("QUOTA_LOG_LIMIT_MB", "100")) * 1000 * 1000
 SEED = int(os.environ.get("QUOTA_SEED") or random.SystemRandom().randrange(1, 1 << 31))
 CLOCK_AT = "2026-11-23 12:00:00+00"
 CLOCK = f"SET quota.clock_override = '{CLOCK_AT}'"
-LIMITS = {"a": 40, "b": 400}      # hard, per day
+# metric: {period: limit}, all hard. "b" has two limits (limits v2): every consume, hold,
+# reset and commit of b takes both its windows. The clock stands still within each of these
+# phases (PHASE_CLOCK), so the month (300) binds before the day (400); both are checked.
+# "r" has a day and a rate (STRESS_RATE, GCRA: its period is 'per 1 minute', its limit
+# None here: a rate is checked by gcra_held, not replayed as a count).
+STRESS_RATE = ("r", 20, 60, 4)   # metric, count, per (seconds), burst: T = 3 s, tau = 15 s
+LIMITS = {"a": {"day": 40}, "b": {"day": 400, "month": 300}, "r": {"day": 60, "per 1 minute": None}}
+# The plan an admin connection moves subjects to and back, now or at an instant ahead
+# (quota.assign_plan effective_at, carry 'usage' or 'percent'), while the clients run. It
+# differs from REL only in b's day (500, not 400), which never binds: b's month (300) caps
+# every consume, and a 'percent' change scales the day by 500/400 or 400/500 (rounded
+# down). A change back to REL always carries 'percent', so the day's used stays at most
+# the month's under REL and at most 1.25 x it under REL2 (consumes, commits and resets
+# move both windows alike), i.e. at most 375 under either plan. Every exact check below
+# (the hard-limit replay against LIMITS included) holds whatever the interleaving of
+# these changes. The admin also sets and removes overrides of a's day whose
+# value is the plan's (max 40, or add 0): the limit in force never changes, and the hot
+# path must step aside and come back around them without a lost or doubled unit.
+REL2_DAY_B = 500
+# Each phase of the shared database runs at its own instant, a minute after the one
+# before (stress, crash 1..3, retention): the rate refills between phases, and a change
+# scheduled during a phase falls due in the next one, where the first write stores it.
+PHASE_CLOCK = {}
+ADMIN_ACTIONS = int(os.environ.get("QUOTA_ADMIN_ACTIONS", "30"))  # per phase
 HOT = [f"hot{i}" for i in range(3)]
 COLD = [f"cold{i}" for i in range(200)]
 MB = 1000 * 1000
 
 violations = []
 stats = {"operations": 0, "aborts": 0, "crashes_survived": 0, "bad_inputs": 0, "partition_txns": 0,
-         "tenant_ops": 0, "cross_tenant_refused": 0, "old_version_ops": 0, "differential_ops": 0}
+         "tenant_ops": 0, "cross_tenant_refused": 0, "old_version_ops": 0, "differential_ops": 0,
+         "rate_limited": 0}
 lock = threading.Lock()
 
 
@@ -107,10 +133,23 @@ def setup():
     c.execute("CREATE EXTENSION quota_ext")
     c.execute("CREATE EXTENSION amcheck")
     c.execute(CLOCK)
-    for metric, limit in LIMITS.items():
-        c.execute("SELECT quota.set_limit('REL', %s, 'day', %s)", (metric, limit))
-    c.execute("SELECT quota.set_bonus_rule('REL', 'a', 'questionnaire', 5)")
-    c.execute("SELECT quota.set_bonus_cap('REL', 3)")
+    metric, count, per, burst = STRESS_RATE
+    for plan in ("REL", "REL2"):
+        for m, limits in LIMITS.items():
+            for period, limit in limits.items():
+                if period.startswith("per "):
+                    c.execute("SELECT quota.set_rate_limit(%s, %s, %s, make_interval(secs => %s), %s)",
+                              (plan, m, count, per, burst))
+                else:
+                    value = REL2_DAY_B if (plan, m, period) == ("REL2", "b", "day") else limit
+                    c.execute("SELECT quota.set_limit(%s, %s, %s, %s)", (plan, m, period, value))
+        c.execute("SELECT quota.set_bonus_rule(%s, 'a', 'questionnaire', 5)", (plan,))
+        c.execute("SELECT quota.set_bonus_cap(%s, 3)", (plan,))
+    c.execute("SELECT array_agg(period ORDER BY period) FROM quota.plan_limits WHERE plan = 'REL' AND metric = %s",
+              (metric,))
+    periods = c.fetchone()[0]
+    if periods != sorted(LIMITS[metric]):
+        violation(f"setup: {metric} has the periods {periods}, {sorted(LIMITS[metric])} expected")
     for s in HOT + COLD:
         c.execute("SELECT quota.assign_plan(%s, 'REL')", (s,))
     conn.close()
@@ -183,11 +222,11 @@ def client_plan(seed, phase, i, ops):
         op = str(uuid.UUID(int=rnd.getrandbits(128), version=4))
         roll = rnd.random()
         if roll < 0.40:
-            step = ("consume", subject, op, rnd.choice(["a", "b"]), rnd.randint(1, 5))
+            step = ("consume", subject, op, rnd.choice(["a", "b", "r"]), rnd.randint(1, 5))
         elif roll < 0.55:
-            step = ("multi", subject, op, rnd.randint(1, 20))
+            step = ("multi", subject, op, rnd.randint(1, 20), rnd.random() < 0.4)
         elif roll < 0.65:
-            step = ("refund", subject, op, rnd.randint(1, 3))
+            step = ("refund", subject, op, rnd.randint(1, 3), "r" if rnd.random() < 0.3 else "a")
         elif roll < 0.72:
             step = ("bonus", subject, op)
         elif roll < 0.74:
@@ -235,13 +274,13 @@ def server_gone(e):
     return code is None or code.startswith("57") or code.startswith("08")
 
 
-def client(stop, plan):
+def client(stop, plan, clock=CLOCK_AT, progress=None):
     mine = Log()
     conn = None
     try:
         conn = connect()
         cur = cursor(conn)
-        cur.execute(CLOCK)
+        cur.execute("SELECT set_config('quota.clock_override', %s, false)", (clock,))
         conn.commit()
     except psycopg.Error:
         if conn is not None:
@@ -250,26 +289,34 @@ def client(stop, plan):
     for step in plan:
         if stop.is_set():
             break
+        if progress is not None:
+            with lock:
+                progress[0] += 1
         kind, subject, op = step[:3]
         effect = {}
         try:
             if kind == "consume":
                 metric, amount = step[3:]
                 effect = {metric: amount}
-                cur.execute("SELECT allowed FROM quota.quota_try_consume(%s, %s, %s, NULL, %s)",
+                cur.execute("SELECT allowed, reason FROM quota.quota_try_consume(%s, %s, %s, NULL, %s)",
                             (subject, metric, amount, json.dumps({"op": op})))
-                if not cur.fetchone()[0]:
+                allowed, reason = cur.fetchone()
+                if not allowed:
                     effect = {}
+                    if reason == "rate_limited":
+                        with lock:
+                            stats["rate_limited"] += 1
             elif kind == "multi":
                 kind = "consume"
-                amounts = {"a": 1, "b": step[3]}
+                # With r now and then: a rate refusal refuses the whole call.
+                amounts = {"a": 1, "b": step[3], **({"r": 1} if step[4] else {})}
                 effect = amounts
                 cur.execute("SELECT bool_and(allowed) FROM quota.quota_try_consume_many(%s, %s::jsonb, NULL, %s)",
                             (subject, json.dumps(amounts), json.dumps({"op": op})))
                 if not cur.fetchone()[0]:
                     effect = {}
             elif kind == "refund":
-                cur.execute("SELECT used FROM quota.quota_refund(%s, 'a', %s, %s)", (subject, step[3], op))
+                cur.execute("SELECT used FROM quota.quota_refund(%s, %s, %s, %s)", (subject, step[4], step[3], op))
             elif kind == "bonus":
                 cur.execute("SELECT applied FROM quota.apply_bonus(%s, 'a', 'questionnaire', %s)", (subject, op))
             elif kind == "reset":
@@ -342,25 +389,119 @@ def client(stop, plan):
     return mine
 
 
-def run_load(plans, stop=None):
+def admin_plan(seed, phase):
+    """The admin's overrides and plan changes during a phase of the shared database, each
+    with the share of the clients' operations done before it runs (the order is fixed by
+    the seed; when each lands among the clients' calls is the machine's)."""
+    rnd = random.Random(f"{seed}-{phase}-admin")
+    subjects = HOT + COLD[:5]
+    actions = []
+    for _ in range(ADMIN_ACTIONS):
+        s, roll = rnd.choice(subjects), rnd.random()
+        if roll < 0.30:
+            # Same limit as the plan's: 'max' 40 or 'add' 0; sometimes expiring in a later phase.
+            actions.append(("override", s, rnd.choice(["max", "add"]), rnd.choice([None, 30, 150])))
+        elif roll < 0.45:
+            actions.append(("unoverride", s, rnd.choice(["day", None])))
+        elif roll < 0.80:
+            plan, seconds, carry = rnd.choice(["REL", "REL2"]), rnd.randint(1, 59), rnd.choice(["usage", "percent"])
+            actions.append(("schedule", s, plan, seconds, "percent" if plan == "REL" else carry))
+        elif roll < 0.90:
+            actions.append(("cancel", s))
+        else:
+            plan, carry = rnd.choice(["REL", "REL2"]), rnd.choice(["usage", "percent"])
+            actions.append(("assign", s, plan, "percent" if plan == "REL" else carry))
+    at = sorted(rnd.uniform(0.02, 0.95) for _ in actions)
+    return list(zip(at, actions))
+
+
+def stress_admin(clock, actions, progress, total, stop, done, report):
+    """Apply the admin's actions at their share of the clients' operations, at the phase's
+    clock. Deadlocks and serialization failures are retried; a server gone (crash test)
+    ends it. report: {"applied": n, "failed": n}."""
+    conn = None
+    try:
+        conn = connect(autocommit=True)
+        c = cursor(conn)
+        c.execute("SELECT set_config('quota.clock_override', %s, false)", (clock,))
+    except psycopg.Error:
+        return
+    at_clock = datetime.datetime.fromisoformat(clock)
+    for at, action in actions:
+        while progress[0] < at * total and not done.is_set() and not stop.is_set():
+            time.sleep(0.002)
+        if stop.is_set():
+            break
+        kind, s = action[:2]
+        for attempt in range(20):
+            try:
+                if kind == "override":
+                    mode, expires = action[2:]
+                    c.execute("SELECT quota.set_override(%s, 'a', 'day', %s, %s, %s::timestamptz)",
+                              (s, 40 if mode == "max" else 0, mode,
+                               None if expires is None else (at_clock + datetime.timedelta(seconds=expires)).isoformat()))
+                elif kind == "unoverride":
+                    c.execute("SELECT quota.remove_override(%s, 'a', %s)", (s, action[2]))
+                elif kind == "schedule":
+                    plan, seconds, carry = action[2:]
+                    c.execute("SELECT quota.assign_plan(%s, %s, effective_at => %s::timestamptz, carry => %s)",
+                              (s, plan, (at_clock + datetime.timedelta(seconds=seconds)).isoformat(), carry))
+                elif kind == "cancel":
+                    c.execute("SELECT quota.cancel_plan_change(%s)", (s,))
+                else:
+                    c.execute("SELECT quota.assign_plan(%s, %s, carry => %s)", action[1:])
+                report["applied"] += 1
+                break
+            except psycopg.Error as e:
+                if stop.is_set() or server_gone(e):
+                    report["failed"] += 1
+                    conn.close()
+                    return
+                if e.sqlstate not in ("40P01", "40001") or attempt == 19:
+                    violation(f"admin {action}: {e.sqlstate}: {error_text(e)}")
+                    break
+    conn.close()
+
+
+def run_load(plans, stop=None, clock=CLOCK_AT, admin=None):
+    """The clients of `plans` at `clock`, and the admin's actions (admin_plan) beside them."""
     stop = stop or threading.Event()
     log = Log()
     logs = [Log() for _ in plans]
+    progress = [0]
+    done = threading.Event()
     def run(i):
         try:
-            logs[i].merge(client(stop, plans[i]))
+            logs[i].merge(client(stop, plans[i], clock, progress))
         except Exception as e:  # noqa: BLE001  the harness broke: a violation, never a silent pass
             violation(f"load client {i} crashed: {type(e).__name__}: {e}")
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(len(plans))]
     for t in threads:
         t.start()
+    log.admin = {"applied": 0, "failed": 0}
+    if admin:
+        total = sum(len(p) for p in plans)
+
+        def run_admin():
+            try:
+                stress_admin(clock, admin, progress, total, stop, done, log.admin)
+            except Exception as e:  # noqa: BLE001
+                violation(f"admin thread crashed: {type(e).__name__}: {e}")
+        helper = threading.Thread(target=run_admin)
+        helper.start()
+        log.helper = (helper, done)
     return threads, logs, stop, log
 
 
 def join_load(threads, logs, log):
     for t in threads:
         t.join()
+    helper = getattr(log, "helper", None)
+    if helper:
+        helper[1].set()
+        helper[0].join()
+        log.helper = None
     for l in logs:
         log.merge(l)
     return log
@@ -368,47 +509,199 @@ def join_load(threads, logs, log):
 
 # Invariants -----------------------------------------------------------------------------
 
+def has_period(c):
+    """Whether the database's tables carry the limit's period (0.7.0 on; before, one limit
+    per metric and no period column)."""
+    c.execute("""SELECT EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'quota.counters'::regclass
+                                  AND attname = 'period' AND NOT attisdropped)""")
+    return c.fetchone()[0]
+
+
+def has_used_change(c):
+    """Whether quota.used_change(kind, amount) exists (0.7.0 on): each ledger kind's part
+    of a window's used, carry_up and carry_down included."""
+    c.execute("SELECT to_regprocedure('quota.used_change(text, bigint)') IS NOT NULL")
+    return c.fetchone()[0]
+
+
+USED_CHANGE_V1 = ("CASE kind WHEN 'consume' THEN amount WHEN 'commit' THEN amount "
+                  "WHEN 'refund' THEN -amount WHEN 'reset' THEN -amount ELSE 0 END")
+
+
 def counters_match_ledger(c, label):
     """Every window's counter equals its ledger: the events, plus what compaction
-    summarised. Computed here independently of the extension's own quota.ledger_check,
-    which must agree."""
-    c.execute("""
+    summarised, per window (subject, metric, period, window_start): a day and a month
+    window of one metric are two windows, even when both start at the same instant, and a
+    rate limit's row ('-infinity') and each first-use window are windows too. Each row
+    counts quota.used_change(kind, amount): consume and commit add, refund and reset
+    subtract, a scheduled change's carry_up adds and carry_down subtracts. Computed here
+    independently of the extension's own quota.ledger_check, which must agree. (A database
+    still before 0.7.0 has no period and no carries: one limit per metric there.)"""
+    key = "subject, metric, period, window_start" if has_period(c) else "subject, metric, window_start"
+    change = "quota.used_change(kind, amount)" if has_used_change(c) else USED_CHANGE_V1
+    c.execute(f"""
         SELECT count(*) FROM quota.counters k
         LEFT JOIN (
-            SELECT subject, metric, window_start,
-                   sum(CASE kind WHEN 'consume' THEN amount WHEN 'commit' THEN amount
-                                 WHEN 'refund' THEN -amount WHEN 'reset' THEN -amount ELSE 0 END) AS used,
+            SELECT {key}, sum({change}) AS used,
                    coalesce(sum(amount) FILTER (WHERE kind = 'bonus'), 0) AS bonus
-            FROM (SELECT subject, metric, window_start, kind, amount FROM quota.usage_events
+            FROM (SELECT {key}, kind, amount FROM quota.usage_events
                   UNION ALL
-                  SELECT subject, metric, window_start, kind, amount FROM quota.usage_summaries) flows
-            GROUP BY 1, 2, 3) l USING (subject, metric, window_start)
+                  SELECT {key}, kind, amount FROM quota.usage_summaries) flows
+            GROUP BY {key}) l USING ({key})
         WHERE k.used <> coalesce(l.used, 0) OR k.bonus <> coalesce(l.bonus, 0)""")
     bad = c.fetchone()[0]
     if bad:
         violation(f"{label}: {bad} windows whose counter differs from the ledger")
+        c.execute(f"""
+            SELECT k.subject, k.metric, {'k.period' if 'period' in key else 'NULL'}, k.window_start::text, k.used,
+                   k.bonus, (SELECT array_agg(kind || ' ' || amount ORDER BY id) FROM quota.usage_events e
+                             WHERE ({', '.join('e.' + x for x in key.split(', '))}) = ({', '.join('k.' + x for x in key.split(', '))}))
+            FROM quota.counters k
+            LEFT JOIN (SELECT {key}, sum({change}) AS used, coalesce(sum(amount) FILTER (WHERE kind = 'bonus'), 0) AS bonus
+                       FROM (SELECT {key}, kind, amount FROM quota.usage_events UNION ALL
+                             SELECT {key}, kind, amount FROM quota.usage_summaries) flows GROUP BY {key}) l USING ({key})
+            WHERE k.used <> coalesce(l.used, 0) OR k.bonus <> coalesce(l.bonus, 0) LIMIT 3""")
+        for row in c.fetchall():
+            print(f"     counter {row[:6]} ledger rows {short_repr(row[6])}", flush=True)
     c.execute("SELECT count(*) FROM quota.ledger_check")
     if c.fetchone()[0] != bad:
         violation(f"{label}: quota.ledger_check disagrees with the independent check")
 
 
+def hard_limits_held(c, label, hard, subjects=None):
+    """No hard limit was ever exceeded. hard: {(metric, period): limit}, the hard limits
+    whose value stayed the same for every subject while the phase ran (a limit that a plan
+    change or an override moved is left out by the caller: after a downgrade that keeps
+    the usage, used above the new limit is right; rate limits are left out too, their
+    used counts units admitted, not a window's total: gcra_held checks them). Replays each
+    window (subject, metric, period, window_start) of those limits in id order (within a
+    window rows are written under its row lock, so id order is commit order), each row
+    counting quota.used_change(kind, amount): used never below 0 nor above the limit plus
+    the window's bonus so far. Then the state now: no window of those limits holds more
+    than its limit and bonus, holds included (used + reserved). subjects: only these
+    (None: all)."""
+    c.execute("""SELECT subject, metric, period, window_start::text, kind, quota.used_change(kind, amount), amount
+                 FROM quota.usage_events
+                 WHERE metric = ANY(%s) AND (%s::text[] IS NULL OR subject = ANY(%s))
+                 ORDER BY subject, metric, period, window_start, id""",
+              (sorted({m for m, _ in hard}), subjects, subjects))
+    state = {}
+    for subject, metric, period, ws, kind, change, amount in c:
+        limit = hard.get((metric, period))
+        if limit is None:
+            continue
+        used, bonus = state.get((subject, metric, period, ws), (0, 0))
+        used += change
+        if kind == "bonus":
+            bonus += amount
+        if used < 0 or used > limit + bonus:
+            violation(f"{label}: {subject}/{metric} ({period}, window {ws}) reached {used} over limit {limit}+{bonus}")
+        state[(subject, metric, period, ws)] = (used, bonus)
+    metrics, periods = zip(*sorted(hard)) if hard else ((), ())
+    c.execute("""
+        SELECT k.subject, k.metric, k.period, k.window_start::text, k.used, k.reserved, k.bonus, h.limit_value
+        FROM quota.counters k JOIN unnest(%s::text[], %s::text[], %s::bigint[]) h (metric, period, limit_value)
+          ON h.metric = k.metric AND h.period = k.period
+        WHERE (%s::text[] IS NULL OR k.subject = ANY(%s)) AND k.used + k.reserved > h.limit_value + k.bonus""",
+              (list(metrics), list(periods), [hard[k] for k in zip(metrics, periods)], subjects, subjects))
+    for subject, metric, period, ws, used, reserved, bonus, limit in c.fetchall():
+        violation(f"{label}: {subject}/{metric} ({period}, window {ws}) has {used} used + {reserved} reserved over "
+                  f"limit {limit}+{bonus}")
+
+
+def gcra_held(c, label, rates, subjects=None):
+    """Rate limits (GCRA) admitted no more than their rate. rates: {metric: (calendar
+    period, [(count, per seconds, burst), ...])}, every rate the metric had while the
+    phase ran. With T the emission interval (per / count, whole microseconds) and
+    tau = T (burst + 1), a unit admitted at t moves the state (TAT) to at most t + tau and
+    at least max(TAT, t) + T, so the units admitted at instants in [t1, t2] number at most
+    (t2 - t1 + tau) / T: checked loosely with the smallest T and the largest tau of the
+    rates given, for every pair of instants. A unit is paced by a consume (its ledger row
+    in the rate's window) or a hold (its 'reserve' row in the metric's calendar period
+    given; a commit or a release takes no more pace). Instants are the rows' created_at,
+    the quota clock of the call. Also: every rate row's TAT (window_end) is at most tau
+    after the last instant a unit was admitted."""
+    for metric, (calendar, rs) in rates.items():
+        t_min = min(per * 1_000_000 // count for count, per, _ in rs)
+        tau = max(per * 1_000_000 // count * (burst + 1) for count, per, burst in rs)
+        c.execute("""SELECT subject, (extract(epoch FROM created_at) * 1000000)::bigint AS t, sum(amount)
+                     FROM quota.usage_events
+                     WHERE metric = %s AND (%s::text[] IS NULL OR subject = ANY(%s))
+                       AND ((period LIKE 'per %%' AND kind = 'consume') OR (period = %s AND kind = 'reserve'))
+                     GROUP BY 1, 2 ORDER BY 1, 2""", (metric, subjects, subjects, calendar))
+        paced = {}
+        for subject, t, n in c.fetchall():
+            paced.setdefault(subject, []).append((t, int(n)))
+        for subject, points in paced.items():
+            worst = None
+            for i in range(len(points)):
+                total = 0
+                for j in range(i, len(points)):
+                    total += points[j][1]
+                    span = points[j][0] - points[i][0]
+                    if total * t_min > span + tau and worst is None:
+                        worst = (i, j, total, span)
+            if worst:
+                i, j, total, span = worst
+                violation(f"{label}: {subject}/{metric} was admitted {total} units in {span / 1e6:.3f} s "
+                          f"(from instant {points[i][0]} to {points[j][0]}); the rates allow at most "
+                          f"{(span + tau) // t_min} (T >= {t_min} us, tau <= {tau} us)")
+        c.execute("""SELECT k.subject, k.period, (extract(epoch FROM k.window_end) * 1000000)::bigint,
+                            (SELECT max((extract(epoch FROM e.created_at) * 1000000)::bigint) FROM quota.usage_events e
+                             WHERE e.subject = k.subject AND e.metric = k.metric AND e.period = k.period
+                               AND e.kind = 'consume')
+                     FROM quota.counters k
+                     WHERE k.metric = %s AND k.period LIKE 'per %%' AND (%s::text[] IS NULL OR k.subject = ANY(%s))""",
+                  (metric, subjects, subjects))
+        for subject, period, tat, last in c.fetchall():
+            admitted = [t for t, _ in paced.get(subject, [])]
+            latest = max([x for x in [last] + admitted if x is not None], default=None)
+            if latest is not None and tat is not None and tat > latest + tau:
+                violation(f"{label}: {subject}/{metric} ({period}) has its TAT {tat} more than tau ({tau} us) after "
+                          f"the last admission at {latest}")
+
+
+def new_kinds(c):
+    """What the phases so far did with limits v2, for the report: the rate's admitted units,
+    carry rows, subjects with an override or a pending change."""
+    c.execute("""SELECT coalesce(sum(amount) FILTER (WHERE period LIKE 'per %%' AND kind = 'consume'), 0),
+                        count(*) FILTER (WHERE kind IN ('carry_up', 'carry_down'))
+                 FROM (SELECT period, kind, amount FROM quota.usage_events
+                       UNION ALL SELECT period, kind, amount FROM quota.usage_summaries) e""")
+    paced, carries = c.fetchone()
+    c.execute("""SELECT (SELECT count(*) FROM quota.subject_overrides), count(*) FILTER (WHERE next_plan IS NOT NULL),
+                        count(*) FILTER (WHERE plan = 'REL2') FROM quota.subjects""")
+    overrides, pending, rel2 = c.fetchone()
+    return (f"rate: {paced} units admitted, {stats['rate_limited']} consumes refused rate_limited; {carries} carry "
+            f"rows; now {overrides} overrides, {pending} pending changes, {rel2} subjects on REL2")
+
+
 def check_invariants(log, label, per_op=True):
     conn = connect(autocommit=True)
     c = cursor(conn)
+    print(f"   {label}: {new_kinds(c)}", flush=True)
     # 1. Every window's counter equals its ledger.
     counters_match_ledger(c, label)
     if not per_op:
         conn.close()
         return
-    # 2. The ledger agrees with the client log, op by op.
-    c.execute("""SELECT metadata->>'op', metric, amount FROM quota.usage_events
+    # 2. The ledger agrees with the client log, op by op: an op counts once in each window
+    #    of its metric (one ledger row per limit, each of the same amount).
+    c.execute("""SELECT metadata->>'op', metric, period, amount FROM quota.usage_events
                  WHERE kind IN ('consume', 'commit') AND metadata ? 'op'""")
+    rows = {}
+    for op, metric, period, amount in c.fetchall():
+        per = rows.setdefault(op, {}).setdefault(metric, {})
+        if period in per:
+            violation(f"{label}: op {op} counted twice on {metric} ({period})")
+        per[period] = amount
     ledger = {}
-    for op, metric, amount in c.fetchall():
-        ledger.setdefault(op, {})
-        if metric in ledger[op]:
-            violation(f"{label}: op {op} counted twice on {metric}")
-        ledger[op][metric] = amount
+    for op, metrics in rows.items():
+        for metric, per in metrics.items():
+            if set(per) != set(LIMITS.get(metric, {})) or len(set(per.values())) != 1:
+                violation(f"{label}: op {op} is in the ledger of {metric} as {per}: one row of one amount for each "
+                          f"of its limits {sorted(LIMITS.get(metric, {}))} expected")
+            ledger.setdefault(op, {})[metric] = max(per.values())
     for op, (kind, _subject, effect) in log.committed.items():
         if kind in ("consume", "keyed", "reserve") and ledger.get(op, {}) != effect:
             violation(f"{label}: acknowledged op {op} has ledger {ledger.get(op)} but the client saw {effect}")
@@ -419,36 +712,35 @@ def check_invariants(log, label, per_op=True):
     for op in ledger:
         if op not in known:
             violation(f"{label}: ledger row for an op the client never sent ({op})")
-    # 3. Idempotent retries counted exactly once.
-    c.execute("""SELECT idempotency_key, count(*) FROM quota.usage_events
-                 WHERE kind = 'consume' AND idempotency_key IS NOT NULL GROUP BY 1 HAVING count(*) > 1""")
-    for key, n in c.fetchall():
-        violation(f"{label}: idempotency key {key} counted {n} times")
-    # Holds: every window's reserved equals its held reservations.
+    # 3. Idempotent retries counted exactly once (in each window of the metric).
+    c.execute("""SELECT idempotency_key, metric, period, count(*) FROM quota.usage_events
+                 WHERE kind = 'consume' AND idempotency_key IS NOT NULL GROUP BY 1, 2, 3 HAVING count(*) > 1""")
+    for key, metric, period, n in c.fetchall():
+        violation(f"{label}: idempotency key {key} counted {n} times on {metric} ({period})")
+    # Holds: every window's reserved equals its held reservations (a hold has one row per
+    # window of its metric, all with the hold's id).
     c.execute("""
         SELECT count(*) FROM quota.counters k
         WHERE k.reserved <> (SELECT coalesce(sum(amount), 0) FROM quota.reservations r
-                             WHERE r.subject = k.subject AND r.metric = k.metric
+                             WHERE r.subject = k.subject AND r.metric = k.metric AND r.period = k.period
                                AND r.window_start = k.window_start AND r.status = 'held')""")
     bad = c.fetchone()[0]
     if bad:
         violation(f"{label}: {bad} windows whose reserved differs from their held reservations")
-    # 4. No hard limit was ever exceeded: replay each window in id order (within a window
-    # rows are written under its row lock, so id order is commit order).
-    c.execute("""SELECT subject, metric, window_start, kind, amount FROM quota.usage_events
-                 WHERE metric IN ('a', 'b') ORDER BY subject, metric, window_start, id""")
-    state = {}
-    for subject, metric, ws, kind, amount in c:
-        used, bonus = state.get((subject, metric, ws), (0, 0))
-        if kind in ("consume", "commit"):
-            used += amount
-        elif kind in ("refund", "reset"):
-            used -= amount
-        elif kind == "bonus":
-            bonus += amount
-        if used < 0 or used > LIMITS[metric] + bonus:
-            violation(f"{label}: {subject}/{metric} reached {used} over limit {LIMITS[metric]}+{bonus}")
-        state[(subject, metric, ws)] = (used, bonus)
+    c.execute("""
+        SELECT count(*) FROM (SELECT id FROM quota.reservations GROUP BY id
+                              HAVING count(*) <> count(DISTINCT period) OR count(DISTINCT status) > 1
+                                  OR count(DISTINCT amount) > 1) x""")
+    bad = c.fetchone()[0]
+    if bad:
+        violation(f"{label}: {bad} reservations whose rows (one per window) disagree on status or amount, "
+                  "or repeat a period")
+    # 4. No hard limit was ever exceeded (b's day against 400 under either plan: see
+    #    REL2_DAY_B), and the rate never admitted more than GCRA allows.
+    hard_limits_held(c, label, {(m, p): limit for m, limits in LIMITS.items() for p, limit in limits.items()
+                                if limit is not None})
+    metric, count, per, burst = STRESS_RATE
+    gcra_held(c, label, {metric: ("day", [(count, per, burst)])})
     # 5. Index integrity.
     c.execute("""SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
                  JOIN pg_am a ON a.oid = c.relam
@@ -463,10 +755,10 @@ def check_invariants(log, label, per_op=True):
 
 # Compaction under load, crash recovery ---------------------------------------------------
 
-def compaction_under_load(plans):
+def compaction_under_load(plans, clock, admin):
     """Clients consume, refund and reserve while another session compacts the whole
     ledger again and again; the counters must stay provable from summaries + events."""
-    threads, logs, stop, log = run_load(plans)
+    threads, logs, stop, log = run_load(plans, clock=clock, admin=admin)
     conn = connect(autocommit=True)
     compacted = 0
     with cursor(conn) as c:
@@ -479,7 +771,7 @@ def compaction_under_load(plans):
         c.execute("SELECT quota.compact_ledger('0 seconds')")
         compacted += c.fetchone()[0]
     conn.close()
-    return compacted
+    return compacted, log.admin
 
 
 def postmaster_pid():
@@ -487,9 +779,9 @@ def postmaster_pid():
         return int(f.readline())
 
 
-def crash_and_restart(plans, delay):
+def crash_and_restart(plans, delay, clock, admin):
     # Enough work that the kill lands in the middle of it.
-    threads, logs, stop, log = run_load(plans)
+    threads, logs, stop, log = run_load(plans, clock=clock, admin=admin)
     time.sleep(delay)
     pid = postmaster_pid()
     children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
@@ -600,6 +892,8 @@ def show_plans(phase, plans):
 # row's inserting user exactly once.
 
 PART_DB = "relpart"
+# One limit (per day) on the metric: the checks below add up a subject's counters and
+# ledger rows over its windows, which a second limit of the metric would count twice.
 PART_METRIC = "rows"
 PART_LIMIT = 6
 PART_SUBJECTS = [f"pu{i}" for i in range(6)]
@@ -836,18 +1130,19 @@ def partition_phase(plans):
             violation(f"{label}: {s} has {charges[s]} row charges for {expected[s]} live rows it was charged for")
     # The ledger: one consume per committed insert, one refund per committed delete, for the
     # inserting user; replayed in id order, no user ever went past the limit.
-    c.execute("""SELECT subject, window_start, kind, amount FROM quota.usage_events WHERE metric = %s
-                 ORDER BY subject, window_start, id""", (PART_METRIC,))
+    c.execute("""SELECT subject, period, window_start, kind, amount FROM quota.usage_events WHERE metric = %s
+                 ORDER BY subject, period, window_start, id""", (PART_METRIC,))
     flows = Counter()
     state = {}
-    for s, ws, kind, amount in c.fetchall():
+    for s, period, ws, kind, amount in c.fetchall():
         flows[(s, kind)] += amount
-        if amount != 1 or kind not in ("consume", "refund"):
-            violation(f"{label}: ledger row {kind} {amount} for {s} (only consumes and refunds of 1 expected)")
-        used = state.get((s, ws), 0) + (amount if kind == "consume" else -amount)
+        if amount != 1 or kind not in ("consume", "refund") or period != "day":
+            violation(f"{label}: ledger row {kind} {amount} ({period}) for {s} (only consumes and refunds of 1 in "
+                      "the day window expected)")
+        used = state.get((s, period, ws), 0) + (amount if kind == "consume" else -amount)
         if not 0 <= used <= PART_LIMIT:
             violation(f"{label}: the ledger of {s} reaches {used} (limit {PART_LIMIT})")
-        state[(s, ws)] = used
+        state[(s, period, ws)] = used
     ins_by, del_by = Counter(inserted.values()), Counter(inserted[t] for t in deleted if t in inserted)
     for s in PART_SUBJECTS:
         if (flows[(s, "consume")], flows[(s, "refund")]) != (ins_by[s], del_by[s]):
@@ -890,6 +1185,8 @@ def partition_phase(plans):
 TENANTS = {"acme": "rel_acme", "globex": "rel_globex"}
 TENANT_SUBJECTS = {t: [f"{t}-{i}" for i in range(3)] for t in TENANTS}
 UNTENANTED = "free-0"
+# One limit (per day) per metric: the counters are summed per subject and metric below,
+# and each op is expected once per metric in the ledger.
 TENANT_LIMITS = {"calls": 30, "tokens": 300}
 TENANT_CLIENTS = 4  # per tenant
 TENANT_OPS = OPS_PER_CLIENT
@@ -1489,12 +1786,14 @@ def old_version_phase(version, plans):
     #    with the used it returned; nothing else is.
     conn = connect(old_db(version), autocommit=True)
     c = cursor(conn)
-    c.execute("""SELECT subject, window_start, kind, amount, coalesce(metadata->>'op', idempotency_key)
-                 FROM quota.usage_events WHERE metric = 'calls' ORDER BY subject, window_start, id""")
+    # (After the update to 0.7.0 every row has the period of its window, 'day'.)
+    period = "period" if has_period(c) else "'day'"
+    c.execute(f"""SELECT subject, {period}, window_start, kind, amount, coalesce(metadata->>'op', idempotency_key)
+                  FROM quota.usage_events WHERE metric = 'calls' ORDER BY 1, 2, 3, id""")
     running, seen = {}, set()
-    for s, ws, kind, amount, op in c.fetchall():
-        used = running.get((s, ws), 0) + (amount if kind == "consume" else -amount if kind == "refund" else 0)
-        running[(s, ws)] = used
+    for s, period, ws, kind, amount, op in c.fetchall():
+        used = running.get((s, period, ws), 0) + (amount if kind == "consume" else -amount if kind == "refund" else 0)
+        running[(s, period, ws)] = used
         if op in seen:
             violation(f"{label}: op {op} is in the ledger twice")
         seen.add(op)
@@ -1537,8 +1836,12 @@ def old_version_phase(version, plans):
 # answer and every row written must be the same once subject ids, reservation ids, row ids
 # and write stamps (created_at, occurred_at, settled_at) are normalised. Each step's
 # answers are compared (every column of every row; an error by SQLSTATE, message and
-# DETAIL); the counters, ledger, events, reservations, idempotency keys and bonus grants
-# every DIFF_COMPARE_EVERY steps and at the end. Then quota.hot_path_status() must show
+# DETAIL); the counters, ledger, events, reservations, idempotency keys, bonus grants,
+# subjects (plan and pending change) and overrides every DIFF_COMPARE_EVERY steps and at
+# the end. The steps include admin steps played on both twins alike: overrides set and
+# removed, plan changes scheduled a few simulated minutes ahead (carry 'usage' or
+# 'percent'), cancelled or made at once, and nudges of the clock by seconds (a rate refills,
+# a first-use window closes). Then quota.hot_path_status() must show
 # that the hot path served a good share of the 'on' connection's checks and consumes, and
 # none of the 'off' connection's. QUOTA_DIFF_OPS steps (2,000; 0 skips the phase), one
 # connection at a time: QUOTA_SEED replays the run exactly, interleaving included.
@@ -1549,16 +1852,47 @@ DIFF_COMPARE_EVERY = 250
 DIFF_PAIRS = 3
 DIFF_SIDES = ("on", "off")
 DIFF_SUBJECTS = {"on": [f"diffhot-{i}" for i in range(DIFF_PAIRS)], "off": [f"diffgen-{i}" for i in range(DIFF_PAIRS)]}
-# metric: (period, limit, enforcement, per-request cap, alert thresholds)
+# metric: its limits, each (period, limit, enforcement, per-request cap, alert thresholds).
+# A metric may have several (limits v2): a consume must fit every hard one, all or nothing.
+# The per-request cap belongs to the metric (set_limit sets it on every window): the same
+# on each of a metric's limits. The clock moves ~12 days over the run (ticks), across a
+# month's end, so day windows come and go under a month and a week that stay.
 DIFF_METRICS = {
-    "a": ("day", 40, "hard", None, [50, 90]),
-    "b": ("day", 60, "soft", None, [80, 100, 150]),
-    "c": ("day", 30, "hard", 6, []),
-    "m": ("month", 500, "hard", None, [75]),
-    "w": ("week", 120, "soft", 20, [100]),
-    "k": ("billing_cycle", 300, "hard", None, [50]),
-    "l": ("lifetime", 900, "soft", 40, []),
+    "a": [("day", 40, "hard", None, [50, 90])],
+    "b": [("day", 60, "soft", None, [80, 100, 150])],
+    "c": [("day", 30, "hard", 6, [])],
+    "m": [("month", 500, "hard", None, [75])],
+    "w": [("week", 120, "soft", 20, [100])],
+    "k": [("billing_cycle", 300, "hard", None, [50])],
+    "l": [("lifetime", 900, "soft", 40, [])],
+    # A day and a month, both hard: the day binds within a day, the month over a few.
+    "d": [("day", 8, "hard", None, [80]), ("month", 16, "hard", None, [50, 90])],
+    # A hard day and a soft week (its overage recorded while the day still lets through).
+    "e": [("day", 6, "hard", 5, [100]), ("week", 15, "soft", 5, [100, 150])],
+    # Three: a hard day and month, a soft week (lock order day, month, week).
+    "f": [("day", 10, "hard", None, []), ("month", 30, "hard", None, [90]), ("week", 20, "soft", None, [80])],
+    # A day and a rate (DIFF_RATES): 3 per 10 seconds, burst 1, so that consumes between
+    # two moves of the clock are refused (QT429 rate_limited); both on the hot path.
+    "g": [("day", 30, "hard", None, [50])],
+    # A window that opens at first use (10 minutes) under a day: the general path on both
+    # sides (the hot path steps aside), ticks and nudges close it.
+    "h": [("10 minutes", 12, "hard", None, []), ("day", 40, "hard", None, [90])],
 }
+# metric: (count, per seconds, burst): quota.set_rate_limit, period 'per <per> seconds'.
+DIFF_RATES = {"g": (3, 10, 1)}
+# The second plan, DIFF2, which scheduled changes move pairs to and back (assign_plan
+# effective_at a few simulated minutes ahead, carry 'usage' or 'percent', now and then
+# cancelled, or assigned at once): DIFF with these limits changed (None: DIFF2 lacks the
+# window), and its own rate for g. The clock runs through each change's instant, so each
+# takes effect on both sides (read at once, stored by the first write).
+DIFF2_CHANGES = {("a", "day"): 20, ("d", "month"): 30, ("g", "day"): 60, ("h", "10 minutes"): 24, ("e", "week"): None}
+DIFF2_RATES = {"g": (6, 10, 2)}
+# Overrides an admin step sets and removes on both sides (quota.set_override: max or add,
+# sometimes expiring): (metric, period). c has no week: an override adds that window
+# (hard); f's week is soft in the plan.
+DIFF_OVERRIDES = [("a", "day"), ("d", "month"), ("g", "day"), ("h", "10 minutes"), ("c", "week"), ("f", "week")]
+# Bonus rules are set on these metrics; a bonus raises every current window of its metric.
+DIFF_BONUS_METRICS = ["a", "d"]
 # Each pair's (tenant, cycle anchor, time zone): windows in a half-hour zone, a cycle
 # anchored at a month's end, and the ledger's tenant column all go through both paths.
 DIFF_SUBJECT_SETUP = [(None, None, None), ("diff-tenant", None, None), (None, "2026-10-31 20:00:00+00", "Asia/Kolkata")]
@@ -1572,13 +1906,22 @@ DIFF_STAMPS = ("occurred_at", "created_at", "settled_at")
 
 def diff_setup():
     conn, c = fresh_database(DIFF_DB)
-    for metric, (period, limit, enforcement, cap, alerts) in DIFF_METRICS.items():
-        c.execute("SELECT quota.set_limit('DIFF', %s, %s, %s, %s, %s)", (metric, period, limit, enforcement, cap))
-        if alerts:
-            c.execute("SELECT quota.set_alerts('DIFF', %s, %s)", (metric, alerts))
-    for kind, (amount, scope) in DIFF_BONUSES.items():
-        c.execute("SELECT quota.set_bonus_rule('DIFF', 'a', %s, %s, %s)", (kind, amount, scope))
-    c.execute("SELECT quota.set_bonus_cap('DIFF', 4)")
+    for plan, changes, rates in (("DIFF", {}, DIFF_RATES), ("DIFF2", DIFF2_CHANGES, DIFF2_RATES)):
+        for metric, limits in DIFF_METRICS.items():
+            for period, limit, enforcement, cap, alerts in limits:
+                limit = changes.get((metric, period), limit)
+                if limit is None:
+                    continue
+                c.execute("SELECT quota.set_limit(%s, %s, %s, %s, %s, %s)", (plan, metric, period, limit, enforcement, cap))
+                if alerts:
+                    c.execute("SELECT quota.set_alerts(%s, %s, %s, %s)", (plan, metric, alerts, period))
+        for metric, (count, per, burst) in rates.items():
+            c.execute("SELECT quota.set_rate_limit(%s, %s, %s, make_interval(secs => %s), %s)",
+                      (plan, metric, count, per, burst))
+        for metric in DIFF_BONUS_METRICS:
+            for kind, (amount, scope) in DIFF_BONUSES.items():
+                c.execute("SELECT quota.set_bonus_rule(%s, %s, %s, %s, %s)", (plan, metric, kind, amount, scope))
+        c.execute("SELECT quota.set_bonus_cap(%s, 4)", (plan,))
     for subjects in DIFF_SUBJECTS.values():
         for s, (tenant, anchor, zone) in zip(subjects, DIFF_SUBJECT_SETUP):
             c.execute("SELECT quota.assign_plan(%s, 'DIFF', %s, %s::timestamptz, %s)", (s, tenant, anchor, zone))
@@ -1624,9 +1967,36 @@ def diff_plan(seed, ops):
                     rnd.choice(metrics), amount(0))
         return ("refund", p, rnd.choice(metrics), rnd.randint(1, 6), None)
 
+    def admin(p):
+        """An admin step, the same on both sides: an override, a scheduled plan change, or
+        a nudge of the clock (seconds: the rate refills, a first-use window may close)."""
+        nonlocal clock
+        roll = rnd.random()
+        if roll < 0.33:
+            clock += datetime.timedelta(seconds=rnd.randint(1, 90))
+            return ("nudge", p, clock.isoformat())
+        if roll < 0.57:
+            metric, period = rnd.choice(DIFF_OVERRIDES)
+            mode = rnd.choice(["max", "max", "add"])
+            value = rnd.randint(3, 60) if mode == "max" else rnd.randint(0, 20)
+            expires = None if rnd.random() < 0.6 else (clock + datetime.timedelta(minutes=rnd.randint(5, 180))).isoformat()
+            return ("override", p, metric, period, value, mode, expires)
+        if roll < 0.70:
+            metric, period = rnd.choice(DIFF_OVERRIDES)
+            return ("unoverride", p, metric, period if rnd.random() < 0.7 else None)
+        if roll < 0.87:
+            at = (clock + datetime.timedelta(seconds=rnd.randint(30, 40 * 60))).isoformat()
+            return ("schedule", p, rnd.choice(["DIFF", "DIFF2"]), at, rnd.choice(["usage", "percent"]))
+        if roll < 0.94:
+            return ("cancel", p)
+        return ("assign", p, rnd.choice(["DIFF", "DIFF2"]), rnd.choice(["usage", "percent"]))
+
     plan = []
     for n in range(ops):
         p = rnd.randrange(DIFF_PAIRS)
+        if rnd.random() < 0.075:
+            plan.append(admin(p))
+            continue
         roll = rnd.random()
         if roll < 0.62:
             step = simple(n, p)
@@ -1641,7 +2011,8 @@ def diff_plan(seed, ops):
             step = ("reset", p, rnd.choice(metrics + [None]))
         elif roll < 0.795:
             kind = rnd.choice(["questionnaire", "questionnaire", "login", "survey"])
-            step = ("bonus", p, kind, f"ref-{rnd.randint(0, 30)}" if kind == "questionnaire" else None)
+            step = ("bonus", p, rnd.choice(DIFF_BONUS_METRICS), kind,
+                    f"ref-{rnd.randint(0, 30)}" if kind == "questionnaire" else None)
         elif roll < 0.845:
             step = ("reserve", p, rnd.choice(metrics), amount(), rnd.random() < 0.5,
                     rnd.choice(["15 minutes", "15 minutes", "6 hours", "2 days"]))
@@ -1699,14 +2070,26 @@ class DiffSide:
         self.cur.execute("SET synchronous_commit = off")
         self.rids = {}   # plan step -> its reservation id
         self.names = {}  # reservation id (text) -> R<step>
+        self.overs = []  # admitted consumes whose hard binding limit they went past
 
     def call(self, sql, params):
-        """One statement: ("ok", rows) or ("error", SQLSTATE, message, DETAIL)."""
+        """One statement: ("ok", rows) or ("error", SQLSTATE, message, DETAIL). An admitted
+        consume answers for its binding limit; when that is hard, it fits it whatever the
+        plan, override or carry in force: used + reserved <= limit_value + bonus (a rate
+        answers as redis-cell: used is the burst capacity taken)."""
         try:
             self.cur.execute(sql, params)
-            return ["ok", self.cur.fetchall() if self.cur.description else None]
+            rows = self.cur.fetchall() if self.cur.description else None
         except psycopg.Error as e:
             return ["error", e.sqlstate, e.diag.message_primary, e.diag.message_detail]
+        if rows and "consume(" in sql and "quota_check" not in sql:
+            cols = [d.name for d in self.cur.description]
+            if {"allowed", "enforcement", "used", "reserved", "limit_value", "bonus"} <= set(cols):
+                for row in rows:
+                    r = dict(zip(cols, row))
+                    if r["allowed"] and r["enforcement"] == "hard" and r["used"] + r["reserved"] > r["limit_value"] + r["bonus"]:
+                        self.overs.append(self.norm(r))
+        return ["ok", rows]
 
     def norm(self, v):
         if isinstance(v, str):
@@ -1772,7 +2155,7 @@ class DiffSide:
         elif kind == "reset":
             r = self.call("SELECT quota.quota_reset(%s::text, %s::text)", (s, step[2]))
         elif kind == "bonus":
-            r = self.call("SELECT * FROM quota.apply_bonus(%s::text, 'a', %s::text, %s::text)", (s, step[2], step[3]))
+            r = self.call("SELECT * FROM quota.apply_bonus(%s::text, %s::text, %s::text, %s::text)", (s,) + tuple(step[2:]))
         elif kind == "reserve":
             metric, amount, try_form, ttl = step[2:]
             fn = "quota_try_reserve" if try_form else "quota_reserve"
@@ -1790,12 +2173,24 @@ class DiffSide:
                 r = self.call("SELECT * FROM quota.quota_commit(%s::uuid, %s::bigint, %s::jsonb)", (rid, actual, meta))
             else:
                 r = self.call("SELECT quota.quota_release(%s::uuid, %s::text)", (rid, f"step {n}"))
-        elif kind == "tick":
+        elif kind in ("tick", "nudge"):
             r = self.call("SELECT set_config('quota.clock_override', %s, false) IS NOT NULL", (step[2],))
+        elif kind == "override":
+            r = self.call("SELECT quota.set_override(%s::text, %s::text, %s::text, %s::bigint, %s::text, %s::timestamptz)",
+                          (s,) + tuple(step[2:]))
+        elif kind == "unoverride":
+            r = self.call("SELECT quota.remove_override(%s::text, %s::text, %s::text)", (s,) + tuple(step[2:]))
+        elif kind == "schedule":
+            r = self.call("SELECT quota.assign_plan(%s::text, %s::text, effective_at => %s::timestamptz, carry => %s::text)",
+                          (s,) + tuple(step[2:]))
+        elif kind == "cancel":
+            r = self.call("SELECT quota.cancel_plan_change(%s::text)", (s,))
+        elif kind == "assign":
+            r = self.call("SELECT quota.assign_plan(%s::text, %s::text, carry => %s::text)", (s,) + tuple(step[2:]))
         elif kind == "notify":
             r = self.call("SELECT set_config('quota.notify_every_consume', %s, false)", (step[2],))
         elif kind == "status":
-            r = self.call("SELECT * FROM quota.quota_status(%s::text) ORDER BY metric", (s,))
+            r = self.call("SELECT * FROM quota.quota_status(%s::text) ORDER BY metric, period", (s,))
         elif kind == "unknown":
             if step[2] == "consume":
                 r = self.call("SELECT * FROM quota.quota_consume(%s::text, 'nosuchmetric', 1)", (s,))
@@ -1835,18 +2230,22 @@ class DiffSide:
 # the query's order; those in DIFF_SORTED sorted after normalisation, their order being
 # that of random ids).
 DIFF_TABLES = {
-    "counters": "SELECT subject, metric, window_start, window_end, used, bonus, reserved, alerted FROM quota.counters "
-                "WHERE subject = ANY(%s) ORDER BY subject, metric, window_start",
-    "ledger": "SELECT subject, tenant, metric, window_start, kind, amount, overage, idempotency_key, metadata "
+    "counters": "SELECT subject, metric, period, window_start, window_end, used, bonus, reserved, alerted "
+                "FROM quota.counters WHERE subject = ANY(%s) ORDER BY subject, metric, period, window_start",
+    "ledger": "SELECT subject, tenant, metric, period, window_start, kind, amount, overage, idempotency_key, metadata "
               "FROM quota.usage_events WHERE subject = ANY(%s) ORDER BY subject, id",
     "events": "SELECT subject, type, metric, payload, acknowledged_at FROM quota.events WHERE subject = ANY(%s) "
               "ORDER BY subject, id",
-    "reservations": "SELECT subject, id, metric, window_start, window_end, amount, status, expires_at, actual_amount, "
-                    "idempotency_key, metadata, response FROM quota.reservations WHERE subject = ANY(%s)",
+    "reservations": "SELECT subject, id, metric, period, window_start, window_end, amount, status, expires_at, "
+                    "actual_amount, idempotency_key, metadata, response FROM quota.reservations WHERE subject = ANY(%s)",
     "idempotency keys": "SELECT subject, idempotency_key, operation, response FROM quota.idempotency_keys "
                         "WHERE subject = ANY(%s) ORDER BY subject, idempotency_key",
     "bonus grants": "SELECT subject, metric, kind, reference, reference_scope, amount, window_start, local_day "
                     "FROM quota.bonus_grants WHERE subject = ANY(%s) ORDER BY subject, id",
+    "subjects": "SELECT subject, plan, tenant, cycle_anchor, time_zone, next_plan, next_plan_at, carry "
+                "FROM quota.subjects WHERE subject = ANY(%s) ORDER BY subject",
+    "overrides": "SELECT subject, metric, period, mode, value, expires_at, created_at FROM quota.subject_overrides "
+                 "WHERE subject = ANY(%s) ORDER BY subject, metric, period",
 }
 DIFF_SORTED = {"reservations"}
 
@@ -1895,10 +2294,27 @@ def differential_phase(plan):
         on, off = (side.step(n, step) for side in sides)
         if on != off:
             report(f"step {n} {short_repr(step, 200)}: with the hot path {short_repr(on)}; without {short_repr(off)}")
+        for side in sides:
+            for r in side.overs:
+                violation(f"differential: step {n} {short_repr(step, 200)} (hot path {side.side}) admitted past a hard "
+                          f"limit: {short_repr(r)}")
+            side.overs.clear()
         if (n + 1) % DIFF_COMPARE_EVERY == 0 or n + 1 == len(plan):
             compared += diff_tables(c, sides, f"after step {n}", report)
     if differences[0] > DIFF_REPORTED:
         violation(f"differential: ... {differences[0]} differences in all")
+    # Both sides keep the ledger invariant per window (subject, metric, period,
+    # window_start), carries included. No hard limit whose value stayed put (the same in
+    # DIFF and DIFF2, never overridden) was ever exceeded: the others moved under their
+    # windows, and after a downgrade that keeps the usage, used above the new limit is
+    # right (each admitted consume was checked against its own answer instead). The rate
+    # of g admitted no more than the faster of its two rates allows.
+    counters_match_ledger(c, "differential")
+    moved = set(DIFF2_CHANGES) | set(DIFF_OVERRIDES)
+    hard_limits_held(c, "differential", {(m, p): limit for m, limits in DIFF_METRICS.items()
+                                         for p, limit, enforcement, _cap, _alerts in limits
+                                         if enforcement == "hard" and (m, p) not in moved})
+    gcra_held(c, "differential", {m: ("day", [DIFF_RATES[m], DIFF2_RATES[m]]) for m in DIFF_RATES})
     # The hot path must really have served the 'on' side, and never the 'off' side.
     (on_enabled, on_hot, on_general), (off_enabled, off_hot, off_general) = (side.status() for side in sides)
     share = on_hot / max(1, on_hot + on_general)
@@ -2057,6 +2473,12 @@ def main():
     setup()
     # Every plan is drawn before anything runs, so the digests say what this seed replays.
     stress_plans = phase_plans(SEED, "stress", OPS_PER_CLIENT)
+    base = datetime.datetime.fromisoformat(CLOCK_AT)
+    for k, phase in enumerate(["stress"] + [f"crash{k + 1}" for k in range(CRASHES)] + ["retention"]):
+        PHASE_CLOCK[phase] = (base + datetime.timedelta(minutes=k)).isoformat()
+    admin_plans = {phase: admin_plan(SEED, phase) for phase in PHASE_CLOCK}
+    print(f"   plan admin: {ADMIN_ACTIONS} overrides and plan changes per phase, digest "
+          f"{digest([admin_plans[p] for p in PHASE_CLOCK])}", flush=True)
     # Enough work per client that each kill lands in the middle of it.
     crash_plans = [phase_plans(SEED, f"crash{k + 1}", OPS_PER_CLIENT * 4) for k in range(CRASHES)]
     crash_delays = [random.Random(f"{SEED}-crash{k + 1}-delay").uniform(0.5, 3.0) for k in range(CRASHES)]
@@ -2074,28 +2496,32 @@ def main():
     prop_plan = property_plan(SEED, sigs, PROPERTY_CALLS)
 
     print("-- stress", flush=True)
-    threads, logs, stop, log = run_load(stress_plans)
+    threads, logs, stop, log = run_load(stress_plans, clock=PHASE_CLOCK["stress"], admin=admin_plans["stress"])
     log = join_load(threads, logs, log)
     check_invariants(log, "stress")
     mark = scan_log(mark, "setup and stress")
-    print(f"   {stats['operations']} operations, {stats['aborts']} aborts, {len(violations)} violations", flush=True)
+    print(f"   {stats['operations']} operations, {stats['aborts']} aborts, {log.admin['applied']} admin changes, "
+          f"{len(violations)} violations", flush=True)
 
     print("-- crash recovery", flush=True)
     total = log
     for k in range(CRASHES):
         before = stats["operations"]
-        crashed = crash_and_restart(crash_plans[k], crash_delays[k])
+        crashed = crash_and_restart(crash_plans[k], crash_delays[k], PHASE_CLOCK[f"crash{k + 1}"],
+                                    admin_plans[f"crash{k + 1}"])
         total.merge(crashed)
         check_invariants(total, f"crash {k + 1}")
         mark = scan_log(mark, f"crash {k + 1}")
         print(f"   crash {k + 1} after {crash_delays[k]:.2f} s survived after {stats['operations'] - before} "
-              f"acknowledged operations ({len(crashed.in_doubt)} in doubt), {len(violations)} violations", flush=True)
+              f"acknowledged operations ({len(crashed.in_doubt)} in doubt, {crashed.admin['applied']} admin changes), "
+              f"{len(violations)} violations", flush=True)
 
     print("-- retention: compaction during load", flush=True)
-    compacted = compaction_under_load(retention_plans)
+    compacted, admin_done = compaction_under_load(retention_plans, PHASE_CLOCK["retention"], admin_plans["retention"])
     check_invariants(None, "retention", per_op=False)
     mark = scan_log(mark, "retention")
-    print(f"   {compacted} events summarised while clients ran, {len(violations)} violations", flush=True)
+    print(f"   {compacted} events summarised while clients ran, {admin_done['applied']} admin changes, "
+          f"{len(violations)} violations", flush=True)
 
     print("-- partitioned table", flush=True)
     partition_setup()
