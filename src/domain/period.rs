@@ -347,7 +347,9 @@ mod tests {
         for (text, stored) in
             [("5 hours", "5 hours"), ("300 min", "5 hours"), ("per minute", "per 1 minute"), ("per 90 s", "per 90 seconds"), ("day", "day")]
         {
-            let p = Period::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            let parsed = Period::parse(text);
+            assert!(parsed.is_ok(), "{text}: {parsed:?}");
+            let p = parsed.expect("checked above");
             assert_eq!(p.as_str(), stored);
             assert_eq!(stored.parse::<Period>(), Ok(p), "{stored} reads back");
         }

@@ -102,7 +102,9 @@ mod tests {
             (" 45 SECONDS ", 45, "45 seconds"),
             ("1 second", 1, "1 second"),
         ] {
-            let l = Length::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            let parsed = Length::parse(text);
+            assert!(parsed.is_ok(), "{text}: {parsed:?}");
+            let l = parsed.expect("checked above");
             assert_eq!((l.seconds(), l.canonical().as_str()), (seconds, canonical), "{text}");
         }
     }

@@ -170,7 +170,8 @@ impl Drop for Slot {
 /// `index` is a btree index of `rel` whose leading columns have the types of `keys`, each
 /// key's function is the equality of that type, at most 4 keys, `slot` is `rel`'s and
 /// `snapshot` is valid for the call: registered or active, or `GetLatestSnapshot`'s,
-/// taken just before (no other snapshot is taken during the probe).
+/// taken just before (no other snapshot is taken during the probe). SAFETY of the body:
+/// it only hands these guarantees on to `scan`.
 pub unsafe fn probe(rel: &Rel, index: Oid, snapshot: pg_sys::Snapshot, keys: &[(Datum, u32)], slot: &Slot) -> Option<pg_sys::ItemPointerData> {
     let mut found = None;
     // SAFETY: the caller's guarantees.
@@ -188,7 +189,9 @@ pub unsafe fn probe(rel: &Rel, index: Oid, snapshot: pg_sys::Snapshot, keys: &[(
 /// TID, and returns whether to go on.
 ///
 /// # Safety
-/// As `probe`.
+/// As for `probe` (SAFETY): `index` is a btree index of `rel` whose leading columns have
+/// the types of `keys`, each key's function is that type's equality, at most 4 keys (the
+/// scan-key array's size), `slot` is `rel`'s, and `snapshot` stays valid for the scan.
 pub unsafe fn scan(
     rel: &Rel,
     index: Oid,

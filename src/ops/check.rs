@@ -6,7 +6,6 @@ use chrono::{DateTime, Utc};
 use super::args::{fits_counter, known_name};
 use super::metric::MetricOp;
 use super::subject::{all_subject_limits, resolve_limits, resolve_subject, Unknown};
-use super::window::WindowOp;
 use crate::domain::decision::Decision;
 use crate::domain::error::{QuotaError, Result};
 use crate::domain::limits::{Enforcement, Source};
@@ -69,8 +68,7 @@ fn check_fast(subject: &str, metric: &str, amount: i64, now: DateTime<Utc>) -> O
     if f.windows.iter().any(|w| w.usage.reserved > 0 || w.usage.used.checked_add(amount).is_none()) {
         return None;
     }
-    let op = MetricOp { metric, windows: f.windows.iter().map(|w| WindowOp::of(&f.subject, metric, &w.limit, w.window, now)).collect() };
-    op.windows.iter().zip(&f.windows).for_each(|(op, w)| op.tat.set(w.tat));
+    let op = MetricOp::of_found(&f, metric, now);
     let usages: Vec<_> = f.windows.iter().map(|w| w.usage).collect();
     let o = op.decide(&usages, amount);
     hotpath::served(Path::Hot, "quota_check");

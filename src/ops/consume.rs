@@ -10,7 +10,7 @@ use super::args::{fits_counter, known_name, metadata_fits, validate_items};
 use super::idempotency;
 use super::metric::{pace_of, MetricOp};
 use super::subject::{resolve_limits, resolve_subject, Unknown};
-use super::window::{announce, WindowOp};
+use super::window::announce;
 use crate::domain::decision::Decision;
 use crate::domain::error::{self, QuotaError, Result};
 use crate::domain::limits::Usage;
@@ -178,8 +178,7 @@ fn consume_fast(subject: &str, items: &[(String, i64)], metadata: Option<pg_sys:
 /// After the hot path wrote a consume: its events, stats and decision (the same the
 /// general path's `MetricOp` gives).
 fn consumed_fast(f: &hotpath::Found, metric: &str, amount: i64, after: &[Usage], now: DateTime<Utc>) -> Decision {
-    let op = MetricOp { metric, windows: f.windows.iter().map(|w| WindowOp::of(&f.subject, metric, &w.limit, w.window, now)).collect() };
-    op.windows.iter().zip(&f.windows).for_each(|(op, w)| op.tat.set(w.tat));
+    let op = MetricOp::of_found(f, metric, now);
     let before: Vec<Usage> = f.windows.iter().map(|w| w.usage).collect();
     let o = op.decide(&before, amount);
     for (i, ((w, b), a)) in op.windows.iter().zip(&before).zip(after).enumerate() {

@@ -39,6 +39,13 @@ impl<'a> MetricOp<'a> {
         Ok(MetricOp { metric, windows })
     }
 
+    /// The windows the hot path found (`hotpath::Found`), each with its rate state.
+    pub fn of_found(f: &'a crate::hotpath::Found, metric: &'a str, now: DateTime<Utc>) -> Self {
+        let windows: Vec<WindowOp> = f.windows.iter().map(|w| WindowOp::of(&f.subject, metric, &w.limit, w.window, now)).collect();
+        windows.iter().zip(&f.windows).for_each(|(op, w)| op.tat.set(w.tat));
+        MetricOp { metric, windows }
+    }
+
     /// The metric's per-request cap (`set_limit` keeps it equal on every window; the
     /// smallest counts if a direct write made them differ).
     pub fn cap(&self) -> Option<i64> {
