@@ -40,6 +40,10 @@ pub(crate) fn composite(
             oid
         };
         let desc = PgTupleDesc::from_pg(pg_sys::lookup_rowtype_tupdesc(oid, -1));
+        // A database at an older version has fewer attributes (0.8.0 appended `level`):
+        // its rows end where its type does.
+        let mut values = values;
+        values.truncate(desc.len());
         PgHeapTuple::from_datums(desc, values).unwrap_or_else(|e| unreachable!("{name}: {e}"))
     }
 }
@@ -59,6 +63,7 @@ pub(crate) fn decision_row(fcinfo: pg_sys::FunctionCallInfo, d: Decision) -> Dec
         d.enforcement.into_datum(),
         d.reason.into_datum(),
         d.reserved.into_datum(),
+        d.level.into_datum(),
     ];
     composite(fcinfo, "quota.decision", values)
 }

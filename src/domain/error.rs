@@ -155,6 +155,16 @@ impl QuotaError {
                 "rate limited: subject \"{}\" may take {} more {} now ({} at once, {}), {} requested",
                 d.subject, d.remaining, d.metric, d.limit_value, d.period, d.requested
             ),
+            QuotaError::Exceeded(d) if d.level > 0 => format!(
+                "quota exceeded: pool \"{}\" of subject \"{}\" has {} of {} {} left this {}, {} requested",
+                d.subject,
+                d.member.as_deref().unwrap_or("?"),
+                d.remaining,
+                d.effective_limit(),
+                d.metric,
+                period_noun(&d.period),
+                d.requested
+            ),
             QuotaError::Exceeded(d) => format!(
                 "quota exceeded: subject \"{}\" has {} of {} {} left this {}, {} requested",
                 d.subject,
@@ -206,10 +216,16 @@ impl QuotaError {
                     "period": d.period,
                     "enforcement": d.enforcement,
                     "reserved": d.reserved,
+                    "level": d.level,
                     "refused": d.refused.iter().map(|r| json!({
+                        "subject": r.subject, "level": r.level,
                         "period": r.period, "limit": r.limit, "used": r.used, "remaining": r.remaining, "reset_at": iso(r.reset_at),
                     })).collect::<Vec<_>>(),
                 });
+                if let Some(member) = &d.member {
+                    // A pool refused: `subject` is the pool, `member` who asked.
+                    v["member"] = json!(member);
+                }
                 if let QuotaError::OverRequestCap(_) = self {
                     v["per_request_max"] = json!(d.per_request_max);
                 }
@@ -251,6 +267,16 @@ impl QuotaError {
                     d.period, d.limit_value
                 ),
             },
+            QuotaError::Exceeded(d) if d.level > 0 => format!(
+                "The pool \"{}\" (level {}, shared with its other members) is full, not the subject's own quota: {}. An administrator can raise the pool's limit (quota.assign_plan or quota.set_override on \"{}\") or apply a bonus to the pool (quota.apply_bonus).",
+                d.subject,
+                d.level,
+                match iso(d.reset_at) {
+                    Some(at) => format!("its {} limit resets at {at}", d.period),
+                    None => "its lifetime limit never resets".to_string(),
+                },
+                d.subject
+            ),
             QuotaError::Exceeded(d) => match iso(d.reset_at) {
                 Some(at) => format!(
                     "The {} limit resets at {at}. Retry after that, apply a bonus (quota.apply_bonus) or move the subject to a larger plan (quota.assign_plan).",
@@ -400,7 +426,7 @@ mod tests {
     #[test]
     fn exceeded_payload() {
         let mut d = refused(None, 3);
-        let month = crate::domain::decision::RefusedLimit { period: "month".into(), limit: 100, used: 99, remaining: 1, reset_at: None };
+        let month = crate::domain::decision::RefusedLimit { subject: "u".into(), level: 0, period: "month".into(), limit: 100, used: 99, remaining: 1, reset_at: None };
         d.refused = vec![month];
         let e = QuotaError::Exceeded(Box::new(d));
         assert_eq!(e.sqlstate(), "QT429");

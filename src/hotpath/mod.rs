@@ -133,6 +133,11 @@ fn subject_of(t: &Tables, snapshot: pg_sys::Snapshot, cache: Cache, id: &str, sc
     if !scope.admits(row.tenant.as_deref()) {
         return None;
     }
+    // A member of a pool: every level's windows are the general path's.
+    if row.pool.is_some() {
+        note(format_args!("hot path: the subject belongs to a pool"));
+        return None;
+    }
     // A scheduled plan change whose instant has come is the general path's to store.
     if row.next.as_ref().is_some_and(|n| n.at <= clock::to_pg(clock::now())) {
         note(format_args!("hot path: a scheduled plan change is due"));
@@ -475,6 +480,7 @@ fn append(t: &Tables, ledger: &Rel, f: &Found, window: usize, metric: &str, amou
         idempotency_key: None,
         metadata,
         created_at: now,
+        via: None,
     };
     let slot = Slot::new(ledger);
     let e = &t.ledger.att;

@@ -334,6 +334,18 @@ pub fn delete_subject(subject: &str) -> Result<bool> {
     let scope = crate::pg::roles::scope()?;
     storage::volatile(|c| {
         let Some(s) = storage::lock_subject(c, subject)?.filter(|s| scope.admits(s.tenant.as_deref())) else { return Ok(false) };
+        if installed::at_least(installed::POOLS) {
+            storage::lock_membership(c);
+            let members = storage::member_count(c, &s.id);
+            if members > 0 {
+                return Err(QuotaError::invalid(
+                    "subject",
+                    &s.id,
+                    format!("subject \"{}\" is the pool of {members} members", error::quoted(&s.id)),
+                    format!("Move its members first: quota.set_pool(<member>, NULL) for each (SELECT subject FROM quota.subjects WHERE pool = '{}').", s.id.replace('\'', "''")),
+                ));
+            }
+        }
         Ok(storage::delete_subject(c, &s.id))
     })
 }

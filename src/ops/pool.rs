@@ -1,0 +1,154 @@
+//! Pools (0.8.0): a member's chain of pools, membership (`set_pool`), and drawing from a
+//! hot pool's window in slices. The rules are `domain::pools`; docs/pools.md has the
+//! design.
+//!
+//! Lock order, the same on both paths: every window a call locks, level by level (the
+//! member's, then its pool's...), each level's in (metric, period) order; then the pool
+//! windows drawn from slices, in the same order. Within one pool window: its counter row
+//! before its slices.
+
+use chrono::{DateTime, Utc};
+use pgrx::spi::SpiClient;
+
+use super::args::known_name;
+use super::subject::Unknown;
+use super::window::WindowOp;
+use crate::domain::error::{QuotaError, Result};
+use crate::domain::limits::{Enforcement, Limit, Usage};
+use crate::domain::period::Period;
+use crate::domain::pools::{self, MAX_LEVELS};
+use crate::pg::{gucs, installed};
+use crate::storage::{self, slices::Held, Subject};
+
+/// The subject's pools, nearest first (empty when it belongs to none). A writing call
+/// (`Unknown::Create`) stores each pool's scheduled plan change that is due, as for any
+/// subject. Pools are charged whatever the session's tenant scope: the member's is
+/// checked, and a pool shares its member's tenant (`set_pool`).
+pub fn chain(c: &mut SpiClient<'_>, member: &Subject, unknown: Unknown, now: DateTime<Utc>) -> Result<Vec<Subject>> {
+    let mut pools: Vec<Subject> = Vec::new();
+    let mut next = member.pool.clone();
+    while let Some(id) = next {
+        // set_pool refuses cycles and deep chains; a row changed by hand that makes one is
+        // refused here (never followed round and round).
+        if pools.len() + 1 >= MAX_LEVELS || id == member.id || pools.iter().any(|p| p.id == id) {
+            return Err(storage::corrupt("quota.subjects", "pool", format!("a chain of pools from \"{}\" that loops or is deeper than {MAX_LEVELS} levels", member.id)));
+        }
+        let p = storage::find_subject(c, &id)?.ok_or_else(|| storage::corrupt("quota.subjects", "pool", &id))?;
+        let p = match unknown {
+            Unknown::Create => super::schedule::store_due(c, p, now)?,
+            Unknown::Evaluate => p.in_force(now),
+        };
+        next = p.pool.clone();
+        pools.push(p);
+    }
+    Ok(pools)
+}
+
+/// Every pool's limits on the metric, nearest pool first (empty for a pool that does not
+/// limit it: that level is skipped).
+pub fn pool_limits(c: &mut SpiClient<'_>, pools: &[Subject], metric: &str, now: DateTime<Utc>) -> Result<Vec<Vec<Limit>>> {
+    pools.iter().map(|p| super::subject::subject_limits(c, p, metric, now)).collect()
+}
+
+/// Make `subject` a member of `pool` (None: of no pool). Admin only; both must be visible
+/// in the session's tenant scope.
+pub fn set_pool(subject: &str, pool: Option<&str>) -> Result<()> {
+    known_name("subject", subject)?;
+    if let Some(p) = pool {
+        known_name("pool", p)?;
+    }
+    installed::requires(installed::POOLS, "quota.set_pool")?;
+    let scope = crate::pg::roles::scope()?;
+    storage::volatile(|c| {
+        storage::lock_membership(c);
+        let visible = |s: Option<Subject>, id: &str| {
+            s.filter(|s| scope.admits(s.tenant.as_deref())).ok_or_else(|| QuotaError::UnknownSubject { subject: id.to_string() })
+        };
+        let member = visible(storage::lock_subject(c, subject)?, subject)?;
+        let Some(pool) = pool else {
+            storage::set_pool(c, &member.id, None);
+            return Ok(());
+        };
+        let first = visible(storage::find_subject(c, pool)?, pool)?;
+        let mut above = vec![(first.id.clone(), first.tenant.clone())];
+        let mut next = first.pool.clone();
+        while let Some(id) = next.filter(|_| above.len() <= MAX_LEVELS) {
+            let p = storage::find_subject(c, &id)?.ok_or_else(|| storage::corrupt("quota.subjects", "pool", &id))?;
+            next = p.pool.clone();
+            above.push((p.id, p.tenant));
+        }
+        let below = storage::levels_below(c, &member.id);
+        pools::may_join(&member.id, member.tenant.as_deref(), below, &above).map_err(|r| r.error(&member.id, pool))?;
+        storage::set_pool(c, &member.id, Some(&first.id));
+        Ok(())
+    })
+}
+
+/// A pool window's usage counting its slices: what they drew is used, what they were
+/// granted is no longer held by reservations.
+pub fn with_slices(u: Usage, h: Held) -> Usage {
+    Usage { used: u.used.saturating_add(h.used), reserved: (u.reserved - h.granted).max(0), ..u }
+}
+
+/// The slice this session draws from in a pool window at `level`, if members draw from
+/// it in slices: a pool's (level 1 and up) calendar window with a hard limit, while
+/// `quota.pool_slices` is above 0. Rate limits, soft limits and first-use windows are
+/// decided on the pool's counter row.
+pub fn slice_for(level: usize, limit: &Limit) -> Option<i32> {
+    let slices = gucs::pool_slices();
+    let calendar = !matches!(limit.period, Period::Rate(_) | Period::FirstUse(_));
+    (level > 0 && slices > 0 && calendar && limit.enforcement == Enforcement::Hard).then(|| pools::slice_of(std::process::id(), slices))
+}
+
+/// What acquiring `amount` in a sliced pool window gave.
+pub enum Acquired {
+    /// Drawn from this session's slice: the window's usage before the draw, as one read
+    /// of the counter and its slices sees it (allowed by construction).
+    Drawn(Usage),
+    /// The slices were gathered back and the pool's counter row is locked: decide on this
+    /// usage as for any window (it may refuse).
+    Locked(Usage),
+}
+
+/// Acquire `amount` in a sliced pool window: draw from this session's slice; if it is dry,
+/// refill it from the pool (counter row locked, then the slice); if the pool has too little
+/// left, gather every slice back into the pool and let the caller decide exactly.
+pub fn acquire(c: &mut SpiClient<'_>, w: &WindowOp<'_>, slice: i32, amount: i64) -> Result<Acquired> {
+    let key = w.key();
+    if storage::slices::draw(c, &key, slice, amount) {
+        if let Some(u) = drawn(c, w, amount) {
+            return Ok(Acquired::Drawn(u));
+        }
+        // The pool's limit went down below what it handed out: give the draw back and
+        // decide on the whole window.
+        storage::slices::undraw(c, &key, slice, amount);
+    }
+    let (mut u, _, _) = w.lock_with(c, false)?;
+    let free = u.effective_limit(w.limit).saturating_sub(u.used).saturating_sub(u.reserved);
+    if let Some(grant) = pools::grant(free, amount, gucs::pool_slices()) {
+        storage::slices::refill(c, &key, slice, grant, amount);
+        u.reserved += grant;
+        w.store(c, u);
+        if let Some(u) = drawn(c, w, amount) {
+            return Ok(Acquired::Drawn(u));
+        }
+        storage::slices::undraw(c, &key, slice, amount);
+    }
+    let gathered = storage::slices::gather(c, &key);
+    if gathered.granted > 0 || gathered.used > 0 {
+        u = with_slices(u, gathered);
+        w.store(c, u);
+    }
+    Ok(Acquired::Locked(u))
+}
+
+/// After a draw of `amount`: the window's usage before it (one read of the counter and its
+/// slices), if the pool's limit still covers everything handed out.
+fn drawn(c: &mut SpiClient<'_>, w: &WindowOp<'_>, amount: i64) -> Option<Usage> {
+    let (counter, held) = storage::slices::counted(c, &w.key())?;
+    let fits = counter.used.checked_add(counter.reserved).is_some_and(|total| total <= counter.effective_limit(w.limit));
+    fits.then(|| {
+        let u = with_slices(counter, held);
+        Usage { used: u.used - amount, ..u }
+    })
+}
