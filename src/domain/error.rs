@@ -434,11 +434,23 @@ mod tests {
             e.detail(),
             json!({"code":"quota_exceeded","subject":"user-1","metric":"messages","limit":7,"used":5,
                    "requested":3,"remaining":2,"reset_at":"2026-11-24T00:00:00Z","bonus":2,
-                   "period":"day","enforcement":"hard","reserved":0,
-                   "refused":[{"period":"month","limit":100,"used":99,"remaining":1,"reset_at":null}]})
+                   "period":"day","enforcement":"hard","reserved":0,"level":0,
+                   "refused":[{"subject":"u","level":0,"period":"month","limit":100,"used":99,"remaining":1,"reset_at":null}]})
         );
         assert_eq!(e.message(), "quota exceeded: subject \"user-1\" has 2 of 7 messages left this day, 3 requested");
         assert!(e.hint().contains("2026-11-24T00:00:00Z"), "{}", e.hint());
+    }
+
+    #[test]
+    fn a_pool_refusal_names_the_pool_and_the_member() {
+        let mut d = refused(None, 3);
+        (d.subject, d.level, d.member) = ("team-a".into(), 1, Some("user-1".into()));
+        let e = QuotaError::Exceeded(Box::new(d));
+        assert_eq!(e.sqlstate(), "QT429");
+        assert_eq!((e.detail()["subject"].clone(), e.detail()["level"].clone(), e.detail()["member"].clone()), (json!("team-a"), json!(1), json!("user-1")));
+        assert_eq!(e.message(), "quota exceeded: pool \"team-a\" of subject \"user-1\" has 2 of 7 messages left this day, 3 requested");
+        assert!(e.hint().contains("pool \"team-a\"") && e.hint().contains("not the subject's own quota"), "{}", e.hint());
+        assert!(QuotaError::Exceeded(Box::new(refused(None, 3))).detail().get("member").is_none(), "only a pool's refusal names a member");
     }
 
     #[test]

@@ -112,7 +112,7 @@ mod tests {
 
     #[test]
     fn refusals_are_22023_and_quote_a_prefix() {
-        let long = "x".repeat(500);
+        let long = "x".repeat(5000);
         let e = Refusal::Cycle.error(&long, "p");
         assert_eq!(e.sqlstate(), "22023");
         assert!(e.message().len() < 400, "{}", e.message());

@@ -8,6 +8,7 @@ use serde_json::json;
 use super::args::overflow;
 use super::idempotency;
 use super::metric::MetricOp;
+use super::pool;
 use super::subject::{all_subject_limits, resolve_limits, resolve_subject, subject_limits, Unknown};
 use super::window::WindowOp;
 use crate::domain::bonus;
@@ -37,7 +38,10 @@ pub fn refund(subject: &str, metric: &str, amount: i64, key: Option<&str>) -> Re
                 return Ok(replay.remove(0));
             }
         }
-        let mut op = MetricOp::current(c, &s, metric, &limits, now, false)?;
+        // Every level gives back: the subject's windows and its pools' (`ops::pool`).
+        let pools = pool::chain(c, &s, Unknown::Create, now)?;
+        let pool_limits = pool::pool_limits(c, &pools, metric, now)?;
+        let mut op = MetricOp::current(c, &s, metric, &limits, now, false)?.with_pools(c, &pools, &pool_limits, false, false)?;
         let usages = op.lock(c)?;
         let mut given = 0;
         let afters: Vec<Usage> = op
@@ -95,6 +99,17 @@ pub fn refund_charge(subject: &str, metric: &str, period: &str, window_start: Op
                 return Ok(0);
             }
             let given = usage.used - give_back(c, &op, usage, amount, None).used;
+            // Its pools give back too, in their current window of the same period.
+            let pools = pool::chain(c, &s, Unknown::Create, now)?;
+            for (level, (p, limits)) in pools.iter().zip(pool::pool_limits(c, &pools, metric, now)?).enumerate() {
+                let Some(limit) = limits.iter().find(|l| l.period == op.limit.period) else { continue };
+                let mut w = WindowOp::current(c, p, metric, limit, now, false)?;
+                (w.level, w.via) = (level + 1, Some(s.id.as_str()));
+                let (usage, _, _) = w.lock(c)?;
+                if usage.used > 0 {
+                    give_back(c, &w, usage, amount, None);
+                }
+            }
             stats::refunded(metric, given);
             Ok(given)
         })

@@ -226,7 +226,9 @@ impl<'a> MetricOp<'a> {
             })
             .collect();
         if applied && o.allowed {
-            d.windows = self.windows.iter().map(|w| (w.limit.period.as_str().to_string(), w.window.start)).collect();
+            // The subject's own windows (a row charge is refunded to its pools through them,
+            // `adjust::refund_charge`).
+            d.windows = self.windows.iter().filter(|w| w.level == 0).map(|w| (w.limit.period.as_str().to_string(), w.window.start)).collect();
         }
         d
     }

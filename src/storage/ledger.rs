@@ -21,6 +21,7 @@ static APPEND: Stmt = Stmt {
         T::TEXTOID,
         T::JSONBOID,
         T::TIMESTAMPTZOID,
+        T::TEXTOID,
     ],
 };
 
