@@ -3,7 +3,9 @@
 --   gains a last column pool (text, references quota.subjects), set with
 --   quota.set_pool(subject, pool). Chains are at most four levels deep.
 -- - A consume (and check, reserve, refund) of a member counts at every level: the ledger
---   (quota.usage_events) gains a last column via, the member whose call charged a pool.
+--   (quota.usage_events) and quota.reservations gain a last column via, the member whose
+--   call charged a pool's window; a hold has a row per window and level, so the
+--   reservations' primary key becomes (id, period, subject).
 -- - quota.pool_slices: a hot pool's allowance handed out in slices (quota.pool_slices
 --   setting); the view quota.window_usage counts them in, and ledger_check, usage_overview
 --   and top_consumers read it instead of quota.counters.
@@ -27,6 +29,8 @@ ALTER TABLE quota.subjects ADD COLUMN pool text REFERENCES quota.subjects ON UPD
     ADD CONSTRAINT subjects_pool_check CHECK (pool <> subject);
 CREATE INDEX subjects_pool_idx ON quota.subjects (pool) WHERE pool IS NOT NULL;
 ALTER TABLE quota.usage_events ADD COLUMN via text;
+ALTER TABLE quota.reservations ADD COLUMN via text,
+    DROP CONSTRAINT reservations_pkey, ADD CONSTRAINT reservations_pkey PRIMARY KEY (id, period, subject);
 ALTER TYPE quota.decision ADD ATTRIBUTE level integer;
 ALTER TYPE quota.reservation ADD ATTRIBUTE level integer;
 

@@ -133,7 +133,8 @@ CREATE TABLE quota.idempotency_keys (
 );
 
 -- Reservations: holds for long generations (reserve, then commit or release) -----------
--- A hold lies in every window of its metric: one row per hold and window (period).
+-- A hold lies in every window of its metric: one row per hold and window (period), and
+-- per level (its pools' windows).
 
 CREATE TABLE quota.reservations (
     id              uuid NOT NULL DEFAULT gen_random_uuid(),
@@ -151,7 +152,10 @@ CREATE TABLE quota.reservations (
     created_at      timestamptz NOT NULL,
     settled_at      timestamptz,
     period          text NOT NULL,
-    PRIMARY KEY (id, period)
+    -- A hold lies in the pools' windows too (0.8.0): their rows name the pool as subject
+    -- and the member here.
+    via             text,
+    PRIMARY KEY (id, period, subject)
 );
 CREATE INDEX reservations_held_idx ON quota.reservations (subject, metric, period, window_start, expires_at)
     WHERE status = 'held';

@@ -497,12 +497,21 @@ pub fn insertable(rel: &Rel) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// May rows of `rel` be updated here? Foreign-key checks on the referencing side are
-/// allowed: they only act when the key columns change, and the hot path never changes
-/// them.
+/// May rows of `rel` be updated here? Foreign-key triggers are allowed, on the
+/// referencing side (a check) and on the referenced side (quota.pool_slices references
+/// the counters): both only act when the key columns change, and the hot path never
+/// changes them.
 pub fn updatable(rel: &Rel) -> Result<(), &'static str> {
     plain(rel)?;
-    if triggers(rel).iter().any(|t| t.tgtype & TRIGGER_UPDATE != 0 && t.tgfoid != Oid::from(pg_sys::F_RI_FKEY_CHECK_UPD)) {
+    let foreign_key = [
+        pg_sys::F_RI_FKEY_CHECK_UPD,
+        pg_sys::F_RI_FKEY_CASCADE_UPD,
+        pg_sys::F_RI_FKEY_NOACTION_UPD,
+        pg_sys::F_RI_FKEY_RESTRICT_UPD,
+        pg_sys::F_RI_FKEY_SETNULL_UPD,
+        pg_sys::F_RI_FKEY_SETDEFAULT_UPD,
+    ];
+    if triggers(rel).iter().any(|t| t.tgtype & TRIGGER_UPDATE != 0 && !foreign_key.iter().any(|f| t.tgfoid == Oid::from(*f))) {
         return Err("trigger");
     }
     Ok(())

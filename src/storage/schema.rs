@@ -201,9 +201,9 @@ fn name_of(c: &Column) -> &'static str {
 ///   those the database lacks), and `{usage_events:values}`: their parameters (`$1, ...`,
 ///   numbered over every given column, so a lacking column's parameter goes unused);
 /// - `{v2:TEXT}` is TEXT on a v2 database and nothing on an older one, `{v1:TEXT}` the
-///   reverse (TEXT holds no brace).
+///   reverse; `{v3:TEXT}` and `{pre3:TEXT}` the same for pools (TEXT holds no brace).
 pub fn expand(sql: &str, at: installed::Version) -> String {
-    let mut out = versioned(sql, at >= LIMITS_V2);
+    let mut out = versioned(sql, at);
     for t in TABLES {
         let name = t.name();
         let insert = t.present(t.generated, at).map(|(_, c)| name_of(c)).collect::<Vec<_>>().join(", ");
@@ -233,23 +233,33 @@ fn type_name(oid: Oid) -> &'static str {
     }
 }
 
-/// Keep `{v2:...}` or `{v1:...}` sections for `v2`, drop the others.
-fn versioned(sql: &str, v2: bool) -> String {
+/// Keep the version sections that hold for a database at `at`, drop the others:
+/// `{v2:...}` from limits v2 on, `{v1:...}` before it; `{v3:...}` from pools on,
+/// `{pre3:...}` before them.
+fn versioned(sql: &str, at: installed::Version) -> String {
+    const SECTIONS: [&str; 4] = ["{v1:", "{v2:", "{v3:", "{pre3:"];
+    let keep = |tag: &str| match tag {
+        "{v1:" => at < LIMITS_V2,
+        "{v2:" => at >= LIMITS_V2,
+        "{v3:" => at >= POOLS,
+        _ => at < POOLS,
+    };
     let mut out = String::with_capacity(sql.len());
     let mut rest = sql;
-    while let Some(at) = rest.find("{v") {
-        let tail = &rest[at..];
-        let Some(which) = tail.strip_prefix("{v2:").map(|t| (true, t)).or_else(|| tail.strip_prefix("{v1:").map(|t| (false, t))) else {
-            out.push_str(&rest[..at + 2]);
-            rest = &rest[at + 2..];
+    while let Some(at_brace) = rest.find('{') {
+        let tail = &rest[at_brace..];
+        let Some(tag) = SECTIONS.iter().find(|t| tail.starts_with(**t)) else {
+            out.push_str(&rest[..at_brace + 1]);
+            rest = &rest[at_brace + 1..];
             continue;
         };
-        let end = which.1.find('}').expect("a {v1:/v2: section is closed");
-        out.push_str(&rest[..at]);
-        if which.0 == v2 {
-            out.push_str(&which.1[..end]);
+        let body = &tail[tag.len()..];
+        let end = body.find('}').expect("a version section is closed");
+        out.push_str(&rest[..at_brace]);
+        if keep(tag) {
+            out.push_str(&body[..end]);
         }
-        rest = &which.1[end + 1..];
+        rest = &body[end + 1..];
     }
     out.push_str(rest);
     out
@@ -496,6 +506,9 @@ mod tests {
             "ON CONFLICT (plan, metric) DO UPDATE SET period = EXCLUDED.period, x = 1"
         );
         assert_eq!(expand("SELECT '{verbatim}'", NOW), "SELECT '{verbatim}'", "other braces are left alone");
+        assert_eq!(expand("SELECT {v3:via}{pre3:NULL::text}, {v2:period}", NOW), "SELECT via, period");
+        assert_eq!(expand("SELECT {v3:via}{pre3:NULL::text}, {v2:period}", LIMITS_V2), "SELECT NULL::text, period");
+        assert_eq!(expand("SELECT {v3:via}{pre3:NULL::text}{v1:, 1}", OLD), "SELECT NULL::text, 1");
     }
 
     #[test]

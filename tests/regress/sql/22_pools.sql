@@ -1,0 +1,158 @@
+-- Pools (0.8.0): a team's shared quota. A member's consume must fit its own limits and
+-- every pool's above it, all or nothing; the answer names the level that refused; holds,
+-- refunds and checks work across levels; slices keep the pool exact.
+SET TimeZone = 'UTC';
+SET DateStyle = 'ISO, YMD';
+SET quota.clock_override = '2026-11-23 12:00:00+00';
+SELECT quota.set_limit('PU', 'messages', 'day', 5);        -- each member: 5 a day
+SELECT quota.set_limit('PT', 'messages', 'day', 8);        -- the team: 8 a day
+SELECT quota.set_limit('PT', 'messages', 'month', 100);
+SELECT quota.set_limit('PO', 'messages', 'month', 1000);   -- the organisation
+SELECT quota.set_limit('PO', 'tokens', 'day', 10);         -- a metric only the org limits
+SELECT quota.assign_plan(s, 'PU') FROM unnest(ARRAY['pu1', 'pu2', 'pu3']) s;
+SELECT quota.assign_plan('team1', 'PT');
+SELECT quota.assign_plan('team2', 'PT');
+SELECT quota.assign_plan('org1', 'PO');
+SELECT quota.set_pool('pu1', 'team1'), quota.set_pool('pu2', 'team1'), quota.set_pool('team1', 'org1');
+
+-- Membership rules: a cycle, a chain deeper than four levels, unknown subjects, NULL.
+SELECT code, message FROM try($$ SELECT quota.set_pool('org1', 'pu1') $$);
+SELECT code, message FROM try($$ SELECT quota.set_pool('pu1', 'pu1') $$);
+SELECT quota.assign_plan(s, 'PT') FROM unnest(ARRAY['deep1', 'deep2']) s;
+SELECT quota.set_pool('org1', 'deep1');       -- pu1 -> team1 -> org1 -> deep1: 4 levels
+SELECT code, message, hint FROM try($$ SELECT quota.set_pool('deep1', 'deep2') $$);
+SELECT quota.set_pool('org1', NULL);
+SELECT code FROM try($$ SELECT quota.set_pool('nobody', 'team1') $$);
+SELECT code FROM try($$ SELECT quota.set_pool('pu3', 'nobody') $$);
+SELECT code FROM try($$ SELECT quota.set_pool(NULL, 'team1') $$);
+SELECT subject, pool FROM quota.subjects WHERE pool IS NOT NULL ORDER BY subject;
+
+-- One consume, every level: the member, its team (day and month) and the org (month).
+SELECT allowed, subject, period, used, remaining, level FROM quota.quota_consume('pu1', 'messages', 3);
+SELECT subject, metric, period, used FROM quota.window_usage WHERE metric = 'messages' ORDER BY subject, period;
+SELECT subject, kind, amount, period, via FROM quota.usage_events WHERE metric = 'messages' ORDER BY id;
+-- The member's own limit refuses first (level 0)...
+SELECT code, detail::jsonb -> 'level' AS level, detail::jsonb ->> 'subject' AS subject FROM try($$ SELECT quota.quota_consume('pu1', 'messages', 3) $$);
+-- ...and the team refuses when the members together reach it (level 1): the message says
+-- the pool is full, not the personal quota, and the DETAIL names both.
+SELECT quota.quota_consume('pu2', 'messages', 4);
+SELECT code, message, hint FROM try($$ SELECT quota.quota_consume('pu2', 'messages', 1) $$);
+SELECT d ->> 'subject' AS subject, d -> 'level' AS level, d ->> 'member' AS member, d -> 'remaining' AS remaining,
+       jsonb_path_query_array(d, '$.refused[*].subject') AS refused_by
+FROM (SELECT detail::jsonb AS d FROM try($$ SELECT quota.quota_consume('pu2', 'messages', 1) $$)) t;
+-- Nothing of a refused consume is written at any level.
+SELECT subject, period, used FROM quota.window_usage WHERE metric = 'messages' ORDER BY subject, period;
+-- quota_try_consume answers instead, with the pool's level.
+SELECT allowed, subject, level, reason FROM quota.quota_try_consume('pu2', 'messages', 1);
+-- Members' caps may add up to more than the pool; the pool's own consume counts too.
+SELECT allowed, used FROM quota.quota_consume('team1', 'messages', 1);
+-- A check reports the binding level without writing.
+SELECT allowed, subject, level, remaining FROM quota.quota_check('pu1', 'messages', 1);
+
+-- A metric the member's plan does not limit is 22023, even when a pool limits it; one a
+-- pool does not limit is not charged there (team1 has no tokens limit, org1 has).
+SELECT code FROM try($$ SELECT quota.quota_consume('pu1', 'tokens') $$);
+SELECT quota.set_limit('PU', 'tokens', 'day', 100);
+SELECT allowed, subject, level, used FROM quota.quota_consume('pu1', 'tokens', 6);
+SELECT code, detail::jsonb ->> 'subject' AS subject, detail::jsonb -> 'level' AS level FROM try($$ SELECT quota.quota_consume('pu2', 'tokens', 5) $$);
+SELECT subject, used FROM quota.window_usage WHERE metric = 'tokens' ORDER BY subject;
+
+-- quota_status: the member's own rows, then its pools' (pool and level tell them apart).
+SELECT metric, period, limit_value, used, remaining, pool, level FROM quota.quota_status('pu1') ORDER BY level, metric, period;
+-- The pool's members and their share.
+SELECT pool, member, metric, period, member_used, pool_used, share_percent FROM quota.pool_members ORDER BY pool, metric, period, member;
+
+-- A refund gives back at every level; a bonus raises only the level it was applied to; a
+-- reset empties only the subject's own windows.
+SELECT used, subject, level FROM quota.quota_refund('pu2', 'messages', 2);
+SELECT subject, period, used FROM quota.window_usage WHERE metric = 'messages' ORDER BY subject, period;
+SELECT quota.set_bonus_rule('PT', 'messages', 'promo', 10);
+SELECT applied, new_limit FROM quota.apply_bonus('team1', 'messages', 'promo', 'b1');
+SELECT period, limit_value, bonus, pool, level FROM quota.quota_status('pu3') WHERE metric = 'messages' ORDER BY level, period;
+SELECT period, bonus, level FROM quota.quota_status('pu1') WHERE metric = 'messages' ORDER BY level, period;
+SELECT quota.quota_reset('pu1', 'messages');
+SELECT subject, period, used FROM quota.window_usage WHERE metric = 'messages' ORDER BY subject, period;
+
+-- Reservations hold at every level; a release gives back everywhere, a commit counts
+-- everywhere.
+SELECT allowed, level FROM quota.quota_reserve('pu1', 'messages', 4, '10 minutes');
+SELECT subject, period, reserved FROM quota.window_usage WHERE metric = 'messages' AND reserved > 0 ORDER BY subject, period;
+SELECT subject, period, via, amount FROM quota.reservations WHERE status = 'held' ORDER BY subject, period;
+SELECT code, detail::jsonb ->> 'subject' AS subject FROM try($$ SELECT quota.quota_consume('pu2', 'messages', 3) $$);
+SELECT quota.quota_release((SELECT DISTINCT id FROM quota.reservations WHERE status = 'held'));
+SELECT subject, period, used, reserved FROM quota.window_usage WHERE metric = 'messages' ORDER BY subject, period;
+SELECT reservation IS NOT NULL AS held FROM quota.quota_reserve('pu1', 'messages', 2, '10 minutes');
+SELECT allowed, used FROM quota.quota_commit((SELECT DISTINCT id FROM quota.reservations WHERE status = 'held'), 1);
+SELECT subject, period, used, reserved FROM quota.window_usage WHERE metric = 'messages' ORDER BY subject, period;
+
+-- Membership changes mid-window: usage counted stays where it was; later consumes charge
+-- the new pool.
+SELECT quota.set_pool('pu2', 'team2');
+SELECT quota.quota_consume('pu2', 'messages', 1);
+SELECT subject, period, used FROM quota.window_usage WHERE metric = 'messages' AND subject LIKE 'team%' ORDER BY subject, period;
+SELECT quota.set_pool('pu2', 'team1');
+
+-- Idempotency keys replay across levels (nothing is charged twice).
+SELECT used FROM quota.quota_consume('pu3', 'messages', 1, 'k-1');
+SELECT quota.set_pool('pu3', 'team1');
+SELECT used, reason FROM quota.quota_consume('pu3', 'messages', 1, 'k-1');
+SELECT subject, used FROM quota.window_usage WHERE metric = 'messages' AND period = 'day' ORDER BY subject;
+
+-- Enforcement triggers charge every level too.
+CREATE TABLE pool_msgs (id serial PRIMARY KEY, user_id text NOT NULL);
+SELECT quota.enforce_on_insert('pool_msgs', subject_column => 'user_id', metric => 'messages');
+INSERT INTO pool_msgs (user_id) VALUES ('pu3');
+SELECT subject, used FROM quota.window_usage WHERE metric = 'messages' AND period = 'day' ORDER BY subject;
+SELECT code, message FROM try($$ INSERT INTO pool_msgs (user_id) VALUES ('pu3'), ('pu3'), ('pu3') $$);
+DELETE FROM pool_msgs;
+SELECT subject, used FROM quota.window_usage WHERE metric = 'messages' AND period = 'day' ORDER BY subject;
+SELECT quota.enforce_off('pool_msgs', 'messages');
+DROP TABLE pool_msgs;
+
+-- Slices: with slicing on (the default), a member's draw lands in a slice of the pool's
+-- window; with it off, in the pool's counter. Either way the totals are the same, and the
+-- ledger proves them.
+SELECT current_setting('quota.pool_slices') AS slices;
+SELECT count(*) > 0 AS sliced FROM quota.pool_slices WHERE subject = 'team1' AND period = 'day';
+SELECT bool_and(used <= granted) AS within FROM quota.pool_slices;
+SELECT count(*) AS mismatches FROM quota.ledger_check;
+SET quota.pool_slices = 0;
+SELECT allowed, used FROM quota.quota_consume('pu1', 'messages', 1);
+RESET quota.pool_slices;
+SELECT allowed, used FROM quota.quota_consume('pu1', 'messages', 1);
+SELECT count(*) AS mismatches FROM quota.ledger_check;
+-- A gather before a refusal: fill the team exactly, then one more is refused at level 1
+-- and every slice has been handed back.
+SELECT remaining AS team_left FROM quota.quota_check('team1', 'messages') WHERE period = 'day';
+SELECT code, detail::jsonb -> 'level' AS level FROM try($$ SELECT quota.quota_consume('pu1', 'messages', 100) $$);
+SELECT coalesce(sum(granted - used), 0) AS stranded FROM quota.pool_slices WHERE subject = 'team1' AND period = 'day';
+SELECT count(*) AS mismatches FROM quota.ledger_check;
+SELECT w.subject, w.period FROM quota.window_usage w JOIN quota.subjects s ON s.subject = w.subject
+JOIN quota.plan_limits l ON l.plan = s.plan AND l.metric = w.metric AND l.period = w.period
+WHERE w.used > l.limit_value + w.bonus;
+
+-- A pool with members cannot be deleted until they leave.
+SELECT code, message FROM try($$ SELECT quota.delete_subject('team2') $$);
+
+-- Tenants: a pool belongs to its members' tenant; another tenant's pool looks unknown.
+SELECT quota.assign_plan('ta_user', 'PU', tenant => 'acme');
+SELECT quota.assign_plan('ta_team', 'PT', tenant => 'acme');
+SELECT quota.assign_plan('tg_team', 'PT', tenant => 'globex');
+SELECT code, message FROM try($$ SELECT quota.set_pool('ta_user', 'tg_team') $$);
+SELECT code, message FROM try($$ SELECT quota.set_pool('ta_user', 'team1') $$);
+SET quota.tenant = 'globex';
+SELECT code FROM try($$ SELECT quota.set_pool('ta_user', 'ta_team') $$);
+RESET quota.tenant;
+SELECT quota.set_pool('ta_user', 'ta_team');
+
+-- Only administrators set pools: an app role gets 42501.
+DROP ROLE IF EXISTS regress_pool_app;
+CREATE ROLE regress_pool_app IN ROLE quota_app;
+SET ROLE regress_pool_app;
+SELECT code FROM try($$ SELECT quota.set_pool('pu3', NULL) $$);
+SELECT count(*) AS slices_visible FROM quota.pool_slices WHERE subject = 'team1';
+SET quota.tenant = 'acme';
+SELECT count(*) AS slices_visible_to_acme FROM quota.pool_slices WHERE subject = 'team1';
+RESET quota.tenant;
+RESET ROLE;
+DROP ROLE regress_pool_app;
