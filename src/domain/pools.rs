@@ -5,6 +5,8 @@
 //! much allowance a slice of a hot pool is granted at a refill.
 
 use crate::domain::error::{quoted, QuotaError};
+use crate::domain::limits::{Enforcement, Limit, Usage};
+use crate::domain::period::Period;
 
 /// A member, its pool, that pool's pool and one more.
 pub const MAX_LEVELS: usize = 4;
@@ -70,6 +72,27 @@ pub fn grant(free: i64, amount: i64, slices: i32) -> Option<i64> {
     Some(share.max(amount).min(free))
 }
 
+/// Is a pool window at `level` drawn from in slices (`slices` of them)? A pool's (level 1
+/// and up) calendar window with a hard limit, while slicing is on. Rate limits, soft
+/// limits and first-use windows are decided on the pool's counter row.
+pub fn sliced(level: usize, limit: &Limit, slices: i32) -> bool {
+    let calendar = !matches!(limit.period, Period::Rate(_) | Period::FirstUse(_));
+    level > 0 && slices > 0 && calendar && limit.enforcement == Enforcement::Hard
+}
+
+/// A pool window's usage counting its slices (`used`, `granted` summed over them): what
+/// they drew is used, what they were granted is no longer held by reservations.
+pub fn with_slices(u: Usage, used: i64, granted: i64) -> Usage {
+    Usage { used: u.used.saturating_add(used), reserved: (u.reserved - granted).max(0), ..u }
+}
+
+/// Does the pool's limit still cover everything it counted and handed out (its counter
+/// row's `used + reserved`, slices' grants included)? Not after the limit went down:
+/// draws then go through the pool's counter, which gathers the slices back.
+pub fn covers(counter: Usage, limit: &Limit) -> bool {
+    counter.used.checked_add(counter.reserved).is_some_and(|total| total <= counter.effective_limit(limit))
+}
+
 /// Which slice this session draws from: spread by process id, the same for every call
 /// of one backend (so a transaction's draws meet on one slice row).
 pub fn slice_of(pid: u32, slices: i32) -> i32 {
@@ -131,6 +154,24 @@ mod tests {
             let g = grant(free, amount, slices).unwrap();
             assert!(g >= amount && g <= free);
         }
+    }
+
+    #[test]
+    fn only_hard_calendar_windows_of_pools_are_sliced() {
+        use crate::domain::limits::Source;
+        let limit = |period: Period, enforcement| Limit { period, limit_value: 10, enforcement, per_request_max: None, alerts: vec![], source: Source::Plan, burst: 0 };
+        assert!(sliced(1, &limit(Period::Day, Enforcement::Hard), 8));
+        assert!(sliced(3, &limit(Period::Lifetime, Enforcement::Hard), 8));
+        assert!(!sliced(0, &limit(Period::Day, Enforcement::Hard), 8), "the member's own window");
+        assert!(!sliced(1, &limit(Period::Day, Enforcement::Hard), 0), "slicing off");
+        assert!(!sliced(1, &limit(Period::Day, Enforcement::Soft), 8));
+        assert!(!sliced(1, &limit("per 1 minute".parse().unwrap(), Enforcement::Hard), 8));
+        assert!(!sliced(1, &limit("5 hours".parse().unwrap(), Enforcement::Hard), 8));
+        let counter = Usage { used: 10, reserved: 80, ..Usage::default() };
+        assert!(covers(counter, &Limit { limit_value: 90, ..limit(Period::Day, Enforcement::Hard) }));
+        assert!(!covers(counter, &Limit { limit_value: 89, ..limit(Period::Day, Enforcement::Hard) }), "the limit went down");
+        assert_eq!(with_slices(counter, 30, 70), Usage { used: 40, reserved: 10, ..counter });
+        assert_eq!(with_slices(counter, 0, 100).reserved, 0, "never negative");
     }
 
     #[test]

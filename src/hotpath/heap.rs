@@ -168,7 +168,7 @@ impl Drop for Slot {
 ///
 /// # Safety
 /// `index` is a btree index of `rel` whose leading columns have the types of `keys`, each
-/// key's function is the equality of that type, at most 4 keys, `slot` is `rel`'s and
+/// key's function is the equality of that type, at most `MAX_KEYS` keys, `slot` is `rel`'s and
 /// `snapshot` is valid for the call: registered or active, or `GetLatestSnapshot`'s,
 /// taken just before (no other snapshot is taken during the probe). SAFETY of the body:
 /// it only hands these guarantees on to `scan`.
@@ -184,14 +184,18 @@ pub unsafe fn probe(rel: &Rel, index: Oid, snapshot: pg_sys::Snapshot, keys: &[(
     found
 }
 
+/// The most key columns a probe or scan takes (pool_slices' primary key has five).
+pub const MAX_KEYS: usize = 5;
+
 /// Every visible row whose leading index columns equal `keys` (a prefix of a unique
 /// index), in index order: `each` is called with the row in `slot` and its index entry's
 /// TID, and returns whether to go on.
 ///
 /// # Safety
 /// As for `probe` (SAFETY): `index` is a btree index of `rel` whose leading columns have
-/// the types of `keys`, each key's function is that type's equality, at most 4 keys (the
-/// scan-key array's size), `slot` is `rel`'s, and `snapshot` stays valid for the scan.
+/// the types of `keys`, each key's function is that type's equality, at most `MAX_KEYS`
+/// keys (the scan-key array's size; more find nothing), `slot` is `rel`'s, and `snapshot`
+/// stays valid for the scan.
 pub unsafe fn scan(
     rel: &Rel,
     index: Oid,
@@ -200,10 +204,13 @@ pub unsafe fn scan(
     slot: &Slot,
     mut each: impl FnMut(pg_sys::ItemPointerData) -> bool,
 ) {
+    if keys.len() > MAX_KEYS {
+        return;
+    }
     // SAFETY: the caller's guarantees; the scan is begun and ended here.
     unsafe {
         let idx = pg_sys::index_open(index, pg_sys::AccessShareLock as _);
-        let mut sk: [pg_sys::ScanKeyData; 4] = std::mem::zeroed();
+        let mut sk: [pg_sys::ScanKeyData; MAX_KEYS] = std::mem::zeroed();
         for (i, (value, proc_)) in keys.iter().enumerate() {
             pg_sys::ScanKeyInit(&mut sk[i], (i + 1) as _, pg_sys::BTEqualStrategyNumber as _, Oid::from(*proc_), *value);
             // Compare as the index orders (its collation), not as ScanKeyInit's default C.

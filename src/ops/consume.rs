@@ -211,7 +211,8 @@ fn consumed_fast(f: &hotpath::Found, metric: &str, amount: i64, after: &[Usage],
     let op = MetricOp::of_found(f, metric, now);
     let before: Vec<Usage> = f.windows.iter().map(|w| w.usage).collect();
     let o = op.decide(&before, amount);
-    for (i, ((w, b), a)) in op.windows.iter().zip(&before).zip(after).enumerate() {
+    // A draw from a pool's slice announces nothing, as on the general path.
+    for (i, ((w, b), a)) in op.windows.iter().zip(&before).zip(after).enumerate().filter(|(_, ((w, _), _))| !w.drawn.get()) {
         let mut after = *a;
         let announced = announce(*b, &mut after, w.limit);
         let consumed = (i == o.binding).then_some(amount);

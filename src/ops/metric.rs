@@ -71,9 +71,20 @@ impl<'a> MetricOp<'a> {
     }
 
     /// The windows the hot path found (`hotpath::Found`), each with its rate state.
+    /// A pool's window (level 1 and up) is its pool's, naming the member; one drawn from a
+    /// slice is marked drawn (the hot path wrote the slice, not the counter).
     pub fn of_found(f: &'a crate::hotpath::Found, metric: &'a str, now: DateTime<Utc>) -> Self {
-        let windows: Vec<WindowOp> = f.windows.iter().map(|w| WindowOp::of(&f.subject, metric, &w.limit, w.window, now)).collect();
-        windows.iter().zip(&f.windows).for_each(|(op, w)| op.tat.set(w.tat));
+        let windows: Vec<WindowOp> = f
+            .windows
+            .iter()
+            .map(|w| {
+                let mut op = WindowOp::of(f.owner(w), metric, &w.limit, w.window, now);
+                (op.level, op.via, op.slice) = (w.level, (w.level > 0).then_some(f.subject.id.as_str()), w.slice);
+                op.drawn.set(w.slice.is_some());
+                op.tat.set(w.tat);
+                op
+            })
+            .collect();
         MetricOp { metric, windows }
     }
 

@@ -14,8 +14,7 @@ use super::args::known_name;
 use super::subject::Unknown;
 use super::window::WindowOp;
 use crate::domain::error::{QuotaError, Result};
-use crate::domain::limits::{Enforcement, Limit, Usage};
-use crate::domain::period::Period;
+use crate::domain::limits::{Limit, Usage};
 use crate::domain::pools::{self, MAX_LEVELS};
 use crate::pg::{gucs, installed};
 use crate::storage::{self, slices::Held, Subject};
@@ -84,20 +83,16 @@ pub fn set_pool(subject: &str, pool: Option<&str>) -> Result<()> {
     })
 }
 
-/// A pool window's usage counting its slices: what they drew is used, what they were
-/// granted is no longer held by reservations.
+/// A pool window's usage counting its slices (`domain::pools::with_slices`).
 pub fn with_slices(u: Usage, h: Held) -> Usage {
-    Usage { used: u.used.saturating_add(h.used), reserved: (u.reserved - h.granted).max(0), ..u }
+    pools::with_slices(u, h.used, h.granted)
 }
 
 /// The slice this session draws from in a pool window at `level`, if members draw from
-/// it in slices: a pool's (level 1 and up) calendar window with a hard limit, while
-/// `quota.pool_slices` is above 0. Rate limits, soft limits and first-use windows are
-/// decided on the pool's counter row.
+/// it in slices (`domain::pools::sliced`).
 pub fn slice_for(level: usize, limit: &Limit) -> Option<i32> {
     let slices = gucs::pool_slices();
-    let calendar = !matches!(limit.period, Period::Rate(_) | Period::FirstUse(_));
-    (level > 0 && slices > 0 && calendar && limit.enforcement == Enforcement::Hard).then(|| pools::slice_of(std::process::id(), slices))
+    pools::sliced(level, limit, slices).then(|| pools::slice_of(std::process::id(), slices))
 }
 
 /// What acquiring `amount` in a sliced pool window gave.
@@ -146,8 +141,7 @@ pub fn acquire(c: &mut SpiClient<'_>, w: &WindowOp<'_>, slice: i32, amount: i64)
 /// slices), if the pool's limit still covers everything handed out.
 fn drawn(c: &mut SpiClient<'_>, w: &WindowOp<'_>, amount: i64) -> Option<Usage> {
     let (counter, held) = storage::slices::counted(c, &w.key())?;
-    let fits = counter.used.checked_add(counter.reserved).is_some_and(|total| total <= counter.effective_limit(w.limit));
-    fits.then(|| {
+    pools::covers(counter, w.limit).then(|| {
         let u = with_slices(counter, held);
         Usage { used: u.used - amount, ..u }
     })

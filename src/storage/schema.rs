@@ -171,6 +171,29 @@ pub const LEDGER_ID: usize = 0;
 pub static SUBJECT_OVERRIDES: StateTable =
     StateTable { name: c"subject_overrides", columns: &[col(c"subject", TEXT), col(c"metric", TEXT), col(c"period", TEXT)], key: 3, generated: 0 };
 
+/// A pool window's slices (0.8.0): the hot path draws from one (`hotpath::pools`), the
+/// general path refills and gathers them (`storage::slices`).
+pub static POOL_SLICES: StateTable = StateTable {
+    name: c"pool_slices",
+    columns: &[
+        added(POOLS, c"subject", TEXT),
+        added(POOLS, c"metric", TEXT),
+        added(POOLS, c"period", TEXT),
+        added(POOLS, c"window_start", TSTZ),
+        added(POOLS, c"slice", INT4),
+        added(POOLS, c"granted", INT8),
+        added(POOLS, c"used", INT8),
+    ],
+    key: 5,
+    generated: 0,
+};
+/// Column positions of `POOL_SLICES`.
+pub mod pool_slices {
+    pub const SLICE: usize = 4;
+    pub const GRANTED: usize = 5;
+    pub const USED: usize = 6;
+}
+
 pub static TABLES: [&StateTable; 4] = [&SUBJECTS, &PLAN_LIMITS, &COUNTERS, &USAGE_EVENTS];
 
 impl StateTable {

@@ -169,3 +169,55 @@ SELECT count(*) AS slices_visible_to_acme FROM quota.pool_slices WHERE subject =
 RESET quota.tenant;
 RESET ROLE;
 DROP ROLE regress_pool_app;
+
+-- Two paths, one truth: the same consumes of members, with the hot path on and off, give
+-- the same answers and the same state (counters, slices and ledger) at every level. The
+-- hot path serves a member whose windows and slice exist; the general path creates them
+-- and refills a slice that runs short.
+CREATE TABLE pool_answers (hot boolean, step int, answer text);
+CREATE TABLE pool_state (hot boolean, what text);
+DO $$
+DECLARE
+    hot boolean;
+    amounts int[] := ARRAY[1, 2, 1, 3, 1, 1, 5, 2, 1, 1, 4, 1];
+    i int;
+    member text;
+BEGIN
+    FOREACH hot IN ARRAY ARRAY[true, false] LOOP
+        PERFORM set_config('quota.hot_path', hot::text, false);
+        PERFORM quota.assign_plan(p || hot, 'PS') FROM unnest(ARRAY['hm1_', 'hm2_']) p;
+        PERFORM quota.assign_plan('hpool_' || hot, 'PP');
+        PERFORM quota.set_pool('hm1_' || hot, 'hpool_' || hot), quota.set_pool('hm2_' || hot, 'hpool_' || hot);
+        FOR i IN 1 .. array_length(amounts, 1) LOOP
+            member := CASE WHEN i % 3 = 0 THEN 'hm2_' ELSE 'hm1_' END || hot;
+            INSERT INTO pool_answers
+            SELECT hot, i, (SELECT format('%s %s %s %s %s %s', allowed, replace(subject, hot::text, ''), level, used, remaining, reason)
+                            FROM quota.quota_try_consume(member, 'messages', amounts[i] * 10));
+        END LOOP;
+        INSERT INTO pool_state
+        SELECT hot, format('%s %s %s %s', replace(subject, hot::text, ''), period, used, reserved) FROM quota.window_usage WHERE subject LIKE '%\_' || hot
+        UNION ALL
+        SELECT hot, format('ledger %s %s %s %s', replace(subject, hot::text, ''), kind, sum(amount), replace(coalesce(via, ''), hot::text, ''))
+        FROM quota.usage_events WHERE subject LIKE '%\_' || hot GROUP BY subject, kind, via;
+    END LOOP;
+    PERFORM set_config('quota.hot_path', 'on', false);
+END
+$$;
+SELECT step, answer FROM pool_answers WHERE hot ORDER BY step;
+SELECT h.step, h.answer AS hot, g.answer AS general FROM pool_answers h JOIN pool_answers g USING (step)
+WHERE h.hot AND NOT g.hot AND h.answer IS DISTINCT FROM g.answer;
+SELECT what FROM pool_state WHERE hot ORDER BY what;
+(SELECT what FROM pool_state WHERE hot EXCEPT SELECT what FROM pool_state WHERE NOT hot)
+UNION ALL (SELECT what FROM pool_state WHERE NOT hot EXCEPT SELECT what FROM pool_state WHERE hot);
+-- Which path served: the first consume creates the windows and grants the slice
+-- (general path); the next draws from the slice (hot path).
+SELECT quota.assign_plan('hs_m', 'PS'), quota.assign_plan('hs_p', 'PP');
+SELECT quota.set_pool('hs_m', 'hs_p');
+SELECT (SELECT general_calls FROM quota.hot_path_status()) AS g0, (SELECT hot_calls FROM quota.hot_path_status()) AS h0 \gset
+SELECT allowed, used FROM quota.quota_consume('hs_m', 'messages', 1);
+SELECT hot_calls - :h0 AS hot, general_calls - :g0 AS general FROM quota.hot_path_status();
+SELECT allowed, subject, level, used, remaining FROM quota.quota_consume('hs_m', 'messages', 1);
+SELECT hot_calls - :h0 AS hot, general_calls - :g0 AS general FROM quota.hot_path_status();
+SELECT granted, used FROM quota.pool_slices WHERE subject = 'hs_p';
+SELECT count(*) AS mismatches FROM quota.ledger_check WHERE subject ~ '^(hm|hpool|hs_)';
+DROP TABLE pool_answers, pool_state;
