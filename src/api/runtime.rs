@@ -104,7 +104,9 @@ fn quota_status_v2(
     ),
 > {
     TableIterator::new(
-        quota_status_v3(subject).filter(|r| r.13 == 0).map(|(m, p, l, b, u, r, at, e, res, src, np, npa, ..)| (m, p, l, b, u, r, at, e, res, src, np, npa)),
+        quota_status_v3(subject)
+            .filter(|r| r.13 == 0)
+            .map(|(m, p, l, b, u, r, at, e, res, src, np, npa, ..)| (m, p, l, b, u, r, at, e, res, src, np, npa)),
     )
 }
 

@@ -426,7 +426,15 @@ mod tests {
     #[test]
     fn exceeded_payload() {
         let mut d = refused(None, 3);
-        let month = crate::domain::decision::RefusedLimit { subject: "u".into(), level: 0, period: "month".into(), limit: 100, used: 99, remaining: 1, reset_at: None };
+        let month = crate::domain::decision::RefusedLimit {
+            subject: "u".into(),
+            level: 0,
+            period: "month".into(),
+            limit: 100,
+            used: 99,
+            remaining: 1,
+            reset_at: None,
+        };
         d.refused = vec![month];
         let e = QuotaError::Exceeded(Box::new(d));
         assert_eq!(e.sqlstate(), "QT429");
@@ -447,7 +455,10 @@ mod tests {
         (d.subject, d.level, d.member) = ("team-a".into(), 1, Some("user-1".into()));
         let e = QuotaError::Exceeded(Box::new(d));
         assert_eq!(e.sqlstate(), "QT429");
-        assert_eq!((e.detail()["subject"].clone(), e.detail()["level"].clone(), e.detail()["member"].clone()), (json!("team-a"), json!(1), json!("user-1")));
+        assert_eq!(
+            (e.detail()["subject"].clone(), e.detail()["level"].clone(), e.detail()["member"].clone()),
+            (json!("team-a"), json!(1), json!("user-1"))
+        );
         assert_eq!(e.message(), "quota exceeded: pool \"team-a\" of subject \"user-1\" has 2 of 7 messages left this day, 3 requested");
         assert!(e.hint().contains("pool \"team-a\"") && e.hint().contains("not the subject's own quota"), "{}", e.hint());
         assert!(QuotaError::Exceeded(Box::new(refused(None, 3))).detail().get("member").is_none(), "only a pool's refusal names a member");

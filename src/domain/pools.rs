@@ -93,10 +93,11 @@ pub fn covers(counter: Usage, limit: &Limit) -> bool {
     counter.used.checked_add(counter.reserved).is_some_and(|total| total <= counter.effective_limit(limit))
 }
 
-/// Which slice this session draws from: spread by process id, the same for every call
-/// of one backend (so a transaction's draws meet on one slice row).
-pub fn slice_of(pid: u32, slices: i32) -> i32 {
-    (pid % slices.max(1) as u32) as i32
+/// Which slice this session draws from: spread by its backend number (small and dense,
+/// so that up to `slices` sessions each have their own), the same for every call of one
+/// backend (so a transaction's draws meet on one slice row).
+pub fn slice_of(backend: u32, slices: i32) -> i32 {
+    (backend % slices.max(1) as u32) as i32
 }
 
 #[cfg(test)]
@@ -128,7 +129,11 @@ mod tests {
     #[test]
     fn one_tenant_per_pool() {
         assert_eq!(may_join("m", Some("t1"), 0, &chain(&[("p", Some("t2"))])), Err(Refusal::OtherTenant));
-        assert_eq!(may_join("m", Some("t1"), 0, &chain(&[("p", None)])), Err(Refusal::OtherTenant), "an untenanted pool takes untenanted members only");
+        assert_eq!(
+            may_join("m", Some("t1"), 0, &chain(&[("p", None)])),
+            Err(Refusal::OtherTenant),
+            "an untenanted pool takes untenanted members only"
+        );
         assert_eq!(may_join("m", None, 0, &chain(&[("p", Some("t1"))])), Err(Refusal::OtherTenant));
         assert_eq!(may_join("m", Some("t1"), 0, &chain(&[("p", Some("t1"))])), Ok(()));
     }
@@ -159,7 +164,15 @@ mod tests {
     #[test]
     fn only_hard_calendar_windows_of_pools_are_sliced() {
         use crate::domain::limits::Source;
-        let limit = |period: Period, enforcement| Limit { period, limit_value: 10, enforcement, per_request_max: None, alerts: vec![], source: Source::Plan, burst: 0 };
+        let limit = |period: Period, enforcement| Limit {
+            period,
+            limit_value: 10,
+            enforcement,
+            per_request_max: None,
+            alerts: vec![],
+            source: Source::Plan,
+            burst: 0,
+        };
         assert!(sliced(1, &limit(Period::Day, Enforcement::Hard), 8));
         assert!(sliced(3, &limit(Period::Lifetime, Enforcement::Hard), 8));
         assert!(!sliced(0, &limit(Period::Day, Enforcement::Hard), 8), "the member's own window");

@@ -758,6 +758,19 @@ pub mod major {
         }
     }
 
+    /// This backend's number among the live ones (small and dense: backends take the
+    /// lowest free one), to spread sessions over a pool's slices. 17 replaced
+    /// `MyBackendId` with `MyProcNumber`.
+    pub fn backend_number() -> u32 {
+        // SAFETY: a process-global integer PostgreSQL sets when the backend starts.
+        unsafe {
+            #[cfg(any(feature = "pg15", feature = "pg16"))]
+            return pg_sys::MyBackendId.max(0) as u32;
+            #[cfg(feature = "pg18")]
+            return pg_sys::MyProcNumber.max(0) as u32;
+        }
+    }
+
     /// This backend's local transaction id. 17 moved `PGPROC.lxid` into `PGPROC.vxid`
     /// (`vxid.lxid`, beside the proc number).
     pub fn local_transaction_id() -> pg_sys::LocalTransactionId {

@@ -97,7 +97,7 @@ pub(super) fn find(
                     note(format_args!("hot path: a pool's limit no longer covers its slices"));
                     return None;
                 }
-                let slice = pools::slice_of(std::process::id(), slices_setting);
+                let slice = pools::slice_of(heap::major::backend_number(), slices_setting);
                 let (usage, slice_row) = read_slices(t, &slices_rel, snapshot, &keys, counter, slice)?;
                 let slice_keys = [keys[0], keys[1], keys[2], keys[3], (slice.into_datum()?, pg_sys::F_INT4EQ)];
                 slices.push(SliceRef { item, keys: slice_keys, row: slice_row });
@@ -122,11 +122,7 @@ fn read_slices(t: &Tables, rel: &Rel, snapshot: pg_sys::Snapshot, keys: &[(Datum
     // as its described type.
     unsafe {
         heap::scan(rel, t.slices.pkey, snapshot, keys, &slot, |_| {
-            let (s, g, u) = (
-                slot.get::<i32>(a[pool_slices::SLICE]),
-                slot.get::<i64>(a[pool_slices::GRANTED]),
-                slot.get::<i64>(a[pool_slices::USED]),
-            );
+            let (s, g, u) = (slot.get::<i32>(a[pool_slices::SLICE]), slot.get::<i64>(a[pool_slices::GRANTED]), slot.get::<i64>(a[pool_slices::USED]));
             used = used.saturating_add(u.unwrap_or(0));
             granted = granted.saturating_add(g.unwrap_or(0));
             if s == Some(slice) {

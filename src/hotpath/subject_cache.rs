@@ -288,9 +288,12 @@ fn read(e: &Entry, g: Generation, owner: u64, id: &str) -> Option<SubjectRow> {
 /// Keep `row` (read with a snapshot taken after `g` was read) for the subject.
 pub fn put(g: Generation, storage: Oid, id: &str, row: &SubjectRow) -> Option<Place> {
     let (header, entries) = table()?;
-    let size =
-        id.len() + row.plan.len() + row.tenant.as_deref().map_or(0, str::len) + row.tz.name().len() + row.next.as_ref().map_or(0, |n| n.plan.len())
-            + row.pool.as_deref().map_or(0, str::len);
+    let size = id.len()
+        + row.plan.len()
+        + row.tenant.as_deref().map_or(0, str::len)
+        + row.tz.name().len()
+        + row.next.as_ref().map_or(0, |n| n.plan.len())
+        + row.pool.as_deref().map_or(0, str::len);
     if entries.is_empty() || size > DATA {
         return None;
     }
@@ -331,9 +334,15 @@ fn write(e: &Entry, g: Generation, owner: u64, id: &str, row: &SubjectRow) -> bo
         cell.store(u64::from_le_bytes(chunk.try_into().expect("8 bytes")), Relaxed);
     }
     e.anchor.store(row.anchor as u64, Relaxed);
-    e.lengths
-        .store(
-        lengths(id.len(), row.plan.len(), tenant.map(str::len), zone.len(), next.map(|n| (n.plan.len(), n.carry == Carry::Percent)), pool.map(str::len)),
+    e.lengths.store(
+        lengths(
+            id.len(),
+            row.plan.len(),
+            tenant.map(str::len),
+            zone.len(),
+            next.map(|n| (n.plan.len(), n.carry == Carry::Percent)),
+            pool.map(str::len),
+        ),
         Relaxed,
     );
     e.next_at.store(next.map_or(0, |n| n.at) as u64, Relaxed);

@@ -342,7 +342,10 @@ pub fn delete_subject(subject: &str) -> Result<bool> {
                     "subject",
                     &s.id,
                     format!("subject \"{}\" is the pool of {members} members", error::quoted(&s.id)),
-                    format!("Move its members first: quota.set_pool(<member>, NULL) for each (SELECT subject FROM quota.subjects WHERE pool = '{}').", s.id.replace('\'', "''")),
+                    format!(
+                        "Move its members first: quota.set_pool(<member>, NULL) for each (SELECT subject FROM quota.subjects WHERE pool = '{}').",
+                        s.id.replace('\'', "''")
+                    ),
                 ));
             }
         }

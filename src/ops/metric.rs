@@ -43,14 +43,7 @@ impl<'a> MetricOp<'a> {
     /// nearest first, `limits` each one's (a pool without limits on the metric adds
     /// none). `sliced`: a consume, which draws from the pools' sliced windows
     /// (`pool::slice_for`).
-    pub fn with_pools(
-        mut self,
-        c: &mut SpiClient<'_>,
-        pools: &'a [Subject],
-        limits: &'a [Vec<Limit>],
-        counting: bool,
-        sliced: bool,
-    ) -> Result<Self> {
+    pub fn with_pools(mut self, c: &mut SpiClient<'_>, pools: &'a [Subject], limits: &'a [Vec<Limit>], counting: bool, sliced: bool) -> Result<Self> {
         let Some(member) = self.windows.first().map(|w| w.subject) else { return Ok(self) };
         let now = self.windows[0].now;
         for (i, (p, ls)) in pools.iter().zip(limits).enumerate() {

@@ -30,7 +30,11 @@ pub fn chain(c: &mut SpiClient<'_>, member: &Subject, unknown: Unknown, now: Dat
         // set_pool refuses cycles and deep chains; a row changed by hand that makes one is
         // refused here (never followed round and round).
         if pools.len() + 1 >= MAX_LEVELS || id == member.id || pools.iter().any(|p| p.id == id) {
-            return Err(storage::corrupt("quota.subjects", "pool", format!("a chain of pools from \"{}\" that loops or is deeper than {MAX_LEVELS} levels", member.id)));
+            return Err(storage::corrupt(
+                "quota.subjects",
+                "pool",
+                format!("a chain of pools from \"{}\" that loops or is deeper than {MAX_LEVELS} levels", member.id),
+            ));
         }
         let p = storage::find_subject(c, &id)?.ok_or_else(|| storage::corrupt("quota.subjects", "pool", &id))?;
         let p = match unknown {
@@ -92,7 +96,7 @@ pub fn with_slices(u: Usage, h: Held) -> Usage {
 /// it in slices (`domain::pools::sliced`).
 pub fn slice_for(level: usize, limit: &Limit) -> Option<i32> {
     let slices = gucs::pool_slices();
-    pools::sliced(level, limit, slices).then(|| pools::slice_of(std::process::id(), slices))
+    pools::sliced(level, limit, slices).then(|| pools::slice_of(crate::hotpath::heap::major::backend_number(), slices))
 }
 
 /// What acquiring `amount` in a sliced pool window gave.

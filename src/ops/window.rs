@@ -119,7 +119,20 @@ impl<'a> WindowOp<'a> {
 
     /// A given window (a reservation's, which may no longer be the current one).
     pub fn of(subject: &'a Subject, metric: &'a str, limit: &'a Limit, window: Window, now: DateTime<Utc>) -> Self {
-        WindowOp { subject, metric, limit, window, now, closed: false, tat: Cell::new(None), opened: Cell::new(false), level: 0, via: None, slice: None, drawn: Cell::new(false) }
+        WindowOp {
+            subject,
+            metric,
+            limit,
+            window,
+            now,
+            closed: false,
+            tat: Cell::new(None),
+            opened: Cell::new(false),
+            level: 0,
+            via: None,
+            slice: None,
+            drawn: Cell::new(false),
+        }
     }
 
     /// The window row's key.

@@ -7,8 +7,8 @@ use pgrx::pg_sys::PgBuiltInOids as T;
 use pgrx::spi::SpiClient;
 
 use super::windows::{key_args, WindowKey};
-use crate::domain::limits::Usage;
 use super::{run, Stmt};
+use crate::domain::limits::Usage;
 
 /// Draw `$5` from slice `$6` if it holds that much (a slice that does not is left unlocked).
 static DRAW: Stmt = Stmt {
@@ -99,7 +99,7 @@ pub fn gather(c: &mut SpiClient<'_>, k: &WindowKey<'_>) -> Held {
 
 /// The window's counter usage and what its slices hold, read at once (None: no row).
 pub fn counted(c: &mut SpiClient<'_>, k: &WindowKey<'_>) -> Option<(Usage, Held)> {
-    let row = run(c, &COUNTED, &key_args(k)).into_iter().next()?;
+    let row = run(c, &COUNTED, &key_args(k)).next()?;
     let n = |i: usize| row.get::<i64>(i).ok().flatten().unwrap_or(0);
     let alerted = row.get::<i32>(4).ok().flatten().unwrap_or(0);
     Some((Usage { used: n(1), bonus: n(2), reserved: n(3), alerted }, Held { used: n(5), granted: n(6) }))
