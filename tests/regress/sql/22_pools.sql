@@ -221,3 +221,25 @@ SELECT hot_calls - :h0 AS hot, general_calls - :g0 AS general FROM quota.hot_pat
 SELECT granted, used FROM quota.pool_slices WHERE subject = 'hs_p';
 SELECT count(*) AS mismatches FROM quota.ledger_check WHERE subject ~ '^(hm|hpool|hs_)';
 DROP TABLE pool_answers, pool_state;
+
+-- The zero-overshoot check of docs/pools.md (the same query): empty.
+SELECT w.subject AS pool, w.metric, w.period, w.window_start, w.used,
+       x.limit_value + w.bonus AS effective_limit, coalesce(g.used, 0) AS ledger_used
+FROM quota.window_usage w
+JOIN quota.subjects s ON s.subject = w.subject
+LEFT JOIN quota.plan_limits l ON l.plan = s.plan AND l.metric = w.metric AND l.period = w.period
+LEFT JOIN quota.subject_overrides o ON o.subject = w.subject AND o.metric = w.metric AND o.period = w.period
+CROSS JOIN LATERAL (SELECT CASE o.mode WHEN 'max' THEN o.value WHEN 'add' THEN coalesce(l.limit_value, 0) + o.value
+                                       ELSE l.limit_value END AS limit_value) x
+LEFT JOIN LATERAL (SELECT sum(quota.used_change(f.kind, f.amount))::bigint AS used
+                   FROM (SELECT kind, amount FROM quota.usage_events e
+                         WHERE e.subject = w.subject AND e.metric = w.metric AND e.period = w.period
+                           AND e.window_start = w.window_start
+                         UNION ALL
+                         SELECT kind, amount FROM quota.usage_summaries m
+                         WHERE m.subject = w.subject AND m.metric = w.metric AND m.period = w.period
+                           AND m.window_start = w.window_start) f) g ON true
+WHERE EXISTS (SELECT 1 FROM quota.subjects m WHERE m.pool = w.subject)
+  AND w.period NOT LIKE 'per %'
+  AND ((coalesce(l.enforcement, 'hard') = 'hard' AND w.used > x.limit_value + w.bonus)
+       OR w.used <> coalesce(g.used, 0));
