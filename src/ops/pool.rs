@@ -4,8 +4,9 @@
 //!
 //! Lock order, the same on both paths: every window a call locks, level by level (the
 //! member's, then its pool's...), each level's in (metric, period) order; then the pool
-//! windows drawn from slices, in the same order. Within one pool window: its counter row
-//! before its slices.
+//! windows drawn from slices, in the same order. Within one pool window a draw, refill or
+//! gather takes slices before the counter row (`acquire`); other changes of a pool window
+//! lock its counter row and then gather (`WindowOp::lock`).
 
 use chrono::{DateTime, Utc};
 use pgrx::spi::SpiClient;
@@ -110,8 +111,14 @@ pub enum Acquired {
 }
 
 /// Acquire `amount` in a sliced pool window: draw from this session's slice; if it is dry,
-/// refill it from the pool (counter row locked, then the slice); if the pool has too little
-/// left, gather every slice back into the pool and let the caller decide exactly.
+/// refill it from the pool; if the pool has too little left, gather every slice back into
+/// the pool and let the caller decide exactly.
+///
+/// Slices are locked before the pool's counter row (a refill locks its slice first, a
+/// gather every slice in order, then the counter), so that a transaction that holds its
+/// slice from an earlier draw and needs a refill, and one that gathers, do not wait for
+/// each other in opposite orders. Which of the two: the pool as last committed. Only a
+/// window whose counter row does not exist yet (no slice either) takes the counter first.
 pub fn acquire(c: &mut SpiClient<'_>, w: &WindowOp<'_>, slice: i32, amount: i64) -> Result<Acquired> {
     let key = w.key();
     if storage::slices::draw(c, &key, slice, amount) {
@@ -122,23 +129,41 @@ pub fn acquire(c: &mut SpiClient<'_>, w: &WindowOp<'_>, slice: i32, amount: i64)
         // decide on the whole window.
         storage::slices::undraw(c, &key, slice, amount);
     }
-    let (mut u, _, _) = w.lock_with(c, false)?;
-    let free = u.effective_limit(w.limit).saturating_sub(u.used).saturating_sub(u.reserved);
-    if let Some(grant) = pools::grant(free, amount, gucs::pool_slices()) {
-        storage::slices::refill(c, &key, slice, grant, amount);
-        u.reserved += grant;
-        w.store(c, u);
-        if let Some(u) = drawn(c, w, amount) {
-            return Ok(Acquired::Drawn(u));
-        }
-        storage::slices::undraw(c, &key, slice, amount);
+    let counted = storage::slices::counted(c, &key);
+    let short = counted.is_some_and(|(u, _)| !pools::covers(u, w.limit) || free(u, w) < amount);
+    let mut gathered = Held::default();
+    if short {
+        gathered = storage::slices::gather(c, &key);
+    } else if counted.is_some() {
+        storage::slices::lock_slice(c, &key, slice);
     }
-    let gathered = storage::slices::gather(c, &key);
-    if gathered.granted > 0 || gathered.used > 0 {
-        u = with_slices(u, gathered);
-        w.store(c, u);
+    let (mut u, _, _) = w.lock_with(c, false)?;
+    if !short {
+        if let Some(grant) = pools::grant(free(u, w), amount, gucs::pool_slices()) {
+            storage::slices::refill(c, &key, slice, grant, amount);
+            u.reserved += grant;
+            w.store(c, u);
+            if let Some(u) = drawn(c, w, amount) {
+                return Ok(Acquired::Drawn(u));
+            }
+            storage::slices::undraw(c, &key, slice, amount);
+        }
+    }
+    // Gathered before the counter was locked, and again now for what was granted
+    // meanwhile (a refill that committed between the two; usually nothing).
+    let again = storage::slices::gather(c, &key);
+    for h in [gathered, again] {
+        if h.granted > 0 || h.used > 0 {
+            u = with_slices(u, h);
+            w.store(c, u);
+        }
     }
     Ok(Acquired::Locked(u))
+}
+
+/// What the pool has neither counted nor handed out.
+fn free(u: Usage, w: &WindowOp<'_>) -> i64 {
+    u.effective_limit(w.limit).saturating_sub(u.used).saturating_sub(u.reserved)
 }
 
 /// After a draw of `amount`: the window's usage before it (one read of the counter and its

@@ -1,7 +1,8 @@
 //! quota.pool_slices: a pool window's allowance handed out in slices (0.8.0, see
 //! `sql/pools.sql` and docs/pools.md). A slice's `granted` is counted in the pool
 //! counter's `reserved`; its `used` is usage the pool counted. The operations
-//! (`ops::pool`) keep the lock order: the pool's counter row first, then slices.
+//! (`ops::pool`) decide the lock order: a draw, refill or gather takes slices before the
+//! pool's counter row.
 
 use pgrx::pg_sys::PgBuiltInOids as T;
 use pgrx::spi::SpiClient;
@@ -30,6 +31,13 @@ static REFILL: Stmt = Stmt {
           ON CONFLICT (subject, metric, period, window_start, slice)
           DO UPDATE SET granted = s.granted + EXCLUDED.granted, used = s.used + EXCLUDED.used",
     types: &[T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID, T::TEXTOID, T::INT8OID, T::INT4OID, T::INT8OID],
+};
+/// Lock slice `$5` of the window (creating it empty), before the pool's counter row.
+static LOCK_SLICE: Stmt = Stmt {
+    sql: "INSERT INTO quota.pool_slices AS s (subject, metric, window_start, period, slice, granted, used)
+          VALUES ($1, $2, $3, $4, $5, 0, 0)
+          ON CONFLICT (subject, metric, period, window_start, slice) DO UPDATE SET used = s.used",
+    types: &[T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID, T::TEXTOID, T::INT4OID],
 };
 /// Empty every slice of the window (waiting for the transactions drawing from them):
 /// what they held, (sum of used, sum of granted).
@@ -90,6 +98,12 @@ pub fn undraw(c: &mut SpiClient<'_>, k: &WindowKey<'_>, slice: i32, amount: i64)
 pub fn refill(c: &mut SpiClient<'_>, k: &WindowKey<'_>, slice: i32, grant: i64, amount: i64) {
     let [s, m, start, p] = key_args(k);
     run(c, &REFILL, &[s, m, start, p, amount.into(), slice.into(), grant.into()]);
+}
+
+/// Lock `slice` (creating it empty; the window's counter row exists).
+pub fn lock_slice(c: &mut SpiClient<'_>, k: &WindowKey<'_>, slice: i32) {
+    let [s, m, start, p] = key_args(k);
+    run(c, &LOCK_SLICE, &[s, m, start, p, slice.into()]);
 }
 
 /// Empty every slice of the window, in slice order; what they held.
