@@ -1,10 +1,10 @@
 -- quota_ext 0.7.0 -> 0.8.0: pools.
 -- - A subject may belong to one pool, itself a subject with its own plan: quota.subjects
---   gains a last column pool (text, references quota.subjects), set with
+--   gains a last column pool (text, the pool's subject id), set with
 --   quota.set_pool(subject, pool). Chains are at most four levels deep.
 -- - A consume (and check, reserve, refund) of a member counts at every level: the ledger
---   (quota.usage_events) and quota.reservations gain a last column via, the member whose
---   call charged a pool's window; a hold has a row per window and level, so the
+--   (quota.usage_events) and quota.reservations gain a last column via, the pool's member
+--   the call came through; a hold has a row per window and level, so the
 --   reservations' primary key becomes (id, period, subject).
 -- - quota.pool_slices: a hot pool's allowance handed out in slices (quota.pool_slices
 --   setting); the view quota.window_usage counts them in, and ledger_check, usage_overview
@@ -25,7 +25,7 @@
 \echo Use "ALTER EXTENSION quota_ext UPDATE TO '0.8.0'" to load this file. \quit
 
 -- Membership -------------------------------------------------------------------------------
-ALTER TABLE quota.subjects ADD COLUMN pool text REFERENCES quota.subjects ON UPDATE CASCADE,
+ALTER TABLE quota.subjects ADD COLUMN pool text,
     ADD CONSTRAINT subjects_pool_check CHECK (pool <> subject);
 CREATE INDEX subjects_pool_idx ON quota.subjects (pool) WHERE pool IS NOT NULL;
 ALTER TABLE quota.usage_events ADD COLUMN via text;

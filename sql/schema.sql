@@ -55,8 +55,10 @@ CREATE TABLE quota.subjects (
     CONSTRAINT subjects_next_plan_check
         CHECK ((next_plan IS NULL) = (next_plan_at IS NULL) AND (next_plan IS NULL) = (carry IS NULL)),
     -- The pool this subject draws from too (0.8.0): another subject, whose limits every
-    -- consume of this one must also fit (sql/pools.sql). Set with quota.set_pool.
-    pool         text REFERENCES quota.subjects ON UPDATE CASCADE,
+    -- consume of this one must also fit (sql/pools.sql). Set with quota.set_pool, which
+    -- checks that it exists; no foreign key (pg_dump warns about a table that references
+    -- itself). A pool deleted or renamed by hand makes its members' calls fail (XX001).
+    pool         text,
     CONSTRAINT subjects_pool_check CHECK (pool <> subject)
 );
 CREATE INDEX subjects_plan_idx ON quota.subjects (plan);
@@ -112,8 +114,8 @@ CREATE TABLE quota.usage_events (
     metadata        jsonb,
     created_at      timestamptz NOT NULL,
     period          text NOT NULL,
-    -- At a pool's level (0.8.0): the member whose call charged the pool; NULL at the
-    -- subject's own level.
+    -- At a pool's level (0.8.0): the pool's member the call came through (one level
+    -- below); NULL at the subject's own level.
     via             text
 );
 CREATE INDEX usage_events_window_idx ON quota.usage_events (subject, metric, period, window_start);

@@ -72,12 +72,13 @@ pub fn grant(free: i64, amount: i64, slices: i32) -> Option<i64> {
     Some(share.max(amount).min(free))
 }
 
-/// Is a pool window at `level` drawn from in slices (`slices` of them)? A pool's (level 1
-/// and up) calendar window with a hard limit, while slicing is on. Rate limits, soft
-/// limits and first-use windows are decided on the pool's counter row.
-pub fn sliced(level: usize, limit: &Limit, slices: i32) -> bool {
+/// Is a pool window at `level` drawn from in slices (`slices` of them)? A shared pool's
+/// (level 1 and up, two members or more) calendar window with a hard limit, while slicing
+/// is on. A pool of one member is that member's second limit: nothing contends for it.
+/// Rate limits, soft limits and first-use windows are decided on the pool's counter row.
+pub fn sliced(level: usize, limit: &Limit, slices: i32, shared: bool) -> bool {
     let calendar = !matches!(limit.period, Period::Rate(_) | Period::FirstUse(_));
-    level > 0 && slices > 0 && calendar && limit.enforcement == Enforcement::Hard
+    level > 0 && shared && slices > 0 && calendar && limit.enforcement == Enforcement::Hard
 }
 
 /// A pool window's usage counting its slices (`used`, `granted` summed over them): what
@@ -173,13 +174,14 @@ mod tests {
             source: Source::Plan,
             burst: 0,
         };
-        assert!(sliced(1, &limit(Period::Day, Enforcement::Hard), 8));
-        assert!(sliced(3, &limit(Period::Lifetime, Enforcement::Hard), 8));
-        assert!(!sliced(0, &limit(Period::Day, Enforcement::Hard), 8), "the member's own window");
-        assert!(!sliced(1, &limit(Period::Day, Enforcement::Hard), 0), "slicing off");
-        assert!(!sliced(1, &limit(Period::Day, Enforcement::Soft), 8));
-        assert!(!sliced(1, &limit("per 1 minute".parse().unwrap(), Enforcement::Hard), 8));
-        assert!(!sliced(1, &limit("5 hours".parse().unwrap(), Enforcement::Hard), 8));
+        assert!(sliced(1, &limit(Period::Day, Enforcement::Hard), 8, true));
+        assert!(sliced(3, &limit(Period::Lifetime, Enforcement::Hard), 8, true));
+        assert!(!sliced(1, &limit(Period::Day, Enforcement::Hard), 8, false), "a pool of one member");
+        assert!(!sliced(0, &limit(Period::Day, Enforcement::Hard), 8, true), "the member's own window");
+        assert!(!sliced(1, &limit(Period::Day, Enforcement::Hard), 0, true), "slicing off");
+        assert!(!sliced(1, &limit(Period::Day, Enforcement::Soft), 8, true));
+        assert!(!sliced(1, &limit("per 1 minute".parse().unwrap(), Enforcement::Hard), 8, true));
+        assert!(!sliced(1, &limit("5 hours".parse().unwrap(), Enforcement::Hard), 8, true));
         let counter = Usage { used: 10, reserved: 80, ..Usage::default() };
         assert!(covers(counter, &Limit { limit_value: 90, ..limit(Period::Day, Enforcement::Hard) }));
         assert!(!covers(counter, &Limit { limit_value: 89, ..limit(Period::Day, Enforcement::Hard) }), "the limit went down");

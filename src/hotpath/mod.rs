@@ -58,10 +58,15 @@ pub struct Found {
 impl Found {
     /// Whose window `w` is.
     pub fn owner(&self, w: &FoundWindow) -> &Subject {
-        if w.level == 0 {
+        self.at_level(w.level)
+    }
+
+    /// The subject at `level` (0: the subject, `n`: its `n`th pool).
+    pub fn at_level(&self, level: usize) -> &Subject {
+        if level == 0 {
             &self.subject
         } else {
-            &self.pools[w.level - 1]
+            &self.pools[level - 1]
         }
     }
 }
@@ -508,8 +513,8 @@ fn append(t: &Tables, ledger: &Rel, f: &Found, window: usize, metric: &str, amou
         idempotency_key: None,
         metadata,
         created_at: now,
-        // A pool's row names the member whose consume it is.
-        via: (w.level > 0).then_some(f.subject.id.as_str()),
+        // A pool's row names its member the consume came through (one level below).
+        via: w.level.checked_sub(1).map(|below| f.at_level(below).id.as_str()),
     };
     let slot = Slot::new(ledger);
     let e = &t.ledger.att;

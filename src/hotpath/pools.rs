@@ -68,6 +68,7 @@ pub(super) fn find(
     let mut slices = Vec::new();
     for (i, (p, place)) in chain.iter().enumerate() {
         let level = i + 1;
+        let shared = slices_setting > 0 && shared(t, snapshot, &p.id)?;
         for (item, metric) in metrics.iter().enumerate() {
             let limits = limits_of(t, snapshot, cache, &p.plan, metric)?;
             if limits.is_empty() {
@@ -85,7 +86,7 @@ pub(super) fn find(
                     return None;
                 }
                 let index = found[item].windows.len();
-                if !pools::sliced(level, &limit, slices_setting) {
+                if !pools::sliced(level, &limit, slices_setting, shared) {
                     rows.push(RowRef { item, window: index, keys, row });
                     found[item].windows.push(FoundWindow { limit, window, usage: Usage::default(), tat: None, level, slice: None });
                     continue;
@@ -108,6 +109,27 @@ pub(super) fn find(
     let pools: Vec<Subject> = chain.into_iter().map(|(p, _)| p).collect();
     found.iter_mut().for_each(|f| f.pools = pools.clone());
     Some(slices)
+}
+
+/// Whether the pool has two members or more (`domain::pools::sliced`), from the subjects'
+/// index on `pool`. None: that index is missing or changed (step aside).
+fn shared(t: &Tables, snapshot: pg_sys::Snapshot, pool: &str) -> Option<bool> {
+    if t.pool_index == pg_sys::InvalidOid {
+        note(format_args!("hot path: quota.subjects_pool_idx is missing or changed"));
+        return None;
+    }
+    let rel = Rel::open(t.subjects.oid, pg_sys::AccessShareLock as _);
+    let slot = Slot::new(&rel);
+    let mut members = 0;
+    // SAFETY: `pool_index` is an index of quota.subjects on (pool text), as `tables`
+    // checked; `slot` is the subjects' and `snapshot` the call's.
+    unsafe {
+        heap::scan(&rel, t.pool_index, snapshot, &[(super::text(pool), pg_sys::F_TEXTEQ)], &slot, |_| {
+            members += 1;
+            members < 2
+        })
+    };
+    Some(members >= 2)
 }
 
 /// The pool window's usage with its slices counted, and this session's slice row (None:

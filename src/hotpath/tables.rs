@@ -41,6 +41,9 @@ pub struct Tables {
     pub slices: Resolved,
     pub slices_indexes: Vec<Oid>,
     pub slice_writes: Result<(), Aside>,
+    /// `quota.subjects_pool_idx` (subjects by pool), for whether a pool is shared; invalid
+    /// if it is missing or not on `pool`.
+    pub pool_index: Oid,
     pub ledger_seq: Oid,
     pub counters_indexes: Vec<Oid>,
     pub ledger_indexes: Vec<Oid>,
@@ -157,6 +160,16 @@ fn resolve() -> Result<Tables, Aside> {
     // Pool members' draws only: a slice table the hot path may not update sends them to
     // the general path, and nothing else.
     let slice_writes = heap::updatable(&slices_rel).map_err(|check| aside(&POOL_SLICES, check));
+    // SAFETY: a catalog lookup by name inside a transaction.
+    let pool_index = unsafe { pg_sys::get_relname_relid(c"subjects_pool_idx".as_ptr(), nsp) };
+    let pool_index = if pool_index != pg_sys::InvalidOid
+        && heap::index_oids(&Rel::open(subjects.oid, pg_sys::AccessShareLock as _)).contains(&pool_index)
+        && heap::index_keys_are(pool_index, &[subjects.att[schema::subjects::POOL]])
+    {
+        pool_index
+    } else {
+        pg_sys::InvalidOid
+    };
     let (counters_rel, ledger_rel) = (Rel::open(counters.oid, pg_sys::AccessShareLock as _), Rel::open(ledger.oid, pg_sys::AccessShareLock as _));
     let ledger_seq = ledger_rel.identity_sequence(ledger.att[LEDGER_ID]);
     let writes = (|| {
@@ -181,6 +194,7 @@ fn resolve() -> Result<Tables, Aside> {
         slices_indexes: heap::index_oids(&slices_rel),
         slices,
         slice_writes,
+        pool_index,
         ledger_seq,
         writes,
     })

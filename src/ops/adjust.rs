@@ -102,9 +102,10 @@ pub fn refund_charge(subject: &str, metric: &str, period: &str, window_start: Op
             // Its pools give back too, in their current window of the same period.
             let pools = pool::chain(c, &s, Unknown::Create, now)?;
             for (level, (p, limits)) in pools.iter().zip(pool::pool_limits(c, &pools, metric, now)?).enumerate() {
+                let below = if level == 0 { &s } else { &pools[level - 1] };
                 let Some(limit) = limits.iter().find(|l| l.period == op.limit.period) else { continue };
                 let mut w = WindowOp::current(c, p, metric, limit, now, false)?;
-                (w.level, w.via) = (level + 1, Some(s.id.as_str()));
+                (w.level, w.via) = (level + 1, Some(below.id.as_str()));
                 let (usage, _, _) = w.lock(c)?;
                 if usage.used > 0 {
                     give_back(c, &w, usage, amount, None);

@@ -47,11 +47,14 @@ impl<'a> MetricOp<'a> {
         let Some(member) = self.windows.first().map(|w| w.subject) else { return Ok(self) };
         let now = self.windows[0].now;
         for (i, (p, ls)) in pools.iter().zip(limits).enumerate() {
+            // The ledger's `via`: the pool's member the call came through (one level below).
+            let below = if i == 0 { member } else { &pools[i - 1] };
+            let shared = sliced && !ls.is_empty() && super::pool::shared(c, p);
             for l in ls {
                 let mut w = WindowOp::current(c, p, self.metric, l, now, counting)?;
                 w.level = i + 1;
-                w.via = Some(&member.id);
-                w.slice = if sliced { super::pool::slice_for(w.level, l) } else { None };
+                w.via = Some(&below.id);
+                w.slice = if sliced { super::pool::slice_for(w.level, l, shared) } else { None };
                 self.windows.push(w);
             }
         }
@@ -72,7 +75,7 @@ impl<'a> MetricOp<'a> {
             .iter()
             .map(|w| {
                 let mut op = WindowOp::of(f.owner(w), metric, &w.limit, w.window, now);
-                (op.level, op.via, op.slice) = (w.level, (w.level > 0).then_some(f.subject.id.as_str()), w.slice);
+                (op.level, op.via, op.slice) = (w.level, w.level.checked_sub(1).map(|below| f.at_level(below).id.as_str()), w.slice);
                 op.drawn.set(w.slice.is_some());
                 op.tat.set(w.tat);
                 op
@@ -187,7 +190,8 @@ impl<'a> MetricOp<'a> {
         let verdict = &o.verdicts[i];
         let mut d = Decision::new(&w.subject.id, self.metric, w.limit, usages[i], amount, o.resets[i], verdict, applied && o.allowed);
         d.level = w.level as i32;
-        d.member = w.via.map(str::to_string);
+        // At a pool's level, the subject that asked.
+        d.member = (w.level > 0).then(|| self.windows[0].subject.id.clone());
         if let Some(t) = &o.throttles[i] {
             // A rate limit answers as redis-cell does: the burst capacity, what of it is
             // left now, and when it is full again.

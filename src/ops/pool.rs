@@ -93,11 +93,16 @@ pub fn with_slices(u: Usage, h: Held) -> Usage {
     pools::with_slices(u, h.used, h.granted)
 }
 
-/// The slice this session draws from in a pool window at `level`, if members draw from
-/// it in slices (`domain::pools::sliced`).
-pub fn slice_for(level: usize, limit: &Limit) -> Option<i32> {
+/// The slice this session draws from in a window at `level` of `pool` (`shared`: it has
+/// two members or more), if members draw from it in slices (`domain::pools::sliced`).
+pub fn slice_for(level: usize, limit: &Limit, shared: bool) -> Option<i32> {
     let slices = gucs::pool_slices();
-    pools::sliced(level, limit, slices).then(|| pools::slice_of(crate::hotpath::heap::major::backend_number(), slices))
+    pools::sliced(level, limit, slices, shared).then(|| pools::slice_of(crate::hotpath::heap::major::backend_number(), slices))
+}
+
+/// Whether the pool is shared (two members or more), asked only while slicing is on.
+pub fn shared(c: &mut SpiClient<'_>, pool: &Subject) -> bool {
+    gucs::pool_slices() > 0 && storage::pool_is_shared(c, &pool.id)
 }
 
 /// What acquiring `amount` in a sliced pool window gave.

@@ -238,7 +238,10 @@ fn hold_op<'a>(
         .zip(owners)
         .map(|((hw, l), (i, level))| {
             let mut w = WindowOp::of(&subjects[*i], &r.metric, l, hw.window, now);
-            (w.level, w.via) = (*level, (*level > 0).then_some(subjects[0].id.as_str()));
+            // A pool's rows name its member the hold came through (one level below; the
+            // member itself for a pool no longer in its chain).
+            let below = level.checked_sub(1).map(|b| subjects.get(b).filter(|_| *i == *level).unwrap_or(&subjects[0]));
+            (w.level, w.via) = (*level, below.map(|b| b.id.as_str()));
             w
         })
         .collect();

@@ -15,6 +15,7 @@ use crate::domain::limits::{Enforcement, Limit, Usage};
 use crate::domain::period::{Period, Window};
 use crate::pg::clock;
 use crate::pg::gucs;
+use crate::pg::installed;
 use crate::storage::{self, schema::LedgerKind, schema::LedgerRow, Subject, WindowKey};
 use std::cell::Cell;
 
@@ -36,7 +37,7 @@ pub struct WindowOp<'a> {
     pub opened: Cell<bool>,
     /// Whose window (0.8.0): 0 the subject's own, 1 its pool's, and up.
     pub level: usize,
-    /// At a pool's level, the member whose call this is (the ledger's `via`).
+    /// At a pool's level, the pool's member the call came through (the ledger's `via`).
     pub via: Option<&'a str>,
     /// A pool window members draw from in slices: this session's slice (`ops::pool`).
     pub slice: Option<i32>,
@@ -149,8 +150,9 @@ impl<'a> WindowOp<'a> {
         let (u, end) = storage::read_window(c, &self.key())?;
         self.keep_tat(end);
         let mut u = super::schedule::carried_usage(c, self.subject, self.metric, self.limit, &self.window, u, self.now)?;
-        // A pool's slices hold allowance (in `reserved`) and usage (`ops::pool`).
-        if u.reserved > 0 {
+        // A pool's slices hold allowance (in `reserved`) and usage (`ops::pool`); a
+        // database before 0.8.0 has none.
+        if u.reserved > 0 && installed::at_least(installed::POOLS) {
             u = super::pool::with_slices(u, storage::slices::held(c, &self.key()));
         }
         if u.reserved > 0 {
@@ -187,7 +189,7 @@ impl<'a> WindowOp<'a> {
         }
         // A pool's window whose slices hold allowance: every change but a member's draw
         // works on the whole window, so the slices are gathered back first (`ops::pool`).
-        let gathered = if gather { storage::slices::gather(c, &self.key()) } else { Default::default() };
+        let gathered = if gather && installed::at_least(installed::POOLS) { storage::slices::gather(c, &self.key()) } else { Default::default() };
         if gathered.granted > 0 {
             u = super::pool::with_slices(u, gathered);
             self.store(c, u);

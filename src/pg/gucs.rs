@@ -115,7 +115,7 @@ pub fn init() {
     GucRegistry::define_int_guc(
         c"quota.pool_slices",
         c"Slices a pool's window is split into, so that members in separate sessions draw from it at once (0: off).",
-        c"A member's consume draws from one slice of each pool window (the pool's allowance, handed out in parts) instead of locking the pool's one counter row; a slice that runs dry is refilled from the pool, and all slices are gathered back before a refusal, so answers stay exact. 0: every consume locks the pool's counter row (the comparison the benchmark makes). See docs/pools.md.",
+        c"A member's consume draws from one slice of each window of a shared pool (two members or more; the pool's allowance, handed out in parts) instead of locking the pool's one counter row; a slice that runs dry is refilled from the pool, and all slices are gathered back before a refusal, so answers stay exact. 0: every consume locks the pool's counter row (the comparison the benchmark makes). See docs/pools.md.",
         &POOL_SLICES,
         0,
         64,

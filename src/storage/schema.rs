@@ -157,7 +157,7 @@ pub static USAGE_EVENTS: StateTable = StateTable {
         col(c"idempotency_key", TEXT),
         col(c"metadata", JSONB),
         col(c"created_at", TSTZ),
-        // At a pool's level: the member whose call charged the pool (0.8.0).
+        // At a pool's level: the pool's member the call came through (0.8.0).
         added(POOLS, c"via", TEXT),
     ],
     key: 0,
@@ -451,7 +451,7 @@ pub struct LedgerRow<'a> {
     pub idempotency_key: Option<&'a str>,
     pub metadata: Option<Datum>,
     pub created_at: chrono::DateTime<chrono::Utc>,
-    /// At a pool's level, the member whose call charged it (None at the subject's own).
+    /// At a pool's level, the pool's member the call came through (None at the subject's own).
     pub via: Option<&'a str>,
 }
 

@@ -242,6 +242,8 @@ static LEVELS_BELOW: Stmt = Stmt {
           SELECT coalesce(max(depth), 0)::int4 FROM below",
     types: &[T::TEXTOID],
 };
+static POOL_IS_SHARED: Stmt =
+    Stmt { sql: "SELECT count(*) >= 2 FROM (SELECT 1 FROM quota.subjects WHERE pool = $1 LIMIT 2) m", types: &[T::TEXTOID] };
 static MEMBER_COUNT: Stmt = Stmt { sql: "SELECT count(*)::int8 FROM quota.subjects WHERE pool = $1", types: &[T::TEXTOID] };
 
 /// Take the lock that serialises membership changes.
@@ -262,4 +264,9 @@ pub fn levels_below(c: &mut SpiClient<'_>, id: &str) -> usize {
 /// How many members the subject has (as a pool).
 pub fn member_count(c: &mut SpiClient<'_>, id: &str) -> i64 {
     first::<i64>(run(c, &MEMBER_COUNT, &[id.into()]), 1).unwrap_or(0)
+}
+
+/// Whether the pool has two members or more (its windows are then drawn in slices).
+pub fn pool_is_shared(c: &mut SpiClient<'_>, pool: &str) -> bool {
+    first::<bool>(run(c, &POOL_IS_SHARED, &[pool.into()]), 1).unwrap_or(false)
 }

@@ -128,8 +128,9 @@ SELECT count(*) AS mismatches FROM quota.ledger_check WHERE subject ~ '^(pu|team
 -- and it fits exactly. One more is then refused at level 1.
 SELECT quota.set_limit('PS', 'messages', 'day', 1000);
 SELECT quota.set_limit('PP', 'messages', 'day', 100);
-SELECT quota.assign_plan('ps1', 'PS'), quota.assign_plan('pp1', 'PP');
-SELECT quota.set_pool('ps1', 'pp1');
+SELECT quota.assign_plan('ps1', 'PS'), quota.assign_plan('ps2', 'PS'), quota.assign_plan('pp1', 'PP');
+-- Slices are for shared pools: two members or more.
+SELECT quota.set_pool('ps1', 'pp1'), quota.set_pool('ps2', 'pp1');
 SELECT allowed, used FROM quota.quota_consume('ps1', 'messages', 1);
 SELECT granted, used FROM quota.pool_slices WHERE subject = 'pp1';
 SELECT used, reserved FROM quota.counters WHERE subject = 'pp1';
@@ -211,15 +212,24 @@ SELECT what FROM pool_state WHERE hot ORDER BY what;
 UNION ALL (SELECT what FROM pool_state WHERE NOT hot EXCEPT SELECT what FROM pool_state WHERE hot);
 -- Which path served: the first consume creates the windows and grants the slice
 -- (general path); the next draws from the slice (hot path).
-SELECT quota.assign_plan('hs_m', 'PS'), quota.assign_plan('hs_p', 'PP');
-SELECT quota.set_pool('hs_m', 'hs_p');
+SELECT quota.assign_plan('hs_m', 'PS'), quota.assign_plan('hs_m2', 'PS'), quota.assign_plan('hs_p', 'PP');
+SELECT quota.set_pool('hs_m', 'hs_p'), quota.set_pool('hs_m2', 'hs_p');
 SELECT (SELECT general_calls FROM quota.hot_path_status()) AS g0, (SELECT hot_calls FROM quota.hot_path_status()) AS h0 \gset
 SELECT allowed, used FROM quota.quota_consume('hs_m', 'messages', 1);
 SELECT hot_calls - :h0 AS hot, general_calls - :g0 AS general FROM quota.hot_path_status();
 SELECT allowed, subject, level, used, remaining FROM quota.quota_consume('hs_m', 'messages', 1);
 SELECT hot_calls - :h0 AS hot, general_calls - :g0 AS general FROM quota.hot_path_status();
 SELECT granted, used FROM quota.pool_slices WHERE subject = 'hs_p';
-SELECT count(*) AS mismatches FROM quota.ledger_check WHERE subject ~ '^(hm|hpool|hs_)';
+-- A pool of one member is that member's second limit: no slices, and the hot path locks
+-- both counter rows.
+SELECT quota.assign_plan('solo_m', 'PS'), quota.assign_plan('solo_p', 'PP');
+SELECT quota.set_pool('solo_m', 'solo_p');
+SELECT allowed, used FROM quota.quota_consume('solo_m', 'messages', 1);
+SELECT (SELECT hot_calls FROM quota.hot_path_status()) AS h1 \gset
+SELECT allowed, subject, level, used FROM quota.quota_consume('solo_m', 'messages', 1);
+SELECT hot_calls - :h1 AS hot FROM quota.hot_path_status();
+SELECT count(*) AS slices FROM quota.pool_slices WHERE subject = 'solo_p';
+SELECT count(*) AS mismatches FROM quota.ledger_check WHERE subject ~ '^(hm|hpool|hs_|solo)';
 DROP TABLE pool_answers, pool_state;
 
 -- The zero-overshoot check of docs/pools.md (the same query): empty.
