@@ -143,21 +143,22 @@ fn read_slices(t: &Tables, rel: &Rel, snapshot: pg_sys::Snapshot, keys: &[(Datum
     // four columns; `slot` is the table's and `snapshot` the call's. Each column is read
     // as its described type.
     unsafe {
-        heap::scan(rel, t.slices.pkey, snapshot, keys, &slot, |_| {
+        heap::scan(rel, t.slices.pkey, snapshot, keys, &slot, |root| {
             let (s, g, u) = (slot.get::<i32>(a[pool_slices::SLICE]), slot.get::<i64>(a[pool_slices::GRANTED]), slot.get::<i64>(a[pool_slices::USED]));
             used = used.saturating_add(u.unwrap_or(0));
             granted = granted.saturating_add(g.unwrap_or(0));
             if s == Some(slice) {
-                mine = Some(slot.tid());
+                mine = Some(root);
             }
             true
         })
     };
-    mine?;
     let row = Slot::new(rel);
-    let slice_keys = [keys[0], keys[1], keys[2], keys[3], (slice.into_datum()?, pg_sys::F_INT4EQ)];
-    // SAFETY: as above, with the whole key.
-    unsafe { heap::probe(rel, t.slices.pkey, snapshot, &slice_keys, &row)? };
+    // SAFETY: `mine` is the root of the slice row's HOT chain, from its index entry; `row`
+    // is the table's and `snapshot` the call's.
+    if !unsafe { heap::fetch(rel, mine?, snapshot, &row) } {
+        return None;
+    }
     Some((pools::with_slices(counter, used, granted), row))
 }
 
