@@ -71,10 +71,14 @@ pub(super) fn find(
         let shared = slices_setting > 0 && shared(t, snapshot, &p.id)?;
         for (item, metric) in metrics.iter().enumerate() {
             let limits = limits_of(t, snapshot, cache, &p.plan, metric)?;
+            // An override may limit a metric the pool's plan does not: the general path's.
+            if overridden(t, snapshot, &p.id, metric) {
+                return None;
+            }
             if limits.is_empty() {
                 continue; // a pool that does not limit the metric is skipped
             }
-            if !hot_periods(&limits) || overridden(t, snapshot, &p.id, metric) {
+            if !hot_periods(&limits) {
                 return None;
             }
             for (rank, limit) in limits.into_iter().enumerate() {
@@ -87,6 +91,13 @@ pub(super) fn find(
                 }
                 let index = found[item].windows.len();
                 if !pools::sliced(level, &limit, slices_setting, shared) {
+                    // A pool window whose slices still hold allowance (or with holds) is the
+                    // general path's: it gathers them before locking the row. Seen here
+                    // before any lock is taken.
+                    if state_of(t, &row)?.0.reserved > 0 {
+                        note(format_args!("hot path: a pool's window holds reservations or slices"));
+                        return None;
+                    }
                     rows.push(RowRef { item, window: index, keys, row });
                     found[item].windows.push(FoundWindow { limit, window, usage: Usage::default(), tat: None, level, slice: None });
                     continue;
@@ -178,6 +189,17 @@ pub(super) fn consume(
     mut slices: Vec<SliceRef>,
     decide: impl Fn(&[Found]) -> Option<Vec<Write>>,
 ) -> Result<Option<Vec<Written>>, QuotaError> {
+    // A slice that, as read, cannot hold the amount: the general path refills it. Checked
+    // before any lock is taken, so that stepping aside holds no slice.
+    for s in &slices {
+        let a = &t.slices.att;
+        // SAFETY: `s.row` holds the slice row as read; granted and used are int8.
+        let (granted, used) = unsafe { (s.row.get::<i64>(a[pool_slices::GRANTED]), s.row.get::<i64>(a[pool_slices::USED])) };
+        if !matches!((granted, used), (Some(g), Some(u)) if u.checked_add(items[s.item].1).is_some_and(|after| after <= g)) {
+            note(format_args!("hot path: a pool's slice is short"));
+            return Ok(None);
+        }
+    }
     let key_atts = &t.counters.att[..schema::COUNTERS.key];
     for r in rows.iter_mut() {
         let newest = Slot::new(rel);

@@ -254,6 +254,21 @@ pub fn assign_plan(
             Some(s) => Some(super::schedule::store_due(c, s, now)?),
             None => None,
         };
+        // A member of a pool, or a pool with members, keeps its tenant: a pool and its
+        // members are one tenant's (`set_pool`).
+        if let (Some(b), Some(t)) = (&before, tenant.as_deref()) {
+            if b.tenant.as_deref() != Some(t) && installed::at_least(installed::POOLS) {
+                storage::lock_membership(c);
+                if b.pool.is_some() || storage::member_count(c, &b.id) > 0 {
+                    return Err(QuotaError::invalid(
+                        "tenant",
+                        t,
+                        format!("subject \"{}\" is in a pool or has members: it cannot move to another tenant", error::quoted(&b.id)),
+                        "Take it out of its pool and move its members first (quota.set_pool(<subject>, NULL)), then change the tenant.",
+                    ));
+                }
+            }
+        }
         // The upsert itself refuses a row of another tenant (a concurrent creator).
         let assignment = storage::Assignment { id: subject, plan, tenant: tenant.as_deref(), anchor, zone: time_zone };
         if !storage::upsert_subject(c, &assignment, now, &scope) {

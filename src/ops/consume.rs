@@ -112,8 +112,10 @@ fn consume_general(
     }
     // Then take the amounts from the pools' sliced windows (`ops::pool`), and decide
     // again: a window whose slices had to be gathered back is now exact, and may refuse.
-    for (((_, amount), op), usages) in items.iter().zip(&ops).zip(usages.iter_mut()) {
-        op.acquire(c, usages, *amount)?;
+    for level in 1..=ops.iter().map(MetricOp::levels).max().unwrap_or(0) {
+        for (((_, amount), op), usages) in items.iter().zip(&ops).zip(usages.iter_mut()) {
+            op.acquire(c, level, usages, *amount)?;
+        }
     }
     for (((_, amount), op), usages) in items.iter().zip(&ops).zip(&usages) {
         let outcome = op.decide(usages, *amount);
@@ -215,7 +217,7 @@ fn consumed_fast(f: &hotpath::Found, metric: &str, amount: i64, after: &[Usage],
     for (i, ((w, b), a)) in op.windows.iter().zip(&before).zip(after).enumerate().filter(|(_, ((w, _), _))| !w.drawn.get()) {
         let mut after = *a;
         let announced = announce(*b, &mut after, w.limit);
-        let consumed = (i == o.binding).then_some(amount);
+        let consumed = (i == op.announcing(&o)).then_some(amount);
         if announced.anything() && (consumed.is_some() || announced.crossed_or_over()) {
             privilege::as_owner(|| storage::volatile(|c| w.emit_announced(c, after, &announced, consumed)));
         }

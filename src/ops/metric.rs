@@ -105,11 +105,13 @@ impl<'a> MetricOp<'a> {
     }
 
     /// Lock the windows of one level, in period order, into `usages`. A pool window drawn
-    /// from in slices is not locked: its usage is read (`pool::acquire` takes it later).
+    /// from in slices is not locked (`pool::acquire` takes the amount there later).
     pub fn lock_level(&mut self, c: &mut SpiClient<'_>, level: usize, usages: &mut [Usage]) -> Result<()> {
         for (w, usage) in self.windows.iter_mut().zip(usages.iter_mut()).filter(|(w, _)| w.level == level) {
             if w.slice.is_some() {
-                *usage = w.read(c)?;
+                // Decided by `acquire` (exactly, after a gather, when it refuses): the first
+                // decision sees it empty, and so refuses there only what can never fit.
+                *usage = Usage::default();
                 continue;
             }
             let (mut u, _, mut end) = w.lock(c)?;
@@ -130,10 +132,11 @@ impl<'a> MetricOp<'a> {
     }
 
     /// After a decision that admits `amount` on the usages read: take it in every sliced
-    /// pool window (`pool::acquire`), level by level. A window whose slices had to be
-    /// gathered gets its exact usage in `usages`; decide again.
-    pub fn acquire(&self, c: &mut SpiClient<'_>, usages: &mut [Usage], amount: i64) -> Result<()> {
-        for (w, usage) in self.windows.iter().zip(usages.iter_mut()) {
+    /// pool window of `level` (`pool::acquire`; callers go level by level over every
+    /// metric, the hot path's order). A window whose slices had to be gathered gets its
+    /// exact usage in `usages`; decide again.
+    pub fn acquire(&self, c: &mut SpiClient<'_>, level: usize, usages: &mut [Usage], amount: i64) -> Result<()> {
+        for (w, usage) in self.windows.iter().zip(usages.iter_mut()).filter(|(w, _)| w.level == level) {
             let Some(slice) = w.slice else { continue };
             match super::pool::acquire(c, w, slice, amount)? {
                 super::pool::Acquired::Drawn(u) => {
@@ -241,6 +244,16 @@ impl<'a> MetricOp<'a> {
         d
     }
 
+    /// The window that announces a consume: the binding one, or the subject's first when
+    /// the binding one was drawn from a slice (which announces nothing).
+    pub fn announcing(&self, o: &Outcome) -> usize {
+        if self.windows[o.binding].drawn.get() {
+            0
+        } else {
+            o.binding
+        }
+    }
+
     /// A read-only answer for `amount` (check, and the other metrics of a refused request).
     pub fn answer(&self, c: &mut SpiClient<'_>, amount: i64) -> Result<Decision> {
         let usages = self.read(c)?;
@@ -255,10 +268,11 @@ impl<'a> MetricOp<'a> {
             if let Some(t) = &o.throttles[i] {
                 w.tat.set(DateTime::from_timestamp_micros(t.tat_us));
             }
-            // quota.notify_every_consume announces the consume once, on the binding window.
-            // A draw from a pool's slice is counted there (`acquire`), not on the counter.
+            // quota.notify_every_consume announces the consume once, on the binding window
+            // (the subject's first if that is a pool's window drawn from a slice). A draw
+            // from a slice is counted there (`acquire`), not on the counter.
             if !w.drawn.get() {
-                w.write(c, *u, Usage { used: v.used_after, ..*u }, (i == o.binding).then_some(amount));
+                w.write(c, *u, Usage { used: v.used_after, ..*u }, (i == self.announcing(o)).then_some(amount));
             }
             w.append(c, LedgerKind::Consume, amount, v.overage, key, metadata);
         }

@@ -62,6 +62,16 @@ pub fn set_pool(subject: &str, pool: Option<&str>) -> Result<()> {
         known_name("pool", p)?;
     }
     installed::requires(installed::POOLS, "quota.set_pool")?;
+    // The cycle and depth checks read other subjects' rows after the membership lock:
+    // under a transaction snapshot they would read them as they were before it.
+    // SAFETY: reads the transaction's isolation level.
+    if unsafe { pgrx::pg_sys::XactIsoLevel } > pgrx::pg_sys::XACT_READ_COMMITTED as i32 {
+        return Err(QuotaError::NotAvailable {
+            feature: "quota.set_pool",
+            message: "quota.set_pool needs a READ COMMITTED transaction".to_string(),
+            hint: "Call it in its own transaction, or one at READ COMMITTED (the default isolation level).".to_string(),
+        });
+    }
     let scope = crate::pg::roles::scope()?;
     storage::volatile(|c| {
         storage::lock_membership(c);
@@ -122,8 +132,8 @@ pub enum Acquired {
 /// Slices are locked before the pool's counter row (a refill locks its slice first, a
 /// gather every slice in order, then the counter), so that a transaction that holds its
 /// slice from an earlier draw and needs a refill, and one that gathers, do not wait for
-/// each other in opposite orders. Which of the two: the pool as last committed. Only a
-/// window whose counter row does not exist yet (no slice either) takes the counter first.
+/// each other in opposite orders. Which of the two: the pool as last committed. A window
+/// whose counter row does not exist yet gets it first, without a lock (`ensure_window`).
 pub fn acquire(c: &mut SpiClient<'_>, w: &WindowOp<'_>, slice: i32, amount: i64) -> Result<Acquired> {
     let key = w.key();
     if storage::slices::draw(c, &key, slice, amount) {
@@ -135,11 +145,14 @@ pub fn acquire(c: &mut SpiClient<'_>, w: &WindowOp<'_>, slice: i32, amount: i64)
         storage::slices::undraw(c, &key, slice, amount);
     }
     let counted = storage::slices::counted(c, &key);
+    if counted.is_none() {
+        storage::ensure_window(c, &key);
+    }
     let short = counted.is_some_and(|(u, _)| !pools::covers(u, w.limit) || free(u, w) < amount);
     let mut gathered = Held::default();
     if short {
         gathered = storage::slices::gather(c, &key);
-    } else if counted.is_some() {
+    } else {
         storage::slices::lock_slice(c, &key, slice);
     }
     let (mut u, _, _) = w.lock_with(c, false)?;

@@ -181,21 +181,28 @@ impl<'a> WindowOp<'a> {
         if self.closed {
             return Ok((Usage::default(), 0, None));
         }
+        // A pool's window whose slices hold allowance: every change but a member's draw
+        // works on the whole window, so the slices are gathered back, before the counter
+        // row is locked (the order of every path that takes both, `ops::pool`); again
+        // after, for what was granted meanwhile (usually nothing).
+        let slices = gather && installed::at_least(installed::POOLS);
+        let before =
+            if slices && storage::read_window(c, &self.key())?.0.reserved > 0 { storage::slices::gather(c, &self.key()) } else { Default::default() };
         let (mut u, end, created) = storage::lock_window(c, &self.key())?;
         self.keep_tat(end);
         self.opened.set(created && matches!(self.limit.period, Period::FirstUse(_)));
-        if u.reserved == 0 {
+        if u.reserved == 0 && before.granted == 0 {
             return Ok((u, 0, end));
         }
-        // A pool's window whose slices hold allowance: every change but a member's draw
-        // works on the whole window, so the slices are gathered back first (`ops::pool`).
-        let gathered = if gather && installed::at_least(installed::POOLS) { storage::slices::gather(c, &self.key()) } else { Default::default() };
-        if gathered.granted > 0 {
-            u = super::pool::with_slices(u, gathered);
-            self.store(c, u);
-            if u.reserved == 0 {
-                return Ok((u, 0, end));
+        let after = if slices && u.reserved > 0 { storage::slices::gather(c, &self.key()) } else { Default::default() };
+        for h in [before, after] {
+            if h.granted > 0 || h.used > 0 {
+                u = super::pool::with_slices(u, h);
+                self.store(c, u);
             }
+        }
+        if u.reserved == 0 {
+            return Ok((u, 0, end));
         }
         let lapsed = storage::expire_held(c, &self.key(), self.now);
         for (id, amount) in &lapsed {
