@@ -253,3 +253,41 @@ WHERE EXISTS (SELECT 1 FROM quota.subjects m WHERE m.pool = w.subject)
   AND w.period NOT LIKE 'per %'
   AND ((coalesce(l.enforcement, 'hard') = 'hard' AND w.used > x.limit_value + w.bonus)
        OR w.used <> coalesce(g.used, 0));
+
+-- A refund gives back at a pool at most what came through the member: a member cannot
+-- erase its teammates' usage (a hostile quota_app caller would free the pool that way).
+SELECT quota.set_limit('RU', 'm', 'day', 100), quota.set_limit('RT', 'm', 'day', 10);
+SELECT quota.assign_plan('rf_a', 'RU'), quota.assign_plan('rf_b', 'RU'), quota.assign_plan('rf_team', 'RT');
+SELECT quota.set_pool('rf_a', 'rf_team'), quota.set_pool('rf_b', 'rf_team');
+SELECT used FROM quota.quota_consume('rf_a', 'm', 6);
+SELECT used FROM quota.quota_consume('rf_b', 'm', 1);
+SELECT used, subject, level FROM quota.quota_refund('rf_b', 'm', 100);
+SELECT subject, used FROM quota.window_usage WHERE subject LIKE 'rf\_%' ORDER BY subject;
+SELECT code, detail::jsonb -> 'level' AS level FROM try($$ SELECT quota.quota_consume('rf_a', 'm', 5) $$);
+SELECT count(*) AS mismatches FROM quota.ledger_check WHERE subject LIKE 'rf\_%';
+
+-- A pool whose override limits a metric its plan does not: both paths charge it.
+SELECT quota.set_limit('OU2', 'x', 'day', 100), quota.set_limit('OT2', 'other', 'day', 100);
+SELECT quota.assign_plan('ov_m', 'OU2'), quota.assign_plan('ov_m2', 'OU2'), quota.assign_plan('ov_team', 'OT2');
+SELECT quota.set_pool('ov_m', 'ov_team'), quota.set_pool('ov_m2', 'ov_team');
+SELECT quota.set_override('ov_team', 'x', 'day', 5);
+SELECT allowed, used FROM quota.quota_consume('ov_m', 'x', 3);
+SELECT allowed, used FROM quota.quota_consume('ov_m', 'x', 1);
+SELECT code, detail::jsonb ->> 'subject' AS subject, detail::jsonb -> 'level' AS level FROM try($$ SELECT quota.quota_consume('ov_m', 'x', 3) $$);
+SELECT subject, used FROM quota.window_usage WHERE subject LIKE 'ov\_%' AND metric = 'x' ORDER BY subject;
+
+-- A member or a pool keeps its tenant while it is in a pool or has members.
+SELECT code, message FROM try($$ SELECT quota.assign_plan('ta_user', 'PU', tenant => 'globex') $$);
+SELECT code, message FROM try($$ SELECT quota.assign_plan('ta_team', 'PT', tenant => 'globex') $$);
+-- set_pool reads other subjects' rows: READ COMMITTED only.
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT code, message FROM try($$ SELECT quota.set_pool('rf_a', NULL) $$);
+ROLLBACK;
+
+-- quota.notify_every_consume announces a member's consume even when a pool's slice
+-- binds (the draw itself announces nothing).
+SET quota.notify_every_consume = on;
+SELECT count(*) AS before FROM quota.events WHERE type = 'consumed' AND subject LIKE 'rf\_%' \gset
+SELECT allowed FROM quota.quota_consume('rf_a', 'm', 1);
+SELECT count(*) - :before AS consumed_events FROM quota.events WHERE type = 'consumed' AND subject LIKE 'rf\_%';
+RESET quota.notify_every_consume;
