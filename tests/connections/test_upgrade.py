@@ -78,8 +78,8 @@ APPENDED = {
     "status bob": ("plan", None, None, None, 0),
 }
 # Columns appended after 0.7.0's period, fixed in an old row: 0.8.0's via of the ledger
-# (no old row was charged through a pool).
-AFTER_PERIOD = {"quota.usage_events": (None,)}
+# and of the holds (no old row was charged or held through a pool).
+AFTER_PERIOD = {"quota.usage_events": (None,), "quota.reservations": (None,)}
 EXPECTED_PERIOD = {
     ("alice", "messages", "2026-11-20 00:00:00+00"): "day",
     ("alice", "tokens", "2026-11-01 00:00:00+00"): "month",
