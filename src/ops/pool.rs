@@ -136,7 +136,9 @@ pub enum Acquired {
 /// whose counter row does not exist yet gets it first, without a lock (`ensure_window`).
 pub fn acquire(c: &mut SpiClient<'_>, w: &WindowOp<'_>, slice: i32, amount: i64) -> Result<Acquired> {
     let key = w.key();
-    if storage::slices::draw(c, &key, slice, amount) {
+    // In a subtransaction: a draw that waited for another session's and then found the
+    // slice short keeps no lock on it (it would be held out of order by what follows).
+    if crate::pg::subtransaction::keep_if(|| storage::slices::draw(c, &key, slice, amount)) {
         if let Some(u) = drawn(c, w, amount) {
             return Ok(Acquired::Drawn(u));
         }

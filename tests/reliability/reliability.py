@@ -630,7 +630,8 @@ def gcra_held(c, label, rates, subjects=None):
     in the rate's window) or a hold (its 'reserve' row in the metric's calendar period
     given; a commit or a release takes no more pace). Instants are the rows' created_at,
     the quota clock of the call. Also: every rate row's TAT (window_end) is at most tau
-    after the last instant a unit was admitted."""
+    after the last instant a unit was admitted (or a commit, which takes pace for what goes
+    beyond its hold)."""
     for metric, (calendar, rs) in rates.items():
         t_min = min(per * 1_000_000 // count for count, per, _ in rs)
         tau = max(per * 1_000_000 // count * (burst + 1) for count, per, burst in rs)
@@ -658,11 +659,13 @@ def gcra_held(c, label, rates, subjects=None):
                           f"{(span + tau) // t_min} (T >= {t_min} us, tau <= {tau} us)")
         c.execute("""SELECT k.subject, k.period, (extract(epoch FROM k.window_end) * 1000000)::bigint,
                             (SELECT max((extract(epoch FROM e.created_at) * 1000000)::bigint) FROM quota.usage_events e
-                             WHERE e.subject = k.subject AND e.metric = k.metric AND e.period = k.period
-                               AND e.kind = 'consume')
+                             WHERE e.subject = k.subject AND e.metric = k.metric
+                               AND ((e.period = k.period AND e.kind = 'consume')
+                                    -- a commit beyond its hold takes pace for the rest
+                                    OR (e.period = %s AND e.kind = 'commit')))
                      FROM quota.counters k
                      WHERE k.metric = %s AND k.period LIKE 'per %%' AND (%s::text[] IS NULL OR k.subject = ANY(%s))""",
-                  (metric, subjects, subjects))
+                  (calendar, metric, subjects, subjects))
         for subject, period, tat, last in c.fetchall():
             admitted = [t for t, _ in paced.get(subject, [])]
             latest = max([x for x in [last] + admitted if x is not None], default=None)
@@ -1012,13 +1015,16 @@ def pool_levels(member):
 
 def pool_rows(member, metric, amount, day):
     """The ledger rows one consume or refund of `amount` writes: one per window of every
-    level that limits the metric, (subject, metric, period, window start, amount, via)."""
+    level that limits the metric, (subject, metric, period, window start, amount, via: the
+    pool's member the call came through)."""
     rows = []
-    for subject, level in pool_levels(member):
+    levels = pool_levels(member)
+    for subject, level in levels:
+        # A pool's rows name its member the call came through (one level below).
+        via = levels[level - 1][0] if level else None
         for (m, period) in sorted(POOL_LIMITS[POOL_PLAN_OF[subject]]):
             if m == metric:
-                rows.append((subject, metric, period, pool_window_start(period, day), amount,
-                             member if level else None))
+                rows.append((subject, metric, period, pool_window_start(period, day), amount, via))
     return sorted(rows, key=repr)
 
 
