@@ -9,14 +9,15 @@ use pgrx::pg_sys;
 /// its statements took, such as the lock an UPDATE keeps on a row whose newest version
 /// no longer matched its WHERE.
 pub fn keep_if(f: impl FnOnce() -> bool) -> bool {
-    // SAFETY: inside a transaction; the subtransaction begun here is released or rolled
-    // back here on the normal path. An error in `f` propagates as PostgreSQL's ERROR, whose
-    // abort unwinds the subtransaction with the rest; the memory context and resource
-    // owner are restored as `run` restores them.
+    // SAFETY: reads two process globals.
     let (context, owner) = unsafe { (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner) };
+    // SAFETY: inside a transaction; the subtransaction begun here is released or rolled
+    // back below on the normal path. An error in `f` propagates as PostgreSQL's ERROR, whose
+    // abort unwinds the subtransaction with the rest of the transaction.
     unsafe { pg_sys::BeginInternalSubTransaction(std::ptr::null()) };
     let keep = f();
-    // SAFETY: the subtransaction begun above is the current one.
+    // SAFETY: the subtransaction begun above is the current one; the memory context and
+    // resource owner are restored as `run` restores them.
     unsafe {
         if keep {
             pg_sys::ReleaseCurrentSubTransaction();
