@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The reliability suite (tests/reliability/reliability.py) on its own cluster:
 # stress with an independent client log, kill -9 crash recovery, compaction under load,
-# a partitioned enforced table, bound tenant roles (login roles; the cluster trusts local
+# pools drawn from in slices (under load and through a kill -9), a partitioned enforced table, bound tenant roles (login roles; the cluster trusts local
 # connections), databases created at 0.2.0 and 0.3.0 and updated under load, bad input.
 # Assumes scripts/setup.sh ran and the extension is installed with the released install
 # scripts (scripts/test.sh does both). Knobs: QUOTA_SEED (replay a run), QUOTA_CLIENTS,
-# QUOTA_OPS, QUOTA_CRASHES, QUOTA_PROPERTY_CALLS, QUOTA_LOG_LIMIT_MB.
+# QUOTA_OPS, QUOTA_CRASHES, QUOTA_PROPERTY_CALLS, QUOTA_LOG_LIMIT_MB, QUOTA_PHASES (some
+# phases only, e.g. QUOTA_PHASES=pools).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/cluster.sh

@@ -55,7 +55,8 @@ SELECT coalesce(c.subject, p.subject) AS subject,
        coalesce(c.window_start, p.window_start) AS window_start,
        c.used AS counter_used, p.used AS ledger_used,
        c.bonus AS counter_bonus, p.bonus AS ledger_bonus
-FROM quota.counters c
+-- A pool's window counts what its slices hold too (sql/pools.sql).
+FROM quota.window_usage c
 FULL JOIN proven p ON p.subject = c.subject AND p.metric = c.metric AND p.period = c.period
                     AND p.window_start = c.window_start
 WHERE (coalesce(c.used, 0) <> coalesce(p.used, 0) OR coalesce(c.bonus, 0) <> coalesce(p.bonus, 0))

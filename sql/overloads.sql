@@ -27,7 +27,7 @@ AS $$ SELECT quota.apply_bonus(pg_catalog.host($1), $2, $3, $4) $$;
 CREATE FUNCTION quota.quota_status(subject inet)
 RETURNS TABLE (metric text, period text, limit_value bigint, bonus bigint, used bigint,
                remaining bigint, reset_at timestamptz, enforcement text, reserved bigint, source text,
-               next_plan text, next_plan_at timestamptz)
+               next_plan text, next_plan_at timestamptz, pool text, level integer)
 LANGUAGE sql STABLE PARALLEL RESTRICTED
 AS $$ SELECT * FROM quota.quota_status(pg_catalog.host($1)) $$;
 

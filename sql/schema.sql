@@ -53,9 +53,16 @@ CREATE TABLE quota.subjects (
     next_plan_at timestamptz,
     carry        text CHECK (carry IN ('usage', 'percent')),
     CONSTRAINT subjects_next_plan_check
-        CHECK ((next_plan IS NULL) = (next_plan_at IS NULL) AND (next_plan IS NULL) = (carry IS NULL))
+        CHECK ((next_plan IS NULL) = (next_plan_at IS NULL) AND (next_plan IS NULL) = (carry IS NULL)),
+    -- The pool this subject draws from too (0.8.0): another subject, whose limits every
+    -- consume of this one must also fit (sql/pools.sql). Set with quota.set_pool, which
+    -- checks that it exists; no foreign key (pg_dump warns about a table that references
+    -- itself). A pool deleted or renamed by hand makes its members' calls fail (XX001).
+    pool         text,
+    CONSTRAINT subjects_pool_check CHECK (pool <> subject)
 );
 CREATE INDEX subjects_plan_idx ON quota.subjects (plan);
+CREATE INDEX subjects_pool_idx ON quota.subjects (pool) WHERE pool IS NOT NULL;
 CREATE INDEX subjects_tenant_idx ON quota.subjects (tenant) WHERE tenant IS NOT NULL;
 
 -- Counters: one row per subject, metric, period and window -------------------------------
@@ -106,7 +113,10 @@ CREATE TABLE quota.usage_events (
     idempotency_key text,
     metadata        jsonb,
     created_at      timestamptz NOT NULL,
-    period          text NOT NULL
+    period          text NOT NULL,
+    -- At a pool's level (0.8.0): the pool's member the call came through (one level
+    -- below); NULL at the subject's own level.
+    via             text
 );
 CREATE INDEX usage_events_window_idx ON quota.usage_events (subject, metric, period, window_start);
 
@@ -125,7 +135,8 @@ CREATE TABLE quota.idempotency_keys (
 );
 
 -- Reservations: holds for long generations (reserve, then commit or release) -----------
--- A hold lies in every window of its metric: one row per hold and window (period).
+-- A hold lies in every window of its metric: one row per hold and window (period), and
+-- per level (its pools' windows).
 
 CREATE TABLE quota.reservations (
     id              uuid NOT NULL DEFAULT gen_random_uuid(),
@@ -143,7 +154,10 @@ CREATE TABLE quota.reservations (
     created_at      timestamptz NOT NULL,
     settled_at      timestamptz,
     period          text NOT NULL,
-    PRIMARY KEY (id, period)
+    -- A hold lies in the pools' windows too (0.8.0): their rows name the pool as subject
+    -- and the member here.
+    via             text,
+    PRIMARY KEY (id, period, subject)
 );
 CREATE INDEX reservations_held_idx ON quota.reservations (subject, metric, period, window_start, expires_at)
     WHERE status = 'held';
@@ -208,7 +222,9 @@ CREATE TYPE quota.decision AS (
     reset_at    timestamptz,
     enforcement text,
     reason      text,
-    reserved    bigint
+    reserved    bigint,
+    -- Whose window this is (0.8.0): 0 the subject's own, 1 its pool's, 2 that pool's pool...
+    level       integer
 );
 
 CREATE TYPE quota.reservation AS (
@@ -226,7 +242,8 @@ CREATE TYPE quota.reservation AS (
     requested   bigint,
     reset_at    timestamptz,
     enforcement text,
-    reason      text
+    reason      text,
+    level       integer
 );
 
 CREATE TYPE quota.bonus_result AS (

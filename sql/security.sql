@@ -95,7 +95,8 @@ BEGIN
             ('set_bonus_rule', 'quota_admin'), ('set_bonus_cap', 'quota_admin'),
             ('enforce_on_insert', 'quota_admin'), ('enforce_off', 'quota_admin'),
             ('compact_ledger', 'quota_admin'), ('stats_reset', 'quota_admin'),
-            ('delete_subject', 'quota_admin'), ('bind_tenant', 'quota_admin'), ('unbind_tenant', 'quota_admin')
+            ('delete_subject', 'quota_admin'), ('bind_tenant', 'quota_admin'), ('unbind_tenant', 'quota_admin'),
+            ('set_pool', 'quota_admin')
         ) AS r(name, role) ON r.name = p.proname
         WHERE p.pronamespace = 'quota'::regnamespace
     LOOP
@@ -132,6 +133,10 @@ CREATE POLICY tenant_scope ON quota.usage_summaries USING (quota.tenant_visible(
 ALTER TABLE quota.counters ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_scope ON quota.counters
     USING (EXISTS (SELECT 1 FROM quota.subjects s WHERE s.subject = counters.subject));
+
+ALTER TABLE quota.pool_slices ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_scope ON quota.pool_slices
+    USING (EXISTS (SELECT 1 FROM quota.subjects s WHERE s.subject = pool_slices.subject));
 
 ALTER TABLE quota.reservations ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_scope ON quota.reservations

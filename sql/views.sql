@@ -23,7 +23,7 @@ SELECT c.subject,
             ELSE NULLIF(c.window_start, '-infinity') END AS window_start,
        c.window_end AS reset_at,
        CASE WHEN o.subject IS NULL THEN 'plan' ELSE 'override' END AS source
-FROM quota.counters c
+FROM quota.window_usage c
 JOIN quota.subjects s ON s.subject = c.subject
 -- The plan in force: a scheduled change whose instant has come counts before a call
 -- stores it (a 'percent' carry shows once a call has written it).
@@ -60,7 +60,7 @@ SELECT c.metric,
        c.used,
        x.limit_value + c.bonus AS effective_limit,
        round(100.0 * c.used / NULLIF(x.limit_value + c.bonus, 0), 1) AS percent
-FROM quota.counters c
+FROM quota.window_usage c
 JOIN quota.subjects s ON s.subject = c.subject
 -- The plan in force: a scheduled change whose instant has come counts before a call
 -- stores it (a 'percent' carry shows once a call has written it).
@@ -117,3 +117,27 @@ FROM quota.usage_events e;
 -- postgres_exporter can read it with a custom query (README, "Metrics").
 CREATE VIEW quota.stats AS
 SELECT * FROM quota.stats_totals();
+
+-- Each pool's members and their share of what the pool counted in its current windows
+-- (the ledger rows the member's calls wrote at the pool's level; compaction folds them
+-- into summaries, which do not keep the member):
+--   SELECT * FROM quota.pool_members WHERE pool = 'team-a' ORDER BY metric, member_used DESC;
+CREATE VIEW quota.pool_members WITH (security_invoker = true) AS
+SELECT s.pool,
+       s.subject AS member,
+       c.metric,
+       c.period,
+       NULLIF(c.window_start, '-infinity') AS window_start,
+       c.window_end AS reset_at,
+       coalesce(m.used, 0) AS member_used,
+       c.used AS pool_used,
+       round(100.0 * coalesce(m.used, 0) / NULLIF(c.used, 0), 1) AS share_percent
+FROM quota.subjects s
+JOIN quota.window_usage c ON c.subject = s.pool
+LEFT JOIN LATERAL (SELECT sum(quota.used_change(e.kind, e.amount))::bigint AS used FROM quota.usage_events e
+                   WHERE e.subject = c.subject AND e.metric = c.metric AND e.period = c.period
+                     AND e.window_start = c.window_start AND e.via = s.subject) m ON true
+WHERE s.pool IS NOT NULL
+  AND c.period NOT LIKE 'per %'
+  AND c.window_start <= quota.quota_clock()
+  AND (c.window_end IS NULL OR c.window_end > quota.quota_clock());

@@ -138,6 +138,15 @@ fn cancel_plan_change(subject: Option<&str>) -> bool {
     ops::cancel_plan_change(required("subject", subject).or_raise()).or_raise()
 }
 
+/// Make `subject` a member of `pool` (itself a subject), or of no pool (NULL). From then
+/// on every consume of the subject must also fit the pool's limits (and its pool's, up to
+/// four levels); usage counted before stays where it was counted. Refused with 22023 for
+/// a cycle, a chain deeper than four levels, or a pool of another tenant.
+#[pg_extern(volatile, parallel_unsafe)]
+fn set_pool(subject: Option<&str>, pool: Option<&str>) {
+    ops::pool::set_pool(required("subject", subject).or_raise(), pool).or_raise()
+}
+
 /// A bonus of `amount` for `kind` on `metric` in `plan`. The reference scope defaults to
 /// 'global' for payment (a payment id is usable once ever) and 'subject' otherwise.
 #[pg_extern(volatile, parallel_unsafe)]

@@ -29,7 +29,9 @@ pub(crate) fn composite(
     // get_fn_expr_rettype answers InvalidOid when there is no call expression. regtypein
     // gets a NUL-terminated cstring datum (and raises for an unknown name).
     // lookup_rowtype_tupdesc raises unless `oid` is a composite type, and returns its
-    // reference-counted descriptor pinned, which PgTupleDesc::from_pg releases on drop.
+    // reference-counted descriptor pinned, which PgTupleDesc::from_pg releases on drop
+    // (or which is released here once copied: the copy, in the call's memory context,
+    // is blessed, which registers it for the record's lifetime, and is not freed).
     unsafe {
         let oid = if fcinfo.is_null() || (*fcinfo).flinfo.is_null() { pg_sys::InvalidOid } else { pg_sys::get_fn_expr_rettype((*fcinfo).flinfo) };
         let oid = if oid == pg_sys::InvalidOid || oid == pg_sys::RECORDOID {
@@ -39,8 +41,45 @@ pub(crate) fn composite(
         } else {
             oid
         };
-        let desc = PgTupleDesc::from_pg(pg_sys::lookup_rowtype_tupdesc(oid, -1));
+        let current = pg_sys::lookup_rowtype_tupdesc(oid, -1);
+        let mut values = values;
+        // A call in FROM whose plan was made before the type gained attributes (a plan
+        // cached across ALTER EXTENSION UPDATE: 0.8.0 appended `level`) expects the older
+        // row: answer a record of that many attributes, which PostgreSQL checks against
+        // the plan, not against the type.
+        if let Some(n) = expected_attributes(fcinfo).filter(|n| *n < (*current).natts as usize) {
+            let copy = pg_sys::CreateTupleDescCopy(current);
+            pg_sys::DecrTupleDescRefCount(current);
+            (*copy).natts = n as _;
+            (*copy).tdtypeid = pg_sys::RECORDOID;
+            (*copy).tdtypmod = -1;
+            let desc = PgTupleDesc::from_pg_unchecked(pg_sys::BlessTupleDesc(copy));
+            values.truncate(n);
+            return PgHeapTuple::from_datums(desc, values).unwrap_or_else(|e| unreachable!("{name}: {e}"));
+        }
+        let desc = PgTupleDesc::from_pg(current);
+        // A database at an older version has fewer attributes (0.8.0 appended `level`):
+        // its rows end where its type does.
+        values.truncate(desc.len());
         PgHeapTuple::from_datums(desc, values).unwrap_or_else(|e| unreachable!("{name}: {e}"))
+    }
+}
+
+/// How many attributes the calling plan expects of a composite result, when it says (a
+/// call in FROM: its ReturnSetInfo's expected descriptor).
+///
+/// # Safety
+/// `fcinfo` is NULL or the call's FunctionCallInfo, valid for the call.
+unsafe fn expected_attributes(fcinfo: pg_sys::FunctionCallInfo) -> Option<usize> {
+    // SAFETY: the caller's guarantee; resultinfo is NULL or a Node, and a
+    // ReturnSetInfo's expectedDesc is NULL or a valid descriptor for the call.
+    unsafe {
+        if fcinfo.is_null() || (*fcinfo).resultinfo.is_null() || (*(*fcinfo).resultinfo).type_ != pg_sys::NodeTag::T_ReturnSetInfo {
+            return None;
+        }
+        let rsi = (*fcinfo).resultinfo as *mut pg_sys::ReturnSetInfo;
+        let desc = (*rsi).expectedDesc;
+        (!desc.is_null()).then(|| (*desc).natts as usize)
     }
 }
 
@@ -59,6 +98,7 @@ pub(crate) fn decision_row(fcinfo: pg_sys::FunctionCallInfo, d: Decision) -> Dec
         d.enforcement.into_datum(),
         d.reason.into_datum(),
         d.reserved.into_datum(),
+        d.level.into_datum(),
     ];
     composite(fcinfo, "quota.decision", values)
 }

@@ -26,6 +26,7 @@ fn reservation_row(fcinfo: pg_sys::FunctionCallInfo, h: Hold) -> PgHeapTuple<'st
         d.reset_at.map(clock::to_pg_tz).into_datum(),
         d.enforcement.into_datum(),
         d.reason.into_datum(),
+        d.level.into_datum(),
     ];
     composite(fcinfo, "quota.reservation", values)
 }

@@ -38,6 +38,52 @@ fn quota_check_many(
 #[pg_extern(stable, parallel_restricted, name = "quota_status")]
 // pgrx reads the column names from the name!(...) in the signature: no alias possible.
 #[allow(clippy::type_complexity)]
+fn quota_status_v3(
+    subject: Option<&str>,
+) -> TableIterator<
+    'static,
+    (
+        name!(metric, String),
+        name!(period, String),
+        name!(limit_value, i64),
+        name!(bonus, i64),
+        name!(used, i64),
+        name!(remaining, i64),
+        name!(reset_at, Option<TimestampWithTimeZone>),
+        name!(enforcement, String),
+        name!(reserved, i64),
+        name!(source, String),
+        name!(next_plan, Option<String>),
+        name!(next_plan_at, Option<TimestampWithTimeZone>),
+        name!(pool, Option<String>),
+        name!(level, i32),
+    ),
+> {
+    let rows = ops::status(required("subject", subject).or_raise()).or_raise();
+    TableIterator::new(rows.into_iter().map(|r| {
+        (
+            r.metric,
+            r.period.as_str().to_string(),
+            r.limit_value,
+            r.bonus,
+            r.used,
+            r.remaining,
+            r.reset_at.map(clock::to_pg_tz),
+            r.enforcement.as_str().to_string(),
+            r.reserved,
+            r.source.as_str().to_string(),
+            r.next.as_ref().map(|n| n.plan.clone()),
+            r.next.as_ref().map(|n| clock::to_pg_tz(n.at)),
+            (r.level > 0).then_some(r.subject),
+            r.level as i32,
+        )
+    }))
+}
+
+/// `quota_status(subject)` as the 0.7.0 script binds it (C symbol
+/// `quota_status_v2_wrapper`, twelve columns): the subject's own rows only.
+#[pg_extern(stable, parallel_restricted, sql = false)]
+#[allow(clippy::type_complexity)]
 fn quota_status_v2(
     subject: Option<&str>,
 ) -> TableIterator<
@@ -57,23 +103,11 @@ fn quota_status_v2(
         name!(next_plan_at, Option<TimestampWithTimeZone>),
     ),
 > {
-    let rows = ops::status(required("subject", subject).or_raise()).or_raise();
-    TableIterator::new(rows.into_iter().map(|r| {
-        (
-            r.metric,
-            r.period.as_str().to_string(),
-            r.limit_value,
-            r.bonus,
-            r.used,
-            r.remaining,
-            r.reset_at.map(clock::to_pg_tz),
-            r.enforcement.as_str().to_string(),
-            r.reserved,
-            r.source.as_str().to_string(),
-            r.next.as_ref().map(|n| n.plan.clone()),
-            r.next.as_ref().map(|n| clock::to_pg_tz(n.at)),
-        )
-    }))
+    TableIterator::new(
+        quota_status_v3(subject)
+            .filter(|r| r.13 == 0)
+            .map(|(m, p, l, b, u, r, at, e, res, src, np, npa, ..)| (m, p, l, b, u, r, at, e, res, src, np, npa)),
+    )
 }
 
 /// `quota_status(subject)` as released scripts before 0.7.0 bind it (C symbol
@@ -96,7 +130,7 @@ fn quota_status(
         name!(reserved, i64),
     ),
 > {
-    TableIterator::new(quota_status_v2(subject).map(|(m, p, l, b, u, r, at, e, res, ..)| (m, p, l, b, u, r, at, e, res)))
+    TableIterator::new(quota_status_v3(subject).filter(|r| r.13 == 0).map(|(m, p, l, b, u, r, at, e, res, ..)| (m, p, l, b, u, r, at, e, res)))
 }
 
 // Consume ------------------------------------------------------------------------------

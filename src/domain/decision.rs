@@ -31,6 +31,13 @@ pub struct Decision {
     /// Held by open reservations in this window (counts against the limit).
     #[serde(default)]
     pub reserved: i64,
+    /// Whose window this is (0.8.0): 0 the subject's own, 1 its pool's (`subject` is then
+    /// the pool), 2 that pool's pool...
+    #[serde(default)]
+    pub level: i32,
+    /// Not part of the SQL type: at a pool's level, the member that asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
     /// Not part of the SQL type: how far past the limit this request went (soft only).
     #[serde(default)]
     pub overage: i64,
@@ -57,6 +64,11 @@ pub struct Decision {
 /// One limit that refused a request, as the QT429 DETAIL lists it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RefusedLimit {
+    /// Whose limit (0.8.0): the subject, or at `level` 1 and up one of its pools.
+    #[serde(default)]
+    pub subject: String,
+    #[serde(default)]
+    pub level: i32,
     pub period: String,
     /// The effective limit (plan limit plus bonus).
     pub limit: i64,
@@ -94,6 +106,8 @@ impl Decision {
             enforcement: limit.enforcement.as_str().to_string(),
             reason: verdict.reason.as_str().to_string(),
             reserved: shown.reserved,
+            level: 0,
+            member: None,
             overage: verdict.overage,
             per_request_max: limit.per_request_max,
             retry_after: None,

@@ -155,6 +155,16 @@ impl QuotaError {
                 "rate limited: subject \"{}\" may take {} more {} now ({} at once, {}), {} requested",
                 d.subject, d.remaining, d.metric, d.limit_value, d.period, d.requested
             ),
+            QuotaError::Exceeded(d) if d.level > 0 => format!(
+                "quota exceeded: pool \"{}\" of subject \"{}\" has {} of {} {} left this {}, {} requested",
+                d.subject,
+                d.member.as_deref().unwrap_or("?"),
+                d.remaining,
+                d.effective_limit(),
+                d.metric,
+                period_noun(&d.period),
+                d.requested
+            ),
             QuotaError::Exceeded(d) => format!(
                 "quota exceeded: subject \"{}\" has {} of {} {} left this {}, {} requested",
                 d.subject,
@@ -206,10 +216,16 @@ impl QuotaError {
                     "period": d.period,
                     "enforcement": d.enforcement,
                     "reserved": d.reserved,
+                    "level": d.level,
                     "refused": d.refused.iter().map(|r| json!({
+                        "subject": r.subject, "level": r.level,
                         "period": r.period, "limit": r.limit, "used": r.used, "remaining": r.remaining, "reset_at": iso(r.reset_at),
                     })).collect::<Vec<_>>(),
                 });
+                if let Some(member) = &d.member {
+                    // A pool refused: `subject` is the pool, `member` who asked.
+                    v["member"] = json!(member);
+                }
                 if let QuotaError::OverRequestCap(_) = self {
                     v["per_request_max"] = json!(d.per_request_max);
                 }
@@ -251,6 +267,16 @@ impl QuotaError {
                     d.period, d.limit_value
                 ),
             },
+            QuotaError::Exceeded(d) if d.level > 0 => format!(
+                "The pool \"{}\" (level {}, shared with its other members) is full, not the subject's own quota: {}. An administrator can raise the pool's limit (quota.assign_plan or quota.set_override on \"{}\") or apply a bonus to the pool (quota.apply_bonus).",
+                d.subject,
+                d.level,
+                match iso(d.reset_at) {
+                    Some(at) => format!("its {} limit resets at {at}", d.period),
+                    None => "its lifetime limit never resets".to_string(),
+                },
+                d.subject
+            ),
             QuotaError::Exceeded(d) => match iso(d.reset_at) {
                 Some(at) => format!(
                     "The {} limit resets at {at}. Retry after that, apply a bonus (quota.apply_bonus) or move the subject to a larger plan (quota.assign_plan).",
@@ -400,7 +426,15 @@ mod tests {
     #[test]
     fn exceeded_payload() {
         let mut d = refused(None, 3);
-        let month = crate::domain::decision::RefusedLimit { period: "month".into(), limit: 100, used: 99, remaining: 1, reset_at: None };
+        let month = crate::domain::decision::RefusedLimit {
+            subject: "u".into(),
+            level: 0,
+            period: "month".into(),
+            limit: 100,
+            used: 99,
+            remaining: 1,
+            reset_at: None,
+        };
         d.refused = vec![month];
         let e = QuotaError::Exceeded(Box::new(d));
         assert_eq!(e.sqlstate(), "QT429");
@@ -408,11 +442,26 @@ mod tests {
             e.detail(),
             json!({"code":"quota_exceeded","subject":"user-1","metric":"messages","limit":7,"used":5,
                    "requested":3,"remaining":2,"reset_at":"2026-11-24T00:00:00Z","bonus":2,
-                   "period":"day","enforcement":"hard","reserved":0,
-                   "refused":[{"period":"month","limit":100,"used":99,"remaining":1,"reset_at":null}]})
+                   "period":"day","enforcement":"hard","reserved":0,"level":0,
+                   "refused":[{"subject":"u","level":0,"period":"month","limit":100,"used":99,"remaining":1,"reset_at":null}]})
         );
         assert_eq!(e.message(), "quota exceeded: subject \"user-1\" has 2 of 7 messages left this day, 3 requested");
         assert!(e.hint().contains("2026-11-24T00:00:00Z"), "{}", e.hint());
+    }
+
+    #[test]
+    fn a_pool_refusal_names_the_pool_and_the_member() {
+        let mut d = refused(None, 3);
+        (d.subject, d.level, d.member) = ("team-a".into(), 1, Some("user-1".into()));
+        let e = QuotaError::Exceeded(Box::new(d));
+        assert_eq!(e.sqlstate(), "QT429");
+        assert_eq!(
+            (e.detail()["subject"].clone(), e.detail()["level"].clone(), e.detail()["member"].clone()),
+            (json!("team-a"), json!(1), json!("user-1"))
+        );
+        assert_eq!(e.message(), "quota exceeded: pool \"team-a\" of subject \"user-1\" has 2 of 7 messages left this day, 3 requested");
+        assert!(e.hint().contains("pool \"team-a\"") && e.hint().contains("not the subject's own quota"), "{}", e.hint());
+        assert!(QuotaError::Exceeded(Box::new(refused(None, 3))).detail().get("member").is_none(), "only a pool's refusal names a member");
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod limits;
 pub mod multi;
 pub mod overrides;
 pub mod period;
+pub mod pools;
 pub mod rate;
 pub mod rolling;
 pub mod schedule;

@@ -99,7 +99,8 @@ pub(super) fn on_insert(trigger: &PgTrigger<'_>, table: pg_sys::Oid) -> QResult<
                 t.root.into(),
                 key.as_str().into(),
                 d.metric.as_str().into(),
-                d.subject.as_str().into(),
+                // The subject's own windows (a pool's decision names the pool).
+                d.member.as_deref().unwrap_or(&d.subject).into(),
                 crate::pg::clock::window_key(start).into(),
                 d.requested.into(),
                 crate::pg::clock::to_pg_tz(now).into(),

@@ -168,7 +168,7 @@ impl Drop for Slot {
 ///
 /// # Safety
 /// `index` is a btree index of `rel` whose leading columns have the types of `keys`, each
-/// key's function is the equality of that type, at most 4 keys, `slot` is `rel`'s and
+/// key's function is the equality of that type, at most `MAX_KEYS` keys, `slot` is `rel`'s and
 /// `snapshot` is valid for the call: registered or active, or `GetLatestSnapshot`'s,
 /// taken just before (no other snapshot is taken during the probe). SAFETY of the body:
 /// it only hands these guarantees on to `scan`.
@@ -184,14 +184,18 @@ pub unsafe fn probe(rel: &Rel, index: Oid, snapshot: pg_sys::Snapshot, keys: &[(
     found
 }
 
+/// The most key columns a probe or scan takes (pool_slices' primary key has five).
+pub const MAX_KEYS: usize = 5;
+
 /// Every visible row whose leading index columns equal `keys` (a prefix of a unique
 /// index), in index order: `each` is called with the row in `slot` and its index entry's
 /// TID, and returns whether to go on.
 ///
 /// # Safety
 /// As for `probe` (SAFETY): `index` is a btree index of `rel` whose leading columns have
-/// the types of `keys`, each key's function is that type's equality, at most 4 keys (the
-/// scan-key array's size), `slot` is `rel`'s, and `snapshot` stays valid for the scan.
+/// the types of `keys`, each key's function is that type's equality, at most `MAX_KEYS`
+/// keys (the scan-key array's size; more find nothing), `slot` is `rel`'s, and `snapshot`
+/// stays valid for the scan.
 pub unsafe fn scan(
     rel: &Rel,
     index: Oid,
@@ -200,10 +204,13 @@ pub unsafe fn scan(
     slot: &Slot,
     mut each: impl FnMut(pg_sys::ItemPointerData) -> bool,
 ) {
+    if keys.len() > MAX_KEYS {
+        return;
+    }
     // SAFETY: the caller's guarantees; the scan is begun and ended here.
     unsafe {
         let idx = pg_sys::index_open(index, pg_sys::AccessShareLock as _);
-        let mut sk: [pg_sys::ScanKeyData; 4] = std::mem::zeroed();
+        let mut sk: [pg_sys::ScanKeyData; MAX_KEYS] = std::mem::zeroed();
         for (i, (value, proc_)) in keys.iter().enumerate() {
             pg_sys::ScanKeyInit(&mut sk[i], (i + 1) as _, pg_sys::BTEqualStrategyNumber as _, Oid::from(*proc_), *value);
             // Compare as the index orders (its collation), not as ScanKeyInit's default C.
@@ -497,12 +504,21 @@ pub fn insertable(rel: &Rel) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// May rows of `rel` be updated here? Foreign-key checks on the referencing side are
-/// allowed: they only act when the key columns change, and the hot path never changes
-/// them.
+/// May rows of `rel` be updated here? Foreign-key triggers are allowed, on the
+/// referencing side (a check) and on the referenced side (quota.pool_slices references
+/// the counters): both only act when the key columns change, and the hot path never
+/// changes them.
 pub fn updatable(rel: &Rel) -> Result<(), &'static str> {
     plain(rel)?;
-    if triggers(rel).iter().any(|t| t.tgtype & TRIGGER_UPDATE != 0 && t.tgfoid != Oid::from(pg_sys::F_RI_FKEY_CHECK_UPD)) {
+    let foreign_key = [
+        pg_sys::F_RI_FKEY_CHECK_UPD,
+        pg_sys::F_RI_FKEY_CASCADE_UPD,
+        pg_sys::F_RI_FKEY_NOACTION_UPD,
+        pg_sys::F_RI_FKEY_RESTRICT_UPD,
+        pg_sys::F_RI_FKEY_SETNULL_UPD,
+        pg_sys::F_RI_FKEY_SETDEFAULT_UPD,
+    ];
+    if triggers(rel).iter().any(|t| t.tgtype & TRIGGER_UPDATE != 0 && !foreign_key.iter().any(|f| t.tgfoid == Oid::from(*f))) {
         return Err("trigger");
     }
     Ok(())
@@ -739,6 +755,19 @@ pub mod major {
             return pg_sys::pg_class_ownercheck(relid, role);
             #[cfg(any(feature = "pg16", feature = "pg18"))]
             return pg_sys::object_ownercheck(pg_sys::RelationRelationId, relid, role);
+        }
+    }
+
+    /// This backend's number among the live ones (small and dense: backends take the
+    /// lowest free one), to spread sessions over a pool's slices. 17 replaced
+    /// `MyBackendId` with `MyProcNumber`.
+    pub fn backend_number() -> u32 {
+        // SAFETY: a process-global integer PostgreSQL sets when the backend starts.
+        unsafe {
+            #[cfg(any(feature = "pg15", feature = "pg16"))]
+            return pg_sys::MyBackendId.max(0) as u32;
+            #[cfg(feature = "pg18")]
+            return pg_sys::MyProcNumber.max(0) as u32;
         }
     }
 

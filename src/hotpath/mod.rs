@@ -26,6 +26,7 @@ use std::rc::Rc;
 
 pub mod cache;
 pub mod heap;
+mod pools;
 pub mod status;
 pub mod subject_cache;
 pub mod tables;
@@ -48,7 +49,26 @@ use tables::{Resolved, Tables};
 /// the metric (in period order) with its current window and usage.
 pub struct Found {
     pub subject: Subject,
+    /// Its pools, nearest first (0.8.0): a window at level `n > 0` is `pools[n - 1]`'s.
+    pub pools: Vec<Subject>,
+    /// The subject's windows, then its pools' (level by level).
     pub windows: Vec<FoundWindow>,
+}
+
+impl Found {
+    /// Whose window `w` is.
+    pub fn owner(&self, w: &FoundWindow) -> &Subject {
+        self.at_level(w.level)
+    }
+
+    /// The subject at `level` (0: the subject, `n`: its `n`th pool).
+    pub fn at_level(&self, level: usize) -> &Subject {
+        if level == 0 {
+            &self.subject
+        } else {
+            &self.pools[level - 1]
+        }
+    }
 }
 
 /// One limit of the metric, its current window and the window's usage (zero when it has
@@ -60,6 +80,11 @@ pub struct FoundWindow {
     pub usage: Usage,
     /// A rate limit's state, its row's window_end (the theoretical arrival time).
     pub tat: Option<DateTime<Utc>>,
+    /// Whose window: 0 the subject's own, `n` its `n`th pool's.
+    pub level: usize,
+    /// A pool window drawn from in slices: the slice this call draws from (its usage is
+    /// then the pool's, slices counted, as read; the slice decides, `pools`).
+    pub slice: Option<i32>,
 }
 
 /// What the operation decided for a consume of one metric: per window (in the order
@@ -141,8 +166,9 @@ fn subject_of(t: &Tables, snapshot: pg_sys::Snapshot, cache: Cache, id: &str, sc
     Some((Subject::stored(id, row), place))
 }
 
-/// The limits of `plan` on `metric`, in period order, if it has any: cached, or else
-/// read with `snapshot` (all of them under that one snapshot, never a mix).
+/// The limits of `plan` on `metric`, in period order (empty if it has none): cached, or
+/// else read with `snapshot` (all of them under that one snapshot, never a mix). None: a
+/// row that does not decode (the general path raises the error).
 fn limits_of(t: &Tables, snapshot: pg_sys::Snapshot, cache: Cache, plan: &str, metric: &str) -> Option<Vec<Limit>> {
     if let Cache::None = cache {
         return read_limits(t, snapshot, plan, metric);
@@ -202,7 +228,7 @@ fn read_limits(t: &Tables, snapshot: pg_sys::Snapshot, plan: &str, metric: &str)
     };
     // The index orders periods as text in its collation; the lock order is by name.
     limits.sort_by(|a, b| a.period.as_str().cmp(b.period.as_str()));
-    (decoded && !limits.is_empty()).then_some(limits)
+    decoded.then_some(limits)
 }
 
 /// Calendar limits (day, week, month, billing cycle, lifetime) and rate limits, whose
@@ -313,7 +339,7 @@ fn find_all(
     let mut found = Vec::with_capacity(metrics.len());
     let mut rows = Vec::with_capacity(metrics.len());
     for (item, metric) in metrics.iter().enumerate() {
-        let limits = limits_of(t, snapshot, cache, &subject.plan, metric)?;
+        let limits = limits_of(t, snapshot, cache, &subject.plan, metric).filter(|l| !l.is_empty())?;
         if !hot_periods(&limits) || overridden(t, snapshot, &subject.id, metric) {
             return None;
         }
@@ -327,9 +353,9 @@ fn find_all(
                 return None;
             }
             rows.push(RowRef { item, window: rank, keys, row });
-            windows.push(FoundWindow { limit, window, usage: Usage::default(), tat: None });
+            windows.push(FoundWindow { limit, window, usage: Usage::default(), tat: None, level: 0, slice: None });
         }
-        found.push(Found { subject: subject.clone(), windows });
+        found.push(Found { subject: subject.clone(), pools: Vec::new(), windows });
     }
     Some((found, rows))
 }
@@ -343,7 +369,13 @@ pub fn check(id: &str, metric: &str, now: DateTime<Utc>, scope: &Scope) -> Optio
     // SAFETY: a function runs with its statement's snapshot active.
     let snapshot = unsafe { pg_sys::GetActiveSnapshot() };
     let (subject, place) = subject_of(&t, snapshot, cache, id, scope)?;
-    let limits = limits_of(&t, snapshot, cache, &subject.plan, metric)?;
+    // A member of a pool: its pools' windows are the general path's to read (with their
+    // slices and holds).
+    if subject.pool.is_some() {
+        note(format_args!("hot path: the subject belongs to a pool"));
+        return None;
+    }
+    let limits = limits_of(&t, snapshot, cache, &subject.plan, metric).filter(|l| !l.is_empty())?;
     if !hot_periods(&limits) || overridden(&t, snapshot, id, metric) {
         return None;
     }
@@ -355,9 +387,9 @@ pub fn check(id: &str, metric: &str, now: DateTime<Utc>, scope: &Scope) -> Optio
         let keys = window_keys(id, metric, limit.period.as_str(), &window);
         let hint = HintKey { metric, period: limit.period.as_str(), rank, start: keys[3].0.value() as i64 };
         let (usage, tat) = if find_window(&t, &rel, snapshot, place, hint, &keys, &slot) { state_of(&t, &slot)? } else { (Usage::default(), None) };
-        windows.push(FoundWindow { limit, window, usage, tat });
+        windows.push(FoundWindow { limit, window, usage, tat, level: 0, slice: None });
     }
-    Some(Found { subject, windows })
+    Some(Found { subject, pools: Vec::new(), windows })
 }
 
 /// The new counter values (usage and alerted, and a rate limit's new state), over the row
@@ -405,6 +437,11 @@ pub fn consume(
     let Some((subject, place)) = subject_of(&t, snapshot, cache, id, scope) else { return Ok(None) };
     let metrics: Vec<&str> = items.iter().map(|(m, _)| m.as_str()).collect();
     let Some((mut found, mut rows)) = find_all(&t, &rel, snapshot, cache, &subject, place, &metrics, now) else { return Ok(None) };
+    if subject.pool.is_some() {
+        // A member of a pool: its pools' windows too, every row locked (`pools`).
+        let Some(slices) = pools::find(&t, &rel, snapshot, cache, &subject, scope, &metrics, now, &mut found, &mut rows) else { return Ok(None) };
+        return pools::consume(&t, &rel, id, items, metadata, now, found, rows, slices, decide);
+    }
     let key_atts = &t.counters.att[..schema::COUNTERS.key];
     let Some((last, locked)) = rows.split_last_mut() else { return Ok(None) };
     for r in locked.iter_mut() {
@@ -463,9 +500,10 @@ pub fn consume(
 #[allow(clippy::too_many_arguments)]
 fn append(t: &Tables, ledger: &Rel, f: &Found, window: usize, metric: &str, amount: i64, overage: i64, metadata: Option<Datum>, now: DateTime<Utc>) {
     let w = &f.windows[window];
+    let owner = f.owner(w);
     let row = LedgerRow {
-        subject: &f.subject.id,
-        tenant: f.subject.tenant.as_deref(),
+        subject: &owner.id,
+        tenant: owner.tenant.as_deref(),
         metric,
         period: w.limit.period.as_str(),
         window_start: w.window.start,
@@ -475,6 +513,8 @@ fn append(t: &Tables, ledger: &Rel, f: &Found, window: usize, metric: &str, amou
         idempotency_key: None,
         metadata,
         created_at: now,
+        // A pool's row names its member the consume came through (one level below).
+        via: w.level.checked_sub(1).map(|below| f.at_level(below).id.as_str()),
     };
     let slot = Slot::new(ledger);
     let e = &t.ledger.att;

@@ -218,9 +218,10 @@ fn bucket(entries: &[Entry], storage: Oid, id: &str) -> usize {
     (fnv1a([&db[..], &storage.to_u32().to_le_bytes()[..], id.as_bytes()]) % buckets as u64) as usize * WAYS
 }
 
-/// Lengths of subject, plan, tenant (with 1 << 32 when there is one), zone and a scheduled
-/// next plan (with 1 << 33 when there is one, and 1 << 34 when it carries the percentage).
-fn lengths(id: usize, plan: usize, tenant: Option<usize>, zone: usize, next: Option<(usize, bool)>) -> u64 {
+/// Lengths of subject, plan, tenant (with 1 << 32 when there is one), zone, a scheduled
+/// next plan (with 1 << 33 when there is one, and 1 << 34 when it carries the percentage)
+/// and the pool (with 1 << 35 when there is one).
+fn lengths(id: usize, plan: usize, tenant: Option<usize>, zone: usize, next: Option<(usize, bool)>, pool: Option<usize>) -> u64 {
     id as u64
         | (plan as u64) << 8
         | (tenant.unwrap_or(0) as u64) << 16
@@ -228,7 +229,9 @@ fn lengths(id: usize, plan: usize, tenant: Option<usize>, zone: usize, next: Opt
         | (tenant.is_some() as u64) << 32
         | (next.is_some() as u64) << 33
         | (next.is_some_and(|(_, percent)| percent) as u64) << 34
+        | (pool.is_some() as u64) << 35
         | (next.map_or(0, |(len, _)| len) as u64) << 40
+        | (pool.unwrap_or(0) as u64) << 48
 }
 
 /// The subject's row, if an entry of generation `g` holds it.
@@ -249,8 +252,8 @@ fn read(e: &Entry, g: Generation, owner: u64, id: &str) -> Option<SubjectRow> {
     }
     let lengths = e.lengths.load(Relaxed);
     let len = |shift: u32| ((lengths >> shift) & 0xff) as usize;
-    let (id_len, plan_len, tenant_len, zone_len, next_len) = (len(0), len(8), len(16), len(24), len(40));
-    let total = id_len + plan_len + tenant_len + zone_len + next_len;
+    let (id_len, plan_len, tenant_len, zone_len, next_len, pool_len) = (len(0), len(8), len(16), len(24), len(40), len(48));
+    let total = id_len + plan_len + tenant_len + zone_len + next_len + pool_len;
     if id_len != id.len() || total > DATA {
         return None;
     }
@@ -278,14 +281,19 @@ fn read(e: &Entry, g: Generation, owner: u64, id: &str) -> Option<SubjectRow> {
     } else {
         None
     };
-    Some(SubjectRow { plan, tenant, anchor, tz, next })
+    let pool = if (lengths >> 35) & 1 == 1 { Some(text(total - pool_len, pool_len)?) } else { None };
+    Some(SubjectRow { plan, tenant, anchor, tz, next, pool })
 }
 
 /// Keep `row` (read with a snapshot taken after `g` was read) for the subject.
 pub fn put(g: Generation, storage: Oid, id: &str, row: &SubjectRow) -> Option<Place> {
     let (header, entries) = table()?;
-    let size =
-        id.len() + row.plan.len() + row.tenant.as_deref().map_or(0, str::len) + row.tz.name().len() + row.next.as_ref().map_or(0, |n| n.plan.len());
+    let size = id.len()
+        + row.plan.len()
+        + row.tenant.as_deref().map_or(0, str::len)
+        + row.tz.name().len()
+        + row.next.as_ref().map_or(0, |n| n.plan.len())
+        + row.pool.as_deref().map_or(0, str::len);
     if entries.is_empty() || size > DATA {
         return None;
     }
@@ -309,7 +317,8 @@ fn write(e: &Entry, g: Generation, owner: u64, id: &str, row: &SubjectRow) -> bo
     let zone = row.tz.name();
     let tenant = row.tenant.as_deref();
     let next = row.next.as_ref();
-    let parts = [id, &row.plan, tenant.unwrap_or(""), zone, next.map_or("", |n| n.plan.as_str())];
+    let pool = row.pool.as_deref();
+    let parts = [id, &row.plan, tenant.unwrap_or(""), zone, next.map_or("", |n| n.plan.as_str()), pool.unwrap_or("")];
     let seq = e.seq.load(Relaxed);
     if seq & 1 == 1 || e.seq.compare_exchange(seq, seq + 1, Acquire, Relaxed).is_err() {
         return false;
@@ -325,8 +334,17 @@ fn write(e: &Entry, g: Generation, owner: u64, id: &str, row: &SubjectRow) -> bo
         cell.store(u64::from_le_bytes(chunk.try_into().expect("8 bytes")), Relaxed);
     }
     e.anchor.store(row.anchor as u64, Relaxed);
-    e.lengths
-        .store(lengths(id.len(), row.plan.len(), tenant.map(str::len), zone.len(), next.map(|n| (n.plan.len(), n.carry == Carry::Percent))), Relaxed);
+    e.lengths.store(
+        lengths(
+            id.len(),
+            row.plan.len(),
+            tenant.map(str::len),
+            zone.len(),
+            next.map(|n| (n.plan.len(), n.carry == Carry::Percent)),
+            pool.map(str::len),
+        ),
+        Relaxed,
+    );
     e.next_at.store(next.map_or(0, |n| n.at) as u64, Relaxed);
     e.owner.store(owner, Relaxed);
     e.generation.store(g.0, Relaxed);
@@ -445,7 +463,7 @@ mod tests {
     }
 
     fn row(plan: &str, tenant: Option<&str>, anchor: i64, zone: chrono_tz::Tz) -> SubjectRow {
-        SubjectRow { plan: plan.into(), tenant: tenant.map(str::to_string), anchor, tz: zone, next: None }
+        SubjectRow { plan: plan.into(), tenant: tenant.map(str::to_string), anchor, tz: zone, next: None, pool: None }
     }
 
     #[test]
@@ -476,9 +494,16 @@ mod tests {
         let scheduled = SubjectRow { next: Some(PlanChange { plan: "team".into(), at: 123_456, carry: Carry::Percent }), ..r.clone() };
         assert!(write(&e, Generation(3), 7, "u1", &scheduled));
         assert_eq!(read(&e, Generation(3), 7, "u1"), Some(scheduled));
-        let usage = SubjectRow { next: Some(PlanChange { plan: "t".into(), at: -5, carry: Carry::Usage }), ..r };
+        let usage = SubjectRow { next: Some(PlanChange { plan: "t".into(), at: -5, carry: Carry::Usage }), ..r.clone() };
         assert!(write(&e, Generation(3), 7, "u1", &usage));
-        assert_eq!(read(&e, Generation(3), 7, "u1"), Some(usage));
+        assert_eq!(read(&e, Generation(3), 7, "u1"), Some(usage.clone()));
+        // So does the pool, after everything else.
+        let pooled = SubjectRow { pool: Some("team-1".into()), ..usage };
+        assert!(write(&e, Generation(3), 7, "u1", &pooled));
+        assert_eq!(read(&e, Generation(3), 7, "u1"), Some(pooled));
+        let empty_pool = SubjectRow { pool: Some(String::new()), ..r };
+        assert!(write(&e, Generation(3), 7, "u1", &empty_pool));
+        assert_eq!(read(&e, Generation(3), 7, "u1"), Some(empty_pool));
     }
 
     #[test]

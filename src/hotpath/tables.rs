@@ -16,7 +16,7 @@ use std::rc::Rc;
 
 use super::cache;
 use super::heap::{self, Rel};
-use crate::storage::schema::{self, COUNTERS, LEDGER_ID, PLAN_LIMITS, SUBJECTS, SUBJECT_OVERRIDES, USAGE_EVENTS};
+use crate::storage::schema::{self, COUNTERS, LEDGER_ID, PLAN_LIMITS, POOL_SLICES, SUBJECTS, SUBJECT_OVERRIDES, USAGE_EVENTS};
 
 /// A table, its primary-key index and the attribute number of each described column
 /// (`att[i]` for `schema` column `i`).
@@ -37,6 +37,13 @@ pub struct Tables {
     pub counters: Resolved,
     pub ledger: Resolved,
     pub overrides: Resolved,
+    /// Pools' slices (0.8.0): drawn from here if `slice_writes` allows.
+    pub slices: Resolved,
+    pub slices_indexes: Vec<Oid>,
+    pub slice_writes: Result<(), Aside>,
+    /// `quota.subjects_pool_idx` (subjects by pool), for whether a pool is shared; invalid
+    /// if it is missing or not on `pool`.
+    pub pool_index: Oid,
     pub ledger_seq: Oid,
     pub counters_indexes: Vec<Oid>,
     pub ledger_indexes: Vec<Oid>,
@@ -45,8 +52,8 @@ pub struct Tables {
 }
 
 impl Tables {
-    pub fn oids(&self) -> [Oid; 5] {
-        [self.subjects.oid, self.limits.oid, self.counters.oid, self.ledger.oid, self.overrides.oid]
+    pub fn oids(&self) -> [Oid; 6] {
+        [self.subjects.oid, self.limits.oid, self.counters.oid, self.ledger.oid, self.overrides.oid, self.slices.oid]
     }
 }
 
@@ -148,6 +155,21 @@ fn resolve() -> Result<Tables, Aside> {
     }
     let (subjects, limits, counters, ledger, overrides) =
         (table(nsp, &SUBJECTS)?, table(nsp, &PLAN_LIMITS)?, table(nsp, &COUNTERS)?, table(nsp, &USAGE_EVENTS)?, table(nsp, &SUBJECT_OVERRIDES)?);
+    let slices = table(nsp, &POOL_SLICES)?;
+    let slices_rel = Rel::open(slices.oid, pg_sys::AccessShareLock as _);
+    // Pool members' draws only: a slice table the hot path may not update sends them to
+    // the general path, and nothing else.
+    let slice_writes = heap::updatable(&slices_rel).map_err(|check| aside(&POOL_SLICES, check));
+    // SAFETY: a catalog lookup by name inside a transaction.
+    let pool_index = unsafe { pg_sys::get_relname_relid(c"subjects_pool_idx".as_ptr(), nsp) };
+    let pool_index = if pool_index != pg_sys::InvalidOid
+        && heap::index_oids(&Rel::open(subjects.oid, pg_sys::AccessShareLock as _)).contains(&pool_index)
+        && heap::index_keys_are(pool_index, &[subjects.att[schema::subjects::POOL]])
+    {
+        pool_index
+    } else {
+        pg_sys::InvalidOid
+    };
     let (counters_rel, ledger_rel) = (Rel::open(counters.oid, pg_sys::AccessShareLock as _), Rel::open(ledger.oid, pg_sys::AccessShareLock as _));
     let ledger_seq = ledger_rel.identity_sequence(ledger.att[LEDGER_ID]);
     let writes = (|| {
@@ -169,6 +191,10 @@ fn resolve() -> Result<Tables, Aside> {
         counters,
         ledger,
         overrides,
+        slices_indexes: heap::index_oids(&slices_rel),
+        slices,
+        slice_writes,
+        pool_index,
         ledger_seq,
         writes,
     })

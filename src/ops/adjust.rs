@@ -8,13 +8,14 @@ use serde_json::json;
 use super::args::overflow;
 use super::idempotency;
 use super::metric::MetricOp;
+use super::pool;
 use super::subject::{all_subject_limits, resolve_limits, resolve_subject, subject_limits, Unknown};
 use super::window::WindowOp;
 use crate::domain::bonus;
 use crate::domain::decision::Decision;
 use crate::domain::error::{self, positive_amount, QuotaError, Result};
 use crate::domain::events;
-use crate::domain::limits::{self, Usage};
+use crate::domain::limits::{self, Limit, Usage};
 use crate::domain::period::Period;
 use crate::pg::clock;
 use crate::pg::privilege;
@@ -37,19 +38,27 @@ pub fn refund(subject: &str, metric: &str, amount: i64, key: Option<&str>) -> Re
                 return Ok(replay.remove(0));
             }
         }
-        let mut op = MetricOp::current(c, &s, metric, &limits, now, false)?;
+        // Every level gives back: the subject's windows and its pools' (`ops::pool`).
+        let pools = pool::chain(c, &s, Unknown::Create, now)?;
+        let pool_limits = pool::pool_limits(c, &pools, metric, now)?;
+        let mut op = MetricOp::current(c, &s, metric, &limits, now, false)?.with_pools(c, &pools, &pool_limits, false, false)?;
         let usages = op.lock(c)?;
-        let mut given = 0;
-        let afters: Vec<Usage> = op
-            .windows
-            .iter()
-            .zip(&usages)
-            .map(|(w, u)| {
-                let after = give_back(c, w, *u, amount, key);
-                given = given.max(u.used - after.used);
-                after
-            })
-            .collect();
+        // The subject's windows give back up to `amount`; each pool's, level by level, at
+        // most what the level below gave back and what came through it into that window
+        // (never another member's usage).
+        let mut given = vec![0i64; op.levels() + 1];
+        let mut afters = Vec::with_capacity(usages.len());
+        for (w, u) in op.windows.iter().zip(&usages) {
+            let cap = match (w.level, w.via) {
+                (0, _) => amount,
+                (level, Some(via)) => given[level - 1].min(storage::contribution(c, &w.key(), via).max(0)),
+                (_, None) => 0,
+            };
+            let after = if w.level == 0 || cap > 0 { give_back(c, w, *u, cap, key) } else { *u };
+            given[w.level] = given[w.level].max(u.used - after.used);
+            afters.push(after);
+        }
+        let given = given[0];
         stats::refunded(metric, given);
         let o = op.decide(&afters, 0);
         let d = Decision { requested: amount, ..op.decision(&afters, 0, &o, false) };
@@ -95,6 +104,28 @@ pub fn refund_charge(subject: &str, metric: &str, period: &str, window_start: Op
                 return Ok(0);
             }
             let given = usage.used - give_back(c, &op, usage, amount, None).used;
+            // Its pools give back too, level by level, in their current window of the same
+            // period (with the subject's first period, also those of periods the subject
+            // does not limit): at most what the level below gave back and what came
+            // through it into that window.
+            let first = limits.first().is_some_and(|l| l.period == limit.period);
+            let pools = pool::chain(c, &s, Unknown::Create, now)?;
+            let mut below_gave = given;
+            for (level, (p, pool_limits)) in pools.iter().zip(pool::pool_limits(c, &pools, metric, now)?).enumerate() {
+                let below = if level == 0 { &s } else { &pools[level - 1] };
+                let mut gave = 0;
+                let ours = |l: &&Limit| l.period == limit.period || (first && !limits.iter().any(|m| m.period == l.period));
+                for pool_limit in pool_limits.iter().filter(ours) {
+                    let mut w = WindowOp::current(c, p, metric, pool_limit, now, false)?;
+                    (w.level, w.via) = (level + 1, Some(below.id.as_str()));
+                    let (usage, _, _) = w.lock(c)?;
+                    let cap = below_gave.min(storage::contribution(c, &w.key(), &below.id).max(0));
+                    if usage.used > 0 && cap > 0 {
+                        gave = gave.max(usage.used - give_back(c, &w, usage, cap, None).used);
+                    }
+                }
+                below_gave = gave;
+            }
             stats::refunded(metric, given);
             Ok(given)
         })

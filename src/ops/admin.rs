@@ -254,6 +254,21 @@ pub fn assign_plan(
             Some(s) => Some(super::schedule::store_due(c, s, now)?),
             None => None,
         };
+        // A member of a pool, or a pool with members, keeps its tenant: a pool and its
+        // members are one tenant's (`set_pool`).
+        if let (Some(b), Some(t)) = (&before, tenant.as_deref()) {
+            if b.tenant.as_deref() != Some(t) && installed::at_least(installed::POOLS) {
+                storage::lock_membership(c);
+                if b.pool.is_some() || storage::member_count(c, &b.id) > 0 {
+                    return Err(QuotaError::invalid(
+                        "tenant",
+                        t,
+                        format!("subject \"{}\" is in a pool or has members: it cannot move to another tenant", error::quoted(&b.id)),
+                        "Take it out of its pool and move its members first (quota.set_pool(<subject>, NULL)), then change the tenant.",
+                    ));
+                }
+            }
+        }
         // The upsert itself refuses a row of another tenant (a concurrent creator).
         let assignment = storage::Assignment { id: subject, plan, tenant: tenant.as_deref(), anchor, zone: time_zone };
         if !storage::upsert_subject(c, &assignment, now, &scope) {
@@ -334,6 +349,21 @@ pub fn delete_subject(subject: &str) -> Result<bool> {
     let scope = crate::pg::roles::scope()?;
     storage::volatile(|c| {
         let Some(s) = storage::lock_subject(c, subject)?.filter(|s| scope.admits(s.tenant.as_deref())) else { return Ok(false) };
+        if installed::at_least(installed::POOLS) {
+            storage::lock_membership(c);
+            let members = storage::member_count(c, &s.id);
+            if members > 0 {
+                return Err(QuotaError::invalid(
+                    "subject",
+                    &s.id,
+                    format!("subject \"{}\" is the pool of {members} members", error::quoted(&s.id)),
+                    format!(
+                        "Move its members first: quota.set_pool(<member>, NULL) for each (SELECT subject FROM quota.subjects WHERE pool = '{}').",
+                        s.id.replace('\'', "''")
+                    ),
+                ));
+            }
+        }
         Ok(storage::delete_subject(c, &s.id))
     })
 }

@@ -2,13 +2,14 @@
 //! STABLE: they read with the calling statement's snapshot on either path (`storage`).
 
 use chrono::{DateTime, Utc};
+use pgrx::spi::SpiClient;
 
 use super::args::{fits_counter, known_name};
 use super::metric::MetricOp;
 use super::subject::{all_subject_limits, resolve_limits, resolve_subject, Unknown};
 use crate::domain::decision::Decision;
 use crate::domain::error::{QuotaError, Result};
-use crate::domain::limits::{Enforcement, Source};
+use crate::domain::limits::{Enforcement, Limit, Source};
 use crate::domain::period::Period;
 use crate::hotpath::{self, Path};
 use crate::pg::clock;
@@ -41,11 +42,13 @@ pub fn check(subject: &str, items: &[(String, i64)]) -> Result<Vec<Decision>> {
     let answers = privilege::as_owner(|| {
         storage::stable(|c| {
             let s = resolve_subject(c, subject, Unknown::Evaluate, now)?;
+            let pools = super::pool::chain(c, &s, Unknown::Evaluate, now)?;
             items
                 .iter()
                 .map(|(metric, amount)| {
                     let limits = resolve_limits(c, &s, metric, now)?;
-                    let op = MetricOp::current(c, &s, metric, &limits, now, false)?;
+                    let pool_limits = super::pool::pool_limits(c, &pools, metric, now)?;
+                    let op = MetricOp::current(c, &s, metric, &limits, now, false)?.with_pools(c, &pools, &pool_limits, false, false)?;
                     let usages = op.read(c)?;
                     for u in &usages {
                         fits_counter(*u, *amount)?;
@@ -87,39 +90,51 @@ pub struct StatusRow {
     pub enforcement: Enforcement,
     pub reserved: i64,
     pub source: Source,
-    /// The subject's scheduled plan change, if any (the same on every row).
+    /// The subject's scheduled plan change, if any (the same on every row of a level).
     pub next: Option<storage::NextPlan>,
+    /// Whose window (0.8.0): the subject's own (level 0) or one of its pools' (1 and up).
+    pub subject: String,
+    pub level: usize,
 }
 
 pub fn status(subject: &str) -> Result<Vec<StatusRow>> {
     storage::stable(|c| {
         let now = clock::now();
         let s = resolve_subject(c, subject, Unknown::Evaluate, now)?;
-        all_subject_limits(c, &s, now)?
-            .into_iter()
-            .map(|(metric, limit)| {
-                let limits = [limit];
-                let op = MetricOp::current(c, &s, &metric, &limits, now, false)?;
-                let usages = op.read(c)?;
-                // One limit alone: its own state, as a check of 0 answers it (a rate limit
-                // as redis-cell does: its burst capacity and what is left of it now).
-                let o = op.decide(&usages, 0);
-                let d = op.decision(&usages, 0, &o, false);
-                let [limit] = limits;
-                Ok(StatusRow {
-                    period: limit.period,
-                    limit_value: d.limit_value,
-                    bonus: d.bonus,
-                    used: d.used,
-                    remaining: d.remaining,
-                    reset_at: d.reset_at,
-                    enforcement: limit.enforcement,
-                    reserved: d.reserved,
-                    source: limit.source,
-                    next: s.next.clone(),
-                    metric,
-                })
-            })
-            .collect()
+        // The subject's own rows, then each pool's (nearest first).
+        let pools = super::pool::chain(c, &s, Unknown::Evaluate, now)?;
+        let mut rows = Vec::new();
+        for (level, owner) in std::iter::once(&s).chain(&pools).enumerate() {
+            for (metric, limit) in all_subject_limits(c, owner, now)? {
+                rows.push(status_row(c, owner, level, metric, limit, now)?);
+            }
+        }
+        Ok(rows)
+    })
+}
+
+/// One limit alone: its own state, as a check of 0 answers it (a rate limit as
+/// redis-cell does: its burst capacity and what is left of it now).
+fn status_row(c: &mut SpiClient<'_>, owner: &storage::Subject, level: usize, metric: String, limit: Limit, now: DateTime<Utc>) -> Result<StatusRow> {
+    let limits = [limit];
+    let op = MetricOp::current(c, owner, &metric, &limits, now, false)?;
+    let usages = op.read(c)?;
+    let o = op.decide(&usages, 0);
+    let d = op.decision(&usages, 0, &o, false);
+    let [limit] = limits;
+    Ok(StatusRow {
+        period: limit.period,
+        limit_value: d.limit_value,
+        bonus: d.bonus,
+        used: d.used,
+        remaining: d.remaining,
+        reset_at: d.reset_at,
+        enforcement: limit.enforcement,
+        reserved: d.reserved,
+        source: limit.source,
+        next: owner.next.clone(),
+        subject: owner.id.clone(),
+        level,
+        metric,
     })
 }

@@ -9,6 +9,7 @@ use pgrx::spi::SpiClient;
 use super::args::{fits_counter, known_name, metadata_fits, validate_items};
 use super::idempotency;
 use super::metric::{pace_of, MetricOp};
+use super::pool;
 use super::subject::{resolve_limits, resolve_subject, Unknown};
 use super::window::announce;
 use crate::domain::decision::Decision;
@@ -63,6 +64,9 @@ fn consume_general(
 ) -> Result<Vec<Decision>> {
     let s = resolve_subject(c, subject, Unknown::Create, now)?;
     let limits = items.iter().map(|(m, _)| resolve_limits(c, &s, m, now)).collect::<Result<Vec<_>>>()?;
+    // Its pools' limits on each metric (`ops::pool`): every level must fit too.
+    let pools = pool::chain(c, &s, Unknown::Create, now)?;
+    let pool_limits = items.iter().map(|(m, _)| pool::pool_limits(c, &pools, m, now)).collect::<Result<Vec<_>>>()?;
 
     // An earlier call with the same key answers again (see `idempotency::replay`).
     if let Some(key) = key {
@@ -71,8 +75,12 @@ fn consume_general(
             return Ok(replay);
         }
     }
-    let mut ops: Vec<MetricOp> =
-        items.iter().zip(&limits).map(|((metric, _), limits)| MetricOp::current(c, &s, metric, limits, now, true)).collect::<Result<_>>()?;
+    let mut ops: Vec<MetricOp> = items
+        .iter()
+        .zip(&limits)
+        .zip(&pool_limits)
+        .map(|(((metric, _), limits), pl)| MetricOp::current(c, &s, metric, limits, now, true)?.with_pools(c, &pools, pl, true, true))
+        .collect::<Result<_>>()?;
 
     // The per-request cap needs no lock: refuse before touching any row.
     for ((_, amount), op) in items.iter().zip(&ops) {
@@ -82,14 +90,34 @@ fn consume_general(
         }
     }
 
-    // Lock every window, in (metric, period) order (items are sorted, and each metric's
-    // windows are in period order), then decide.
-    let usages = ops.iter_mut().map(|op| op.lock(c)).collect::<Result<Vec<Vec<Usage>>>>()?;
+    // Lock every window, level by level (the member's, then its pool's...), each level in
+    // (metric, period) order (items are sorted, and each metric's windows are in period
+    // order), then decide.
+    let mut usages: Vec<Vec<Usage>> = ops.iter().map(|op| vec![Usage::default(); op.windows.len()]).collect();
+    for level in 0..=ops.iter().map(MetricOp::levels).max().unwrap_or(0) {
+        for (op, u) in ops.iter_mut().zip(usages.iter_mut()) {
+            op.lock_level(c, level, u)?;
+        }
+    }
     let mut decided = Vec::with_capacity(items.len());
     for (((_, amount), op), usages) in items.iter().zip(&ops).zip(&usages) {
         for u in usages {
             fits_counter(*u, *amount)?;
         }
+        let outcome = op.decide(usages, *amount);
+        if !outcome.allowed {
+            let refused = op.decision(usages, *amount, &outcome, false);
+            return refuse(c, QuotaError::Exceeded(Box::new(refused)), items, &ops, &s, no_raise);
+        }
+    }
+    // Then take the amounts from the pools' sliced windows (`ops::pool`), and decide
+    // again: a window whose slices had to be gathered back is now exact, and may refuse.
+    for level in 1..=ops.iter().map(MetricOp::levels).max().unwrap_or(0) {
+        for (((_, amount), op), usages) in items.iter().zip(&ops).zip(usages.iter_mut()) {
+            op.acquire(c, level, usages, *amount)?;
+        }
+    }
+    for (((_, amount), op), usages) in items.iter().zip(&ops).zip(&usages) {
         let outcome = op.decide(usages, *amount);
         if !outcome.allowed {
             let refused = op.decision(usages, *amount, &outcome, false);
@@ -118,8 +146,12 @@ fn refuse(c: &mut SpiClient<'_>, err: QuotaError, items: &[(String, i64)], ops: 
         QuotaError::Exceeded(d) | QuotaError::OverRequestCap(d) if no_raise => *d,
         other => return Err(other),
     };
-    // Answered, not raised: nothing rolls back, so the windows opened here close again.
-    ops.iter().for_each(|op| op.discard_opened(c));
+    // Answered, not raised: nothing rolls back, so the windows opened here close again,
+    // and what was drawn from pools' slices goes back.
+    ops.iter().zip(items).for_each(|(op, (_, amount))| {
+        op.undraw(c, *amount);
+        op.discard_opened(c)
+    });
     items
         .iter()
         .zip(ops)
@@ -181,10 +213,11 @@ fn consumed_fast(f: &hotpath::Found, metric: &str, amount: i64, after: &[Usage],
     let op = MetricOp::of_found(f, metric, now);
     let before: Vec<Usage> = f.windows.iter().map(|w| w.usage).collect();
     let o = op.decide(&before, amount);
-    for (i, ((w, b), a)) in op.windows.iter().zip(&before).zip(after).enumerate() {
+    // A draw from a pool's slice announces nothing, as on the general path.
+    for (i, ((w, b), a)) in op.windows.iter().zip(&before).zip(after).enumerate().filter(|(_, ((w, _), _))| !w.drawn.get()) {
         let mut after = *a;
         let announced = announce(*b, &mut after, w.limit);
-        let consumed = (i == o.binding).then_some(amount);
+        let consumed = (i == op.announcing(&o)).then_some(amount);
         if announced.anything() && (consumed.is_some() || announced.crossed_or_over()) {
             privilege::as_owner(|| storage::volatile(|c| w.emit_announced(c, after, &announced, consumed)));
         }

@@ -39,10 +39,48 @@ impl<'a> MetricOp<'a> {
         Ok(MetricOp { metric, windows })
     }
 
+    /// The windows of each pool's limits on the metric, after the member's: `pools`
+    /// nearest first, `limits` each one's (a pool without limits on the metric adds
+    /// none). `sliced`: a consume, which draws from the pools' sliced windows
+    /// (`pool::slice_for`).
+    pub fn with_pools(mut self, c: &mut SpiClient<'_>, pools: &'a [Subject], limits: &'a [Vec<Limit>], counting: bool, sliced: bool) -> Result<Self> {
+        let Some(member) = self.windows.first().map(|w| w.subject) else { return Ok(self) };
+        let now = self.windows[0].now;
+        for (i, (p, ls)) in pools.iter().zip(limits).enumerate() {
+            // The ledger's `via`: the pool's member the call came through (one level below).
+            let below = if i == 0 { member } else { &pools[i - 1] };
+            let shared = sliced && !ls.is_empty() && super::pool::shared(c, p);
+            for l in ls {
+                let mut w = WindowOp::current(c, p, self.metric, l, now, counting)?;
+                w.level = i + 1;
+                w.via = Some(&below.id);
+                w.slice = if sliced { super::pool::slice_for(w.level, l, shared) } else { None };
+                self.windows.push(w);
+            }
+        }
+        Ok(self)
+    }
+
+    /// The deepest level of its windows (0: the subject's own only).
+    pub fn levels(&self) -> usize {
+        self.windows.iter().map(|w| w.level).max().unwrap_or(0)
+    }
+
     /// The windows the hot path found (`hotpath::Found`), each with its rate state.
+    /// A pool's window (level 1 and up) is its pool's, naming the member; one drawn from a
+    /// slice is marked drawn (the hot path wrote the slice, not the counter).
     pub fn of_found(f: &'a crate::hotpath::Found, metric: &'a str, now: DateTime<Utc>) -> Self {
-        let windows: Vec<WindowOp> = f.windows.iter().map(|w| WindowOp::of(&f.subject, metric, &w.limit, w.window, now)).collect();
-        windows.iter().zip(&f.windows).for_each(|(op, w)| op.tat.set(w.tat));
+        let windows: Vec<WindowOp> = f
+            .windows
+            .iter()
+            .map(|w| {
+                let mut op = WindowOp::of(f.owner(w), metric, &w.limit, w.window, now);
+                (op.level, op.via, op.slice) = (w.level, w.level.checked_sub(1).map(|below| f.at_level(below).id.as_str()), w.slice);
+                op.drawn.set(w.slice.is_some());
+                op.tat.set(w.tat);
+                op
+            })
+            .collect();
         MetricOp { metric, windows }
     }
 
@@ -57,11 +95,25 @@ impl<'a> MetricOp<'a> {
         self.windows.iter().map(|w| w.read(c)).collect()
     }
 
-    /// Lock every window, in period order (see `WindowOp::lock`). A first-use window
-    /// another call opened first is that call's: its close is taken from the row.
+    /// Lock every window, level by level, each in period order (see `WindowOp::lock`).
     pub fn lock(&mut self, c: &mut SpiClient<'_>) -> Result<Vec<Usage>> {
-        let mut usages = Vec::with_capacity(self.windows.len());
-        for w in &mut self.windows {
+        let mut usages = vec![Usage::default(); self.windows.len()];
+        for level in 0..=self.levels() {
+            self.lock_level(c, level, &mut usages)?;
+        }
+        Ok(usages)
+    }
+
+    /// Lock the windows of one level, in period order, into `usages`. A pool window drawn
+    /// from in slices is not locked (`pool::acquire` takes the amount there later).
+    pub fn lock_level(&mut self, c: &mut SpiClient<'_>, level: usize, usages: &mut [Usage]) -> Result<()> {
+        for (w, usage) in self.windows.iter_mut().zip(usages.iter_mut()).filter(|(w, _)| w.level == level) {
+            if w.slice.is_some() {
+                // Decided by `acquire` (exactly, after a gather, when it refuses): the first
+                // decision sees it empty, and so refuses there only what can never fit.
+                *usage = Usage::default();
+                continue;
+            }
             let (mut u, _, mut end) = w.lock(c)?;
             if let (Period::FirstUse(span), false) = (w.limit.period, w.closed) {
                 // Another call opened this window first: its close is the row's. If that is
@@ -74,9 +126,36 @@ impl<'a> MetricOp<'a> {
                 }
                 w.window.end = end;
             }
-            usages.push(u);
+            *usage = u;
         }
-        Ok(usages)
+        Ok(())
+    }
+
+    /// After a decision that admits `amount` on the usages read: take it in every sliced
+    /// pool window of `level` (`pool::acquire`; callers go level by level over every
+    /// metric, the hot path's order). A window whose slices had to be gathered gets its
+    /// exact usage in `usages`; decide again.
+    pub fn acquire(&self, c: &mut SpiClient<'_>, level: usize, usages: &mut [Usage], amount: i64) -> Result<()> {
+        for (w, usage) in self.windows.iter().zip(usages.iter_mut()).filter(|(w, _)| w.level == level) {
+            let Some(slice) = w.slice else { continue };
+            match super::pool::acquire(c, w, slice, amount)? {
+                super::pool::Acquired::Drawn(u) => {
+                    w.drawn.set(true);
+                    *usage = u;
+                }
+                super::pool::Acquired::Locked(u) => *usage = u,
+            }
+        }
+        Ok(())
+    }
+
+    /// Give back what `acquire` drew (a refusal that is answered, not raised).
+    pub fn undraw(&self, c: &mut SpiClient<'_>, amount: i64) {
+        for w in self.windows.iter().filter(|w| w.drawn.replace(false)) {
+            if let Some(slice) = w.slice {
+                crate::storage::slices::undraw(c, &w.key(), slice, amount);
+            }
+        }
     }
 
     /// The decision over every window for `amount` more.
@@ -113,6 +192,9 @@ impl<'a> MetricOp<'a> {
         let w = &self.windows[i];
         let verdict = &o.verdicts[i];
         let mut d = Decision::new(&w.subject.id, self.metric, w.limit, usages[i], amount, o.resets[i], verdict, applied && o.allowed);
+        d.level = w.level as i32;
+        // At a pool's level, the subject that asked.
+        d.member = (w.level > 0).then(|| self.windows[0].subject.id.clone());
         if let Some(t) = &o.throttles[i] {
             // A rate limit answers as redis-cell does: the burst capacity, what of it is
             // left now, and when it is full again.
@@ -134,6 +216,8 @@ impl<'a> MetricOp<'a> {
                 let (w, u) = (&self.windows[r], usages[r]);
                 match &o.throttles[r] {
                     Some(t) => RefusedLimit {
+                        subject: w.subject.id.clone(),
+                        level: w.level as i32,
                         period: w.limit.period.as_str().to_string(),
                         limit: t.limit,
                         used: t.limit - t.remaining.min(t.limit),
@@ -141,6 +225,8 @@ impl<'a> MetricOp<'a> {
                         reset_at: o.resets[r],
                     },
                     None => RefusedLimit {
+                        subject: w.subject.id.clone(),
+                        level: w.level as i32,
                         period: w.limit.period.as_str().to_string(),
                         limit: u.effective_limit(w.limit),
                         used: u.used,
@@ -151,9 +237,21 @@ impl<'a> MetricOp<'a> {
             })
             .collect();
         if applied && o.allowed {
-            d.windows = self.windows.iter().map(|w| (w.limit.period.as_str().to_string(), w.window.start)).collect();
+            // The subject's own windows (a row charge is refunded to its pools through them,
+            // `adjust::refund_charge`).
+            d.windows = self.windows.iter().filter(|w| w.level == 0).map(|w| (w.limit.period.as_str().to_string(), w.window.start)).collect();
         }
         d
+    }
+
+    /// The window that announces a consume: the binding one, or the subject's first when
+    /// the binding one was drawn from a slice (which announces nothing).
+    pub fn announcing(&self, o: &Outcome) -> usize {
+        if self.windows[o.binding].drawn.get() {
+            0
+        } else {
+            o.binding
+        }
     }
 
     /// A read-only answer for `amount` (check, and the other metrics of a refused request).
@@ -170,8 +268,12 @@ impl<'a> MetricOp<'a> {
             if let Some(t) = &o.throttles[i] {
                 w.tat.set(DateTime::from_timestamp_micros(t.tat_us));
             }
-            // quota.notify_every_consume announces the consume once, on the binding window.
-            w.write(c, *u, Usage { used: v.used_after, ..*u }, (i == o.binding).then_some(amount));
+            // quota.notify_every_consume announces the consume once, on the binding window
+            // (the subject's first if that is a pool's window drawn from a slice). A draw
+            // from a slice is counted there (`acquire`), not on the counter.
+            if !w.drawn.get() {
+                w.write(c, *u, Usage { used: v.used_after, ..*u }, (i == self.announcing(o)).then_some(amount));
+            }
             w.append(c, LedgerKind::Consume, amount, v.overage, key, metadata);
         }
     }

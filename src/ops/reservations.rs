@@ -9,7 +9,8 @@ use serde_json::json;
 use super::args::{fits_counter, metadata_fits};
 use super::idempotency;
 use super::metric::MetricOp;
-use super::subject::{resolve_limits, resolve_subject, Unknown};
+use super::pool;
+use super::subject::{resolve_limits, resolve_subject, subject_limits, Unknown};
 use super::window::WindowOp;
 use crate::domain::decision::Decision;
 use crate::domain::error::{self, positive_amount, QuotaError, Result};
@@ -66,7 +67,10 @@ pub fn reserve(req: ReserveRequest<'_>) -> Result<Hold> {
         let now = clock::now();
         let s = resolve_subject(c, req.subject, Unknown::Create, now)?;
         let limits = resolve_limits(c, &s, req.metric, now)?;
-        let mut op = MetricOp::current(c, &s, req.metric, &limits, now, true)?;
+        // A hold lies in every level's windows: the subject's and its pools' (`ops::pool`).
+        let pools = pool::chain(c, &s, Unknown::Create, now)?;
+        let pool_limits = pool::pool_limits(c, &pools, req.metric, now)?;
+        let mut op = MetricOp::current(c, &s, req.metric, &limits, now, true)?.with_pools(c, &pools, &pool_limits, true, false)?;
         let refused = |err: QuotaError| {
             if let QuotaError::Exceeded(d) | QuotaError::OverRequestCap(d) = &err {
                 stats::refused(d, s.tenant.as_deref());
@@ -114,6 +118,7 @@ pub fn reserve(req: ReserveRequest<'_>) -> Result<Hold> {
             w.store(c, after);
             let new = storage::NewReservation {
                 key: w.key(),
+                via: w.via,
                 id: held.map(|(id, _)| id),
                 amount: req.amount,
                 ttl: req.ttl,
@@ -140,11 +145,14 @@ fn unknown_reservation(id: pgrx::Uuid) -> QuotaError {
     QuotaError::invalid("reservation", id, format!("unknown reservation {id}"), "Pass the id that quota.quota_reserve returned.")
 }
 
-/// A reservation locked with its windows (the windows first, in period order, then the
-/// hold's rows).
+/// A reservation locked with its windows (the windows first, level by level and each
+/// level in period order, then the hold's rows).
 struct Locked {
     hold: storage::Reservation,
-    subject: Subject,
+    /// The member's subject, then each pool the hold lies in.
+    subjects: Vec<Subject>,
+    /// Per hold row: which of `subjects` and at which level.
+    owners: Vec<(usize, usize)>,
     /// The limit of each of the hold's windows, without its per-request cap (a hold was
     /// capped when made).
     limits: Vec<Limit>,
@@ -172,29 +180,71 @@ pub(super) fn hold_limit(limits: &[Limit], period: &str) -> Limit {
     }
 }
 
-/// Load a reservation with its subject and limits, and lock its windows then itself.
+/// Load a reservation with its subjects and limits, and lock its windows then itself. A
+/// pool row whose pool is no longer in the member's chain (membership changed) is still
+/// settled in that pool's window, after the chain's levels.
 fn lock_reservation(c: &mut SpiClient<'_>, id: pgrx::Uuid, now: DateTime<Utc>) -> Result<Locked> {
     let r = storage::find_reservation(c, id)?.ok_or_else(|| unknown_reservation(id))?;
     // A hold on another tenant's subject looks like no hold at all.
     let scope = crate::pg::roles::scope()?;
-    let subject = storage::find_subject(c, &r.subject)?.filter(|s| scope.admits(s.tenant.as_deref())).ok_or_else(|| unknown_reservation(id))?;
-    let subject = super::schedule::store_due(c, subject, now)?;
-    let plan_limits = resolve_limits(c, &subject, &r.metric, now)?;
-    let limits: Vec<Limit> = r.windows.iter().map(|(period, _)| hold_limit(&plan_limits, period)).collect();
-    let (mut usages, mut tats) = (Vec::with_capacity(limits.len()), Vec::with_capacity(limits.len()));
-    for ((_, w), l) in r.windows.iter().zip(&limits) {
-        let (u, _, end) = WindowOp::of(&subject, &r.metric, l, *w, now).lock(c)?;
-        usages.push(u);
-        tats.push(end.filter(|_| matches!(l.period, Period::Rate(_))));
+    let member = storage::find_subject(c, &r.subject)?.filter(|s| scope.admits(s.tenant.as_deref())).ok_or_else(|| unknown_reservation(id))?;
+    let member = super::schedule::store_due(c, member, now)?;
+    let mut subjects = vec![member.clone()];
+    subjects.extend(pool::chain(c, &member, Unknown::Create, now)?);
+    let mut owners = Vec::with_capacity(r.windows.len());
+    for hw in &r.windows {
+        let i = match subjects.iter().position(|s| s.id == hw.subject) {
+            Some(i) => i,
+            None => {
+                let p = storage::find_subject(c, &hw.subject)?.ok_or_else(|| unknown_reservation(id))?;
+                subjects.push(super::schedule::store_due(c, p, now)?);
+                subjects.len() - 1
+            }
+        };
+        owners.push((i, i));
+    }
+    let mut limits = Vec::with_capacity(r.windows.len());
+    for (hw, (i, _)) in r.windows.iter().zip(&owners) {
+        let of_subject = if *i == 0 { resolve_limits(c, &subjects[0], &r.metric, now)? } else { subject_limits(c, &subjects[*i], &r.metric, now)? };
+        limits.push(hold_limit(&of_subject, &hw.period));
+    }
+    let (mut usages, mut tats) = (vec![Usage::default(); limits.len()], vec![None; limits.len()]);
+    // Level by level (the member's windows, then each pool's), as every path locks.
+    let mut order: Vec<usize> = (0..limits.len()).collect();
+    order.sort_by_key(|&k| owners[k].1);
+    for k in order {
+        let (hw, l) = (&r.windows[k], &limits[k]);
+        let (u, _, end) = WindowOp::of(&subjects[owners[k].0], &r.metric, l, hw.window, now).lock(c)?;
+        usages[k] = u;
+        tats[k] = end.filter(|_| matches!(l.period, Period::Rate(_)));
     }
     let hold = storage::lock_reservation(c, id)?.ok_or_else(|| unknown_reservation(id))?;
-    Ok(Locked { hold, subject, limits, usages, tats })
+    Ok(Locked { hold, subjects, owners, limits, usages, tats })
 }
 
-/// The hold's windows as one operation.
 /// The hold's windows as one operation, with each rate limit's state as locked.
-fn hold_op<'a>(r: &'a storage::Reservation, s: &'a Subject, limits: &'a [Limit], tats: &[Option<DateTime<Utc>>], now: DateTime<Utc>) -> MetricOp<'a> {
-    let windows: Vec<WindowOp> = r.windows.iter().zip(limits).map(|((_, w), l)| WindowOp::of(s, &r.metric, l, *w, now)).collect();
+fn hold_op<'a>(
+    r: &'a storage::Reservation,
+    subjects: &'a [Subject],
+    owners: &[(usize, usize)],
+    limits: &'a [Limit],
+    tats: &[Option<DateTime<Utc>>],
+    now: DateTime<Utc>,
+) -> MetricOp<'a> {
+    let windows: Vec<WindowOp> = r
+        .windows
+        .iter()
+        .zip(limits)
+        .zip(owners)
+        .map(|((hw, l), (i, level))| {
+            let mut w = WindowOp::of(&subjects[*i], &r.metric, l, hw.window, now);
+            // A pool's rows name its member the hold came through (one level below; the
+            // member itself for a pool no longer in its chain).
+            let below = level.checked_sub(1).map(|b| subjects.get(b).filter(|_| *i == *level).unwrap_or(&subjects[0]));
+            (w.level, w.via) = (*level, below.map(|b| b.id.as_str()));
+            w
+        })
+        .collect();
     windows.iter().zip(tats).for_each(|(w, t)| w.tat.set(*t));
     MetricOp { metric: &r.metric, windows }
 }
@@ -215,7 +265,8 @@ pub fn commit(id: pgrx::Uuid, actual: Option<i64>, metadata: Option<pg_sys::Datu
     }
     storage::volatile(|c| {
         let now = clock::now();
-        let Locked { hold: r, subject: s, limits, usages, tats } = lock_reservation(c, id, now)?;
+        let Locked { hold: r, subjects, owners, limits, usages, tats } = lock_reservation(c, id, now)?;
+        let s = &subjects[0];
         match r.status.as_str() {
             "committed" => {
                 let d: Decision = storage::stored_json("quota.reservations", "response", r.response.as_deref().unwrap_or("null"))?;
@@ -231,7 +282,7 @@ pub fn commit(id: pgrx::Uuid, actual: Option<i64>, metadata: Option<pg_sys::Datu
             }
             _ => {}
         }
-        let op = hold_op(&r, &s, &limits, &tats, now);
+        let op = hold_op(&r, &subjects, &owners, &limits, &tats, now);
         // An expired hold no longer counts: the whole actual amount must then fit.
         let held = if r.status == "held" { r.amount } else { 0 };
         let actual = actual.unwrap_or(r.amount);
@@ -285,7 +336,7 @@ pub fn commit(id: pgrx::Uuid, actual: Option<i64>, metadata: Option<pg_sys::Datu
 pub fn release(id: pgrx::Uuid, reason: Option<&str>) -> Result<bool> {
     storage::volatile(|c| {
         let now = clock::now();
-        let Locked { hold: r, subject: s, limits, usages, tats } = lock_reservation(c, id, now)?;
+        let Locked { hold: r, subjects, owners, limits, usages, tats } = lock_reservation(c, id, now)?;
         match r.status.as_str() {
             "held" => {}
             "committed" => {
@@ -298,7 +349,7 @@ pub fn release(id: pgrx::Uuid, reason: Option<&str>) -> Result<bool> {
             }
             _ => return Ok(false),
         }
-        for (w, u) in hold_op(&r, &s, &limits, &tats, now).windows.iter().zip(&usages) {
+        for (w, u) in hold_op(&r, &subjects, &owners, &limits, &tats, now).windows.iter().zip(&usages) {
             w.store(c, Usage { reserved: u.reserved - r.amount.min(u.reserved), ..*u });
             w.append(c, LedgerKind::Release, r.amount, 0, None, None);
         }

@@ -54,7 +54,7 @@ pub fn resolve_subject(c: &mut SpiClient<'_>, id: &str, unknown: Unknown, now: D
         return storage::find_subject(c, id)?.filter(|s| scope.admits(s.tenant.as_deref())).ok_or_else(unknown_subject);
     }
     let tenant = scope.creates_in().map(str::to_string);
-    Ok(Subject { id: id.to_string(), plan, tenant, anchor: now, tz: chrono_tz::Tz::UTC, stored: false, next: None, carried_from: None })
+    Ok(Subject { id: id.to_string(), plan, tenant, anchor: now, tz: chrono_tz::Tz::UTC, stored: false, next: None, carried_from: None, pool: None })
 }
 
 /// Every limit of the subject on the metric, in period order (at least one): its plan's,

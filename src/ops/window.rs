@@ -15,6 +15,7 @@ use crate::domain::limits::{Enforcement, Limit, Usage};
 use crate::domain::period::{Period, Window};
 use crate::pg::clock;
 use crate::pg::gucs;
+use crate::pg::installed;
 use crate::storage::{self, schema::LedgerKind, schema::LedgerRow, Subject, WindowKey};
 use std::cell::Cell;
 
@@ -34,6 +35,14 @@ pub struct WindowOp<'a> {
     pub tat: Cell<Option<DateTime<Utc>>>,
     /// Whether this call created the window's row (a first-use window opening).
     pub opened: Cell<bool>,
+    /// Whose window (0.8.0): 0 the subject's own, 1 its pool's, and up.
+    pub level: usize,
+    /// At a pool's level, the pool's member the call came through (the ledger's `via`).
+    pub via: Option<&'a str>,
+    /// A pool window members draw from in slices: this session's slice (`ops::pool`).
+    pub slice: Option<i32>,
+    /// Whether this call drew its amount from the slice (the counter row is not written).
+    pub drawn: Cell<bool>,
 }
 
 /// What a change of usage announces: the alert thresholds it crossed and whether it went
@@ -111,7 +120,20 @@ impl<'a> WindowOp<'a> {
 
     /// A given window (a reservation's, which may no longer be the current one).
     pub fn of(subject: &'a Subject, metric: &'a str, limit: &'a Limit, window: Window, now: DateTime<Utc>) -> Self {
-        WindowOp { subject, metric, limit, window, now, closed: false, tat: Cell::new(None), opened: Cell::new(false) }
+        WindowOp {
+            subject,
+            metric,
+            limit,
+            window,
+            now,
+            closed: false,
+            tat: Cell::new(None),
+            opened: Cell::new(false),
+            level: 0,
+            via: None,
+            slice: None,
+            drawn: Cell::new(false),
+        }
     }
 
     /// The window row's key.
@@ -128,6 +150,11 @@ impl<'a> WindowOp<'a> {
         let (u, end) = storage::read_window(c, &self.key())?;
         self.keep_tat(end);
         let mut u = super::schedule::carried_usage(c, self.subject, self.metric, self.limit, &self.window, u, self.now)?;
+        // A pool's slices hold allowance (in `reserved`) and usage (`ops::pool`); a
+        // database before 0.8.0 has none.
+        if u.reserved > 0 && installed::at_least(installed::POOLS) {
+            u = super::pool::with_slices(u, storage::slices::held(c, &self.key()));
+        }
         if u.reserved > 0 {
             u.reserved -= storage::expired_held(c, &self.key(), self.now).min(u.reserved);
         }
@@ -145,12 +172,35 @@ impl<'a> WindowOp<'a> {
     /// limit. Returns the usage, how many holds expired, and the row's window_end (for a
     /// first-use window that another call opened first, its close).
     pub fn lock(&self, c: &mut SpiClient<'_>) -> Result<(Usage, usize, Option<DateTime<Utc>>)> {
+        self.lock_with(c, true)
+    }
+
+    /// `lock`, gathering a pool window's slices back first (`gather`), or leaving them as
+    /// they are (a slice's refill, `ops::pool`).
+    pub fn lock_with(&self, c: &mut SpiClient<'_>, gather: bool) -> Result<(Usage, usize, Option<DateTime<Utc>>)> {
         if self.closed {
             return Ok((Usage::default(), 0, None));
         }
+        // A pool's window whose slices hold allowance: every change but a member's draw
+        // works on the whole window, so the slices are gathered back, before the counter
+        // row is locked (the order of every path that takes both, `ops::pool`); again
+        // after, for what was granted meanwhile (usually nothing).
+        let slices = gather && installed::at_least(installed::POOLS);
+        let before =
+            if slices && storage::read_window(c, &self.key())?.0.reserved > 0 { storage::slices::gather(c, &self.key()) } else { Default::default() };
         let (mut u, end, created) = storage::lock_window(c, &self.key())?;
         self.keep_tat(end);
         self.opened.set(created && matches!(self.limit.period, Period::FirstUse(_)));
+        if u.reserved == 0 && before.granted == 0 {
+            return Ok((u, 0, end));
+        }
+        let after = if slices && u.reserved > 0 { storage::slices::gather(c, &self.key()) } else { Default::default() };
+        for h in [before, after] {
+            if h.granted > 0 || h.used > 0 {
+                u = super::pool::with_slices(u, h);
+                self.store(c, u);
+            }
+        }
         if u.reserved == 0 {
             return Ok((u, 0, end));
         }
@@ -235,6 +285,7 @@ impl<'a> WindowOp<'a> {
             idempotency_key: key,
             metadata,
             created_at: self.now,
+            via: self.via,
         }
     }
 

@@ -45,6 +45,14 @@ pub enum NotifyPayload {
 /// accepts (its stored size). Superuser-set.
 pub static MAX_METADATA_BYTES: GucSetting<i32> = GucSetting::<i32>::new(16_384);
 
+/// `quota.pool_slices`: how many slices a pool's window is split into for its members'
+/// draws (docs/pools.md); 0 turns slicing off. Superuser-set.
+pub static POOL_SLICES: GucSetting<i32> = GucSetting::<i32>::new(8);
+
+pub fn pool_slices() -> i32 {
+    POOL_SLICES.get().max(0)
+}
+
 pub fn notify_full_payload() -> bool {
     NOTIFY_PAYLOAD.get() == NotifyPayload::Full
 }
@@ -101,6 +109,16 @@ pub fn init() {
         &MAX_METADATA_BYTES,
         0,
         1 << 30,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"quota.pool_slices",
+        c"Slices a pool's window is split into, so that members in separate sessions draw from it at once (0: off).",
+        c"A member's consume draws from one slice of each window of a shared pool (two members or more; the pool's allowance, handed out in parts) instead of locking the pool's one counter row; a slice that runs dry is refilled from the pool, and all slices are gathered back before a refusal, so answers stay exact. 0: every consume locks the pool's counter row (the comparison the benchmark makes). See docs/pools.md.",
+        &POOL_SLICES,
+        0,
+        64,
         GucContext::Suset,
         GucFlags::default(),
     );

@@ -37,6 +37,8 @@ pub const THROTTLES: Version = (0, 7, 0);
 pub const LIMITS_V2: Version = (0, 7, 0);
 /// `quota.subject_overrides` (quota.set_override).
 pub const OVERRIDES: Version = (0, 7, 0);
+/// Pools: `subjects.pool`, `usage_events.via`, `quota.pool_slices`, the decision's level.
+pub const POOLS: Version = (0, 8, 0);
 
 thread_local! {
     /// The installed version as last read; `Some(None)`: the extension is not installed.

@@ -21,8 +21,22 @@ static APPEND: Stmt = Stmt {
         T::TEXTOID,
         T::JSONBOID,
         T::TIMESTAMPTZOID,
+        T::TEXTOID,
     ],
 };
+
+/// What came through `via` (a pool's member) into the window: its consumes and commits
+/// less its refunds, as the ledger holds them (compacted rows do not keep `via`).
+static CONTRIBUTION: Stmt = Stmt {
+    sql: "SELECT coalesce(sum(quota.used_change(kind, amount)), 0)::int8 FROM quota.usage_events
+          WHERE subject = $1 AND metric = $2 AND window_start = $3 AND period = $4 AND via = $5",
+    types: &[T::TEXTOID, T::TEXTOID, T::TIMESTAMPTZOID, T::TEXTOID, T::TEXTOID],
+};
+
+pub fn contribution(c: &mut SpiClient<'_>, k: &super::WindowKey<'_>, via: &str) -> i64 {
+    let [s, m, start, p] = super::windows::key_args(k);
+    super::first::<i64>(run(c, &CONTRIBUTION, &[s, m, start, p, via.into()]), 1).unwrap_or(0)
+}
 
 pub fn append(c: &mut SpiClient<'_>, row: &LedgerRow<'_>) {
     let args: Vec<DatumWithOid> = row

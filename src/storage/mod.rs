@@ -33,6 +33,7 @@ pub mod overrides;
 pub mod plans;
 pub mod reservations;
 pub mod schema;
+pub mod slices;
 pub mod subjects;
 pub mod throttles;
 pub mod windows;
@@ -107,9 +108,9 @@ pub struct Stmt {
 thread_local! {
     /// Each statement's plan, once per backend: as pgrx prepares it for `volatile`
     /// connections, and as a raw SPI plan for `stable` reads (each made on first use).
-    /// Keyed by the statement and the form `schema::expand` gave it (limits v2 or older).
-    static PLANS: RefCell<HashMap<(*const Stmt, bool), Rc<OwnedPreparedStatement>>> = RefCell::new(HashMap::new());
-    static RAW_PLANS: RefCell<HashMap<(*const Stmt, bool), pg_sys::SPIPlanPtr>> = RefCell::new(HashMap::new());
+    /// Keyed by the statement and the form `schema::expand` gave it (the installed version).
+    static PLANS: RefCell<HashMap<(*const Stmt, crate::pg::installed::Version), Rc<OwnedPreparedStatement>>> = RefCell::new(HashMap::new());
+    static RAW_PLANS: RefCell<HashMap<(*const Stmt, crate::pg::installed::Version), pg_sys::SPIPlanPtr>> = RefCell::new(HashMap::new());
     static STABLE: Cell<bool> = const { Cell::new(false) };
     /// The cursors of a `stable` connection's reads, kept until the connection ends
     /// (their results borrow them).
@@ -154,13 +155,14 @@ fn connect<R>(stable: bool, f: impl FnOnce(&mut SpiClient<'_>) -> R) -> R {
     Spi::connect_mut(f)
 }
 
-/// Which form of the statements this database takes (see `schema::expand`).
-fn v2() -> bool {
-    crate::pg::installed::at_least(crate::pg::installed::LIMITS_V2)
+/// Which form of the statements this database takes (see `schema::expand`): its
+/// installed version (a database without the extension takes this library's).
+fn form() -> crate::pg::installed::Version {
+    crate::pg::installed::version().unwrap_or_else(crate::pg::installed::library)
 }
 
 fn kept(client: &mut SpiClient<'_>, stmt: &'static Stmt) -> Rc<OwnedPreparedStatement> {
-    let key = (stmt as *const Stmt, v2());
+    let key = (stmt as *const Stmt, form());
     if let Some(plan) = PLANS.with(|p| p.borrow().get(&key).cloned()) {
         return plan;
     }
@@ -173,7 +175,7 @@ fn kept(client: &mut SpiClient<'_>, stmt: &'static Stmt) -> Rc<OwnedPreparedStat
 }
 
 fn raw(stmt: &'static Stmt) -> pg_sys::SPIPlanPtr {
-    let key = (stmt as *const Stmt, v2());
+    let key = (stmt as *const Stmt, form());
     if let Some(plan) = RAW_PLANS.with(|p| p.borrow().get(&key).copied()) {
         return plan;
     }

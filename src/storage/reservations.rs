@@ -15,18 +15,28 @@ use crate::pg::clock;
 
 #[derive(Clone, Debug)]
 pub struct Reservation {
+    /// Whose hold it is (a pool's rows name the member in `via`).
     pub subject: String,
     pub metric: String,
-    /// (period, window) of each row of the hold, in period order.
-    pub windows: Vec<(String, Window)>,
+    /// Each row of the hold: the member's windows in period order, then its pools'.
+    pub windows: Vec<HoldWindow>,
     pub amount: i64,
     pub status: String,
     pub response: Option<String>,
 }
 
+/// One row of a hold: whose window (the member's, or one of its pools', 0.8.0), its period
+/// ('' before limits v2) and the window.
+#[derive(Clone, Debug)]
+pub struct HoldWindow {
+    pub subject: String,
+    pub period: String,
+    pub window: Window,
+}
+
 static INSERT_RESERVATION: Stmt = Stmt {
-    sql: "INSERT INTO quota.reservations (id, subject, metric, window_start, window_end, amount, expires_at, idempotency_key, metadata, created_at{v2:, period})
-          VALUES (coalesce($10, gen_random_uuid()), $1, $2, $3, $4, $5, $7 + $6, $8, $9, $7{v2:, $11})
+    sql: "INSERT INTO quota.reservations (id, subject, metric, window_start, window_end, amount, expires_at, idempotency_key, metadata, created_at{v2:, period}{v3:, via})
+          VALUES (coalesce($10, gen_random_uuid()), $1, $2, $3, $4, $5, $7 + $6, $8, $9, $7{v2:, $11}{v3:, $12})
           RETURNING id, expires_at",
     types: &[
         T::TEXTOID,
@@ -40,16 +50,19 @@ static INSERT_RESERVATION: Stmt = Stmt {
         T::JSONBOID,
         T::UUIDOID,
         T::TEXTOID,
+        T::TEXTOID,
     ],
 };
 static FIND_RESERVATION: Stmt = Stmt {
-    sql: "SELECT id, subject, metric, window_start, window_end, amount, status, response::text, {v2:period}{v1:NULL::text}
-          FROM quota.reservations WHERE id = $1 ORDER BY {v2:period COLLATE \"C\"}{v1:id}",
+    sql: "SELECT id, subject, metric, window_start, window_end, amount, status, response::text, {v2:period}{v1:NULL::text},
+                 {v3:via}{pre3:NULL::text}
+          FROM quota.reservations WHERE id = $1 ORDER BY {v3:via NULLS FIRST, subject COLLATE \"C\", }{v2:period COLLATE \"C\"}{v1:id}",
     types: &[T::UUIDOID],
 };
 static LOCK_RESERVATION: Stmt = Stmt {
-    sql: "SELECT id, subject, metric, window_start, window_end, amount, status, response::text, {v2:period}{v1:NULL::text}
-          FROM quota.reservations WHERE id = $1 ORDER BY {v2:period COLLATE \"C\"}{v1:id} FOR UPDATE",
+    sql: "SELECT id, subject, metric, window_start, window_end, amount, status, response::text, {v2:period}{v1:NULL::text},
+                 {v3:via}{pre3:NULL::text}
+          FROM quota.reservations WHERE id = $1 ORDER BY {v3:via NULLS FIRST, subject COLLATE \"C\", }{v2:period COLLATE \"C\"}{v1:id} FOR UPDATE",
     types: &[T::UUIDOID],
 };
 static SETTLE_RESERVATION: Stmt = Stmt {
@@ -77,6 +90,8 @@ static LAPSED_WINDOWS: Stmt = Stmt {
 
 pub struct NewReservation<'a> {
     pub key: WindowKey<'a>,
+    /// At a pool's level, the member whose hold it is.
+    pub via: Option<&'a str>,
     /// The hold's id when this is a further window of it.
     pub id: Option<pgrx::Uuid>,
     pub amount: i64,
@@ -103,6 +118,7 @@ pub fn insert_reservation(c: &mut SpiClient<'_>, r: &NewReservation<'_>) -> (pgr
             r.metadata.map(RawJsonb).into(),
             r.id.into(),
             r.key.period.into(),
+            r.via.into(),
         ],
     );
     let row = t.first();
@@ -125,13 +141,17 @@ fn reservation_from(table: SpiTupleTable<'_>) -> Result<Option<Reservation>> {
     for row in table {
         let window = window_of(needed(&row, 4, T, "window_start")?, row.get::<TimestampWithTimeZone>(5).ok().flatten());
         let period: String = row.get(9).ok().flatten().unwrap_or_default();
+        let subject: String = needed(&row, 2, T, "subject")?;
+        let via: Option<String> = row.get(10).ok().flatten();
+        let hold = HoldWindow { subject: subject.clone(), period, window };
         match &mut found {
-            Some(r) => r.windows.push((period, window)),
+            Some(r) => r.windows.push(hold),
             None => {
                 found = Some(Reservation {
-                    subject: needed(&row, 2, T, "subject")?,
+                    // Rows are in member-first order: a pool's row names the member.
+                    subject: via.unwrap_or(subject),
                     metric: needed(&row, 3, T, "metric")?,
-                    windows: vec![(period, window)],
+                    windows: vec![hold],
                     amount: needed(&row, 6, T, "amount")?,
                     status: needed(&row, 7, T, "status")?,
                     response: row.get(8).ok().flatten(),

@@ -21,7 +21,7 @@ use crate::domain::error::{QuotaError, Result};
 use crate::domain::limits::{Enforcement, Limit, Source, Usage};
 use crate::domain::period::{self, Period};
 use crate::domain::schedule::Carry;
-use crate::pg::installed::{self, LIMITS_V2};
+use crate::pg::installed::{self, LIMITS_V2, POOLS};
 
 /// One column: its name and type, and the version that added it (a database created
 /// before has no such column: `expand` leaves it out there, see `Version`).
@@ -70,6 +70,8 @@ pub static SUBJECTS: StateTable = StateTable {
         added(LIMITS_V2, c"next_plan", TEXT),
         added(LIMITS_V2, c"next_plan_at", TSTZ),
         added(LIMITS_V2, c"carry", TEXT),
+        // The pool the subject draws from too (0.8.0).
+        added(POOLS, c"pool", TEXT),
     ],
     key: 1,
     generated: 0,
@@ -83,6 +85,7 @@ pub mod subjects {
     pub const NEXT_PLAN: usize = 5;
     pub const NEXT_PLAN_AT: usize = 6;
     pub const CARRY: usize = 7;
+    pub const POOL: usize = 8;
 }
 
 pub static PLAN_LIMITS: StateTable = StateTable {
@@ -154,6 +157,8 @@ pub static USAGE_EVENTS: StateTable = StateTable {
         col(c"idempotency_key", TEXT),
         col(c"metadata", JSONB),
         col(c"created_at", TSTZ),
+        // At a pool's level: the pool's member the call came through (0.8.0).
+        added(POOLS, c"via", TEXT),
     ],
     key: 0,
     generated: 1,
@@ -165,6 +170,29 @@ pub const LEDGER_ID: usize = 0;
 /// metric (and then steps aside); the general path reads them (`storage::overrides`).
 pub static SUBJECT_OVERRIDES: StateTable =
     StateTable { name: c"subject_overrides", columns: &[col(c"subject", TEXT), col(c"metric", TEXT), col(c"period", TEXT)], key: 3, generated: 0 };
+
+/// A pool window's slices (0.8.0): the hot path draws from one (`hotpath::pools`), the
+/// general path refills and gathers them (`storage::slices`).
+pub static POOL_SLICES: StateTable = StateTable {
+    name: c"pool_slices",
+    columns: &[
+        added(POOLS, c"subject", TEXT),
+        added(POOLS, c"metric", TEXT),
+        added(POOLS, c"period", TEXT),
+        added(POOLS, c"window_start", TSTZ),
+        added(POOLS, c"slice", INT4),
+        added(POOLS, c"granted", INT8),
+        added(POOLS, c"used", INT8),
+    ],
+    key: 5,
+    generated: 0,
+};
+/// Column positions of `POOL_SLICES`.
+pub mod pool_slices {
+    pub const SLICE: usize = 4;
+    pub const GRANTED: usize = 5;
+    pub const USED: usize = 6;
+}
 
 pub static TABLES: [&StateTable; 4] = [&SUBJECTS, &PLAN_LIMITS, &COUNTERS, &USAGE_EVENTS];
 
@@ -178,9 +206,9 @@ impl StateTable {
         format!("quota.{}", self.name())
     }
 
-    /// The columns from `from` on that a database at `v2` (or not) has.
-    fn present(&self, from: usize, v2: bool) -> impl Iterator<Item = (usize, &Column)> {
-        self.columns.iter().enumerate().skip(from).filter(move |(_, c)| v2 || c.since < LIMITS_V2)
+    /// The columns from `from` on that a database at version `at` has.
+    fn present(&self, from: usize, at: installed::Version) -> impl Iterator<Item = (usize, &Column)> {
+        self.columns.iter().enumerate().skip(from).filter(move |(_, c)| c.since <= at)
     }
 }
 
@@ -188,25 +216,25 @@ fn name_of(c: &Column) -> &'static str {
     c.name.to_str().expect("column names are ASCII")
 }
 
-/// Fill a statement's placeholders, for a database whose SQL objects have limits v2
-/// (`v2`, from `installed::LIMITS_V2` on) or an older one:
+/// Fill a statement's placeholders, for a database whose SQL objects are at version `at`
+/// (the installed version; `v2` below: from `installed::LIMITS_V2` on):
 /// - `{subjects}`: every described column of the table, in order, for a SELECT list; on
 ///   an older database a column it lacks reads as a NULL of its type, so positions hold;
 /// - `{usage_events:insert}`: the columns an INSERT gives (without the generated ones and
 ///   those the database lacks), and `{usage_events:values}`: their parameters (`$1, ...`,
 ///   numbered over every given column, so a lacking column's parameter goes unused);
 /// - `{v2:TEXT}` is TEXT on a v2 database and nothing on an older one, `{v1:TEXT}` the
-///   reverse (TEXT holds no brace).
-pub fn expand(sql: &str, v2: bool) -> String {
-    let mut out = versioned(sql, v2);
+///   reverse; `{v3:TEXT}` and `{pre3:TEXT}` the same for pools (TEXT holds no brace).
+pub fn expand(sql: &str, at: installed::Version) -> String {
+    let mut out = versioned(sql, at);
     for t in TABLES {
         let name = t.name();
-        let insert = t.present(t.generated, v2).map(|(_, c)| name_of(c)).collect::<Vec<_>>().join(", ");
-        let values = t.present(t.generated, v2).map(|(i, _)| format!("${}", i + 1 - t.generated)).collect::<Vec<_>>().join(", ");
+        let insert = t.present(t.generated, at).map(|(_, c)| name_of(c)).collect::<Vec<_>>().join(", ");
+        let values = t.present(t.generated, at).map(|(i, _)| format!("${}", i + 1 - t.generated)).collect::<Vec<_>>().join(", ");
         let select = t
             .columns
             .iter()
-            .map(|c| if v2 || c.since < LIMITS_V2 { name_of(c).to_string() } else { format!("NULL::{} AS {}", type_name(c.type_oid), name_of(c)) })
+            .map(|c| if c.since <= at { name_of(c).to_string() } else { format!("NULL::{} AS {}", type_name(c.type_oid), name_of(c)) })
             .collect::<Vec<_>>()
             .join(", ");
         out = out
@@ -228,23 +256,33 @@ fn type_name(oid: Oid) -> &'static str {
     }
 }
 
-/// Keep `{v2:...}` or `{v1:...}` sections for `v2`, drop the others.
-fn versioned(sql: &str, v2: bool) -> String {
+/// Keep the version sections that hold for a database at `at`, drop the others:
+/// `{v2:...}` from limits v2 on, `{v1:...}` before it; `{v3:...}` from pools on,
+/// `{pre3:...}` before them.
+fn versioned(sql: &str, at: installed::Version) -> String {
+    const SECTIONS: [&str; 4] = ["{v1:", "{v2:", "{v3:", "{pre3:"];
+    let keep = |tag: &str| match tag {
+        "{v1:" => at < LIMITS_V2,
+        "{v2:" => at >= LIMITS_V2,
+        "{v3:" => at >= POOLS,
+        _ => at < POOLS,
+    };
     let mut out = String::with_capacity(sql.len());
     let mut rest = sql;
-    while let Some(at) = rest.find("{v") {
-        let tail = &rest[at..];
-        let Some(which) = tail.strip_prefix("{v2:").map(|t| (true, t)).or_else(|| tail.strip_prefix("{v1:").map(|t| (false, t))) else {
-            out.push_str(&rest[..at + 2]);
-            rest = &rest[at + 2..];
+    while let Some(at_brace) = rest.find('{') {
+        let tail = &rest[at_brace..];
+        let Some(tag) = SECTIONS.iter().find(|t| tail.starts_with(**t)) else {
+            out.push_str(&rest[..at_brace + 1]);
+            rest = &rest[at_brace + 1..];
             continue;
         };
-        let end = which.1.find('}').expect("a {v1:/v2: section is closed");
-        out.push_str(&rest[..at]);
-        if which.0 == v2 {
-            out.push_str(&which.1[..end]);
+        let body = &tail[tag.len()..];
+        let end = body.find('}').expect("a version section is closed");
+        out.push_str(&rest[..at_brace]);
+        if keep(tag) {
+            out.push_str(&body[..end]);
         }
-        rest = &which.1[end + 1..];
+        rest = &body[end + 1..];
     }
     out.push_str(rest);
     out
@@ -267,6 +305,8 @@ pub struct SubjectRow {
     pub tz: Tz,
     /// A scheduled plan change not yet stored.
     pub next: Option<PlanChange>,
+    /// The pool the subject belongs to (0.8.0).
+    pub pool: Option<String>,
 }
 
 /// A scheduled plan change (`domain::schedule`): `plan` from `at` (PostgreSQL
@@ -313,6 +353,7 @@ pub fn subject(row: &impl Row) -> Result<SubjectRow> {
                 })
             }
         },
+        pool: row.get(POOL),
     })
 }
 
@@ -410,12 +451,14 @@ pub struct LedgerRow<'a> {
     pub idempotency_key: Option<&'a str>,
     pub metadata: Option<Datum>,
     pub created_at: chrono::DateTime<chrono::Utc>,
+    /// At a pool's level, the pool's member the call came through (None at the subject's own).
+    pub via: Option<&'a str>,
 }
 
 impl LedgerRow<'_> {
     /// The values of every `USAGE_EVENTS` column after the generated ones, in order
     /// (palloc'd in the current memory context).
-    pub fn values(&self) -> [(Option<Datum>, Oid); 11] {
+    pub fn values(&self) -> [(Option<Datum>, Oid); 12] {
         let text = |s: &str| s.into_datum();
         let t = |i: usize| USAGE_EVENTS.columns[i].type_oid;
         [
@@ -430,6 +473,7 @@ impl LedgerRow<'_> {
             (self.idempotency_key.and_then(text), t(9)),
             (self.metadata, t(10)),
             (Some(Datum::from(crate::pg::clock::to_pg(self.created_at))), t(11)),
+            (self.via.and_then(text), t(12)),
         ]
     }
 }
@@ -438,45 +482,56 @@ impl LedgerRow<'_> {
 mod tests {
     use super::*;
 
+    /// A database at this version, and one before limits v2.
+    const NOW: installed::Version = POOLS;
+    const OLD: installed::Version = (0, 6, 0);
+
     #[test]
     fn placeholders_name_the_described_columns_in_order() {
         assert_eq!(
-            expand("SELECT {subjects} FROM quota.subjects", true),
-            "SELECT subject, plan, tenant, cycle_anchor, time_zone, next_plan, next_plan_at, carry FROM quota.subjects"
+            expand("SELECT {subjects} FROM quota.subjects", NOW),
+            "SELECT subject, plan, tenant, cycle_anchor, time_zone, next_plan, next_plan_at, carry, pool FROM quota.subjects"
         );
         assert_eq!(
-            expand("SELECT {subjects} FROM quota.subjects", false),
-            "SELECT subject, plan, tenant, cycle_anchor, time_zone, NULL::text AS next_plan, NULL::timestamptz AS next_plan_at, NULL::text AS carry FROM quota.subjects"
+            expand("SELECT {subjects} FROM quota.subjects", OLD),
+            "SELECT subject, plan, tenant, cycle_anchor, time_zone, NULL::text AS next_plan, NULL::timestamptz AS next_plan_at, NULL::text AS carry, NULL::text AS pool FROM quota.subjects"
         );
         assert_eq!(
-            expand("INSERT INTO quota.usage_events ({usage_events:insert}) VALUES ({usage_events:values})", true),
-            "INSERT INTO quota.usage_events (subject, tenant, metric, period, window_start, kind, amount, overage, idempotency_key, metadata, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+            expand("SELECT {subjects} FROM quota.subjects", LIMITS_V2),
+            "SELECT subject, plan, tenant, cycle_anchor, time_zone, next_plan, next_plan_at, carry, NULL::text AS pool FROM quota.subjects"
         );
-        assert_eq!(USAGE_EVENTS.columns.len() - USAGE_EVENTS.generated, 11, "LedgerRow::values gives one value per column");
+        assert_eq!(
+            expand("INSERT INTO quota.usage_events ({usage_events:insert}) VALUES ({usage_events:values})", NOW),
+            "INSERT INTO quota.usage_events (subject, tenant, metric, period, window_start, kind, amount, overage, idempotency_key, metadata, created_at, via) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        );
+        assert_eq!(USAGE_EVENTS.columns.len() - USAGE_EVENTS.generated, 12, "LedgerRow::values gives one value per column");
     }
 
     #[test]
     fn an_older_database_gets_the_statements_of_its_version() {
         assert_eq!(
-            expand("INSERT INTO quota.usage_events ({usage_events:insert}) VALUES ({usage_events:values})", false),
+            expand("INSERT INTO quota.usage_events ({usage_events:insert}) VALUES ({usage_events:values})", OLD),
             "INSERT INTO quota.usage_events (subject, tenant, metric, window_start, kind, amount, overage, idempotency_key, metadata, created_at) \
              VALUES ($1, $2, $3, $5, $6, $7, $8, $9, $10, $11)",
-            "the period's parameter ($4) goes unused"
+            "the period's parameter ($4) and the pool's ($12) go unused"
         );
         assert_eq!(
-            expand("SELECT {counters} FROM quota.counters WHERE metric = $2{v2: AND period = $3}", false),
+            expand("SELECT {counters} FROM quota.counters WHERE metric = $2{v2: AND period = $3}", OLD),
             "SELECT subject, metric, NULL::text AS period, window_start, used, bonus, reserved, alerted, window_end FROM quota.counters WHERE metric = $2"
         );
         assert_eq!(
-            expand("ON CONFLICT (plan, metric{v2:, period}) DO UPDATE SET {v1:period = EXCLUDED.period, }x = 1", true),
+            expand("ON CONFLICT (plan, metric{v2:, period}) DO UPDATE SET {v1:period = EXCLUDED.period, }x = 1", NOW),
             "ON CONFLICT (plan, metric, period) DO UPDATE SET x = 1"
         );
         assert_eq!(
-            expand("ON CONFLICT (plan, metric{v2:, period}) DO UPDATE SET {v1:period = EXCLUDED.period, }x = 1", false),
+            expand("ON CONFLICT (plan, metric{v2:, period}) DO UPDATE SET {v1:period = EXCLUDED.period, }x = 1", OLD),
             "ON CONFLICT (plan, metric) DO UPDATE SET period = EXCLUDED.period, x = 1"
         );
-        assert_eq!(expand("SELECT '{verbatim}'", true), "SELECT '{verbatim}'", "other braces are left alone");
+        assert_eq!(expand("SELECT '{verbatim}'", NOW), "SELECT '{verbatim}'", "other braces are left alone");
+        assert_eq!(expand("SELECT {v3:via}{pre3:NULL::text}, {v2:period}", NOW), "SELECT via, period");
+        assert_eq!(expand("SELECT {v3:via}{pre3:NULL::text}, {v2:period}", LIMITS_V2), "SELECT NULL::text, period");
+        assert_eq!(expand("SELECT {v3:via}{pre3:NULL::text}{v1:, 1}", OLD), "SELECT NULL::text, 1");
     }
 
     #[test]

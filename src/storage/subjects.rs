@@ -29,6 +29,8 @@ pub struct Subject {
     /// the plan it replaced and when. Reads scale that window's usage as the first
     /// writer will store it (`ops::schedule`).
     pub carried_from: Option<(String, DateTime<Utc>)>,
+    /// The pool it belongs to (itself a subject), if any.
+    pub pool: Option<String>,
 }
 
 /// A scheduled plan change.
@@ -77,6 +79,7 @@ impl Subject {
             stored: true,
             next: row.next.map(|n| NextPlan { plan: n.plan, at: clock::from_pg(n.at), carry: n.carry }),
             carried_from: None,
+            pool: row.pool,
         }
     }
 }
@@ -221,4 +224,49 @@ pub fn bind_tenant(c: &mut SpiClient<'_>, role: &str, role_oid: pg_sys::Oid, ten
 
 pub fn unbind_tenant(c: &mut SpiClient<'_>, role: &str, tenant: Option<&str>) -> i32 {
     first::<i32>(run(c, &UNBIND_TENANT, &[role.into(), tenant.into()]), 1).unwrap_or(0)
+}
+
+// Pools (0.8.0) -----------------------------------------------------------------------
+
+/// Membership changes one at a time (the cycle and depth checks read other rows). A
+/// transaction-level advisory lock keyed by quota.subjects' oid and 8.
+static LOCK_MEMBERSHIP: Stmt =
+    Stmt { sql: "SELECT pg_catalog.pg_advisory_xact_lock('quota.subjects'::pg_catalog.regclass::pg_catalog.oid::int4, 8)", types: &[] };
+static SET_POOL: Stmt = Stmt { sql: "UPDATE quota.subjects SET pool = $2 WHERE subject = $1", types: &[T::TEXTOID, T::TEXTOID] };
+/// How many levels of members hang below the subject (0: none), counted up to 8.
+static LEVELS_BELOW: Stmt = Stmt {
+    sql: "WITH RECURSIVE below (subject, depth) AS (
+              SELECT subject, 1 FROM quota.subjects WHERE pool = $1
+              UNION ALL
+              SELECT s.subject, b.depth + 1 FROM quota.subjects s JOIN below b ON s.pool = b.subject WHERE b.depth < 8)
+          SELECT coalesce(max(depth), 0)::int4 FROM below",
+    types: &[T::TEXTOID],
+};
+static POOL_IS_SHARED: Stmt =
+    Stmt { sql: "SELECT count(*) >= 2 FROM (SELECT 1 FROM quota.subjects WHERE pool = $1 LIMIT 2) m", types: &[T::TEXTOID] };
+static MEMBER_COUNT: Stmt = Stmt { sql: "SELECT count(*)::int8 FROM quota.subjects WHERE pool = $1", types: &[T::TEXTOID] };
+
+/// Take the lock that serialises membership changes.
+pub fn lock_membership(c: &mut SpiClient<'_>) {
+    run(c, &LOCK_MEMBERSHIP, &[]);
+}
+
+/// Set (or, with None, clear) a subject's pool.
+pub fn set_pool(c: &mut SpiClient<'_>, id: &str, pool: Option<&str>) {
+    run(c, &SET_POOL, &[id.into(), pool.into()]);
+}
+
+/// How many levels of members hang below the subject.
+pub fn levels_below(c: &mut SpiClient<'_>, id: &str) -> usize {
+    first::<i32>(run(c, &LEVELS_BELOW, &[id.into()]), 1).unwrap_or(0).max(0) as usize
+}
+
+/// How many members the subject has (as a pool).
+pub fn member_count(c: &mut SpiClient<'_>, id: &str) -> i64 {
+    first::<i64>(run(c, &MEMBER_COUNT, &[id.into()]), 1).unwrap_or(0)
+}
+
+/// Whether the pool has two members or more (its windows are then drawn in slices).
+pub fn pool_is_shared(c: &mut SpiClient<'_>, pool: &str) -> bool {
+    first::<bool>(run(c, &POOL_IS_SHARED, &[pool.into()]), 1).unwrap_or(false)
 }

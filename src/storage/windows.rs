@@ -98,6 +98,14 @@ pub fn lock_window(c: &mut SpiClient<'_>, k: &WindowKey<'_>) -> Result<(Usage, O
     Ok((u, end, created))
 }
 
+/// Create the window's row if it does not exist, without locking a row that does (an
+/// insert racing another waits for it, as any insert of a key does).
+pub fn ensure_window(c: &mut SpiClient<'_>, k: &WindowKey<'_>) {
+    let [s, m, start, p] = key_args(k);
+    let end: DatumWithOid = k.window.end.map(clock::to_pg_tz).into();
+    run(c, &CREATE_WINDOW, &[s, m, start, p, end]);
+}
+
 /// Write the window's usage; `end` replaces its window_end (a rate limit's new state).
 pub fn write_window(c: &mut SpiClient<'_>, k: &WindowKey<'_>, u: Usage, end: Option<DateTime<Utc>>) {
     let [s, m, start, p] = key_args(k);

@@ -1,7 +1,10 @@
 """pg_dump / pg_restore round trip: a database with plans, subjects (tenants, zones,
-billing cycles), counters, ledger and summaries, bonuses, holds, events, idempotency keys
-and an enforced application table is dumped, restored into a fresh database and compared
-table by table; then the restored copy must keep enforcing."""
+billing cycles), counters, ledger and summaries, bonuses, holds, events, idempotency keys,
+an enforced application table and pools (0.8.0: members, a pool of pools, the pools'
+slices holding granted and drawn allowance, ledger rows naming the member they came
+via) is dumped, restored into a fresh database and compared table by table; then the
+restored copy must keep enforcing, a member's consume still charging its pools."""
+import json
 import os
 import subprocess
 
@@ -53,8 +56,37 @@ for sql in [
     "CREATE TABLE public.products (id bigserial PRIMARY KEY, owner text NOT NULL)",
     "SELECT quota.enforce_on_insert('public.products', subject_column => 'owner', metric => 'products', refund_on_delete => true)",
     "INSERT INTO public.products (owner) VALUES ('10.0.0.7')",
+    # 0.8.0: pools. dev-1 and dev-2 draw from team-a, which draws from org-1 with team-b
+    # (a member counts at every level). quota.pool_slices is at its default (8): the
+    # shared pools' day windows are handed out in slices, so pool_slices holds granted and
+    # used rows.
+    "SELECT quota.set_limit('SEAT', 'tokens', 'day', 400)",
+    "SELECT quota.set_limit('TEAM', 'tokens', 'day', 1000)",
+    "SELECT quota.set_limit('ORG', 'tokens', 'day', 5000)",
+    "SELECT quota.assign_plan('org-1', 'ORG', tenant => 'acme')",
+    "SELECT quota.assign_plan('team-a', 'TEAM', tenant => 'acme')",
+    "SELECT quota.assign_plan('team-b', 'TEAM', tenant => 'acme')",
+    "SELECT quota.assign_plan('dev-1', 'SEAT', tenant => 'acme')",
+    "SELECT quota.assign_plan('dev-2', 'SEAT', tenant => 'acme')",
+    "SELECT quota.set_pool('team-a', 'org-1')",
+    "SELECT quota.set_pool('team-b', 'org-1')",
+    "SELECT quota.set_pool('dev-1', 'team-a')",
+    "SELECT quota.set_pool('dev-2', 'team-a')",
+    "SELECT quota.quota_consume('dev-1', 'tokens', 100)",
+    "SELECT quota.quota_consume('dev-1', 'tokens', 50, 'pool-req-1')",
+    "SELECT quota.quota_refund('dev-1', 'tokens', 20)",
 ]:
     cur.execute(sql)
+# dev-2 from a session of its own (another backend: most likely another slice).
+src2 = connect(SRC, autocommit=True)
+with src2.cursor() as c2:
+    c2.execute("SET quota.clock_override = '2026-11-20 09:00:00+00'")
+    c2.execute("SELECT quota.quota_consume('dev-2', 'tokens', 70)")
+src2.close()
+# What each level counted: dev-1 130, dev-2 70; team-a and org-1 200.
+POOL_USAGE = "SELECT subject, used, reserved FROM quota.window_usage WHERE metric = 'tokens' AND period = 'day' AND subject IN ('dev-1', 'dev-2', 'team-a', 'org-1') ORDER BY 1"
+cur.execute(POOL_USAGE)
+pool_usage = cur.fetchall()
 
 
 def snapshot(conn):
@@ -81,6 +113,20 @@ check(len(before["quota.reservations"]) == 2 and len(before["quota.bonus_grants"
       "the source has holds and bonus grants")
 check(len(before["quota.tenant_bindings"]) == 1 and len(before["quota.row_charges"]) == 1,
       "the source has a tenant binding and a row charge")
+check(pool_usage == [("dev-1", 130, 0), ("dev-2", 70, 0), ("org-1", 200, 0), ("team-a", 200, 0)],
+      f"the source's pools counted their members' usage ({pool_usage})")
+with src.cursor() as c:
+    c.execute("SELECT count(*) FILTER (WHERE granted > 0), count(*) FILTER (WHERE used > 0), count(DISTINCT subject) FROM quota.pool_slices")
+    granted, drawn, pools = c.fetchone()
+    check(granted > 0 and drawn > 0 and pools == 2, f"the source's pool_slices hold granted and drawn allowance of both pools ({granted} granted, {drawn} drawn, {pools} pools)")
+    c.execute("SELECT subject, pool FROM quota.subjects WHERE pool IS NOT NULL ORDER BY 1")
+    memberships = c.fetchall()
+    check(memberships == [("dev-1", "team-a"), ("dev-2", "team-a"), ("team-a", "org-1"), ("team-b", "org-1")], f"the source has its memberships ({memberships})")
+    c.execute("SELECT subject, via, kind, count(*) FROM quota.usage_events WHERE via IS NOT NULL GROUP BY 1, 2, 3 ORDER BY 1, 2, 3")
+    via_rows = c.fetchall()
+    check(len(via_rows) >= 5 and {r[0] for r in via_rows} == {"team-a", "org-1"}
+          and {r[1] for r in via_rows if r[0] == "org-1"} == {"team-a"} and {r[1] for r in via_rows if r[0] == "team-a"} == {"dev-1", "dev-2"},
+          f"the source's ledger has pool rows naming their member ({via_rows})")
 
 dump = f"/tmp/quota_dump_{os.getpid()}.dump"
 run = subprocess.run([f"{PGBIN}/pg_dump", "-Fc", "-h", HOST, "-p", str(PORT), "-U", "postgres", "-f", dump, SRC],
@@ -91,6 +137,69 @@ run = subprocess.run([f"{PGBIN}/pg_restore", "-h", HOST, "-p", str(PORT), "-U", 
 check(run.returncode == 0 and not run.stderr.strip(), f"pg_restore succeeds without warnings ({run.stderr.strip()[:300]})")
 os.unlink(dump)
 
+
+def detail_of(error):
+    return json.loads(error.diag.message_detail or "{}")
+
+
+def pools_after_restore(c):
+    """The restored pools: same memberships, slices and via rows (snapshot compared them
+    whole); a member's consume is charged to its pools again, through the restored slices,
+    and a pool that is full refuses with QT429 naming the pool, its level and the member."""
+    c.execute("SELECT subject, pool FROM quota.subjects WHERE pool IS NOT NULL ORDER BY 1")
+    check(c.fetchall() == [("dev-1", "team-a"), ("dev-2", "team-a"), ("team-a", "org-1"), ("team-b", "org-1")], "the restored subjects keep their pool")
+    c.execute("SELECT subject, via, kind, count(*) FROM quota.usage_events WHERE via IS NOT NULL GROUP BY 1, 2, 3 ORDER BY 1, 2, 3")
+    check(c.fetchall() == via_rows, "the restored ledger keeps each pool row's via")
+    c.execute("SELECT count(*) FILTER (WHERE granted > 0), count(*) FILTER (WHERE used > 0) FROM quota.pool_slices")
+    check(c.fetchone() == (granted, drawn), "the restored pool_slices hold what the source's held")
+    c.execute(POOL_USAGE)
+    check(c.fetchall() == pool_usage, "each level counts after restore what it counted before (slices included)")
+    c.execute("SELECT pool, member, member_used, pool_used FROM quota.pool_members WHERE metric = 'tokens' ORDER BY 1, 2")
+    members = c.fetchall()
+    check(("team-a", "dev-1", 130, 200) in members and ("team-a", "dev-2", 70, 200) in members,
+          f"quota.pool_members gives each member's share after restore ({members})")
+
+    c.execute("SELECT max(id) FROM quota.usage_events")
+    last = c.fetchone()[0]
+    c.execute("SELECT used, level FROM quota.quota_consume('dev-1', 'tokens', 10)")
+    used, level = c.fetchone()
+    check((used, level) == (140, 0), f"a member's consume after restore answers for its own window (used {used}, level {level})")
+    c.execute(POOL_USAGE)
+    got = c.fetchall()
+    check(got == [("dev-1", 140, 0), ("dev-2", 70, 0), ("org-1", 210, 0), ("team-a", 210, 0)],
+          f"and is charged to its pool and its pool's pool ({got})")
+    c.execute("SELECT subject, via, amount FROM quota.usage_events WHERE id > %s ORDER BY id", (last,))
+    rows = sorted(c.fetchall())
+    check(rows == [("dev-1", None, 10), ("org-1", "team-a", 10), ("team-a", "dev-1", 10)],
+          f"the new ledger rows name, on each pool's row, the member the call came through ({rows})")
+    c.execute("SELECT quota_status.* FROM quota.quota_status('dev-1') WHERE metric = 'tokens' ORDER BY level")
+    status = [(r[-2], r[-1], r[4]) for r in c.fetchall()]  # pool, level, used
+    check(status == [(None, 0, 140), ("team-a", 1, 210), ("org-1", 2, 210)], f"quota_status of a member shows its pools' rows after restore ({status})")
+
+    # team-a lowered to 300 (below what its slices were granted): 210 used leave 90. 100
+    # fits dev-2's own 400 but not the pool: refused, the slices gathered back.
+    c.execute("SELECT quota.set_limit('TEAM', 'tokens', 'day', 300)")
+    try:
+        c.execute("SELECT quota.quota_consume('dev-2', 'tokens', 100)")
+        check(False, "a full pool refuses its member after restore")
+    except psycopg2.Error as e:
+        d = detail_of(e)
+        check(e.pgcode == "QT429" and d.get("subject") == "team-a" and d.get("level") == 1 and d.get("member") == "dev-2"
+              and d.get("remaining") == 90, f"a full pool refuses its member after restore: QT429 naming the pool, level 1 and the member ({e.pgcode} {d})")
+        check([(r.get("subject"), r.get("level")) for r in d.get("refused", [])] == [("team-a", 1)],
+              f"its refused limits name the pool and level ({d.get('refused')})")
+        check('pool "team-a"' in e.diag.message_primary, f"the message names the pool ({e.diag.message_primary})")
+    c.execute("SELECT subject, level, used, remaining FROM quota.quota_consume('dev-2', 'tokens', 90)")
+    got = c.fetchone()
+    check(got == ("team-a", 1, 300, 0), f"what the pool has left is still taken in full, the pool binding ({got})")
+    c.execute(POOL_USAGE)
+    got = c.fetchall()
+    check(got == [("dev-1", 140, 0), ("dev-2", 160, 0), ("org-1", 300, 0), ("team-a", 300, 0)], f"every level counted it ({got})")
+    c.execute("SELECT count(*) FROM quota.ledger_check")
+    check(c.fetchone()[0] == 0, "quota.ledger_check is empty after the restored pools are used")
+    c.execute("SELECT quota.set_limit('TEAM', 'tokens', 'day', 1000)")
+
+
 dst = connect(DST, autocommit=True)
 after = snapshot(dst)
 for name in sorted(set(before) | set(after)):
@@ -100,6 +209,7 @@ with dst.cursor() as c:
     c.execute("SELECT count(*) FROM quota.ledger_check")
     check(c.fetchone()[0] == 0, "quota.ledger_check is empty after restore")
     c.execute("SET quota.clock_override = '2026-11-20 09:00:00+00'")
+    pools_after_restore(c)
     c.execute("SELECT max(id) FROM quota.usage_events")
     last = c.fetchone()[0]
     c.execute("SELECT used FROM quota.quota_consume('alice', 'tokens', 10)")

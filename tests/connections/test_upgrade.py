@@ -4,7 +4,12 @@ the upgraded catalog must equal a fresh install of the default version.
 
 0.7.0 appends a period column to the counters, the ledger and the holds: each existing row
 must get the period it was counted under, also when that is no longer its subject's plan's
-(carol, in Tokyo, moved from a weekly to a daily calls limit)."""
+(carol, in Tokyo, moved from a weekly to a daily calls limit).
+
+0.8.0 (pools) appends a column to subjects (pool) and to the ledger (via), NULL in every
+old row, and the level to the decision, the reservation and quota_status; after the
+upgrade a pool of old subjects must count their consumes."""
+import json
 import datetime
 import difflib
 
@@ -64,13 +69,17 @@ PERIOD_TABLES = ("quota.counters", "quota.usage_events", "quota.reservations", "
 # 0.7.0 also appends columns whose value in an existing row is fixed: plan_limits.burst
 # (rate limits only), the subjects' scheduled plan change (next_plan, next_plan_at, carry:
 # none scheduled), and quota_status's source (every old limit is the plan's), next_plan and
-# next_plan_at.
+# next_plan_at; 0.8.0 the subjects' pool (none) and quota_status's pool and level (the
+# subject's own rows: no pool, level 0).
 APPENDED = {
     "quota.plan_limits": (None,),
-    "quota.subjects": (None, None, None),
-    "status alice": ("plan", None, None),
-    "status bob": ("plan", None, None),
+    "quota.subjects": (None, None, None, None),
+    "status alice": ("plan", None, None, None, 0),
+    "status bob": ("plan", None, None, None, 0),
 }
+# Columns appended after 0.7.0's period, fixed in an old row: 0.8.0's via of the ledger
+# and of the holds (no old row was charged or held through a pool).
+AFTER_PERIOD = {"quota.usage_events": (None,), "quota.reservations": (None,)}
 EXPECTED_PERIOD = {
     ("alice", "messages", "2026-11-20 00:00:00+00"): "day",
     ("alice", "tokens", "2026-11-01 00:00:00+00"): "month",
@@ -95,15 +104,20 @@ for name in sorted(before):
         # 0.4.0 adds the columns' numbers after the existing columns.
         got = [row[:len(want[0])] for row in got] if want else got
     if name in PERIOD_TABLES and got is not None:
-        # 0.7.0 appends period (checked below). Rows are ordered by their text, which
-        # the new column may reorder: compare them in one order.
-        got = sorted((row[:-1] for row in got), key=repr)
+        # 0.7.0 appends period (checked below), 0.8.0 more (AFTER_PERIOD). Rows are
+        # ordered by their text, which the new columns may reorder: compare them in one
+        # order.
+        tail = AFTER_PERIOD.get(name, ())
+        width = len(got[0]) - 1 - len(tail) if got else 0
+        wrong = [row for row in got if tuple(row[width + 1:]) != tail]
+        check(not wrong, f"{name}: the columns appended after period are {tail} in every old row" + (f" (not in {wrong})" if wrong else ""))
+        got = sorted((row[:width] for row in got), key=repr)
         want = sorted(want, key=repr)
     appended = ""
     if name in APPENDED and got is not None:
         tail = APPENDED[name]
         wrong = [row for row in got if tuple(row[len(row) - len(tail):]) != tail]
-        check(not wrong, f"{name}: the columns 0.7.0 appends are {tail} in every old row" + (f" (not in {wrong})" if wrong else ""))
+        check(not wrong, f"{name}: the columns 0.7.0 and 0.8.0 append are {tail} in every old row" + (f" (not in {wrong})" if wrong else ""))
         got = sorted((tuple(row[:len(row) - len(tail)]) for row in got), key=repr)
         want = sorted((tuple(row) for row in want), key=repr)
         appended = f" (but for the {len(tail)} appended column{'s' if len(tail) > 1 else ''})"
@@ -148,6 +162,46 @@ cur.execute("SET ROLE quota_app")
 cur.execute("SELECT subject FROM quota.subjects ORDER BY 1")
 check(cur.fetchall() == [("bob",), ("carol",)], "row-level security now scopes old rows (quota_app sees the untenanted bob and carol, not acme's alice)")
 cur.execute("RESET ROLE")
+
+print("pools after the upgrade")
+# bob (FREE: 10000 tokens a month, 300 used and 100 refunded before) joins a new pool
+# of 500 tokens a day; carol (TEAM, SOLO) joins it too. quota.pool_slices is at its
+# default: the pool's day window is handed out in slices.
+for sql in [
+    "SELECT quota.set_limit('POOL', 'tokens', 'day', 500)",
+    "SELECT quota.assign_plan('team-x', 'POOL')",
+    "SELECT quota.set_pool('bob', 'team-x')",
+    "SELECT quota.set_limit('SOLO', 'tokens', 'day', 1000)",
+    "SELECT quota.set_pool('carol', 'team-x')",
+]:
+    cur.execute(sql)
+cur.execute("SELECT subject, pool FROM quota.subjects WHERE pool IS NOT NULL ORDER BY 1")
+check(cur.fetchall() == [("bob", "team-x"), ("carol", "team-x")], "set_pool makes old subjects members of a new pool")
+cur.execute("SELECT subject, level, used, remaining FROM quota.quota_consume('bob', 'tokens', 100)")
+got = cur.fetchone()
+check(got == ("team-x", 1, 100, 400), f"a member's consume answers for the binding window, its pool's ({got})")
+cur.execute("SELECT used FROM quota.quota_consume('carol', 'tokens', 150)")
+cur.execute("SELECT subject, used FROM quota.window_usage WHERE subject = 'team-x' AND metric = 'tokens'")
+check(cur.fetchall() == [("team-x", 250)], "and in its pool's (team-x: 100 + 150)")
+cur.execute("SELECT count(*), sum(used) FROM quota.pool_slices WHERE subject = 'team-x'")
+slices, drawn = cur.fetchone()
+check(slices > 0 and drawn == 250, f"the pool's window is drawn from in slices ({slices} slices, {drawn} drawn)")
+cur.execute("SELECT via, amount FROM quota.usage_events WHERE subject = 'team-x' ORDER BY id")
+check(cur.fetchall() == [("bob", 100), ("carol", 150)], "the pool's ledger rows name the member")
+cur.execute("SELECT pool, level, used, limit_value FROM quota.quota_status('bob') WHERE metric = 'tokens' ORDER BY level")
+check(cur.fetchall() == [(None, 0, 300, 10000), ("team-x", 1, 250, 500)],
+      "quota_status of a member shows its own row (bob: 200 -> 300 tokens this month) and its pool's")
+try:
+    cur.execute("SELECT quota.quota_consume('bob', 'tokens', 300)")
+    check(False, "the pool refuses bob's 300 (250 of 500 used)")
+except psycopg2.Error as e:
+    d = json.loads(e.diag.message_detail or "{}")
+    check(e.pgcode == "QT429" and (d.get("subject"), d.get("level"), d.get("member"), d.get("remaining")) == ("team-x", 1, "bob", 250),
+          f"the pool refuses bob's 300 with QT429 naming the pool, level 1 and bob ({e.pgcode} {d})")
+cur.execute("SELECT allowed, subject, level, used FROM quota.quota_check('bob', 'tokens', 250)")
+check(cur.fetchone() == (True, "team-x", 1, 250), "quota_check admits what the pool has left, the pool binding")
+cur.execute("SELECT count(*) FROM quota.ledger_check")
+check(cur.fetchone()[0] == 0, "quota.ledger_check is empty with the pool's slices")
 
 print(f"the upgraded catalog equals a fresh {default_version}")
 new = connect(NEW, autocommit=True)

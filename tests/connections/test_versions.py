@@ -77,6 +77,94 @@ def a4_old_version_sees_plan_and_limit_changes(version):
     recreate_databases(db, create=False)
 
 
+# The widths of a released version's answers: quota.decision's and quota.reservation's
+# attributes and quota_status(text)'s columns (0.8.0 appends level to the two types, and
+# pool and level to quota_status). A version not listed is checked against its catalog.
+WIDTHS = {"0.7.0": {"decision": 13, "reservation": 15, "status": 12}}
+
+
+def catalog_widths(cur):
+    cur.execute("""SELECT (SELECT count(*) FROM pg_attribute WHERE attrelid = 'quota.decision'::regclass AND attnum > 0 AND NOT attisdropped),
+                          (SELECT count(*) FROM pg_attribute WHERE attrelid = 'quota.reservation'::regclass AND attnum > 0 AND NOT attisdropped),
+                          (SELECT count(*) FROM pg_proc p, unnest(p.proargmodes) m WHERE p.oid = 'quota.quota_status(text)'::regprocedure AND m = 't')""")
+    return dict(zip(("decision", "reservation", "status"), cur.fetchone()))
+
+
+def answered(cur, sql, params=()):
+    """(number of columns, rows as {column: value}) of one call: SELECT * FROM expands the
+    function's declared row type, and PostgreSQL refuses a returned row of another width.
+    An error is answered as (0, [{"error": "SQLSTATE message"}]), for the check to show."""
+    try:
+        cur.execute(sql, params)
+    except psycopg2.Error as e:
+        return 0, [{"error": f"{e.pgcode} {e.diag.message_primary}"}]
+    names = [d.name for d in cur.description]
+    rows = [dict(zip(names, r)) for r in cur.fetchall()]
+    return len(names), rows or [{}]
+
+
+def a4_old_version_answers_in_its_own_types(version):
+    """A database at an older version gets answers of its own types from this library:
+    consume, check, reserve, commit and quota_status, by position as a driver reads them,
+    with the columns that version declares (no `level`, no `pool` before 0.8.0); after
+    ALTER EXTENSION UPDATE the same session gets the new columns."""
+    print(f"a4_old_version_answers_in_its_own_types ({version})")
+    db = "quota_width_" + version.replace(".", "_")
+    recreate_databases(db)
+    conn = connect(db, autocommit=True)
+    c = conn.cursor()
+    c.execute("CREATE EXTENSION quota_ext VERSION %s", (version,))
+    c.execute("SET quota.clock_override = '2026-11-20 09:00:00+00'")
+    c.execute("SELECT quota.set_limit('W', 'messages', 'day', 100)")
+    c.execute("SELECT quota.assign_plan('carol', 'W')")
+    c.execute("SELECT quota.assign_plan('dave', 'W')")
+
+    def calls(label, subject, expect_level):
+        """carol before the update, dave after: each round starts from an empty window."""
+        want = catalog_widths(c)
+        if label == version and version in WIDTHS:
+            check(want == WIDTHS[version], f"{version}: its catalog declares {WIDTHS[version]} ({want})")
+        n, rows = answered(c, "SELECT * FROM quota.quota_consume(%s, 'messages', 2)", (subject,))
+        r = rows[0]
+        check(n == want["decision"] and r.get("allowed") and r.get("subject") == subject,
+              f"{label}: quota_consume answers a decision of {want['decision']} columns ({n}, {r})")
+        used = r.get("used", 0)
+        n, rows = answered(c, "SELECT * FROM quota.quota_consume(%s, '{\"messages\": 1}'::jsonb)", (subject,))
+        check(n == want["decision"] and len(rows) == 1 and rows[0].get("used") == used + 1,
+              f"{label}: quota_consume (jsonb) answers decisions of {want['decision']} columns ({n}, {rows})")
+        n, rows = answered(c, "SELECT * FROM quota.quota_check(%s, 'messages')", (subject,))
+        check(n == want["decision"] and rows[0].get("used") == used + 1,
+              f"{label}: quota_check answers {want['decision']} columns ({n}, {rows[0]})")
+        n, rows = answered(c, "SELECT * FROM quota.quota_reserve(%s, 'messages', 5, '1 hour')", (subject,))
+        r = rows[0]
+        hold = r.get("reservation")
+        check(n == want["reservation"] and r.get("allowed") and r.get("reserved") == 5 and hold is not None,
+              f"{label}: quota_reserve answers a reservation of {want['reservation']} columns ({n}, {r})")
+        # With a hold open: the read-only answers count it.
+        n, rows = answered(c, "SELECT * FROM quota.quota_check(%s, 'messages')", (subject,))
+        check(n == want["decision"] and rows[0].get("reserved") == 5,
+              f"{label}: quota_check counts the hold ({n}, {rows[0]})")
+        n, rows = answered(c, "SELECT * FROM quota.quota_status(%s)", (subject,))
+        check(n == want["status"] and len(rows) == 1 and rows[0].get("used") == used + 1 and rows[0].get("reserved") == 5,
+              f"{label}: quota_status answers {want['status']} columns, the hold counted ({n}, {rows})")
+        n, rows = answered(c, "SELECT * FROM quota.quota_commit(%s, 3)", (hold,))
+        r = rows[0]
+        check(n == want["decision"] and r.get("used") == used + 4 and r.get("reserved") == 0,
+              f"{label}: quota_commit answers {want['decision']} columns ({n}, {r})")
+        check(r.get("level") == expect_level and ("level" in r) == (expect_level is not None),
+              f"{label}: level is {'not a column' if expect_level is None else expect_level} ({r.get('level')})")
+
+    calls(version, "carol", None)
+    c.execute("ALTER EXTENSION quota_ext UPDATE")
+    c.execute("SELECT extversion FROM pg_extension WHERE extname = 'quota_ext'")
+    current = c.fetchone()[0]
+    calls(f"{version} updated to {current}", "dave", 0)
+    c.execute("SELECT count(*) FROM quota.ledger_check")
+    check(c.fetchone()[0] == 0, f"{version}: the ledger proves every counter")
+    conn.close()
+    recreate_databases(db, create=False)
+
+
 def a4_library_keeps_released_symbols():
     print("a4_library_keeps_released_symbols")
     pkglibdir = subprocess.run(["pg_config", "--pkglibdir"], capture_output=True, text=True, check=True).stdout.strip()
@@ -125,5 +213,7 @@ OLDER = [v for v in RELEASED if tuple(map(int, v.split("."))) < tuple(map(int, D
 check(OLDER and OLDER[-1] in RELEASED[-2:], f"every released version before {DEFAULT} is served: {OLDER}")
 for v in OLDER:
     a4_old_version_sees_plan_and_limit_changes(v)
+    a4_old_version_answers_in_its_own_types(v)
+check("0.7.0" in OLDER or DEFAULT == "0.7.0", "0.7.0 is among the versions served")
 a4_library_keeps_released_symbols()
 finish()

@@ -21,6 +21,11 @@ failed=$(grep -c 'ERROR' <<<"$errors" || true)
 [ -z "$errors" ] || { echo "$errors"; status=1; }
 echo "psql PREPARE: $((n - failed)) of $n calls resolve"
 [ "$n" -gt 0 ] || status=1
+# calls.sql finds every function by itself; these must be among them (a query that lost
+# the newest would still pass): 0.8.0's set_pool, and quota_status with its pool rows.
+for call in 'quota.set_pool($1, $2)' 'quota.quota_status($1)'; do
+  grep -qF "$call" <<<"$calls" || { echo "calls.sql: no call $call" >&2; status=1; }
+done
 
 .venv/bin/python asyncpg_calls.py || status=1
 node node/ambiguity.mjs || status=1

@@ -1,24 +1,30 @@
 """The reliability suite: randomized stress with an independent client log, crash
-recovery (kill -9), compaction under load, a partitioned enforced table, bound tenant
-roles, old-version databases updated under load, the hot path against the general path
-(one seeded sequence of operations played with quota.hot_path on and off, compared), and
-bad input. Prints the seed first:
+recovery (kill -9), compaction under load, pools drawn from in slices (under load, through
+a kill -9), a partitioned enforced table, bound tenant roles, old-version databases updated
+under load, the hot path against the general path (one seeded sequence of operations played
+with quota.hot_path on and off, compared), and bad input. Prints the seed first:
 
   reliability: seed=N (replay with QUOTA_SEED=N)
 
 then a digest of every client's operation plan, and ends with one summary line:
 
   reliability: operations=N aborts=N crashes_survived=N partition_txns=N tenant_ops=N
-               cross_tenant_refused=N old_version_ops=N differential_ops=N bad_inputs=N
-               invariant_violations=N server_log=X.XMB peak_rss=NMB seed=N
+               cross_tenant_refused=N old_version_ops=N differential_ops=N pool_txns=N
+               pool_retries=N bad_inputs=N invariant_violations=N server_log=X.XMB
+               peak_rss=NMB seed=N
+
+(the pools phase ends with a line of its own, "pools: transactions=N ..."). QUOTA_PHASES
+(e.g. "pools" or "stress,crash") runs only the phases named; every plan is still drawn and
+printed.
 
 Everything random is drawn from the seed before it runs: each client's operations (per
 phase: random.Random(f"{seed}-{phase}-{client}")), the admin's overrides and plan changes
 (scheduled, cancelled, immediate) of the stress, crash and retention phases and its plan
 and limit changes of the old-version phase, and when each happens (as a share of the
 clients' operations done),
-the kill delays, the differential phase's steps (QUOTA_DIFF_OPS of them), and the fixed
-number of property-test calls (QUOTA_PROPERTY_CALLS).
+the kill delays, the pools phase's transactions and bonuses, the differential phase's
+steps (QUOTA_DIFF_OPS of them), and the fixed number of property-test calls
+(QUOTA_PROPERTY_CALLS).
 QUOTA_SEED=N replays the same plans (the digests printed at the start are the same); only
 the interleaving and the moment of each kill depend on the machine.
 
@@ -57,6 +63,10 @@ CRASHES = int(os.environ.get("QUOTA_CRASHES", "3"))
 PROPERTY_CALLS = int(os.environ.get("QUOTA_PROPERTY_CALLS", "6000"))
 LOG_LIMIT = int(os.environ.get("QUOTA_LOG_LIMIT_MB", "100")) * 1000 * 1000
 SEED = int(os.environ.get("QUOTA_SEED") or random.SystemRandom().randrange(1, 1 << 31))
+# The phases, in the order they run; QUOTA_PHASES (names separated by commas or spaces) runs
+# only those (every plan is still drawn and printed: the digests are the same).
+ALL_PHASES = ["stress", "crash", "retention", "pools", "partition", "tenants", "old", "differential", "bad_input"]
+PHASES = os.environ.get("QUOTA_PHASES", "").replace(",", " ").split() or ALL_PHASES
 CLOCK_AT = "2026-11-23 12:00:00+00"
 CLOCK = f"SET quota.clock_override = '{CLOCK_AT}'"
 # metric: {period: limit}, all hard. "b" has two limits (limits v2): every consume, hold,
@@ -90,7 +100,7 @@ MB = 1000 * 1000
 violations = []
 stats = {"operations": 0, "aborts": 0, "crashes_survived": 0, "bad_inputs": 0, "partition_txns": 0,
          "tenant_ops": 0, "cross_tenant_refused": 0, "old_version_ops": 0, "differential_ops": 0,
-         "rate_limited": 0}
+         "rate_limited": 0, "pool_txns": 0, "pool_retries": 0}
 lock = threading.Lock()
 
 
@@ -620,7 +630,8 @@ def gcra_held(c, label, rates, subjects=None):
     in the rate's window) or a hold (its 'reserve' row in the metric's calendar period
     given; a commit or a release takes no more pace). Instants are the rows' created_at,
     the quota clock of the call. Also: every rate row's TAT (window_end) is at most tau
-    after the last instant a unit was admitted."""
+    after the last instant a unit was admitted (or a commit, which takes pace for what goes
+    beyond its hold)."""
     for metric, (calendar, rs) in rates.items():
         t_min = min(per * 1_000_000 // count for count, per, _ in rs)
         tau = max(per * 1_000_000 // count * (burst + 1) for count, per, burst in rs)
@@ -648,11 +659,13 @@ def gcra_held(c, label, rates, subjects=None):
                           f"{(span + tau) // t_min} (T >= {t_min} us, tau <= {tau} us)")
         c.execute("""SELECT k.subject, k.period, (extract(epoch FROM k.window_end) * 1000000)::bigint,
                             (SELECT max((extract(epoch FROM e.created_at) * 1000000)::bigint) FROM quota.usage_events e
-                             WHERE e.subject = k.subject AND e.metric = k.metric AND e.period = k.period
-                               AND e.kind = 'consume')
+                             WHERE e.subject = k.subject AND e.metric = k.metric
+                               AND ((e.period = k.period AND e.kind = 'consume')
+                                    -- a commit beyond its hold takes pace for the rest
+                                    OR (e.period = %s AND e.kind = 'commit')))
                      FROM quota.counters k
                      WHERE k.metric = %s AND k.period LIKE 'per %%' AND (%s::text[] IS NULL OR k.subject = ANY(%s))""",
-                  (metric, subjects, subjects))
+                  (calendar, metric, subjects, subjects))
         for subject, period, tat, last in c.fetchall():
             admitted = [t for t, _ in paced.get(subject, [])]
             latest = max([x for x in [last] + admitted if x is not None], default=None)
@@ -783,20 +796,32 @@ def crash_and_restart(plans, delay, clock, admin):
     # Enough work that the kill lands in the middle of it.
     threads, logs, stop, log = run_load(plans, clock=clock, admin=admin)
     time.sleep(delay)
+    killed = kill_postmaster()
+    stop.set()
+    log = join_load(threads, logs, log)
+    restart_after_kill(*killed)
+    stats["crashes_survived"] += 1
+    return log
+
+
+def kill_postmaster():
+    """kill -9 the postmaster and its backends; (pid, children) for restart_after_kill."""
     pid = postmaster_pid()
-    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    children = [int(x) for x in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()]
     os.kill(pid, signal.SIGKILL)
     for child in children:
         try:
-            os.kill(int(child), signal.SIGKILL)
+            os.kill(child, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    stop.set()
-    log = join_load(threads, logs, log)
+    return pid, children
+
+
+def restart_after_kill(pid, children):
     # Wait until every killed process is gone. In a container whose init does not reap,
     # they stay zombies, which PostgreSQL would take for a running postmaster: once all
     # are dead or zombies, the stale lock file is removed (as an operator would).
-    for p in [pid] + [int(x) for x in children]:
+    for p in [pid] + children:
         for _ in range(100):
             try:
                 with open(f"/proc/{p}/status") as f:
@@ -811,8 +836,6 @@ def crash_and_restart(plans, delay, clock, admin):
     as_pg = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
     subprocess.run(as_pg + [f"{PGBIN}/pg_ctl", "-D", DATA, "-l", SERVER_LOG, "-w", "-t", "120", "start"],
                    check=True, stdout=subprocess.DEVNULL)
-    stats["crashes_survived"] += 1
-    return log
 
 
 # Shared by the three phases below ---------------------------------------------------------
@@ -880,6 +903,672 @@ def refusal_justified(e, label):
 def show_plans(phase, plans):
     per_client = " ".join(f"c{i}={digest(p)[:8]}" for i, p in enumerate(plans))
     print(f"   plan {phase}: {len(plans)} clients, digest {digest([digest(p) for p in plans])}: {per_client}", flush=True)
+
+
+# Pools with slices --------------------------------------------------------------------------
+# Three levels: 16 members ("pm0".."pm15"), 8 in each of two teams ("pteam0", "pteam1"), both
+# teams in one organisation ("porg"). A member's consume must fit its own limits, its team's
+# and the organisation's, all or nothing. Metric t is limited at every level (a team has a
+# day and a month: two sliced windows in one consume), c at the member's and the team's (the
+# organisation has no limit on c: that level is skipped). The pools' hard calendar windows
+# are drawn from in slices (quota.pool_slices, 8 by default); some connections set it to 0
+# (every consume locks the pool's counter rows and gathers the slices back) or to 3, and some
+# transactions SET LOCAL it to 0. 16 connections run transactions of one call (or two on one
+# member): quota_try_consume, quota_consume (QT429 caught by a savepoint),
+# quota_try_consume_many (t and c), keyed consumes sent twice, and refunds of the
+# connection's own member; 12% roll back on purpose after consuming. Deadlocks and
+# serialization failures (40P01, 40001) retry the whole transaction, counted. An admin
+# connection applies bonuses to the teams meanwhile. Three runs: the load (day D), a load
+# killed by kill -9 of the postmaster (day D+1), and a load after the restart (day D+1, the
+# windows the crash left); pool_check after each. The limits scale with QUOTA_CLIENTS x
+# QUOTA_OPS so that every level refuses some of the time.
+
+POOL_DB = "relpool"
+POOL_CLIENTS = CLIENTS
+POOL_OPS = OPS_PER_CLIENT          # transactions per connection in the load run
+POOL_ORG = "porg"
+POOL_TEAMS = {"pteam0": [f"pm{i}" for i in range(8)], "pteam1": [f"pm{i}" for i in range(8, 16)]}
+POOL_MEMBERS = [m for ms in POOL_TEAMS.values() for m in ms]
+POOL_TEAM_OF = {m: t for t, ms in POOL_TEAMS.items() for m in ms}
+_POOL_UNIT = max(1, POOL_CLIENTS * POOL_OPS)
+# plan: {(metric, period): limit}, all hard. The load asks for about 5 x _POOL_UNIT of t, half
+# through each team: pteam1's day (PTEAM_B) fills first, then the organisation's binds
+# before pteam0's day, and a busy member's own t, everyone's c, refuse too; on day D+1 what
+# pteam1's month has left binds before its day.
+POOL_LIMITS = {
+    "PMEMBER": {("c", "day"): max(3, _POOL_UNIT // 100), ("t", "day"): max(10, _POOL_UNIT // 8)},
+    "PTEAM_A": {("c", "day"): max(10, _POOL_UNIT // 16), ("t", "day"): max(30, _POOL_UNIT * 6 // 5),
+                ("t", "month"): max(50, _POOL_UNIT * 2)},
+    "PTEAM_B": {("c", "day"): max(10, _POOL_UNIT // 16), ("t", "day"): max(20, _POOL_UNIT * 7 // 10),
+                ("t", "month"): max(30, _POOL_UNIT * 5 // 4)},
+    "PORG": {("t", "day"): max(40, _POOL_UNIT * 7 // 4)},
+}
+POOL_PLAN_OF = {POOL_ORG: "PORG", "pteam0": "PTEAM_A", "pteam1": "PTEAM_B", **{m: "PMEMBER" for m in POOL_MEMBERS}}
+POOL_BONUS = max(5, _POOL_UNIT // 20)  # the teams' 'topup' bonus on t
+POOL_BONUSES = 4                       # applied per run, at seeded points of the load
+# Each run at its own instant; the crash run and the run after it share day D+1's windows
+# (and every run the month's).
+POOL_CLOCK = {"load": "2026-11-23 12:00:00+00", "crash": "2026-11-24 12:00:00+00",
+              "after": "2026-11-24 12:01:00+00"}
+POOL_RUN_OPS = {"load": POOL_OPS, "crash": POOL_OPS * 4, "after": max(1, POOL_OPS // 4)}
+POOL_RETRIES = 20
+POOL_DEADLOCK_TIMEOUT = "50ms"
+
+
+def pool_session_slices(i):
+    """quota.pool_slices of connection i for the whole session (None: the default, 8)."""
+    return 0 if i % 4 == 3 else 3 if i % 8 == 5 else None
+
+
+def pool_plan(seed, run, i, txns):
+    """Connection i's transactions in one run: (calls, 'commit' or 'rollback', SET LOCAL
+    quota.pool_slices = 0 or not). A call is (kind, member, op id, ...). One call in nine
+    transactions of ten; two calls on the same member in the others (a second statement
+    that may take a pool's counter row while the first holds one of its slices: such
+    transactions may deadlock, and are retried). 40% of the transactions are on the
+    connection's own member (pm<i>), and only those refund: the client log then knows it
+    never asks for more than the member used (see pool_client)."""
+    rnd = random.Random(f"{seed}-pools-{run}-{i}")
+    own = POOL_MEMBERS[i] if i < len(POOL_MEMBERS) else None
+    plan = []
+    for _ in range(txns):
+        member = own if own is not None and rnd.random() < 0.4 else rnd.choice(POOL_MEMBERS)
+        calls = []
+        for _ in range(2 if rnd.random() < 0.1 else 1):
+            op = new_op(rnd)
+            amount = rnd.randint(20, 60) if rnd.random() < 0.05 else rnd.randint(1, 6)
+            kind = rnd.random()
+            if kind < 0.40:
+                calls.append(("try", member, op, amount))
+            elif kind < 0.62:
+                calls.append(("consume", member, op, amount))
+            elif kind < 0.77:
+                calls.append(("many", member, op, amount))
+            elif kind < 0.85:
+                calls.append(("keyed", member, op, amount))
+            elif member == own:
+                calls.append(("refund", own, op, "c" if rnd.random() < 0.2 else "t", rnd.randint(1, 8)))
+            else:
+                calls.append(("try", member, op, amount))
+        plan.append((calls, "rollback" if rnd.random() < 0.12 else "commit", rnd.random() < 0.05))
+    return plan
+
+
+def pool_admin_plan(seed, run):
+    """The admin's bonuses in one run: (share of the transactions done, team, reference)."""
+    rnd = random.Random(f"{seed}-pools-{run}-admin")
+    teams = sorted(POOL_TEAMS)
+    return sorted((rnd.uniform(0.05, 0.9), rnd.choice(teams), new_op(rnd)) for _ in range(POOL_BONUSES))
+
+
+def pool_window_start(period, day):
+    """The start (epoch seconds) of a calendar window of `period` containing `day` (UTC
+    subjects)."""
+    start = day if period == "day" else day.replace(day=1)
+    return int(datetime.datetime(start.year, start.month, start.day, tzinfo=datetime.timezone.utc).timestamp())
+
+
+def pool_levels(member):
+    """The subjects a member's consume charges, with their level: itself, its team, the org."""
+    return [(member, 0), (POOL_TEAM_OF[member], 1), (POOL_ORG, 2)]
+
+
+def pool_rows(member, metric, amount, day):
+    """The ledger rows one consume or refund of `amount` writes: one per window of every
+    level that limits the metric, (subject, metric, period, window start, amount, via: the
+    pool's member the call came through)."""
+    rows = []
+    levels = pool_levels(member)
+    for subject, level in levels:
+        # A pool's rows name its member the call came through (one level below).
+        via = levels[level - 1][0] if level else None
+        for (m, period) in sorted(POOL_LIMITS[POOL_PLAN_OF[subject]]):
+            if m == metric:
+                rows.append((subject, metric, period, pool_window_start(period, day), amount, via))
+    return sorted(rows, key=repr)
+
+
+class PoolLog:
+    """One connection's log in one run. A transaction's effects: ("consume", op, member,
+    {metric: amount}) for an allowed consume, ("refund", op, member, metric, amount)."""
+
+    def __init__(self, i, run, day):
+        self.i, self.run, self.day = i, run, day
+        self.committed = []     # effects of each committed transaction
+        self.in_doubt = []      # effects of each transaction whose COMMIT did not answer
+        self.lost = set()       # op ids that must not be in the ledger: rolled back, refused
+        self.counts = Counter()
+        self.one_call = Counter()  # (SQLSTATE, kind) -> retries of one-call transactions
+        self.resolved = False      # in-doubt transactions looked up in the ledger (pool_resolve)
+
+
+def pool_refusal(log, label, member, d, via, counted=True):
+    """Check a refusal's numbers (a decision row or a QT429 DETAIL, as a dict): the level
+    that refused names its subject (the member, its team, the organisation; `member` when a
+    pool refused), the request really did not fit (used + reserved + requested > limit +
+    bonus), and nothing is held (this phase makes no reservation: reserved > 0 means the
+    answer counted allowance handed to slices as held)."""
+    level, subject = d.get("level"), d.get("subject")
+    if counted:
+        log.counts[f"refused_level{level}"] += 1
+    expected = dict((lv, s) for s, lv in pool_levels(member))
+    if level not in expected or subject != expected[level]:
+        violation(f"{label}: a refusal of {member} names level {level} subject {subject}, expected one of {expected}")
+    if level and via is not None and via != member:
+        violation(f"{label}: a refusal by pool {subject} names member {via}, not {member}")
+    try:
+        used, reserved, requested, limit = d["used"], d.get("reserved") or 0, d["requested"], d["limit"]
+    except KeyError:
+        violation(f"{label}: a refusal without its numbers: {d}")
+        return
+    if used + reserved + requested <= limit:
+        violation(f"{label}: {member} refused by {subject} (level {level}, {d.get('metric')} {d.get('period')}) "
+                  f"although {used} used + {reserved} reserved + {requested} requested fits in {limit}")
+    if reserved:
+        # Counter and slices read at two instants (e.g. the counter before a gather, the
+        # slices after it): allowance handed back counts as held, and what the slices
+        # drew is not counted yet. A refusal on such numbers need not be right.
+        log.counts["refused_phantom_hold"] += 1
+        violation(f"{label}: {member} refused by {subject} (level {level}, {d.get('metric')} {d.get('period')}) "
+                  f"with reserved {reserved}, though nothing is held in this phase: the numbers are not of one "
+                  f"instant ({used} used + {requested} requested {'fits in' if used + requested <= limit else 'is over'} "
+                  f"the limit {limit})")
+
+
+DECISION_COLS = "allowed, subject, metric, period, used, limit_value, bonus, requested, reserved, level, reason"
+
+
+def decision_dict(row):
+    d = dict(zip([c.strip() for c in DECISION_COLS.split(",")], row))
+    d["limit"] = (d["limit_value"] or 0) + (d["bonus"] or 0)
+    return d
+
+
+def pool_call(cur, call, log, label):
+    """One call; its effect (None: refused, or a refund skipped)."""
+    kind, member, op = call[:3]
+    meta = json.dumps({"op": op})
+    if kind in ("try", "keyed"):
+        amount = call[3]
+        key = op if kind == "keyed" else None
+        answers = []
+        for _ in range(2 if key else 1):
+            cur.execute(f"SELECT {DECISION_COLS} FROM quota.quota_try_consume(%s, 't', %s, %s, %s)",
+                        (member, amount, key, meta))
+            answers.append(decision_dict(cur.fetchone()))
+        # A key replays the first allowed answer; a refusal is not remembered, so a retry
+        # after one is decided again (and may be allowed: a refund or a bonus in between).
+        if answers[0]["allowed"] and not answers[-1]["allowed"]:
+            violation(f"{label}: keyed consume {op} of {member} was allowed, then refused when sent again with "
+                      f"its key (the first answer must be replayed): {answers[-1]}")
+        for n, d in enumerate(answers):
+            if not d["allowed"]:
+                pool_refusal(log, label, member, d, None, counted=n == len(answers) - 1)
+        if not answers[-1]["allowed"]:
+            return None
+        if not answers[0]["allowed"]:
+            log.counts["keyed_allowed_on_retry"] += 1
+        return ("consume", op, member, {"t": amount})
+    if kind == "consume":
+        amount = call[3]
+        cur.execute("SAVEPOINT pool_call")
+        try:
+            cur.execute("SELECT allowed FROM quota.quota_consume(%s, 't', %s, NULL, %s)", (member, amount, meta))
+            if not cur.fetchone()[0]:
+                violation(f"{label}: quota_consume answered allowed = false instead of raising QT429")
+        except psycopg.Error as e:
+            if e.sqlstate != "QT429":
+                raise
+            cur.execute("ROLLBACK TO SAVEPOINT pool_call")
+            d = detail_of(e)
+            pool_refusal(log, label, member, d, d.get("member"))
+            return None
+        cur.execute("RELEASE SAVEPOINT pool_call")
+        return ("consume", op, member, {"t": amount})
+    if kind == "many":
+        amounts = {"t": call[3], "c": 1}
+        cur.execute(f"SELECT {DECISION_COLS} FROM quota.quota_try_consume_many(%s, %s::jsonb, NULL, %s)",
+                    (member, json.dumps(amounts), meta))
+        rows = [decision_dict(r) for r in cur.fetchall()]
+        if all(r["allowed"] for r in rows):
+            return ("consume", op, member, amounts)
+        # Every metric that does not fit answers its own refusal; one that fits answers
+        # other_metric_refused.
+        refusing = [r for r in rows if not r["allowed"] and r["reason"] != "other_metric_refused"]
+        if not refusing or any(r["allowed"] for r in rows):
+            violation(f"{label}: a refused quota_try_consume_many answers {rows}")
+        for n, r in enumerate(refusing):
+            pool_refusal(log, label, member, r, None, counted=n == 0)
+        return None
+    raise AssertionError(kind)
+
+
+def pool_client(i, plan, run, clock, day, budget, stop, progress):
+    """Connection i's transactions. `budget` ({metric: n}) is what its own member has used
+    of its committed consumes less its refunds, this day: a refund asks for at most that, so
+    that every level gives back exactly the amount asked (no level's used is below it: a
+    pool's used is the sum of its members')."""
+    log = PoolLog(i, run, day)
+    label = f"pools {run}"
+    try:
+        conn = connect(POOL_DB)
+        cur = cursor(conn)
+        cur.execute("SELECT set_config('quota.clock_override', %s, false)", (clock,))
+        if pool_session_slices(i) is not None:
+            cur.execute("SELECT set_config('quota.pool_slices', %s, false)", (str(pool_session_slices(i)),))
+        conn.commit()
+    except psycopg.Error:
+        return log  # the server went away before this client started (the crash run)
+    budget = dict(budget)
+    for calls, end, local_off in plan:
+        if stop.is_set():
+            break
+        with lock:
+            progress[0] += 1
+        log.counts["transactions"] += 1
+        for attempt in range(POOL_RETRIES):
+            effects, mine = [], dict(budget)
+            try:
+                if local_off:
+                    cur.execute("SET LOCAL quota.pool_slices = 0")
+                for call in calls:
+                    log.counts["calls"] += 1
+                    if call[0] == "refund":
+                        _, member, op, metric, asked = call
+                        amount = min(asked, mine.get(metric, 0))
+                        if amount <= 0:
+                            log.counts["refunds_skipped"] += 1
+                            continue
+                        cur.execute("SELECT used FROM quota.quota_refund(%s, %s, %s, %s)", (member, metric, amount, op))
+                        cur.fetchone()
+                        mine[metric] -= amount
+                        effects.append(("refund", op, member, metric, amount))
+                        continue
+                    effect = pool_call(cur, call, log, label)
+                    if effect is None:
+                        log.lost.add(call[2])
+                        log.counts["refused"] += 1
+                        continue
+                    if effect[2] == POOL_MEMBERS[i % len(POOL_MEMBERS)] and i < len(POOL_MEMBERS):
+                        for metric, amount in effect[3].items():
+                            mine[metric] = mine.get(metric, 0) + amount
+                    effects.append(effect)
+                if end == "rollback":
+                    conn.rollback()
+                    log.lost |= {call[2] for call in calls}
+                    log.counts["aborts"] += 1
+                    break
+            except psycopg.Error as e:
+                try:
+                    conn.rollback()
+                except psycopg.Error:
+                    pass
+                log.lost |= {call[2] for call in calls}
+                if e.sqlstate in ("40001", "40P01"):
+                    log.counts[f"retry_{e.sqlstate}"] += 1
+                    if len(calls) == 1:
+                        # One statement takes its locks in the documented order: such a
+                        # deadlock is a cycle with a two-call transaction, or a slip in the order.
+                        log.counts[f"retry_{e.sqlstate}_one_call"] += 1
+                        log.one_call[(e.sqlstate, calls[0][0])] += 1
+                    time.sleep(0.001 * (attempt + 1))
+                    continue
+                if stop.is_set() or server_gone(e):
+                    return finish_pool_client(conn, log)
+                violation(f"{label}: unexpected error {e.sqlstate} in a transaction of {[c[0] for c in calls]}: "
+                          f"{error_text(e)}")
+                break
+            try:
+                conn.commit()
+            except psycopg.Error as e:
+                if stop.is_set() or server_gone(e):
+                    log.in_doubt.append(effects)
+                    return finish_pool_client(conn, log)
+                violation(f"{label}: COMMIT failed with {e.sqlstate}: {error_text(e)}")
+                log.lost |= {call[2] for call in calls}
+                break
+            log.committed.append(effects)
+            log.lost -= {e[1] for e in effects}
+            budget = mine
+            log.counts["committed"] += 1
+            break
+        else:
+            log.counts["gave_up"] += 1
+    return finish_pool_client(conn, log)
+
+
+def finish_pool_client(conn, log):
+    try:
+        conn.close()
+    except psycopg.Error:
+        pass
+    return log
+
+
+def pool_setup():
+    conn, c = fresh_database(POOL_DB)
+    for plan, limits in POOL_LIMITS.items():
+        for (metric, period), value in sorted(limits.items()):
+            c.execute("SELECT quota.set_limit(%s, %s, %s, %s)", (plan, metric, period, value))
+    for plan in ("PTEAM_A", "PTEAM_B"):
+        c.execute("SELECT quota.set_bonus_rule(%s, 't', 'topup', %s)", (plan, POOL_BONUS))
+    c.execute("SELECT quota.assign_plan(%s, 'PORG')", (POOL_ORG,))
+    for team, members in POOL_TEAMS.items():
+        c.execute("SELECT quota.assign_plan(%s, %s)", (team, POOL_PLAN_OF[team]))
+        c.execute("SELECT quota.set_pool(%s, %s)", (team, POOL_ORG))
+        for m in members:
+            c.execute("SELECT quota.assign_plan(%s, 'PMEMBER')", (m,))
+            c.execute("SELECT quota.set_pool(%s, %s)", (m, team))
+    c.execute("SELECT current_setting('quota.pool_slices')")
+    slices = c.fetchone()[0]
+    if slices != "8":
+        violation(f"pools: quota.pool_slices is {slices}, the default 8 expected")
+    # Deadlocks are retried, and counted: found at 50 ms instead of the default 1 s, so that
+    # they cost the run little time (a deadlock is found whatever the timeout; the timeout
+    # is only when the check runs).
+    c.execute(f'ALTER DATABASE "{POOL_DB}" SET deadlock_timeout = {POOL_DEADLOCK_TIMEOUT!r}')
+    conn.close()
+
+
+def pool_bonuses(bonuses, clock, progress, total, stop, done, report):
+    """Apply the teams' bonuses at their share of the transactions done."""
+    try:
+        conn = connect(POOL_DB, autocommit=True)
+        c = cursor(conn)
+        c.execute("SELECT set_config('quota.clock_override', %s, false)", (clock,))
+    except psycopg.Error:
+        return
+    for at, team, reference in bonuses:
+        while progress[0] < at * total and not done.is_set() and not stop.is_set():
+            time.sleep(0.002)
+        if stop.is_set():
+            break
+        for attempt in range(POOL_RETRIES):
+            try:
+                c.execute("SELECT applied, reason FROM quota.apply_bonus(%s, 't', 'topup', %s)", (team, reference))
+                applied, reason = c.fetchone()
+                if not applied:
+                    violation(f"pools: the bonus {reference} of {team} was not applied ({reason})")
+                report["bonuses"] += 1
+                break
+            except psycopg.Error as e:
+                if stop.is_set() or server_gone(e):
+                    conn.close()
+                    return
+                if e.sqlstate not in ("40P01", "40001") or attempt == POOL_RETRIES - 1:
+                    violation(f"pools: bonus of {team}: {e.sqlstate}: {error_text(e)}")
+                    break
+                report["retries"] += 1
+    conn.close()
+
+
+def pool_run(run, plans, bonuses, budgets, kill_after=None):
+    """One run of the clients (and the admin's bonuses); with kill_after (seconds), kill -9
+    the postmaster then, and restart it once every client has given up."""
+    clock = POOL_CLOCK[run]
+    day = datetime.datetime.fromisoformat(clock).date()
+    stop, done = threading.Event(), threading.Event()
+    progress = [0]
+    total = sum(len(p) for p in plans)
+    logs = [None] * len(plans)
+    report = {"bonuses": 0, "retries": 0}
+
+    def client_thread(i):
+        try:
+            logs[i] = pool_client(i, plans[i], run, clock, day, budgets.get(i, {}), stop, progress)
+        except Exception as e:  # noqa: BLE001  the harness broke: a violation, never a silent pass
+            violation(f"pools {run}: client {i} crashed: {type(e).__name__}: {e}")
+
+    def admin_thread():
+        try:
+            pool_bonuses(bonuses, clock, progress, total, stop, done, report)
+        except Exception as e:  # noqa: BLE001
+            violation(f"pools {run}: admin thread crashed: {type(e).__name__}: {e}")
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=client_thread, args=(i,)) for i in range(len(plans))]
+    helper = threading.Thread(target=admin_thread)
+    for t in threads + [helper]:
+        t.start()
+    killed = None
+    if kill_after is not None:
+        time.sleep(kill_after)
+        killed = kill_postmaster()
+        stop.set()
+    for t in threads:
+        t.join()
+    done.set()
+    helper.join()
+    if killed:
+        restart_after_kill(*killed)
+    elapsed = time.monotonic() - started
+    return [l for l in logs if l is not None], report, elapsed
+
+
+def pool_resolve(c, logs, label):
+    """The transactions that committed: those acknowledged, and those in doubt (COMMIT
+    unanswered, the crash) that the ledger holds. An in-doubt transaction is all in the
+    ledger or not at all."""
+    c.execute("""SELECT coalesce(metadata->>'op', idempotency_key) FROM quota.usage_events
+                 WHERE kind IN ('consume', 'refund')""")
+    present = {op for (op,) in c.fetchall()}
+    resolved = []
+    for log in logs:
+        for effects in log.committed:
+            resolved.append((log, effects))
+        for effects in log.in_doubt:
+            there = [e[1] in present for e in effects]
+            if all(there):
+                resolved.append((log, effects))
+                if not log.resolved:
+                    log.counts["in_doubt_committed"] += 1
+            elif any(there):
+                violation(f"{label}: a transaction whose COMMIT was in doubt is in the ledger in part: "
+                          f"{sum(there)} of its {len(there)} calls ({[e[:3] for e in effects]})")
+            else:
+                log.lost |= {e[1] for e in effects}
+        log.resolved = True
+    return resolved
+
+
+def pool_budgets(resolved, run):
+    """Each connection's budget (see pool_client) after the transactions of `run`."""
+    budgets = {}
+    for log, effects in resolved:
+        if log.run != run or log.i >= len(POOL_MEMBERS):
+            continue
+        own = POOL_MEMBERS[log.i]
+        b = budgets.setdefault(log.i, {})
+        for e in effects:
+            if e[0] == "consume" and e[2] == own:
+                for metric, amount in e[3].items():
+                    b[metric] = b.get(metric, 0) + amount
+            elif e[0] == "refund":
+                b[e[3]] = b.get(e[3], 0) - e[4]
+    return budgets
+
+
+def pool_check(all_logs, label):
+    """The invariants of the pools, after a run (all runs so far: all_logs)."""
+    conn = connect(POOL_DB, autocommit=True)
+    c = cursor(conn)
+    resolved = pool_resolve(c, all_logs, label)
+    subjects = [POOL_ORG] + sorted(POOL_TEAMS) + POOL_MEMBERS
+    # 1. Every acknowledged (or in-doubt and committed) call is in the ledger exactly as the
+    #    client saw it, at every level: one row per window of each level limiting the
+    #    metric, the pools' naming the member (via); nothing else is.
+    c.execute("""SELECT kind, coalesce(metadata->>'op', idempotency_key), subject, metric, period,
+                        extract(epoch FROM window_start)::bigint, amount, via
+                 FROM quota.usage_events WHERE kind IN ('consume', 'refund')""")
+    ledger = {}
+    for kind, op, subject, metric, period, ws, amount, via in c.fetchall():
+        ledger.setdefault((kind, op), []).append((subject, metric, period, ws, amount, via))
+    expected_rows = {}
+    expected_used = Counter()
+    for log, effects in resolved:
+        for e in effects:
+            if e[0] == "consume":
+                rows = [r for metric, amount in sorted(e[3].items()) for r in pool_rows(e[2], metric, amount, log.day)]
+                sign = 1
+            else:
+                rows = pool_rows(e[2], e[3], e[4], log.day)
+                sign = -1
+            expected_rows[(e[0], e[1])] = sorted(rows, key=repr)
+            for subject, metric, period, ws, amount, _via in rows:
+                expected_used[(subject, metric, period, ws)] += sign * amount
+    bad = 0
+    for key, rows in expected_rows.items():
+        got = sorted(ledger.get(key, []), key=repr)
+        if got != rows:
+            bad += 1
+            if bad <= 5:
+                violation(f"{label}: acknowledged {key[0]} {key[1]} has the ledger rows {got}, expected {rows}")
+    if bad > 5:
+        violation(f"{label}: {bad} acknowledged calls in all differ from the ledger")
+    lost = set().union(*(log.lost for log in all_logs)) if all_logs else set()
+    strays = [key for key in ledger if key not in expected_rows]
+    if strays:
+        refused = sum(1 for _, op in strays if op in lost)
+        violation(f"{label}: {len(strays)} ledger entries of calls not acknowledged ({refused} of them refused or "
+                  f"rolled back), e.g. {strays[:3]}")
+    # 2. Every window (pools' and members'): used, counting the slices, equals what the
+    #    client log says, and equals the ledger (independently, and quota.ledger_check).
+    c.execute("""SELECT k.subject, k.metric, k.period, extract(epoch FROM k.window_start)::bigint, k.used, k.reserved,
+                        k.bonus, coalesce(sum(s.used), 0)::bigint, coalesce(sum(s.granted), 0)::bigint,
+                        count(s.slice), coalesce(bool_or(s.used < 0 OR s.used > s.granted), false),
+                        (SELECT coalesce(sum(r.amount), 0) FROM quota.reservations r
+                         WHERE (r.subject, r.metric, r.period, r.window_start, r.status)
+                             = (k.subject, k.metric, k.period, k.window_start, 'held'))
+                 FROM quota.counters k
+                 LEFT JOIN quota.pool_slices s USING (subject, metric, period, window_start)
+                 GROUP BY k.subject, k.metric, k.period, k.window_start""")
+    windows = {}
+    for subject, metric, period, ws, used, reserved, bonus, s_used, s_granted, n, bad_slice, held in c.fetchall():
+        key = (subject, metric, period, ws)
+        windows[key] = used + s_used
+        limit = POOL_LIMITS.get(POOL_PLAN_OF.get(subject), {}).get((metric, period))
+        where = f"{subject}/{metric} ({period}, window {datetime.datetime.fromtimestamp(ws, datetime.timezone.utc):%Y-%m-%d})"
+        numbers = f"counter used {used} reserved {reserved} bonus {bonus}; {n} slices used {s_used} granted {s_granted}"
+        if limit is None:
+            violation(f"{label}: a window no limit explains: {where}: {numbers}")
+            continue
+        if used + s_used > limit + bonus or used + reserved > limit + bonus:
+            violation(f"{label}: {where} is over its limit {limit}+{bonus}: {numbers}")
+        if bad_slice:
+            violation(f"{label}: {where} has a slice whose used is below 0 or above its granted: {numbers}")
+        if s_granted > reserved or reserved - s_granted != held:
+            violation(f"{label}: {where}: the slices' granted and the held reservations ({held}) do not add up to "
+                      f"the counter's reserved: {numbers}")
+        if n and subject in POOL_MEMBERS:
+            violation(f"{label}: {where}: a member's window has slices: {numbers}")
+        if used + s_used != expected_used.get(key, 0):
+            violation(f"{label}: {where} used {used + s_used}, the clients' log says {expected_used.get(key, 0)}: {numbers}")
+    for key, n in expected_used.items():
+        if key not in windows and n:
+            violation(f"{label}: {key} has no counter, the clients' log says {n} used")
+    c.execute("SELECT subject, metric, period, extract(epoch FROM window_start)::bigint, used FROM quota.window_usage")
+    for subject, metric, period, ws, used in c.fetchall():
+        if windows.get((subject, metric, period, ws)) != used:
+            violation(f"{label}: quota.window_usage says {subject}/{metric} ({period}) used {used}, counters and "
+                      f"slices {windows.get((subject, metric, period, ws))}")
+    c.execute("""SELECT k.subject, k.metric, k.period, k.window_start::text, k.used + coalesce(s.used, 0), l.used,
+                        k.bonus, l.bonus
+                 FROM quota.counters k
+                 LEFT JOIN (SELECT subject, metric, period, window_start, sum(used) AS used FROM quota.pool_slices
+                            GROUP BY 1, 2, 3, 4) s USING (subject, metric, period, window_start)
+                 LEFT JOIN (SELECT subject, metric, period, window_start, sum(quota.used_change(kind, amount)) AS used,
+                                   sum(amount) FILTER (WHERE kind = 'bonus') AS bonus
+                            FROM (SELECT subject, metric, period, window_start, kind, amount FROM quota.usage_events
+                                  UNION ALL SELECT subject, metric, period, window_start, kind, amount
+                                  FROM quota.usage_summaries) e GROUP BY 1, 2, 3, 4) l
+                   USING (subject, metric, period, window_start)
+                 WHERE k.used + coalesce(s.used, 0) <> coalesce(l.used, 0) OR k.bonus <> coalesce(l.bonus, 0)""")
+    for row in c.fetchall():
+        violation(f"{label}: {row[0]}/{row[1]} ({row[2]}, window {row[3]}) counts used {row[4]} bonus {row[6]}, "
+                  f"its ledger {row[5]} and {row[7]}")
+    c.execute("SELECT subject, metric, period, window_start::text, counter_used, ledger_used FROM quota.ledger_check")
+    for row in c.fetchall():
+        violation(f"{label}: quota.ledger_check: {row}")
+    # 3. No hard limit was ever exceeded, replaying the ledger in id order (rows of a pool
+    #    window drawn from slices are not written under one row lock, but consumes commute
+    #    and a refund or bonus gathers the slices back, waiting for every draw: a prefix in
+    #    id order never counts more than what was committed at some instant), level by level.
+    for plan, limits in POOL_LIMITS.items():
+        hard_limits_held(c, label, limits, [s for s in subjects if POOL_PLAN_OF[s] == plan])
+    # 4. Membership unchanged, and the indexes clean.
+    c.execute("SELECT subject, pool FROM quota.subjects WHERE subject = ANY(%s)", (subjects,))
+    pools = dict(c.fetchall())
+    want = {POOL_ORG: None, **{t: POOL_ORG for t in POOL_TEAMS}, **POOL_TEAM_OF}
+    if pools != want:
+        violation(f"{label}: the memberships changed: {sorted(set(pools.items()) ^ set(want.items()))}")
+    c.execute("""SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+                 JOIN pg_am a ON a.oid = c.relam
+                 WHERE c.relnamespace = 'quota'::regnamespace AND a.amname = 'btree'""")
+    for (index,) in c.fetchall():
+        try:
+            c.execute("SELECT bt_index_check(%s::regclass, true)", (f"quota.{index}",))
+        except psycopg.Error as e:
+            violation(f"{label}: amcheck on {index}: {error_text(e)}")
+    # What the slices hold now, for the report.
+    c.execute("""SELECT count(*), count(*) FILTER (WHERE granted > 0), coalesce(sum(granted), 0), coalesce(sum(used), 0)
+                 FROM quota.pool_slices""")
+    slices = c.fetchone()
+    c.execute("""SELECT subject, metric, period, extract(epoch FROM window_start)::bigint, used, bonus
+                 FROM quota.window_usage WHERE subject = ANY(%s) ORDER BY subject, metric, period""",
+              ([POOL_ORG] + sorted(POOL_TEAMS),))
+    pools_now = c.fetchall()
+    conn.close()
+    return resolved, slices, pools_now
+
+
+def pools_phase(plans, admin, crash_delay):
+    """Load, crash, load after the restart; the invariants after each (pool_check)."""
+    started = time.monotonic()
+    pool_setup()
+    conn = connect(POOL_DB, autocommit=True)
+    cursor(conn).execute("CREATE EXTENSION amcheck")
+    conn.close()
+    all_logs, budgets, totals, retries = [], {}, Counter(), 0
+    for run in ("load", "crash", "after"):
+        kill = crash_delay if run == "crash" else None
+        logs, report, elapsed = pool_run(run, plans[run], admin[run], budgets, kill_after=kill)
+        if kill is not None:
+            stats["crashes_survived"] += 1
+        all_logs += logs
+        resolved, slices, pools_now = pool_check(all_logs, f"pools {run}")
+        budgets = pool_budgets(resolved, run) if run == "crash" else {}
+        counts, one_call = Counter(), Counter()
+        for log in logs:
+            counts.update(log.counts)
+            one_call.update({kind: n for (_, kind), n in log.one_call.items()})
+        totals.update(counts)
+        retries += report["retries"]
+        in_doubt = sum(len(log.in_doubt) for log in logs)
+        refused = " ".join(f"{name} {counts[f'refused_level{lv}']}"
+                           for lv, name in enumerate(["member", "team", "org"]))
+        print(f"   {run}{f' (kill -9 after {kill:.2f} s)' if kill is not None else ''}: {counts['transactions']} "
+              f"transactions ({counts['committed']} committed, {counts['aborts']} rolled back on purpose, "
+              f"{in_doubt} in doubt of which {counts['in_doubt_committed']} committed, {counts['gave_up']} given up), "
+              f"{counts['calls']} calls: {counts['refused']} refused ({refused}), "
+              f"{counts['refunds_skipped']} refunds skipped; retried 40P01 {counts['retry_40P01']} "
+              f"({counts['retry_40P01_one_call']} in one-call transactions"
+              f"{': ' + ', '.join(f'{k} {n}' for k, n in sorted(one_call.items())) if one_call else ''}), "
+              f"40001 {counts['retry_40001']}; "
+              f"{report['bonuses']} bonuses; slices now: {slices[0]} rows, "
+              f"{slices[1]} holding {slices[2]} granted, {slices[3]} used; {elapsed:.1f} s, "
+              f"{len(violations)} violations", flush=True)
+        day = datetime.datetime.fromisoformat(POOL_CLOCK[run]).date()
+        print("     pool windows now: " + ", ".join(
+            f"{s}/{m} {p} {u} of {POOL_LIMITS[POOL_PLAN_OF[s]][(m, p)]}+{b}" for s, m, p, ws, u, b in pools_now
+            if ws == pool_window_start(p, day)), flush=True)
+    stats["pool_txns"] = totals["transactions"]
+    stats["pool_retries"] = totals["retry_40P01"] + totals["retry_40001"] + retries
+    print(f"pools: transactions={totals['transactions']} committed={totals['committed']} aborts={totals['aborts']} "
+          f"calls={totals['calls']} refused={totals['refused']} refused_by_pool="
+          f"{totals['refused_level1'] + totals['refused_level2']} retries={stats['pool_retries']} "
+          f"one_call_deadlocks={totals['retry_40P01_one_call']} "
+          f"in_doubt_committed={totals['in_doubt_committed']} crashes_survived=1 "
+          f"invariant_violations={len(violations)} seconds={time.monotonic() - started:.0f} seed={SEED}", flush=True)
 
 
 # Partitioned enforced table ---------------------------------------------------------------
@@ -2464,6 +3153,13 @@ def bad_inputs(sigs, plan):
 
 def main():
     print(f"reliability: seed={SEED} (replay with QUOTA_SEED={SEED})", flush=True)
+    unknown = [p for p in PHASES if p not in ALL_PHASES]
+    if unknown:
+        print(f"reliability: unknown phase {', '.join(unknown)} in QUOTA_PHASES (phases: {' '.join(ALL_PHASES)})",
+              file=sys.stderr, flush=True)
+        sys.exit(2)
+    if PHASES != ALL_PHASES:
+        print(f"   phases: {' '.join(p for p in ALL_PHASES if p in PHASES)} (QUOTA_PHASES)", flush=True)
     if os.environ.get("QUOTA_PROPERTY_SECONDS"):
         print("   note: QUOTA_PROPERTY_SECONDS is ignored; the property test makes QUOTA_PROPERTY_CALLS "
               f"({PROPERTY_CALLS}) calls", flush=True)
@@ -2490,22 +3186,30 @@ def main():
     old_version_plans = {v: old_plans(SEED, v) for v in OLD_VERSIONS}
     for v, (clients, changes) in old_version_plans.items():
         show_plans(f"old {v} ({OLD_OPS} ops each, admin {digest(changes)[:8]})", clients)
+    pool_plans = {run: [pool_plan(SEED, run, i, n) for i in range(POOL_CLIENTS)] for run, n in POOL_RUN_OPS.items()}
+    pool_admin = {run: pool_admin_plan(SEED, run) for run in POOL_RUN_OPS}
+    pool_delay = random.Random(f"{SEED}-pools-crash-delay").uniform(0.5, 2.5)
+    for run, plans in pool_plans.items():
+        show_plans(f"pools {run} ({POOL_RUN_OPS[run]} transactions each, admin {digest(pool_admin[run])[:8]})", plans)
     diff_steps = diff_plan(SEED, DIFF_OPS)
     print(f"   plan differential: {DIFF_OPS} steps on {DIFF_PAIRS} subject pairs, digest {digest(diff_steps)}", flush=True)
     sigs = signatures()
     prop_plan = property_plan(SEED, sigs, PROPERTY_CALLS)
 
-    print("-- stress", flush=True)
-    threads, logs, stop, log = run_load(stress_plans, clock=PHASE_CLOCK["stress"], admin=admin_plans["stress"])
-    log = join_load(threads, logs, log)
-    check_invariants(log, "stress")
-    mark = scan_log(mark, "setup and stress")
-    print(f"   {stats['operations']} operations, {stats['aborts']} aborts, {log.admin['applied']} admin changes, "
-          f"{len(violations)} violations", flush=True)
+    log = Log()
+    if "stress" in PHASES:
+        print("-- stress", flush=True)
+        threads, logs, stop, log = run_load(stress_plans, clock=PHASE_CLOCK["stress"], admin=admin_plans["stress"])
+        log = join_load(threads, logs, log)
+        check_invariants(log, "stress")
+        mark = scan_log(mark, "setup and stress")
+        print(f"   {stats['operations']} operations, {stats['aborts']} aborts, {log.admin['applied']} admin changes, "
+              f"{len(violations)} violations", flush=True)
 
-    print("-- crash recovery", flush=True)
+    if "crash" in PHASES:
+        print("-- crash recovery", flush=True)
     total = log
-    for k in range(CRASHES):
+    for k in range(CRASHES if "crash" in PHASES else 0):
         before = stats["operations"]
         crashed = crash_and_restart(crash_plans[k], crash_delays[k], PHASE_CLOCK[f"crash{k + 1}"],
                                     admin_plans[f"crash{k + 1}"])
@@ -2516,40 +3220,52 @@ def main():
               f"acknowledged operations ({len(crashed.in_doubt)} in doubt, {crashed.admin['applied']} admin changes), "
               f"{len(violations)} violations", flush=True)
 
-    print("-- retention: compaction during load", flush=True)
-    compacted, admin_done = compaction_under_load(retention_plans, PHASE_CLOCK["retention"], admin_plans["retention"])
-    check_invariants(None, "retention", per_op=False)
-    mark = scan_log(mark, "retention")
-    print(f"   {compacted} events summarised while clients ran, {admin_done['applied']} admin changes, "
-          f"{len(violations)} violations", flush=True)
+    if "retention" in PHASES:
+        print("-- retention: compaction during load", flush=True)
+        compacted, admin_done = compaction_under_load(retention_plans, PHASE_CLOCK["retention"],
+                                                      admin_plans["retention"])
+        check_invariants(None, "retention", per_op=False)
+        mark = scan_log(mark, "retention")
+        print(f"   {compacted} events summarised while clients ran, {admin_done['applied']} admin changes, "
+              f"{len(violations)} violations", flush=True)
 
-    print("-- partitioned table", flush=True)
-    partition_setup()
-    partition_phase(part_plans)
-    mark = scan_log(mark, "partition")
+    if "pools" in PHASES:
+        print("-- pools with slices: load, kill -9, load after the restart", flush=True)
+        pools_phase(pool_plans, pool_admin, pool_delay)
+        mark = scan_log(mark, "pools")
 
-    print("-- bound tenant roles", flush=True)
-    tenant_phase(ten_plans, tenant_setup())
-    mark = scan_log(mark, "tenants")
+    if "partition" in PHASES:
+        print("-- partitioned table", flush=True)
+        partition_setup()
+        partition_phase(part_plans)
+        mark = scan_log(mark, "partition")
 
-    print(f"-- old versions ({', '.join(OLD_VERSIONS)}), updated under load", flush=True)
-    for v in OLD_VERSIONS:
-        old_setup(v)
-        old_version_phase(v, old_version_plans[v])
-    mark = scan_log(mark, "old versions")
+    if "tenants" in PHASES:
+        print("-- bound tenant roles", flush=True)
+        tenant_phase(ten_plans, tenant_setup())
+        mark = scan_log(mark, "tenants")
 
-    print("-- hot path against the general path (differential)", flush=True)
-    if diff_steps:
-        differential_phase(diff_steps)
-        mark = scan_log(mark, "differential")
-    else:
-        print("   skipped (QUOTA_DIFF_OPS=0)", flush=True)
+    if "old" in PHASES:
+        print(f"-- old versions ({', '.join(OLD_VERSIONS)}), updated under load", flush=True)
+        for v in OLD_VERSIONS:
+            old_setup(v)
+            old_version_phase(v, old_version_plans[v])
+        mark = scan_log(mark, "old versions")
 
-    print("-- bad input", flush=True)
-    started = time.monotonic()
-    bad_inputs(sigs, prop_plan)
-    mark = scan_log(mark, "bad input")
-    print(f"   {time.monotonic() - started:.0f} s", flush=True)
+    if "differential" in PHASES:
+        print("-- hot path against the general path (differential)", flush=True)
+        if diff_steps:
+            differential_phase(diff_steps)
+            mark = scan_log(mark, "differential")
+        else:
+            print("   skipped (QUOTA_DIFF_OPS=0)", flush=True)
+
+    if "bad_input" in PHASES:
+        print("-- bad input", flush=True)
+        started = time.monotonic()
+        bad_inputs(sigs, prop_plan)
+        mark = scan_log(mark, "bad input")
+        print(f"   {time.monotonic() - started:.0f} s", flush=True)
 
     size = log_size()
     if size >= LOG_LIMIT:
@@ -2559,7 +3275,7 @@ def main():
           f"crashes_survived={stats['crashes_survived']} partition_txns={stats['partition_txns']} "
           f"tenant_ops={stats['tenant_ops']} cross_tenant_refused={stats['cross_tenant_refused']} "
           f"old_version_ops={stats['old_version_ops']} differential_ops={stats['differential_ops']} "
-          f"bad_inputs={stats['bad_inputs']} "
+          f"pool_txns={stats['pool_txns']} pool_retries={stats['pool_retries']} bad_inputs={stats['bad_inputs']} "
           f"invariant_violations={len(violations)} server_log={size / MB:.1f}MB "
           f"peak_rss={peak_rss * 1024 / MB:.0f}MB seed={SEED}", flush=True)
     sys.exit(1 if violations else 0)

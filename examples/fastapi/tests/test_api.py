@@ -65,6 +65,30 @@ def test_each_message_counts_then_429(http, db, new_user):
     assert used == 5
 
 
+def test_a_full_team_pool_is_named_as_such(http, db, new_user):
+    """quota_ext 0.8.0 pools: the user draws from a team pool of 3 messages a day; their own
+    5 a day still have room when the team's are used up, so the 429 says the team's pool is
+    full (details.pool names it), not the personal limit."""
+    team, user = f"team-{uuid.uuid4().hex[:10]}", new_user()
+    db.execute("SELECT quota.set_limit('TEAM3', 'messages', 'day', 3)")
+    db.execute("SELECT quota.assign_plan(%s, 'TEAM3')", (team,))
+    db.execute("SELECT quota.set_pool(%s, %s)", (user, team))
+    for _ in range(3):
+        assert send(http, user).status_code == 201
+    res = send(http, user, "over the team's pool")
+    assert res.status_code == 429, res.text
+    error = res.json()["error"]
+    assert error["code"] == "quota_exceeded"
+    assert "team's shared daily message pool is used up (3 a day" in error["message"], error["message"]
+    assert "Daily message limit" not in error["message"]
+    assert error["details"] == {"remaining": 0, "limit": 3, "consumed": 3, "reset_at": next_utc_midnight(), "pool": team}
+    assert res.headers["Retry-After"] == str(retry_after())
+    assert count(db, "messages", user) == 3
+    data = quota_of(http, user).json()["data"]
+    assert (data["limit"], data["consumed"], data["remaining"]) == (5, 3, 2)  # the user's own quota
+    assert data["pool"] == {"id": team, "limit": 3, "consumed": 3, "remaining": 0}
+
+
 def test_refused_message_rolls_back_the_whole_transaction(http, db, new_user):
     user = new_user()
     first = send(http, user, "hello").json()["data"]

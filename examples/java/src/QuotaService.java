@@ -55,7 +55,9 @@ public final class QuotaService {
             + "FROM quota.quota_status(?) s "
             + "CROSS JOIN LATERAL (SELECT coalesce((SELECT plan FROM quota.subjects WHERE subject = ?), "
             + "                                    current_setting('quota.default_plan', true)) AS plan) p "
-            + "LEFT JOIN quota.plan_limits l ON l.plan = p.plan AND l.metric = s.metric";
+            + "LEFT JOIN quota.plan_limits l ON l.plan = p.plan AND l.metric = s.metric "
+            // quota_ext 0.8.0: a member of a pool also gets its pools' rows (level 1 and up).
+            + "WHERE s.level = 0";
 
     private final String url;
     private final Properties props = new Properties();

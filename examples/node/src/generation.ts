@@ -106,13 +106,16 @@ const server = serve('generation', port, async (req, url) => {
   if (req.method === 'POST' && url.pathname === '/generations') {
     return { status: 201, body: await generate(await readJson(req)) };
   }
-  // GET /users/:id/quota: checkQuota, one row per limit of the user's plan.
+  // GET /users/:id/quota: checkQuota, one row per limit of the user's plan, then one per limit
+  // of each pool the user draws from (quota_ext 0.8.0: level 1 and up; `pool` names it).
   if (req.method === 'GET' && path.length === 3 && path[0] === 'users' && path[2] === 'quota') {
     const { rows } = await pool.query(
-      'SELECT metric, period, limit_value, bonus, used, reserved, remaining, reset_at FROM quota.quota_status($1)', [path[1]]);
+      'SELECT metric, period, limit_value, bonus, used, reserved, remaining, reset_at, pool, level FROM quota.quota_status($1) ORDER BY level',
+      [path[1]]);
     return { status: 200, body: { userId: path[1], limits: rows.map((r) => ({
       metric: r.metric, period: r.period, limit: r.limit_value + r.bonus, used: r.used,
-      reserved: r.reserved, remaining: r.remaining, resetAt: r.reset_at?.toISOString() ?? null })) } };
+      reserved: r.reserved, remaining: r.remaining, resetAt: r.reset_at?.toISOString() ?? null,
+      ...(r.level > 0 ? { pool: r.pool } : {}) })) } };
   }
   // GET /users/:id/events: the outbox rows (a real app would relay them to a bus).
   if (req.method === 'GET' && path.length === 3 && path[0] === 'users' && path[2] === 'events') {

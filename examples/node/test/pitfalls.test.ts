@@ -34,11 +34,12 @@ test('SELECT quota.fn(...) gives one unparsed composite column; SELECT * FROM gi
   const composite = await db.query(`SELECT quota.quota_check($1::inet, 'uses', 0)`, ['192.0.2.1']);
   assert.deepEqual(composite.fields.map((f) => f.name), ['quota_check']);
   assert.equal(typeof composite.rows[0].quota_check, 'string');
-  assert.match(composite.rows[0].quota_check, /^\(t,192\.0\.2\.1,uses,day,0,5,0,5,0,"[^"]+",hard,ok,0\)$/);
+  // The last attribute (0.8.0) is the level: 0, the subject's own window (1: its pool's).
+  assert.match(composite.rows[0].quota_check, /^\(t,192\.0\.2\.1,uses,day,0,5,0,5,0,"[^"]+",hard,ok,0,0\)$/);
   const typed = await db.query(CHECK, ['192.0.2.1']);
   assert.deepEqual(typed.fields.map((f) => f.name), [
     'allowed', 'subject', 'metric', 'period', 'used', 'limit_value', 'bonus', 'remaining', 'requested',
-    'reset_at', 'enforcement', 'reason', 'reserved']);
+    'reset_at', 'enforcement', 'reason', 'reserved', 'level']);
   assert.equal(typed.rows[0].allowed, true);
   assert.ok(typed.rows[0].reset_at instanceof Date);
 });

@@ -63,5 +63,15 @@ SELECT * FROM try($$ INSERT INTO public.drv_messages (sender, body) VALUES ('nob
 SELECT count(*) AS rows_kept FROM public.drv_messages;
 SELECT 'ok' AS ok FROM quota.enforce_off('public.drv_messages', 'calls');
 DROP TABLE public.drv_messages;
+
+-- 0.8.0: quota.set_pool(subject, pool) resolves with untyped parameters too (both text;
+-- a NULL pool takes the subject out of its pool). tests/drivers/ prepares it with the rest.
+SELECT 'ok' AS ok FROM quota.assign_plan('drv-team', 'DRV');
+PREPARE pool2 AS SELECT quota.set_pool($1, $2);
+SELECT parameter_types::text FROM pg_prepared_statements WHERE name = 'pool2';
+EXECUTE pool2('drv-1', 'drv-team');
+SELECT subject, pool FROM quota.subjects WHERE subject = 'drv-1';
+EXECUTE pool2('drv-1', NULL);
+SELECT subject, pool FROM quota.subjects WHERE subject = 'drv-1';
 DEALLOCATE ALL;
 RESET quota.clock_override;
