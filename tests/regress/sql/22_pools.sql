@@ -291,3 +291,15 @@ SELECT count(*) AS before FROM quota.events WHERE type = 'consumed' AND subject 
 SELECT allowed FROM quota.quota_consume('rf_a', 'm', 1);
 SELECT count(*) - :before AS consumed_events FROM quota.events WHERE type = 'consumed' AND subject LIKE 'rf\_%';
 RESET quota.notify_every_consume;
+
+-- A pool's scheduled plan change applies to its members' consumes from its instant on.
+SELECT quota.set_limit('SCH_BIG', 'm', 'day', 100), quota.set_limit('SCH_SMALL', 'm', 'day', 3);
+SELECT quota.assign_plan('sch_m', 'RU'), quota.assign_plan('sch_pool', 'SCH_BIG');
+SELECT quota.set_pool('sch_m', 'sch_pool');
+SELECT quota.assign_plan('sch_pool', 'SCH_SMALL', effective_at => '2026-11-23 13:00:00+00');
+SELECT allowed, used FROM quota.quota_consume('sch_m', 'm', 5);
+SET quota.clock_override = '2026-11-23 13:30:00+00';
+SELECT period, limit_value, used, pool, level, next_plan FROM quota.quota_status('sch_m') WHERE level = 1;
+SELECT code, detail::jsonb ->> 'subject' AS subject, detail::jsonb -> 'limit' AS lim FROM try($$ SELECT quota.quota_consume('sch_m', 'm', 1) $$);
+SELECT plan FROM quota.subjects WHERE subject = 'sch_pool';
+SET quota.clock_override = '2026-11-23 12:00:00+00';
