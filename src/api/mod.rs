@@ -66,13 +66,13 @@ pub(crate) fn composite(
 }
 
 /// How many attributes the calling plan expects of a composite result, when it says (a
-/// call in FROM: its ReturnSetInfo's expected descriptor).
-///
-/// # Safety
-/// `fcinfo` is NULL or the call's FunctionCallInfo, valid for the call.
-unsafe fn expected_attributes(fcinfo: pg_sys::FunctionCallInfo) -> Option<usize> {
-    // SAFETY: the caller's guarantee; resultinfo is NULL or a Node, and a
-    // ReturnSetInfo's expectedDesc is NULL or a valid descriptor for the call.
+/// call in FROM: its ReturnSetInfo's expected descriptor). `fcinfo` is NULL or the
+/// FunctionCallInfo pgrx passed to the calling SQL function, as in `composite`.
+fn expected_attributes(fcinfo: pg_sys::FunctionCallInfo) -> Option<usize> {
+    // SAFETY: `fcinfo` is NULL (checked) or valid for the call (pgrx passes it); its
+    // resultinfo is NULL (checked) or a Node, whose tag is read before it is taken as a
+    // ReturnSetInfo; that ReturnSetInfo's expectedDesc is NULL (checked) or a descriptor
+    // valid for the call (the executor sets it up before calling the function).
     unsafe {
         if fcinfo.is_null() || (*fcinfo).resultinfo.is_null() || (*(*fcinfo).resultinfo).type_ != pg_sys::NodeTag::T_ReturnSetInfo {
             return None;

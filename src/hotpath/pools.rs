@@ -173,6 +173,15 @@ fn read_slices(t: &Tables, rel: &Rel, snapshot: pg_sys::Snapshot, keys: &[(Datum
     Some((pools::with_slices(counter, used, granted), row))
 }
 
+/// The slice's `used` after drawing `amount` from the slice row in `row`, if it holds that
+/// much (`used + amount <= granted`).
+fn drawn_from(t: &Tables, row: &Slot, amount: i64) -> Option<i64> {
+    let a = &t.slices.att;
+    // SAFETY: `row` holds a pool_slices row; granted and used are int8, as described.
+    let (granted, used) = unsafe { (row.get::<i64>(a[pool_slices::GRANTED])?, row.get::<i64>(a[pool_slices::USED])?) };
+    used.checked_add(amount).filter(|after| *after <= granted)
+}
+
 /// The consume of a member: lock every counter row (level by level), then every slice it
 /// draws from (stepping aside if one is short), decide, write the counters, the slices
 /// and the ledger rows (a pool's naming the member). Ok(None): the general path.
@@ -191,14 +200,9 @@ pub(super) fn consume(
 ) -> Result<Option<Vec<Written>>, QuotaError> {
     // A slice that, as read, cannot hold the amount: the general path refills it. Checked
     // before any lock is taken, so that stepping aside holds no slice.
-    for s in &slices {
-        let a = &t.slices.att;
-        // SAFETY: `s.row` holds the slice row as read; granted and used are int8.
-        let (granted, used) = unsafe { (s.row.get::<i64>(a[pool_slices::GRANTED]), s.row.get::<i64>(a[pool_slices::USED])) };
-        if !matches!((granted, used), (Some(g), Some(u)) if u.checked_add(items[s.item].1).is_some_and(|after| after <= g)) {
-            note(format_args!("hot path: a pool's slice is short"));
-            return Ok(None);
-        }
+    if slices.iter().any(|s| drawn_from(t, &s.row, items[s.item].1).is_none()) {
+        note(format_args!("hot path: a pool's slice is short"));
+        return Ok(None);
     }
     let key_atts = &t.counters.att[..schema::COUNTERS.key];
     for r in rows.iter_mut() {
@@ -228,17 +232,11 @@ pub(super) fn consume(
             return Ok(None);
         }
         s.row = newest;
-        let a = &t.slices.att;
-        // SAFETY: granted and used are int8, as described.
-        let (granted, used) = unsafe { (s.row.get::<i64>(a[pool_slices::GRANTED]), s.row.get::<i64>(a[pool_slices::USED])) };
-        let amount = items[s.item].1;
-        match (granted, used) {
-            (Some(g), Some(u)) if u.checked_add(amount).is_some_and(|after| after <= g) => drawn.push(u + amount),
-            _ => {
-                note(format_args!("hot path: a pool's slice is short"));
-                return Ok(None);
-            }
-        }
+        let Some(used) = drawn_from(t, &s.row, items[s.item].1) else {
+            note(format_args!("hot path: a pool's slice is short"));
+            return Ok(None);
+        };
+        drawn.push(used);
     }
     let Some(plans) = decide(&found) else { return Ok(None) };
     for r in &rows {

@@ -112,7 +112,7 @@ pub fn refund_charge(subject: &str, metric: &str, period: &str, window_start: Op
             let pools = pool::chain(c, &s, Unknown::Create, now)?;
             let mut below_gave = given;
             for (level, (p, pool_limits)) in pools.iter().zip(pool::pool_limits(c, &pools, metric, now)?).enumerate() {
-                let below = if level == 0 { &s } else { &pools[level - 1] };
+                let below = pool::through(&s, &pools, level);
                 let mut gave = 0;
                 let ours = |l: &&Limit| l.period == limit.period || (first && !limits.iter().any(|m| m.period == l.period));
                 for pool_limit in pool_limits.iter().filter(ours) {

@@ -48,7 +48,7 @@ impl<'a> MetricOp<'a> {
         let now = self.windows[0].now;
         for (i, (p, ls)) in pools.iter().zip(limits).enumerate() {
             // The ledger's `via`: the pool's member the call came through (one level below).
-            let below = if i == 0 { member } else { &pools[i - 1] };
+            let below = super::pool::through(member, pools, i);
             let shared = sliced && !ls.is_empty() && super::pool::shared(c, p);
             for l in ls {
                 let mut w = WindowOp::current(c, p, self.metric, l, now, counting)?;

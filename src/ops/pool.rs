@@ -48,6 +48,16 @@ pub fn chain(c: &mut SpiClient<'_>, member: &Subject, unknown: Unknown, now: Dat
     Ok(pools)
 }
 
+/// The subject a call came through into `pools[index]` (the level below it): what the
+/// ledger's and the holds' `via` name.
+pub fn through<'a>(member: &'a Subject, pools: &'a [Subject], index: usize) -> &'a Subject {
+    if index == 0 {
+        member
+    } else {
+        &pools[index - 1]
+    }
+}
+
 /// Every pool's limits on the metric, nearest pool first (empty for a pool that does not
 /// limit it: that level is skipped).
 pub fn pool_limits(c: &mut SpiClient<'_>, pools: &[Subject], metric: &str, now: DateTime<Utc>) -> Result<Vec<Vec<Limit>>> {
