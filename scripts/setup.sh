@@ -12,10 +12,11 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 need_pkgs=()
-# The second line: what the clients step's examples need (headless Chromium for the
+# postgresql-15-plproxy: the scale-out router (docs/scale-out.md). The second line: what
+# the clients step's examples need (headless Chromium for the
 # status page, Java 17 and pgjdbc, curl); the exporter is installed by
 # examples/prometheus/setup.sh, which keeps its service from starting.
-for p in postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev clang sudo \
+for p in postgresql-15 postgresql-server-dev-15 postgresql-contrib postgresql-15-plproxy libclang-dev clang sudo \
          pkg-config python3-venv python3-psycopg2 python3-psycopg python3-matplotlib \
          chromium chromium-driver fonts-liberation default-jdk-headless libpostgresql-jdbc-java curl; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
