@@ -197,7 +197,7 @@ BEGIN
 {body}EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
                             e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
-    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint);
+    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint, cluster.node_of($1));
 END
 $f$;
 {grant(f"cluster.{name}({sig})", f["grantees"])}
@@ -236,7 +236,7 @@ DECLARE
             applied := applied || n.node;
         EXCEPTION WHEN OTHERS THEN
             GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT;
-            failed := failed || jsonb_build_object('node', n.node, 'sqlstate', e_state,
+            failed := failed || jsonb_build_object('node', n.node, 'sqlstate', cluster.remote_state(e_state, e_message),
                                                    'message', cluster.strip_remote(e_message));
         END;
     END LOOP;

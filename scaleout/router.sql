@@ -56,6 +56,7 @@ INSERT INTO cluster.map_version VALUES (true, 1);
 
 CREATE FUNCTION cluster.map_changed() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
 DECLARE
     parts integer;
     top integer;
@@ -109,6 +110,7 @@ $$;
 CREATE FUNCTION cluster.partition_for(tenant text)
 RETURNS integer
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
 DECLARE
     target text := cluster.node_of($1);
     result integer;
@@ -130,6 +132,7 @@ $$;
 CREATE FUNCTION cluster.node_for(tenant text)
 RETURNS TABLE(node text, connstr text)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
 BEGIN
     PERFORM cluster.admit($1);
     RETURN QUERY SELECT n.node, n.connstr FROM cluster.nodes n WHERE n.node = cluster.node_of($1);
@@ -142,6 +145,7 @@ $$;
 CREATE FUNCTION cluster.place_tenant(tenant text, node text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
 BEGIN
     IF $1 IS NULL OR $1 = '' OR $2 IS NULL THEN
         RAISE EXCEPTION 'place_tenant needs a tenant and a node' USING ERRCODE = '22004',
@@ -165,6 +169,7 @@ $$;
 CREATE FUNCTION cluster.admit(tenant text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
 DECLARE
     previous text := current_setting('quota.tenant', true);
     visible boolean;
@@ -193,6 +198,7 @@ $$;
 CREATE FUNCTION cluster.cluster_for(tenant text)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
 BEGIN
     PERFORM cluster.admit($1);
     IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) OR pg_has_role(current_user, 'quota_admin', 'MEMBER') THEN
@@ -202,32 +208,50 @@ BEGIN
 END
 $$;
 
--- PL/Proxy's prefixes off a remote error's message ("cluster_proxy.f(3): [n1] REMOTE ERROR: "),
--- DETAIL ("Remote detail: ") and HINT ("Remote hint: ").
+-- PL/Proxy's prefixes off a remote error's message ("cluster_proxy.f(3): [n1] REMOTE ERROR: ",
+-- "PL/Proxy function cluster_proxy.f(1): [quota] "), DETAIL ("Remote detail: ") and HINT
+-- ("Remote hint: ").
 CREATE FUNCTION cluster.strip_remote(message text)
 RETURNS text
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT regexp_replace(regexp_replace($1, '^[a-z_.]+\(\d+\): \[[^]]*\] REMOTE ERROR: ', ''),
+    SELECT regexp_replace(regexp_replace($1, '^(PL/Proxy function )?[a-z_.]+\(\d+\): \[[^]]*\] (REMOTE [A-Z]+: )?', ''),
                           '^Remote (detail|hint|context): ', '')
 $$;
 
--- Raise a node's error again as the node raised it.
-CREATE FUNCTION cluster.reraise(state text, message text, detail text, hint text)
+-- PL/Proxy reports a node it cannot reach as XX000 ("PQconnectPoll: ...", "could not
+-- connect"...): that is 08006 (connection_failure) here, not an internal error.
+CREATE FUNCTION cluster.remote_state(state text, message text)
+RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN $1 = 'XX000' AND $2 ~ '^PL/Proxy function .*\] (PQconnect|connect|could not|server closed|lost connection|connection)'
+                THEN '08006' ELSE $1 END
+$$;
+
+-- Raise a node's error again as the node raised it. A node that could not be reached
+-- (node: the one the call was for, when known) is 08006 with a JSON DETAIL and a HINT.
+CREATE FUNCTION cluster.reraise(state text, message text, detail text, hint text, node text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
 DECLARE
     m text := cluster.strip_remote(message);
     d text := nullif(cluster.strip_remote(detail), '');
     h text := nullif(cluster.strip_remote(hint), '');
+    s text := cluster.remote_state(state, message);
 BEGIN
-    IF d IS NOT NULL AND h IS NOT NULL THEN
-        RAISE EXCEPTION USING ERRCODE = state, MESSAGE = m, DETAIL = d, HINT = h;
+    IF s = '08006' AND state = 'XX000' THEN
+        RAISE EXCEPTION 'node % of the cluster is unavailable: %', coalesce(node, '(unknown)'), left(m, 200)
+            USING ERRCODE = '08006',
+                  DETAIL = jsonb_build_object('code', 'node_unavailable', 'node', node, 'message', m)::text,
+                  HINT = 'Retry the call when the node is back (a call in doubt is safe to retry with the same idempotency key); cluster.nodes lists the nodes.';
+    ELSIF d IS NOT NULL AND h IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = s, MESSAGE = m, DETAIL = d, HINT = h;
     ELSIF d IS NOT NULL THEN
-        RAISE EXCEPTION USING ERRCODE = state, MESSAGE = m, DETAIL = d;
+        RAISE EXCEPTION USING ERRCODE = s, MESSAGE = m, DETAIL = d;
     ELSIF h IS NOT NULL THEN
-        RAISE EXCEPTION USING ERRCODE = state, MESSAGE = m, HINT = h;
+        RAISE EXCEPTION USING ERRCODE = s, MESSAGE = m, HINT = h;
     ELSE
-        RAISE EXCEPTION USING ERRCODE = state, MESSAGE = m;
+        RAISE EXCEPTION USING ERRCODE = s, MESSAGE = m;
     END IF;
 END
 $$;
@@ -239,6 +263,7 @@ $$;
 CREATE FUNCTION cluster.fan_out_done(func text, applied text[], failed jsonb)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
 BEGIN
     IF jsonb_array_length(failed) = 0 THEN
         RETURN;
@@ -297,7 +322,8 @@ BEGIN
         EXCEPTION WHEN OTHERS THEN
             GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT;
             node := n.node; kind := 'node'; key := 'reachable'; router_value := 'true';
-            node_value := jsonb_build_object('sqlstate', e_state, 'message', cluster.strip_remote(e_message));
+            node_value := jsonb_build_object('sqlstate', cluster.remote_state(e_state, e_message),
+                                             'message', cluster.strip_remote(e_message));
             RETURN NEXT;
         END;
     END LOOP;
@@ -309,6 +335,7 @@ $$;
 CREATE FUNCTION cluster.repair_config(node text)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
 DECLARE
     part integer;
     e_state text; e_message text; e_detail text; e_hint text;
@@ -343,6 +370,7 @@ $$;
 CREATE FUNCTION plproxy.get_cluster_partitions(cluster_name text)
 RETURNS SETOF text
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
 DECLARE
     role_name text;
     conns text[];
@@ -378,7 +406,7 @@ GRANT UPDATE ON cluster.map_version TO quota_admin;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA cluster, cluster_proxy, plproxy FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION cluster.node_partitions(), cluster.node_of(text), cluster.partition_for(text),
     cluster.node_for(text), cluster.admit(text), cluster.cluster_for(text), cluster.strip_remote(text),
-    cluster.reraise(text, text, text, text), plproxy.get_cluster_version(text),
+    cluster.reraise(text, text, text, text, text), cluster.remote_state(text, text), plproxy.get_cluster_version(text),
     plproxy.get_cluster_partitions(text), plproxy.get_cluster_config(text)
     TO quota_reader, quota_app, quota_admin;
 GRANT EXECUTE ON FUNCTION cluster.place_tenant(text, text), cluster.fan_out_done(text, text[], jsonb),

@@ -33,7 +33,7 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
                             e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
-    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint);
+    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint, cluster.node_of($1));
 END
 $f$;
 REVOKE ALL ON FUNCTION cluster.ack_events(text, bigint) FROM PUBLIC;
@@ -57,7 +57,7 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
                             e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
-    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint);
+    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint, cluster.node_of($1));
 END
 $f$;
 REVOKE ALL ON FUNCTION cluster.apply_bonus(text, inet, text, text, text) FROM PUBLIC;
@@ -81,7 +81,7 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
                             e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
-    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint);
+    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint, cluster.node_of($1));
 END
 $f$;
 REVOKE ALL ON FUNCTION cluster.apply_bonus(text, text, text, text, text) FROM PUBLIC;
@@ -106,7 +106,7 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
                             e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
-    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint);
+    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint, cluster.node_of($1));
 END
 $f$;
 REVOKE ALL ON FUNCTION cluster.assign_plan(text, inet, text, text, timestamp with time zone, text, timestamp with time zone, text) FROM PUBLIC;
@@ -131,7 +131,7 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
                             e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
-    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint);
+    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint, cluster.node_of($1));
 END
 $f$;
 REVOKE ALL ON FUNCTION cluster.assign_plan(text, text, text, text, timestamp with time zone, text, timestamp with time zone, text) FROM PUBLIC;
@@ -162,7 +162,7 @@ BEGIN
             applied := applied || n.node;
         EXCEPTION WHEN OTHERS THEN
             GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT;
-            failed := failed || jsonb_build_object('node', n.node, 'sqlstate', e_state,
+            failed := failed || jsonb_build_object('node', n.node, 'sqlstate', cluster.remote_state(e_state, e_message),
                                                    'message', cluster.strip_remote(e_message));
         END;
     END LOOP;
@@ -191,7 +191,7 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
                             e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
-    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint);
+    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint, cluster.node_of($1));
 END
 $f$;
 REVOKE ALL ON FUNCTION cluster.cancel_plan_change(text, text) FROM PUBLIC;
@@ -241,7 +241,7 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
                             e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
-    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint);
+    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint, cluster.node_of($1));
 END
 $f$;
 REVOKE ALL ON FUNCTION cluster.delete_subject(text, text) FROM PUBLIC;
@@ -317,7 +317,7 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
                             e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
-    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint);
+    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint, cluster.node_of($1));
 END
 $f$;
 REVOKE ALL ON FUNCTION cluster.quota_check(text, inet, text, bigint) FROM PUBLIC;
@@ -342,7 +342,7 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
                             e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
-    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint);
+    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint, cluster.node_of($1));
 END
 $f$;
 REVOKE ALL ON FUNCTION cluster.quota_check(text, text, jsonb) FROM PUBLIC;
@@ -366,7 +366,7 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
                             e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
-    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint);
+    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint, cluster.node_of($1));
 END
 $f$;
 REVOKE ALL ON FUNCTION cluster.quota_check(text, text, text, bigint) FROM PUBLIC;
@@ -390,7 +390,7 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
                             e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
-    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint);
+    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint, cluster.node_of($1));
 END
 $f$;
 REVOKE ALL ON FUNCTION cluster.quota_commit(text, uuid, bigint, jsonb) FROM PUBLIC;
@@ -414,7 +414,7 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
                             e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
-    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint);
+    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint, cluster.node_of($1));
 END
 $f$;
 REVOKE ALL ON FUNCTION cluster.quota_consume(text, inet, text, bigint, text, jsonb) FROM PUBLIC;
@@ -439,7 +439,7 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
                             e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
-    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint);
+    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint, cluster.node_of($1));
 END
 $f$;
 REVOKE ALL ON FUNCTION cluster.quota_consume(text, text, jsonb) FROM PUBLIC;
@@ -463,7 +463,7 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
                             e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
-    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint);
+    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint, cluster.node_of($1));
 END
 $f$;
 REVOKE ALL ON FUNCTION cluster.quota_consume(text, text, text, bigint, text, jsonb) FROM PUBLIC;
@@ -488,7 +488,7 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
                             e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
-    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint);
+    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint, cluster.node_of($1));
 END
 $f$;
 REVOKE ALL ON FUNCTION cluster.quota_consume_many(text, text, jsonb, text, jsonb) FROM PUBLIC;
@@ -512,7 +512,7 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
                             e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
-    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint);
+    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint, cluster.node_of($1));
 END
 $f$;
 REVOKE ALL ON FUNCTION cluster.quota_refund(text, inet, text, bigint, text) FROM PUBLIC;
@@ -536,7 +536,7 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
                             e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
-    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint);
+    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint, cluster.node_of($1));
 END
 $f$;
 REVOKE ALL ON FUNCTION cluster.quota_refund(text, text, text, bigint, text) FROM PUBLIC;
@@ -560,7 +560,7 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
                             e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
-    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint);
+    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint, cluster.node_of($1));
 END
 $f$;
 REVOKE ALL ON FUNCTION cluster.quota_release(text, uuid, text) FROM PUBLIC;
@@ -584,7 +584,7 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
                             e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
-    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint);
+    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint, cluster.node_of($1));
 END
 $f$;
 REVOKE ALL ON FUNCTION cluster.quota_reserve(text, text, text, bigint, interval, text, jsonb) FROM PUBLIC;
@@ -608,7 +608,7 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
                             e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
-    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint);
+    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint, cluster.node_of($1));
 END
 $f$;
 REVOKE ALL ON FUNCTION cluster.quota_reset(text, text, text) FROM PUBLIC;
@@ -633,7 +633,7 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
                             e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
-    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint);
+    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint, cluster.node_of($1));
 END
 $f$;
 REVOKE ALL ON FUNCTION cluster.quota_status(text, inet) FROM PUBLIC;
@@ -658,7 +658,7 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
                             e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
-    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint);
+    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint, cluster.node_of($1));
 END
 $f$;
 REVOKE ALL ON FUNCTION cluster.quota_status(text, text) FROM PUBLIC;
@@ -682,7 +682,7 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
                             e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
-    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint);
+    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint, cluster.node_of($1));
 END
 $f$;
 REVOKE ALL ON FUNCTION cluster.quota_try_consume(text, inet, text, bigint, text, jsonb) FROM PUBLIC;
@@ -707,7 +707,7 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
                             e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
-    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint);
+    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint, cluster.node_of($1));
 END
 $f$;
 REVOKE ALL ON FUNCTION cluster.quota_try_consume(text, text, jsonb) FROM PUBLIC;
@@ -731,7 +731,7 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
                             e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
-    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint);
+    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint, cluster.node_of($1));
 END
 $f$;
 REVOKE ALL ON FUNCTION cluster.quota_try_consume(text, text, text, bigint, text, jsonb) FROM PUBLIC;
@@ -756,7 +756,7 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
                             e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
-    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint);
+    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint, cluster.node_of($1));
 END
 $f$;
 REVOKE ALL ON FUNCTION cluster.quota_try_consume_many(text, text, jsonb, text, jsonb) FROM PUBLIC;
@@ -780,7 +780,7 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
                             e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
-    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint);
+    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint, cluster.node_of($1));
 END
 $f$;
 REVOKE ALL ON FUNCTION cluster.quota_try_reserve(text, text, text, bigint, interval, text, jsonb) FROM PUBLIC;
@@ -812,7 +812,7 @@ BEGIN
             applied := applied || n.node;
         EXCEPTION WHEN OTHERS THEN
             GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT;
-            failed := failed || jsonb_build_object('node', n.node, 'sqlstate', e_state,
+            failed := failed || jsonb_build_object('node', n.node, 'sqlstate', cluster.remote_state(e_state, e_message),
                                                    'message', cluster.strip_remote(e_message));
         END;
     END LOOP;
@@ -841,7 +841,7 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
                             e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
-    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint);
+    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint, cluster.node_of($1));
 END
 $f$;
 REVOKE ALL ON FUNCTION cluster.remove_override(text, text, text, text) FROM PUBLIC;
@@ -872,7 +872,7 @@ BEGIN
             applied := applied || n.node;
         EXCEPTION WHEN OTHERS THEN
             GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT;
-            failed := failed || jsonb_build_object('node', n.node, 'sqlstate', e_state,
+            failed := failed || jsonb_build_object('node', n.node, 'sqlstate', cluster.remote_state(e_state, e_message),
                                                    'message', cluster.strip_remote(e_message));
         END;
     END LOOP;
@@ -908,7 +908,7 @@ BEGIN
             applied := applied || n.node;
         EXCEPTION WHEN OTHERS THEN
             GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT;
-            failed := failed || jsonb_build_object('node', n.node, 'sqlstate', e_state,
+            failed := failed || jsonb_build_object('node', n.node, 'sqlstate', cluster.remote_state(e_state, e_message),
                                                    'message', cluster.strip_remote(e_message));
         END;
     END LOOP;
@@ -944,7 +944,7 @@ BEGIN
             applied := applied || n.node;
         EXCEPTION WHEN OTHERS THEN
             GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT;
-            failed := failed || jsonb_build_object('node', n.node, 'sqlstate', e_state,
+            failed := failed || jsonb_build_object('node', n.node, 'sqlstate', cluster.remote_state(e_state, e_message),
                                                    'message', cluster.strip_remote(e_message));
         END;
     END LOOP;
@@ -980,7 +980,7 @@ BEGIN
             applied := applied || n.node;
         EXCEPTION WHEN OTHERS THEN
             GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT;
-            failed := failed || jsonb_build_object('node', n.node, 'sqlstate', e_state,
+            failed := failed || jsonb_build_object('node', n.node, 'sqlstate', cluster.remote_state(e_state, e_message),
                                                    'message', cluster.strip_remote(e_message));
         END;
     END LOOP;
@@ -1010,7 +1010,7 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
                             e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
-    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint);
+    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint, cluster.node_of($1));
 END
 $f$;
 REVOKE ALL ON FUNCTION cluster.set_override(text, text, text, text, bigint, text, timestamp with time zone) FROM PUBLIC;
@@ -1035,7 +1035,7 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
                             e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
-    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint);
+    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint, cluster.node_of($1));
 END
 $f$;
 REVOKE ALL ON FUNCTION cluster.set_pool(text, text, text) FROM PUBLIC;
@@ -1066,7 +1066,7 @@ BEGIN
             applied := applied || n.node;
         EXCEPTION WHEN OTHERS THEN
             GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT;
-            failed := failed || jsonb_build_object('node', n.node, 'sqlstate', e_state,
+            failed := failed || jsonb_build_object('node', n.node, 'sqlstate', cluster.remote_state(e_state, e_message),
                                                    'message', cluster.strip_remote(e_message));
         END;
     END LOOP;
@@ -1122,7 +1122,7 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
                             e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
-    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint);
+    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint, cluster.node_of($1));
 END
 $f$;
 REVOKE ALL ON FUNCTION cluster.throttle(text, text, bigint, bigint, interval, bigint) FROM PUBLIC;
@@ -1154,7 +1154,7 @@ BEGIN
             applied := applied || n.node;
         EXCEPTION WHEN OTHERS THEN
             GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT;
-            failed := failed || jsonb_build_object('node', n.node, 'sqlstate', e_state,
+            failed := failed || jsonb_build_object('node', n.node, 'sqlstate', cluster.remote_state(e_state, e_message),
                                                    'message', cluster.strip_remote(e_message));
         END;
     END LOOP;

@@ -76,7 +76,7 @@ start_server() {
     return 0
   fi
   cluster_start "scaleout-$name" "$(port_of "$name")" "shared_preload_libraries = 'quota_ext'" "cluster_name = '$name'" \
-    "max_connections = 60" "shared_buffers = 32MB"
+    "max_connections = 60" "shared_buffers = 32MB" "track_functions = 'pl'"
 }
 
 setup_node() {
