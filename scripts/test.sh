@@ -367,7 +367,7 @@ run_major() {
     step 10 "scale-out: three nodes and a router on loopback (scripts/scaleout.sh, tests/scaleout/)"
     export QUOTA_SCALEOUT_PORT="${QUOTA_SCALEOUT_PORT:-$((PORT + 7))}"
     scripts/scaleout.sh start --fresh >"$QUOTA_RUN/scaleout-start.log" 2>&1 || { cat "$QUOTA_RUN/scaleout-start.log"; exit 1; }
-    trap 'scripts/scaleout.sh stop' EXIT
+    trap 'cluster_stop test; scripts/scaleout.sh stop' EXIT
     eval "$(grep '^export' "$QUOTA_RUN/scaleout.env")"
     PGBIN="$PGBIN" /usr/bin/python3 tests/scaleout/test_scaleout.py
     scripts/scaleout.sh stop

@@ -371,10 +371,41 @@ if section("bindings"):
     err = error_of(app, "SELECT * FROM cluster.quota_status(NULL, %s)", (f"{at_home}:1",))
     check(err is not None and err[0] == "QT404",
           f"an app role with no tenant does not see a tenanted subject on the home node ({err and err[0]})")
-    rows = q(reader, "SELECT DISTINCT tenant FROM cluster.usage_overview()")
-    check(all(r[0] is None for r in rows), f"a reader with no tenant sees untenanted rows only ({rows[:3]})")
+    plain = name("plain")
+    q(router, "SELECT cluster.assign_plan(NULL, %s, 'free')", (plain,))
+    q(router, "SELECT * FROM cluster.quota_try_consume(NULL, %s, 'tok', 1)", (plain,))
+    q(router, "SELECT * FROM cluster.quota_try_consume(%s, %s, 'tok', 1)", (at_home, f"{at_home}:1"))
+    rows = q(reader, "SELECT subject, tenant FROM cluster.usage_overview()")
+    check((plain, None) in rows and all(r[1] is None for r in rows),
+          f"a reader with no tenant sees untenanted rows only, on the home node too ({len(rows)} rows)")
+    rows = q(router, "SELECT DISTINCT tenant FROM cluster.usage_overview()")
+    check((at_home,) in rows and (None,) in rows, "an administrator with no tenant sees every tenant's rows")
     for c in (acme, app, none, reader):
         c.close()
+    # On a node: the wrappers are SECURITY INVOKER, so the node's own bindings and grants
+    # hold for whoever calls them there, and quota.tenant is the caller's again afterwards.
+    n = node_of(other)
+    node_acme = connect(NODE_DSN[n], "so_acme")
+    err = error_of(node_acme, "SELECT * FROM quota_node.quota_consume(%s, %s, 'tok', 1)", (other, f"{other}:1"))
+    check(err is not None and err[0] == "42501", f"on {n}, a bound role calling quota_node for another tenant: 42501 ({err and err[0]})")
+    node_app = connect(NODE_DSN[n], "so_app", autocommit=False)
+    for sql in ["SELECT * FROM quota_node.config_snapshot()", "SELECT quota_node.config_apply('[]')",
+                f"SELECT quota_node.assign_plan('{other}', 'x:1', 'free')"]:
+        err = error_of(node_app, sql)
+        node_app.rollback()
+        check(err is not None and err[0] == "42501", f"on {n}, quota_app: {sql[:50]}: 42501 ({err and err[0]})")
+    q(node_app, "SET LOCAL quota.tenant = 'before'")
+    q(node_app, "SELECT * FROM quota_node.quota_status(%s, %s)", (other, f"{other}:1"))
+    after = q(node_app, "SHOW quota.tenant")[0][0]
+    node_app.rollback()
+    check(after == "before", f"quota_node restores the caller's quota.tenant ({after!r})")
+    rows = q(node_app, "SELECT * FROM quota_node.quota_status(%s, %s)", (other, f"{other}:1"))
+    none_rows = error_of(node_app, "SELECT * FROM quota.quota_status(%s)", (f"{other}:1",))
+    node_app.rollback()
+    check(len(rows) == 1 and none_rows is not None and none_rows[0] == "QT404",
+          "quota_node's tenant lasts for its call only (the next plain call sees no tenant)")
+    node_acme.close()
+    node_app.close()
 
 
 # Exactness under concurrency, through the router and directly on a node -----------------------
