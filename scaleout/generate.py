@@ -153,6 +153,7 @@ def node_sql(cur, funcs):
     for f in funcs:
         if f["name"] in ROUTED:
             parts.append(node_wrapper(f))
+            parts.append(node_envelope(f))
     for view in VIEWS:
         parts.append(node_read(view, view, view_columns(cur, view), f"quota.{view}",
                                ["quota_reader", "quota_app"]))
@@ -164,43 +165,111 @@ def node_sql(cur, funcs):
     return "\n".join(parts)
 
 
+def result_columns(cur, f):
+    """The columns of a function's result: a TABLE's, a composite type's attributes, or
+    one column `result` for a scalar (none for void)."""
+    if f["void"]:
+        return []
+    r = f["result"]
+    if r.startswith("TABLE("):
+        return [tuple(c.split(" ", 1)) for c in re.match(r"TABLE\((.*)\)$", r).group(1).split(", ")]
+    base = r[len("SETOF "):] if r.startswith("SETOF ") else r
+    cur.execute("""SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod)
+                   FROM pg_catalog.pg_type t JOIN pg_catalog.pg_attribute a ON a.attrelid = t.typrelid
+                   WHERE t.oid = %s::regtype AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum""", (base,))
+    return cur.fetchall() or [("result", base)]
+
+
+def column_list(cols):
+    return "".join(f", {quote(c)} {t}" for c, t in cols)
+
+
+def quote(column):
+    return f'"{column}"' if column in ("limit",) else column
+
+
+ERROR_COLUMNS = "error_state text, error_message text, error_detail text, error_hint text"
+
+
+def node_envelope(f):
+    """quota_node.<name>_or_error: the wrapper's result, or its error as a row. PL/Proxy
+    drops its connection to a node after a remote error (and the next call opens a new
+    one); the router calls this instead, so that a refusal costs no reconnection."""
+    name, n = f["name"], f["nargs"]
+    types = ", ".join(["text"] + f["argtypes"])
+    cols = f["cols"]
+    call = f"quota_node.{name}({call_args(n + 1, 1)})"
+    if f["void"]:
+        ok = f"    PERFORM {call};\n    RETURN NEXT;\n"
+    else:
+        ok = f"    RETURN QUERY SELECT NULL::text, NULL::text, NULL::text, NULL::text, r.* FROM {call} r;\n"
+    return f"""CREATE FUNCTION quota_node.{name}_or_error({types}) RETURNS TABLE({ERROR_COLUMNS}{column_list(cols)})
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
+#variable_conflict use_column
+BEGIN
+{ok}    RETURN;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS error_state = RETURNED_SQLSTATE, error_message = MESSAGE_TEXT,
+                            error_detail = PG_EXCEPTION_DETAIL, error_hint = PG_EXCEPTION_HINT;
+    RETURN NEXT;
+    RETURN;
+END
+$f$;
+{grant(f"quota_node.{name}_or_error({types})", f["grantees"])}
+"""
+
+
 def router_routed(f):
-    """cluster.<name>: the error-restoring PL/pgSQL wrapper; cluster_proxy.<name>: the
-    PL/Proxy call (the tenant check runs in cluster.cluster_for, before any remote call)."""
+    """cluster_proxy.<name>: the PL/Proxy call of quota_node.<name>_or_error (the tenant
+    check runs in cluster.cluster_for, before any remote call); cluster.<name>: the API,
+    which raises a node's error again as the node raised it."""
     name, n = f["name"], f["nargs"]
     args = wrapper_args(f)
-    plain_args = re.sub(r" DEFAULT [^,]*(?:, |$)", lambda m: ", " if m.group(0).endswith(", ") else "", args)
-    sig = ", ".join(["text"] + f["argtypes"])
+    types = ", ".join(["text"] + f["argtypes"])
+    cols = f["cols"]
     result = out_table(f)
-    proxy_result = "text" if f["void"] else result
-    target = f"SELECT quota_node.{name}({call_args(n + 1, 1)})::text AS {name};" if f["void"] else f"TARGET quota_node.{name};"
     call = f"cluster_proxy.{name}({call_args(n + 1, 1)})"
-    if f["retset"]:
-        body = f"    RETURN QUERY SELECT * FROM {call};\n    RETURN;\n"
-    elif f["void"]:
-        body = f"    PERFORM {call};\n    RETURN;\n"
+    declare = ""
+    if f["void"]:
+        emit, final = "", "    RETURN;\n"
+    elif f["result"].startswith("TABLE("):
+        emit = "".join(f"        {quote(c)} := r.{quote(c)};\n" for c, _ in cols) + "        RETURN NEXT;\n"
+        final = "    RETURN;\n"
+    elif cols == [("result", cols[0][1])] and not f["retset"]:
+        declare = f"    result {f['result']};\n"
+        emit, final = "        result := r.result;\n", "    RETURN result;\n"
     else:
-        body = f"    RETURN {call};\n"
-    return f"""CREATE FUNCTION cluster_proxy.{name}(tenant text{', ' if args else ''}{plain_args}) RETURNS {proxy_result}
+        base = f["result"][len("SETOF "):] if f["retset"] else f["result"]
+        declare = f"    result {base};\n"
+        emit = f"        result := ROW({', '.join('r.' + quote(c) for c, _ in cols)});\n"
+        emit += "        RETURN NEXT result;\n" if f["retset"] else ""
+        final = "    RETURN;\n" if f["retset"] else "    RETURN result;\n"
+    return f"""CREATE FUNCTION cluster_proxy.{name}({types}) RETURNS TABLE({ERROR_COLUMNS}{column_list(cols)})
 LANGUAGE plproxy AS $f$
-    CLUSTER cluster.cluster_for(tenant);
-    RUN ON cluster.partition_for(tenant);
-    {target}
+    CLUSTER cluster.cluster_for($1);
+    RUN ON cluster.partition_for($1);
+    TARGET quota_node.{name}_or_error;
 $f$;
-{grant(f"cluster_proxy.{name}({sig})", f["grantees"])}
+{grant(f"cluster_proxy.{name}({types})", f["grantees"])}
 CREATE FUNCTION cluster.{name}(tenant text{', ' if args else ''}{args}) RETURNS {result}
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
 #variable_conflict use_column
 DECLARE
-    e_state text; e_message text; e_detail text; e_hint text;
+    r record;
+{declare}    e_state text; e_message text; e_detail text; e_hint text;
 BEGIN
-{body}EXCEPTION WHEN OTHERS THEN
+    FOR r IN SELECT * FROM {call} LOOP
+        IF r.error_state IS NOT NULL THEN
+            PERFORM cluster.reraise(r.error_state, r.error_message, r.error_detail, r.error_hint);
+        END IF;
+{emit}    END LOOP;
+{final}EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
                             e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
     PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint, cluster.node_of($1));
 END
 $f$;
-{grant(f"cluster.{name}({sig})", f["grantees"])}
+{grant(f"cluster.{name}({types})", f["grantees"])}
 """
 
 
@@ -359,6 +428,8 @@ def main():
     cur = conn.cursor()
     funcs = functions(cur)
     classify(funcs)
+    for f in funcs:
+        f["cols"] = result_columns(cur, f)
     replace_between("sql/node.sql", BEGIN, END, node_sql(cur, funcs))
     replace_between("scaleout/router_api.sql", BEGIN, END, router_sql(cur, funcs))
     # The upgrade script's block is sql/node.sql as it is (a fresh install and an upgrade

@@ -159,6 +159,22 @@ $f$;
 REVOKE ALL ON FUNCTION quota_node.ack_events(text, bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION quota_node.ack_events(text, bigint) TO quota_app;
 
+CREATE FUNCTION quota_node.ack_events_or_error(text, bigint) RETURNS TABLE(error_state text, error_message text, error_detail text, error_hint text, result bigint)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY SELECT NULL::text, NULL::text, NULL::text, NULL::text, r.* FROM quota_node.ack_events($1, $2) r;
+    RETURN;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS error_state = RETURNED_SQLSTATE, error_message = MESSAGE_TEXT,
+                            error_detail = PG_EXCEPTION_DETAIL, error_hint = PG_EXCEPTION_HINT;
+    RETURN NEXT;
+    RETURN;
+END
+$f$;
+REVOKE ALL ON FUNCTION quota_node.ack_events_or_error(text, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION quota_node.ack_events_or_error(text, bigint) TO quota_app;
+
 CREATE FUNCTION quota_node.apply_bonus(tenant text, subject inet, metric text, kind text, reference text DEFAULT NULL::text) RETURNS quota.bonus_result
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
 #variable_conflict use_column
@@ -174,6 +190,22 @@ END
 $f$;
 REVOKE ALL ON FUNCTION quota_node.apply_bonus(text, inet, text, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION quota_node.apply_bonus(text, inet, text, text, text) TO quota_admin;
+
+CREATE FUNCTION quota_node.apply_bonus_or_error(text, inet, text, text, text) RETURNS TABLE(error_state text, error_message text, error_detail text, error_hint text, applied boolean, reason text, amount bigint, new_limit bigint, bonuses_today integer)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY SELECT NULL::text, NULL::text, NULL::text, NULL::text, r.* FROM quota_node.apply_bonus($1, $2, $3, $4, $5) r;
+    RETURN;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS error_state = RETURNED_SQLSTATE, error_message = MESSAGE_TEXT,
+                            error_detail = PG_EXCEPTION_DETAIL, error_hint = PG_EXCEPTION_HINT;
+    RETURN NEXT;
+    RETURN;
+END
+$f$;
+REVOKE ALL ON FUNCTION quota_node.apply_bonus_or_error(text, inet, text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION quota_node.apply_bonus_or_error(text, inet, text, text, text) TO quota_admin;
 
 CREATE FUNCTION quota_node.apply_bonus(tenant text, subject text, metric text, kind text, reference text DEFAULT NULL::text) RETURNS quota.bonus_result
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
@@ -191,6 +223,22 @@ $f$;
 REVOKE ALL ON FUNCTION quota_node.apply_bonus(text, text, text, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION quota_node.apply_bonus(text, text, text, text, text) TO quota_admin;
 
+CREATE FUNCTION quota_node.apply_bonus_or_error(text, text, text, text, text) RETURNS TABLE(error_state text, error_message text, error_detail text, error_hint text, applied boolean, reason text, amount bigint, new_limit bigint, bonuses_today integer)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY SELECT NULL::text, NULL::text, NULL::text, NULL::text, r.* FROM quota_node.apply_bonus($1, $2, $3, $4, $5) r;
+    RETURN;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS error_state = RETURNED_SQLSTATE, error_message = MESSAGE_TEXT,
+                            error_detail = PG_EXCEPTION_DETAIL, error_hint = PG_EXCEPTION_HINT;
+    RETURN NEXT;
+    RETURN;
+END
+$f$;
+REVOKE ALL ON FUNCTION quota_node.apply_bonus_or_error(text, text, text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION quota_node.apply_bonus_or_error(text, text, text, text, text) TO quota_admin;
+
 CREATE FUNCTION quota_node.assign_plan(tenant text, subject inet, plan text, subject_tenant text DEFAULT NULL::text, cycle_anchor timestamp with time zone DEFAULT NULL::timestamp with time zone, time_zone text DEFAULT NULL::text, effective_at timestamp with time zone DEFAULT NULL::timestamp with time zone, carry text DEFAULT 'usage'::text) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
 #variable_conflict use_column
@@ -206,6 +254,23 @@ $f$;
 REVOKE ALL ON FUNCTION quota_node.assign_plan(text, inet, text, text, timestamp with time zone, text, timestamp with time zone, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION quota_node.assign_plan(text, inet, text, text, timestamp with time zone, text, timestamp with time zone, text) TO quota_admin;
 
+CREATE FUNCTION quota_node.assign_plan_or_error(text, inet, text, text, timestamp with time zone, text, timestamp with time zone, text) RETURNS TABLE(error_state text, error_message text, error_detail text, error_hint text)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
+#variable_conflict use_column
+BEGIN
+    PERFORM quota_node.assign_plan($1, $2, $3, $4, $5, $6, $7, $8);
+    RETURN NEXT;
+    RETURN;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS error_state = RETURNED_SQLSTATE, error_message = MESSAGE_TEXT,
+                            error_detail = PG_EXCEPTION_DETAIL, error_hint = PG_EXCEPTION_HINT;
+    RETURN NEXT;
+    RETURN;
+END
+$f$;
+REVOKE ALL ON FUNCTION quota_node.assign_plan_or_error(text, inet, text, text, timestamp with time zone, text, timestamp with time zone, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION quota_node.assign_plan_or_error(text, inet, text, text, timestamp with time zone, text, timestamp with time zone, text) TO quota_admin;
+
 CREATE FUNCTION quota_node.assign_plan(tenant text, subject text, plan text, subject_tenant text DEFAULT NULL::text, cycle_anchor timestamp with time zone DEFAULT NULL::timestamp with time zone, time_zone text DEFAULT NULL::text, effective_at timestamp with time zone DEFAULT NULL::timestamp with time zone, carry text DEFAULT 'usage'::text) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
 #variable_conflict use_column
@@ -220,6 +285,23 @@ END
 $f$;
 REVOKE ALL ON FUNCTION quota_node.assign_plan(text, text, text, text, timestamp with time zone, text, timestamp with time zone, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION quota_node.assign_plan(text, text, text, text, timestamp with time zone, text, timestamp with time zone, text) TO quota_admin;
+
+CREATE FUNCTION quota_node.assign_plan_or_error(text, text, text, text, timestamp with time zone, text, timestamp with time zone, text) RETURNS TABLE(error_state text, error_message text, error_detail text, error_hint text)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
+#variable_conflict use_column
+BEGIN
+    PERFORM quota_node.assign_plan($1, $2, $3, $4, $5, $6, $7, $8);
+    RETURN NEXT;
+    RETURN;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS error_state = RETURNED_SQLSTATE, error_message = MESSAGE_TEXT,
+                            error_detail = PG_EXCEPTION_DETAIL, error_hint = PG_EXCEPTION_HINT;
+    RETURN NEXT;
+    RETURN;
+END
+$f$;
+REVOKE ALL ON FUNCTION quota_node.assign_plan_or_error(text, text, text, text, timestamp with time zone, text, timestamp with time zone, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION quota_node.assign_plan_or_error(text, text, text, text, timestamp with time zone, text, timestamp with time zone, text) TO quota_admin;
 
 CREATE FUNCTION quota_node.cancel_plan_change(tenant text, subject text) RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
@@ -237,6 +319,22 @@ $f$;
 REVOKE ALL ON FUNCTION quota_node.cancel_plan_change(text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION quota_node.cancel_plan_change(text, text) TO quota_admin;
 
+CREATE FUNCTION quota_node.cancel_plan_change_or_error(text, text) RETURNS TABLE(error_state text, error_message text, error_detail text, error_hint text, result boolean)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY SELECT NULL::text, NULL::text, NULL::text, NULL::text, r.* FROM quota_node.cancel_plan_change($1, $2) r;
+    RETURN;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS error_state = RETURNED_SQLSTATE, error_message = MESSAGE_TEXT,
+                            error_detail = PG_EXCEPTION_DETAIL, error_hint = PG_EXCEPTION_HINT;
+    RETURN NEXT;
+    RETURN;
+END
+$f$;
+REVOKE ALL ON FUNCTION quota_node.cancel_plan_change_or_error(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION quota_node.cancel_plan_change_or_error(text, text) TO quota_admin;
+
 CREATE FUNCTION quota_node.delete_subject(tenant text, subject text) RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
 #variable_conflict use_column
@@ -252,6 +350,22 @@ END
 $f$;
 REVOKE ALL ON FUNCTION quota_node.delete_subject(text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION quota_node.delete_subject(text, text) TO quota_admin;
+
+CREATE FUNCTION quota_node.delete_subject_or_error(text, text) RETURNS TABLE(error_state text, error_message text, error_detail text, error_hint text, result boolean)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY SELECT NULL::text, NULL::text, NULL::text, NULL::text, r.* FROM quota_node.delete_subject($1, $2) r;
+    RETURN;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS error_state = RETURNED_SQLSTATE, error_message = MESSAGE_TEXT,
+                            error_detail = PG_EXCEPTION_DETAIL, error_hint = PG_EXCEPTION_HINT;
+    RETURN NEXT;
+    RETURN;
+END
+$f$;
+REVOKE ALL ON FUNCTION quota_node.delete_subject_or_error(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION quota_node.delete_subject_or_error(text, text) TO quota_admin;
 
 CREATE FUNCTION quota_node.quota_check(tenant text, subject inet, metric text, amount bigint DEFAULT 1) RETURNS quota.decision
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
@@ -269,6 +383,22 @@ $f$;
 REVOKE ALL ON FUNCTION quota_node.quota_check(text, inet, text, bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION quota_node.quota_check(text, inet, text, bigint) TO quota_app;
 
+CREATE FUNCTION quota_node.quota_check_or_error(text, inet, text, bigint) RETURNS TABLE(error_state text, error_message text, error_detail text, error_hint text, allowed boolean, subject text, metric text, period text, used bigint, limit_value bigint, bonus bigint, remaining bigint, requested bigint, reset_at timestamp with time zone, enforcement text, reason text, reserved bigint, level integer)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY SELECT NULL::text, NULL::text, NULL::text, NULL::text, r.* FROM quota_node.quota_check($1, $2, $3, $4) r;
+    RETURN;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS error_state = RETURNED_SQLSTATE, error_message = MESSAGE_TEXT,
+                            error_detail = PG_EXCEPTION_DETAIL, error_hint = PG_EXCEPTION_HINT;
+    RETURN NEXT;
+    RETURN;
+END
+$f$;
+REVOKE ALL ON FUNCTION quota_node.quota_check_or_error(text, inet, text, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION quota_node.quota_check_or_error(text, inet, text, bigint) TO quota_app;
+
 CREATE FUNCTION quota_node.quota_check(tenant text, subject text, amounts jsonb) RETURNS SETOF quota.decision
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
 #variable_conflict use_column
@@ -283,6 +413,22 @@ END
 $f$;
 REVOKE ALL ON FUNCTION quota_node.quota_check(text, text, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION quota_node.quota_check(text, text, jsonb) TO quota_app;
+
+CREATE FUNCTION quota_node.quota_check_or_error(text, text, jsonb) RETURNS TABLE(error_state text, error_message text, error_detail text, error_hint text, allowed boolean, subject text, metric text, period text, used bigint, limit_value bigint, bonus bigint, remaining bigint, requested bigint, reset_at timestamp with time zone, enforcement text, reason text, reserved bigint, level integer)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY SELECT NULL::text, NULL::text, NULL::text, NULL::text, r.* FROM quota_node.quota_check($1, $2, $3) r;
+    RETURN;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS error_state = RETURNED_SQLSTATE, error_message = MESSAGE_TEXT,
+                            error_detail = PG_EXCEPTION_DETAIL, error_hint = PG_EXCEPTION_HINT;
+    RETURN NEXT;
+    RETURN;
+END
+$f$;
+REVOKE ALL ON FUNCTION quota_node.quota_check_or_error(text, text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION quota_node.quota_check_or_error(text, text, jsonb) TO quota_app;
 
 CREATE FUNCTION quota_node.quota_check(tenant text, subject text, metric text, amount bigint DEFAULT 1) RETURNS quota.decision
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
@@ -300,6 +446,22 @@ $f$;
 REVOKE ALL ON FUNCTION quota_node.quota_check(text, text, text, bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION quota_node.quota_check(text, text, text, bigint) TO quota_app;
 
+CREATE FUNCTION quota_node.quota_check_or_error(text, text, text, bigint) RETURNS TABLE(error_state text, error_message text, error_detail text, error_hint text, allowed boolean, subject text, metric text, period text, used bigint, limit_value bigint, bonus bigint, remaining bigint, requested bigint, reset_at timestamp with time zone, enforcement text, reason text, reserved bigint, level integer)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY SELECT NULL::text, NULL::text, NULL::text, NULL::text, r.* FROM quota_node.quota_check($1, $2, $3, $4) r;
+    RETURN;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS error_state = RETURNED_SQLSTATE, error_message = MESSAGE_TEXT,
+                            error_detail = PG_EXCEPTION_DETAIL, error_hint = PG_EXCEPTION_HINT;
+    RETURN NEXT;
+    RETURN;
+END
+$f$;
+REVOKE ALL ON FUNCTION quota_node.quota_check_or_error(text, text, text, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION quota_node.quota_check_or_error(text, text, text, bigint) TO quota_app;
+
 CREATE FUNCTION quota_node.quota_commit(tenant text, reservation uuid, actual_amount bigint DEFAULT NULL::bigint, metadata jsonb DEFAULT NULL::jsonb) RETURNS quota.decision
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
 #variable_conflict use_column
@@ -315,6 +477,22 @@ END
 $f$;
 REVOKE ALL ON FUNCTION quota_node.quota_commit(text, uuid, bigint, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION quota_node.quota_commit(text, uuid, bigint, jsonb) TO quota_app;
+
+CREATE FUNCTION quota_node.quota_commit_or_error(text, uuid, bigint, jsonb) RETURNS TABLE(error_state text, error_message text, error_detail text, error_hint text, allowed boolean, subject text, metric text, period text, used bigint, limit_value bigint, bonus bigint, remaining bigint, requested bigint, reset_at timestamp with time zone, enforcement text, reason text, reserved bigint, level integer)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY SELECT NULL::text, NULL::text, NULL::text, NULL::text, r.* FROM quota_node.quota_commit($1, $2, $3, $4) r;
+    RETURN;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS error_state = RETURNED_SQLSTATE, error_message = MESSAGE_TEXT,
+                            error_detail = PG_EXCEPTION_DETAIL, error_hint = PG_EXCEPTION_HINT;
+    RETURN NEXT;
+    RETURN;
+END
+$f$;
+REVOKE ALL ON FUNCTION quota_node.quota_commit_or_error(text, uuid, bigint, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION quota_node.quota_commit_or_error(text, uuid, bigint, jsonb) TO quota_app;
 
 CREATE FUNCTION quota_node.quota_consume(tenant text, subject inet, metric text, amount bigint DEFAULT 1, idempotency_key text DEFAULT NULL::text, metadata jsonb DEFAULT NULL::jsonb) RETURNS quota.decision
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
@@ -332,6 +510,22 @@ $f$;
 REVOKE ALL ON FUNCTION quota_node.quota_consume(text, inet, text, bigint, text, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION quota_node.quota_consume(text, inet, text, bigint, text, jsonb) TO quota_app;
 
+CREATE FUNCTION quota_node.quota_consume_or_error(text, inet, text, bigint, text, jsonb) RETURNS TABLE(error_state text, error_message text, error_detail text, error_hint text, allowed boolean, subject text, metric text, period text, used bigint, limit_value bigint, bonus bigint, remaining bigint, requested bigint, reset_at timestamp with time zone, enforcement text, reason text, reserved bigint, level integer)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY SELECT NULL::text, NULL::text, NULL::text, NULL::text, r.* FROM quota_node.quota_consume($1, $2, $3, $4, $5, $6) r;
+    RETURN;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS error_state = RETURNED_SQLSTATE, error_message = MESSAGE_TEXT,
+                            error_detail = PG_EXCEPTION_DETAIL, error_hint = PG_EXCEPTION_HINT;
+    RETURN NEXT;
+    RETURN;
+END
+$f$;
+REVOKE ALL ON FUNCTION quota_node.quota_consume_or_error(text, inet, text, bigint, text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION quota_node.quota_consume_or_error(text, inet, text, bigint, text, jsonb) TO quota_app;
+
 CREATE FUNCTION quota_node.quota_consume(tenant text, subject text, amounts jsonb) RETURNS SETOF quota.decision
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
 #variable_conflict use_column
@@ -346,6 +540,22 @@ END
 $f$;
 REVOKE ALL ON FUNCTION quota_node.quota_consume(text, text, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION quota_node.quota_consume(text, text, jsonb) TO quota_app;
+
+CREATE FUNCTION quota_node.quota_consume_or_error(text, text, jsonb) RETURNS TABLE(error_state text, error_message text, error_detail text, error_hint text, allowed boolean, subject text, metric text, period text, used bigint, limit_value bigint, bonus bigint, remaining bigint, requested bigint, reset_at timestamp with time zone, enforcement text, reason text, reserved bigint, level integer)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY SELECT NULL::text, NULL::text, NULL::text, NULL::text, r.* FROM quota_node.quota_consume($1, $2, $3) r;
+    RETURN;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS error_state = RETURNED_SQLSTATE, error_message = MESSAGE_TEXT,
+                            error_detail = PG_EXCEPTION_DETAIL, error_hint = PG_EXCEPTION_HINT;
+    RETURN NEXT;
+    RETURN;
+END
+$f$;
+REVOKE ALL ON FUNCTION quota_node.quota_consume_or_error(text, text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION quota_node.quota_consume_or_error(text, text, jsonb) TO quota_app;
 
 CREATE FUNCTION quota_node.quota_consume(tenant text, subject text, metric text, amount bigint DEFAULT 1, idempotency_key text DEFAULT NULL::text, metadata jsonb DEFAULT NULL::jsonb) RETURNS quota.decision
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
@@ -363,6 +573,22 @@ $f$;
 REVOKE ALL ON FUNCTION quota_node.quota_consume(text, text, text, bigint, text, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION quota_node.quota_consume(text, text, text, bigint, text, jsonb) TO quota_app;
 
+CREATE FUNCTION quota_node.quota_consume_or_error(text, text, text, bigint, text, jsonb) RETURNS TABLE(error_state text, error_message text, error_detail text, error_hint text, allowed boolean, subject text, metric text, period text, used bigint, limit_value bigint, bonus bigint, remaining bigint, requested bigint, reset_at timestamp with time zone, enforcement text, reason text, reserved bigint, level integer)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY SELECT NULL::text, NULL::text, NULL::text, NULL::text, r.* FROM quota_node.quota_consume($1, $2, $3, $4, $5, $6) r;
+    RETURN;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS error_state = RETURNED_SQLSTATE, error_message = MESSAGE_TEXT,
+                            error_detail = PG_EXCEPTION_DETAIL, error_hint = PG_EXCEPTION_HINT;
+    RETURN NEXT;
+    RETURN;
+END
+$f$;
+REVOKE ALL ON FUNCTION quota_node.quota_consume_or_error(text, text, text, bigint, text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION quota_node.quota_consume_or_error(text, text, text, bigint, text, jsonb) TO quota_app;
+
 CREATE FUNCTION quota_node.quota_consume_many(tenant text, subject text, amounts jsonb, idempotency_key text DEFAULT NULL::text, metadata jsonb DEFAULT NULL::jsonb) RETURNS SETOF quota.decision
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
 #variable_conflict use_column
@@ -377,6 +603,22 @@ END
 $f$;
 REVOKE ALL ON FUNCTION quota_node.quota_consume_many(text, text, jsonb, text, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION quota_node.quota_consume_many(text, text, jsonb, text, jsonb) TO quota_app;
+
+CREATE FUNCTION quota_node.quota_consume_many_or_error(text, text, jsonb, text, jsonb) RETURNS TABLE(error_state text, error_message text, error_detail text, error_hint text, allowed boolean, subject text, metric text, period text, used bigint, limit_value bigint, bonus bigint, remaining bigint, requested bigint, reset_at timestamp with time zone, enforcement text, reason text, reserved bigint, level integer)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY SELECT NULL::text, NULL::text, NULL::text, NULL::text, r.* FROM quota_node.quota_consume_many($1, $2, $3, $4, $5) r;
+    RETURN;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS error_state = RETURNED_SQLSTATE, error_message = MESSAGE_TEXT,
+                            error_detail = PG_EXCEPTION_DETAIL, error_hint = PG_EXCEPTION_HINT;
+    RETURN NEXT;
+    RETURN;
+END
+$f$;
+REVOKE ALL ON FUNCTION quota_node.quota_consume_many_or_error(text, text, jsonb, text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION quota_node.quota_consume_many_or_error(text, text, jsonb, text, jsonb) TO quota_app;
 
 CREATE FUNCTION quota_node.quota_refund(tenant text, subject inet, metric text, amount bigint, idempotency_key text DEFAULT NULL::text) RETURNS quota.decision
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
@@ -394,6 +636,22 @@ $f$;
 REVOKE ALL ON FUNCTION quota_node.quota_refund(text, inet, text, bigint, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION quota_node.quota_refund(text, inet, text, bigint, text) TO quota_app;
 
+CREATE FUNCTION quota_node.quota_refund_or_error(text, inet, text, bigint, text) RETURNS TABLE(error_state text, error_message text, error_detail text, error_hint text, allowed boolean, subject text, metric text, period text, used bigint, limit_value bigint, bonus bigint, remaining bigint, requested bigint, reset_at timestamp with time zone, enforcement text, reason text, reserved bigint, level integer)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY SELECT NULL::text, NULL::text, NULL::text, NULL::text, r.* FROM quota_node.quota_refund($1, $2, $3, $4, $5) r;
+    RETURN;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS error_state = RETURNED_SQLSTATE, error_message = MESSAGE_TEXT,
+                            error_detail = PG_EXCEPTION_DETAIL, error_hint = PG_EXCEPTION_HINT;
+    RETURN NEXT;
+    RETURN;
+END
+$f$;
+REVOKE ALL ON FUNCTION quota_node.quota_refund_or_error(text, inet, text, bigint, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION quota_node.quota_refund_or_error(text, inet, text, bigint, text) TO quota_app;
+
 CREATE FUNCTION quota_node.quota_refund(tenant text, subject text, metric text, amount bigint, idempotency_key text DEFAULT NULL::text) RETURNS quota.decision
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
 #variable_conflict use_column
@@ -409,6 +667,22 @@ END
 $f$;
 REVOKE ALL ON FUNCTION quota_node.quota_refund(text, text, text, bigint, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION quota_node.quota_refund(text, text, text, bigint, text) TO quota_app;
+
+CREATE FUNCTION quota_node.quota_refund_or_error(text, text, text, bigint, text) RETURNS TABLE(error_state text, error_message text, error_detail text, error_hint text, allowed boolean, subject text, metric text, period text, used bigint, limit_value bigint, bonus bigint, remaining bigint, requested bigint, reset_at timestamp with time zone, enforcement text, reason text, reserved bigint, level integer)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY SELECT NULL::text, NULL::text, NULL::text, NULL::text, r.* FROM quota_node.quota_refund($1, $2, $3, $4, $5) r;
+    RETURN;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS error_state = RETURNED_SQLSTATE, error_message = MESSAGE_TEXT,
+                            error_detail = PG_EXCEPTION_DETAIL, error_hint = PG_EXCEPTION_HINT;
+    RETURN NEXT;
+    RETURN;
+END
+$f$;
+REVOKE ALL ON FUNCTION quota_node.quota_refund_or_error(text, text, text, bigint, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION quota_node.quota_refund_or_error(text, text, text, bigint, text) TO quota_app;
 
 CREATE FUNCTION quota_node.quota_release(tenant text, reservation uuid, reason text DEFAULT NULL::text) RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
@@ -426,6 +700,22 @@ $f$;
 REVOKE ALL ON FUNCTION quota_node.quota_release(text, uuid, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION quota_node.quota_release(text, uuid, text) TO quota_app;
 
+CREATE FUNCTION quota_node.quota_release_or_error(text, uuid, text) RETURNS TABLE(error_state text, error_message text, error_detail text, error_hint text, result boolean)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY SELECT NULL::text, NULL::text, NULL::text, NULL::text, r.* FROM quota_node.quota_release($1, $2, $3) r;
+    RETURN;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS error_state = RETURNED_SQLSTATE, error_message = MESSAGE_TEXT,
+                            error_detail = PG_EXCEPTION_DETAIL, error_hint = PG_EXCEPTION_HINT;
+    RETURN NEXT;
+    RETURN;
+END
+$f$;
+REVOKE ALL ON FUNCTION quota_node.quota_release_or_error(text, uuid, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION quota_node.quota_release_or_error(text, uuid, text) TO quota_app;
+
 CREATE FUNCTION quota_node.quota_reserve(tenant text, subject text, metric text, amount bigint, ttl interval DEFAULT '00:15:00'::interval, idempotency_key text DEFAULT NULL::text, metadata jsonb DEFAULT NULL::jsonb) RETURNS quota.reservation
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
 #variable_conflict use_column
@@ -441,6 +731,22 @@ END
 $f$;
 REVOKE ALL ON FUNCTION quota_node.quota_reserve(text, text, text, bigint, interval, text, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION quota_node.quota_reserve(text, text, text, bigint, interval, text, jsonb) TO quota_app;
+
+CREATE FUNCTION quota_node.quota_reserve_or_error(text, text, text, bigint, interval, text, jsonb) RETURNS TABLE(error_state text, error_message text, error_detail text, error_hint text, reservation uuid, expires_at timestamp with time zone, allowed boolean, subject text, metric text, period text, used bigint, reserved bigint, limit_value bigint, bonus bigint, remaining bigint, requested bigint, reset_at timestamp with time zone, enforcement text, reason text, level integer)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY SELECT NULL::text, NULL::text, NULL::text, NULL::text, r.* FROM quota_node.quota_reserve($1, $2, $3, $4, $5, $6, $7) r;
+    RETURN;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS error_state = RETURNED_SQLSTATE, error_message = MESSAGE_TEXT,
+                            error_detail = PG_EXCEPTION_DETAIL, error_hint = PG_EXCEPTION_HINT;
+    RETURN NEXT;
+    RETURN;
+END
+$f$;
+REVOKE ALL ON FUNCTION quota_node.quota_reserve_or_error(text, text, text, bigint, interval, text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION quota_node.quota_reserve_or_error(text, text, text, bigint, interval, text, jsonb) TO quota_app;
 
 CREATE FUNCTION quota_node.quota_reset(tenant text, subject text, metric text DEFAULT NULL::text) RETURNS integer
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
@@ -458,6 +764,22 @@ $f$;
 REVOKE ALL ON FUNCTION quota_node.quota_reset(text, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION quota_node.quota_reset(text, text, text) TO quota_admin;
 
+CREATE FUNCTION quota_node.quota_reset_or_error(text, text, text) RETURNS TABLE(error_state text, error_message text, error_detail text, error_hint text, result integer)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY SELECT NULL::text, NULL::text, NULL::text, NULL::text, r.* FROM quota_node.quota_reset($1, $2, $3) r;
+    RETURN;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS error_state = RETURNED_SQLSTATE, error_message = MESSAGE_TEXT,
+                            error_detail = PG_EXCEPTION_DETAIL, error_hint = PG_EXCEPTION_HINT;
+    RETURN NEXT;
+    RETURN;
+END
+$f$;
+REVOKE ALL ON FUNCTION quota_node.quota_reset_or_error(text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION quota_node.quota_reset_or_error(text, text, text) TO quota_admin;
+
 CREATE FUNCTION quota_node.quota_status(tenant text, subject inet) RETURNS TABLE(metric text, period text, limit_value bigint, bonus bigint, used bigint, remaining bigint, reset_at timestamp with time zone, enforcement text, reserved bigint, source text, next_plan text, next_plan_at timestamp with time zone, pool text, level integer)
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
 #variable_conflict use_column
@@ -473,6 +795,22 @@ $f$;
 REVOKE ALL ON FUNCTION quota_node.quota_status(text, inet) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION quota_node.quota_status(text, inet) TO quota_app;
 
+CREATE FUNCTION quota_node.quota_status_or_error(text, inet) RETURNS TABLE(error_state text, error_message text, error_detail text, error_hint text, metric text, period text, limit_value bigint, bonus bigint, used bigint, remaining bigint, reset_at timestamp with time zone, enforcement text, reserved bigint, source text, next_plan text, next_plan_at timestamp with time zone, pool text, level integer)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY SELECT NULL::text, NULL::text, NULL::text, NULL::text, r.* FROM quota_node.quota_status($1, $2) r;
+    RETURN;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS error_state = RETURNED_SQLSTATE, error_message = MESSAGE_TEXT,
+                            error_detail = PG_EXCEPTION_DETAIL, error_hint = PG_EXCEPTION_HINT;
+    RETURN NEXT;
+    RETURN;
+END
+$f$;
+REVOKE ALL ON FUNCTION quota_node.quota_status_or_error(text, inet) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION quota_node.quota_status_or_error(text, inet) TO quota_app;
+
 CREATE FUNCTION quota_node.quota_status(tenant text, subject text) RETURNS TABLE(metric text, period text, limit_value bigint, bonus bigint, used bigint, remaining bigint, reset_at timestamp with time zone, enforcement text, reserved bigint, source text, next_plan text, next_plan_at timestamp with time zone, pool text, level integer)
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
 #variable_conflict use_column
@@ -487,6 +825,22 @@ END
 $f$;
 REVOKE ALL ON FUNCTION quota_node.quota_status(text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION quota_node.quota_status(text, text) TO quota_app;
+
+CREATE FUNCTION quota_node.quota_status_or_error(text, text) RETURNS TABLE(error_state text, error_message text, error_detail text, error_hint text, metric text, period text, limit_value bigint, bonus bigint, used bigint, remaining bigint, reset_at timestamp with time zone, enforcement text, reserved bigint, source text, next_plan text, next_plan_at timestamp with time zone, pool text, level integer)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY SELECT NULL::text, NULL::text, NULL::text, NULL::text, r.* FROM quota_node.quota_status($1, $2) r;
+    RETURN;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS error_state = RETURNED_SQLSTATE, error_message = MESSAGE_TEXT,
+                            error_detail = PG_EXCEPTION_DETAIL, error_hint = PG_EXCEPTION_HINT;
+    RETURN NEXT;
+    RETURN;
+END
+$f$;
+REVOKE ALL ON FUNCTION quota_node.quota_status_or_error(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION quota_node.quota_status_or_error(text, text) TO quota_app;
 
 CREATE FUNCTION quota_node.quota_try_consume(tenant text, subject inet, metric text, amount bigint DEFAULT 1, idempotency_key text DEFAULT NULL::text, metadata jsonb DEFAULT NULL::jsonb) RETURNS quota.decision
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
@@ -504,6 +858,22 @@ $f$;
 REVOKE ALL ON FUNCTION quota_node.quota_try_consume(text, inet, text, bigint, text, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION quota_node.quota_try_consume(text, inet, text, bigint, text, jsonb) TO quota_app;
 
+CREATE FUNCTION quota_node.quota_try_consume_or_error(text, inet, text, bigint, text, jsonb) RETURNS TABLE(error_state text, error_message text, error_detail text, error_hint text, allowed boolean, subject text, metric text, period text, used bigint, limit_value bigint, bonus bigint, remaining bigint, requested bigint, reset_at timestamp with time zone, enforcement text, reason text, reserved bigint, level integer)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY SELECT NULL::text, NULL::text, NULL::text, NULL::text, r.* FROM quota_node.quota_try_consume($1, $2, $3, $4, $5, $6) r;
+    RETURN;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS error_state = RETURNED_SQLSTATE, error_message = MESSAGE_TEXT,
+                            error_detail = PG_EXCEPTION_DETAIL, error_hint = PG_EXCEPTION_HINT;
+    RETURN NEXT;
+    RETURN;
+END
+$f$;
+REVOKE ALL ON FUNCTION quota_node.quota_try_consume_or_error(text, inet, text, bigint, text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION quota_node.quota_try_consume_or_error(text, inet, text, bigint, text, jsonb) TO quota_app;
+
 CREATE FUNCTION quota_node.quota_try_consume(tenant text, subject text, amounts jsonb) RETURNS SETOF quota.decision
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
 #variable_conflict use_column
@@ -518,6 +888,22 @@ END
 $f$;
 REVOKE ALL ON FUNCTION quota_node.quota_try_consume(text, text, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION quota_node.quota_try_consume(text, text, jsonb) TO quota_app;
+
+CREATE FUNCTION quota_node.quota_try_consume_or_error(text, text, jsonb) RETURNS TABLE(error_state text, error_message text, error_detail text, error_hint text, allowed boolean, subject text, metric text, period text, used bigint, limit_value bigint, bonus bigint, remaining bigint, requested bigint, reset_at timestamp with time zone, enforcement text, reason text, reserved bigint, level integer)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY SELECT NULL::text, NULL::text, NULL::text, NULL::text, r.* FROM quota_node.quota_try_consume($1, $2, $3) r;
+    RETURN;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS error_state = RETURNED_SQLSTATE, error_message = MESSAGE_TEXT,
+                            error_detail = PG_EXCEPTION_DETAIL, error_hint = PG_EXCEPTION_HINT;
+    RETURN NEXT;
+    RETURN;
+END
+$f$;
+REVOKE ALL ON FUNCTION quota_node.quota_try_consume_or_error(text, text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION quota_node.quota_try_consume_or_error(text, text, jsonb) TO quota_app;
 
 CREATE FUNCTION quota_node.quota_try_consume(tenant text, subject text, metric text, amount bigint DEFAULT 1, idempotency_key text DEFAULT NULL::text, metadata jsonb DEFAULT NULL::jsonb) RETURNS quota.decision
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
@@ -535,6 +921,22 @@ $f$;
 REVOKE ALL ON FUNCTION quota_node.quota_try_consume(text, text, text, bigint, text, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION quota_node.quota_try_consume(text, text, text, bigint, text, jsonb) TO quota_app;
 
+CREATE FUNCTION quota_node.quota_try_consume_or_error(text, text, text, bigint, text, jsonb) RETURNS TABLE(error_state text, error_message text, error_detail text, error_hint text, allowed boolean, subject text, metric text, period text, used bigint, limit_value bigint, bonus bigint, remaining bigint, requested bigint, reset_at timestamp with time zone, enforcement text, reason text, reserved bigint, level integer)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY SELECT NULL::text, NULL::text, NULL::text, NULL::text, r.* FROM quota_node.quota_try_consume($1, $2, $3, $4, $5, $6) r;
+    RETURN;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS error_state = RETURNED_SQLSTATE, error_message = MESSAGE_TEXT,
+                            error_detail = PG_EXCEPTION_DETAIL, error_hint = PG_EXCEPTION_HINT;
+    RETURN NEXT;
+    RETURN;
+END
+$f$;
+REVOKE ALL ON FUNCTION quota_node.quota_try_consume_or_error(text, text, text, bigint, text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION quota_node.quota_try_consume_or_error(text, text, text, bigint, text, jsonb) TO quota_app;
+
 CREATE FUNCTION quota_node.quota_try_consume_many(tenant text, subject text, amounts jsonb, idempotency_key text DEFAULT NULL::text, metadata jsonb DEFAULT NULL::jsonb) RETURNS SETOF quota.decision
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
 #variable_conflict use_column
@@ -549,6 +951,22 @@ END
 $f$;
 REVOKE ALL ON FUNCTION quota_node.quota_try_consume_many(text, text, jsonb, text, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION quota_node.quota_try_consume_many(text, text, jsonb, text, jsonb) TO quota_app;
+
+CREATE FUNCTION quota_node.quota_try_consume_many_or_error(text, text, jsonb, text, jsonb) RETURNS TABLE(error_state text, error_message text, error_detail text, error_hint text, allowed boolean, subject text, metric text, period text, used bigint, limit_value bigint, bonus bigint, remaining bigint, requested bigint, reset_at timestamp with time zone, enforcement text, reason text, reserved bigint, level integer)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY SELECT NULL::text, NULL::text, NULL::text, NULL::text, r.* FROM quota_node.quota_try_consume_many($1, $2, $3, $4, $5) r;
+    RETURN;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS error_state = RETURNED_SQLSTATE, error_message = MESSAGE_TEXT,
+                            error_detail = PG_EXCEPTION_DETAIL, error_hint = PG_EXCEPTION_HINT;
+    RETURN NEXT;
+    RETURN;
+END
+$f$;
+REVOKE ALL ON FUNCTION quota_node.quota_try_consume_many_or_error(text, text, jsonb, text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION quota_node.quota_try_consume_many_or_error(text, text, jsonb, text, jsonb) TO quota_app;
 
 CREATE FUNCTION quota_node.quota_try_reserve(tenant text, subject text, metric text, amount bigint, ttl interval DEFAULT '00:15:00'::interval, idempotency_key text DEFAULT NULL::text, metadata jsonb DEFAULT NULL::jsonb) RETURNS quota.reservation
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
@@ -566,6 +984,22 @@ $f$;
 REVOKE ALL ON FUNCTION quota_node.quota_try_reserve(text, text, text, bigint, interval, text, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION quota_node.quota_try_reserve(text, text, text, bigint, interval, text, jsonb) TO quota_app;
 
+CREATE FUNCTION quota_node.quota_try_reserve_or_error(text, text, text, bigint, interval, text, jsonb) RETURNS TABLE(error_state text, error_message text, error_detail text, error_hint text, reservation uuid, expires_at timestamp with time zone, allowed boolean, subject text, metric text, period text, used bigint, reserved bigint, limit_value bigint, bonus bigint, remaining bigint, requested bigint, reset_at timestamp with time zone, enforcement text, reason text, level integer)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY SELECT NULL::text, NULL::text, NULL::text, NULL::text, r.* FROM quota_node.quota_try_reserve($1, $2, $3, $4, $5, $6, $7) r;
+    RETURN;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS error_state = RETURNED_SQLSTATE, error_message = MESSAGE_TEXT,
+                            error_detail = PG_EXCEPTION_DETAIL, error_hint = PG_EXCEPTION_HINT;
+    RETURN NEXT;
+    RETURN;
+END
+$f$;
+REVOKE ALL ON FUNCTION quota_node.quota_try_reserve_or_error(text, text, text, bigint, interval, text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION quota_node.quota_try_reserve_or_error(text, text, text, bigint, interval, text, jsonb) TO quota_app;
+
 CREATE FUNCTION quota_node.remove_override(tenant text, subject text, metric text, period text DEFAULT NULL::text) RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
 #variable_conflict use_column
@@ -582,6 +1016,22 @@ $f$;
 REVOKE ALL ON FUNCTION quota_node.remove_override(text, text, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION quota_node.remove_override(text, text, text, text) TO quota_admin;
 
+CREATE FUNCTION quota_node.remove_override_or_error(text, text, text, text) RETURNS TABLE(error_state text, error_message text, error_detail text, error_hint text, result boolean)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY SELECT NULL::text, NULL::text, NULL::text, NULL::text, r.* FROM quota_node.remove_override($1, $2, $3, $4) r;
+    RETURN;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS error_state = RETURNED_SQLSTATE, error_message = MESSAGE_TEXT,
+                            error_detail = PG_EXCEPTION_DETAIL, error_hint = PG_EXCEPTION_HINT;
+    RETURN NEXT;
+    RETURN;
+END
+$f$;
+REVOKE ALL ON FUNCTION quota_node.remove_override_or_error(text, text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION quota_node.remove_override_or_error(text, text, text, text) TO quota_admin;
+
 CREATE FUNCTION quota_node.set_override(tenant text, subject text, metric text, period text, value bigint, mode text DEFAULT 'max'::text, expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
 #variable_conflict use_column
@@ -596,6 +1046,23 @@ END
 $f$;
 REVOKE ALL ON FUNCTION quota_node.set_override(text, text, text, text, bigint, text, timestamp with time zone) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION quota_node.set_override(text, text, text, text, bigint, text, timestamp with time zone) TO quota_admin;
+
+CREATE FUNCTION quota_node.set_override_or_error(text, text, text, text, bigint, text, timestamp with time zone) RETURNS TABLE(error_state text, error_message text, error_detail text, error_hint text)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
+#variable_conflict use_column
+BEGIN
+    PERFORM quota_node.set_override($1, $2, $3, $4, $5, $6, $7);
+    RETURN NEXT;
+    RETURN;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS error_state = RETURNED_SQLSTATE, error_message = MESSAGE_TEXT,
+                            error_detail = PG_EXCEPTION_DETAIL, error_hint = PG_EXCEPTION_HINT;
+    RETURN NEXT;
+    RETURN;
+END
+$f$;
+REVOKE ALL ON FUNCTION quota_node.set_override_or_error(text, text, text, text, bigint, text, timestamp with time zone) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION quota_node.set_override_or_error(text, text, text, text, bigint, text, timestamp with time zone) TO quota_admin;
 
 CREATE FUNCTION quota_node.set_pool(tenant text, subject text, pool text) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
@@ -612,6 +1079,23 @@ $f$;
 REVOKE ALL ON FUNCTION quota_node.set_pool(text, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION quota_node.set_pool(text, text, text) TO quota_admin;
 
+CREATE FUNCTION quota_node.set_pool_or_error(text, text, text) RETURNS TABLE(error_state text, error_message text, error_detail text, error_hint text)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
+#variable_conflict use_column
+BEGIN
+    PERFORM quota_node.set_pool($1, $2, $3);
+    RETURN NEXT;
+    RETURN;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS error_state = RETURNED_SQLSTATE, error_message = MESSAGE_TEXT,
+                            error_detail = PG_EXCEPTION_DETAIL, error_hint = PG_EXCEPTION_HINT;
+    RETURN NEXT;
+    RETURN;
+END
+$f$;
+REVOKE ALL ON FUNCTION quota_node.set_pool_or_error(text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION quota_node.set_pool_or_error(text, text, text) TO quota_admin;
+
 CREATE FUNCTION quota_node.throttle(tenant text, key text, max_burst bigint, count bigint, period interval, quantity bigint DEFAULT 1) RETURNS TABLE(limited boolean, "limit" bigint, remaining bigint, retry_after interval, reset_after interval)
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
 #variable_conflict use_column
@@ -626,6 +1110,22 @@ END
 $f$;
 REVOKE ALL ON FUNCTION quota_node.throttle(text, text, bigint, bigint, interval, bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION quota_node.throttle(text, text, bigint, bigint, interval, bigint) TO quota_app;
+
+CREATE FUNCTION quota_node.throttle_or_error(text, text, bigint, bigint, interval, bigint) RETURNS TABLE(error_state text, error_message text, error_detail text, error_hint text, limited boolean, "limit" bigint, remaining bigint, retry_after interval, reset_after interval)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY SELECT NULL::text, NULL::text, NULL::text, NULL::text, r.* FROM quota_node.throttle($1, $2, $3, $4, $5, $6) r;
+    RETURN;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS error_state = RETURNED_SQLSTATE, error_message = MESSAGE_TEXT,
+                            error_detail = PG_EXCEPTION_DETAIL, error_hint = PG_EXCEPTION_HINT;
+    RETURN NEXT;
+    RETURN;
+END
+$f$;
+REVOKE ALL ON FUNCTION quota_node.throttle_or_error(text, text, bigint, bigint, interval, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION quota_node.throttle_or_error(text, text, bigint, bigint, interval, bigint) TO quota_app;
 
 CREATE FUNCTION quota_node.usage_overview(for_tenant text DEFAULT NULL) RETURNS TABLE(node text, subject text, tenant text, plan text, metric text, period text, used bigint, reserved bigint, limit_value bigint, bonus bigint, effective_limit bigint, remaining bigint, percent numeric, enforcement text, window_start timestamp with time zone, reset_at timestamp with time zone, source text)
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$
