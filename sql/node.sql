@@ -8,6 +8,11 @@
 -- router connects as keeps its own grants and tenant bindings on the node, and they have
 -- the grants of the function they wrap. They return exactly what it returns.
 --
+-- quota_node.<name>_or_error(tenant, args), what the router calls, returns the wrapper's
+-- result, or its error as a row (SQLSTATE, message, DETAIL, HINT) that the router raises
+-- again: PL/Proxy drops its connection to a node after a remote error, so that a refusal
+-- would otherwise cost the next call a new connection (a backend start on the node).
+--
 -- Also here: the configuration snapshot the router compares and applies (drift and
 -- repair), and the reads of the cluster-wide views, each row naming the node
 -- (cluster_name).

@@ -169,6 +169,9 @@ if section("catalog"):
                 missing.append(f"cluster.{fname}({tenant_args})")
             if (fname, tenant_args) not in node_wrappers:
                 missing.append(f"quota_node.{fname}({tenant_args})")
+            envelope_args = ", ".join(["text"] + [a.split(" ", 1)[1] for a in args.split(", ") if a])
+            if (f"{fname}_or_error", envelope_args) not in node_wrappers:
+                missing.append(f"quota_node.{fname}_or_error({envelope_args})")
         elif fname in generate.FAN_OUT or fname in generate.ON_ALL:
             if (fname, args) not in mirror:
                 missing.append(f"cluster.{fname}({args})")
@@ -311,6 +314,16 @@ if section("errors"):
             except ValueError:
                 ok = False
             check(ok, f"{what}: DETAIL through the router is one JSON object")
+    # A refusal comes back from the node as a row (quota_node.<name>_or_error), so PL/Proxy
+    # keeps its connection: ten refusals, one node backend, no "dropping stale conn".
+    pids = lambda: sorted(r[0] for r in q(nodes[n], "SELECT pid FROM pg_stat_activity WHERE usename = 'quota_router'"))
+    before = pids()
+    del app.notices[:]
+    for _ in range(10):
+        error_of(app, "SELECT * FROM cluster.quota_consume(%s, %s, 'tok', 50)", (t, s))
+        count("operations")
+    check(len(before) == 1 and pids() == before and not any("stale" in x for x in app.notices),
+          f"ten refusals through the router reuse one connection to {n} ({before} -> {pids()}; {app.notices[:1]})")
     direct.close()
     app.close()
 
