@@ -30,6 +30,8 @@
 # listed, in full, but `released`, `unit` (no server, no major) and rustfmt run once, on
 # the first major.
 # `reliability` needs amcheck, which 16's wheel lacks: on 16 it is refused.
+# `scaleout` (three nodes and a router on loopback, scripts/scaleout.sh, tests/scaleout/)
+# runs on 15 only: PL/Proxy is packaged for 15; on 16 and 18 it says it is skipped.
 #
 # --reuse (or QUOTA_REUSE_BUILD=1): steps that need the installed extension (regress,
 # isolation, connections, reliability) use the library already installed in PostgreSQL's
