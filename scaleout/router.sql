@@ -94,22 +94,29 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 -- The node a tenant's quota state lives on: its explicit placement, else its hash
--- partition's node; NULL (untenanted) lives on the home node.
+-- partition's node; NULL (untenanted) lives on the home node. The map names tenants, so
+-- only administrators read it; this (and partition_for) reads it for the caller after
+-- checking the caller may act for the tenant (cluster.admit): a role bound to tenants
+-- learns nothing about another tenant's placement.
 CREATE FUNCTION cluster.node_of(tenant text)
 RETURNS text
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT coalesce(
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM cluster.admit($1);
+    RETURN coalesce(
         (SELECT m.node FROM cluster.shard_map m WHERE $1 IS NOT NULL AND $1 <> '' AND m.tenant = $1),
         (SELECT m.node FROM cluster.shard_map m
          WHERE $1 IS NOT NULL AND $1 <> ''
            AND m.partition = (hashtext($1) & ((SELECT count(*) FROM cluster.shard_map WHERE partition IS NOT NULL)::integer - 1))),
-        (SELECT n.node FROM cluster.nodes n WHERE n.home AND ($1 IS NULL OR $1 = '')))
+        (SELECT n.node FROM cluster.nodes n WHERE n.home AND ($1 IS NULL OR $1 = '')));
+END
 $$;
 
 -- RUN ON: the PL/Proxy partition of the tenant's node.
 CREATE FUNCTION cluster.partition_for(tenant text)
 RETURNS integer
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
     target text := cluster.node_of($1);
@@ -131,10 +138,9 @@ $$;
 -- for this tenant (add your own user). Checks the caller's bindings like a routed call.
 CREATE FUNCTION cluster.node_for(tenant text)
 RETURNS TABLE(node text, connstr text)
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 BEGIN
-    PERFORM cluster.admit($1);
     RETURN QUERY SELECT n.node, n.connstr FROM cluster.nodes n WHERE n.node = cluster.node_of($1);
 END
 $$;
@@ -397,10 +403,11 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     VALUES ('query_timeout', '60'), ('connection_lifetime', '3600')
 $$;
 
--- Who may call what: the tables are read by every quota role (the connection strings hold
--- no password), written by administrators; the routing functions are called by the
+-- Who may call what: the nodes are read by every quota role (the connection strings hold
+-- no password), the map (it names tenants) by administrators, both written by them; the routing functions are called by the
 -- wrappers in the caller's name.
-GRANT SELECT ON cluster.nodes, cluster.shard_map, cluster.proxy_roles, cluster.map_version TO quota_reader, quota_app, quota_admin;
+GRANT SELECT ON cluster.nodes, cluster.proxy_roles, cluster.map_version TO quota_reader, quota_app, quota_admin;
+GRANT SELECT ON cluster.shard_map TO quota_admin;
 GRANT INSERT, UPDATE, DELETE ON cluster.nodes, cluster.shard_map TO quota_admin;
 GRANT UPDATE ON cluster.map_version TO quota_admin;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA cluster, cluster_proxy, plproxy FROM PUBLIC;

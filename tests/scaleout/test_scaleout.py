@@ -345,6 +345,8 @@ if section("bindings"):
         ("cluster.usage_overview of another tenant", f"SELECT * FROM cluster.usage_overview('{other}')"),
         ("cluster.node_for another tenant", f"SELECT * FROM cluster.node_for('{other}')"),
         ("cluster.quota_consume with no tenant", "SELECT * FROM cluster.quota_consume(NULL, 'acme:1', 'tok', 1)"),
+        ("cluster.node_of another tenant", f"SELECT cluster.node_of('{other}')"),
+        ("cluster.partition_for another tenant", f"SELECT cluster.partition_for('{other}')"),
     ]:
         err = error_of(acme, sql)
         count("refused_cross_tenant")
@@ -367,6 +369,8 @@ if section("bindings"):
         ("quota_app", app, "SELECT cluster.place_tenant('x', 'n1')"),
         ("quota_app", app, "INSERT INTO cluster.shard_map (tenant, node) VALUES ('x', 'n1')"),
         ("quota_app", app, "SELECT cluster.repair_config('n1')"),
+        ("quota_app", app, "SELECT * FROM cluster.shard_map"),
+        ("bound role", acme, "SELECT * FROM cluster.shard_map"),
         ("quota_app", app, "SELECT * FROM cluster.config_drift()"),
         ("quota_app", app, "SELECT cluster.assign_plan('x', 'x:1', 'free')"),
         ("quota_app", app, "SELECT * FROM cluster.stats_reset()"),
