@@ -548,15 +548,20 @@ if section("config"):
     q(nodes[victim], "SELECT quota.set_limit('pro', 'img', 'week', 9)")
     q(nodes[victim], "DELETE FROM quota.bonus_rules WHERE plan = 'pro'")
     q(nodes[victim], "SELECT quota.set_bonus_cap('pro', NULL)")
+    q(nodes[victim], "SELECT quota.remove_limit('pro', 'req', 'per 1 minute')")
+    q(nodes[victim], "SELECT quota.unbind_tenant('so_acme', 'acme')")
     d = [r for r in drift() if r[0] == victim]
     count("drift_rows", len(d))
     kinds = sorted((r[1], r[2]) for r in d)
-    check(kinds == [("bonus_rule", '["pro", "tok", "referral"]'), ("limit", '["pro", "img", "week"]'), ("plan", '["pro"]')],
+    check(kinds == [("bonus_rule", '["pro", "tok", "referral"]'), ("limit", '["pro", "img", "week"]'),
+                    ("limit", '["pro", "req", "per 1 minute"]'), ("plan", '["pro"]'), ("tenant_binding", '["so_acme", "acme"]')],
           f"drift names each hand-made difference on {victim}: {kinds}")
     for n in NODES:
         fixed = q(router, "SELECT cluster.repair_config(%s)", (n,))[0][0]
-        check(fixed == (3 if n == victim else 1), f"repair_config({n}) fixed {fixed} items")
+        check(fixed == (5 if n == victim else 1), f"repair_config({n}) fixed {fixed} items")
     check(drift() == [], "after the repairs no node differs from the router")
+    rate = q(nodes[victim], "SELECT limit_value, burst FROM quota.plan_limits WHERE plan = 'pro' AND period = 'per 1 minute'")
+    check(rate == [(10, 5)], f"the repair restored the rate limit with its burst ({rate})")
     q(router, "SELECT cluster.set_limit('pro', 'tok', 'day', 7000)")
     check(drift() == [], "the retried call reaches every node")
 
