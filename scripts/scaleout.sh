@@ -124,7 +124,7 @@ FRESH="${QUOTA_SCALEOUT_FRESH:-0}"
 [ "${1:-}" = --fresh ] && FRESH=1
 case "$cmd" in
   start)
-    [ -x /usr/lib/postgresql/15/lib/plproxy.so ] || [ -f /usr/lib/postgresql/15/lib/plproxy.so ] \
+    [ -f "$("$PG_CONFIG" --pkglibdir)/plproxy.so" ] \
       || { echo "scaleout.sh: PL/Proxy is missing (apt-get install postgresql-15-plproxy; scripts/setup.sh does it)" >&2; exit 1; }
     mkdir -p "$QUOTA_RUN"
     fresh_nodes=0
