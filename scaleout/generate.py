@@ -3,8 +3,9 @@
 quota_ext: the node-side wrappers (quota_node.*, sql/node.sql and its block in the
 0.8.0--0.9.0 upgrade script) and the router's mirror of the API (scaleout/router_api.sql).
 
-Usage: scaleout/generate.py DSN   (a database with quota_ext installed, e.g.
-       "host=/tmp/quota_router/scratch port=55769 user=postgres dbname=postgres")
+Usage: scaleout/generate.py [--check] DSN   (a database with quota_ext installed, e.g.
+       "host=/tmp/quota_router/scratch port=55769 user=postgres dbname=postgres"; run from
+       the repository's root; --check writes nothing and fails on a stale file)
 
 The committed SQL is what gets installed; this script only saves writing ~40 wrappers by
 hand and keeps them in step with the API. Every function of schema quota must be named in
@@ -417,29 +418,42 @@ def router_sql(cur, funcs):
     return "\n".join(parts)
 
 
-def replace_between(path, begin, end, text):
+STALE = []
+
+
+def replace_between(path, begin, end, text, check=False):
     with open(path) as fh:
         content = fh.read()
     start = content.index(begin) + len(begin)
     stop = content.index(end, start)
+    new = content[:start] + "\n" + text.rstrip("\n") + "\n" + content[stop:]
+    if check:
+        if new != content:
+            STALE.append(path)
+        return new
     with open(path, "w") as fh:
-        fh.write(content[:start] + "\n" + text.rstrip("\n") + "\n" + content[stop:])
+        fh.write(new)
+    return new
 
 
 def main():
-    conn = psycopg2.connect(sys.argv[1])
+    """--check: write nothing, and fail if a committed file differs from what this
+    database's pg_proc gives (the scale-out test runs it against a node)."""
+    check = "--check" in sys.argv[1:]
+    dsn = [a for a in sys.argv[1:] if a != "--check"][0]
+    conn = psycopg2.connect(dsn)
     cur = conn.cursor()
     funcs = functions(cur)
     classify(funcs)
     for f in funcs:
         f["cols"] = result_columns(cur, f)
-    replace_between("sql/node.sql", BEGIN, END, node_sql(cur, funcs))
-    replace_between("scaleout/router_api.sql", BEGIN, END, router_sql(cur, funcs))
+    node = replace_between("sql/node.sql", BEGIN, END, node_sql(cur, funcs), check)
+    replace_between("scaleout/router_api.sql", BEGIN, END, router_sql(cur, funcs), check)
     # The upgrade script's block is sql/node.sql as it is (a fresh install and an upgrade
     # must give the same catalog).
-    with open("sql/node.sql") as fh:
-        node = fh.read()
-    replace_between(UPGRADE, UPGRADE_BEGIN, UPGRADE_END, node)
+    replace_between(UPGRADE, UPGRADE_BEGIN, UPGRADE_END, node, check)
+    if STALE:
+        sys.exit(f"generate.py: {', '.join(STALE)} differ from what pg_proc gives: run scaleout/generate.py DSN and commit")
 
 
 if __name__ == "__main__":

@@ -187,6 +187,11 @@ if section("catalog"):
                             f"(docs/scale-out.md); unclassified: {unclassified}")
     check(not missing, f"every routed quota function has its router and node counterpart; missing: {missing}")
     check(len(node_api) >= 55, f"the comparison saw the node's API ({len(node_api)} functions)")
+    root = os.path.join(os.path.dirname(__file__), "..", "..")
+    gen = subprocess.run([sys.executable, "scaleout/generate.py", "--check", NODE_DSN["n1"]], cwd=root,
+                         capture_output=True, text=True)
+    check(gen.returncode == 0, f"the committed wrappers are what scaleout/generate.py gives from n1's pg_proc "
+                               f"({(gen.stderr or gen.stdout).strip()[-200:]})")
 
 
 # Every routed function reaches the tenant's node -------------------------------------------
