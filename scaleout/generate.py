@@ -197,6 +197,16 @@ def quote(column):
     return f'"{column}"' if column in ("limit",) else column
 
 
+def reraise(node=""):
+    """The end of a router wrapper: any error raised again as the node raised it."""
+    return f"""EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
+                            e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
+    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint{node});
+END
+$f$;"""
+
+
 ERROR_COLUMNS = "error_state text, error_message text, error_detail text, error_hint text"
 
 
@@ -272,12 +282,7 @@ BEGIN
             PERFORM cluster.reraise(r.error_state, r.error_message, r.error_detail, r.error_hint);
         END IF;
 {emit}    END LOOP;
-{final}EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
-                            e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
-    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint, cluster.node_of($1));
-END
-$f$;
+{final}{reraise(', cluster.node_of($1)')}
 {grant(f"cluster.{name}({types})", f["grantees"])}
 """
 
@@ -368,12 +373,7 @@ DECLARE
 BEGIN
     RETURN QUERY SELECT * FROM cluster_proxy.{name}({call_args(n, 1)});
     RETURN;
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
-                            e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
-    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint);
-END
-$f$;
+{reraise()}
 {grant(f"cluster.{name}({sig})", f["grantees"])}
 """, cols
 
@@ -395,12 +395,7 @@ DECLARE
 BEGIN
     RETURN QUERY SELECT * FROM cluster_proxy.{router_name}($1);
     RETURN;
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
-                            e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
-    PERFORM cluster.reraise(e_state, e_message, e_detail, e_hint);
-END
-$f$;
+{reraise()}
 {grant(f"cluster.{router_name}(text)", grantees)}
 """
 
