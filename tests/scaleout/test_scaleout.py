@@ -594,6 +594,13 @@ if section("views"):
     check(all((n, f"{t}:1") in refusals for n, t in per_node.items()), "recent_refusals names the refusing node")
     status = q(router, "SELECT node FROM cluster.hot_path_status()")
     check(sorted(r[0] for r in status) == sorted(NODES), "hot_path_status: one row per node")
+    for sql in ["SELECT node, result FROM cluster.maintenance()",
+                "SELECT node, result FROM cluster.compact_ledger('3650 days')",
+                "SELECT node, result FROM cluster.stats_reset()"]:
+        rows = q(router, sql)
+        check(sorted(r[0] for r in rows) == sorted(NODES), f"{sql[25:]}: one row per node")
+    left = q(router, "SELECT coalesce(sum(consumes_total), 0) FROM cluster.stats()")[0][0]
+    check(left == 0, f"cluster.stats_reset() reset every node's stats ({left} consumes left)")
 
 
 # kill -9 of one node mid-load -----------------------------------------------------------------
