@@ -17,25 +17,7 @@
 -- tenant comes from quota.tenant and the session's role (src/domain/tenancy.rs, src/pg/roles.rs); the tables'
 -- policies apply the same rule (quota.tenant_visible) to direct reads.
 
-DO $$
-BEGIN
-    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'quota_reader') THEN
-        CREATE ROLE quota_reader NOLOGIN;
-    END IF;
-    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'quota_app') THEN
-        CREATE ROLE quota_app NOLOGIN;
-    END IF;
-    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'quota_admin') THEN
-        CREATE ROLE quota_admin NOLOGIN;
-    END IF;
-    IF NOT pg_catalog.pg_has_role('quota_admin', 'quota_app', 'MEMBER') THEN
-        GRANT quota_app TO quota_admin;
-    END IF;
-    IF NOT pg_catalog.pg_has_role('quota_admin', 'quota_reader', 'MEMBER') THEN
-        GRANT quota_reader TO quota_admin;
-    END IF;
-END
-$$;
+-- The three roles are created by sql/roles.sql (earlier: sql/node.sql grants to them).
 
 REVOKE ALL ON SCHEMA quota FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA quota FROM PUBLIC;
