@@ -96,7 +96,8 @@ BEGIN
             ('enforce_on_insert', 'quota_admin'), ('enforce_off', 'quota_admin'),
             ('compact_ledger', 'quota_admin'), ('stats_reset', 'quota_admin'),
             ('delete_subject', 'quota_admin'), ('bind_tenant', 'quota_admin'), ('unbind_tenant', 'quota_admin'),
-            ('set_pool', 'quota_admin')
+            ('set_pool', 'quota_admin'),
+            ('pause_tenant', 'quota_admin'), ('resume_tenant', 'quota_admin'), ('await_tenant_quiet', 'quota_admin')
         ) AS r(name, role) ON r.name = p.proname
         WHERE p.pronamespace = 'quota'::regnamespace
     LOOP

@@ -40,6 +40,7 @@ extension_sql_file!("../sql/views.sql", name = "views", requires = ["ledger", "o
 extension_sql_file!("../sql/overloads.sql", name = "overloads", requires = ["views"]);
 extension_sql_file!("../sql/throttle.sql", name = "throttle", requires = ["schema"]);
 extension_sql_file!("../sql/overrides.sql", name = "overrides", requires = ["schema", config_changed]);
+extension_sql_file!("../sql/pause.sql", name = "pause", requires = ["schema", config_changed, tenant_visible]);
 extension_sql_file!("../sql/security.sql", name = "security", finalize);
 
 #[pg_guard]
