@@ -40,8 +40,9 @@ extension_sql_file!("../sql/views.sql", name = "views", requires = ["ledger", "o
 extension_sql_file!("../sql/overloads.sql", name = "overloads", requires = ["views"]);
 extension_sql_file!("../sql/throttle.sql", name = "throttle", requires = ["schema"]);
 extension_sql_file!("../sql/overrides.sql", name = "overrides", requires = ["schema", config_changed]);
+extension_sql_file!("../sql/pause.sql", name = "pause", requires = ["schema", config_changed, tenant_visible]);
 // Tenant moves between scale-out nodes (issue 19): export, import, delete, invariants.
-extension_sql_file!("../sql/move.sql", name = "move", requires = ["views", "throttle", "enforce", "overrides", "pools", "ledger"]);
+extension_sql_file!("../sql/move.sql", name = "move", requires = ["views", "throttle", "enforce", "overrides", "pools", "ledger", "pause"]);
 extension_sql_file!("../sql/security.sql", name = "security", finalize);
 
 #[pg_guard]

@@ -30,6 +30,7 @@ pub fn resolve_subject(c: &mut SpiClient<'_>, id: &str, unknown: Unknown, now: D
         if !scope.admits(s.tenant.as_deref()) {
             return Err(unknown_subject());
         }
+        super::pause::refuse_paused(s.tenant.as_deref())?;
         // The plan in force: a call that writes stores a scheduled change that is due.
         return match unknown {
             Unknown::Create => super::schedule::store_due(c, s, now),
@@ -39,6 +40,8 @@ pub fn resolve_subject(c: &mut SpiClient<'_>, id: &str, unknown: Unknown, now: D
     let Some(plan) = gucs::default_plan().filter(|_| scope.may_create()) else {
         return Err(unknown_subject());
     };
+    // A subject would be created (or evaluated) in the session's tenant.
+    super::pause::refuse_paused(scope.creates_in())?;
     if storage::plan_bonus_cap(c, &plan).is_none() {
         return Err(QuotaError::invalid(
             "quota.default_plan",
@@ -51,7 +54,9 @@ pub fn resolve_subject(c: &mut SpiClient<'_>, id: &str, unknown: Unknown, now: D
         storage::insert_subject(c, id, &plan, scope.creates_in(), now);
         // A concurrent creator may have won with other values (even another tenant):
         // read what is stored.
-        return storage::find_subject(c, id)?.filter(|s| scope.admits(s.tenant.as_deref())).ok_or_else(unknown_subject);
+        let s = storage::find_subject(c, id)?.filter(|s| scope.admits(s.tenant.as_deref())).ok_or_else(unknown_subject)?;
+        super::pause::refuse_paused(s.tenant.as_deref())?;
+        return Ok(s);
     }
     let tenant = scope.creates_in().map(str::to_string);
     Ok(Subject { id: id.to_string(), plan, tenant, anchor: now, tz: chrono_tz::Tz::UTC, stored: false, next: None, carried_from: None, pool: None })
