@@ -29,6 +29,9 @@ pub const CONFLICT: &str = "40001";
 /// restrict_violation: UPDATE, DELETE or TRUNCATE on the append-only ledger (raised by
 /// the ledger's trigger, sql/ledger.sql)
 pub const LEDGER_APPEND_ONLY: &str = "23001";
+/// unique_violation: a tenant move whose subject ids (or tenant, or global bonus
+/// references) already exist on the target node (raised by sql/move.sql)
+pub const MOVE_CLASH: &str = "23505";
 /// data_corrupted: a value stored in one of quota's own tables cannot be decoded (a
 /// period name the code does not know, a NULL in a column it needs). Never a default.
 pub const DATA_CORRUPTED: &str = "XX001";
@@ -46,6 +49,7 @@ pub const OWN_SQLSTATES: &[&str] = &[
     FORBIDDEN,
     CONFLICT,
     LEDGER_APPEND_ONLY,
+    MOVE_CLASH,
     DATA_CORRUPTED,
 ];
 
