@@ -2,11 +2,13 @@
 # Move one tenant's quota state from the node the shard map names to TARGET_NODE
 # (issue 19; docs/scale-out.md, "Moving a tenant").
 #
-#   scripts/move_tenant.sh [--router CONNSTR] [--abort] TENANT TARGET_NODE
+#   scripts/move_tenant.sh [--router CONNSTR] [--node-user ROLE] [--abort] TENANT TARGET_NODE
 #
-# The router's connection string comes from --router or $QUOTA_ROUTER; the nodes' from the
-# router's cluster.nodes, the source from cluster.node_for(TENANT). Connects as a role that
-# may run quota_admin functions on every node and write the router's shard map.
+# The router's connection string comes from --router, $QUOTA_ROUTER or $QUOTA_ROUTER_DSN
+# (scripts/scaleout.sh's); the nodes' from the router's cluster.nodes, the source from
+# cluster.node_for(TENANT). cluster.nodes names no user: the script connects to the nodes
+# as --node-user or $QUOTA_MOVE_USER (else libpq's default, $PGUSER), a role that may run
+# quota_admin functions there; to the router as a role that may write the shard map.
 # $QUOTA_MOVE_QUIET_TIMEOUT (default '30 seconds'): how long to wait for the source's
 # transactions that may still commit usage for the tenant.
 #
@@ -44,20 +46,22 @@ set -euo pipefail
 say() { printf 'move_tenant: %s\n' "$*"; }
 die() { printf 'move_tenant: ERROR: %s\n' "$*" >&2; exit 1; }
 
-ROUTER="${QUOTA_ROUTER:-}"
+ROUTER="${QUOTA_ROUTER:-${QUOTA_ROUTER_DSN:-}}"
+NODE_USER="${QUOTA_MOVE_USER:-}"
 ABORT=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --router) ROUTER="${2:?--router needs a connection string}"; shift 2 ;;
     --router=*) ROUTER="${1#--router=}"; shift ;;
+    --node-user) NODE_USER="${2:?--node-user needs a role}"; shift 2 ;;
     --abort) ABORT=1; shift ;;
     -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
     --) shift; break ;;
-    -*) die "unknown option $1 (usage: move_tenant.sh [--router CONNSTR] [--abort] TENANT TARGET_NODE)" ;;
+    -*) die "unknown option $1 (usage: move_tenant.sh [--router CONNSTR] [--node-user ROLE] [--abort] TENANT TARGET_NODE)" ;;
     *) break ;;
   esac
 done
-[ $# -eq 2 ] || die "usage: move_tenant.sh [--router CONNSTR] [--abort] TENANT TARGET_NODE"
+[ $# -eq 2 ] || die "usage: move_tenant.sh [--router CONNSTR] [--node-user ROLE] [--abort] TENANT TARGET_NODE"
 TENANT="$1"; TARGET="$2"
 [ -n "$TENANT" ] || die "TENANT is empty (untenanted subjects live on the home node and are not moved)"
 [ -n "$ROUTER" ] || die "no router: give --router CONNSTR or set QUOTA_ROUTER"
@@ -73,13 +77,14 @@ q() {
     -v quiet_timeout="$QUIET_TIMEOUT" -d "$conn" -f -
 }
 
+with_user() { if [ -n "$NODE_USER" ]; then printf '%s user=%s' "$1" "$NODE_USER"; else printf '%s' "$1"; fi; }
 conn_of() {
   local c
   c="$(printf '%s\n' "SELECT connstr FROM cluster.nodes WHERE node = :'n'" \
        | "$PSQL" -X -q -At -v ON_ERROR_STOP=1 -v n="$1" -d "$ROUTER" -f -)" \
     || die "cannot read cluster.nodes on the router"
   [ -n "$c" ] || die "node \"$1\" is not in the router's cluster.nodes"
-  printf '%s' "$c"
+  with_user "$c"
 }
 
 invariants() {  # invariants LABEL NODE CONN: prints them; returns 1 when a check failed
@@ -94,7 +99,7 @@ invariants() {  # invariants LABEL NODE CONN: prints them; returns 1 when a chec
 pause_state() { q "$1" "SELECT coalesce(quota.move_pause_state(:'tenant'), 'none')"; }
 has_state() { q "$1" "SELECT quota.move_digest(:'tenant') <> '{}'"; }
 
-SOURCE="$(q "$ROUTER" "SELECT cluster.node_for(:'tenant')")" || die "cannot ask the router where tenant \"$TENANT\" lives (cluster.node_for)"
+SOURCE="$(q "$ROUTER" "SELECT node FROM cluster.node_for(:'tenant')")" || die "cannot ask the router where tenant \"$TENANT\" lives (cluster.node_for)"
 [ -n "$SOURCE" ] || die "the router names no node for tenant \"$TENANT\""
 TARGET_CONN="$(conn_of "$TARGET")"
 SOURCE_CONN="$(conn_of "$SOURCE")"
@@ -110,6 +115,7 @@ if [ "$SOURCE" = "$TARGET" ]; then
   found=0
   while IFS='|' read -r node conn; do
     [ "$node" != "$TARGET" ] || continue
+    conn="$(with_user "$conn")"
     st="$(pause_state "$conn")" || die "cannot read the pause of the tenant on $node"
     [ "$st" = moving ] || [ "$st" = moved ] || continue
     found=1

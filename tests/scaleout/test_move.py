@@ -54,6 +54,9 @@ SCRIPT = os.path.join(ROOT, "scripts", "move_tenant.sh")
 SEED = int(os.environ.get("QUOTA_SEED", random.randrange(1 << 31)))
 OPS = int(os.environ.get("QUOTA_MOVE_OPS", "600"))
 CLIENTS = 4
+# Tenants of this run: the seed in their names, so that a run against a long-lived cluster
+# (scripts/scaleout.sh keeps its state) meets no tenant of an earlier run.
+T = {name: f"mv{SEED}-{name}" for name in ("clash", "elsewhere", "renum", "resident", "load", "again")}
 results = {"tests": 0, "failed": 0, "skipped": 0, "operations": 0, "qt503": 0}
 failures = []
 
@@ -81,21 +84,26 @@ class Cluster:
     def __init__(self, router):
         self.router = router
         with connect(router) as c:
-            self.nodes = dict(c.execute("SELECT node, connstr FROM cluster.nodes ORDER BY node").fetchall())
-            self.routed = c.execute("SELECT to_regproc('cluster.quota_try_consume') IS NOT NULL").fetchone()[0]
+            # cluster.nodes names no user (R's router adds its own): the test's is postgres.
+            self.nodes = {n: cs if "user=" in cs else f"{cs} user=postgres"
+                          for n, cs in c.execute("SELECT node, connstr FROM cluster.nodes ORDER BY node").fetchall()}
+            self.routed = c.execute("SELECT to_regprocedure('cluster.quota_try_consume(text, text, text, bigint, text, jsonb)') "
+                                    "IS NOT NULL").fetchone()[0]
+        for node, cs in self.nodes.items():
+            ensure_move_sql(node, cs)
         if len(self.nodes) < 2:
             sys.exit("test_move: the router's cluster.nodes has fewer than two nodes")
         self.real_pause = all(one(cs, "SELECT obj_description('quota.pause_tenant'::regproc::oid, 'pg_proc') IS DISTINCT FROM 'stub'")
                               for cs in self.nodes.values())
 
     def node_for(self, tenant):
-        return one(self.router, "SELECT cluster.node_for(%s)", (tenant,))
+        return one(self.router, "SELECT node FROM cluster.node_for(%s)", (tenant,))
 
     def place(self, tenant, node):
         one(self.router, "SELECT cluster.place_tenant(%s, %s)", (tenant, node))
 
     def move(self, tenant, target, *extra):
-        p = subprocess.run([SCRIPT, "--router", self.router, *extra, tenant, target],
+        p = subprocess.run([SCRIPT, "--router", self.router, "--node-user", "postgres", *extra, tenant, target],
                            capture_output=True, text=True, timeout=300)
         return p.returncode, p.stdout, p.stderr
 
@@ -106,6 +114,28 @@ def sh(cmd):
     subprocess.run(["bash", "-c", cmd], cwd=ROOT, check=True)
 
 
+def ensure_move_sql(node, cs):
+    """A node whose installed quota_ext lacks the move (or the pause) gets it by hand."""
+    with connect(cs) as c:
+        if c.execute("SELECT to_regproc('quota.pause_tenant') IS NULL").fetchone()[0]:
+            print(f"   NOTE: {node}: the installed quota_ext has no tenant pause: loading the stand-in "
+                  "(tests/scaleout/pause_stub.sql); tests that need QT503 are SKIPPED", flush=True)
+            c.execute(open(os.path.join(ROOT, "tests/scaleout/pause_stub.sql")).read())
+        if c.execute("SELECT to_regproc('quota.move_export') IS NULL").fetchone()[0]:
+            print(f"   NOTE: {node}: the installed quota_ext has no tenant move: loading sql/move.sql by hand",
+                  flush=True)
+            c.execute(open(os.path.join(ROOT, "sql/move.sql")).read())
+            for f in ("move_tables()", "move_digest(text)", "move_pause_state(text)", "move_export(text)",
+                      "move_check_target(text)", "move_import(text)", "move_delete(text, jsonb)",
+                      "tenant_invariants(text)", "move_rows(text)", "move_digest_of(boolean, text)",
+                      "move_check_tables()", "move_require_pause(text, text[], text)"):
+                c.execute(f"REVOKE ALL ON FUNCTION quota.{f} FROM PUBLIC")
+                c.execute(f"ALTER FUNCTION quota.{f} SECURITY DEFINER")
+            c.execute("GRANT EXECUTE ON FUNCTION quota.move_export(text), quota.move_import(text), "
+                      "quota.move_delete(text, jsonb), quota.move_digest(text), quota.tenant_invariants(text), "
+                      "quota.move_tables(), quota.move_pause_state(text), quota.move_check_target(text) TO quota_admin")
+
+
 def standalone():
     run = os.environ.get("QUOTA_RUN", "/tmp/quota_move")
     port = int(os.environ.get("QUOTA_MOVE_PORT", "55780"))
@@ -113,6 +143,7 @@ def standalone():
     for i in (1, 2):
         sh(env + f"cluster_start move{i} {port + i - 1} \"shared_preload_libraries = 'quota_ext'\"")
     nodes = {f"n{i}": f"host=127.0.0.1 port={port + i - 1} dbname=quota user=postgres" for i in (1, 2)}
+    listed = {n: cs.replace(" user=postgres", "") for n, cs in nodes.items()}
     for i, (node, cs) in enumerate(nodes.items()):
         admin = cs.replace("dbname=quota", "dbname=postgres")
         with connect(admin) as c:
@@ -120,30 +151,13 @@ def standalone():
         with connect(cs) as c:
             c.execute("CREATE EXTENSION quota_ext")
             c.execute("CREATE EXTENSION IF NOT EXISTS amcheck")
-            if c.execute("SELECT to_regproc('quota.pause_tenant') IS NULL").fetchone()[0]:
-                print(f"   NOTE: {node}: the installed quota_ext has no tenant pause: loading the stand-in "
-                      "(tests/scaleout/pause_stub.sql); tests that need QT503 are SKIPPED", flush=True)
-                c.execute(open(os.path.join(ROOT, "tests/scaleout/pause_stub.sql")).read())
-            if c.execute("SELECT to_regproc('quota.move_export') IS NULL").fetchone()[0]:
-                print(f"   NOTE: {node}: the installed quota_ext has no tenant move: loading sql/move.sql by hand",
-                      flush=True)
-                c.execute(open(os.path.join(ROOT, "sql/move.sql")).read())
-                for f in ("move_tables()", "move_digest(text)", "move_pause_state(text)", "move_export(text)",
-                          "move_check_target(text)", "move_import(text)", "move_delete(text, jsonb)",
-                          "tenant_invariants(text)", "move_rows(text)", "move_digest_of(boolean, text)",
-                          "move_check_tables()", "move_require_pause(text, text[], text)"):
-                    c.execute(f"REVOKE ALL ON FUNCTION quota.{f} FROM PUBLIC")
-                    c.execute(f"ALTER FUNCTION quota.{f} SECURITY DEFINER")
-                c.execute("GRANT EXECUTE ON FUNCTION quota.move_export(text), quota.move_import(text), "
-                          "quota.move_delete(text, jsonb), quota.move_digest(text), quota.tenant_invariants(text), "
-                          "quota.move_tables(), quota.move_pause_state(text), quota.move_check_target(text) TO quota_admin")
     router = nodes["n1"].replace("dbname=quota", "dbname=router")
     with connect(nodes["n1"].replace("dbname=quota", "dbname=postgres")) as c:
         c.execute("CREATE DATABASE router")
     with connect(router) as c:
         c.execute(open(os.path.join(ROOT, "tests/scaleout/router_stub.sql")).read())
         for node, cs in nodes.items():
-            c.execute("INSERT INTO cluster.nodes VALUES (%s, %s, %s)", (node, cs, node == "n1"))
+            c.execute("INSERT INTO cluster.nodes VALUES (%s, %s, %s)", (node, listed[node], node == "n1"))
     return router
 
 
@@ -255,16 +269,16 @@ def test_privileges(cl):
 
 def test_clash(cl, rng):
     (a, a_cs), (b, b_cs) = list(cl.nodes.items())[:2]
-    tenant = "clash"
+    tenant = T["clash"]
     cl.place(tenant, a)
     populate(a_cs, tenant, 3, rng)
     with connect(b_cs) as c:   # the same subject id, another tenant, on the target
-        c.execute("SELECT quota.assign_plan('clash:u1', 'MOVE', 'elsewhere')")
+        c.execute("SELECT quota.assign_plan(%s, 'MOVE', %s)", (f"{tenant}:u1", T["elsewhere"]))
     before = (node_state(a_cs, tenant), node_state(b_cs, tenant), cl.node_for(tenant))
     rc, out, err = cl.move(tenant, b)
     check(rc != 0, f"clash: the script succeeded:\n{out}")
     check("23505" in err or "already exist" in err, f"clash: no 23505 in the message:\n{err}")
-    check("clash:u1" in err and "HINT" in err, f"clash: the DETAIL or HINT is missing:\n{err}")
+    check(f"{tenant}:u1" in err and "HINT" in err, f"clash: the DETAIL or HINT is missing:\n{err}")
     after = (node_state(a_cs, tenant), node_state(b_cs, tenant), cl.node_for(tenant))
     check(before == after, f"clash: something changed: {before} -> {after}")
     # The import refuses by itself too (a subject created after the script's check).
@@ -273,12 +287,13 @@ def test_clash(cl, rng):
         try:
             c.execute("BEGIN")
             c.execute("CREATE TEMP TABLE quota_move_stage (tbl text, rec jsonb) ON COMMIT DROP")
-            c.execute("""INSERT INTO quota_move_stage VALUES ('subjects', '{"subject": "clash:u1", "tenant": "clash"}')""")
+            c.execute("INSERT INTO quota_move_stage VALUES ('subjects', %s)",
+                      (json.dumps({"subject": f"{tenant}:u1", "tenant": tenant}),))
             c.execute("SELECT quota.move_check_target(%s)", (tenant,))
             check(False, "move_check_target accepted a clashing subject")
         except psycopg.Error as e:
             d = json.loads(e.diag.message_detail or "{}")
-            check(e.sqlstate == "23505" and d.get("subjects") == ["clash:u1"] and d.get("code") == "subject_exists"
+            check(e.sqlstate == "23505" and d.get("subjects") == [f"{tenant}:u1"] and d.get("code") == "subject_exists"
                   and e.diag.message_hint, f"move_check_target: {e.sqlstate} {d} {e.diag.message_hint}")
         finally:
             c.execute("ROLLBACK")
@@ -297,10 +312,10 @@ def ledger_in_order(cs, tenant):
 
 def test_renumber(cl, rng):
     (a, a_cs), (b, b_cs) = list(cl.nodes.items())[:2]
-    tenant = "renum"
+    tenant = T["renum"]
     cl.place(tenant, a)
     populate(a_cs, tenant, 4, rng)
-    populate(b_cs, "resident", 2, rng)   # the target's own ids move on
+    populate(b_cs, T["resident"], 2, rng)   # the target's own ids move on
     led_a, ev_a = ledger_in_order(a_cs, tenant)
     max_b = one(b_cs, "SELECT max(id) FROM quota.usage_events")
     max_ev_b = one(b_cs, "SELECT max(id) FROM quota.events")
@@ -318,7 +333,7 @@ def test_renumber(cl, rng):
     check(cl.node_for(tenant) == b, "renumber: the map was not flipped")
     # New rows after the move get the target's next ids.
     with connect(b_cs) as c:
-        c.execute("SELECT quota.quota_consume('renum:u0', 'tokens', 1)")
+        c.execute("SELECT quota.quota_consume(%s, 'tokens', 1)", (f"{tenant}:u0",))
         nid = c.execute("SELECT max(id) FROM quota.usage_events").fetchone()[0]
         check(nid > led_b[-1][0], "renumber: the sequence did not move past the imported ids")
     invariants_hold(a_cs, tenant, "renumber source")
@@ -364,7 +379,8 @@ class Client(threading.Thread):
                         else:
                             if conn is None:
                                 conn = connect(self.cl.router)
-                            row = conn.execute("SELECT allowed FROM cluster.quota_try_consume(%s, %s, 'tokens', %s, %s, %s)",
+                            row = conn.execute("SELECT allowed FROM cluster.quota_try_consume(%s::text, %s::text, 'tokens', "
+                                               "%s::bigint, %s::text, %s::jsonb)",
                                                (self.tenant, subject, amount, op, json.dumps({"op": op}))).fetchone()
                         if row[0]:
                             self.acked[op] = amount
@@ -387,11 +403,11 @@ class Client(threading.Thread):
 
 def test_under_load(cl, rng):
     (a, a_cs), (b, b_cs) = list(cl.nodes.items())[:2]
-    tenant = "load"
+    tenant = T["load"]
     cl.place(tenant, a)
     populate(a_cs, tenant, 6, rng)
     base = one(a_cs, """SELECT coalesce(sum(amount), 0) FROM quota.usage_events
-                         WHERE tenant = 'load' AND metric = 'tokens' AND kind IN ('consume', 'commit')""")
+                         WHERE tenant = %s AND metric = 'tokens' AND kind IN ('consume', 'commit')""", (tenant,))
     invariants_hold(a_cs, tenant, "under_load source before")
     invariants_hold(b_cs, tenant, "under_load target before")
     started = threading.Event()
@@ -404,7 +420,7 @@ def test_under_load(cl, rng):
     # paused, so that they meet the pause (QT503) and the flip, whatever the machine's speed.
     while sum(t.done for t in clients) < CLIENTS * (per // 3) and any(t.is_alive() for t in clients):
         time.sleep(0.01)
-    p = subprocess.Popen([SCRIPT, "--router", cl.router, tenant, b], stdout=subprocess.PIPE,
+    p = subprocess.Popen([SCRIPT, "--router", cl.router, "--node-user", "postgres", tenant, b], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     lines = []
     for line in p.stdout:
@@ -429,17 +445,18 @@ def test_under_load(cl, rng):
     acked = {op: amt for t in clients for op, amt in t.acked.items()}
     with connect(b_cs) as c:
         rows = c.execute("""SELECT metadata->>'op', count(*), sum(amount) FROM quota.usage_events
-                            WHERE tenant = 'load' AND metadata ? 'op' AND kind = 'consume' GROUP BY 1""").fetchall()
+                            WHERE tenant = %s AND metadata ? 'op' AND kind = 'consume' GROUP BY 1""", (tenant,)).fetchall()
         total = c.execute("""SELECT coalesce(sum(amount), 0) FROM quota.usage_events
-                             WHERE tenant = 'load' AND metric = 'tokens' AND kind IN ('consume', 'commit')""").fetchone()[0]
+                             WHERE tenant = %s AND metric = 'tokens' AND kind IN ('consume', 'commit')""", (tenant,)).fetchone()[0]
     ledger = {op: (n, s) for op, n, s in rows}
     check(set(ledger) == set(acked), f"under_load: ops acknowledged but not in the target's ledger: "
           f"{sorted(set(acked) - set(ledger))[:5]}; in the ledger, never acknowledged: {sorted(set(ledger) - set(acked))[:5]}")
     check(all(ledger[op] == (1, acked[op]) for op in acked if op in ledger), "under_load: an op counted twice or wrong")
     check(total == base + sum(acked.values()),
           f"under_load: target ledger {total} != before {base} + acknowledged {sum(acked.values())}")
-    check(one(a_cs, "SELECT quota.move_digest('load')") == {}, "under_load: state left on the source")
-    check(one(a_cs, "SELECT count(*) FROM quota.usage_events WHERE tenant = 'load'") == 0, "under_load: ledger left on the source")
+    check(one(a_cs, "SELECT quota.move_digest(%s)", (tenant,)) == {}, "under_load: state left on the source")
+    check(one(a_cs, "SELECT count(*) FROM quota.usage_events WHERE tenant = %s", (tenant,)) == 0,
+          "under_load: ledger left on the source")
     invariants_hold(a_cs, tenant, "under_load source after")
     invariants_hold(b_cs, tenant, "under_load target after")
     print(f"   under_load: {len(acked)} consumes acknowledged ({sum(acked.values())} tokens), "
@@ -450,32 +467,34 @@ def test_old_node(cl):
     """After under_load: the old node refuses the tenant's calls, hot path on and off."""
     (a, a_cs), (b, _) = list(cl.nodes.items())[:2]
     with connect(a_cs) as c:
-        c.execute("SELECT set_config('quota.tenant', 'load', false)")
+        tenant = T["load"]
+        c.execute("SELECT set_config('quota.tenant', %s, false)", (tenant,))
         for hot in ("on", "off"):
             c.execute(f"SET quota.hot_path = {hot}")
-            for call in ("SELECT quota.quota_consume('load:u1', 'tokens', 1)",
-                         "SELECT quota.quota_try_consume('load:u1', 'tokens', 1)",
-                         "SELECT quota.quota_check('load:u1', 'tokens', 1)",
-                         "SELECT * FROM quota.quota_status('load:u1')"):
+            for call in ("SELECT quota.quota_consume(%s::text, 'tokens', 1)",
+                         "SELECT quota.quota_try_consume(%s::text, 'tokens', 1)",
+                         "SELECT quota.quota_check(%s::text, 'tokens', 1)",
+                         "SELECT * FROM quota.quota_status(%s::text)",
+                         "SELECT quota.quota_consume(%s::text || '-new', 'tokens', 1)"):
                 try:
-                    c.execute(call)
+                    c.execute(call, (f"{tenant}:u1",))
                     check(False, f"old node, hot path {hot}: {call} succeeded")
                 except psycopg.Error as e:
                     check(e.sqlstate == "QT503" and e.diag.message_hint,
                           f"old node, hot path {hot}: {call}: {e.sqlstate} {e.diag.message_primary}")
-    check(one(a_cs, "SELECT quota.move_pause_state('load')") == "moved", "old node: not marked moved")
+    check(one(a_cs, "SELECT quota.move_pause_state(%s)", (T["load"],)) == "moved", "old node: not marked moved")
 
 
 def test_rerun(cl, rng):
     (a, a_cs), (b, b_cs) = list(cl.nodes.items())[:2]
     # After a finished move: nothing to do, nothing changes.
-    before = (node_state(a_cs, "renum"), node_state(b_cs, "renum"))
-    rc, out, err = cl.move("renum", b)
+    before = (node_state(a_cs, T["renum"]), node_state(b_cs, T["renum"]))
+    rc, out, err = cl.move(T["renum"], b)
     check(rc == 0, f"rerun after the move: {rc}\n{out}\n{err}")
-    check((node_state(a_cs, "renum"), node_state(b_cs, "renum")) == before, "rerun after the move changed something")
+    check((node_state(a_cs, T["renum"]), node_state(b_cs, T["renum"])) == before, "rerun after the move changed something")
     # A failure after the copy, before the flip: the map still names the source. Simulated
     # by an import done by hand; a re-run removes that copy and moves again.
-    tenant = "again"
+    tenant = T["again"]
     cl.place(tenant, a)
     populate(a_cs, tenant, 2, rng)
     digest = one(a_cs, "SELECT quota.move_digest(%s)", (tenant,))
