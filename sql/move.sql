@@ -274,9 +274,18 @@ BEGIN
                                               'source', source_digest, 'staged', staged)::text,
                   HINT = 'The stream from the source ended early or was not its move_export(tenant). Re-run scripts/move_tenant.sh. Nothing was moved.';
     END IF;
-    IF EXISTS (SELECT 1 FROM pg_temp.quota_move_stage WHERE tbl <> 'digest' AND rec->>'subject' IS NOT NULL
-               AND tbl IN ('subjects') AND rec->>'tenant' IS DISTINCT FROM move_import.tenant) THEN
-        RAISE EXCEPTION 'the staged copy holds subjects of another tenant'
+    -- Only this tenant's state: its subjects, rows keyed by them, its ledger and throttle
+    -- keys. (move_import is quota_admin's: what it stages must not reach other tenants.)
+    IF EXISTS (SELECT 1 FROM pg_temp.quota_move_stage s
+               WHERE CASE s.tbl
+                     WHEN 'digest' THEN false
+                     WHEN 'subjects' THEN s.rec->>'tenant' IS DISTINCT FROM move_import.tenant
+                     WHEN 'throttles' THEN s.rec->>'tenant' IS DISTINCT FROM move_import.tenant
+                     ELSE NOT EXISTS (SELECT 1 FROM pg_temp.quota_move_stage m
+                                      WHERE m.tbl = 'subjects' AND m.rec->>'subject' = s.rec->>'subject')
+                          AND NOT (s.tbl IN ('usage_events', 'usage_summaries') AND s.rec->>'tenant' = move_import.tenant)
+                     END) THEN
+        RAISE EXCEPTION 'the staged copy holds state of another tenant'
             USING ERRCODE = '55000', DETAIL = jsonb_build_object('code', 'move_incomplete', 'tenant', left(tenant, 40))::text,
                   HINT = 'Stage the source''s quota.move_export of this same tenant. Nothing was moved.';
     END IF;
@@ -360,6 +369,7 @@ DECLARE
     gone jsonb := '{}';
     n bigint;
     subs text[];
+    role_before text;
 BEGIN
     IF tenant IS NULL OR tenant = '' THEN
         RAISE EXCEPTION 'a tenant move needs a tenant'
@@ -384,10 +394,11 @@ BEGIN
     -- does not fire under session_replication_role = replica. Only this one statement runs
     -- so (a superuser setting; this function runs as the extension's owner), transaction-
     -- local and set back right after; the rest below fires triggers as usual.
+    role_before := current_setting('session_replication_role');
     PERFORM set_config('session_replication_role', 'replica', true);
     DELETE FROM quota.usage_events x WHERE x.tenant = move_delete.tenant OR x.subject = ANY (subs);
     GET DIAGNOSTICS n = ROW_COUNT; gone := gone || jsonb_build_object('usage_events', n);
-    PERFORM set_config('session_replication_role', 'origin', true);
+    PERFORM set_config('session_replication_role', role_before, true);
     DELETE FROM quota.usage_summaries x WHERE x.tenant = move_delete.tenant OR x.subject = ANY (subs);
     GET DIAGNOSTICS n = ROW_COUNT; gone := gone || jsonb_build_object('usage_summaries', n);
     DELETE FROM quota.pool_slices x WHERE x.subject = ANY (subs);

@@ -26,6 +26,7 @@ Tests (each can fail; a failure prints what differs):
   privileges         quota_app and quota_reader get 42501 from every move function
   clash              a subject id of the tenant already on the target refuses the move
                      (23505, JSON DETAIL naming it, HINT); both nodes and the map unchanged
+  foreign_stage      quota_admin staging another tenant's state (digest and all) is refused
   renumber           ledger and event ids come from the target's sequences, in the
                      source's order; every row's contents kept
   under_load         clients consume through the router and directly on the source node
@@ -300,6 +301,39 @@ def test_clash(cl, rng):
             c.execute("SELECT quota.resume_tenant(%s)", (tenant,))
 
 
+def test_foreign_stage(cl):
+    """quota_admin stages (with a matching digest) a subject of another tenant and a counter
+    of an existing subject: move_import refuses (55000), nothing is written."""
+    (a, a_cs), (b, b_cs) = list(cl.nodes.items())[:2]
+    tenant = T["clash"] + "-x"
+    with connect(b_cs) as c:
+        c.execute("SELECT quota.assign_plan(%s, 'MOVE', %s)", (f"{tenant}-victim", T["elsewhere"]))
+        c.execute("SELECT quota.pause_tenant(%s, %s)", (tenant, b))
+        before = node_state(b_cs, T["elsewhere"])
+        for rows in ([("subjects", {"subject": f"{tenant}-evil", "tenant": T["elsewhere"], "plan": "MOVE",
+                                    "cycle_anchor": "2026-01-01T00:00:00+00:00", "time_zone": "UTC",
+                                    "created_at": "2026-01-01T00:00:00+00:00"})],
+                     [("usage_events", {"id": 1, "subject": f"{tenant}-ghost", "tenant": T["elsewhere"], "metric": "tokens",
+                                        "window_start": "2026-01-01T00:00:00+00:00", "kind": "consume", "amount": 5,
+                                        "overage": 0, "created_at": "2026-01-01T00:00:00+00:00", "period": "day"})]):
+            try:
+                c.execute("BEGIN")
+                c.execute("CREATE TEMP TABLE quota_move_stage (tbl text, rec jsonb) ON COMMIT DROP")
+                for t, r in rows:
+                    c.execute("INSERT INTO quota_move_stage VALUES (%s, %s)", (t, json.dumps(r)))
+                c.execute("INSERT INTO quota_move_stage SELECT 'digest', quota.move_digest_of(true, %s)", (tenant,))
+                c.execute("SET LOCAL ROLE quota_admin")
+                c.execute("SELECT quota.move_import(%s)", (tenant,))
+                check(False, f"foreign stage: move_import accepted {rows[0][0]} of another tenant")
+            except psycopg.Error as e:
+                check(e.sqlstate == "55000" and "another tenant" in e.diag.message_primary,
+                      f"foreign stage: {e.sqlstate} {e.diag.message_primary}")
+            finally:
+                c.execute("ROLLBACK")
+        c.execute("SELECT quota.resume_tenant(%s)", (tenant,))
+        check(node_state(b_cs, T["elsewhere"]) == before, "foreign stage: the other tenant changed")
+
+
 def ledger_in_order(cs, tenant):
     with connect(cs) as c:
         c.execute("SET TimeZone = 'UTC'")
@@ -548,6 +582,7 @@ def main():
     tests = [("known_tables", lambda: test_known_tables(cl), False),
              ("privileges", lambda: test_privileges(cl), False),
              ("clash", lambda: test_clash(cl, rng), False),
+             ("foreign_stage", lambda: test_foreign_stage(cl), False),
              ("renumber", lambda: test_renumber(cl, rng), False),
              ("under_load", lambda: test_under_load(cl, rng), True),
              ("old_node", lambda: test_old_node(cl), True),
