@@ -37,11 +37,13 @@ pub fn resolve_subject(c: &mut SpiClient<'_>, id: &str, unknown: Unknown, now: D
             Unknown::Evaluate => Ok(s.in_force(now)),
         };
     }
+    // An unknown subject under a paused tenant (the session's): QT503, not QT404, also
+    // without quota.default_plan. On the node a tenant moved away from, its subjects are
+    // gone, and the tenant's calls must still be sent to its new node (issue 19, item 4).
+    super::pause::refuse_paused(scope.creates_in())?;
     let Some(plan) = gucs::default_plan().filter(|_| scope.may_create()) else {
         return Err(unknown_subject());
     };
-    // A subject would be created (or evaluated) in the session's tenant.
-    super::pause::refuse_paused(scope.creates_in())?;
     if storage::plan_bonus_cap(c, &plan).is_none() {
         return Err(QuotaError::invalid(
             "quota.default_plan",
