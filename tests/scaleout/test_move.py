@@ -494,7 +494,9 @@ def test_under_load(cl, rng):
     invariants_hold(a_cs, tenant, "under_load source after")
     invariants_hold(b_cs, tenant, "under_load target after")
     print(f"   under_load: {len(acked)} consumes acknowledged ({sum(acked.values())} tokens), "
-          f"{sum(t.refused for t in clients)} refused, {qt503} QT503 retries", flush=True)
+          f"{sum(t.refused for t in clients)} refused, {qt503} QT503 retries; clients 0 and 2 "
+          f"{'through the router (cluster.quota_try_consume, PL/Proxy)' if cl.routed else 'on the node node_for names (no routed calls on this router)'}, "
+          "1 and 3 on the node node_for names", flush=True)
 
 
 def test_old_node(cl):
