@@ -161,8 +161,9 @@ if [ "$(pause_state "$TARGET_CONN")" = moving ] && [ "$(has_state "$TARGET_CONN"
   say "deleted an unused copy left on $TARGET by an earlier run: $gone"
 fi
 
-# export.sh streams the source's state; $1: the SQL file to run there.
-printf '#!/bin/sh\nexec %q -X -q -v ON_ERROR_STOP=1 -v tenant=%q -d %q -f "$1"\n' "$PSQL" "$TENANT" "$SOURCE_CONN" >"$tmp/export.sh"
+# export.sh streams the source's state; $1: the SQL file to run there. bash, for %q's quoting.
+# shellcheck disable=SC2016 # "$1" is export.sh's own argument, expanded when it runs
+printf '#!/bin/bash\nexec %q -X -q -v ON_ERROR_STOP=1 -v tenant=%q -d %q -f "$1"\n' "$PSQL" "$TENANT" "$SOURCE_CONN" >"$tmp/export.sh"
 
 # stage_and CHECK_SQL EXPORT_SQL: runs CHECK_SQL in a target transaction holding the
 # source's stream in pg_temp.quota_move_stage; commits only when CHECK_SQL succeeds.
@@ -171,7 +172,7 @@ stage_and() {
   "$PSQL" -X -q -At -v ON_ERROR_STOP=1 -v tenant="$TENANT" -d "$TARGET_CONN" -f - <<EOF
 BEGIN;
 CREATE TEMP TABLE quota_move_stage (tbl text, rec jsonb) ON COMMIT DROP;
-\\copy quota_move_stage FROM PROGRAM 'sh $tmp/export.sh $tmp/export.sql'
+\\copy quota_move_stage FROM PROGRAM 'bash $tmp/export.sh $tmp/export.sql'
 $1
 COMMIT;
 EOF

@@ -239,12 +239,19 @@ BEGIN
 END
 $$;
 
--- Refuses (55000) unless the tenant is paused here in one of the states given.
+-- Refuses unless a tenant is named (22004) and it is paused here in one of the states
+-- given (55000). Every step that reads or writes a tenant's state starts with it.
 CREATE FUNCTION quota.move_require_pause(tenant text, states text[], step text) RETURNS void
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, quota, pg_temp AS $$
 DECLARE
-    st text := quota.move_pause_state(tenant);
+    st text;
 BEGIN
+    IF tenant IS NULL OR tenant = '' THEN
+        RAISE EXCEPTION 'a tenant move needs a tenant'
+            USING ERRCODE = '22004', DETAIL = '{"code":"null_argument","argument":"tenant"}',
+                  HINT = 'Untenanted subjects live on the home node and are not moved.';
+    END IF;
+    st := quota.move_pause_state(tenant);
     IF st IS NULL OR st <> ALL (states) THEN
         RAISE EXCEPTION 'tenant "%" is not paused for a move on this node (%)', left(tenant, 40), coalesce(st, 'not paused')
             USING ERRCODE = '55000',
@@ -263,11 +270,6 @@ CREATE FUNCTION quota.move_export(tenant text)
 RETURNS TABLE (tbl text, rec jsonb)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, quota, pg_temp SET TimeZone = 'UTC' AS $$
 BEGIN
-    IF tenant IS NULL OR tenant = '' THEN
-        RAISE EXCEPTION 'a tenant move needs a tenant'
-            USING ERRCODE = '22004', DETAIL = '{"code":"null_argument","argument":"tenant"}',
-                  HINT = 'Untenanted subjects live on the home node and are not moved.';
-    END IF;
     PERFORM quota.move_check_tables();
     PERFORM quota.move_require_pause(tenant, ARRAY['moving', 'moved'], 'export');
     RETURN QUERY SELECT r.tbl, r.rec FROM quota.move_rows(tenant) r;
@@ -355,11 +357,6 @@ DECLARE
     t text;
     seq regclass;
 BEGIN
-    IF tenant IS NULL OR tenant = '' THEN
-        RAISE EXCEPTION 'a tenant move needs a tenant'
-            USING ERRCODE = '22004', DETAIL = '{"code":"null_argument","argument":"tenant"}',
-                  HINT = 'Untenanted subjects live on the home node and are not moved.';
-    END IF;
     PERFORM quota.move_check_tables();
     PERFORM quota.move_require_pause(tenant, ARRAY['moving'], 'import');
     PERFORM quota.move_check_target(tenant);
@@ -469,11 +466,6 @@ DECLARE
     subs text[];
     role_before text;
 BEGIN
-    IF tenant IS NULL OR tenant = '' THEN
-        RAISE EXCEPTION 'a tenant move needs a tenant'
-            USING ERRCODE = '22004', DETAIL = '{"code":"null_argument","argument":"tenant"}',
-                  HINT = 'Untenanted subjects live on the home node and are not moved.';
-    END IF;
     PERFORM quota.move_check_tables();
     PERFORM quota.move_require_pause(tenant, ARRAY['moving', 'moved'], 'delete');
     -- Lock the tenant's subjects (and so their counters' writers) before comparing.
