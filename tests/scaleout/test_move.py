@@ -414,6 +414,8 @@ class Client(threading.Thread):
                                     conn.close()
                                 node, conn = want, connect(self.cl.nodes[want])
                                 conn.execute("SELECT set_config('quota.tenant', %s, false)", (self.tenant,))
+                                # Client 3 takes the general path, client 1 the hot path.
+                                conn.execute(f"SET quota.hot_path = {'off' if self.idx == 3 else 'on'}")
                             row = conn.execute("SELECT allowed FROM quota.quota_try_consume(%s, 'tokens', %s, %s, %s)",
                                                (subject, amount, op, json.dumps({"op": op}))).fetchone()
                         else:
@@ -502,7 +504,10 @@ def test_under_load(cl, rng):
     print(f"   under_load: {len(acked)} consumes acknowledged ({sum(acked.values())} tokens), "
           f"{sum(t.refused for t in clients)} refused, {qt503} QT503 retries; clients 0 and 2 "
           f"{'through the router (cluster.quota_try_consume, PL/Proxy)' if cl.routed else 'on the node node_for names (no routed calls on this router)'}, "
-          "1 and 3 on the node node_for names", flush=True)
+          "1 (hot path) and 3 (quota.hot_path off) on the node node_for names", flush=True)
+    # Each path met the pause: the direct clients, and the routed ones when there are any.
+    check(any(t.qt503 for t in clients if t.direct), "under_load: no direct client met QT503")
+    check(not cl.routed or any(t.qt503 for t in clients if not t.direct), "under_load: no routed client met QT503")
 
 
 def test_old_node(cl):
