@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use crate::domain::error::{self, QuotaError, Result};
 use crate::domain::pause::State;
-use crate::pg::{installed, roles};
+use crate::pg::{installed, roles, xact_wait};
 use crate::storage;
 
 /// QT503 when `tenant` (the tenant a call acts for) is paused; untenanted calls never are.
@@ -91,14 +91,16 @@ fn timeout_of(t: &pgrx::datum::Interval) -> Result<Duration> {
 }
 
 /// Other backends of this database whose transaction started no later than this one's
-/// (autovacuum workers, which run no quota call, excepted), and every prepared
-/// transaction of this database (pg_prepared_xacts has no start time: fail closed).
-const OPEN_BEFORE_ME: &str = "SELECT pid FROM pg_catalog.pg_stat_activity
-    WHERE datid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
-      AND pid <> pg_catalog.pg_backend_pid()
-      AND backend_type <> 'autovacuum worker'
-      AND xact_start <= pg_catalog.transaction_timestamp()
-    ORDER BY pid";
+/// (autovacuum workers, which run no quota call, excepted), with the virtual transaction
+/// id they hold; and every prepared transaction of this database (pg_prepared_xacts has no
+/// start time: fail closed).
+const OPEN_BEFORE_ME: &str = "SELECT a.pid, l.virtualxid FROM pg_catalog.pg_stat_activity a
+    LEFT JOIN pg_catalog.pg_locks l ON l.pid = a.pid AND l.locktype = 'virtualxid' AND l.mode = 'ExclusiveLock' AND l.granted
+    WHERE a.datid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
+      AND a.pid <> pg_catalog.pg_backend_pid()
+      AND a.backend_type <> 'autovacuum worker'
+      AND a.xact_start <= pg_catalog.transaction_timestamp()
+    ORDER BY a.pid";
 const PREPARED: &str = "SELECT gid FROM pg_catalog.pg_prepared_xacts WHERE database = pg_catalog.current_database() ORDER BY gid";
 
 /// Wait until `tenant` is quiet on this node (see the module's comment); how many
@@ -142,16 +144,17 @@ pub fn await_quiet(tenant: &str, timeout: &pgrx::datum::Interval) -> Result<i32>
         // pg_stat_activity is read once per transaction unless its snapshot is cleared.
         // SAFETY: inside a transaction; frees this backend's copy of the activity table.
         unsafe { pgrx::pg_sys::pgstat_clear_snapshot() };
-        let (pids, prepared) = Spi::connect(|c| {
-            let pids: Vec<i32> = c
+        let (open, prepared) = Spi::connect(|c| {
+            let open: Vec<(i32, Option<String>)> = c
                 .select(OPEN_BEFORE_ME, None, &[])
                 .expect("a fixed read of pg_stat_activity")
-                .filter_map(|r| r.get::<i32>(1).ok().flatten())
+                .filter_map(|r| Some((r.get::<i32>(1).ok().flatten()?, r.get::<String>(2).ok().flatten())))
                 .collect();
             let prepared: Vec<String> =
                 c.select(PREPARED, None, &[]).expect("a fixed read of pg_prepared_xacts").filter_map(|r| r.get::<String>(1).ok().flatten()).collect();
-            (pids, prepared)
+            (open, prepared)
         });
+        let pids: Vec<i32> = open.iter().map(|(pid, _)| *pid).collect();
         if pids.is_empty() && prepared.is_empty() {
             return Ok((seen_pids.len() + seen_prepared.len()).try_into().unwrap_or(i32::MAX));
         }
@@ -165,7 +168,16 @@ pub fn await_quiet(tenant: &str, timeout: &pgrx::datum::Interval) -> Result<i32>
                 prepared: prepared.into_iter().map(|g| error::quoted(&g).into_owned()).collect(),
             });
         }
-        std::thread::sleep(Duration::from_millis(10));
+        // Wait on the first open transaction's lock (it shows in pg_locks, and ends when
+        // that transaction does), then look again; prepared transactions hold no virtual
+        // id: they are polled.
+        let left = timeout.saturating_sub(started.elapsed()).as_millis().try_into().unwrap_or(u64::MAX);
+        match open.iter().find_map(|(_, v)| v.as_deref().and_then(xact_wait::parse_vxid)) {
+            Some(vxid) => {
+                xact_wait::wait(vxid, left);
+            }
+            None => std::thread::sleep(Duration::from_millis(10).min(Duration::from_millis(left.max(1)))),
+        }
         pgrx::check_for_interrupts!();
     }
 }
