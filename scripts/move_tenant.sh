@@ -170,6 +170,7 @@ printf '#!/bin/bash\nexec %q -X -q -v ON_ERROR_STOP=1 -v tenant=%q -d %q -f "$1"
 stage_and() {
   printf '%s\n' "$2" >"$tmp/export.sql"
   "$PSQL" -X -q -At -v ON_ERROR_STOP=1 -v tenant="$TENANT" -d "$TARGET_CONN" -f - <<EOF
+\\set VERBOSITY verbose
 BEGIN;
 CREATE TEMP TABLE quota_move_stage (tbl text, rec jsonb) ON COMMIT DROP;
 \\copy quota_move_stage FROM PROGRAM 'bash $tmp/export.sh $tmp/export.sql'
@@ -198,7 +199,7 @@ say "no transaction on $SOURCE can still commit usage for the tenant (await_tena
 
 # 4. Copy ---------------------------------------------------------------------------------
 if ! out="$(stage_and "SELECT quota.move_import(:'tenant');" "COPY (SELECT tbl, rec FROM quota.move_export(:'tenant')) TO STDOUT" 2>&1)"; then
-  if printf '%s' "$out" | grep -q 'already exist\|already has quota state\|already used on this node'; then
+  if printf '%s' "$out" | grep -q 'ERROR:  23505:'; then
     # A subject created on the source after step 2: undo the pauses, nothing was moved.
     q "$TARGET_CONN" "SELECT quota.resume_tenant(:'tenant')" >/dev/null || true
     q "$SOURCE_CONN" "SELECT quota.resume_tenant(:'tenant')" >/dev/null || true

@@ -324,6 +324,20 @@ BEGIN
                   DETAIL = jsonb_build_object('code', 'tenant_exists', 'tenant', left(tenant, 40))::text,
                   HINT = 'A tenant lives on one node: if an earlier move left a copy here, re-run scripts/move_tenant.sh (it removes a copy the shard map does not point to); otherwise move to another node.';
     END IF;
+    -- The app's rows charged per insert, keyed by the row's primary key: a key of the
+    -- tenant's rows that a row on this node already has (the app's rows could not move
+    -- here either).
+    SELECT array_agg(DISTINCT left(s.rec->>'table_name', 60)) INTO clash
+    FROM pg_temp.quota_move_stage s JOIN quota.row_charges r
+      ON s.tbl = 'row_charges' AND r.table_name = to_regclass(s.rec->>'table_name') AND r.row_key = s.rec->>'row_key'
+     AND r.metric = s.rec->>'metric' AND r.period = s.rec->>'period';
+    IF clash IS NOT NULL THEN
+        RAISE EXCEPTION 'tenant "%" cannot move here: rows of % have primary keys that rows on this node already have',
+                        left(tenant, 40), array_to_string(clash[1:5], ', ')
+            USING ERRCODE = '23505',
+                  DETAIL = jsonb_build_object('code', 'row_charge_exists', 'tenant', left(tenant, 40), 'tables', to_jsonb(clash[1:5]))::text,
+                  HINT = 'The app''s rows of the tenant could not move here either: give rows keys unique across nodes (uuids, or the tenant in the key). Nothing was moved.';
+    END IF;
     -- A payment reference (bonus scope global) used on both nodes.
     SELECT array_agg(DISTINCT left(g.reference, 40)) INTO clash
     FROM pg_temp.quota_move_stage s JOIN quota.bonus_grants g
