@@ -27,6 +27,8 @@ Tests (each can fail; a failure prints what differs):
   clash              a subject id of the tenant already on the target refuses the move
                      (23505, JSON DETAIL naming it, HINT); both nodes and the map unchanged
   foreign_stage      quota_admin staging another tenant's state (digest and all) is refused
+  midway             a copy that fails after both pauses (a plan missing on the target):
+                     non-zero exit, paused on both, nothing on the target; --abort restores
   renumber           ledger and event ids come from the target's sequences, in the
                      source's order; every row's contents kept
   under_load         clients consume through the router and directly on the source node
@@ -57,7 +59,7 @@ OPS = int(os.environ.get("QUOTA_MOVE_OPS", "600"))
 CLIENTS = 4
 # Tenants of this run: the seed in their names, so that a run against a long-lived cluster
 # (scripts/scaleout.sh keeps its state) meets no tenant of an earlier run.
-T = {name: f"mv{SEED}-{name}" for name in ("clash", "elsewhere", "renum", "resident", "load", "again")}
+T = {name: f"mv{SEED}-{name}" for name in ("clash", "elsewhere", "renum", "resident", "load", "again", "midway")}
 results = {"tests": 0, "failed": 0, "skipped": 0, "operations": 0, "qt503": 0}
 failures = []
 
@@ -371,6 +373,30 @@ def test_foreign_stage(cl):
         check(node_state(b_cs, T["elsewhere"]) == before, "foreign stage: the other tenant changed")
 
 
+def test_midway(cl, rng):
+    """The copy fails after both pauses (a plan the source has and the target lacks): the
+    script exits non-zero and says what to do, the tenant stays paused on both nodes and
+    the target holds nothing; --abort then resumes it where it was, unchanged."""
+    (a, a_cs), (b, b_cs) = list(cl.nodes.items())[:2]
+    tenant = T["midway"]
+    plan = f"{tenant}-ONLY-A"
+    cl.place(tenant, a)
+    populate(a_cs, tenant, 2, rng)
+    with connect(a_cs) as c:
+        c.execute("SELECT quota.set_limit(%s, 'tokens', 'day', 100)", (plan,))
+        c.execute("SELECT quota.assign_plan(%s, %s, %s)", (f"{tenant}:u1", plan, tenant))
+    before = node_state(a_cs, tenant)
+    rc, out, err = cl.move(tenant, b)
+    check(rc != 0 and "move_plan_missing" in err and "--abort" in err, f"midway: {rc}\n{out}\n{err}")
+    check(one(a_cs, "SELECT quota.move_pause_state(%s)", (tenant,)) == "moving"
+          and one(b_cs, "SELECT quota.move_pause_state(%s)", (tenant,)) == "moving", "midway: not paused on both")
+    check(one(b_cs, "SELECT quota.move_digest(%s)", (tenant,)) == {}, "midway: the target holds a partial copy")
+    check(cl.node_for(tenant) == a, "midway: the map flipped")
+    rc, out, err = cl.move(tenant, b, "--abort")
+    check(rc == 0 and node_state(a_cs, tenant)[0] == before[0] and node_state(a_cs, tenant)[1] is None
+          and one(b_cs, "SELECT quota.move_pause_state(%s)", (tenant,)) is None, f"midway --abort: {rc}\n{out}\n{err}")
+
+
 def ledger_in_order(cs, tenant):
     with connect(cs) as c:
         c.execute("SET TimeZone = 'UTC'")
@@ -638,6 +664,7 @@ def main():
              ("privileges", lambda: test_privileges(cl), False),
              ("clash", lambda: test_clash(cl, rng), False),
              ("foreign_stage", lambda: test_foreign_stage(cl), False),
+             ("midway", lambda: test_midway(cl, rng), False),
              ("renumber", lambda: test_renumber(cl, rng), False),
              ("under_load", lambda: test_under_load(cl, rng), True),
              ("old_node", lambda: test_old_node(cl), True),
