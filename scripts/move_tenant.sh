@@ -189,6 +189,7 @@ fi
 say "no subject id of the tenant exists on $TARGET"
 
 # 3. Pauses, then quiet -------------------------------------------------------------------
+paused_at=$SECONDS
 [ "$(pause_state "$TARGET_CONN")" = moving ] \
   || { q "$TARGET_CONN" "SELECT quota.pause_tenant(:'tenant', :'target')" >/dev/null; say "paused the tenant on $TARGET ('moving')"; }
 [ "$(pause_state "$SOURCE_CONN")" = moving ] \
@@ -198,7 +199,8 @@ waited="$(q "$SOURCE_CONN" "SELECT quota.await_tenant_quiet(:'tenant', :'quiet_t
 say "no transaction on $SOURCE can still commit usage for the tenant (await_tenant_quiet: $waited)"
 
 # 4. Copy ---------------------------------------------------------------------------------
-if ! out="$(stage_and "SELECT quota.move_import(:'tenant');" "COPY (SELECT tbl, rec FROM quota.move_export(:'tenant')) TO STDOUT" 2>&1)"; then
+if ! out="$(stage_and "SELECT j->>'renumbered', j->>'digest' FROM (SELECT quota.move_import(:'tenant') AS j) r;" \
+  "COPY (SELECT tbl, rec FROM quota.move_export(:'tenant')) TO STDOUT" 2>&1)"; then
   if printf '%s' "$out" | grep -q 'ERROR:  23505:'; then
     # A subject created on the source after step 2: undo the pauses, nothing was moved.
     q "$TARGET_CONN" "SELECT quota.resume_tenant(:'tenant')" >/dev/null || true
@@ -209,10 +211,14 @@ $out"
   die "the copy to $TARGET failed; nothing was imported and the tenant stays paused on both nodes: re-run, or --abort:
 $out"
 fi
-say "copied (ids renumbered from $TARGET's sequences): $(printf '%s' "$out" | tail -1)"
+out="$(printf '%s' "$out" | tail -1)"
+say "copied (ids renumbered from $TARGET's sequences): ${out%%|*}"
 
 # 5. Verify -------------------------------------------------------------------------------
-src_digest="$(q "$SOURCE_CONN" "SELECT quota.move_digest(:'tenant')")" || die "cannot read the digest on $SOURCE"
+# The source's digest came with the copy (the same snapshot as its rows; move_import
+# compared it with what it wrote, in its transaction); this compares again, from outside,
+# after the commit. The source is paused: move_delete checks below that it still has it.
+src_digest="${out#*|}"
 tgt_digest="$(q "$TARGET_CONN" "SELECT quota.move_digest(:'tenant')")" || die "cannot read the digest on $TARGET"
 [ "$src_digest" = "$tgt_digest" ] || die "the tenant's state on $TARGET differs from $SOURCE's (still paused on both; re-run copies again):
   $SOURCE: $src_digest
@@ -224,7 +230,7 @@ invariants copied "$TARGET" "$TARGET_CONN" || die "the copy's invariants do not 
 q "$ROUTER" "SELECT cluster.place_tenant(:'tenant', :'target')" >/dev/null || die "the shard map flip failed (still paused on both; re-run)"
 say "flipped the shard map: $TENANT -> $TARGET"
 q "$TARGET_CONN" "SELECT quota.resume_tenant(:'tenant')" >/dev/null || die "resuming on $TARGET failed: re-run"
-say "resumed the tenant on $TARGET"
+say "resumed the tenant on $TARGET (paused for about $((SECONDS - paused_at)) s)"
 q "$SOURCE_CONN" "SELECT quota.pause_tenant(:'tenant', :'target', moved => true)" >/dev/null || die "marking $SOURCE 'moved' failed: re-run"
 say "marked the tenant 'moved' on $SOURCE"
 printf '%s\n' "$src_digest" >"$tmp/digest"
