@@ -205,6 +205,7 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, quota, pg_temp SET TimeZon
 DECLARE
     d jsonb;
 BEGIN
+    PERFORM quota.move_require_scope(tenant);
     EXECUTE format($q$
         SELECT coalesce(jsonb_object_agg(tbl, jsonb_build_object('rows', n, 'md5', h)), '{}')
         FROM (SELECT tbl, count(*) AS n,
@@ -222,12 +223,27 @@ CREATE FUNCTION quota.move_digest(tenant text) RETURNS jsonb
 LANGUAGE sql STABLE SET search_path = pg_catalog, quota, pg_temp
 RETURN quota.move_digest_of(false, tenant);
 
+-- Refuses (42501) a session scoped to other tenants (quota.tenant, or a role's bindings):
+-- an administrator who names a tenant acts for that one only, as quota.pause_tenant.
+CREATE FUNCTION quota.move_require_scope(tenant text) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, quota, pg_temp AS $$
+BEGIN
+    IF NOT quota.tenant_visible(tenant) THEN
+        RAISE EXCEPTION 'this session may not move tenant "%": its quota.tenant or its role''s bindings name another tenant', left(tenant, 40)
+            USING ERRCODE = '42501',
+                  DETAIL = jsonb_build_object('code', 'forbidden', 'object', format('tenant %s', left(tenant, 40)))::text,
+                  HINT = 'Run it as a quota_admin without quota.tenant (RESET quota.tenant), or with quota.tenant set to that tenant.';
+    END IF;
+END
+$$;
+
 -- The tenant's pause on this node ('moving', 'moved'), NULL when not paused.
 CREATE FUNCTION quota.move_pause_state(tenant text) RETURNS text
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, quota, pg_temp AS $$
 DECLARE
     st text;
 BEGIN
+    PERFORM quota.move_require_scope(tenant);
     IF to_regclass('quota.tenant_pauses') IS NULL THEN
         RAISE EXCEPTION 'tenant pauses are not available in this database'
             USING ERRCODE = '55000',
@@ -251,6 +267,7 @@ BEGIN
             USING ERRCODE = '22004', DETAIL = '{"code":"null_argument","argument":"tenant"}',
                   HINT = 'Untenanted subjects live on the home node and are not moved.';
     END IF;
+    PERFORM quota.move_require_scope(tenant);
     st := quota.move_pause_state(tenant);
     IF st IS NULL OR st <> ALL (states) THEN
         RAISE EXCEPTION 'tenant "%" is not paused for a move on this node (%)', left(tenant, 40), coalesce(st, 'not paused')
@@ -285,6 +302,7 @@ DECLARE
     clash text[];
     n bigint;
 BEGIN
+    PERFORM quota.move_require_scope(tenant);
     IF to_regclass('pg_temp.quota_move_stage') IS NULL THEN
         RAISE EXCEPTION 'no staged copy in this session'
             USING ERRCODE = '55000', DETAIL = '{"code":"move_not_staged"}',
@@ -542,7 +560,10 @@ $$;
 --   SELECT * FROM quota.tenant_invariants('acme');
 CREATE FUNCTION quota.tenant_invariants(tenant text)
 RETURNS TABLE (invariant text, ok boolean, detail text)
-LANGUAGE sql STABLE SET search_path = pg_catalog, quota, pg_temp SET TimeZone = 'UTC' AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, quota, pg_temp SET TimeZone = 'UTC' AS $$
+BEGIN
+    PERFORM quota.move_require_scope(tenant);
+    RETURN QUERY
     WITH s AS (SELECT subject FROM quota.subjects x WHERE x.tenant = tenant_invariants.tenant),
     ledger AS (SELECT count(*) AS n FROM quota.ledger_check c WHERE c.subject IN (SELECT subject FROM s)),
     holds AS (SELECT count(*) AS n FROM quota.window_usage k
@@ -574,16 +595,18 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, quota, pg_temp SET TimeZone = 
     UNION ALL
     SELECT 'events', NULL, format('%s events, %s pending',
            (SELECT count(*) FROM quota.events e WHERE e.subject IN (SELECT subject FROM s)),
-           (SELECT count(*) FROM quota.events e WHERE e.subject IN (SELECT subject FROM s) AND e.acknowledged_at IS NULL))
+           (SELECT count(*) FROM quota.events e WHERE e.subject IN (SELECT subject FROM s) AND e.acknowledged_at IS NULL));
+END
 $$;
 
-REVOKE ALL ON FUNCTION quota.move_tables(), quota.move_check_tables(), quota.move_rows(text), quota.move_digest_of(boolean, text), quota.move_digest(text), quota.move_pause_state(text), quota.move_require_pause(text, text[], text), quota.move_export(text), quota.move_check_target(text), quota.move_import(text), quota.move_delete(text, jsonb), quota.tenant_invariants(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION quota.move_tables(), quota.move_check_tables(), quota.move_rows(text), quota.move_digest_of(boolean, text), quota.move_digest(text), quota.move_pause_state(text), quota.move_require_scope(text), quota.move_require_pause(text, text[], text), quota.move_export(text), quota.move_check_target(text), quota.move_import(text), quota.move_delete(text, jsonb), quota.tenant_invariants(text) FROM PUBLIC;
 ALTER FUNCTION quota.move_tables() SECURITY DEFINER SET search_path = pg_catalog, quota, pg_temp;
 ALTER FUNCTION quota.move_check_tables() SECURITY DEFINER SET search_path = pg_catalog, quota, pg_temp;
 ALTER FUNCTION quota.move_rows(text) SECURITY DEFINER SET search_path = pg_catalog, quota, pg_temp;
 ALTER FUNCTION quota.move_digest_of(boolean, text) SECURITY DEFINER SET search_path = pg_catalog, quota, pg_temp;
 ALTER FUNCTION quota.move_digest(text) SECURITY DEFINER SET search_path = pg_catalog, quota, pg_temp;
 ALTER FUNCTION quota.move_pause_state(text) SECURITY DEFINER SET search_path = pg_catalog, quota, pg_temp;
+ALTER FUNCTION quota.move_require_scope(text) SECURITY DEFINER SET search_path = pg_catalog, quota, pg_temp;
 ALTER FUNCTION quota.move_require_pause(text, text[], text) SECURITY DEFINER SET search_path = pg_catalog, quota, pg_temp;
 ALTER FUNCTION quota.move_export(text) SECURITY DEFINER SET search_path = pg_catalog, quota, pg_temp;
 ALTER FUNCTION quota.move_check_target(text) SECURITY DEFINER SET search_path = pg_catalog, quota, pg_temp;

@@ -136,7 +136,7 @@ def ensure_move_sql(node, cs):
             for f in ("move_tables()", "move_digest(text)", "move_pause_state(text)", "move_export(text)",
                       "move_check_target(text)", "move_import(text)", "move_delete(text, jsonb)",
                       "tenant_invariants(text)", "move_rows(text)", "move_digest_of(boolean, text)",
-                      "move_check_tables()", "move_require_pause(text, text[], text)"):
+                      "move_check_tables()", "move_require_pause(text, text[], text)", "move_require_scope(text)"):
                 c.execute(f"REVOKE ALL ON FUNCTION quota.{f} FROM PUBLIC")
                 c.execute(f"ALTER FUNCTION quota.{f} SECURITY DEFINER")
             c.execute("GRANT EXECUTE ON FUNCTION quota.move_export(text), quota.move_import(text), "
@@ -283,7 +283,8 @@ def test_privileges(cl):
     calls = ["quota.move_export('t')", "quota.move_import('t')", "quota.move_delete('t')", "quota.move_digest('t')",
              "quota.tenant_invariants('t')", "quota.move_tables()", "quota.move_check_target('t')",
              "quota.move_rows('t')", "quota.move_digest_of(false, 't')", "quota.move_check_tables()",
-             "quota.move_pause_state('t')", "quota.move_require_pause('t', '{moving}', 'x')"]
+             "quota.move_pause_state('t')", "quota.move_require_pause('t', '{moving}', 'x')",
+             "quota.move_require_scope('t')"]
     with connect(cs) as c:
         for role in ("quota_app", "quota_reader"):
             c.execute(f"SET ROLE {role}")
@@ -294,9 +295,21 @@ def test_privileges(cl):
                 except psycopg.Error as e:
                     check(e.sqlstate == "42501", f"{role} {call}: {e.sqlstate} (42501 expected)")
             c.execute("RESET ROLE")
-        # quota_admin may read a digest (and so run the script).
+        # quota_admin may read a digest (and so run the script), but one who names a tenant
+        # in quota.tenant acts for that tenant only (as quota.pause_tenant).
         c.execute("SET ROLE quota_admin")
         check(c.execute("SELECT quota.move_digest('nobody')").fetchone()[0] == {}, "quota_admin: digest of nobody")
+        c.execute("SET quota.tenant = 'somebody'")
+        check(c.execute("SELECT quota.move_digest('somebody')").fetchone()[0] == {}, "quota_admin: digest of its own tenant")
+        for call in ("quota.move_digest('nobody')", "quota.tenant_invariants('nobody')", "quota.move_export('nobody')",
+                     "quota.move_import('nobody')", "quota.move_delete('nobody')", "quota.move_check_target('nobody')",
+                     "quota.move_pause_state('nobody')"):
+            try:
+                c.execute(f"SELECT * FROM {call}")
+                check(False, f"quota_admin scoped to another tenant may call {call}")
+            except psycopg.Error as e:
+                check(e.sqlstate == "42501" and e.diag.message_hint, f"scoped quota_admin {call}: {e.sqlstate} {e.diag.message_primary}")
+        c.execute("RESET quota.tenant")
         c.execute("RESET ROLE")
 
 
