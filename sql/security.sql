@@ -78,7 +78,13 @@ BEGIN
             ('enforce_on_insert', 'quota_admin'), ('enforce_off', 'quota_admin'),
             ('compact_ledger', 'quota_admin'), ('stats_reset', 'quota_admin'),
             ('delete_subject', 'quota_admin'), ('bind_tenant', 'quota_admin'), ('unbind_tenant', 'quota_admin'),
-            ('set_pool', 'quota_admin')
+            ('set_pool', 'quota_admin'),
+            ('pause_tenant', 'quota_admin'), ('resume_tenant', 'quota_admin'), ('await_tenant_quiet', 'quota_admin'),
+            -- tenant moves (sql/move.sql); move_rows, move_digest_of, move_check_tables and
+            -- move_require_pause are internal: granted to no one
+            ('move_tables', 'quota_admin'), ('move_digest', 'quota_admin'), ('move_pause_state', 'quota_admin'),
+            ('move_export', 'quota_admin'), ('move_check_target', 'quota_admin'), ('move_import', 'quota_admin'),
+            ('move_delete', 'quota_admin'), ('tenant_invariants', 'quota_admin')
         ) AS r(name, role) ON r.name = p.proname
         WHERE p.pronamespace = 'quota'::regnamespace
     LOOP

@@ -89,6 +89,7 @@ pub fn set_pool(subject: &str, pool: Option<&str>) -> Result<()> {
             s.filter(|s| scope.admits(s.tenant.as_deref())).ok_or_else(|| QuotaError::UnknownSubject { subject: id.to_string() })
         };
         let member = visible(storage::lock_subject(c, subject)?, subject)?;
+        super::pause::refuse_paused(member.tenant.as_deref())?;
         let Some(pool) = pool else {
             storage::set_pool(c, &member.id, None);
             return Ok(());

@@ -188,6 +188,7 @@ fn lock_reservation(c: &mut SpiClient<'_>, id: pgrx::Uuid, now: DateTime<Utc>) -
     // A hold on another tenant's subject looks like no hold at all.
     let scope = crate::pg::roles::scope()?;
     let member = storage::find_subject(c, &r.subject)?.filter(|s| scope.admits(s.tenant.as_deref())).ok_or_else(|| unknown_reservation(id))?;
+    super::pause::refuse_paused(member.tenant.as_deref())?;
     let member = super::schedule::store_due(c, member, now)?;
     let mut subjects = vec![member.clone()];
     subjects.extend(pool::chain(c, &member, Unknown::Create, now)?);
