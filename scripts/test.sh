@@ -372,6 +372,8 @@ run_major() {
     trap 'cluster_stop test; scripts/scaleout.sh stop' EXIT
     eval "$(grep '^export' "$QUOTA_RUN/scaleout.env")"
     PGBIN="$PGBIN" /usr/bin/python3 tests/scaleout/test_scaleout.py
+    # The tenant move, on the same cluster (scripts/move_tenant.sh; tests/scaleout/test_move.py).
+    /usr/bin/python3 tests/scaleout/test_move.py --router "$QUOTA_ROUTER_DSN"
     scripts/scaleout.sh stop
   fi
 }

@@ -5,7 +5,7 @@ separate connections. Prints its seed first:
 
 and ends with one line:
 
-  test_move: tests=N failed=N skipped=N operations=N qt503_retries=N seed=N
+  test_move: tests=N failed=N operations=N qt503_retries=N seed=N
 
 Two ways to run it:
   - against a running loopback cluster (scripts/scaleout.sh: nodes and a router):
@@ -14,11 +14,8 @@ Two ways to run it:
   - standalone (default): starts two clusters of its own with scripts/cluster.sh
     ($QUOTA_RUN, ports $QUOTA_MOVE_PORT and the next, default 55780) and a router
     database holding only the shard map (tests/scaleout/router_stub.sql, R's contract).
-The installed extension must have the tenant move (sql/move.sql) and the pause
-(quota.pause_tenant, helper P). Standalone, when the installed build lacks either, the test
-loads sql/move.sql by hand and, for the pause, a stand-in that does not refuse calls
-(tests/scaleout/pause_stub.sql): the tests that need a real pause (the move under load,
-QT503 after the move) are then reported SKIPPED, never passed.
+The installed extension must have the tenant move (sql/move.sql) and the pause (0.9.0);
+the test stops at once when it does not.
 
 Tests (each can fail; a failure prints what differs):
   known_tables       every table registered for pg_dump is classified by quota.move_tables(),
@@ -60,7 +57,7 @@ CLIENTS = 4
 # Tenants of this run: the seed in their names, so that a run against a long-lived cluster
 # (scripts/scaleout.sh keeps its state) meets no tenant of an earlier run.
 T = {name: f"mv{SEED}-{name}" for name in ("clash", "elsewhere", "renum", "resident", "load", "again", "midway")}
-results = {"tests": 0, "failed": 0, "skipped": 0, "operations": 0, "qt503": 0}
+results = {"tests": 0, "failed": 0, "operations": 0, "qt503": 0}
 failures = []
 
 
@@ -101,8 +98,6 @@ class Cluster:
             ensure_move_sql(node, cs)
         if len(self.nodes) < 2:
             sys.exit("test_move: the router's cluster.nodes has fewer than two nodes")
-        self.real_pause = all(one(cs, "SELECT obj_description('quota.pause_tenant'::regproc::oid, 'pg_proc') IS DISTINCT FROM 'stub'")
-                              for cs in self.nodes.values())
 
     def node_for(self, tenant):
         return one(self.router, "SELECT node FROM cluster.node_for(%s)", (tenant,))
@@ -123,25 +118,11 @@ def sh(cmd):
 
 
 def ensure_move_sql(node, cs):
-    """A node whose installed quota_ext lacks the move (or the pause) gets it by hand."""
+    """The installed quota_ext must have the pause and the move (0.9.0): never a stand-in."""
     with connect(cs) as c:
-        if c.execute("SELECT to_regproc('quota.pause_tenant') IS NULL").fetchone()[0]:
-            print(f"   NOTE: {node}: the installed quota_ext has no tenant pause: loading the stand-in "
-                  "(tests/scaleout/pause_stub.sql); tests that need QT503 are SKIPPED", flush=True)
-            c.execute(open(os.path.join(ROOT, "tests/scaleout/pause_stub.sql")).read())
-        if c.execute("SELECT to_regproc('quota.move_export') IS NULL").fetchone()[0]:
-            print(f"   NOTE: {node}: the installed quota_ext has no tenant move: loading sql/move.sql by hand",
-                  flush=True)
-            c.execute(open(os.path.join(ROOT, "sql/move.sql")).read())
-            for f in ("move_tables()", "move_digest(text)", "move_pause_state(text)", "move_export(text)",
-                      "move_check_target(text)", "move_import(text)", "move_delete(text, jsonb)",
-                      "tenant_invariants(text)", "move_rows(text)", "move_digest_of(boolean, text)",
-                      "move_check_tables()", "move_require_pause(text, text[], text)", "move_require_scope(text)"):
-                c.execute(f"REVOKE ALL ON FUNCTION quota.{f} FROM PUBLIC")
-                c.execute(f"ALTER FUNCTION quota.{f} SECURITY DEFINER")
-            c.execute("GRANT EXECUTE ON FUNCTION quota.move_export(text), quota.move_import(text), "
-                      "quota.move_delete(text, jsonb), quota.move_digest(text), quota.tenant_invariants(text), "
-                      "quota.move_tables(), quota.move_pause_state(text), quota.move_check_target(text) TO quota_admin")
+        missing = c.execute("SELECT to_regproc('quota.pause_tenant') IS NULL OR to_regproc('quota.move_export') IS NULL").fetchone()[0]
+    if missing:
+        sys.exit(f"test_move: {node}: the installed quota_ext has no tenant pause or move (0.9.0 needed)")
 
 
 def standalone():
@@ -686,24 +667,20 @@ def main():
     router = router or os.environ.get("QUOTA_ROUTER") or standalone()
     cl = Cluster(router)
     configure(cl)
-    tests = [("known_tables", lambda: test_known_tables(cl), False),
-             ("privileges", lambda: test_privileges(cl), False),
-             ("clash", lambda: test_clash(cl, rng), False),
-             ("foreign_stage", lambda: test_foreign_stage(cl), False),
-             ("midway", lambda: test_midway(cl, rng), False),
-             ("renumber", lambda: test_renumber(cl, rng), False),
-             ("under_load", lambda: test_under_load(cl, rng), True),
-             ("old_node", lambda: test_old_node(cl), True),
-             ("rerun", lambda: test_rerun(cl, rng), False)]
+    tests = [("known_tables", lambda: test_known_tables(cl)),
+             ("privileges", lambda: test_privileges(cl)),
+             ("clash", lambda: test_clash(cl, rng)),
+             ("foreign_stage", lambda: test_foreign_stage(cl)),
+             ("midway", lambda: test_midway(cl, rng)),
+             ("renumber", lambda: test_renumber(cl, rng)),
+             ("under_load", lambda: test_under_load(cl, rng)),
+             ("old_node", lambda: test_old_node(cl)),
+             ("rerun", lambda: test_rerun(cl, rng))]
     only = os.environ.get("QUOTA_MOVE_TESTS")
-    for name, fn, needs_pause in tests:
+    for name, fn in tests:
         if only and name not in only.split(","):
             continue
         results["tests"] += 1
-        if needs_pause and not cl.real_pause and not os.environ.get("QUOTA_MOVE_FORCE"):
-            results["skipped"] += 1
-            print(f"-- {name}: SKIPPED (no real tenant pause installed: helper P's quota.pause_tenant)", flush=True)
-            continue
         n = len(failures)
         t0 = time.time()
         try:
@@ -713,7 +690,7 @@ def main():
         ok = len(failures) == n
         results["failed"] += 0 if ok else 1
         print(f"-- {name}: {'ok' if ok else 'FAILED'} ({time.time() - t0:.1f} s)", flush=True)
-    print(f"test_move: tests={results['tests']} failed={results['failed']} skipped={results['skipped']} "
+    print(f"test_move: tests={results['tests']} failed={results['failed']} "
           f"operations={results['operations']} qt503_retries={results['qt503']} seed={SEED}", flush=True)
     sys.exit(1 if failures else 0)
 
