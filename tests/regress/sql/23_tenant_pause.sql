@@ -36,6 +36,15 @@ SELECT code FROM try($$ SELECT quota.await_tenant_quiet('tp_new_t') $$);
 ROLLBACK;
 -- Committed: nothing else is running here, so it waits for nobody.
 SELECT quota.await_tenant_quiet('tp_acme', '1 second');
+-- A prepared transaction is waited for (it has no start time to compare): 55P03 after the
+-- timeout, naming its gid; the tenant stays paused.
+BEGIN;
+SELECT 1 AS prepared_work;
+PREPARE TRANSACTION 'tp_pending';
+SELECT code, message, detail::jsonb -> 'prepared' AS prepared, detail::jsonb -> 'running' AS running, hint
+FROM try($$ SELECT quota.await_tenant_quiet('tp_acme', '100 milliseconds') $$);
+ROLLBACK PREPARED 'tp_pending';
+SELECT quota.await_tenant_quiet('tp_acme', '1 second');
 SELECT code FROM try($$ SELECT quota.await_tenant_quiet('tp_acme', '-1 second') $$);
 SELECT code FROM try($$ SELECT quota.await_tenant_quiet('tp_acme', '2 hours') $$);
 
