@@ -150,6 +150,17 @@ SET quota.tenant = 'tp_acme';
 SELECT tenant, state FROM quota.tenant_pauses;
 RESET quota.tenant;
 RESET ROLE;
+-- Bound to another tenant, naming the paused one: 42501 as ever, never QT503 (which would
+-- tell it that tenant is paused).
+SELECT quota.bind_tenant('regress_pause_app', 'tp_other');
+SET ROLE regress_pause_app;
+SET quota.tenant = 'tp_acme';
+SELECT code FROM try($$ SELECT quota.ack_events(1) $$);
+SELECT code FROM try($$ SELECT quota.quota_consume('tp_a1', 'messages', 1) $$);
+SELECT code FROM try($$ SELECT quota.throttle('k1', 1, 10, '1 minute') $$);
+RESET quota.tenant;
+RESET ROLE;
+SELECT quota.unbind_tenant('regress_pause_app');
 DROP ROLE regress_pause_app;
 SET quota.tenant = 'tp_other';
 SELECT code, message, hint FROM try($$ SELECT quota.pause_tenant('tp_acme2') $$);
