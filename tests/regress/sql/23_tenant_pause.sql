@@ -180,5 +180,12 @@ SELECT allowed, used FROM quota.quota_consume('tp_a1', 'messages', 1);
 RESET quota.hot_path;
 SELECT used FROM quota.quota_commit(:'hold1');
 SELECT quota.quota_release(:'hold2');
+-- With nothing paused (and no holds left) the hot path serves the tenant again: the first call after the
+-- change reads the pause (general path), the next ones find it in this backend's copy.
+SELECT allowed FROM quota.quota_consume('tp_a1', 'messages', 1);
+SELECT hot_calls AS hot_before FROM quota.hot_path_status() \gset
+SELECT allowed FROM quota.quota_consume('tp_a1', 'messages', 1);
+SELECT allowed FROM quota.quota_check('tp_a1', 'messages', 1);
+SELECT hot_calls - :hot_before AS served_hot FROM quota.hot_path_status();
 RESET quota.tenant;
 DROP TABLE pause_answers;
