@@ -65,7 +65,8 @@ DECLARE
 BEGIN
     -- A paused tenant (0.9.0, scale-out) is refused as by every quota call: QT503, worded
     -- as src/domain/pause.rs words it (tests/regress/sql/23_tenant_pause.sql compares).
-    SELECT * INTO paused FROM quota.tenant_pauses p WHERE p.tenant = t;
+    -- Only a tenant the session may act for: nothing about another tenant's pause leaks.
+    SELECT * INTO paused FROM quota.tenant_pauses p WHERE p.tenant = t AND quota.tenant_visible(t);
     IF FOUND THEN
         t := CASE WHEN octet_length(t) > 512 THEN left(t, 32) || '…' ELSE t END;
         RAISE EXCEPTION USING ERRCODE = 'QT503',

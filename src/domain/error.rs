@@ -605,10 +605,7 @@ mod tests {
         assert!(e.hint().contains("quota.pause_tenant('acme'"), "{}", e.hint());
         let e = QuotaError::NotQuiet { tenant: "acme".into(), waited_ms: 30000, pids: vec![41, 42], prepared: vec!["g1".into()] };
         assert_eq!(e.sqlstate(), "55P03");
-        assert_eq!(
-            e.detail(),
-            json!({"code":"tenant_not_quiet","tenant":"acme","waited_ms":30000,"running":3,"pids":[41,42],"prepared":["g1"]})
-        );
+        assert_eq!(e.detail(), json!({"code":"tenant_not_quiet","tenant":"acme","waited_ms":30000,"running":3,"pids":[41,42],"prepared":["g1"]}));
         assert!(e.message().contains("not quiet yet"), "{}", e.message());
     }
 

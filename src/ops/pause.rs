@@ -120,7 +120,6 @@ pub fn await_quiet(tenant: &str, timeout: &pgrx::datum::Interval) -> Result<i32>
             &[tenant.into()],
         )
         .expect("a fixed read of quota.tenant_pauses")
-        .into_iter()
         .next()
         .and_then(|r| r.get::<bool>(1).ok().flatten())
     });
@@ -133,7 +132,8 @@ pub fn await_quiet(tenant: &str, timeout: &pgrx::datum::Interval) -> Result<i32>
     if sees_all != Some(true) {
         return Err(QuotaError::Forbidden {
             object: "pg_stat_activity".into(),
-            message: "quota.await_tenant_quiet cannot see other roles' transactions: the extension's owner is not a member of pg_read_all_stats".into(),
+            message: "quota.await_tenant_quiet cannot see other roles' transactions: the extension's owner is not a member of pg_read_all_stats"
+                .into(),
             hint: "GRANT pg_read_all_stats TO the owner of schema quota (or install the extension as a superuser).".into(),
         });
     }

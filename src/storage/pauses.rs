@@ -123,14 +123,10 @@ fn read(tenant: &str, latest: bool) -> Result<Option<Pause>> {
             }
             // A read-only SPI statement reads with the active snapshot.
             let row = c
-                .select(
-                    "SELECT state, node FROM quota.tenant_pauses WHERE tenant OPERATOR(pg_catalog.=) $1",
-                    Some(1),
-                    &[tenant.into()],
-                )
+                .select("SELECT state, node FROM quota.tenant_pauses WHERE tenant OPERATOR(pg_catalog.=) $1", Some(1), &[tenant.into()])
                 .expect("a fixed read of quota.tenant_pauses")
-                .into_iter()
-                .next().map(|r| (r.get::<String>(1).ok().flatten(), r.get::<String>(2).ok().flatten()));
+                .next()
+                .map(|r| (r.get::<String>(1).ok().flatten(), r.get::<String>(2).ok().flatten()));
             if latest {
                 // SAFETY: pops the snapshot pushed above.
                 unsafe { pg_sys::PopActiveSnapshot() };

@@ -36,6 +36,15 @@ SELECT code FROM try($$ SELECT quota.await_tenant_quiet('tp_new_t') $$);
 ROLLBACK;
 -- Committed: nothing else is running here, so it waits for nobody.
 SELECT quota.await_tenant_quiet('tp_acme', '1 second');
+-- A prepared transaction is waited for (it has no start time to compare): 55P03 after the
+-- timeout, naming its gid; the tenant stays paused.
+BEGIN;
+SELECT 1 AS prepared_work;
+PREPARE TRANSACTION 'tp_pending';
+SELECT code, message, detail::jsonb -> 'prepared' AS prepared, detail::jsonb -> 'running' AS running, hint
+FROM try($$ SELECT quota.await_tenant_quiet('tp_acme', '100 milliseconds') $$);
+ROLLBACK PREPARED 'tp_pending';
+SELECT quota.await_tenant_quiet('tp_acme', '1 second');
 SELECT code FROM try($$ SELECT quota.await_tenant_quiet('tp_acme', '-1 second') $$);
 SELECT code FROM try($$ SELECT quota.await_tenant_quiet('tp_acme', '2 hours') $$);
 
@@ -141,6 +150,17 @@ SET quota.tenant = 'tp_acme';
 SELECT tenant, state FROM quota.tenant_pauses;
 RESET quota.tenant;
 RESET ROLE;
+-- Bound to another tenant, naming the paused one: 42501 as ever, never QT503 (which would
+-- tell it that tenant is paused).
+SELECT quota.bind_tenant('regress_pause_app', 'tp_other');
+SET ROLE regress_pause_app;
+SET quota.tenant = 'tp_acme';
+SELECT code FROM try($$ SELECT quota.ack_events(1) $$);
+SELECT code FROM try($$ SELECT quota.quota_consume('tp_a1', 'messages', 1) $$);
+SELECT code FROM try($$ SELECT quota.throttle('k1', 1, 10, '1 minute') $$);
+RESET quota.tenant;
+RESET ROLE;
+SELECT quota.unbind_tenant('regress_pause_app');
 DROP ROLE regress_pause_app;
 SET quota.tenant = 'tp_other';
 SELECT code, message, hint FROM try($$ SELECT quota.pause_tenant('tp_acme2') $$);
@@ -160,5 +180,12 @@ SELECT allowed, used FROM quota.quota_consume('tp_a1', 'messages', 1);
 RESET quota.hot_path;
 SELECT used FROM quota.quota_commit(:'hold1');
 SELECT quota.quota_release(:'hold2');
+-- With nothing paused (and no holds left) the hot path serves the tenant again: the first call after the
+-- change reads the pause (general path), the next ones find it in this backend's copy.
+SELECT allowed FROM quota.quota_consume('tp_a1', 'messages', 1);
+SELECT hot_calls AS hot_before FROM quota.hot_path_status() \gset
+SELECT allowed FROM quota.quota_consume('tp_a1', 'messages', 1);
+SELECT allowed FROM quota.quota_check('tp_a1', 'messages', 1);
+SELECT hot_calls - :hot_before AS served_hot FROM quota.hot_path_status();
 RESET quota.tenant;
 DROP TABLE pause_answers;
