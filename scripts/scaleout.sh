@@ -21,9 +21,8 @@
 #
 # Settings: QUOTA_RUN (default /tmp/quota_ext), QUOTA_SCALEOUT_PORT (the router's port,
 # default 55740; n1, n2, n3 take the next three). PostgreSQL 15 only: PL/Proxy is packaged
-# for 15 (postgresql-15-plproxy). quota_ext must be installed (scripts/cluster.sh
-# install_extension); if the installed version has no schema quota_node (a build without
-# sql/node.sql), sql/node.sql is applied by hand after CREATE EXTENSION, with a note.
+# for 15 (postgresql-15-plproxy). quota_ext 0.9.0 or later must be installed
+# (scripts/cluster.sh install_extension): its schema quota_node holds the node entry points.
 #
 # What it sets up:
 #   each node: cluster_name = the node's name, shared_preload_libraries = quota_ext,
@@ -83,10 +82,8 @@ setup_node() {
   local name="$1"
   psql_on "$name" -d postgres -c "DROP DATABASE IF EXISTS quota" -c "CREATE DATABASE quota"
   psql_on "$name" -d quota -c "CREATE EXTENSION quota_ext"
-  if [ "$(psql_on "$name" -d quota -Atc "SELECT count(*) FROM pg_namespace WHERE nspname = 'quota_node'")" = 0 ]; then
-    echo "scaleout.sh: note: the installed quota_ext has no schema quota_node: applying sql/node.sql by hand on $name" >&2
-    psql_on "$name" -d quota -1 -f sql/node.sql >/dev/null
-  fi
+  [ "$(psql_on "$name" -d quota -Atc "SELECT count(*) FROM pg_namespace WHERE nspname = 'quota_node'")" = 1 ] \
+    || { echo "scaleout.sh: the installed quota_ext has no node entry points (schema quota_node): install 0.9.0 or later" >&2; exit 1; }
   psql_on "$name" -d quota <<'SQL'
 DO $$
 BEGIN
@@ -104,10 +101,6 @@ SQL
 setup_router() {
   psql_on router -d postgres -c "DROP DATABASE IF EXISTS quota" -c "CREATE DATABASE quota"
   psql_on router -d quota -c "CREATE EXTENSION quota_ext" -c "CREATE EXTENSION plproxy"
-  if [ "$(psql_on router -d quota -Atc "SELECT count(*) FROM pg_namespace WHERE nspname = 'quota_node'")" = 0 ]; then
-    echo "scaleout.sh: note: the installed quota_ext has no schema quota_node: applying sql/node.sql by hand on the router" >&2
-    psql_on router -d quota -1 -f sql/node.sql >/dev/null
-  fi
   psql_on router -d quota -1 -f scaleout/router.sql >/dev/null
   psql_on router -d quota -1 -f scaleout/router_api.sql >/dev/null
   psql_on router -d quota <<SQL
