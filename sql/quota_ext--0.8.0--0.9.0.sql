@@ -309,6 +309,19 @@ BEGIN
             USING ERRCODE = '55000', DETAIL = '{"code":"move_not_staged"}',
                   HINT = 'Stage the source''s quota.move_export(tenant) into a temporary table quota_move_stage (tbl text, rec jsonb) in this transaction first; scripts/move_tenant.sh does it.';
     END IF;
+    -- The staged copy is read with the extension owner's rights (SECURITY DEFINER): it must
+    -- be a plain temporary table of (text, jsonb) without row security or children. A view
+    -- (or a policy) of the caller's would run the caller's functions with those rights.
+    IF NOT EXISTS (SELECT 1 FROM pg_class c
+                   WHERE c.oid = to_regclass('pg_temp.quota_move_stage') AND c.relkind = 'r' AND c.relpersistence = 't'
+                     AND NOT c.relrowsecurity AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhparent = c.oid))
+       OR ARRAY(SELECT a.atttypid FROM pg_attribute a
+                WHERE a.attrelid = to_regclass('pg_temp.quota_move_stage') AND a.attnum > 0 AND NOT a.attisdropped
+                ORDER BY a.attnum) IS DISTINCT FROM ARRAY['text'::regtype::oid, 'jsonb'::regtype::oid] THEN
+        RAISE EXCEPTION 'pg_temp.quota_move_stage is not a plain temporary table (tbl text, rec jsonb)'
+            USING ERRCODE = '55000', DETAIL = '{"code":"move_not_staged"}',
+                  HINT = 'Create it with CREATE TEMP TABLE quota_move_stage (tbl text, rec jsonb) and fill it with COPY; scripts/move_tenant.sh does it. Nothing was moved.';
+    END IF;
     -- Every subject id the copy carries (a pool, a deleted subject's ledger rows too).
     -- Any state of those ids here would mix with the copy's: the ledger of a subject
     -- deleted here long ago would not match the copied counters.
