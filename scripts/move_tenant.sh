@@ -98,6 +98,17 @@ invariants() {  # invariants LABEL NODE CONN: prints them; returns 1 when a chec
 
 pause_state() { q "$1" "SELECT coalesce(quota.move_pause_state(:'tenant'), 'none')"; }
 has_state() { q "$1" "SELECT quota.move_digest(:'tenant') <> '{}'"; }
+# The node a 'moving' pause on the source names ('' when none): another node means another
+# run's move of the tenant (under way, or left unfinished).
+moving_to() { q "$1" "SELECT coalesce(node, '') FROM quota.tenant_pauses WHERE tenant = :'tenant' AND state = 'moving'"; }
+# One move of a tenant at a time: two runs to two targets would both copy, both flip and
+# leave a resumed full copy on the loser's target (counted twice).
+one_move() {
+  local to
+  to="$(moving_to "$SOURCE_CONN")" || die "cannot read the tenant's pause on $SOURCE"
+  [ -z "$to" ] || [ "$to" = "$TARGET" ] \
+    || die "the tenant is paused on $SOURCE for a move to $to: finish that move (move_tenant.sh $TENANT $to) or abort it (move_tenant.sh --abort $TENANT $to) first"
+}
 
 SOURCE="$(q "$ROUTER" "SELECT node FROM cluster.node_for(:'tenant')")" || die "cannot ask the router where tenant \"$TENANT\" lives (cluster.node_for)"
 [ -n "$SOURCE" ] || die "the router names no node for tenant \"$TENANT\""
@@ -133,6 +144,7 @@ fi
 
 # --abort ---------------------------------------------------------------------------------
 if [ "$ABORT" = 1 ]; then
+  one_move
   if [ "$(pause_state "$TARGET_CONN")" = moving ]; then
     if [ "$(has_state "$TARGET_CONN")" = t ]; then
       q "$TARGET_CONN" "SELECT quota.move_delete(:'tenant')" >/dev/null || die "deleting the copy on $TARGET failed"
@@ -151,6 +163,7 @@ fi
 # 1. Invariants before -------------------------------------------------------------------
 invariants before "$SOURCE" "$SOURCE_CONN" || die "the tenant's counters or holds on $SOURCE disagree with its ledger or reservations: fix that first (SELECT * FROM quota.ledger_check); nothing changed"
 invariants before "$TARGET" "$TARGET_CONN" || true
+one_move
 
 tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
 
@@ -197,6 +210,7 @@ paused_at=$SECONDS
 waited="$(q "$SOURCE_CONN" "SELECT quota.await_tenant_quiet(:'tenant', :'quiet_timeout'::interval)")" \
   || die "the tenant's transactions on $SOURCE did not finish within $QUIET_TIMEOUT; it stays paused on both nodes: re-run, or --abort"
 say "no transaction on $SOURCE can still commit usage for the tenant (await_tenant_quiet: $waited)"
+one_move
 
 # 4. Copy ---------------------------------------------------------------------------------
 if ! out="$(stage_and "SELECT j->>'renumbered', j->>'digest' FROM (SELECT quota.move_import(:'tenant') AS j) r;" \
@@ -227,6 +241,7 @@ say "verified: rows and contents per table are equal on both nodes"
 invariants copied "$TARGET" "$TARGET_CONN" || die "the copy's invariants do not hold on $TARGET (still paused on both; the map names $SOURCE)"
 
 # 6. Flip, resume, retire the source ------------------------------------------------------
+one_move
 q "$ROUTER" "SELECT cluster.place_tenant(:'tenant', :'target')" >/dev/null || die "the shard map flip failed (still paused on both; re-run)"
 say "flipped the shard map: $TENANT -> $TARGET"
 q "$TARGET_CONN" "SELECT quota.resume_tenant(:'tenant')" >/dev/null || die "resuming on $TARGET failed: re-run"
