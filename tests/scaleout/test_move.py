@@ -56,7 +56,7 @@ OPS = int(os.environ.get("QUOTA_MOVE_OPS", "600"))
 CLIENTS = 4
 # Tenants of this run: the seed in their names, so that a run against a long-lived cluster
 # (scripts/scaleout.sh keeps its state) meets no tenant of an earlier run.
-T = {name: f"mv{SEED}-{name}" for name in ("clash", "elsewhere", "renum", "resident", "load", "again", "midway")}
+T = {name: f"mv{SEED}-{name}" for name in ("clash", "elsewhere", "renum", "resident", "load", "again", "midway", "twice")}
 results = {"tests": 0, "failed": 0, "operations": 0, "qt503": 0}
 failures = []
 
@@ -607,6 +607,29 @@ def test_old_node(cl):
     check(one(a_cs, "SELECT quota.move_pause_state(%s)", (T["load"],)) == "moved", "old node: not marked moved")
 
 
+def test_one_move(cl, rng):
+    """One move of a tenant at a time: while the source is paused for a move to another
+    node (another run's, under way or left unfinished), a move to this target and an
+    --abort of it are refused, and neither changes anything."""
+    (a, a_cs), (b, b_cs) = list(cl.nodes.items())[:2]
+    tenant = T["twice"]
+    cl.place(tenant, a)
+    populate(a_cs, tenant, 2, rng)
+    digest = one(a_cs, "SELECT quota.move_digest(%s)", (tenant,))
+    with connect(a_cs) as c:
+        c.execute("SELECT quota.pause_tenant(%s, 'elsewhere')", (tenant,))
+    for extra in ((), ("--abort",)):
+        rc, out, err = cl.move(tenant, b, *extra)
+        check(rc != 0 and "for a move to elsewhere" in err, f"one_move {extra}: not refused: {rc}\n{out}\n{err}")
+        check(one(b_cs, "SELECT quota.move_pause_state(%s)", (tenant,)) is None
+              and one(b_cs, "SELECT quota.move_digest(%s)", (tenant,)) == {}, f"one_move {extra}: the target changed")
+        check(one(a_cs, "SELECT quota.move_pause_state(%s)", (tenant,)) == "moving"
+              and one(a_cs, "SELECT quota.move_digest(%s)", (tenant,)) == digest and cl.node_for(tenant) == a,
+              f"one_move {extra}: the source or the map changed")
+    with connect(a_cs) as c:
+        c.execute("SELECT quota.resume_tenant(%s)", (tenant,))
+
+
 def test_rerun(cl, rng):
     (a, a_cs), (b, b_cs) = list(cl.nodes.items())[:2]
     # After a finished move: nothing to do, nothing changes.
@@ -675,6 +698,7 @@ def main():
              ("renumber", lambda: test_renumber(cl, rng)),
              ("under_load", lambda: test_under_load(cl, rng)),
              ("old_node", lambda: test_old_node(cl)),
+             ("one_move", lambda: test_one_move(cl, rng)),
              ("rerun", lambda: test_rerun(cl, rng))]
     only = os.environ.get("QUOTA_MOVE_TESTS")
     for name, fn in tests:
