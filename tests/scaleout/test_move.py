@@ -376,6 +376,32 @@ def test_foreign_stage(cl):
         check(node_state(b_cs, T["elsewhere"]) == before, "foreign stage: the other tenant changed")
 
 
+def test_stage_view(cl):
+    """The staged copy is read by SECURITY DEFINER functions: a quota_admin's temporary view
+    named quota_move_stage, whose function would run as the extension's owner, is refused
+    (55000 move_not_staged) before it is read."""
+    (a, a_cs), (b, b_cs) = list(cl.nodes.items())[:2]
+    tenant = T["clash"] + "-view"
+    with connect(b_cs) as c:
+        c.execute("SELECT quota.pause_tenant(%s, %s)", (tenant, b))
+        for call in ("move_check_target", "move_import"):
+            try:
+                c.execute("BEGIN")
+                c.execute("SET LOCAL ROLE quota_admin")
+                c.execute("CREATE FUNCTION pg_temp.who() RETURNS text LANGUAGE plpgsql AS "
+                          "$f$BEGIN RAISE EXCEPTION 'the stage ran as %', current_user; END$f$")
+                c.execute("CREATE TEMP VIEW quota_move_stage AS SELECT 'digest'::text AS tbl, jsonb_build_object('who', pg_temp.who()) AS rec")
+                c.execute(f"SELECT quota.{call}(%s)", (tenant,))
+                check(False, f"stage view: {call} accepted a view")
+            except psycopg.Error as e:
+                d = json.loads(e.diag.message_detail or "{}")
+                check(e.sqlstate == "55000" and d.get("code") == "move_not_staged",
+                      f"stage view: {call}: {e.sqlstate} {e.diag.message_primary}")
+            finally:
+                c.execute("ROLLBACK")
+        c.execute("SELECT quota.resume_tenant(%s)", (tenant,))
+
+
 def test_midway(cl, rng):
     """The copy fails after both pauses (a plan the source has and the target lacks): the
     script exits non-zero and says what to do, the tenant stays paused on both nodes and
@@ -694,6 +720,7 @@ def main():
              ("privileges", lambda: test_privileges(cl)),
              ("clash", lambda: test_clash(cl, rng)),
              ("foreign_stage", lambda: test_foreign_stage(cl)),
+             ("stage_view", lambda: test_stage_view(cl)),
              ("midway", lambda: test_midway(cl, rng)),
              ("renumber", lambda: test_renumber(cl, rng)),
              ("under_load", lambda: test_under_load(cl, rng)),
