@@ -7,8 +7,9 @@
 # The router's connection string comes from --router, $QUOTA_ROUTER or $QUOTA_ROUTER_DSN
 # (scripts/scaleout.sh's); the nodes' from the router's cluster.nodes, the source from
 # cluster.node_for(TENANT). cluster.nodes names no user: the script connects to the nodes
-# as --node-user or $QUOTA_MOVE_USER (else libpq's default, $PGUSER), a role that may run
-# quota_admin functions there; to the router as a role that may write the shard map.
+# as --node-user or $QUOTA_MOVE_USER (else libpq's default, $PGUSER), a superuser there
+# (quota.move_import and move_delete are a superuser's); to the router as a role that may
+# write the shard map.
 # $QUOTA_MOVE_QUIET_TIMEOUT (default '30 seconds'): how long to wait for the source's
 # transactions that may still commit usage for the tenant.
 #

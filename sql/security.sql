@@ -80,11 +80,14 @@ BEGIN
             ('delete_subject', 'quota_admin'), ('bind_tenant', 'quota_admin'), ('unbind_tenant', 'quota_admin'),
             ('set_pool', 'quota_admin'),
             ('pause_tenant', 'quota_admin'), ('resume_tenant', 'quota_admin'), ('await_tenant_quiet', 'quota_admin'),
-            -- tenant moves (sql/move.sql); move_rows, move_digest_of, move_check_tables and
-            -- move_require_pause are internal: granted to no one
+            -- tenant moves (sql/move.sql): quota_admin reads (digest, export, invariants);
+            -- the steps that write a tenant's state wholesale (move_check_target,
+            -- move_import, move_delete: they forge or erase ledger rows, and read the
+            -- caller's staging table as the owner) are a superuser's, granted to no one, as
+            -- are the internal move_rows, move_digest_of, move_check_tables and
+            -- move_require_pause
             ('move_tables', 'quota_admin'), ('move_digest', 'quota_admin'), ('move_pause_state', 'quota_admin'),
-            ('move_export', 'quota_admin'), ('move_check_target', 'quota_admin'), ('move_import', 'quota_admin'),
-            ('move_delete', 'quota_admin'), ('tenant_invariants', 'quota_admin')
+            ('move_export', 'quota_admin'), ('tenant_invariants', 'quota_admin')
         ) AS r(name, role) ON r.name = p.proname
         WHERE p.pronamespace = 'quota'::regnamespace
     LOOP
