@@ -36,6 +36,19 @@ CREATE TABLE cluster.shard_map (
     CHECK ((tenant IS NULL) <> (partition IS NULL))
 );
 
+-- Tenant moves under way (scripts/move_tenant.sh), one per tenant: a second move of the
+-- tenant to another node is refused while this row stands, and the source's state is
+-- deleted only while it still has exactly the digest that was copied (also by a re-run).
+CREATE TABLE cluster.moves (
+    tenant  text PRIMARY KEY CHECK (tenant <> ''),
+    source  text NOT NULL REFERENCES cluster.nodes ON UPDATE CASCADE,
+    target  text NOT NULL REFERENCES cluster.nodes ON UPDATE CASCADE,
+    -- quota.move_digest of what was copied, set once the copy is verified.
+    digest  jsonb,
+    started timestamptz NOT NULL DEFAULT now(),
+    CHECK (source <> target)
+);
+
 -- The role the router connects to the nodes as, per PL/Proxy cluster: an application
 -- role for calls by non-administrators (on the node, no tenant means untenanted subjects
 -- only, as for the caller on the router), an administrator for administrators and for
@@ -408,7 +421,10 @@ $$;
 -- wrappers in the caller's name.
 GRANT SELECT ON cluster.nodes, cluster.proxy_roles, cluster.map_version TO quota_reader, quota_app, quota_admin;
 GRANT SELECT ON cluster.shard_map TO quota_admin;
-GRANT INSERT, UPDATE, DELETE ON cluster.nodes, cluster.shard_map TO quota_admin;
+-- The nodes' connection strings are the owner's to change: the router connects to them
+-- with its roles' credentials, so whoever edits them chooses where those go.
+GRANT INSERT, UPDATE, DELETE ON cluster.shard_map, cluster.moves TO quota_admin;
+GRANT SELECT ON cluster.moves TO quota_admin;
 GRANT UPDATE ON cluster.map_version TO quota_admin;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA cluster, cluster_proxy, plproxy FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION cluster.node_partitions(), cluster.node_of(text), cluster.partition_for(text),

@@ -31,6 +31,11 @@
 #      the tenant's state there, the ledger too, if it is still what was copied
 #   7. invariants on both nodes after
 #
+# The router records the move in cluster.moves (source, target, and the digest of the copy
+# once verified): while the row stands, a move of the tenant to another node is refused,
+# and the source's state is deleted only if it still has that digest (a re-run after the
+# flip included); the row goes when the move is done or aborted.
+#
 # Re-running after a failure is safe at every step:
 #   - before 3 nothing changed; after a failure in 3 or 4 both pauses may stand (the tenant
 #     gets QT503 on both nodes): a re-run pauses what is not paused yet and copies again
@@ -75,7 +80,7 @@ PSQL="${PSQL:-$(command -v psql || echo /usr/lib/postgresql/15/bin/psql)}"
 q() {
   local conn="$1"; shift
   printf '%s\n' "$*" | "$PSQL" -X -q -At -v ON_ERROR_STOP=1 -v tenant="$TENANT" -v target="$TARGET" \
-    -v quiet_timeout="$QUIET_TIMEOUT" -d "$conn" -f -
+    -v source="${SOURCE:-}" -v quiet_timeout="$QUIET_TIMEOUT" -d "$conn" -f -
 }
 
 with_user() { if [ -n "$NODE_USER" ]; then printf '%s user=%s' "$1" "$NODE_USER"; else printf '%s' "$1"; fi; }
@@ -111,6 +116,20 @@ one_move() {
     || die "the tenant is paused on $SOURCE for a move to $to: finish that move (move_tenant.sh $TENANT $to) or abort it (move_tenant.sh --abort $TENANT $to) first"
 }
 
+# The router's record of this move (cluster.moves): "source|target|digest", '' when none.
+move_record() { q "$ROUTER" "SELECT source || '|' || target || '|' || coalesce(digest::text, '') FROM cluster.moves WHERE tenant = :'tenant'"; }
+# claim: records this move, or finds it recorded by an earlier run of the same move; a move
+# of the tenant to another node refuses this one.
+claim() {
+  local rec
+  q "$ROUTER" "INSERT INTO cluster.moves (tenant, source, target) VALUES (:'tenant', :'source', :'target') ON CONFLICT (tenant) DO NOTHING" >/dev/null \
+    || die "cannot record the move on the router (cluster.moves)"
+  rec="$(move_record)" || die "cannot read cluster.moves on the router"
+  IFS='|' read -r rec_source rec_target _ <<<"$rec"
+  { [ "$rec_target" = "$TARGET" ] && [ "$rec_source" = "$SOURCE" ]; } \
+    || die "a move of \"$TENANT\" from $rec_source to $rec_target is under way (cluster.moves on the router): finish it (move_tenant.sh $TENANT $rec_target) or abort it (move_tenant.sh --abort $TENANT $rec_target) first"
+}
+
 SOURCE="$(q "$ROUTER" "SELECT node FROM cluster.node_for(:'tenant')")" || die "cannot ask the router where tenant \"$TENANT\" lives (cluster.node_for)"
 [ -n "$SOURCE" ] || die "the router names no node for tenant \"$TENANT\""
 TARGET_CONN="$(conn_of "$TARGET")"
@@ -133,12 +152,20 @@ if [ "$SOURCE" = "$TARGET" ]; then
     found=1
     [ "$st" = moved ] || { q "$conn" "SELECT quota.pause_tenant(:'tenant', :'target', moved => true)" >/dev/null; say "marked the tenant 'moved' on $node"; }
     if [ "$(has_state "$conn")" = t ]; then
-      gone="$(q "$conn" "SELECT quota.move_delete(:'tenant')")" || die "deleting the tenant's state on $node failed"
+      # Only what was copied goes: the digest recorded when the copy was verified.
+      rec="$(move_record)" || die "cannot read cluster.moves on the router"
+      IFS='|' read -r _ rec_target rec_digest <<<"$rec"
+      { [ "$rec_target" = "$TARGET" ] && [ -n "$rec_digest" ]; } \
+        || die "$node still holds state of the tenant, and the router has no verified copy of it on record (cluster.moves): compare quota.move_digest('$TENANT') on $node and $TARGET by hand; nothing deleted"
+      gone="$(printf '%s\n' "SELECT quota.move_delete(:'tenant', :'digest'::jsonb)" \
+        | "$PSQL" -X -q -At -v ON_ERROR_STOP=1 -v tenant="$TENANT" -v digest="$rec_digest" -d "$conn" -f -)" \
+        || die "deleting the tenant's state on $node failed: it is not what was copied to $TARGET (quota.move_digest differs), so it stays; compare both nodes' digests by hand"
       say "deleted the tenant's state on $node: $gone"
     fi
     invariants after "$node" "$conn" || true
   done < <(q "$ROUTER" "SELECT node, connstr FROM cluster.nodes ORDER BY node")
   [ "$found" = 1 ] || say "the tenant lives on $TARGET and no other node holds a move of it: nothing to do"
+  q "$ROUTER" "DELETE FROM cluster.moves WHERE tenant = :'tenant' AND target = :'target'" >/dev/null || die "cannot clear cluster.moves"
   invariants after "$TARGET" "$TARGET_CONN" || die "the tenant's invariants do not hold on $TARGET"
   exit 0
 fi
@@ -146,6 +173,10 @@ fi
 # --abort ---------------------------------------------------------------------------------
 if [ "$ABORT" = 1 ]; then
   one_move
+  rec="$(move_record)" || die "cannot read cluster.moves on the router"
+  IFS='|' read -r _ rec_target _ <<<"$rec"
+  [ -z "$rec" ] || [ "$rec_target" = "$TARGET" ] \
+    || die "--abort: the move under way goes to $rec_target, not $TARGET (cluster.moves): abort that one"
   if [ "$(pause_state "$TARGET_CONN")" = moving ]; then
     if [ "$(has_state "$TARGET_CONN")" = t ]; then
       q "$TARGET_CONN" "SELECT quota.move_delete(:'tenant')" >/dev/null || die "deleting the copy on $TARGET failed"
@@ -158,6 +189,7 @@ if [ "$ABORT" = 1 ]; then
     q "$SOURCE_CONN" "SELECT quota.resume_tenant(:'tenant')" >/dev/null
     say "resumed on $SOURCE: the tenant stays there"
   fi
+  q "$ROUTER" "DELETE FROM cluster.moves WHERE tenant = :'tenant'" >/dev/null || die "cannot clear cluster.moves"
   exit 0
 fi
 
@@ -165,6 +197,7 @@ fi
 invariants before "$SOURCE" "$SOURCE_CONN" || die "the tenant's counters or holds on $SOURCE disagree with its ledger or reservations: fix that first (SELECT * FROM quota.ledger_check); nothing changed"
 invariants before "$TARGET" "$TARGET_CONN" || true
 one_move
+claim
 
 tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
 
@@ -239,6 +272,9 @@ tgt_digest="$(q "$TARGET_CONN" "SELECT quota.move_digest(:'tenant')")" || die "c
   $SOURCE: $src_digest
   $TARGET: $tgt_digest"
 say "verified: rows and contents per table are equal on both nodes"
+printf '%s\n' "UPDATE cluster.moves SET digest = :'digest'::jsonb WHERE tenant = :'tenant' AND target = :'target'" \
+  | "$PSQL" -X -q -At -v ON_ERROR_STOP=1 -v tenant="$TENANT" -v target="$TARGET" -v digest="$src_digest" -d "$ROUTER" -f - >/dev/null \
+  || die "cannot record the copy's digest on the router (cluster.moves); still paused on both: re-run"
 invariants copied "$TARGET" "$TARGET_CONN" || die "the copy's invariants do not hold on $TARGET (still paused on both; the map names $SOURCE)"
 
 # 6. Flip, resume, retire the source ------------------------------------------------------
@@ -258,4 +294,5 @@ say "deleted the tenant's state on $SOURCE: $gone"
 # 7. Invariants after ---------------------------------------------------------------------
 invariants after "$SOURCE" "$SOURCE_CONN" || true
 invariants after "$TARGET" "$TARGET_CONN" || die "the tenant's invariants do not hold on $TARGET after the move"
+q "$ROUTER" "DELETE FROM cluster.moves WHERE tenant = :'tenant' AND target = :'target'" >/dev/null || die "cannot clear cluster.moves (the move itself is done)"
 say "done: tenant \"$TENANT\" lives on $TARGET"
