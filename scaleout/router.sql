@@ -242,7 +242,11 @@ $$;
 CREATE FUNCTION cluster.remote_state(state text, message text)
 RETURNS text
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT CASE WHEN $1 = 'XX000' AND $2 ~ '^PL/Proxy function .*\] (PQconnect|connect|could not|server closed|lost connection|connection)'
+    -- Every error PL/Proxy raises itself (XX000, not a node's REMOTE ERROR): a connection
+    -- refused or lost, a query timeout, a lost or unfinished result. The call may have run
+    -- on the node (in doubt), so it is retried like a lost connection, never passed on as
+    -- an internal error.
+    SELECT CASE WHEN $1 = 'XX000' AND $2 ~ '^PL/Proxy function ' AND $2 !~ 'REMOTE ERROR'
                 THEN '08006' ELSE $1 END
 $$;
 
