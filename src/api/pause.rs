@@ -22,8 +22,9 @@ fn resume_tenant(tenant: Option<&str>) -> bool {
 }
 
 /// Called in a new transaction after `pause_tenant` committed: wait until every other
-/// transaction of this database that started before this one has ended (and every
-/// prepared one). Returns how many it waited for; 55P03 after `timeout`.
+/// transaction of this database that started before it looked (after the pause's commit)
+/// has ended, and every prepared one. Returns how many it waited for; 55P03 after
+/// `timeout`.
 #[pg_extern(volatile, parallel_unsafe)]
 fn await_tenant_quiet(tenant: Option<&str>, timeout: default!(Option<pgrx::datum::Interval>, "'30 seconds'")) -> i32 {
     ops::pause::await_quiet(required("tenant", tenant).or_raise(), &required("timeout", timeout).or_raise()).or_raise()

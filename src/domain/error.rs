@@ -215,7 +215,7 @@ impl QuotaError {
             QuotaError::Paused(p) => p.message(),
             QuotaError::NotPaused { tenant } => format!("tenant \"{}\" is not paused on this node", quoted(tenant)),
             QuotaError::NotQuiet { tenant, .. } => format!(
-                "tenant \"{}\" is not quiet yet: transactions that started before this one are still open (DETAIL lists them)",
+                "tenant \"{}\" is not quiet yet: transactions that started before the pause are still open (DETAIL lists them)",
                 quoted(tenant)
             ),
         }

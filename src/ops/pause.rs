@@ -10,7 +10,8 @@
 //! that started before the pause committed: a consume in one of them may have read "not
 //! paused" and may still commit usage. `await_quiet`, called in a new transaction after
 //! the pause committed, waits until every other transaction of this database that started
-//! before its own transaction did has ended (and every prepared transaction). After that
+//! before it looked (a moment after the pause committed: its snapshot sees the pause) has
+//! ended, and every prepared transaction. After that
 //! nothing more for the tenant can commit on this node, so the mover's copy, taken after
 //! the wait, is complete.
 
@@ -90,7 +91,7 @@ fn timeout_of(t: &pgrx::datum::Interval) -> Result<Duration> {
     }
 }
 
-/// Other backends of this database whose transaction started no later than this one's
+/// Other backends of this database whose transaction started no later than `$1`
 /// (autovacuum workers, which run no quota call, excepted), with the virtual transaction
 /// id they hold; and every prepared transaction of this database (pg_prepared_xacts has no
 /// start time: fail closed).
@@ -99,7 +100,7 @@ const OPEN_BEFORE_ME: &str = "SELECT a.pid, l.virtualxid FROM pg_catalog.pg_stat
     WHERE a.datid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
       AND a.pid <> pg_catalog.pg_backend_pid()
       AND a.backend_type <> 'autovacuum worker'
-      AND a.xact_start <= pg_catalog.transaction_timestamp()
+      AND a.xact_start <= $1
     ORDER BY a.pid";
 const PREPARED: &str = "SELECT gid FROM pg_catalog.pg_prepared_xacts WHERE database = pg_catalog.current_database() ORDER BY gid";
 
@@ -137,6 +138,13 @@ pub fn await_quiet(tenant: &str, timeout: &pgrx::datum::Interval) -> Result<i32>
             hint: "GRANT pg_read_all_stats TO the owner of schema quota (or install the extension as a superuser).".into(),
         });
     }
+    // The cut: a moment after the pause committed (this call's snapshot sees it, and was
+    // taken before this). Not the transaction's start, which may predate the pause when
+    // the caller ran BEGIN earlier; a cut later than needed only waits for a few more.
+    let cut = Spi::get_one::<pgrx::datum::TimestampWithTimeZone>("SELECT pg_catalog.clock_timestamp()")
+        .ok()
+        .flatten()
+        .expect("clock_timestamp() is never NULL");
     let started = Instant::now();
     let mut seen_pids = BTreeSet::new();
     let mut seen_prepared = BTreeSet::new();
@@ -146,7 +154,7 @@ pub fn await_quiet(tenant: &str, timeout: &pgrx::datum::Interval) -> Result<i32>
         unsafe { pgrx::pg_sys::pgstat_clear_snapshot() };
         let (open, prepared) = Spi::connect(|c| {
             let open: Vec<(i32, Option<String>)> = c
-                .select(OPEN_BEFORE_ME, None, &[])
+                .select(OPEN_BEFORE_ME, None, &[cut.into()])
                 .expect("a fixed read of pg_stat_activity")
                 .filter_map(|r| Some((r.get::<i32>(1).ok().flatten()?, r.get::<String>(2).ok().flatten())))
                 .collect();
