@@ -8,10 +8,10 @@
 //! takes its first snapshot after it, and this backend's copy of the pauses follows the
 //! invalidation sent at that commit (`storage::pauses`). What remains are transactions
 //! that started before the pause committed: a consume in one of them may have read "not
-//! paused" and may still commit usage. `await_quiet`, called in a new transaction after
-//! the pause committed, waits until every other transaction of this database that started
-//! before it looked (a moment after the pause committed: its snapshot sees the pause) has
-//! ended, and every prepared transaction. After that
+//! paused" and may still commit usage. `await_quiet`, called after the pause committed,
+//! waits until every other transaction of this database that started before it saw the
+//! pause committed has ended (those whose start is not shown too, and every prepared
+//! transaction). After that
 //! nothing more for the tenant can commit on this node, so the mover's copy, taken after
 //! the wait, is complete.
 
@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use crate::domain::error::{self, QuotaError, Result};
 use crate::domain::pause::State;
+use crate::domain::tenancy::Scope;
 use crate::pg::{installed, roles, xact_wait};
 use crate::storage;
 
@@ -31,6 +32,20 @@ pub fn refuse_paused(tenant: Option<&str>) -> Result<()> {
         Some(p) => Err(QuotaError::Paused(Box::new(p))),
         None => Ok(()),
     }
+}
+
+/// The answer for a subject or reservation a call does not find (or may not see) must not
+/// be "unknown" (QT404, false, 0) when the session's tenant (`quota.tenant`) is paused: on
+/// the node a tenant moved away from, its subjects and holds are gone, and its calls must
+/// still be sent to its new node (QT503, issue 19, item 4). Every such answer goes through
+/// this first.
+pub fn absent(scope: &Scope) -> Result<()> {
+    refuse_paused(scope.creates_in())
+}
+
+/// `unknown`, or QT503 when the session's tenant is paused (`absent`).
+pub fn unknown(scope: &Scope, unknown: QuotaError) -> QuotaError {
+    absent(scope).err().unwrap_or(unknown)
 }
 
 /// An administrator scoped to one tenant (`quota.tenant`) pauses only that tenant, as
@@ -91,16 +106,20 @@ fn timeout_of(t: &pgrx::datum::Interval) -> Result<Duration> {
     }
 }
 
-/// Other backends of this database whose transaction started no later than `$1`
-/// (autovacuum workers, which run no quota call, excepted), with the virtual transaction
-/// id they hold; and every prepared transaction of this database (pg_prepared_xacts has no
-/// start time: fail closed).
-const OPEN_BEFORE_ME: &str = "SELECT a.pid, l.virtualxid FROM pg_catalog.pg_stat_activity a
+/// Other backends of this database (autovacuum workers, which run no quota call, excepted)
+/// whose transaction started no later than $1, the instant this call saw the pause
+/// committed, with the virtual transaction id they hold; and those in a transaction whose
+/// start is not shown (`xact_start` is NULL for a backend with track_activities off, but
+/// its transaction still holds its virtual transaction id lock): their start is unknown,
+/// so they count as older (fail closed; `await_quiet` keeps only the ids its first look
+/// found). Every prepared transaction of this database (pg_prepared_xacts has no start
+/// time: fail closed) is read by `PREPARED`.
+const OPEN_BEFORE_ME: &str = "SELECT a.pid, l.virtualxid, a.xact_start IS NULL FROM pg_catalog.pg_stat_activity a
     LEFT JOIN pg_catalog.pg_locks l ON l.pid = a.pid AND l.locktype = 'virtualxid' AND l.mode = 'ExclusiveLock' AND l.granted
     WHERE a.datid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
       AND a.pid <> pg_catalog.pg_backend_pid()
       AND a.backend_type <> 'autovacuum worker'
-      AND a.xact_start <= $1
+      AND (a.xact_start <= $1 OR (a.xact_start IS NULL AND l.virtualxid IS NOT NULL))
     ORDER BY a.pid";
 const PREPARED: &str = "SELECT gid FROM pg_catalog.pg_prepared_xacts WHERE database = pg_catalog.current_database() ORDER BY gid";
 
@@ -111,22 +130,29 @@ pub fn await_quiet(tenant: &str, timeout: &pgrx::datum::Interval) -> Result<i32>
     let timeout = timeout_of(timeout)?;
     installed::requires(installed::PAUSES, "quota.await_tenant_quiet")?;
     in_scope(tenant, "wait for")?;
-    // Only a pause that has committed counts: one made in this very transaction is not
-    // seen by the transactions this call waits for.
-    let committed = Spi::connect(|c| {
+    // Only a pause that has committed counts: one made in this very transaction, also
+    // under a savepoint (its row's xmin is then a subtransaction of this one), is not seen
+    // by the transactions this call waits for. The clock is read after the row was found:
+    // the pause committed before this statement's snapshot, so before that instant, and
+    // every transaction that started later sees it. Not this transaction's start (a
+    // transaction that began before the pause committed would miss those that started in
+    // between) nor this statement's (in READ COMMITTED the pause may commit between the
+    // statement's start and its snapshot).
+    let found = Spi::connect(|c| {
         c.select(
-            "SELECT (xmin OPERATOR(pg_catalog.=) (pg_catalog.pg_current_xact_id_if_assigned()::text::int8 OPERATOR(pg_catalog.%) 4294967296)::text::xid) IS NOT TRUE
-             FROM quota.tenant_pauses WHERE tenant OPERATOR(pg_catalog.=) $1",
+            "SELECT xmin::text::int8, pg_catalog.clock_timestamp() FROM quota.tenant_pauses WHERE tenant OPERATOR(pg_catalog.=) $1",
             Some(1),
             &[tenant.into()],
         )
         .expect("a fixed read of quota.tenant_pauses")
         .next()
-        .and_then(|r| r.get::<bool>(1).ok().flatten())
+        .and_then(|r| Some((r.get::<i64>(1).ok().flatten()?, r.get::<pgrx::datum::TimestampWithTimeZone>(2).ok().flatten()?)))
     });
-    if committed != Some(true) {
-        return Err(QuotaError::NotPaused { tenant: tenant.to_string() });
-    }
+    let seen_at = match found {
+        // SAFETY: a plain lookup in this backend's transaction state; xmin is an xid.
+        Some((xmin, at)) if !unsafe { pgrx::pg_sys::TransactionIdIsCurrentTransactionId((xmin as u32).into()) } => at,
+        _ => return Err(QuotaError::NotPaused { tenant: tenant.to_string() }),
+    };
     // Other roles' transactions show no xact_start unless this role may read all stats:
     // without that right the wait would see nothing to wait for (fail closed).
     let sees_all = Spi::get_one::<bool>("SELECT pg_catalog.pg_has_role(current_user, 'pg_read_all_stats', 'USAGE')").ok().flatten();
@@ -138,30 +164,32 @@ pub fn await_quiet(tenant: &str, timeout: &pgrx::datum::Interval) -> Result<i32>
             hint: "GRANT pg_read_all_stats TO the owner of schema quota (or install the extension as a superuser).".into(),
         });
     }
-    // The cut: a moment after the pause committed (this call's snapshot sees it, and was
-    // taken before this). Not the transaction's start, which may predate the pause when
-    // the caller ran BEGIN earlier; a cut later than needed only waits for a few more.
-    let cut = Spi::get_one::<pgrx::datum::TimestampWithTimeZone>("SELECT pg_catalog.clock_timestamp()")
-        .ok()
-        .flatten()
-        .expect("clock_timestamp() is never NULL");
     let started = Instant::now();
     let mut seen_pids = BTreeSet::new();
     let mut seen_prepared = BTreeSet::new();
+    // The transactions without a start time that the first look found: a later one of the
+    // same backend (another virtual id) started after that look, so after the pause.
+    let mut unstamped: Option<BTreeSet<(i32, String)>> = None;
     loop {
         // pg_stat_activity is read once per transaction unless its snapshot is cleared.
         // SAFETY: inside a transaction; frees this backend's copy of the activity table.
         unsafe { pgrx::pg_sys::pgstat_clear_snapshot() };
         let (open, prepared) = Spi::connect(|c| {
-            let open: Vec<(i32, Option<String>)> = c
-                .select(OPEN_BEFORE_ME, None, &[cut.into()])
+            let open: Vec<(i32, Option<String>, bool)> = c
+                .select(OPEN_BEFORE_ME, None, &[seen_at.into()])
                 .expect("a fixed read of pg_stat_activity")
-                .filter_map(|r| Some((r.get::<i32>(1).ok().flatten()?, r.get::<String>(2).ok().flatten())))
+                .filter_map(|r| Some((r.get::<i32>(1).ok().flatten()?, r.get::<String>(2).ok().flatten(), r.get::<bool>(3).ok().flatten()?)))
                 .collect();
             let prepared: Vec<String> =
                 c.select(PREPARED, None, &[]).expect("a fixed read of pg_prepared_xacts").filter_map(|r| r.get::<String>(1).ok().flatten()).collect();
             (open, prepared)
         });
+        let first = unstamped.get_or_insert_with(|| open.iter().filter(|(_, _, n)| *n).filter_map(|(pid, v, _)| Some((*pid, v.clone()?))).collect());
+        let open: Vec<(i32, Option<String>)> = open
+            .into_iter()
+            .filter(|(pid, v, unknown_start)| !unknown_start || v.as_ref().is_some_and(|v| first.contains(&(*pid, v.clone()))))
+            .map(|(pid, v, _)| (pid, v))
+            .collect();
         let pids: Vec<i32> = open.iter().map(|(pid, _)| *pid).collect();
         if pids.is_empty() && prepared.is_empty() {
             return Ok((seen_pids.len() + seen_prepared.len()).try_into().unwrap_or(i32::MAX));
