@@ -86,6 +86,11 @@ BEGIN
         WHERE id <= up_to AND acknowledged_at IS NULL
           -- Only the session's tenant's events (this function runs as the owner).
           AND quota.tenant_visible((SELECT s.tenant FROM quota.subjects s WHERE s.subject = events.subject))
+          -- A paused tenant's events stay pending (a session without quota.tenant acks
+          -- every tenant's): a move copies them, and compares their digests before it
+          -- deletes them here (docs/scale-out.md, "Pausing a tenant (node side)").
+          AND NOT EXISTS (SELECT 1 FROM quota.tenant_pauses p
+                          WHERE p.tenant = (SELECT s.tenant FROM quota.subjects s WHERE s.subject = events.subject))
         RETURNING 1
     )
     SELECT count(*) INTO acked FROM done;
