@@ -293,7 +293,7 @@ fn schedule_plan(subject: &str, plan: &str, next: storage::NextPlan) -> Result<(
     storage::volatile(|c| {
         existing_plan(c, plan)?;
         let s = storage::lock_subject(c, subject)?.filter(|s| scope.admits(s.tenant.as_deref()));
-        let s = s.ok_or_else(|| QuotaError::UnknownSubject { subject: subject.to_string() })?;
+        let s = s.ok_or_else(|| super::pause::unknown(&scope, QuotaError::UnknownSubject { subject: subject.to_string() }))?;
         super::pause::refuse_paused(s.tenant.as_deref())?;
         // A change stored before this one is in force first.
         let s = super::schedule::store_due(c, s, clock::now())?;
@@ -309,7 +309,7 @@ pub fn cancel_plan_change(subject: &str) -> Result<bool> {
     let scope = crate::pg::roles::scope()?;
     storage::volatile(|c| {
         let s = storage::lock_subject(c, subject)?.filter(|s| scope.admits(s.tenant.as_deref()));
-        let s = s.ok_or_else(|| QuotaError::UnknownSubject { subject: subject.to_string() })?;
+        let s = s.ok_or_else(|| super::pause::unknown(&scope, QuotaError::UnknownSubject { subject: subject.to_string() }))?;
         super::pause::refuse_paused(s.tenant.as_deref())?;
         // A change whose instant has come is in force already: it cannot be cancelled.
         let s = super::schedule::store_due(c, s, clock::now())?;
@@ -354,7 +354,10 @@ pub fn delete_subject(subject: &str) -> Result<bool> {
     installed::requires(installed::BINDINGS, "quota.delete_subject")?;
     let scope = crate::pg::roles::scope()?;
     storage::volatile(|c| {
-        let Some(s) = storage::lock_subject(c, subject)?.filter(|s| scope.admits(s.tenant.as_deref())) else { return Ok(false) };
+        let Some(s) = storage::lock_subject(c, subject)?.filter(|s| scope.admits(s.tenant.as_deref())) else {
+            super::pause::absent(&scope)?;
+            return Ok(false);
+        };
         super::pause::refuse_paused(s.tenant.as_deref())?;
         if installed::at_least(installed::POOLS) {
             storage::lock_membership(c);

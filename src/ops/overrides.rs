@@ -16,7 +16,7 @@ fn subject_in_scope(c: &mut pgrx::spi::SpiClient<'_>, id: &str) -> Result<Subjec
     let scope = crate::pg::roles::scope()?;
     let s = storage::find_subject(c, id)?
         .filter(|s| scope.admits(s.tenant.as_deref()))
-        .ok_or_else(|| QuotaError::UnknownSubject { subject: id.to_string() })?;
+        .ok_or_else(|| super::pause::unknown(&scope, QuotaError::UnknownSubject { subject: id.to_string() }))?;
     super::pause::refuse_paused(s.tenant.as_deref())?;
     Ok(s)
 }

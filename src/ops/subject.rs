@@ -24,7 +24,7 @@ pub enum Unknown {
 pub fn resolve_subject(c: &mut SpiClient<'_>, id: &str, unknown: Unknown, now: DateTime<Utc>) -> Result<Subject> {
     known_name("subject", id)?;
     let scope = crate::pg::roles::scope()?;
-    let unknown_subject = || QuotaError::UnknownSubject { subject: id.to_string() };
+    let unknown_subject = || super::pause::unknown(&scope, QuotaError::UnknownSubject { subject: id.to_string() });
     if let Some(s) = storage::find_subject(c, id)? {
         // Another tenant's subject looks exactly like one that does not exist.
         if !scope.admits(s.tenant.as_deref()) {
@@ -40,7 +40,7 @@ pub fn resolve_subject(c: &mut SpiClient<'_>, id: &str, unknown: Unknown, now: D
     // An unknown subject under a paused tenant (the session's): QT503, not QT404, also
     // without quota.default_plan. On the node a tenant moved away from, its subjects are
     // gone, and the tenant's calls must still be sent to its new node (issue 19, item 4).
-    super::pause::refuse_paused(scope.creates_in())?;
+    super::pause::absent(&scope)?;
     let Some(plan) = gucs::default_plan().filter(|_| scope.may_create()) else {
         return Err(unknown_subject());
     };
