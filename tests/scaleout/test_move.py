@@ -351,8 +351,9 @@ def test_clash(cl, rng):
 
 
 def test_foreign_stage(cl):
-    """quota_admin stages (with a matching digest) a subject of another tenant and a counter
-    of an existing subject: move_import refuses (55000), nothing is written."""
+    """A stage (with a matching digest) holding a subject of another tenant and a ledger row
+    of a subject the tenant does not have: move_import refuses (55000), nothing is written
+    (move_import is a superuser's, and even a superuser's stage holds one tenant only)."""
     (a, a_cs), (b, b_cs) = list(cl.nodes.items())[:2]
     tenant = T["clash"] + "-x"
     with connect(b_cs) as c:
@@ -371,7 +372,6 @@ def test_foreign_stage(cl):
                 for t, r in rows:
                     c.execute("INSERT INTO quota_move_stage VALUES (%s, %s)", (t, json.dumps(r)))
                 c.execute("INSERT INTO quota_move_stage SELECT 'digest', quota.move_digest_of(true, %s)", (tenant,))
-                c.execute("SET LOCAL ROLE quota_admin")
                 c.execute("SELECT quota.move_import(%s)", (tenant,))
                 check(False, f"foreign stage: move_import accepted {rows[0][0]} of another tenant")
             except psycopg.Error as e:
