@@ -5,7 +5,7 @@
 # then the packages of all three.
 #
 # Usage: [QUOTA_PG="15 16 18"] ./scripts/test.sh [--reuse] [STEP [NAME...]]...
-#   steps, in the order they run:  lint released unit pgtest regress isolation connections clients reliability package
+#   steps, in the order they run:  lint released unit pgtest regress isolation connections clients reliability scaleout package
 #   (`lib` is another name for `unit`). Several steps may be given; they run in this order,
 #   major by major, then `package` last.
 #
@@ -30,6 +30,8 @@
 # listed, in full, but `released`, `unit` (no server, no major) and rustfmt run once, on
 # the first major.
 # `reliability` needs amcheck, which 16's wheel lacks: on 16 it is refused.
+# `scaleout` (three nodes and a router on loopback, scripts/scaleout.sh, tests/scaleout/)
+# runs on 15 only: PL/Proxy is packaged for 15; on 16 and 18 it says it is skipped.
 #
 # --reuse (or QUOTA_REUSE_BUILD=1): steps that need the installed extension (regress,
 # isolation, connections, reliability) use the library already installed in PostgreSQL's
@@ -41,7 +43,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ALL_STEPS=(lint released unit pgtest regress isolation connections clients reliability package)
+ALL_STEPS=(lint released unit pgtest regress isolation connections clients reliability scaleout package)
 N=${#ALL_STEPS[@]}
 usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0" >&2; exit 2; }
 
@@ -68,7 +70,7 @@ for arg in "$@"; do
 done
 ALL_DEFAULT=0
 [ "${#STEPS[@]}" -eq 0 ] && { STEPS=("${ALL_STEPS[@]}"); ALL_DEFAULT=1; }
-for s in lint released reliability package; do
+for s in lint released reliability scaleout package; do
   [ -z "${NAMES[$s]:-}" ] || { echo "test.sh: the $s step takes no names (got: $(echo ${NAMES[$s]}))" >&2; exit 2; }
 done
 [ "$(printf '%s' "${NAMES[pgtest]:-}" | grep -c .)" -le 1 ] \
@@ -222,6 +224,9 @@ run_major() {
     if [ "$QUOTA_PG" != 15 ] && [ "$ALL_DEFAULT" = 1 ]; then
       case "$s" in reliability|clients) continue ;; esac
     fi
+    if [ "$QUOTA_PG" != 15 ] && [ "$s" = scaleout ]; then
+      echo "test.sh: scaleout skipped on $QUOTA_PG: PL/Proxy is packaged for PostgreSQL 15 only (postgresql-15-plproxy)" >&2; continue
+    fi
     if [ "$QUOTA_PG" = 16 ] && [ "$s" = reliability ]; then
       echo "test.sh: reliability cannot run on 16: the pgserver wheel has no amcheck (run it on 15 or 18)" >&2; exit 2
     fi
@@ -294,7 +299,7 @@ run_major() {
     cargo pgrx test "pg$QUOTA_PG" $(printf '%s' "${NAMES[pgtest]:-}") --runas postgres --pgdata "$pgrx_dir/data"
   fi
 
-  if wanted regress || wanted isolation || wanted connections || wanted clients || wanted reliability; then
+  if wanted regress || wanted isolation || wanted connections || wanted clients || wanted reliability || wanted scaleout; then
     local reuse="$REUSE"
     if [ "$reuse" = 1 ] && wanted pgtest; then
       echo "test.sh: --reuse ignored: pgtest just installed its test build" >&2; reuse=0
@@ -359,6 +364,18 @@ run_major() {
     step 9 "reliability: stress, kill -9 recovery, bad input (scripts/reliability.sh)"
     ./scripts/reliability.sh
   fi
+
+  if wanted scaleout; then
+    step 10 "scale-out: three nodes and a router on loopback (scripts/scaleout.sh, tests/scaleout/)"
+    export QUOTA_SCALEOUT_PORT="${QUOTA_SCALEOUT_PORT:-$((PORT + 7))}"
+    scripts/scaleout.sh start --fresh >"$QUOTA_RUN/scaleout-start.log" 2>&1 || { cat "$QUOTA_RUN/scaleout-start.log"; exit 1; }
+    trap 'cluster_stop test; scripts/scaleout.sh stop' EXIT
+    eval "$(grep '^export' "$QUOTA_RUN/scaleout.env")"
+    PGBIN="$PGBIN" /usr/bin/python3 tests/scaleout/test_scaleout.py
+    # The tenant move, on the same cluster (scripts/move_tenant.sh; tests/scaleout/test_move.py).
+    /usr/bin/python3 tests/scaleout/test_move.py --router "$QUOTA_ROUTER_DSN"
+    scripts/scaleout.sh stop
+  fi
 }
 
 first=1
@@ -369,7 +386,7 @@ done
 
 if wanted package; then
   QUOTA_PG=""
-  step 10 "packages: build (scripts/package.sh ${MAJORS[*]}), install, regress, remove (scripts/package_test.sh)"
+  step 11 "packages: build (scripts/package.sh ${MAJORS[*]}), install, regress, remove (scripts/package_test.sh)"
   ./scripts/package.sh "${MAJORS[@]}"
   ./scripts/package_test.sh "${MAJORS[@]}"
 fi

@@ -17,25 +17,7 @@
 -- tenant comes from quota.tenant and the session's role (src/domain/tenancy.rs, src/pg/roles.rs); the tables'
 -- policies apply the same rule (quota.tenant_visible) to direct reads.
 
-DO $$
-BEGIN
-    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'quota_reader') THEN
-        CREATE ROLE quota_reader NOLOGIN;
-    END IF;
-    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'quota_app') THEN
-        CREATE ROLE quota_app NOLOGIN;
-    END IF;
-    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'quota_admin') THEN
-        CREATE ROLE quota_admin NOLOGIN;
-    END IF;
-    IF NOT pg_catalog.pg_has_role('quota_admin', 'quota_app', 'MEMBER') THEN
-        GRANT quota_app TO quota_admin;
-    END IF;
-    IF NOT pg_catalog.pg_has_role('quota_admin', 'quota_reader', 'MEMBER') THEN
-        GRANT quota_reader TO quota_admin;
-    END IF;
-END
-$$;
+-- The three roles are created by sql/roles.sql (earlier: sql/node.sql grants to them).
 
 REVOKE ALL ON SCHEMA quota FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA quota FROM PUBLIC;
@@ -96,7 +78,16 @@ BEGIN
             ('enforce_on_insert', 'quota_admin'), ('enforce_off', 'quota_admin'),
             ('compact_ledger', 'quota_admin'), ('stats_reset', 'quota_admin'),
             ('delete_subject', 'quota_admin'), ('bind_tenant', 'quota_admin'), ('unbind_tenant', 'quota_admin'),
-            ('set_pool', 'quota_admin')
+            ('set_pool', 'quota_admin'),
+            ('pause_tenant', 'quota_admin'), ('resume_tenant', 'quota_admin'), ('await_tenant_quiet', 'quota_admin'),
+            -- tenant moves (sql/move.sql): quota_admin reads (digest, export, invariants);
+            -- the steps that write a tenant's state wholesale (move_check_target,
+            -- move_import, move_delete: they forge or erase ledger rows, and read the
+            -- caller's staging table as the owner) are a superuser's, granted to no one, as
+            -- are the internal move_rows, move_digest_of, move_check_tables and
+            -- move_require_pause
+            ('move_tables', 'quota_admin'), ('move_digest', 'quota_admin'), ('move_pause_state', 'quota_admin'),
+            ('move_export', 'quota_admin'), ('tenant_invariants', 'quota_admin')
         ) AS r(name, role) ON r.name = p.proname
         WHERE p.pronamespace = 'quota'::regnamespace
     LOOP

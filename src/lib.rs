@@ -40,6 +40,13 @@ extension_sql_file!("../sql/views.sql", name = "views", requires = ["ledger", "o
 extension_sql_file!("../sql/overloads.sql", name = "overloads", requires = ["views"]);
 extension_sql_file!("../sql/throttle.sql", name = "throttle", requires = ["schema"]);
 extension_sql_file!("../sql/overrides.sql", name = "overrides", requires = ["schema", config_changed]);
+// Node entry points for the scale-out router (issue 19): plpgsql wrappers, checked when
+// called, so they need only the types, tables and views they name.
+extension_sql_file!("../sql/roles.sql", name = "roles", requires = ["schema"]);
+extension_sql_file!("../sql/node.sql", name = "node", requires = ["roles", "views", "overloads", "tenants", "throttle", "overrides", "pools"]);
+extension_sql_file!("../sql/pause.sql", name = "pause", requires = ["schema", config_changed, tenant_visible]);
+// Tenant moves between scale-out nodes (issue 19): export, import, delete, invariants.
+extension_sql_file!("../sql/move.sql", name = "move", requires = ["views", "throttle", "enforce", "overrides", "pools", "ledger", "pause"]);
 extension_sql_file!("../sql/security.sql", name = "security", finalize);
 
 #[pg_guard]

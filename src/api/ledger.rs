@@ -64,10 +64,14 @@ fn refuse_ledger_change<'a>(trigger: &'a PgTrigger<'a>) -> std::result::Result<O
     unreachable!("ERROR does not return")
 }
 
-/// Move every event older than $1 into the summaries and delete it, in one statement.
+/// Move every event older than $1 into the summaries and delete it, in one statement. A
+/// paused tenant's events stay (a move copies them and compares their digests before it
+/// deletes them: docs/scale-out.md, "Pausing a tenant (node side)"); a later run takes
+/// them if the tenant is resumed.
 static COMPACT: Stmt = Stmt {
     sql: "WITH gone AS (
               DELETE FROM quota.usage_events WHERE created_at < $1
+                  {v4:AND NOT EXISTS (SELECT 1 FROM quota.tenant_pauses p WHERE p.tenant = usage_events.tenant)}
               RETURNING subject, tenant, metric, {v2:period}{v1:NULL::text AS period}, window_start, kind, amount, overage, created_at
           ), sums AS (
               SELECT subject, metric, period, window_start, kind, max(tenant) AS tenant, sum(amount)::bigint AS amount,

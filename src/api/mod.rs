@@ -127,6 +127,7 @@ mod admin;
 mod hotpath;
 mod ledger;
 mod monitor;
+mod pause;
 mod reservations;
 mod runtime;
 mod tables;

@@ -13,6 +13,9 @@ pub const QUOTA_EXCEEDED: &str = "QT429";
 pub const OVER_REQUEST_CAP: &str = "QT413";
 /// SQLSTATE of an unknown subject when no default plan is set (think HTTP 404).
 pub const UNKNOWN_SUBJECT: &str = "QT404";
+/// SQLSTATE of a call for a tenant that is paused on this node: being moved to another
+/// node, or moved (think HTTP 503; `domain::pause`).
+pub const TENANT_PAUSED: &str = "QT503";
 /// invalid_parameter_value
 pub const INVALID_ARGUMENT: &str = "22023";
 /// null_value_not_allowed
@@ -26,6 +29,9 @@ pub const CONFLICT: &str = "40001";
 /// restrict_violation: UPDATE, DELETE or TRUNCATE on the append-only ledger (raised by
 /// the ledger's trigger, sql/ledger.sql)
 pub const LEDGER_APPEND_ONLY: &str = "23001";
+/// unique_violation: a tenant move whose subject ids (or tenant, or global bonus
+/// references) already exist on the target node (raised by sql/move.sql)
+pub const MOVE_CLASH: &str = "23505";
 /// data_corrupted: a value stored in one of quota's own tables cannot be decoded (a
 /// period name the code does not know, a NULL in a column it needs). Never a default.
 pub const DATA_CORRUPTED: &str = "XX001";
@@ -36,12 +42,14 @@ pub const OWN_SQLSTATES: &[&str] = &[
     QUOTA_EXCEEDED,
     OVER_REQUEST_CAP,
     UNKNOWN_SUBJECT,
+    TENANT_PAUSED,
     INVALID_ARGUMENT,
     NULL_ARGUMENT,
     NOT_AVAILABLE,
     FORBIDDEN,
     CONFLICT,
     LEDGER_APPEND_ONLY,
+    MOVE_CLASH,
     DATA_CORRUPTED,
 ];
 
@@ -76,6 +84,14 @@ pub enum QuotaError {
     /// A stored value of quota's own state cannot be decoded (`storage::schema`). Both
     /// paths raise this instead of guessing a value.
     Corrupt { table: &'static str, column: &'static str, value: String },
+    /// The tenant the call acts for is paused on this node (`domain::pause`). Nothing was
+    /// done.
+    Paused(Box<crate::domain::pause::Pause>),
+    /// `quota.await_tenant_quiet` for a tenant that is not paused (55000).
+    NotPaused { tenant: String },
+    /// `quota.await_tenant_quiet` timed out (55P03): transactions that started before it
+    /// are still running (their pids), or prepared transactions are pending (their gids).
+    NotQuiet { tenant: String, waited_ms: i64, pids: Vec<i32>, prepared: Vec<String> },
     /// An error of the consume a quota's trigger ran for a row inserted into `table`
     /// (refusals and unknown subjects, see `on_table`): the same SQLSTATE, code and HINT;
     /// the message and DETAIL also name the table and the trigger.
@@ -125,6 +141,9 @@ impl QuotaError {
             QuotaError::Conflict { .. } => CONFLICT,
             QuotaError::BrokenRule { .. } => NOT_AVAILABLE,
             QuotaError::Corrupt { .. } => DATA_CORRUPTED,
+            QuotaError::Paused(_) => TENANT_PAUSED,
+            QuotaError::NotPaused { .. } => NOT_AVAILABLE,
+            QuotaError::NotQuiet { .. } => "55P03",
         }
     }
 
@@ -143,6 +162,9 @@ impl QuotaError {
             QuotaError::Forbidden { .. } => "forbidden",
             QuotaError::BrokenRule { .. } => "enforcement_broken",
             QuotaError::Corrupt { .. } => "data_corrupted",
+            QuotaError::Paused(_) => "tenant_paused",
+            QuotaError::NotPaused { .. } => "tenant_not_paused",
+            QuotaError::NotQuiet { .. } => "tenant_not_quiet",
         }
     }
 
@@ -190,6 +212,12 @@ impl QuotaError {
             QuotaError::Corrupt { table, column, value } => {
                 format!("quota_ext cannot read column {column} of {table}: stored value \"{}\" is not valid", quoted(value))
             }
+            QuotaError::Paused(p) => p.message(),
+            QuotaError::NotPaused { tenant } => format!("tenant \"{}\" is not paused on this node", quoted(tenant)),
+            QuotaError::NotQuiet { tenant, .. } => format!(
+                "tenant \"{}\" is not quiet yet: transactions that started before the pause are still open (DETAIL lists them)",
+                quoted(tenant)
+            ),
         }
     }
 
@@ -249,6 +277,12 @@ impl QuotaError {
             QuotaError::Corrupt { table, column, value } => {
                 json!({"code": self.code(), "table": table, "column": column, "value": quoted(value)})
             }
+            QuotaError::Paused(p) => p.detail(),
+            QuotaError::NotPaused { tenant } => json!({"code": self.code(), "tenant": quoted(tenant)}),
+            QuotaError::NotQuiet { tenant, waited_ms, pids, prepared } => json!({
+                "code": self.code(), "tenant": quoted(tenant), "waited_ms": waited_ms,
+                "running": pids.len() + prepared.len(), "pids": pids, "prepared": prepared,
+            }),
         }
     }
 
@@ -306,6 +340,12 @@ impl QuotaError {
             QuotaError::Corrupt { table, column, .. } => format!(
                 "A row of {table} was changed outside quota_ext's functions. Correct {column} (see the table's CHECK constraints) or restore the row from a backup, and compare counters with the ledger (SELECT * FROM quota.ledger_check). If no one changed it, report it as a bug."
             ),
+            QuotaError::Paused(p) => p.hint(),
+            QuotaError::NotPaused { tenant } => format!(
+                "Pause the tenant first and commit (SELECT quota.pause_tenant('{}', <node>)), then call quota.await_tenant_quiet in a new transaction.",
+                quoted(tenant).replace('\'', "''")
+            ),
+            QuotaError::NotQuiet { .. } => "End or wait for the transactions named in DETAIL (pg_stat_activity by pid; COMMIT PREPARED or ROLLBACK PREPARED by gid), then call quota.await_tenant_quiet again, with a longer timeout if they are merely slow. The tenant stays paused meanwhile.".to_string(),
         }
     }
 }
@@ -544,11 +584,29 @@ mod tests {
             QuotaError::Conflict { subject: "s".into(), metric: "m".into() },
             QuotaError::BrokenRule { table: "t".into(), metric: "m".into(), column: "c".into() },
             QuotaError::Corrupt { table: "quota.plan_limits", column: "period", value: "x".repeat(100) },
+            QuotaError::Paused(Box::new(crate::domain::pause::Pause { tenant: "t".into(), state: crate::domain::pause::State::Moved, node: None })),
+            QuotaError::NotPaused { tenant: "t".into() },
+            QuotaError::NotQuiet { tenant: "t".into(), waited_ms: 1, pids: vec![1], prepared: vec![] },
         ];
         for e in every {
-            assert!(OWN_SQLSTATES.contains(&e.sqlstate()), "{:?}", e.sqlstate());
+            assert!(OWN_SQLSTATES.contains(&e.sqlstate()) || POSTGRES_SQLSTATES.contains(&e.sqlstate()), "{:?}", e.sqlstate());
             assert_ne!(e.sqlstate(), "XX000");
         }
+    }
+
+    #[test]
+    fn pause_errors() {
+        use crate::domain::pause::{Pause, State};
+        let e = QuotaError::Paused(Box::new(Pause { tenant: "acme".into(), state: State::Moving, node: Some("n2".into()) }));
+        assert_eq!((e.sqlstate(), e.code()), ("QT503", "tenant_paused"));
+        assert_eq!(e.detail()["error"], json!("tenant_paused"));
+        let e = QuotaError::NotPaused { tenant: "acme".into() };
+        assert_eq!((e.sqlstate(), e.detail()), ("55000", json!({"code":"tenant_not_paused","tenant":"acme"})));
+        assert!(e.hint().contains("quota.pause_tenant('acme'"), "{}", e.hint());
+        let e = QuotaError::NotQuiet { tenant: "acme".into(), waited_ms: 30000, pids: vec![41, 42], prepared: vec!["g1".into()] };
+        assert_eq!(e.sqlstate(), "55P03");
+        assert_eq!(e.detail(), json!({"code":"tenant_not_quiet","tenant":"acme","waited_ms":30000,"running":3,"pids":[41,42],"prepared":["g1"]}));
+        assert!(e.message().contains("not quiet yet"), "{}", e.message());
     }
 
     #[test]

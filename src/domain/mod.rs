@@ -8,6 +8,7 @@ pub mod events;
 pub mod limits;
 pub mod multi;
 pub mod overrides;
+pub mod pause;
 pub mod period;
 pub mod pools;
 pub mod rate;

@@ -771,6 +771,15 @@ pub mod major {
         }
     }
 
+    /// A virtual transaction id, as `pg_locks.virtualxid` shows it ("backend/local"). 17
+    /// renamed its `backendId` to `procNumber`.
+    pub fn virtual_xid(backend: i32, local: pg_sys::LocalTransactionId) -> pg_sys::VirtualTransactionId {
+        #[cfg(any(feature = "pg15", feature = "pg16"))]
+        return pg_sys::VirtualTransactionId { backendId: backend, localTransactionId: local };
+        #[cfg(feature = "pg18")]
+        return pg_sys::VirtualTransactionId { procNumber: backend, localTransactionId: local };
+    }
+
     /// This backend's local transaction id. 17 moved `PGPROC.lxid` into `PGPROC.vxid`
     /// (`vxid.lxid`, beside the proc number).
     pub fn local_transaction_id() -> pg_sys::LocalTransactionId {

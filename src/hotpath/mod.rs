@@ -158,6 +158,16 @@ fn subject_of(t: &Tables, snapshot: pg_sys::Snapshot, cache: Cache, id: &str, sc
     if !scope.admits(row.tenant.as_deref()) {
         return None;
     }
+    // A tenant's pause (0.9.0) is the general path's to raise (QT503); one this backend
+    // has not looked up since the pauses last changed is the general path's to read. The
+    // caller took pending invalidations first (`Cache::for_this_call`), so a pause
+    // committed before this call is known here (`storage::pauses`).
+    if let Some(t) = row.tenant.as_deref() {
+        if !matches!(crate::storage::pauses::cached(t), Some(None)) {
+            note(format_args!("hot path: the subject's tenant is paused, or its pause not yet read"));
+            return None;
+        }
+    }
     // A scheduled plan change whose instant has come is the general path's to store.
     if row.next.as_ref().is_some_and(|n| n.at <= clock::to_pg(clock::now())) {
         note(format_args!("hot path: a scheduled plan change is due"));

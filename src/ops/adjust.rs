@@ -89,7 +89,11 @@ pub fn refund_charge(subject: &str, metric: &str, period: &str, window_start: Op
     privilege::as_owner(|| {
         storage::volatile(|c| {
             let now = clock::now();
-            let Some(s) = storage::find_subject(c, subject)?.filter(|s| scope.admits(s.tenant.as_deref())) else { return Ok(0) };
+            let Some(s) = storage::find_subject(c, subject)?.filter(|s| scope.admits(s.tenant.as_deref())) else {
+                super::pause::absent(&scope)?;
+                return Ok(0);
+            };
+            super::pause::refuse_paused(s.tenant.as_deref())?;
             let s = super::schedule::store_due(c, s, now)?;
             let limits = subject_limits(c, &s, metric, now)?;
             // A charge made before limits v2 has no period: the metric's one limit then.

@@ -250,7 +250,11 @@ pub fn assign_plan(
         existing_plan(c, plan)?;
         // A scheduled change that is due is stored first (with its carry), so that this
         // assignment starts from the usage readers see.
-        let before = match storage::find_subject(c, subject)?.filter(|s| scope.admits(s.tenant.as_deref())) {
+        let found = storage::find_subject(c, subject)?.filter(|s| scope.admits(s.tenant.as_deref()));
+        // Neither out of nor into a paused tenant.
+        super::pause::refuse_paused(found.as_ref().and_then(|s| s.tenant.as_deref()))?;
+        super::pause::refuse_paused(tenant.as_deref())?;
+        let before = match found {
             Some(s) => Some(super::schedule::store_due(c, s, now)?),
             None => None,
         };
@@ -289,7 +293,8 @@ fn schedule_plan(subject: &str, plan: &str, next: storage::NextPlan) -> Result<(
     storage::volatile(|c| {
         existing_plan(c, plan)?;
         let s = storage::lock_subject(c, subject)?.filter(|s| scope.admits(s.tenant.as_deref()));
-        let s = s.ok_or_else(|| QuotaError::UnknownSubject { subject: subject.to_string() })?;
+        let s = s.ok_or_else(|| super::pause::unknown(&scope, QuotaError::UnknownSubject { subject: subject.to_string() }))?;
+        super::pause::refuse_paused(s.tenant.as_deref())?;
         // A change stored before this one is in force first.
         let s = super::schedule::store_due(c, s, clock::now())?;
         storage::schedule_plan(c, &s.id, &next);
@@ -304,7 +309,8 @@ pub fn cancel_plan_change(subject: &str) -> Result<bool> {
     let scope = crate::pg::roles::scope()?;
     storage::volatile(|c| {
         let s = storage::lock_subject(c, subject)?.filter(|s| scope.admits(s.tenant.as_deref()));
-        let s = s.ok_or_else(|| QuotaError::UnknownSubject { subject: subject.to_string() })?;
+        let s = s.ok_or_else(|| super::pause::unknown(&scope, QuotaError::UnknownSubject { subject: subject.to_string() }))?;
+        super::pause::refuse_paused(s.tenant.as_deref())?;
         // A change whose instant has come is in force already: it cannot be cancelled.
         let s = super::schedule::store_due(c, s, clock::now())?;
         Ok(storage::cancel_plan_change(c, &s.id))
@@ -348,7 +354,11 @@ pub fn delete_subject(subject: &str) -> Result<bool> {
     installed::requires(installed::BINDINGS, "quota.delete_subject")?;
     let scope = crate::pg::roles::scope()?;
     storage::volatile(|c| {
-        let Some(s) = storage::lock_subject(c, subject)?.filter(|s| scope.admits(s.tenant.as_deref())) else { return Ok(false) };
+        let Some(s) = storage::lock_subject(c, subject)?.filter(|s| scope.admits(s.tenant.as_deref())) else {
+            super::pause::absent(&scope)?;
+            return Ok(false);
+        };
+        super::pause::refuse_paused(s.tenant.as_deref())?;
         if installed::at_least(installed::POOLS) {
             storage::lock_membership(c);
             let members = storage::member_count(c, &s.id);

@@ -37,6 +37,9 @@ fn expire_holds() -> Result<i64> {
             for storage::Lapsed { subject, metric, period, window } in batch {
                 let swept = crate::pg::subtransaction::run(|| -> Result<usize> {
                     let Some(s) = storage::find_subject(c, &subject)? else { return Ok(0) };
+                    // A paused tenant's holds stay as they are (a WARNING, left for a later
+                    // run): its state is being copied to another node (`ops::pause`).
+                    super::pause::refuse_paused(s.tenant.as_deref())?;
                     let s = s.in_force(now);
                     // A period the plan no longer limits still has its holds expired.
                     let limit = super::reservations::hold_limit(&storage::limits(c, &s.plan, &metric)?, period.as_deref().unwrap_or(""));

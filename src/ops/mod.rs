@@ -16,6 +16,7 @@ pub mod idempotency;
 pub mod maintenance;
 pub mod metric;
 pub mod overrides;
+pub mod pause;
 pub mod pool;
 pub mod reservations;
 pub mod schedule;

@@ -14,7 +14,11 @@ use crate::storage::{self, Subject};
 fn subject_in_scope(c: &mut pgrx::spi::SpiClient<'_>, id: &str) -> Result<Subject> {
     known_name("subject", id)?;
     let scope = crate::pg::roles::scope()?;
-    storage::find_subject(c, id)?.filter(|s| scope.admits(s.tenant.as_deref())).ok_or_else(|| QuotaError::UnknownSubject { subject: id.to_string() })
+    let s = storage::find_subject(c, id)?
+        .filter(|s| scope.admits(s.tenant.as_deref()))
+        .ok_or_else(|| super::pause::unknown(&scope, QuotaError::UnknownSubject { subject: id.to_string() }))?;
+    super::pause::refuse_paused(s.tenant.as_deref())?;
+    Ok(s)
 }
 
 pub fn set_override(subject: &str, metric: &str, period: &str, value: i64, mode: &str, expires_at: Option<DateTime<Utc>>) -> Result<()> {

@@ -38,6 +38,9 @@ pub fn chain(c: &mut SpiClient<'_>, member: &Subject, unknown: Unknown, now: Dat
             ));
         }
         let p = storage::find_subject(c, &id)?.ok_or_else(|| storage::corrupt("quota.subjects", "pool", &id))?;
+        // A pool of a paused tenant refuses as its member does (QT503): its windows are
+        // that tenant's state, being copied to another node (`ops::pause`).
+        super::pause::refuse_paused(p.tenant.as_deref())?;
         let p = match unknown {
             Unknown::Create => super::schedule::store_due(c, p, now)?,
             Unknown::Evaluate => p.in_force(now),
@@ -86,9 +89,11 @@ pub fn set_pool(subject: &str, pool: Option<&str>) -> Result<()> {
     storage::volatile(|c| {
         storage::lock_membership(c);
         let visible = |s: Option<Subject>, id: &str| {
-            s.filter(|s| scope.admits(s.tenant.as_deref())).ok_or_else(|| QuotaError::UnknownSubject { subject: id.to_string() })
+            s.filter(|s| scope.admits(s.tenant.as_deref()))
+                .ok_or_else(|| super::pause::unknown(&scope, QuotaError::UnknownSubject { subject: id.to_string() }))
         };
         let member = visible(storage::lock_subject(c, subject)?, subject)?;
+        super::pause::refuse_paused(member.tenant.as_deref())?;
         let Some(pool) = pool else {
             storage::set_pool(c, &member.id, None);
             return Ok(());

@@ -184,10 +184,13 @@ pub(super) fn hold_limit(limits: &[Limit], period: &str) -> Limit {
 /// pool row whose pool is no longer in the member's chain (membership changed) is still
 /// settled in that pool's window, after the chain's levels.
 fn lock_reservation(c: &mut SpiClient<'_>, id: pgrx::Uuid, now: DateTime<Utc>) -> Result<Locked> {
-    let r = storage::find_reservation(c, id)?.ok_or_else(|| unknown_reservation(id))?;
-    // A hold on another tenant's subject looks like no hold at all.
     let scope = crate::pg::roles::scope()?;
-    let member = storage::find_subject(c, &r.subject)?.filter(|s| scope.admits(s.tenant.as_deref())).ok_or_else(|| unknown_reservation(id))?;
+    let r = storage::find_reservation(c, id)?.ok_or_else(|| super::pause::unknown(&scope, unknown_reservation(id)))?;
+    // A hold on another tenant's subject looks like no hold at all.
+    let member = storage::find_subject(c, &r.subject)?
+        .filter(|s| scope.admits(s.tenant.as_deref()))
+        .ok_or_else(|| super::pause::unknown(&scope, unknown_reservation(id)))?;
+    super::pause::refuse_paused(member.tenant.as_deref())?;
     let member = super::schedule::store_due(c, member, now)?;
     let mut subjects = vec![member.clone()];
     subjects.extend(pool::chain(c, &member, Unknown::Create, now)?);

@@ -24,18 +24,23 @@ pub enum Unknown {
 pub fn resolve_subject(c: &mut SpiClient<'_>, id: &str, unknown: Unknown, now: DateTime<Utc>) -> Result<Subject> {
     known_name("subject", id)?;
     let scope = crate::pg::roles::scope()?;
-    let unknown_subject = || QuotaError::UnknownSubject { subject: id.to_string() };
+    let unknown_subject = || super::pause::unknown(&scope, QuotaError::UnknownSubject { subject: id.to_string() });
     if let Some(s) = storage::find_subject(c, id)? {
         // Another tenant's subject looks exactly like one that does not exist.
         if !scope.admits(s.tenant.as_deref()) {
             return Err(unknown_subject());
         }
+        super::pause::refuse_paused(s.tenant.as_deref())?;
         // The plan in force: a call that writes stores a scheduled change that is due.
         return match unknown {
             Unknown::Create => super::schedule::store_due(c, s, now),
             Unknown::Evaluate => Ok(s.in_force(now)),
         };
     }
+    // An unknown subject under a paused tenant (the session's): QT503, not QT404, also
+    // without quota.default_plan. On the node a tenant moved away from, its subjects are
+    // gone, and the tenant's calls must still be sent to its new node (issue 19, item 4).
+    super::pause::absent(&scope)?;
     let Some(plan) = gucs::default_plan().filter(|_| scope.may_create()) else {
         return Err(unknown_subject());
     };
@@ -51,7 +56,9 @@ pub fn resolve_subject(c: &mut SpiClient<'_>, id: &str, unknown: Unknown, now: D
         storage::insert_subject(c, id, &plan, scope.creates_in(), now);
         // A concurrent creator may have won with other values (even another tenant):
         // read what is stored.
-        return storage::find_subject(c, id)?.filter(|s| scope.admits(s.tenant.as_deref())).ok_or_else(unknown_subject);
+        let s = storage::find_subject(c, id)?.filter(|s| scope.admits(s.tenant.as_deref())).ok_or_else(unknown_subject)?;
+        super::pause::refuse_paused(s.tenant.as_deref())?;
+        return Ok(s);
     }
     let tenant = scope.creates_in().map(str::to_string);
     Ok(Subject { id: id.to_string(), plan, tenant, anchor: now, tz: chrono_tz::Tz::UTC, stored: false, next: None, carried_from: None, pool: None })

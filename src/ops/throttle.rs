@@ -62,6 +62,7 @@ pub fn throttle(req: ThrottleRequest<'_>) -> Result<Throttle> {
             hint: "Set quota.tenant to a tenant bound to this role first (SET LOCAL quota.tenant = '...').".into(),
         });
     }
+    super::pause::refuse_paused(scope.creates_in())?;
     let tenant = scope.creates_in().unwrap_or("").to_string();
     let now = clock::now_pg();
     let overflow = || QuotaError::invalid("quantity", req.quantity, "quantity is too large for this rate", "Pass a smaller quantity.");

@@ -39,6 +39,8 @@ pub const LIMITS_V2: Version = (0, 7, 0);
 pub const OVERRIDES: Version = (0, 7, 0);
 /// Pools: `subjects.pool`, `usage_events.via`, `quota.pool_slices`, the decision's level.
 pub const POOLS: Version = (0, 8, 0);
+/// Tenant pauses (`quota.tenant_pauses`, scale-out).
+pub const PAUSES: Version = (0, 9, 0);
 
 thread_local! {
     /// The installed version as last read; `Some(None)`: the extension is not installed.

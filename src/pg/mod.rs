@@ -11,3 +11,4 @@ pub mod read_guard;
 pub mod roles;
 pub mod stats;
 pub mod subtransaction;
+pub mod xact_wait;

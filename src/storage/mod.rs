@@ -30,6 +30,7 @@ pub mod events;
 pub mod keys;
 pub mod ledger;
 pub mod overrides;
+pub mod pauses;
 pub mod plans;
 pub mod reservations;
 pub mod schema;

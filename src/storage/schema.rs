@@ -224,7 +224,8 @@ fn name_of(c: &Column) -> &'static str {
 ///   those the database lacks), and `{usage_events:values}`: their parameters (`$1, ...`,
 ///   numbered over every given column, so a lacking column's parameter goes unused);
 /// - `{v2:TEXT}` is TEXT on a v2 database and nothing on an older one, `{v1:TEXT}` the
-///   reverse; `{v3:TEXT}` and `{pre3:TEXT}` the same for pools (TEXT holds no brace).
+///   reverse; `{v3:TEXT}` and `{pre3:TEXT}` the same for pools; `{v4:TEXT}` is TEXT from
+///   tenant pauses on (`installed::PAUSES`) (TEXT holds no brace).
 pub fn expand(sql: &str, at: installed::Version) -> String {
     let mut out = versioned(sql, at);
     for t in TABLES {
@@ -260,11 +261,12 @@ fn type_name(oid: Oid) -> &'static str {
 /// `{v2:...}` from limits v2 on, `{v1:...}` before it; `{v3:...}` from pools on,
 /// `{pre3:...}` before them.
 fn versioned(sql: &str, at: installed::Version) -> String {
-    const SECTIONS: [&str; 4] = ["{v1:", "{v2:", "{v3:", "{pre3:"];
+    const SECTIONS: [&str; 5] = ["{v1:", "{v2:", "{v3:", "{v4:", "{pre3:"];
     let keep = |tag: &str| match tag {
         "{v1:" => at < LIMITS_V2,
         "{v2:" => at >= LIMITS_V2,
         "{v3:" => at >= POOLS,
+        "{v4:" => at >= installed::PAUSES,
         _ => at < POOLS,
     };
     let mut out = String::with_capacity(sql.len());

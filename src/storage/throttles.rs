@@ -25,7 +25,9 @@ static TAKE: Stmt = Stmt {
 };
 static SWEEP: Stmt = Stmt {
     sql: "DELETE FROM quota.throttles t
-          USING (SELECT ctid AS row FROM quota.throttles WHERE tat OPERATOR(pg_catalog.<=) $1 FOR UPDATE SKIP LOCKED) s
+          USING (SELECT ctid AS row FROM quota.throttles WHERE tat OPERATOR(pg_catalog.<=) $1
+                 {v4:AND NOT EXISTS (SELECT 1 FROM quota.tenant_pauses p WHERE p.tenant OPERATOR(pg_catalog.=) throttles.tenant)}
+                 FOR UPDATE SKIP LOCKED) s
           WHERE t.ctid OPERATOR(pg_catalog.=) s.row",
     types: &[T::TIMESTAMPTZOID],
 };
@@ -34,7 +36,9 @@ static SWEEP: Stmt = Stmt {
 /// row does not), in one pass over the table (`tat` is not indexed, so that a call's
 /// update stays HOT), joined rather than gathered into an array (memory stays within
 /// work_mem). Rows another transaction holds are skipped, never waited for: a sweep cannot
-/// deadlock with, or block, an application's calls (a later sweep deletes them).
+/// deadlock with, or block, an application's calls (a later sweep deletes them). A paused
+/// tenant's keys stay: a move copies them and compares their digests before it deletes
+/// them here (`ops::pause`).
 /// The number deleted.
 pub fn sweep_throttles(c: &mut SpiClient<'_>, now: i64) -> usize {
     let now = TimestampWithTimeZone::try_from(now).unwrap_or_else(|_| TimestampWithTimeZone::positive_infinity());

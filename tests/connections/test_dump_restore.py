@@ -87,6 +87,8 @@ src2.close()
 POOL_USAGE = "SELECT subject, used, reserved FROM quota.window_usage WHERE metric = 'tokens' AND period = 'day' AND subject IN ('dev-1', 'dev-2', 'team-a', 'org-1') ORDER BY 1"
 cur.execute(POOL_USAGE)
 pool_usage = cur.fetchall()
+# (0.9.0) A tenant paused for a move: the pause is state, kept by the dump.
+cur.execute("SELECT quota.pause_tenant('dump-moved', 'n9', moved => true)")
 
 
 def snapshot(conn):
@@ -113,6 +115,8 @@ check(len(before["quota.reservations"]) == 2 and len(before["quota.bonus_grants"
       "the source has holds and bonus grants")
 check(len(before["quota.tenant_bindings"]) == 1 and len(before["quota.row_charges"]) == 1,
       "the source has a tenant binding and a row charge")
+check(before["quota.tenant_pauses"] and before["quota.tenant_pauses"][0][:3] == ("dump-moved", "moved", "n9"),
+      "the source has a tenant pause")
 check(pool_usage == [("dev-1", 130, 0), ("dev-2", 70, 0), ("org-1", 200, 0), ("team-a", 200, 0)],
       f"the source's pools counted their members' usage ({pool_usage})")
 with src.cursor() as c:

@@ -22,8 +22,9 @@ failed=$(grep -c 'ERROR' <<<"$errors" || true)
 echo "psql PREPARE: $((n - failed)) of $n calls resolve"
 [ "$n" -gt 0 ] || status=1
 # calls.sql finds every function by itself; these must be among them (a query that lost
-# the newest would still pass): 0.8.0's set_pool, and quota_status with its pool rows.
-for call in 'quota.set_pool($1, $2)' 'quota.quota_status($1)'; do
+# the newest would still pass): 0.8.0's set_pool, and quota_status with its pool rows;
+# 0.9.0's tenant pause.
+for call in 'quota.set_pool($1, $2)' 'quota.quota_status($1)' 'quota.pause_tenant($1, $2, $3)' 'quota.await_tenant_quiet($1)'; do
   grep -qF "$call" <<<"$calls" || { echo "calls.sql: no call $call" >&2; status=1; }
 done
 
