@@ -69,10 +69,11 @@ pub(crate) fn composite(
 /// call in FROM: its ReturnSetInfo's expected descriptor). `fcinfo` is NULL or the
 /// FunctionCallInfo pgrx passed to the calling SQL function, as in `composite`.
 fn expected_attributes(fcinfo: pg_sys::FunctionCallInfo) -> Option<usize> {
-    // SAFETY: `fcinfo` is NULL (checked) or valid for the call (pgrx passes it); its
-    // resultinfo is NULL (checked) or a Node, whose tag is read before it is taken as a
-    // ReturnSetInfo; that ReturnSetInfo's expectedDesc is NULL (checked) or a descriptor
-    // valid for the call (the executor sets it up before calling the function).
+    // `fcinfo` is NULL or valid for the call (pgrx passes it); its resultinfo is NULL or a
+    // Node; a ReturnSetInfo's expectedDesc is NULL or a descriptor the executor set up
+    // before calling the function.
+    // SAFETY: every pointer is checked for NULL before it is read, and the node's tag
+    // before it is taken as a ReturnSetInfo.
     unsafe {
         if fcinfo.is_null() || (*fcinfo).resultinfo.is_null() || (*(*fcinfo).resultinfo).type_ != pg_sys::NodeTag::T_ReturnSetInfo {
             return None;
