@@ -18,20 +18,12 @@ pub fn parse_vxid(text: &str) -> Option<pg_sys::VirtualTransactionId> {
 pub fn wait(vxid: pg_sys::VirtualTransactionId, ms: u64) -> bool {
     let ms = ms.clamp(1, i32::MAX as u64).to_string();
     let ms = std::ffi::CString::new(ms).expect("digits");
-    // SAFETY: the standard internal-subtransaction protocol, as `subtransaction::run`:
-    // begin; on success release it, on a lock timeout roll it back (which also undoes the
-    // lock_timeout set inside it and ends the lock wait), restoring the caller's memory
-    // context and resource owner either way. Any other error leaves the subtransaction to
-    // the abort of the enclosing transaction, as an error in a PL/pgSQL block would.
-    unsafe {
-        let (context, owner) = (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner);
-        pg_sys::BeginInternalSubTransaction(std::ptr::null());
-        let restore = move || {
-            pg_sys::MemoryContextSwitchTo(context);
-            pg_sys::CurrentResourceOwner = owner;
-        };
-        pgrx::PgTryBuilder::new(std::panic::AssertUnwindSafe(|| {
-            // lock_timeout for this wait only: the subtransaction's end restores it.
+    // In a subtransaction rolled back either way: that also undoes the lock_timeout set
+    // inside it, and a lock timeout (55P03) ends the wait without ending the call.
+    super::subtransaction::undone(PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE, || {
+        // SAFETY: inside a transaction; both strings are NUL-terminated and outlive the
+        // call (a local setting, undone with the subtransaction); `vxid` is a plain value.
+        unsafe {
             pg_sys::set_config_option(
                 c"lock_timeout".as_ptr(),
                 ms.as_ptr(),
@@ -43,17 +35,9 @@ pub fn wait(vxid: pg_sys::VirtualTransactionId, ms: u64) -> bool {
                 false,
             );
             pg_sys::VirtualXactLock(vxid, true);
-            pg_sys::RollbackAndReleaseCurrentSubTransaction();
-            restore();
-            true
-        }))
-        .catch_when(PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE, |_| {
-            pg_sys::RollbackAndReleaseCurrentSubTransaction();
-            restore();
-            false
-        })
-        .execute()
-    }
+        }
+    })
+    .is_some()
 }
 
 #[cfg(test)]
