@@ -127,7 +127,9 @@ regress() {
 
 test_deb() {
   [ -f "$DEB" ] || fail "no $DEB"
-  dpkg-deb -I "$DEB" | grep -q '^ Depends: postgresql-15$' || fail "$DEB does not say Depends: postgresql-15"
+  # Read whole, not piped into grep -q: under pipefail, grep -q leaving early made
+  # dpkg-deb die of SIGPIPE now and then, and the check fail on a good package.
+  [ "$(dpkg-deb -f "$DEB" Depends)" = postgresql-15 ] || fail "$DEB does not say Depends: postgresql-15 ($(dpkg-deb -f "$DEB" Depends))"
   dpkg -s postgresql-15 >/dev/null 2>&1 || fail "postgresql-15 is not installed (scripts/setup.sh)"
   if dpkg -s "$DEB_NAME" >/dev/null 2>&1; then
     fail "$DEB_NAME is installed already (dpkg -s): this test would purge it; remove it first"
@@ -157,7 +159,7 @@ test_deb() {
   dpkg -i "$DEB" >"$QUOTA_RUN/package15-dpkg-i.log" 2>&1 || { cat "$QUOTA_RUN/package15-dpkg-i.log"; fail "dpkg -i $DEB"; }
   say "dpkg -i $DEB: $(dpkg-query -W -f '${Package} ${Version} ${db:Status-Status}' "$DEB_NAME")"
   local lib; lib="$("$PG_CONFIG" --pkglibdir)/quota_ext.so"
-  dpkg -S "$lib" | grep -q "^$DEB_NAME: $lib\$" || fail "dpkg -S $lib does not name $DEB_NAME: $(dpkg -S "$lib" 2>&1)"
+  grep -qxF "$DEB_NAME: $lib" <<<"$(dpkg -S "$lib" 2>/dev/null)" || fail "dpkg -S $lib does not name $DEB_NAME: $(dpkg -S "$lib" 2>&1)"
   local changed; changed="$(dpkg --verify "$DEB_NAME" 2>&1)" || true
   [ -z "$changed" ] || fail "dpkg --verify $DEB_NAME: the installed files are not the package's: $changed"
   say "dpkg -S names $DEB_NAME for $lib; dpkg --verify: the installed files are the package's"
@@ -204,7 +206,7 @@ test_tarball() {
     got="$("$pgc" "$opt")"
     [ "$got" = "$want" ] || fail "the staged pg_config $opt says $got, not $want: the wheel is not relocatable"
   done
-  if ldd "$staged/bin/psql" "$staged/bin/initdb" | grep -q 'not found'; then
+  if ldd "$staged/bin/psql" "$staged/bin/initdb" | grep 'not found' >/dev/null; then
     fail "the staged psql or initdb misses a library: $(ldd "$staged/bin/psql" "$staged/bin/initdb" | grep 'not found' | sort -u | xargs)"
   fi
   say "staged PostgreSQL $major in $STAGE: its pg_config reports the staged paths"
